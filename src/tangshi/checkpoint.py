@@ -1,0 +1,179 @@
+"""Checkpoints: a folder of safetensors weights + JSON config + JSON vocabulary.
+
+    <name>/model.safetensors     canonical weights (model.canonical_state_dict)
+    <name>/config.json           {"format", "model": ModelConfig, "train": {...}, "metrics": {...}}
+    <name>/vocab.json            the vocabulary (vocab.Vocab)
+    <name>/optimizer.safetensors optimiser tensors      (training checkpoints only)
+    <name>/trainer.json          optimiser hyper-parameters, scheduler, epoch, history
+
+Everything loads without pickle. A folder is written under a temporary name
+and renamed into place, so a crash never leaves a half-written checkpoint under
+the real name and never destroys the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import TangshiError
+from .model import ModelConfig, PoetryLM
+from .vocab import Vocab
+
+CHECKPOINT_FORMAT = "tangshi-checkpoint/1"
+WEIGHTS, CONFIG, VOCAB, OPTIM, TRAINER = "model.safetensors", "config.json", "vocab.json", "optimizer.safetensors", "trainer.json"
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _read_json(path: Path):
+    if not path.exists():
+        raise TangshiError(f"checkpoint is incomplete: {path} is missing")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TangshiError(f"corrupt checkpoint file {path}: {e}") from None
+
+
+def atomic_dir(target: Path):
+    """Context manager: yields a temp folder beside `target`, renamed into place on success."""
+    return _AtomicDir(Path(target))
+
+
+class _AtomicDir:
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __enter__(self) -> Path:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        for f in self.tmp.iterdir():  # flush file contents before the rename makes them visible
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = None
+        if self.target.exists():
+            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
+            os.replace(self.target, old)
+        os.replace(self.tmp, self.target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return False
+
+
+def save_checkpoint(path: Path, model: PoetryLM, vocab: Vocab, *, train_meta: dict | None = None,
+                    metrics: dict | None = None, optimizer_state: tuple[dict, dict] | None = None,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write a checkpoint folder atomically. `optimizer_state` = (tensors, json_state)."""
+    path = Path(path)
+    weights = {k: v.detach().to("cpu") for k, v in model.canonical_state_dict().items()}
+    if dtype is not None:
+        weights = {k: v.to(dtype) for k, v in weights.items()}
+    weights = {k: v.contiguous().clone() for k, v in weights.items()}
+    with atomic_dir(path) as tmp:
+        save_file(weights, str(tmp / WEIGHTS), metadata={"format": CHECKPOINT_FORMAT})
+        _write_json(tmp / CONFIG, {"format": CHECKPOINT_FORMAT, "model": model.config.to_json(),
+                                   "train": train_meta or {}, "metrics": metrics or {}})
+        vocab.save(tmp / VOCAB)
+        if optimizer_state is not None:
+            tensors, state = optimizer_state
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / OPTIM))
+            _write_json(tmp / TRAINER, state)
+    return path
+
+
+def read_config(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_dir():
+        raise TangshiError(f"checkpoint not found: {path}")
+    cfg = _read_json(path / CONFIG)
+    if not isinstance(cfg, dict) or cfg.get("format") != CHECKPOINT_FORMAT:
+        raise TangshiError(f"{path / CONFIG} is not a tangshi checkpoint config (format {CHECKPOINT_FORMAT})")
+    return cfg
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    f = Path(path) / WEIGHTS
+    if not f.exists():
+        raise TangshiError(f"checkpoint is incomplete: {f} is missing")
+    try:
+        return load_file(str(f))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise TangshiError(f"corrupt checkpoint weights {f}: {e}") from None
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu", impl: str | None = None,
+                    **overrides) -> tuple[PoetryLM, Vocab, dict]:
+    """Rebuild the model from a checkpoint folder alone. Returns (model in eval mode, vocab, config json).
+
+    `impl` swaps the LSTM kernel (the weights are kernel-independent); `overrides`
+    replace other ModelConfig fields (e.g. fused=False).
+    """
+    path = Path(path)
+    meta = read_config(path)
+    model_cfg = dict(meta["model"])
+    if impl is not None:
+        model_cfg["impl"] = impl
+    model_cfg.update(overrides)
+    try:
+        config = ModelConfig.from_json(model_cfg)
+    except TypeError as e:
+        raise TangshiError(f"bad model config in {path / CONFIG}: {e}") from None
+    vocab = Vocab.load(path / VOCAB)
+    if len(vocab) != config.vocab_size:
+        raise TangshiError(f"checkpoint vocabulary has {len(vocab)} entries but the model expects {config.vocab_size}")
+    weights = load_weights(path)
+    model = PoetryLM(config)
+    model.load_canonical_state_dict({k: v.float() for k, v in weights.items()})
+    return model.to(device).eval(), vocab, meta
+
+
+def load_optimizer_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    path = Path(path)
+    state = _read_json(path / TRAINER)
+    f = path / OPTIM
+    if not f.exists():
+        raise TangshiError(f"checkpoint {path} has no optimiser state, so training cannot resume from it")
+    try:
+        tensors = load_file(str(f))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise TangshiError(f"corrupt optimiser state {f}: {e}") from None
+    return tensors, state
+
+
+def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """torch optimiser state_dict → (tensors for safetensors, JSON-able rest)."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for key, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"{pid}.{key}"] = val.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = val
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], state: dict) -> None:
+    st: dict[int, dict] = {}
+    for name, val in tensors.items():
+        pid, key = name.split(".", 1)
+        st.setdefault(int(pid), {})[key] = val
+    for name, val in state.get("scalars", {}).items():
+        pid, key = name.split(".", 1)
+        st.setdefault(int(pid), {})[key] = val
+    optimizer.load_state_dict({"state": st, "param_groups": state["param_groups"]})

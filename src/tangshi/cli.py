@@ -1,0 +1,282 @@
+"""The `tangshi` command line: argument parsing only; the work is done by the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import TangshiError
+
+PREPARED_DEFAULT = Path("data/prepared/10000-seed0")
+
+
+def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
+    p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False, indent=1))
+
+
+# ---------------------------------------------------------------------------- data
+def cmd_data_fetch(args) -> int:
+    from .data import fetch
+
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    res = fetch(Path(args.dest), from_path=Path(args.from_path) if args.from_path else None,
+                online=not args.offline, use_npm=not args.no_npm, log=log)
+    if args.json:
+        _print_json(res)
+    return 0
+
+
+def cmd_data_prepare(args) -> int:
+    from .corpus import parse_poems_arg
+    from .data import default_prepared_name, prepare
+
+    n = parse_poems_arg(args.poems)
+    out = Path(args.out) if args.out else Path("data/prepared") / default_prepared_name(n, args.seed)
+    summary = prepare(Path(args.source), out, n, args.seed)
+    if args.json:
+        _print_json(summary)
+    else:
+        for k, v in summary.items():
+            print(f"{k:>14}: {v}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- train / eval
+MODEL_OPTS = ("embed_dim", "hidden_dim", "num_layers", "impl", "fused", "relu_logits", "pad_in_loss", "tie_weights",
+              "dropout_embed", "dropout_hidden", "dropout_output", "weight_drop", "init")
+TRAIN_OPTS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "schedule", "warmup", "clip",
+              "early_stop", "seed", "bucket", "amp", "device", "backend", "max_steps", "plateau_patience", "plateau_factor")
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from .train import config_from_preset, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_over, cfg = config_from_preset(args.preset, {k: getattr(args, k) for k in MODEL_OPTS},
+                                         {k: getattr(args, k) for k in TRAIN_OPTS})
+
+    if cfg.backend == "numpy":
+        from .numpy_train import train_numpy
+
+        res = train_numpy(Path(args.data), Path(args.out), model_over, cfg, resume=args.resume,
+                          progress=not args.quiet)
+    else:
+        res = train(Path(args.data), Path(args.out), model_over, cfg, resume=args.resume, progress=not args.quiet,
+                    keep_epoch_checkpoints=not args.no_epoch_checkpoints, resume_epochs=args.epochs)
+    best = res["best"]
+    if best:
+        print(f"best dev perplexity {best['dev_ppl']:.2f} at epoch {best['epoch']}; checkpoints in {res['out']}")
+    return 0
+
+
+def _resolve_checkpoint(path: str | None) -> Path:
+    from .bundled import bundled_model_path
+
+    if path:
+        return Path(path)
+    return bundled_model_path()
+
+
+def cmd_eval(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .train import evaluate, load_split
+
+    ck = _resolve_checkpoint(args.checkpoint)
+    model, vocab, meta = load_checkpoint(ck, device=args.device)
+    if args.data:
+        data_dir = Path(args.data)
+        from .vocab import Vocab
+
+        if Vocab.load(data_dir / "vocab.json") != vocab:
+            print(f"note: {data_dir} has another vocabulary than the checkpoint; dev characters unknown to "
+                  "the checkpoint count as <OOV>", file=sys.stderr)
+        split = load_split(data_dir, "dev", vocab)
+    else:
+        from .bundled import rebuild_dev_split
+
+        split = rebuild_dev_split(meta, vocab, source=Path(args.source))
+    if args.limit:
+        from .train import Split
+
+        split = Split(split.inputs[: args.limit], split.targets[: args.limit], split.lengths[: args.limit])
+    res = evaluate(model, split, device=args.device)
+    res["checkpoint"] = str(ck)
+    if args.json:
+        _print_json(res)
+    else:
+        print(f"dev perplexity {res['dev_ppl']:.3f} (mean NLL {res['dev_nll']:.4f} over {res['tokens']} tokens); "
+              f"seed's PAD-counted loss {res['seed_loss']:.4f}, seed's 2**loss {res['seed_ppl']:.3f}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- generate
+def cmd_generate(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .generate import DecodeOptions, SEED_MAX_CHARS, FREE_MAX_CHARS
+    from .poems import write_poems
+
+    model, vocab, _ = load_checkpoint(_resolve_checkpoint(args.checkpoint))
+    opts = DecodeOptions(strategy=args.strategy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                         beam=args.beam, seed=args.seed,
+                         max_chars=SEED_MAX_CHARS if args.strategy == "seed" else FREE_MAX_CHARS)
+    if args.n < 1:
+        raise TangshiError(f"--n must be at least 1, got {args.n}")
+    result = write_poems(model, vocab, opts, n=args.n, form=args.form, start=args.start, acrostic=args.acrostic,
+                         rhyme=args.rhyme, tone=args.tone, no_repeat=args.no_repeat, script=args.script)
+    if args.json:
+        _print_json(result)
+    else:
+        for i, p in enumerate(result["poems"]):
+            if i:
+                print()
+            print("\n".join(p["lines"]) if p["lines"] else p["text"])
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tangshi", description="Train a character LSTM on the Complete Tang Poems and write poems with it.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    # data
+    d = sub.add_parser("data", help="fetch and prepare the poems")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    f = dsub.add_parser("fetch", help="download the 全唐诗 JSON files into data/quantangshi (sha256-checked)")
+    f.add_argument("--from", dest="from_path", help="a folder, a clone of chinese-poetry, or a .tgz")
+    f.add_argument("--dest", default="data/quantangshi")
+    f.add_argument("--offline", action="store_true", help="skip the GitHub download")
+    f.add_argument("--no-npm", action="store_true", help="skip `npm pack`")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_data_fetch)
+    pr = dsub.add_parser("prepare", help="clean, filter 10–63 characters, sample, split 80/20, build the vocabulary")
+    pr.add_argument("--source", default="data/quantangshi", help="folder of poet.tang.*.json")
+    pr.add_argument("--out", help="output folder (default data/prepared/<poems>-seed<seed>)")
+    pr.add_argument("--poems", default="10000", help="how many poems to sample, or 'all' (default 10000)")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_data_prepare)
+
+    # train
+    t = sub.add_parser("train", help="train the LSTM (defaults: the seed's recipe without its bugs)")
+    t.add_argument("--data", default=str(PREPARED_DEFAULT), help="a prepared folder (tangshi data prepare)")
+    t.add_argument("--out", default="runs/default", help="checkpoint folder")
+    t.add_argument("--preset", choices=("seed", "default"),
+                   help="seed: the seed's recipe exactly (ReLU logits, PAD in the loss, Adam 0.01); default: the tuned recipe")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-epoch-checkpoints", action="store_true", help="keep only best and last")
+    t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
+    g = t.add_argument_group("model")
+    g.add_argument("--embed-dim", type=int)
+    g.add_argument("--hidden-dim", type=int)
+    g.add_argument("--num-layers", type=int)
+    g.add_argument("--impl", choices=("tangshi", "seed", "nn"), help="LSTM kernel: tangshi (own, fused BPTT), seed (the seed's loop), nn (torch.nn.LSTM)")
+    _bool_flag(g, "fused", "tangshi kernel: hand-written BPTT autograd.Function (default on)")
+    _bool_flag(g, "relu-logits", "the seed's ReLU on the logits (off by default: it caps the model)")
+    _bool_flag(g, "pad-in-loss", "the seed's loss with PAD targets counted (off by default)")
+    _bool_flag(g, "tie-weights", "tie the output layer to the embedding")
+    g.add_argument("--dropout-embed", type=float, help="locked dropout on the embeddings [torch backend only]")
+    g.add_argument("--dropout-hidden", type=float, help="locked dropout between layers [torch only]")
+    g.add_argument("--dropout-output", type=float, help="locked dropout on the LSTM output [torch only]")
+    g.add_argument("--weight-drop", type=float, help="DropConnect on weight_hh [torch only]")
+    g.add_argument("--init", choices=("xavier", "zeros", "uniform1e-4", "torch"))
+    o = t.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int)
+    o.add_argument("--batch-size", type=int)
+    o.add_argument("--lr", type=float)
+    o.add_argument("--optimizer", choices=("adam", "adamw", "adagrad", "sgd"))
+    o.add_argument("--weight-decay", type=float)
+    o.add_argument("--momentum", type=float, help="sgd only")
+    o.add_argument("--schedule", choices=("constant", "onecycle", "cosine", "plateau"), help="[torch only]")
+    o.add_argument("--warmup", type=float, help="cosine: share of steps spent warming up")
+    o.add_argument("--plateau-patience", type=int)
+    o.add_argument("--plateau-factor", type=float)
+    o.add_argument("--clip", type=float, help="gradient-norm clipping (0 = off)")
+    o.add_argument("--early-stop", type=int, help="stop after N epochs without a better dev perplexity")
+    o.add_argument("--seed", type=int)
+    _bool_flag(o, "bucket", "length-bucketed, trimmed batches (default on)")
+    _bool_flag(o, "amp", "bf16 autocast for the big matrix products (default on)")
+    o.add_argument("--device", help="cpu or cuda")
+    o.add_argument("--backend", choices=("torch", "numpy"), help="numpy: the hand-written BPTT twin (Adam/Adagrad/SGD/AdamW, constant lr, no dropout)")
+    o.add_argument("--max-steps", type=int, help="steps per epoch cap (smoke tests)")
+    t.set_defaults(func=cmd_train)
+
+    # eval
+    e = sub.add_parser("eval", help="dev perplexity of a checkpoint")
+    e.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
+    e.add_argument("--data", help="prepared folder (default: rebuild the checkpoint's own dev split)")
+    e.add_argument("--source", default="data/quantangshi", help="poem JSON folder, when rebuilding the dev split")
+    e.add_argument("--limit", type=int, default=0, help="only the first N dev poems")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    # generate
+    gp = sub.add_parser("generate", help="write poems")
+    gp.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
+    gp.add_argument("--form", default="free", choices=("wujue", "qijue", "wulv", "qilv", "free"),
+                    help="五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free")
+    gp.add_argument("--start", default="", help="the poem begins with this text")
+    gp.add_argument("--acrostic", help="line k begins with the k-th character")
+    _bool_flag(gp, "rhyme", "even lines rhyme in one 平水韵 平声 group (default on for the four forms)")
+    gp.add_argument("--tone", default="off", choices=("strict", "loose", "off"), help="平仄 of regulated verse")
+    _bool_flag(gp, "no-repeat", "no clause repeats inside a poem (default on)")
+    gp.add_argument("--strategy", default="sample", choices=("seed", "greedy", "sample", "beam"))
+    gp.add_argument("--temperature", type=float, default=0.8)
+    gp.add_argument("--top-k", type=int, default=0)
+    gp.add_argument("--top-p", type=float, default=0.9)
+    gp.add_argument("--beam", type=int, default=4)
+    gp.add_argument("--seed", type=int, default=0)
+    gp.add_argument("--n", type=int, default=1)
+    gp.add_argument("--script", default="traditional", choices=("traditional", "simplified"))
+    gp.add_argument("--json", action="store_true")
+    gp.set_defaults(func=cmd_generate)
+
+    # gradcheck
+    gc = sub.add_parser("gradcheck", help="check the NumPy BPTT against finite differences and PyTorch autograd")
+    gc.add_argument("--json", action="store_true")
+    gc.add_argument("--seed", type=int, default=0)
+    gc.set_defaults(func=cmd_gradcheck)
+    return p
+
+
+def cmd_gradcheck(args) -> int:
+    from .gradcheck import format_gradcheck, run_gradcheck
+
+    res = run_gradcheck(seed=args.seed)
+    if args.json:
+        _print_json(res)
+    else:
+        print(format_gradcheck(res))
+    if not res["ok"]:
+        print("tangshi: error: gradient check failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TangshiError as e:
+        print(f"tangshi: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 1
+    except KeyboardInterrupt:
+        print("tangshi: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

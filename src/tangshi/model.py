@@ -1,0 +1,363 @@
+"""The seed's character LSTM language model, and interchangeable LSTM kernels.
+
+embedding (V, E) → L × LSTM (weight_ih (in, 4H), weight_hh (H, 4H), bias (4H),
+gates i, f, g, o) → linear head (V, H) → [ReLU, the seed's bug, optional] →
+log-softmax → NLL over real target tokens.
+
+Forward equations (the seed's Part 1 notation; docs/lstm-backprop.md):
+
+    z_t  = x_t W_ih + h_{t-1} W_hh + b                     (B, 4H)
+    i_t  = σ(z_i)   f_t = σ(z_f)   c̃_t = tanh(z_g)   o_t = σ(z_o)
+    C_t  = f_t ⊙ C_{t-1} + i_t ⊙ c̃_t
+    h_t  = o_t ⊙ tanh(C_t)
+
+Three interchangeable kernels compute the same function (`ModelConfig.impl`):
+
+* ``tangshi`` (default): the input projection of all time steps is one matrix
+  product; the time loop and its gate arithmetic run inside one
+  `torch.autograd.Function` whose backward is the hand-derived BPTT (the same
+  equations as `numpy_lstm.py`), so autograd records 2 nodes per layer instead
+  of ~12 per time step. ``fused=False`` runs the same loop with plain autograd.
+* ``seed``: the seed's loop as written: ``x_t @ weight_ih`` inside the loop.
+* ``nn``: `torch.nn.LSTM` (cuDNN on a GPU), for comparison.
+
+Parameters are always saved in one canonical layout (`canonical_state_dict`),
+whatever the kernel, so a checkpoint of one loads into the others and into the
+NumPy twin.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import TangshiError
+
+IMPLS = ("tangshi", "seed", "nn")
+INITS = ("xavier", "zeros", "uniform1e-4", "torch")
+SEED_UNIFORM_SCALE = 1e-4  # the seed's NumPy init draws U(-1e-4, 1e-4)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    pad_id: int
+    embed_dim: int = 256
+    hidden_dim: int = 256
+    num_layers: int = 1
+    impl: str = "tangshi"
+    fused: bool = True  # tangshi impl: hand-written BPTT Function (else plain autograd)
+    relu_logits: bool = False  # the seed's ReLU on the logits (caps the model)
+    pad_in_loss: bool = False  # the seed's loss: PAD targets counted in the mean
+    tie_weights: bool = False  # head.weight is embedding.weight (needs E == H)
+    dropout_embed: float = 0.0  # locked (variational) dropout on the embeddings
+    dropout_hidden: float = 0.0  # locked dropout between LSTM layers
+    dropout_output: float = 0.0  # locked dropout on the last LSTM output
+    weight_drop: float = 0.0  # DropConnect on weight_hh (AWD-LSTM)
+    init: str = "xavier"
+
+    def __post_init__(self):
+        if self.impl not in IMPLS:
+            raise TangshiError(f"unknown LSTM implementation {self.impl!r} (choose from {', '.join(IMPLS)})")
+        if self.init not in INITS:
+            raise TangshiError(f"unknown init {self.init!r} (choose from {', '.join(INITS)})")
+        if self.tie_weights and self.embed_dim != self.hidden_dim:
+            raise TangshiError(f"tied weights need embed_dim == hidden_dim, got {self.embed_dim} and {self.hidden_dim}")
+        for name in ("dropout_embed", "dropout_hidden", "dropout_output", "weight_drop"):
+            p = getattr(self, name)
+            if not 0.0 <= p < 1.0:
+                raise TangshiError(f"{name} must be in [0, 1), got {p}")
+        if self.impl == "nn" and self.weight_drop > 0:
+            raise TangshiError("weight_drop (DropConnect) needs the tangshi or seed LSTM, not nn")
+        if min(self.embed_dim, self.hidden_dim, self.num_layers, self.vocab_size) < 1:
+            raise TangshiError("model sizes must be positive")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(obj) - known
+        if unknown:
+            raise TangshiError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**obj)
+
+
+# ---------------------------------------------------------------------------
+# The LSTM recurrence with a hand-written backward (BPTT), fp32.
+# ---------------------------------------------------------------------------
+
+
+class LSTMRecurrence(torch.autograd.Function):
+    """h_{1..T} from the projected inputs xz_t = x_t W_ih + b and W_hh.
+
+    forward(xz (B, T, 4H), weight_hh (H, 4H), h0 (B, H), c0 (B, H)) → hs (B, T, H), hT, cT.
+    The backward is BPTT in the Part 1 notation (see docs/lstm-backprop.md):
+        δ_t      = ∂E/∂h_t  (from above) + δz_{t+1} W_hhᵀ   (the recurrent path)
+        δo_t     = δ_t ⊙ tanh(C_t) ⊙ o_t(1 − o_t)
+        δC_t     = δ_t ⊙ o_t ⊙ (1 − tanh²C_t) + δC_{t+1} ⊙ f_{t+1}   (the cell-state path)
+        δf_t     = δC_t ⊙ C_{t−1} ⊙ f_t(1 − f_t)
+        δi_t     = δC_t ⊙ c̃_t ⊙ i_t(1 − i_t)
+        δc̃_t    = δC_t ⊙ i_t ⊙ (1 − c̃_t²)
+        ∂E/∂W_hh = Σ_t h_{t−1}ᵀ δz_t,  ∂E/∂xz_t = δz_t
+    """
+
+    @staticmethod
+    def forward(ctx, xz, weight_hh, h0, c0):
+        B, T, H4 = xz.shape
+        H = H4 // 4
+        with torch.autocast(device_type=xz.device.type, enabled=False):
+            xz = xz.float()
+            w = weight_hh.float()
+            gates = torch.empty(B, T, H4, device=xz.device)  # activated i, f, g, o
+            cs = torch.empty(B, T, H, device=xz.device)  # C_t
+            hs = torch.empty(B, T, H, device=xz.device)  # h_t
+            h, c = h0.float(), c0.float()
+            for t in range(T):
+                z = torch.addmm(xz[:, t], h, w)  # (B, 4H) z_t
+                a = gates[:, t]
+                torch.sigmoid(z, out=a)  # i, f, o use σ; g is overwritten next
+                torch.tanh(z[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])  # c̃_t
+                i, f, g, o = a.chunk(4, dim=1)
+                c = torch.addcmul(f * c, i, g)  # C_t = f ⊙ C_{t−1} + i ⊙ c̃
+                cs[:, t] = c
+                h = o * torch.tanh(c)  # h_t = o ⊙ tanh(C_t)
+                hs[:, t] = h
+        ctx.save_for_backward(gates, cs, hs, w, h0.float(), c0.float())
+        return hs, h, c
+
+    @staticmethod
+    def backward(ctx, d_hs, d_hT, d_cT):
+        gates, cs, hs, w, h0, c0 = ctx.saved_tensors
+        B, T, H = hs.shape
+        d_hs = torch.zeros_like(hs) if d_hs is None else d_hs.float()
+        d_xz = torch.empty(B, T, 4 * H, device=hs.device)  # δz_t for every t
+        d_h = torch.zeros(B, H, device=hs.device) if d_hT is None else d_hT.float().clone()
+        d_c = torch.zeros(B, H, device=hs.device) if d_cT is None else d_cT.float().clone()
+        for t in range(T - 1, -1, -1):
+            i, f, g, o = gates[:, t].chunk(4, dim=1)
+            c_prev = cs[:, t - 1] if t > 0 else c0
+            tanh_c = torch.tanh(cs[:, t])
+            delta = d_h + d_hs[:, t]  # δ_t = ∂E/∂h_t
+            dz = d_xz[:, t]
+            d_c = d_c + delta * o * (1 - tanh_c * tanh_c)  # δC_t (incl. δC_{t+1} ⊙ f_{t+1})
+            torch.mul(delta * tanh_c, o * (1 - o), out=dz[:, 3 * H :])  # δo_t
+            torch.mul(d_c * g, i * (1 - i), out=dz[:, :H])  # δi_t
+            torch.mul(d_c * c_prev, f * (1 - f), out=dz[:, H : 2 * H])  # δf_t
+            torch.mul(d_c * i, 1 - g * g, out=dz[:, 2 * H : 3 * H])  # δc̃_t
+            d_h = dz @ w.t()  # recurrent path into δ_{t−1}
+            d_c = d_c * f  # cell-state path into δC_{t−1}
+        h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], dim=1)  # (B, T, H) h_{t−1}
+        d_w = h_prev.reshape(-1, H).t() @ d_xz.reshape(-1, 4 * H)  # Σ_t h_{t−1}ᵀ δz_t
+        return d_xz, d_w, d_h, d_c
+
+
+def _cell(z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gate arithmetic with plain autograd: z (B, 4H), C_{t−1} (B, H) → h_t, C_t."""
+    i, f, g, o = z.chunk(4, dim=1)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    c = f * c + i * g
+    return o * torch.tanh(c), c
+
+
+class SeedLSTMLayer(nn.Module):
+    """One LSTM layer with the seed's parameters: weight_ih (in, 4H), weight_hh (H, 4H), bias (4H)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.weight_ih = nn.Parameter(torch.empty(input_dim, 4 * hidden_dim))
+        self.weight_hh = nn.Parameter(torch.empty(hidden_dim, 4 * hidden_dim))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_dim))
+
+    def forward(self, x: torch.Tensor, state=None, mode: str = "fused", weight_hh: torch.Tensor | None = None):
+        """x (B, T, in) → hs (B, T, H), (h_T, C_T)."""
+        B, T, _ = x.shape
+        w_hh = self.weight_hh if weight_hh is None else weight_hh
+        if state is None:
+            h = x.new_zeros(B, self.hidden_dim, dtype=torch.float32)
+            c = torch.zeros_like(h)
+        else:
+            h, c = state
+        if mode == "seed":  # the seed as written: project x_t inside the loop
+            outs = []
+            for t in range(T):
+                z = x[:, t] @ self.weight_ih + h @ w_hh + self.bias
+                h, c = _cell(z.float(), c)
+                outs.append(h)
+            return torch.stack(outs, dim=1), (h, c)
+        xz = torch.addmm(self.bias, x.reshape(B * T, -1), self.weight_ih).view(B, T, -1)  # (B, T, 4H)
+        if mode == "fused":
+            hs, h, c = LSTMRecurrence.apply(xz, w_hh, h, c)
+            return hs, (h, c)
+        outs = []
+        for t in range(T):
+            h, c = _cell(torch.addmm(xz[:, t].float(), h, w_hh.float()), c)
+            outs.append(h)
+        return torch.stack(outs, dim=1), (h, c)
+
+
+def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Variational dropout: one mask per sequence, shared over time. x (B, T, D)."""
+    if not training or p == 0.0:
+        return x
+    mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p) / (1 - p)
+    return x * mask
+
+
+class PoetryLM(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        cfg = config
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        if cfg.impl == "nn":
+            self.lstm = nn.LSTM(cfg.embed_dim, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True)
+        else:
+            self.lstm = nn.ModuleList(
+                SeedLSTMLayer(cfg.embed_dim if l == 0 else cfg.hidden_dim, cfg.hidden_dim) for l in range(cfg.num_layers)
+            )
+        self.head = nn.Linear(cfg.hidden_dim, cfg.vocab_size)
+        if cfg.tie_weights:
+            self.head.weight = self.embedding.weight  # the same tensor
+        self.reset_parameters(cfg.init)
+
+    # -- initialisation ------------------------------------------------------
+    @torch.no_grad()
+    def reset_parameters(self, scheme: str = "xavier") -> None:
+        """xavier: Xavier-uniform matrices, zero vectors (the seed's Part 2);
+        zeros: everything 0; uniform1e-4: the seed's NumPy U(±1e-4);
+        torch: PyTorch's own defaults for nn.Embedding/nn.LSTM/nn.Linear."""
+        for name, p in self.named_parameters():
+            if scheme == "zeros":
+                p.zero_()
+            elif scheme == "uniform1e-4":
+                p.uniform_(-SEED_UNIFORM_SCALE, SEED_UNIFORM_SCALE)
+            elif scheme == "xavier":
+                if p.dim() >= 2:
+                    nn.init.xavier_uniform_(p)
+                else:
+                    p.zero_()
+            elif scheme == "torch":
+                if name == "embedding.weight":
+                    nn.init.normal_(p)  # nn.Embedding's default
+                else:  # nn.LSTM's and nn.Linear's defaults: U(±1/√fan_in)
+                    bound = 1.0 / math.sqrt(self.config.hidden_dim)
+                    p.uniform_(-bound, bound)
+
+    # -- the body --------------------------------------------------------------
+    def hidden(self, ids: torch.Tensor, state=None):
+        """ids (B, T) → last-layer hidden states (B, T, H) and the final state."""
+        cfg = self.config
+        x = locked_dropout(self.embedding(ids), cfg.dropout_embed, self.training)  # (B, T, E)
+        if cfg.impl == "nn":
+            h, new_state = self.lstm(x, state)
+            return locked_dropout(h, cfg.dropout_output, self.training), new_state
+        new_state = []
+        mode = "seed" if cfg.impl == "seed" else ("fused" if cfg.fused else "plain")
+        for l, layer in enumerate(self.lstm):
+            w_hh = layer.weight_hh
+            if self.training and cfg.weight_drop > 0:
+                w_hh = F.dropout(w_hh, cfg.weight_drop, training=True)  # DropConnect on W_hh
+            x, s = layer(x, None if state is None else state[l], mode=mode, weight_hh=w_hh)
+            new_state.append(s)
+            if l < len(self.lstm) - 1:
+                x = locked_dropout(x, cfg.dropout_hidden, self.training)
+        return locked_dropout(x, cfg.dropout_output, self.training), new_state
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(…, H) → (…, V) fp32 logits (ReLU'd if the seed's bug is switched on)."""
+        out = self.head(h).float()
+        return F.relu(out) if self.config.relu_logits else out
+
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, state=None):
+        """ids (B, T) → (logits, loss).
+
+        Without targets: logits (B, T, V) of every position, loss None.
+        With targets: the loss is the mean NLL over real (non-PAD) targets, and
+        only those positions go through the head (≈40% of positions are PAD);
+        logits are then (N_real, V). With ``pad_in_loss`` (the seed's recipe) every
+        position counts and logits are (B, T, V).
+        """
+        h, _ = self.hidden(ids, state)
+        if targets is None:
+            return self.logits(h), None
+        if self.config.pad_in_loss:
+            logits = self.logits(h)
+            loss = F.nll_loss(F.log_softmax(logits, -1).flatten(0, 1), targets.flatten())
+            return logits, loss
+        real = targets != self.config.pad_id  # (B, T)
+        logits = self.logits(h[real])  # (N_real, V)
+        loss = F.nll_loss(F.log_softmax(logits, -1), targets[real])
+        return logits, loss
+
+    # -- generation ----------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, ids: torch.Tensor, state=None):
+        """One decoding step: ids (B,) → log-probs (B, V) and the new state (carried, never re-run)."""
+        h, state = self.hidden(ids.unsqueeze(1), state)
+        return F.log_softmax(self.logits(h[:, -1]), -1), state
+
+    # -- the canonical parameter layout ----------------------------------------------
+    def canonical_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters in the seed's layout, independent of the kernel:
+        embedding.weight (V, E); lstm.{l}.weight_ih (in, 4H); lstm.{l}.weight_hh (H, 4H);
+        lstm.{l}.bias (4H); head.weight (V, H) unless tied; head.bias (V)."""
+        out = {"embedding.weight": self.embedding.weight.detach()}
+        for l in range(self.config.num_layers):
+            if self.config.impl == "nn":
+                out[f"lstm.{l}.weight_ih"] = getattr(self.lstm, f"weight_ih_l{l}").detach().t()
+                out[f"lstm.{l}.weight_hh"] = getattr(self.lstm, f"weight_hh_l{l}").detach().t()
+                out[f"lstm.{l}.bias"] = (getattr(self.lstm, f"bias_ih_l{l}") + getattr(self.lstm, f"bias_hh_l{l}")).detach()
+            else:
+                layer = self.lstm[l]
+                out[f"lstm.{l}.weight_ih"] = layer.weight_ih.detach()
+                out[f"lstm.{l}.weight_hh"] = layer.weight_hh.detach()
+                out[f"lstm.{l}.bias"] = layer.bias.detach()
+        if not self.config.tie_weights:
+            out["head.weight"] = self.head.weight.detach()
+        out["head.bias"] = self.head.bias.detach()
+        return {k: v.contiguous() for k, v in out.items()}
+
+    @torch.no_grad()
+    def load_canonical_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+        expected = set(canonical_shapes(self.config))
+        missing, unexpected = expected - set(sd), set(sd) - expected
+        if missing or unexpected:
+            raise TangshiError(f"checkpoint weights do not match the config (missing {sorted(missing)}, unexpected {sorted(unexpected)})")
+        for k, shape in canonical_shapes(self.config).items():
+            if tuple(sd[k].shape) != shape:
+                raise TangshiError(f"checkpoint weight {k} has shape {tuple(sd[k].shape)}, config says {shape}")
+        self.embedding.weight.copy_(sd["embedding.weight"])
+        for l in range(self.config.num_layers):
+            w_ih, w_hh, b = sd[f"lstm.{l}.weight_ih"], sd[f"lstm.{l}.weight_hh"], sd[f"lstm.{l}.bias"]
+            if self.config.impl == "nn":
+                getattr(self.lstm, f"weight_ih_l{l}").copy_(w_ih.t())
+                getattr(self.lstm, f"weight_hh_l{l}").copy_(w_hh.t())
+                getattr(self.lstm, f"bias_ih_l{l}").copy_(b)
+                getattr(self.lstm, f"bias_hh_l{l}").zero_()
+            else:
+                self.lstm[l].weight_ih.copy_(w_ih)
+                self.lstm[l].weight_hh.copy_(w_hh)
+                self.lstm[l].bias.copy_(b)
+        if not self.config.tie_weights:
+            self.head.weight.copy_(sd["head.weight"])
+        self.head.bias.copy_(sd["head.bias"])
+
+
+def canonical_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    shapes = {"embedding.weight": (cfg.vocab_size, cfg.embed_dim)}
+    for l in range(cfg.num_layers):
+        d_in = cfg.embed_dim if l == 0 else cfg.hidden_dim
+        shapes[f"lstm.{l}.weight_ih"] = (d_in, 4 * cfg.hidden_dim)
+        shapes[f"lstm.{l}.weight_hh"] = (cfg.hidden_dim, 4 * cfg.hidden_dim)
+        shapes[f"lstm.{l}.bias"] = (4 * cfg.hidden_dim,)
+    if not cfg.tie_weights:
+        shapes["head.weight"] = (cfg.vocab_size, cfg.hidden_dim)
+    shapes["head.bias"] = (cfg.vocab_size,)
+    return shapes

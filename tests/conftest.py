@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny corpora written by the tests themselves."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+SHARED_POEMS = Path(__file__).resolve().parents[2] / "shared" / "chinese-poetry" / "quantangshi"
+TINY_CHARS = "春江花月夜山水風雲日明白雪青天下人間何處不見長安城中秋"
+
+
+def write_tiny_corpus(folder: Path, n: int = 60, seed: int = 0) -> Path:
+    """n five-character quatrains over 30 characters, in chinese-poetry's JSON shape."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    poems = []
+    for i in range(n):
+        lines = ["".join(rng.choice(TINY_CHARS) for _ in range(5)) + ("，" if k % 2 == 0 else "。") for k in range(4)]
+        poems.append({"author": "無名", "title": f"詩{i}", "paragraphs": [lines[0] + lines[1], lines[2] + lines[3]], "id": str(i)})
+    (folder / "poet.tang.0.json").write_text(json.dumps(poems, ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def tiny_source(tmp_path):
+    return write_tiny_corpus(tmp_path / "raw")
+
+
+@pytest.fixture
+def tiny_prepared(tmp_path, tiny_source):
+    from tangshi.data import prepare
+
+    prepare(tiny_source, tmp_path / "prep", None, 0)
+    return tmp_path / "prep"

@@ -1,0 +1,119 @@
+"""The seed's LSTM against torch.nn.LSTM with copied weights, and the kernels against each other."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tangshi.errors import TangshiError
+from tangshi.model import ModelConfig, PoetryLM, SeedLSTMLayer, canonical_shapes
+
+V, E, H = 23, 12, 16
+
+
+def _batch(seed=0, B=4, T=9):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, V - 1, (B, T), generator=g)
+    y = torch.randint(0, V - 1, (B, T), generator=g)
+    y[1, 5:] = V - 1  # padded rows
+    y[3, 2:] = V - 1
+    return x, y
+
+
+@pytest.mark.parametrize("mode", ["fused", "plain", "seed"])
+def test_layer_matches_nn_lstm(mode):
+    """Our layer vs torch.nn.LSTM with the same weights: forward and every gradient < 1e-5 (fp32)."""
+    torch.manual_seed(0)
+    ours = SeedLSTMLayer(E, H)
+    for p in ours.parameters():
+        torch.nn.init.uniform_(p, -0.5, 0.5)
+    ref = torch.nn.LSTM(E, H, batch_first=True)
+    with torch.no_grad():
+        ref.weight_ih_l0.copy_(ours.weight_ih.t())
+        ref.weight_hh_l0.copy_(ours.weight_hh.t())
+        ref.bias_ih_l0.copy_(ours.bias)
+        ref.bias_hh_l0.zero_()
+    x = torch.randn(3, 11, E, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    h0, c0 = torch.randn(3, H), torch.randn(3, H)
+    out, (hT, cT) = ours(x, (h0, c0), mode=mode)
+    ref_out, (rh, rc) = ref(x2, (h0[None], c0[None]))
+    assert (out - ref_out).abs().max() < 1e-5
+    assert (cT - rc[0]).abs().max() < 1e-5
+    w = torch.randn_like(out)
+    ((out * w).sum() + hT.sum() * 0.3 + cT.sum() * 0.7).backward()
+    ((ref_out * w).sum() + rh.sum() * 0.3 + rc.sum() * 0.7).backward()
+    assert (x.grad - x2.grad).abs().max() < 1e-5
+    assert (ours.weight_ih.grad - ref.weight_ih_l0.grad.t()).abs().max() < 1e-5
+    assert (ours.weight_hh.grad - ref.weight_hh_l0.grad.t()).abs().max() < 1e-5
+    assert (ours.bias.grad - ref.bias_ih_l0.grad).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("impl,fused", [("tangshi", True), ("tangshi", False), ("seed", True), ("nn", True)])
+@pytest.mark.parametrize("tie", [False, True])
+def test_model_kernels_agree(impl, fused, tie):
+    """The whole model with each kernel: same loss and gradients as the plain autograd loop."""
+    cfg = dict(vocab_size=V, pad_id=V - 1, embed_dim=H, hidden_dim=H, num_layers=2, tie_weights=tie)
+    torch.manual_seed(1)
+    ref = PoetryLM(ModelConfig(**cfg, impl="tangshi", fused=False))
+    m = PoetryLM(ModelConfig(**cfg, impl=impl, fused=fused))
+    m.load_canonical_state_dict(ref.canonical_state_dict())
+    x, y = _batch()
+    _, l1 = m(x, y)
+    _, l2 = ref(x, y)
+    assert abs(l1.item() - l2.item()) < 1e-5
+    l1.backward(); l2.backward()
+    assert (m.embedding.weight.grad - ref.embedding.weight.grad).abs().max() < 1e-5
+    assert (m.head.bias.grad - ref.head.bias.grad).abs().max() < 1e-5
+
+
+def test_loss_ignores_pad_and_matches_hand_computation():
+    torch.manual_seed(0)
+    m = PoetryLM(ModelConfig(vocab_size=V, pad_id=V - 1, embed_dim=8, hidden_dim=8))
+    x, y = _batch()
+    logits, _ = m(x)
+    logp = F.log_softmax(logits, -1)
+    real = y != V - 1
+    expected = -(logp.gather(-1, y[..., None]).squeeze(-1)[real]).mean()
+    _, loss = m(x, y)
+    assert abs(loss.item() - expected.item()) < 1e-6
+    # the seed's PAD-counted loss averages over every position
+    seed = PoetryLM(ModelConfig(vocab_size=V, pad_id=V - 1, embed_dim=8, hidden_dim=8, pad_in_loss=True))
+    seed.load_canonical_state_dict(m.canonical_state_dict())
+    _, seed_loss = seed(x, y)
+    expected_all = -(logp.gather(-1, y[..., None]).squeeze(-1)).mean()
+    assert abs(seed_loss.item() - expected_all.item()) < 1e-6
+
+
+def test_relu_logits_option():
+    torch.manual_seed(0)
+    m = PoetryLM(ModelConfig(vocab_size=V, pad_id=V - 1, embed_dim=8, hidden_dim=8, relu_logits=True))
+    logits, _ = m(_batch()[0])
+    assert (logits >= 0).all() and (logits == 0).any()
+
+
+def test_parameter_layout_and_init():
+    m = PoetryLM(ModelConfig(vocab_size=V, pad_id=V - 1, embed_dim=E, hidden_dim=H))
+    sd = m.canonical_state_dict()
+    assert {k: tuple(v.shape) for k, v in sd.items()} == canonical_shapes(m.config)
+    assert sd["lstm.0.weight_ih"].shape == (E, 4 * H) and sd["lstm.0.weight_hh"].shape == (H, 4 * H)
+    assert (sd["lstm.0.bias"] == 0).all() and (sd["head.bias"] == 0).all()
+    bound = (6 / (E + 4 * H)) ** 0.5  # Xavier-uniform on (E, 4H)
+    assert sd["lstm.0.weight_ih"].abs().max() <= bound and sd["lstm.0.weight_ih"].abs().max() > 0.8 * bound
+
+
+def test_step_carries_state_like_full_forward():
+    torch.manual_seed(0)
+    m = PoetryLM(ModelConfig(vocab_size=V, pad_id=V - 1, embed_dim=8, hidden_dim=8, num_layers=2)).eval()
+    x, _ = _batch()
+    full = F.log_softmax(m(x)[0], -1)
+    state = None
+    for t in range(x.size(1)):
+        lp, state = m.step(x[:, t], state)
+        assert (lp - full[:, t]).abs().max() < 1e-5
+
+
+def test_config_errors():
+    with pytest.raises(TangshiError, match="tied weights"):
+        ModelConfig(vocab_size=V, pad_id=0, embed_dim=8, hidden_dim=16, tie_weights=True)
+    with pytest.raises(TangshiError, match="unknown LSTM"):
+        ModelConfig(vocab_size=V, pad_id=0, impl="gru")
