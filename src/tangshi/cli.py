@@ -68,10 +68,11 @@ def cmd_train(args) -> int:
         from .numpy_train import train_numpy
 
         res = train_numpy(Path(args.data), Path(args.out), model_over, cfg, resume=args.resume,
-                          progress=not args.quiet)
+                          progress=not args.quiet, init_from=Path(args.init_from) if args.init_from else None)
     else:
         res = train(Path(args.data), Path(args.out), model_over, cfg, resume=args.resume, progress=not args.quiet,
-                    keep_epoch_checkpoints=not args.no_epoch_checkpoints, resume_epochs=args.epochs)
+                    keep_epoch_checkpoints=not args.no_epoch_checkpoints, resume_epochs=args.epochs,
+                    init_from=Path(args.init_from) if args.init_from else None)
     best = res["best"]
     if best:
         print(f"best dev perplexity {best['dev_ppl']:.2f} at epoch {best['epoch']}; checkpoints in {res['out']}")
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", choices=("seed", "default"),
                    help="seed: the seed's recipe exactly (ReLU logits, PAD in the loss, Adam 0.01); default: the tuned recipe")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    t.add_argument("--init-from", help="start from this checkpoint's weights (either backend) with a fresh optimiser")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-epoch-checkpoints", action="store_true", help="keep only best and last")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
@@ -241,12 +243,41 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--json", action="store_true")
     gp.set_defaults(func=cmd_generate)
 
+    # bench
+    b = sub.add_parser("bench", help="training-step and generation speed, side by side")
+    b.add_argument("--data", default=str(PREPARED_DEFAULT), help="prepared 10k split (real batches)")
+    b.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    b.add_argument("--repeats", type=int, default=5, help="timed repetitions (the median is reported)")
+    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--checkpoint", help="model for the generation timings (default: the bundled model)")
+    b.add_argument("--only", help="comma-separated subset: seed,tangshi,nn_lstm,numpy,layer_tangshi,layer_nn,gen_qilv,gen_wujue_1000")
+    b.add_argument("--threads", type=int)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
+
     # gradcheck
     gc = sub.add_parser("gradcheck", help="check the NumPy BPTT against finite differences and PyTorch autograd")
     gc.add_argument("--json", action="store_true")
     gc.add_argument("--seed", type=int, default=0)
     gc.set_defaults(func=cmd_gradcheck)
     return p
+
+
+def cmd_bench(args) -> int:
+    import torch
+
+    from .bench import format_bench, run_bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    only = tuple(args.only.split(",")) if args.only else None
+    res = run_bench(Path(args.data), device=args.device, repeats=args.repeats, warmup=args.warmup,
+                    checkpoint=Path(args.checkpoint) if args.checkpoint else None, only=only)
+    if args.json:
+        _print_json(res)
+    else:
+        print(format_bench(res))
+    return 0
 
 
 def cmd_gradcheck(args) -> int:

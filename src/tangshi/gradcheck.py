@@ -73,7 +73,7 @@ def _relu_pattern(params, config, inputs, targets):
     return nl.logits(params, config, inputs)[targets != PAD_ID] > 0
 
 
-def fd_rel_errors(params, config, inputs, targets, grads, max_elements: int | None = None, seed: int = 0):
+def fd_rel_errors(params, config, inputs, targets, grads, max_elements: int | None = None, seed: int = 0, names=None):
     """Largest element-wise relative error per parameter, and how many elements were skipped.
 
     Numerical derivative: the five-point central stencil
@@ -82,12 +82,15 @@ def fd_rel_errors(params, config, inputs, targets, grads, max_elements: int | No
     or a random subset of `max_elements` per parameter when given.  With relu_logits an
     element whose stencil moves any logit across 0 (a kink, where the loss is not
     differentiable) is skipped and counted.
+    `names` limits the check to those parameters.
     Returns ({name: max rel err}, {name: skipped count}).
     """
     rng = np.random.default_rng(seed)
     base_pattern = _relu_pattern(params, config, inputs, targets)
     out, skipped = {}, {}
     for name, p in params.items():
+        if names is not None and name not in names:
+            continue
         flat = p.reshape(-1)
         idx = np.arange(flat.size)
         if max_elements is not None and flat.size > max_elements:

@@ -48,6 +48,8 @@ __all__ = [
     "Adam",
     "AdamW",
     "Adagrad",
+    "Workspace",
+    "blas_threads",
     "INIT_SCHEMES",
 ]
 
@@ -499,6 +501,8 @@ def forward(params: Mapping[str, np.ndarray], config: Any, inputs: Any, targets:
     tgt_packed = _packed(targets, pk)  # (P,)
     sel = np.flatnonzero(tgt_packed != pad_id)  # (N,) packed rows with a real target
     tgt = tgt_packed[sel]  # (N,)
+    if tgt.min() < 0 or tgt.max() >= d.V:
+        raise ValueError(f"target ids other than pad_id={pad_id} must lie in [0, {d.V}), got [{tgt.min()}, {tgt.max()}]")
     h_sel = np.take(x, sel, axis=0, out=_buf(ws, "h_sel", (sel.size, d.H), dtype))  # (N, H) top-layer h_t at the real positions
     W_head = params["embedding.weight"] if d.tie else params["head.weight"]
     loss, dlogits, db_head = _head_loss(h_sel, W_head, params["head.bias"], tgt, d.relu, ws)
@@ -550,7 +554,7 @@ def _backward(cache: dict, cell_path: bool = True, keep_dz: bool = False) -> dic
     grads["embedding.weight"] = dE
     if not d.tie:
         grads["head.weight"] = dW_head
-    grads["head.bias"] = cache["db_head"]
+    grads["head.bias"] = cache["db_head"].copy()
     out = {k: grads[k] for k in _param_names(d)}
     if keep_dz:
         out["_dz"] = dzs  # type: ignore[assignment]

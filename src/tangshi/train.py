@@ -179,7 +179,8 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
 
 def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
           resume: bool = False, progress: bool = True, log=print, keep_epoch_checkpoints: bool = True,
-          stop_after_epoch: int | None = None, resume_epochs: int | None = None) -> dict:
+          stop_after_epoch: int | None = None, resume_epochs: int | None = None,
+          init_from: Path | None = None) -> dict:
     """Train and checkpoint. Returns {"best": {...}, "history": [...], "out": ...}.
 
     With `resume`, the options stored in OUT/last are used; only `cfg.device` is taken
@@ -213,8 +214,16 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
         cfg = replace(saved_cfg, epochs=epochs, device=cfg.device)
         model.train()
         opt_tensors, trainer_state = ckpt.load_optimizer_state(last)
+        if trainer_state.get("backend") == "numpy":
+            raise TangshiError(f"{last} holds NumPy optimiser state; resume it with --backend numpy, "
+                               "or start from its weights with --init-from")
         history = trainer_state["history"]
         start_epoch = trainer_state["epoch"] + 1
+    elif init_from is not None:  # start from another run's weights (either backend), fresh optimiser
+        model, ck_vocab, _ = ckpt.load_checkpoint(init_from)
+        if ck_vocab != vocab:
+            raise TangshiError(f"{init_from} was trained on a different vocabulary than {data_dir}")
+        torch.manual_seed(cfg.seed)
     else:
         torch.manual_seed(cfg.seed)
         model_cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **(model_over or {}))

@@ -1,0 +1,201 @@
+"""`tangshi bench`: training-step and generation speed, side by side in one process.
+
+Every variant runs at the seed's shape (batch 128, length ≤ 64, embedding 256,
+hidden 256, the real vocabulary and real batches of the 10k split), after
+warm-up, and reports the median of N timed repetitions. Throughput is counted
+in real (non-PAD) target tokens per second, the only fair unit when variants
+pad differently.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .batches import batch_indices, make_batch
+from .errors import TangshiError
+from .model import ModelConfig, PoetryLM, SeedLSTMLayer
+from .train import bf16_is_fast, load_split
+from .vocab import Vocab
+
+BATCH, SEQ, EMBED, HIDDEN = 128, 64, 256, 256
+
+
+@dataclass
+class Result:
+    name: str
+    ms: float
+    real_tokens: int
+    note: str = ""
+
+    def as_dict(self, ref: dict[str, float]) -> dict:
+        d = {"name": self.name, "ms": round(self.ms, 3),
+             "real_tokens_per_s": round(self.real_tokens / (self.ms / 1e3)) if self.real_tokens else None}
+        for key in ("seed", "nn_lstm"):
+            if key in ref and self.real_tokens:
+                d[f"speedup_vs_{key}"] = round(d["real_tokens_per_s"] / ref[key], 3)
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_ms(fn, repeats: int, warmup: int, device) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def _train_step_bench(name, cfg: ModelConfig, batches, device, amp, repeats, warmup) -> Result:
+    torch.manual_seed(0)
+    model = PoetryLM(cfg).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-4)
+    it = {"k": 0}
+
+    def step():
+        x, y = batches[it["k"] % len(batches)]
+        it["k"] += 1
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    ms = _median_ms(step, repeats, warmup, device)
+    real = statistics.median(int((y != cfg.pad_id).sum()) for _, y in batches)
+    return Result(name, ms, int(real))
+
+
+def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int = 2,
+              checkpoint: Path | None = None, only: tuple[str, ...] | None = None) -> dict:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TangshiError("--device cuda asked for, but no CUDA device is available")
+    vocab = Vocab.load(Path(data_dir) / "vocab.json")
+    split = load_split(Path(data_dir), "train", vocab)
+    g = torch.Generator().manual_seed(0)
+    n_batches = repeats + warmup
+    plain = batch_indices(len(split.inputs), BATCH, g)[:n_batches]
+    bucketed = batch_indices(len(split.inputs), BATCH, torch.Generator().manual_seed(0),
+                             lengths=split.lengths, bucket=True)[:n_batches]
+    full = [tuple(t.to(dev) for t in make_batch(split.inputs, split.targets, split.lengths, i, trim=False)) for i in plain]
+    trimmed = [tuple(t.to(dev) for t in make_batch(split.inputs, split.targets, split.lengths, i)) for i in bucketed]
+    amp = bf16_is_fast(dev)
+    base = dict(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=EMBED, hidden_dim=HIDDEN)
+    want = (lambda n: only is None or n in only)
+    results: list[Result] = []
+    if want("seed"):
+        results.append(_train_step_bench("seed", ModelConfig(**base, impl="seed", pad_in_loss=True), full, dev,
+                                         False, repeats, warmup))
+    if want("tangshi"):
+        r = _train_step_bench("tangshi", ModelConfig(**base, impl="tangshi"), trimmed, dev, amp, repeats, warmup)
+        r.note = f"fused BPTT, head on real positions, bucketed batches, bf16 autocast {'on' if amp else 'off'}"
+        results.append(r)
+    if want("nn_lstm"):
+        r = _train_step_bench("nn_lstm", ModelConfig(**base, impl="nn"), trimmed, dev, amp, repeats, warmup)
+        r.note = "same step with torch.nn.LSTM"
+        results.append(r)
+    if want("numpy") and dev.type == "cpu":
+        results.append(_numpy_bench(base, trimmed, repeats, warmup))
+    for name, mode in (("layer_tangshi", "fused"), ("layer_nn", "nn")):
+        if want(name):
+            results.append(_layer_bench(name, mode, dev, repeats, warmup))
+    if want("gen_qilv") or want("gen_wujue_1000"):
+        results.extend(_generation_bench(checkpoint, dev, want))
+    ref = {r.name: r.real_tokens / (r.ms / 1e3) for r in results if r.real_tokens}
+    return {"device": _device_name(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "bf16_autocast": amp, "repeats": repeats, "results": [r.as_dict(ref) for r in results]}
+
+
+def _numpy_bench(base: dict, batches, repeats, warmup) -> Result:
+    from . import numpy_lstm as nl
+    from .model import ModelConfig as MC
+
+    cfg = MC(**base)
+    torch.manual_seed(0)
+    params = {k: v.numpy().copy() for k, v in PoetryLM(cfg).canonical_state_dict().items()}
+    opt = nl.Adam(params, lr=0.01, weight_decay=1e-4)
+    it = {"k": 0}
+
+    def step():
+        x, y = batches[it["k"] % len(batches)]
+        it["k"] += 1
+        loss, cache = nl.forward(params, cfg, x.numpy(), y.numpy(), cfg.pad_id)
+        opt.step(nl.backward(cache))
+
+    ms = _median_ms(step, repeats, warmup, torch.device("cpu"))
+    real = statistics.median(int((y != cfg.pad_id).sum()) for _, y in batches)
+    return Result("numpy", ms, int(real), "NumPy forward + hand-written BPTT + NumPy Adam, fp32, same batches")
+
+
+def _layer_bench(name: str, mode: str, dev, repeats, warmup) -> Result:
+    torch.manual_seed(0)
+    x = torch.randn(BATCH, SEQ, EMBED, device=dev, requires_grad=True)
+    if mode == "nn":
+        layer = torch.nn.LSTM(EMBED, HIDDEN, batch_first=True).to(dev)
+        fn = lambda: layer(x)[0].sum().backward()
+    else:
+        layer = SeedLSTMLayer(EMBED, HIDDEN).to(dev)
+        for p in layer.parameters():
+            torch.nn.init.uniform_(p, -0.1, 0.1)
+        fn = lambda: layer(x, mode=mode)[0].sum().backward()
+    ms = _median_ms(fn, repeats, warmup, dev)
+    return Result(name, ms, BATCH * SEQ, "LSTM layer alone, forward + backward, fp32, (128, 64, 256)")
+
+
+def _generation_bench(checkpoint, dev, want) -> list[Result]:
+    from .bundled import bundled_model_path
+    from .checkpoint import load_checkpoint
+    from .generate import DecodeOptions
+    from .poems import write_poems
+
+    try:
+        model, vocab, _ = load_checkpoint(checkpoint or bundled_model_path(), device=dev)
+    except TangshiError as e:
+        return [Result("gen_qilv", float("nan"), 0, f"skipped: {e}")]
+    out = []
+    opts = DecodeOptions(strategy="sample", temperature=0.8, top_p=0.9, seed=0)
+    if want("gen_qilv"):
+        ms = _median_ms(lambda: write_poems(model, vocab, opts, n=1, form="qilv"), 5, 1, dev)
+        out.append(Result("gen_qilv", ms, 0, "one 七言律诗, rhyme on, sampling"))
+    if want("gen_wujue_1000"):
+        ms = _median_ms(lambda: write_poems(model, vocab, opts, n=1000, form="wujue"), 3, 1, dev)
+        out.append(Result("gen_wujue_1000", ms, 0, "1,000 五言绝句 in one batch, rhyme on, sampling"))
+    return out
+
+
+def _device_name(dev) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return f"cpu: {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return "cpu"
+
+
+def format_bench(res: dict) -> str:
+    lines = [f"device {res['device']} | threads {res['threads']} | torch {res['torch']} | bf16 {res['bf16_autocast']}",
+             f"{'name':<16}{'ms':>10}{'real tok/s':>13}{'vs seed':>9}{'vs nn':>8}  note"]
+    for r in res["results"]:
+        tps = f"{r['real_tokens_per_s']:,}" if r.get("real_tokens_per_s") else "-"
+        lines.append(f"{r['name']:<16}{r['ms']:>10.1f}{tps:>13}{r.get('speedup_vs_seed', '-'):>9}"
+                     f"{r.get('speedup_vs_nn_lstm', '-'):>8}  {r.get('note', '')}")
+    return "\n".join(lines)

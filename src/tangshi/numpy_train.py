@@ -1,0 +1,169 @@
+"""`tangshi train --backend numpy`: the same model, batches and checkpoints, trained by the NumPy twin.
+
+The NumPy backend starts from the very weights the PyTorch backend would
+(the same seeded initialisation), visits the same batches in the same order,
+and writes checkpoints in the same format, so either backend's checkpoint
+generates with `tangshi generate` and continues training in the other
+(`--init-from`). Dev metrics are computed by the shared `train.evaluate` on the
+loaded weights, so both backends are scored by one piece of code.
+
+PyTorch-only options (rejected here with a clear error): dropout of any kind,
+DropConnect, learning-rate schedules, bf16. Gradient clipping is supported.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from . import numpy_lstm as nl
+from .batches import batch_indices, make_batch
+from .data import read_meta
+from .errors import TangshiError
+from .model import ModelConfig, PoetryLM
+from .train import EPOCH_SEED_STRIDE, TrainConfig, _plot, checkpoint_name, evaluate, load_split
+from .vocab import Vocab
+
+NUMPY_OPTIMIZERS = {"adam": nl.Adam, "adamw": nl.AdamW, "adagrad": nl.Adagrad, "sgd": nl.SGD}
+TORCH_ONLY = ("dropout_embed", "dropout_hidden", "dropout_output", "weight_drop")
+
+
+def make_optimizer(params: dict, cfg: TrainConfig):
+    cls = NUMPY_OPTIMIZERS[cfg.optimizer]
+    if cfg.optimizer == "sgd":
+        return cls(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def check_numpy_options(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
+    used = [k for k in TORCH_ONLY if getattr(model_cfg, k)]
+    if used:
+        raise TangshiError(f"--backend numpy does not support {', '.join(used)} (PyTorch backend only)")
+    if cfg.schedule != "constant":
+        raise TangshiError("--backend numpy supports only --schedule constant")
+    if cfg.amp:
+        raise TangshiError("--backend numpy trains in fp32; drop --amp")
+
+
+def params_to_model(params: dict[str, np.ndarray], model_cfg: ModelConfig) -> PoetryLM:
+    model = PoetryLM(model_cfg)
+    model.load_canonical_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)).float() for k, v in params.items()})
+    return model
+
+
+def model_to_params(model: PoetryLM) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().float().numpy().copy() for k, v in model.canonical_state_dict().items()}
+
+
+def clip_grads(grads: dict[str, np.ndarray], max_norm: float) -> float:
+    """torch.nn.utils.clip_grad_norm_ semantics: scale all grads by max_norm/(norm+1e-6) when norm > max_norm."""
+    norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1:
+        for g in grads.values():
+            g *= coef
+    return norm
+
+
+def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
+                resume: bool = False, progress: bool = True, log=print, init_from: Path | None = None,
+                stop_after_epoch: int | None = None) -> dict:
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    vocab = Vocab.load(data_dir / "vocab.json")
+    meta = read_meta(data_dir)
+    train_split, dev_split = load_split(data_dir, "train", vocab), load_split(data_dir, "dev", vocab)
+    history: list[dict] = []
+    start_epoch = 1
+    if resume or init_from is not None:
+        src = out_dir / "last" if resume else Path(init_from)
+        model, ck_vocab, ck_meta = ckpt.load_checkpoint(src)
+        if ck_vocab != vocab:
+            raise TangshiError(f"{src} was trained on a different vocabulary than {data_dir}")
+        model_cfg = model.config
+        if resume:
+            cfg = TrainConfig(**ck_meta["train"]["config"])
+    else:
+        torch.manual_seed(cfg.seed)  # the same initial weights as the PyTorch backend
+        model_cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **(model_over or {}))
+        model = PoetryLM(model_cfg)
+    check_numpy_options(model_cfg, cfg)
+    params = model_to_params(model)
+    opt = make_optimizer(params, cfg)
+    if resume:
+        tensors, state = ckpt.load_optimizer_state(out_dir / "last")
+        if state.get("backend") != "numpy":
+            raise TangshiError(f"{out_dir / 'last'} holds PyTorch optimiser state; use --init-from to continue its weights in NumPy")
+        opt.load_state_dict({**state["optimizer"], "tensors": {k: v.numpy() for k, v in tensors.items()}})
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / "metrics.jsonl"
+    if not resume and metrics_path.exists():
+        metrics_path.unlink()
+    best = min(history, key=lambda h: h["dev_ppl"]) if history else None
+    steps_per_epoch = len(batch_indices(len(train_split.inputs), cfg.batch_size, torch.Generator().manual_seed(0)))
+    if cfg.max_steps:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
+    pad = vocab.pad_id
+    ws = nl.Workspace() if hasattr(nl, "Workspace") else None
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        gen = torch.Generator().manual_seed(cfg.seed * EPOCH_SEED_STRIDE + epoch)
+        batches = batch_indices(len(train_split.inputs), cfg.batch_size, gen, shuffle=True,
+                                lengths=train_split.lengths, bucket=cfg.bucket)[:steps_per_epoch]
+        t0 = time.perf_counter()
+        tot_loss, tot_tok = 0.0, 0
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs} [numpy]", disable=not progress, leave=False, unit="step")
+        for idx in bar:
+            x, y = make_batch(train_split.inputs, train_split.targets, train_split.lengths, idx,
+                              trim=cfg.bucket and not model_cfg.pad_in_loss)
+            x, y = x.numpy(), y.numpy()
+            if model_cfg.pad_in_loss:
+                raise TangshiError("--backend numpy masks PAD in the loss; drop --pad-in-loss")
+            loss, cache = nl.forward(params, model_cfg, x, y, pad, **({"workspace": ws} if ws is not None else {}))
+            grads = nl.backward(cache)
+            if cfg.clip > 0:
+                clip_grads(grads, cfg.clip)
+            opt.step(grads)
+            real = int((y != pad).sum())
+            tot_loss += float(loss) * real
+            tot_tok += real
+            bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{tot_tok / max(time.perf_counter() - t0, 1e-9):,.0f}")
+        train_time = time.perf_counter() - t0
+        model = params_to_model(params, model_cfg)
+        dev = evaluate(model, dev_split)
+        row = {"epoch": epoch, "train_loss": tot_loss / max(tot_tok, 1), **dev, "lr": cfg.lr,
+               "epoch_seconds": round(train_time, 2), "real_tokens_per_s": round(tot_tok / max(train_time, 1e-9)),
+               "steps": len(batches), "backend": "numpy"}
+        history.append(row)
+        with open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        log(f"epoch {epoch:3d} [numpy] | train loss {row['train_loss']:.4f} | dev loss {dev['dev_nll']:.4f} "
+            f"| dev ppl {dev['dev_ppl']:.2f} | seed's loss (PAD counted) {dev['seed_loss']:.4f} "
+            f"| {row['real_tokens_per_s']:,} tok/s | {train_time:.1f}s")
+        improved = best is None or dev["dev_ppl"] < best["dev_ppl"]
+        if improved:
+            best = row
+        train_meta = {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg), "epoch": epoch,
+                      "best_epoch": best["epoch"], "backend": "numpy"}
+        sd = opt.state_dict()
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.pop("tensors").items()}
+        trainer_state = {"epoch": epoch, "backend": "numpy", "optimizer": sd, "history": history}
+        ckpt.save_checkpoint(out_dir / "last", model, vocab, train_meta=train_meta, metrics=row,
+                             optimizer_state=(tensors, trainer_state))
+        ckpt.save_checkpoint(out_dir / checkpoint_name(epoch, dev["seed_loss"]), model, vocab,
+                             train_meta=train_meta, metrics=row)
+        if improved:
+            ckpt.save_checkpoint(out_dir / "best", model, vocab, train_meta=train_meta, metrics=row)
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    if history:
+        _plot(history, out_dir / "curves.png", f"{out_dir.name} [numpy]: best dev ppl {best['dev_ppl']:.2f} (epoch {best['epoch']})")
+    return {"best": best, "history": history, "out": str(out_dir)}
