@@ -10,6 +10,7 @@ import torch
 from tangshi import prosody
 from tangshi.constraints import (
     DecodeState,
+    build_constraint,
     FormConstraint,
     FreeConstraint,
     SpecialIds,
@@ -443,6 +444,29 @@ def test_special_ids_forms():
 
     assert SpecialIds.coerce(VocabLike(), ITOS) == SP
     assert isinstance(FormConstraint(ITOS, d, "wujue"), FormConstraint)
+
+
+def test_build_constraint_from_vocab_like_object():
+    class VocabLike:
+        itos = tuple(ITOS)
+        eos_id, oov_id, start_id, pad_id = SP.eos, SP.oov, SP.start, SP.pad
+
+    c = build_constraint(VocabLike(), "qijue", start="春風", rhyme=True, tone="strict")
+    assert isinstance(c, FormConstraint) and c.max_steps == c.max_len == 4 * 8 + 1
+    assert c.special == SP
+    assert build_constraint(ITOS, "free").max_steps is None
+    with pytest.raises(TangshiError, match="acrostic"):
+        build_constraint(VocabLike(), "free", acrostic="春夏秋冬")
+    # the prefix protocol of a decoder that never appends <EOS> to its prefixes
+    prefixes = [[], []]
+    for _ in range(c.max_steps):
+        m = c.mask(prefixes)
+        tok = m.float().argmax(-1).tolist()
+        for p, t in zip(prefixes, tok):
+            if t != SP.eos:
+                p.append(t)
+    assert all(prosody.check_form("".join(ITOS[i] for i in p), "qijue") for p in prefixes)
+    assert c.mask(prefixes).tolist() == [[i == SP.eos for i in range(V)]] * 2
 
 
 def test_speed_1000_wujue():

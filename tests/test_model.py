@@ -117,3 +117,30 @@ def test_config_errors():
         ModelConfig(vocab_size=V, pad_id=0, embed_dim=8, hidden_dim=16, tie_weights=True)
     with pytest.raises(TangshiError, match="unknown LSTM"):
         ModelConfig(vocab_size=V, pad_id=0, impl="gru")
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("tie", [False, True])
+def test_fused_head_matches_log_softmax_nll(relu, tie):
+    """HeadNLL (chunked, one exp pass) = log_softmax + nll_loss: loss and every gradient."""
+    import tangshi.model as M
+
+    cfg = dict(vocab_size=V, pad_id=V - 1, embed_dim=H, hidden_dim=H, relu_logits=relu, tie_weights=tie)
+    torch.manual_seed(3)
+    a = PoetryLM(ModelConfig(**cfg, fused_head=True))
+    b = PoetryLM(ModelConfig(**cfg, fused_head=False))
+    for p in a.parameters():
+        torch.nn.init.uniform_(p, -0.3, 0.3)
+    b.load_canonical_state_dict(a.canonical_state_dict())
+    x, y = _batch(B=6, T=13)
+    old = M.HEAD_CHUNK
+    M.HEAD_CHUNK = 7  # several chunks, the last one partial
+    try:
+        _, la = a(x, y)
+    finally:
+        M.HEAD_CHUNK = old
+    _, lb = b(x, y)
+    assert abs(la.item() - lb.item()) < 1e-6
+    (la * 2.5).backward(); (lb * 2.5).backward()
+    for (n, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+        assert (pa.grad - pb.grad).abs().max() < 1e-6, n

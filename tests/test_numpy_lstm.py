@@ -349,3 +349,7 @@ def test_doc_line_references_point_at_the_equations():
     for eq, line in refs:
         text = src[int(line) - 1]
         assert f"eq ({eq})" in text or f", ({eq})" in text or f"({eq})," in text, (eq, line, text)
+    for line in re.findall(r"`numpy_lstm\.py:(\d+)`", doc):  # every reference lands on a tagged line
+        assert "# eq (" in src[int(line) - 1], (line, src[int(line) - 1])
+    for n in range(1, 22):  # every equation is referenced
+        assert any(eq == str(n) for eq, _ in refs), n

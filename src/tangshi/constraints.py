@@ -17,9 +17,18 @@ the allowed tokens keep their relative model probabilities::
 
 ``mask(x)`` / ``bias(x)`` / ``apply(logits, x)`` accept either a ``DecodeState`` or
 the plain prefixes (``list[list[int]]``, the ids generated so far, a leading
-``<START>`` is skipped); prefixes are replayed through a cache, so passing the
-growing prefixes every step is also cheap.  For beam search reorder a state with
-``state.select(indices)`` (rows are immutable, so this is cheap).
+``<START>`` is skipped, ``<EOS>`` may be left out); prefixes are replayed
+through a cache, so passing the growing prefixes every step is also cheap::
+
+    c = build_constraint(vocab, "qijue", rhyme=True, tone="loose")   # a tangshi.vocab.Vocab
+    prefixes = [[] for _ in range(B)]
+    for _ in range(c.max_steps):                 # == c.max_len
+        allowed = c.mask(prefixes)               # (B, V) bool
+        bias = c.bias(prefixes)                  # (B, V) float, or None
+        ...                                      # masked_fill, sample, append to prefixes
+
+For beam search reorder a state with ``state.select(indices)`` (rows are
+immutable, so this is cheap), or just pass the reordered prefixes.
 
 Rules of ``FormConstraint`` (a regulated form; line k is 1-based):
 
@@ -207,6 +216,11 @@ class _Constraint:
 
     max_len: int | None = None
 
+    @property
+    def max_steps(self) -> int | None:
+        """Alias of ``max_len``: decoding steps needed, ``<EOS>`` included (``None`` for free form)."""
+        return self.max_len
+
     def __init__(self, itos: Sequence[str], special_ids):
         self.itos = list(itos)
         self.V = len(self.itos)
@@ -269,7 +283,9 @@ class _Constraint:
         for p in prefixes:
             if isinstance(p, torch.Tensor):
                 p = p.tolist()
-            tp = tuple(int(x) for x in p)
+            tp = tuple(p)
+            if tp and type(tp[0]) is not int:
+                tp = tuple(int(x) for x in tp)  # numpy ints etc.
             if tp and tp[0] == start_id:
                 tp = tp[1:]
             r = cache.get(tp)
@@ -874,6 +890,34 @@ def make_constraint(
         itos,
         special_ids,
         f,
+        start=start,
+        acrostic=acrostic,
+        rhyme=rhyme,
+        tone=tone,
+        no_repeat=no_repeat,
+        tone_penalty=tone_penalty,
+    )
+
+
+def build_constraint(
+    vocab,
+    form: str | Form | None,
+    *,
+    start: str = "",
+    acrostic: str | None = None,
+    rhyme: bool = True,
+    tone: str = "off",
+    no_repeat: bool = True,
+    tone_penalty: float = 2.0,
+) -> FormConstraint | FreeConstraint:
+    """:func:`make_constraint` for a ``tangshi.vocab.Vocab``-like object (``.itos``
+    and ``eos_id``/``oov_id``/``start_id``/``pad_id``; or a plain ``itos`` list)."""
+    itos = list(getattr(vocab, "itos", vocab))
+    special = vocab if hasattr(vocab, "eos_id") else None
+    return make_constraint(
+        itos,
+        special,
+        form,
         start=start,
         acrostic=acrostic,
         rhyme=rhyme,

@@ -414,7 +414,7 @@ def format_gradcheck(result: dict) -> str:
     lines.append("other configurations (max over parameters):")
     for k, v in result["variants"].items():
         skip = v.get("fd_elements_skipped_at_relu_kinks", 0)
-        note = f"   ({skip} FD elements skipped at ReLU kinks)" if skip else ""
+        note = f"   ({skip} FD element{'s' if skip != 1 else ''} skipped at ReLU kinks)" if skip else ""
         lines.append(f"  {k:<24} fd rel err {v['fd_rel_err']:.2e}   |torch| {v['torch_abs_diff']:.2e}   |loss| {v['loss_abs_diff']:.1e}{note}")
     lines.append("")
     lines.append(f"optimisers vs torch.optim, 10 steps, max |p - p_torch| (tolerance {tol['optimizer_abs_diff']:.0e}):")

@@ -51,6 +51,7 @@ class ModelConfig:
     num_layers: int = 1
     impl: str = "tangshi"
     fused: bool = True  # tangshi impl: hand-written BPTT Function (else plain autograd)
+    fused_head: bool = True  # head + log-softmax + NLL in one chunked Function (training loss only)
     relu_logits: bool = False  # the seed's ReLU on the logits (caps the model)
     pad_in_loss: bool = False  # the seed's loss: PAD targets counted in the mean
     tie_weights: bool = False  # head.weight is embedding.weight (needs E == H)
@@ -112,49 +113,104 @@ class LSTMRecurrence(torch.autograd.Function):
         B, T, H4 = xz.shape
         H = H4 // 4
         with torch.autocast(device_type=xz.device.type, enabled=False):
-            xz = xz.float()
+            # time-major inside (T, B, ·): every per-step slice is contiguous
+            xz = xz.float().transpose(0, 1).contiguous()  # (T, B, 4H)
             w = weight_hh.float()
-            gates = torch.empty(B, T, H4, device=xz.device)  # activated i, f, g, o
-            cs = torch.empty(B, T, H, device=xz.device)  # C_t
-            hs = torch.empty(B, T, H, device=xz.device)  # h_t
+            gates = torch.empty(T, B, H4, device=xz.device)  # activated i, f, c̃, o
+            cs = torch.empty(T, B, H, device=xz.device)  # C_t
+            hs = torch.empty(T, B, H, device=xz.device)  # h_t
             h, c = h0.float(), c0.float()
             for t in range(T):
-                z = torch.addmm(xz[:, t], h, w)  # (B, 4H) z_t
-                a = gates[:, t]
-                torch.sigmoid(z, out=a)  # i, f, o use σ; g is overwritten next
-                torch.tanh(z[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])  # c̃_t
+                a = gates[t]
+                torch.addmm(xz[t], h, w, out=a)  # z_t = x_t W_ih + b + h_{t−1} W_hh   (B, 4H)
+                torch.sigmoid(a[:, : 2 * H], out=a[:, : 2 * H])  # i_t, f_t
+                torch.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])  # c̃_t
+                torch.sigmoid(a[:, 3 * H :], out=a[:, 3 * H :])  # o_t
                 i, f, g, o = a.chunk(4, dim=1)
-                c = torch.addcmul(f * c, i, g)  # C_t = f ⊙ C_{t−1} + i ⊙ c̃
-                cs[:, t] = c
-                h = o * torch.tanh(c)  # h_t = o ⊙ tanh(C_t)
-                hs[:, t] = h
+                c = torch.addcmul(f * c, i, g, out=cs[t])  # C_t = f ⊙ C_{t−1} + i ⊙ c̃
+                h = torch.mul(o, torch.tanh(c), out=hs[t])  # h_t = o ⊙ tanh(C_t)
         ctx.save_for_backward(gates, cs, hs, w, h0.float(), c0.float())
-        return hs, h, c
+        return hs.transpose(0, 1), h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_hs, d_hT, d_cT):
         gates, cs, hs, w, h0, c0 = ctx.saved_tensors
-        B, T, H = hs.shape
-        d_hs = torch.zeros_like(hs) if d_hs is None else d_hs.float()
-        d_xz = torch.empty(B, T, 4 * H, device=hs.device)  # δz_t for every t
+        T, B, H = hs.shape
+        d_hs = torch.zeros_like(hs) if d_hs is None else d_hs.float().transpose(0, 1)  # (T, B, H) view
+        d_xz = torch.empty(T, B, 4 * H, device=hs.device)  # δz_t for every t
         d_h = torch.zeros(B, H, device=hs.device) if d_hT is None else d_hT.float().clone()
         d_c = torch.zeros(B, H, device=hs.device) if d_cT is None else d_cT.float().clone()
+        w_t = w.t().contiguous()
         for t in range(T - 1, -1, -1):
-            i, f, g, o = gates[:, t].chunk(4, dim=1)
-            c_prev = cs[:, t - 1] if t > 0 else c0
-            tanh_c = torch.tanh(cs[:, t])
-            delta = d_h + d_hs[:, t]  # δ_t = ∂E/∂h_t
-            dz = d_xz[:, t]
-            d_c = d_c + delta * o * (1 - tanh_c * tanh_c)  # δC_t (incl. δC_{t+1} ⊙ f_{t+1})
+            i, f, g, o = gates[t].chunk(4, dim=1)
+            c_prev = cs[t - 1] if t > 0 else c0
+            tanh_c = torch.tanh(cs[t])
+            delta = d_h.add_(d_hs[t])  # δ_t = ∂E/∂h_t (from above + the recurrent path)
+            dz = d_xz[t]
+            d_c.addcmul_(delta * o, 1 - tanh_c * tanh_c)  # δC_t (incl. δC_{t+1} ⊙ f_{t+1})
             torch.mul(delta * tanh_c, o * (1 - o), out=dz[:, 3 * H :])  # δo_t
             torch.mul(d_c * g, i * (1 - i), out=dz[:, :H])  # δi_t
             torch.mul(d_c * c_prev, f * (1 - f), out=dz[:, H : 2 * H])  # δf_t
             torch.mul(d_c * i, 1 - g * g, out=dz[:, 2 * H : 3 * H])  # δc̃_t
-            d_h = dz @ w.t()  # recurrent path into δ_{t−1}
-            d_c = d_c * f  # cell-state path into δC_{t−1}
-        h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], dim=1)  # (B, T, H) h_{t−1}
+            d_h = dz @ w_t  # recurrent path into δ_{t−1}
+            d_c = d_c.mul_(f)  # cell-state path into δC_{t−1}
+        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]], dim=0)  # (T, B, H) h_{t−1}
         d_w = h_prev.reshape(-1, H).t() @ d_xz.reshape(-1, 4 * H)  # Σ_t h_{t−1}ᵀ δz_t
-        return d_xz, d_w, d_h, d_c
+        return d_xz.transpose(0, 1), d_w, d_h, d_c
+
+
+HEAD_CHUNK = 512  # rows of (N, V) logits per chunk: 512 × 5359 fp32 ≈ 11 MB, near cache size
+
+
+class HeadNLL(torch.autograd.Function):
+    """Mean NLL of the head at the real positions, fused: logits → softmax → loss and ∂E/∂logits.
+
+    forward(h (N, H), weight (V, H), bias (V,), targets (N,), relu) → scalar loss.
+    Works chunk by chunk so the (N, V) array is touched while it is in cache, and
+    computes exp once: p = softmax(s), loss = mean(log Σ exp s − s_target),
+    ∂E/∂s = (p − onehot(target)) / N (⊙ [s > 0] with the seed's ReLU). The backward
+    is then three matrix products. Same numbers as log_softmax + nll_loss.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, relu: bool):
+        N = h.shape[0]
+        V = weight.shape[0]
+        h32, w32, b32 = h.float(), weight.float(), bias.float()
+        d_s = torch.empty(N, V, device=h.device)  # logits → p → ∂E/∂s, in place
+        total = torch.zeros((), dtype=torch.float64, device=h.device)
+        for r0 in range(0, N, HEAD_CHUNK):
+            r1 = min(r0 + HEAD_CHUNK, N)
+            s = d_s[r0:r1]
+            torch.addmm(b32, h32[r0:r1], w32.t(), out=s)  # s = h Wᵀ + b
+            live = None
+            if relu:
+                live = s > 0
+                s.clamp_(min=0)
+            tgt = targets[r0:r1]
+            rows = torch.arange(r1 - r0, device=h.device)
+            s_t = s[rows, tgt].clone()  # (n,) the target logits
+            m = s.amax(dim=1, keepdim=True)
+            s.sub_(m).exp_()  # exp(s − m)
+            z = s.sum(dim=1, keepdim=True)
+            total += (z.log() + m).squeeze(1).sub(s_t).double().sum()  # −log p_target
+            s.div_(z)  # p
+            s[rows, tgt] -= 1.0  # p − onehot
+            if live is not None:
+                s.mul_(live)
+        d_s.div_(N)
+        ctx.save_for_backward(h32, w32, d_s)
+        ctx.dtypes = (h.dtype, weight.dtype, bias.dtype)
+        return (total / N).float()
+
+    @staticmethod
+    def backward(ctx, g):
+        h, w, d_s = ctx.saved_tensors
+        d_s = d_s * g if float(g) != 1.0 else d_s
+        d_h = (d_s @ w).to(ctx.dtypes[0])  # (N, H)
+        d_w = (d_s.t() @ h).to(ctx.dtypes[1])  # (V, H)
+        d_b = d_s.sum(0).to(ctx.dtypes[2])  # (V,)
+        return d_h, d_w, d_b, None, None
 
 
 def _cell(z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -281,7 +337,8 @@ class PoetryLM(nn.Module):
         Without targets: logits (B, T, V) of every position, loss None.
         With targets: the loss is the mean NLL over real (non-PAD) targets, and
         only those positions go through the head (≈40% of positions are PAD);
-        logits are then (N_real, V). With ``pad_in_loss`` (the seed's recipe) every
+        logits are then (N_real, V), or None with the fused head (`HeadNLL`),
+        which never materialises them separately. With ``pad_in_loss`` (the seed's recipe) every
         position counts and logits are (B, T, V).
         """
         h, _ = self.hidden(ids, state)
@@ -292,6 +349,9 @@ class PoetryLM(nn.Module):
             loss = F.nll_loss(F.log_softmax(logits, -1).flatten(0, 1), targets.flatten())
             return logits, loss
         real = targets != self.config.pad_id  # (B, T)
+        if self.config.fused_head and not torch.is_autocast_enabled(h.device.type):
+            loss = HeadNLL.apply(h[real], self.head.weight, self.head.bias, targets[real], self.config.relu_logits)
+            return None, loss
         logits = self.logits(h[real])  # (N_real, V)
         loss = F.nll_loss(F.log_softmax(logits, -1), targets[real])
         return logits, loss
