@@ -255,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
 
+    # experiments
+    x = sub.add_parser("experiment", help="reproducible reports: optimisers, initialisation")
+    x.add_argument("which", choices=("optimizers", "init"))
+    x.add_argument("--data", default=str(PREPARED_DEFAULT))
+    x.add_argument("--out", default="reports")
+    x.add_argument("--epochs", type=int, help="epochs per run (default 20; 1 with --quick)")
+    x.add_argument("--backend", default="torch", choices=("torch", "numpy"))
+    x.add_argument("--quick", action="store_true", help="tiny model, 2 learning rates each: seconds, for tests")
+    x.add_argument("--threads", type=int)
+    x.set_defaults(func=cmd_experiment)
+
     # gradcheck
     gc = sub.add_parser("gradcheck", help="check the NumPy BPTT against finite differences and PyTorch autograd")
     gc.add_argument("--json", action="store_true")
@@ -277,6 +288,26 @@ def cmd_bench(args) -> int:
         _print_json(res)
     else:
         print(format_bench(res))
+    return 0
+
+
+def cmd_experiment(args, argv=None) -> int:
+    import torch
+
+    from .experiments import run_init, run_optimizers
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    epochs = args.epochs or (1 if args.quick else 20)
+    if args.which == "optimizers":
+        res = run_optimizers(Path(args.data), Path(args.out), epochs, backend=args.backend, quick=args.quick,
+                             argv=sys.argv[1:] if argv is None else argv)
+    else:
+        if args.backend != "torch":
+            raise TangshiError("experiment init runs on the torch backend (it needs per-step hooks)")
+        res = run_init(Path(args.data), Path(args.out), epochs, quick=args.quick,
+                       argv=sys.argv[1:] if argv is None else argv)
+    print(f"wrote {res['report']}")
     return 0
 
 

@@ -345,7 +345,15 @@ def _check_config(config, seed, max_elements=None):
 
 def run_gradcheck(seed: int = 0) -> dict:
     """Check every gradient and optimiser; see the module docstring.  result["ok"] says all passed."""
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead
+    try:
+        return _run_gradcheck(seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_gradcheck(seed: int) -> dict:
     base = SmallConfig()
     per, info = _check_config(base, seed)
     variants = {}

@@ -180,12 +180,13 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
 def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
           resume: bool = False, progress: bool = True, log=print, keep_epoch_checkpoints: bool = True,
           stop_after_epoch: int | None = None, resume_epochs: int | None = None,
-          init_from: Path | None = None) -> dict:
+          init_from: Path | None = None, on_step=None) -> dict:
     """Train and checkpoint. Returns {"best": {...}, "history": [...], "out": ...}.
 
     With `resume`, the options stored in OUT/last are used; only `cfg.device` is taken
     from the call, and `resume_epochs` (when given) extends a constant or plateau
-    schedule. `stop_after_epoch` simulates an interruption.
+    schedule. `stop_after_epoch` simulates an interruption. `on_step(step, model, optimizer)`
+    is called after every optimiser step (step counts from 1; gradients are still in place).
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     vocab = Vocab.load(data_dir / "vocab.json")
@@ -248,6 +249,9 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
     amp = bf16_is_fast(device) if cfg.amp is None else cfg.amp
     bad_epochs = history[-1]["epoch"] - best["epoch"] if history else 0
 
+    global_step = (start_epoch - 1) * steps_per_epoch
+    if on_step is not None and global_step == 0:
+        on_step(0, model, optimizer)
     for epoch in range(start_epoch, cfg.epochs + 1):
         gen = torch.Generator().manual_seed(cfg.seed * EPOCH_SEED_STRIDE + epoch)
         torch.manual_seed(cfg.seed * EPOCH_SEED_STRIDE + epoch)
@@ -267,6 +271,9 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
             if cfg.clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             optimizer.step()
+            global_step += 1
+            if on_step is not None:
+                on_step(global_step, model, optimizer)
             if scheduler is not None and sched_unit == "step":
                 scheduler.step()
             real = int((y != vocab.pad_id).sum())

@@ -1,0 +1,61 @@
+"""The experiments' --quick modes, and the facts their reports rest on."""
+
+import json
+
+import pytest
+import torch
+
+from tangshi.cli import main
+from tangshi.experiments import distinct_units
+from tangshi.model import ModelConfig, PoetryLM
+
+
+def test_optimizers_quick_writes_report(tmp_path, tiny_prepared, capsys):
+    out = tmp_path / "reports"
+    assert main(["experiment", "optimizers", "--quick", "--data", str(tiny_prepared), "--out", str(out)]) == 0
+    text = (out / "optimizers.md").read_text(encoding="utf-8")
+    assert "command: `tangshi experiment optimizers --quick" in text or "command:" in text
+    rows = json.loads((out / "optimizers.json").read_text())["rows"]
+    assert {r["optimizer"] for r in rows} == {"adam", "adagrad", "sgd", "adamw"}
+    assert all(r["best_dev_ppl"] > 1 for r in rows)
+    ada = [r for r in rows if r["optimizer"] == "adagrad"]
+    assert all(r["effective_step"] < r["effective_step_1"] for r in ada)  # Adagrad's step decays
+    assert (out / "optimizers_best.png").stat().st_size > 1000
+
+
+def test_init_quick_zero_init_stays_symmetric(tmp_path, tiny_prepared, capsys):
+    out = tmp_path / "reports"
+    assert main(["experiment", "init", "--quick", "--data", str(tiny_prepared), "--out", str(out)]) == 0
+    res = json.loads((out / "init.json").read_text())
+    z, x = res["results"]["zeros"], res["results"]["xavier"]
+    assert z["distinct_units"]["end"] == 1 and z["distinct_units"]["1"] == 1
+    assert x["distinct_units"]["0"] == 16 and x["distinct_units"]["end"] == 16
+    # under zero init, only the output bias receives a gradient
+    assert z["grad_norm_step1"]["head.bias"] > 0
+    assert all(v == 0.0 for k, v in z["grad_norm_step1"].items() if k != "head.bias")
+    assert [k for k, v in z["max_change"].items() if v > 0] == ["head.bias"]
+    assert (out / "init.md").exists() and (out / "init_curves.png").stat().st_size > 1000
+
+
+def test_distinct_units_counts_groups():
+    m = PoetryLM(ModelConfig(vocab_size=11, pad_id=10, embed_dim=4, hidden_dim=6, init="zeros"))
+    assert distinct_units(m) == 1
+    with torch.no_grad():
+        m.lstm[0].bias[2] = 1e-3  # the input-gate bias of unit 2: only unit 2 now differs
+    assert distinct_units(m) == 2
+
+
+def test_adagrad_effective_step_falls_monotonically():
+    """On a fixed batch, lr/(√G+ε) never rises: G only accumulates squared gradients."""
+    torch.manual_seed(0)
+    m = PoetryLM(ModelConfig(vocab_size=11, pad_id=10, embed_dim=8, hidden_dim=8))
+    opt = torch.optim.Adagrad(m.parameters(), lr=0.05)
+    x = torch.randint(0, 10, (4, 7)); y = torch.randint(0, 10, (4, 7))
+    steps = []
+    for _ in range(15):
+        _, loss = m(x, y)
+        opt.zero_grad(); loss.backward(); opt.step()
+        G = torch.cat([opt.state[p]["sum"].flatten() for p in m.parameters()])
+        steps.append(float((0.05 / (G.sqrt() + 1e-10)).median()))
+    assert all(b <= a for a, b in zip(steps, steps[1:]))
+    assert steps[-1] < steps[0]
