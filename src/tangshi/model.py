@@ -411,13 +411,7 @@ class PoetryLM(nn.Module):
 
 
 def canonical_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    shapes = {"embedding.weight": (cfg.vocab_size, cfg.embed_dim)}
-    for l in range(cfg.num_layers):
-        d_in = cfg.embed_dim if l == 0 else cfg.hidden_dim
-        shapes[f"lstm.{l}.weight_ih"] = (d_in, 4 * cfg.hidden_dim)
-        shapes[f"lstm.{l}.weight_hh"] = (cfg.hidden_dim, 4 * cfg.hidden_dim)
-        shapes[f"lstm.{l}.bias"] = (4 * cfg.hidden_dim,)
-    if not cfg.tie_weights:
-        shapes["head.weight"] = (cfg.vocab_size, cfg.hidden_dim)
-    shapes["head.bias"] = (cfg.vocab_size,)
-    return shapes
+    """The canonical names and shapes, defined once (by the NumPy twin, which has no torch)."""
+    from .numpy_lstm import param_shapes
+
+    return param_shapes(cfg)

@@ -28,7 +28,7 @@ from .batches import batch_indices, make_batch
 from .data import read_meta
 from .errors import TangshiError
 from .model import ModelConfig, PoetryLM
-from .train import EPOCH_SEED_STRIDE, TrainConfig, _plot, checkpoint_name, evaluate, load_split
+from .train import EPOCH_SEED_STRIDE, TrainConfig, _plot, end_epoch, evaluate, load_split
 from .vocab import Vocab
 
 NUMPY_OPTIMIZERS = {"adam": nl.Adam, "adamw": nl.AdamW, "adagrad": nl.Adagrad, "sgd": nl.SGD}
@@ -105,9 +105,8 @@ def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, c
         start_epoch = state["epoch"] + 1
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / "metrics.jsonl"
-    if not resume and metrics_path.exists():
-        metrics_path.unlink()
+    if not resume and (out_dir / "metrics.jsonl").exists():
+        (out_dir / "metrics.jsonl").unlink()
     best = min(history, key=lambda h: h["dev_ppl"]) if history else None
     steps_per_epoch = len(batch_indices(len(train_split.inputs), cfg.batch_size, torch.Generator().manual_seed(0)))
     if cfg.max_steps:
@@ -142,26 +141,12 @@ def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, c
         row = {"epoch": epoch, "train_loss": tot_loss / max(tot_tok, 1), **dev, "lr": cfg.lr,
                "epoch_seconds": round(train_time, 2), "real_tokens_per_s": round(tot_tok / max(train_time, 1e-9)),
                "steps": len(batches), "backend": "numpy"}
-        history.append(row)
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        log(f"epoch {epoch:3d} [numpy] | train loss {row['train_loss']:.4f} | dev loss {dev['dev_nll']:.4f} "
-            f"| dev ppl {dev['dev_ppl']:.2f} | seed's loss (PAD counted) {dev['seed_loss']:.4f} "
-            f"| {row['real_tokens_per_s']:,} tok/s | {train_time:.1f}s")
-        improved = best is None or dev["dev_ppl"] < best["dev_ppl"]
-        if improved:
-            best = row
-        train_meta = {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg), "epoch": epoch,
-                      "best_epoch": best["epoch"], "backend": "numpy"}
         sd = opt.state_dict()
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.pop("tensors").items()}
-        trainer_state = {"epoch": epoch, "backend": "numpy", "optimizer": sd, "history": history}
-        ckpt.save_checkpoint(out_dir / "last", model, vocab, train_meta=train_meta, metrics=row,
-                             optimizer_state=(tensors, trainer_state))
-        ckpt.save_checkpoint(out_dir / checkpoint_name(epoch, dev["seed_loss"]), model, vocab,
-                             train_meta=train_meta, metrics=row)
-        if improved:
-            ckpt.save_checkpoint(out_dir / "best", model, vocab, train_meta=train_meta, metrics=row)
+        end_epoch(out_dir, history, row, model, vocab,
+                  {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg), "epoch": epoch, "backend": "numpy"},
+                  optimizer_state=(tensors, sd), trainer_extra={"backend": "numpy"}, log=log)
+        best = min(history, key=lambda h: h["dev_ppl"])
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
     if history:

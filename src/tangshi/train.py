@@ -241,9 +241,8 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
             scheduler.load_state_dict(trainer_state["scheduler"])
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / "metrics.jsonl"
-    if not resume and metrics_path.exists():
-        metrics_path.unlink()
+    if not resume and (out_dir / "metrics.jsonl").exists():
+        (out_dir / "metrics.jsonl").unlink()
     best = min(history, key=lambda h: h["dev_ppl"]) if history else None
     train_meta_base = {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg)}
     amp = bf16_is_fast(device) if cfg.amp is None else cfg.amp
@@ -289,29 +288,12 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
         row = {"epoch": epoch, "train_loss": tot_loss / max(tot_tok, 1), **dev,
                "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": round(train_time, 2),
                "real_tokens_per_s": round(tot_tok / max(train_time, 1e-9)), "steps": n_steps}
-        history.append(row)
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        log(f"epoch {epoch:3d} | train loss {row['train_loss']:.4f} | dev loss {dev['dev_nll']:.4f} "
-            f"| dev ppl {dev['dev_ppl']:.2f} | seed's loss (PAD counted) {dev['seed_loss']:.4f} "
-            f"| seed's 2**loss ppl {dev['seed_ppl']:.2f} | {row['real_tokens_per_s']:,} tok/s | {train_time:.1f}s")
-
-        improved = best is None or dev["dev_ppl"] < best["dev_ppl"]
-        if improved:
-            best, bad_epochs = row, 0
-        else:
-            bad_epochs += 1
-        train_meta = {**train_meta_base, "epoch": epoch, "best_epoch": best["epoch"]}
-        opt_state = ckpt.optimizer_to_flat(optimizer)
-        trainer_state = {"epoch": epoch, "optimizer": opt_state[1], "history": history,
-                         "scheduler": scheduler.state_dict() if scheduler is not None else None}
-        ckpt.save_checkpoint(out_dir / "last", model, vocab, train_meta=train_meta, metrics=row,
-                                     optimizer_state=(opt_state[0], trainer_state))
-        if keep_epoch_checkpoints:
-            ckpt.save_checkpoint(out_dir / checkpoint_name(epoch, dev["seed_loss"]), model, vocab,
-                                 train_meta=train_meta, metrics=row)
-        if improved:
-            ckpt.save_checkpoint(out_dir / "best", model, vocab, train_meta=train_meta, metrics=row)
+        improved = end_epoch(out_dir, history, row, model, vocab, {**train_meta_base, "epoch": epoch},
+                             optimizer_state=ckpt.optimizer_to_flat(optimizer),
+                             trainer_extra={"scheduler": scheduler.state_dict() if scheduler is not None else None},
+                             keep_epoch_checkpoints=keep_epoch_checkpoints, log=log)
+        best = min(history, key=lambda h: h["dev_ppl"])
+        bad_epochs = 0 if improved else bad_epochs + 1
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
         if cfg.early_stop and bad_epochs >= cfg.early_stop:
@@ -321,6 +303,34 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
     if history:
         _plot(history, out_dir / "curves.png", f"{out_dir.name}: best dev ppl {best['dev_ppl']:.2f} (epoch {best['epoch']})")
     return {"best": best, "history": history, "out": str(out_dir)}
+
+
+def end_epoch(out_dir: Path, history: list[dict], row: dict, model: PoetryLM, vocab: Vocab, train_meta: dict,
+              optimizer_state: tuple[dict, dict], trainer_extra: dict | None = None,
+              keep_epoch_checkpoints: bool = True, log=print) -> bool:
+    """Shared by both backends: log the epoch, append it to metrics.jsonl, and write the
+    checkpoints `last` (with optimiser state), the seed-named epoch one and `best`.
+    Returns whether this epoch has the best dev perplexity so far."""
+    improved = not history or row["dev_ppl"] < min(h["dev_ppl"] for h in history)
+    history.append(row)
+    with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    tag = f" [{row['backend']}]" if "backend" in row else ""
+    log(f"epoch {row['epoch']:3d}{tag} | train loss {row['train_loss']:.4f} | dev loss {row['dev_nll']:.4f} "
+        f"| dev ppl {row['dev_ppl']:.2f} | seed's loss (PAD counted) {row['seed_loss']:.4f} "
+        f"| seed's 2**loss ppl {row['seed_ppl']:.2f} | {row['real_tokens_per_s']:,} tok/s | {row['epoch_seconds']:.1f}s")
+    best = min(history, key=lambda h: h["dev_ppl"])
+    meta = {**train_meta, "best_epoch": best["epoch"]}
+    tensors, opt_json = optimizer_state
+    trainer_state = {"epoch": row["epoch"], "optimizer": opt_json, "history": history, **(trainer_extra or {})}
+    ckpt.save_checkpoint(out_dir / "last", model, vocab, train_meta=meta, metrics=row,
+                         optimizer_state=(tensors, trainer_state))
+    if keep_epoch_checkpoints:
+        ckpt.save_checkpoint(out_dir / checkpoint_name(row["epoch"], row["seed_loss"]), model, vocab,
+                             train_meta=meta, metrics=row)
+    if improved:
+        ckpt.save_checkpoint(out_dir / "best", model, vocab, train_meta=meta, metrics=row)
+    return improved
 
 
 def config_from_preset(preset: str | None, model_args: dict, train_args: dict) -> tuple[dict, TrainConfig]:
