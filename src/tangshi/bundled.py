@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import json
+import platform
+from datetime import datetime, timezone
+
+import torch
+
 from . import corpus
+from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import TangshiError
 from .train import Split
 from .batches import encode_poems
@@ -42,3 +49,68 @@ def rebuild_dev_split(meta: dict, vocab: Vocab, source: Path) -> Split:
     if Vocab.build(train) != vocab:
         raise TangshiError(f"the poems in {source} do not rebuild the checkpoint's vocabulary")
     return Split(*encode_poems(dev, vocab))
+
+
+EXPORT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def export_model(checkpoint: Path, out: Path, dtype: str = "fp16", train_command: str | None = None) -> dict:
+    """Copy a checkpoint's weights at a smaller dtype, with its config and vocabulary (no
+    optimiser state), and write MODEL_CARD.md beside them from the run's own records."""
+    if dtype not in EXPORT_DTYPES:
+        raise TangshiError(f"unknown dtype {dtype!r} (choose from {', '.join(EXPORT_DTYPES)})")
+    checkpoint, out = Path(checkpoint), Path(out)
+    model, vocab, meta = load_checkpoint(checkpoint)
+    train_meta = meta.get("train", {})
+    save_checkpoint(out, model, vocab, train_meta=train_meta, metrics=meta.get("metrics", {}),
+                    dtype=EXPORT_DTYPES[dtype])
+    run_dir = checkpoint.parent
+    history = []
+    if (run_dir / "metrics.jsonl").exists():
+        history = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if l]
+    card = _model_card(out, model.config, meta, history, dtype, train_command or train_meta.get("command"))
+    (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    size = sum(f.stat().st_size for f in out.iterdir())
+    return {"out": str(out), "bytes": size, "dev_ppl": meta.get("metrics", {}).get("dev_ppl")}
+
+
+def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, command: str | None) -> str:
+    train_meta, m = meta.get("train", {}), meta.get("metrics", {})
+    dm = train_meta.get("data_meta", {})
+    tc = train_meta.get("config", {})
+    secs = sum(h.get("epoch_seconds", 0) for h in history)
+    rows = "\n".join(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['dev_ppl']:.2f} | {h.get('epoch_seconds', 0):.0f} |"
+                     for h in history)
+    return f"""# {out.name}: the bundled tangshi model
+
+A character-level LSTM language model of the Complete Tang Poems (全唐詩), used by
+`tangshi generate` and `tangshi eval` when no `--checkpoint` is given.
+
+| | |
+|---|---|
+| architecture | embedding {cfg.embed_dim} → {cfg.num_layers} × LSTM {cfg.hidden_dim} (tangshi's own kernel) → linear head{' tied to the embedding' if cfg.tie_weights else ''}, vocabulary {cfg.vocab_size} |
+| regularisation | locked dropout {cfg.dropout_embed} (embedding) / {cfg.dropout_output} (output), DropConnect {cfg.weight_drop} on weight_hh |
+| optimisation | {tc.get('optimizer')} lr {tc.get('lr')} wd {tc.get('weight_decay')}, {tc.get('schedule')} schedule, clip {tc.get('clip')}, batch {tc.get('batch_size')}, {tc.get('epochs')} epochs, seed {tc.get('seed')} |
+| data | chinese-poetry 全唐詩 (58 files, sha256-checked), cleaned as in `corpus.py`: {dm.get('poems_read')} poems read, {dm.get('in_range')} of 10–63 characters; sample `{dm.get('sample')}`, split seed {dm.get('seed')}: {dm.get('train')} train / {dm.get('dev')} dev |
+| dev perplexity | **{m.get('dev_ppl', float('nan')):.2f}** at epoch {m.get('epoch')} (exp of the mean NLL over dev characters + `<EOS>`, PAD excluded); the seed's PAD-counted loss {m.get('seed_loss', float('nan')):.4f} |
+| training time | {secs / 60:.1f} min of training steps ({len(history)} epochs, dev evaluation not counted) on {_cpu_name()} |
+| weights | {dtype} safetensors, exported {datetime.now(timezone.utc):%Y-%m-%d} |
+| command | `{command or 'not recorded'}` |
+| reproduce the eval | `tangshi eval --json` (rebuilds this dev split from `data/quantangshi`) |
+
+## Per-epoch record
+
+| epoch | train loss | dev ppl | seconds |
+|---|---|---|---|
+{rows}
+"""
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

@@ -266,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--threads", type=int)
     x.set_defaults(func=cmd_experiment)
 
+    # export
+    ex = sub.add_parser("export", help="write a compact copy of a checkpoint (fp16/bf16) with a model card")
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--out", default="models/tangshi-default")
+    ex.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"))
+    ex.add_argument("--train-command", help="the command that trained it, for the card (default: as recorded)")
+    ex.set_defaults(func=cmd_export)
+
     # gradcheck
     gc = sub.add_parser("gradcheck", help="check the NumPy BPTT against finite differences and PyTorch autograd")
     gc.add_argument("--json", action="store_true")
@@ -308,6 +316,14 @@ def cmd_experiment(args, argv=None) -> int:
         res = run_init(Path(args.data), Path(args.out), epochs, quick=args.quick,
                        argv=sys.argv[1:] if argv is None else argv)
     print(f"wrote {res['report']}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .bundled import export_model
+
+    res = export_model(Path(args.checkpoint), Path(args.out), dtype=args.dtype, train_command=args.train_command)
+    print(f"wrote {res['out']} ({res['bytes'] / 1e6:.1f} MB, dev ppl {res['dev_ppl']})")
     return 0
 
 

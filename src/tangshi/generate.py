@@ -1,26 +1,47 @@
 """Decoding: the seed's procedure, greedy, sampling (temperature, top-k, top-p) and beam search.
 
-All strategies run the LSTM one step at a time with its state carried, for a
-whole batch of poems at once; the prefix is never re-run. Constraints (forms,
-rhyme, tone, acrostic, no repeats; `constraints.py`) act as masks on the
-log-probabilities: a disallowed character gets −inf, everything allowed keeps
-its relative model probability.
+All strategies but the seed's run the LSTM one step at a time for a whole batch
+of poems at once, with its state carried (`_Stepper`); the prefix is never
+re-run. Constraints (forms, rhyme, tone, acrostic, no repeats;
+`constraints.py`) are part of decoding, through their state API
+(``new_state`` / ``mask`` / ``bias`` / ``advance`` / ``state.select``): a
+disallowed character gets probability 0 and every allowed one keeps its
+relative model probability. Without a constraint the decoder uses a plain
+`FreeConstraint` (no specials, the start text forced, no repeat control), so
+every strategy takes one path.
+
+Every decoding ends: a regulated form has a fixed number of steps
+(``constraint.max_steps``); free form stops at ``DecodeOptions.max_chars``
+characters, where ``<EOS>`` is forced.
+
+Speed (CPU, 1×256 LSTM, V ≈ 5,400): the output layer (256 → V) dominates. A
+step where the constraint allows one token in every row (punctuation, start
+text, acrostic heads, ``<EOS>``) skips it. Sampling works on probabilities:
+softmax, top-k/top-p thresholds found from *sorted values* (NumPy's vectorised
+sort; `torch.sort` and `torch.multinomial` are 10-20× slower on these rows),
+then one uniform draw per row through the cumulative sum (inverse CDF).
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
+from .constraints import FreeConstraint
 from .errors import TangshiError
 from .model import PoetryLM
+from .prosody import CLAUSE_SEPARATORS
 from .vocab import Vocab
 
 STRATEGIES = ("seed", "greedy", "sample", "beam")
 SEED_MAX_CHARS = 95  # the seed stops its generated text at 95 characters
 FREE_MAX_CHARS = 63  # other strategies in free form: the training length bound
+SMALL_BATCH = 8  # batches up to this size decode on one CPU thread (see `_threads_for`)
 
 
 @dataclass(frozen=True)
@@ -31,12 +52,12 @@ class DecodeOptions:
     top_p: float = 1.0  # 1 = off
     beam: int = 4
     seed: int = 0
-    max_chars: int = FREE_MAX_CHARS
+    max_chars: int = FREE_MAX_CHARS  # free form: characters (punctuation included) before <EOS> is forced
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise TangshiError(f"unknown strategy {self.strategy!r} (choose from {', '.join(STRATEGIES)})")
-        if self.temperature <= 0:
+        if not self.temperature > 0:
             raise TangshiError(f"--temperature must be > 0, got {self.temperature}")
         if self.top_k < 0:
             raise TangshiError(f"--top-k must be >= 0, got {self.top_k}")
@@ -44,36 +65,20 @@ class DecodeOptions:
             raise TangshiError(f"--top-p must be in (0, 1], got {self.top_p}")
         if self.beam < 1:
             raise TangshiError(f"--beam must be >= 1, got {self.beam}")
+        if self.max_chars < 1:
+            raise TangshiError(f"max_chars must be >= 1, got {self.max_chars}")
 
 
-def filter_logits(logp: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Keep the top-k and/or the smallest set with cumulative probability ≥ top_p. logp (B, V)."""
-    if top_k and top_k < logp.size(-1):
-        kth = torch.topk(logp, top_k, dim=-1).values[:, -1:]
-        logp = logp.masked_fill(logp < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_lp, order = torch.sort(logp, dim=-1, descending=True)
-        probs = torch.softmax(sorted_lp, dim=-1)
-        cum = probs.cumsum(-1)
-        drop = cum - probs > top_p  # keep the token that crosses top_p
-        sorted_lp = sorted_lp.masked_fill(drop, float("-inf"))
-        logp = torch.full_like(logp, float("-inf")).scatter(-1, order, sorted_lp)
-    return logp
-
-
-def _disallow_specials(vocab: Vocab, device) -> torch.Tensor:
-    """(V,) bool: never generate <START>, <PAD> or <OOV>."""
-    allowed = torch.ones(len(vocab), dtype=torch.bool, device=device)
-    allowed[[vocab.start_id, vocab.pad_id, vocab.oov_id]] = False
-    return allowed
-
-
+# ---------------------------------------------------------------------------- the seed's procedure
 @torch.no_grad()
 def generate_seed(model: PoetryLM, vocab: Vocab, start: str, seed: int = 0,
                   max_chars: int = SEED_MAX_CHARS) -> str:
     """The seed's procedure: feed <START> and the start character, then repeatedly
     take the top-1 token; when it is <EOS>, continue from a uniformly random
-    character instead (the LSTM state is kept); stop at `max_chars` characters."""
+    character instead (the LSTM state is kept); stop at `max_chars` characters.
+
+    Runs `model.step` one poem at a time, exactly as the seed did (no batching, so
+    that no change of matrix-product shapes can flip an argmax)."""
     rng = random.Random(seed)
     model.eval()
     text = start
@@ -90,112 +95,271 @@ def generate_seed(model: PoetryLM, vocab: Vocab, start: str, seed: int = 0,
     return text
 
 
+# ---------------------------------------------------------------------------- the LSTM, one step at a time
+class _Stepper:
+    """The model's LSTM and output layer run one token per step for a batch, the
+    state (h_t, C_t) of every layer carried between steps.
+
+    Built from `PoetryLM.canonical_state_dict()` (the same parameters whatever
+    the kernel: tangshi, seed or nn.LSTM) in eval mode (no dropout), with the
+    model's equations (model.py): z_t = x_t W_ih + b + h_{t−1} W_hh; i, f, o = σ(·),
+    c̃ = tanh(·); C_t = f ⊙ C_{t−1} + i ⊙ c̃; h_t = o ⊙ tanh(C_t); logits = h W_headᵀ + b_head
+    (ReLU'd with the seed's bug switched on). About a tenth of `model.step`'s fixed
+    per-call cost, which matters for one poem (≈ 60 steps of batch 1)."""
+
+    def __init__(self, model: PoetryLM, batch: int):
+        model.eval()
+        cfg = model.config
+        sd = {k: v.float() for k, v in model.canonical_state_dict().items()}
+        self.emb = sd["embedding.weight"]  # (V, E)
+        self.layers = [(sd[f"lstm.{l}.weight_ih"], sd[f"lstm.{l}.weight_hh"], sd[f"lstm.{l}.bias"])
+                       for l in range(cfg.num_layers)]  # (in, 4H), (H, 4H), (4H,)
+        self.head_w = sd["embedding.weight"] if cfg.tie_weights else sd["head.weight"]  # (V, H)
+        self.head_b = sd["head.bias"]  # (V,)
+        self.relu = cfg.relu_logits
+        self.H = cfg.hidden_dim
+        self.device = self.head_b.device
+        zeros = torch.zeros(batch, self.H, device=self.device)
+        self.h = [zeros] * cfg.num_layers  # h_t per layer (B, H); never written in place
+        self.c = [zeros] * cfg.num_layers  # C_t per layer (B, H)
+
+    def feed(self, tokens: torch.Tensor) -> None:
+        """Advance every row by one input token: tokens (B,) long."""
+        x = self.emb.index_select(0, tokens)  # (B, E)
+        H = self.H
+        for l, (w_ih, w_hh, b) in enumerate(self.layers):
+            z = torch.addmm(b, x, w_ih).addmm_(self.h[l], w_hh)  # (B, 4H): i, f, c̃, o
+            z[:, : 2 * H].sigmoid_()  # i_t, f_t
+            z[:, 2 * H : 3 * H].tanh_()  # c̃_t
+            z[:, 3 * H :].sigmoid_()  # o_t
+            i, f, g, o = z.chunk(4, dim=1)
+            c = torch.addcmul(f * self.c[l], i, g)  # C_t
+            x = o * torch.tanh(c)  # h_t, the next layer's input
+            self.h[l], self.c[l] = x, c
+
+    def logits(self) -> torch.Tensor:
+        """(B, V) fp32 logits of the next token (a fresh tensor: callers may modify it)."""
+        out = F.linear(self.h[-1], self.head_w, self.head_b)
+        return out.relu_() if self.relu else out
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep (and repeat) rows: beam reordering."""
+        self.h = [h.index_select(0, rows) for h in self.h]
+        self.c = [c.index_select(0, rows) for c in self.c]
+
+
+class _threads_for:
+    """Small batches on one CPU thread: a batch-1 step is ~20 small ops whose
+    intra-op parallelism only costs synchronisation (4× slower on a busy
+    2-core machine). Restores the previous setting."""
+
+    def __init__(self, batch: int, device: torch.device):
+        self.single = device.type == "cpu" and batch <= SMALL_BATCH and torch.get_num_threads() > 1
+        self.before = torch.get_num_threads()
+
+    def __enter__(self):
+        if self.single:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        if self.single:
+            torch.set_num_threads(self.before)
+        return False
+
+
+# ---------------------------------------------------------------------------- sampling on probabilities
+def _sorted_values(p: torch.Tensor) -> torch.Tensor:
+    """Each row of p sorted ascending (values only)."""
+    if p.device.type == "cpu":
+        return torch.from_numpy(np.sort(p.numpy(), axis=1))
+    return torch.sort(p, dim=1).values
+
+
+def _top_k(p: torch.Tensor, k: int) -> torch.Tensor:
+    """Zero all but the k most probable tokens of each row (ties with the k-th are kept). In place."""
+    if 0 < k < p.shape[1]:
+        kth = _sorted_values(p)[:, -k : -k + 1]  # (B, 1) the k-th largest
+        p.masked_fill_(p < kth, 0.0)
+    return p
+
+
+def _top_p(p: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filter, in place: keep the most probable tokens of each row up to and
+    including the one whose cumulative probability reaches ``top_p`` of the row's
+    mass (p need not be normalised); ties with that last token are kept."""
+    if top_p >= 1.0:
+        return p
+    s = _sorted_values(p)  # (B, V) ascending
+    cs = torch.cumsum(s, dim=1)  # mass of the tokens at or below each sorted position
+    # token at sorted position j is kept ⇔ the mass strictly above it ≤ top_p·total ⇔ cs_j ≥ (1 − top_p)·total
+    n_drop = (cs < (1.0 - top_p) * cs[:, -1:]).sum(dim=1, keepdim=True)  # ≤ V − 1 since cs_{V−1} = total
+    threshold = s.gather(1, n_drop)  # (B, 1) the smallest kept probability
+    p.masked_fill_(p < threshold, 0.0)
+    return p
+
+
+def _draw(p: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One index per row with probability p / p.sum() (inverse CDF; p ≥ 0, each row > 0)."""
+    cdf = torch.cumsum(p, dim=1)
+    u = torch.rand(p.shape[0], 1, generator=gen, device=p.device) * cdf[:, -1:]
+    idx = torch.searchsorted(cdf, u, right=True).clamp_(max=p.shape[1] - 1)  # first cdf > u: p > 0 there
+    bad = p.gather(1, idx) <= 0  # only through rounding at the very top of a row
+    if bool(bad.any()):
+        idx = torch.where(bad, p.argmax(dim=1, keepdim=True), idx)
+    return idx.squeeze(1)
+
+
+def _choose(logits: torch.Tensor, allowed: torch.Tensor, bias: torch.Tensor | None, opts: DecodeOptions,
+            gen: torch.Generator) -> torch.Tensor:
+    """The next token of every row: logits (B, V) (modified in place), allowed (B, V) bool."""
+    logits.div_(opts.temperature)
+    if bias is not None:  # tone 'loose': a log-probability penalty, after the temperature
+        logits.add_(bias)
+    logits.masked_fill_(~allowed, float("-inf"))
+    if opts.strategy == "greedy":
+        return logits.argmax(dim=1)
+    p = torch.softmax(logits, dim=1)  # the model's probabilities renormalised over the allowed tokens
+    _top_k(p, opts.top_k)
+    _top_p(p, opts.top_p)
+    return _draw(p, gen)
+
+
+# ---------------------------------------------------------------------------- decoding
+def _plain_constraint(vocab: Vocab, start: str) -> FreeConstraint:
+    """No form, no repeat control: only <START>/<PAD>/<OOV> forbidden and the start text forced."""
+    return FreeConstraint(vocab.itos, vocab, start=start, no_repeat=False)
+
+
+def _check_free_start(constraint, opts: DecodeOptions) -> None:
+    if constraint.max_steps is None and len(constraint.start) > opts.max_chars:
+        raise TangshiError(f"start text '{constraint.start}' is longer than a free-form poem may be "
+                           f"({opts.max_chars} characters)")
+
+
+_CLAUSE = re.compile(f"[^{CLAUSE_SEPARATORS}]+[{CLAUSE_SEPARATORS}]?")
+
+
+def _drop_repeated_tail(text: str) -> str:
+    """Free form stopped at its length bound inside a clause equal to an earlier one
+    (the only place no-repeat cannot hold): drop that unfinished clause."""
+    if not text or text[-1] in CLAUSE_SEPARATORS:
+        return text
+    parts = _CLAUSE.findall(text)
+    earlier = {p[:-1] for p in parts[:-1]}
+    return text[: len(text) - len(parts[-1])] if parts[-1] in earlier else text
+
+
+def _finish_texts(vocab: Vocab, rows, constraint) -> list[str]:
+    texts = [vocab.decode(r) for r in rows]
+    if constraint.max_steps is None and getattr(constraint, "no_repeat", False):
+        texts = [_drop_repeated_tail(t) for t in texts]
+    return texts
+
+
 @torch.no_grad()
 def decode(model: PoetryLM, vocab: Vocab, n: int, opts: DecodeOptions, start: str = "",
            constraint=None) -> list[str]:
-    """Generate `n` poems in one batch. Returns their texts (without <EOS>)."""
+    """Generate `n` poems in one batch; returns their texts (without <EOS>).
+
+    `constraint` (constraints.py) carries the form, rhyme, tone, acrostic, start
+    text and repeat rules; without one, `start` is forced and nothing else.
+    `strategy='seed'` ignores both and runs `generate_seed` (seed + i for poem i)."""
+    if n < 1:
+        raise TangshiError(f"the number of poems must be at least 1, got {n}")
     if opts.strategy == "seed":
         return [generate_seed(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars) for i in range(n)]
+    if constraint is None:
+        constraint = _plain_constraint(vocab, start)
+    _check_free_start(constraint, opts)
     if opts.strategy == "beam":
-        return beam_search(model, vocab, opts, start, constraint, n_best=n)
-    model.eval()
+        return beam_search(model, vocab, opts, constraint=constraint, n_best=n)
     device = next(model.parameters()).device
+    with _threads_for(n, device):
+        return _decode_batch(model, vocab, n, opts, constraint, device)
+
+
+def _decode_batch(model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, device) -> list[str]:
+    c = constraint
+    free = c.max_steps is None
+    max_steps = opts.max_chars + 1 if free else c.max_steps
     gen = torch.Generator(device=device).manual_seed(opts.seed)
-    base = _disallow_specials(vocab, device)
-    start_ids = [vocab.id_of(ch) for ch in start] if constraint is None else []
-    prefixes: list[list[int]] = [list(start_ids) for _ in range(n)]
-    done = torch.zeros(n, dtype=torch.bool, device=device)
-    logp, state = model.step(torch.full((n,), vocab.start_id, device=device), None)
-    for tok in start_ids:
-        logp, state = model.step(torch.full((n,), tok, device=device), state)
-    max_steps = opts.max_chars + 1 if constraint is None else constraint.max_steps
-    for _ in range(max_steps):
-        logp = logp / opts.temperature
-        allowed = base.expand(n, -1)
-        if constraint is not None:
-            allowed = allowed & constraint.mask(prefixes).to(device)
-            bias = constraint.bias(prefixes) if hasattr(constraint, "bias") else None
-            if bias is not None:
-                logp = logp + bias.to(device)
+    lstm = _Stepper(model, n)
+    lstm.feed(torch.full((n,), vocab.start_id, dtype=torch.long, device=device))
+    state = c.new_state(n)
+    out = torch.full((n, max_steps), vocab.eos_id, dtype=torch.long)
+    for t in range(max_steps):
+        if free and t == opts.max_chars:
+            break  # the length bound: <EOS> for every row still writing (already in `out`)
+        allowed = c.mask(state, device)  # (B, V) bool
+        n_allowed = allowed.sum(dim=1)
+        if int(n_allowed.max()) == 1:  # every row forced (punctuation, start text, heads, <EOS>): no head
+            tok = allowed.nonzero()[:, 1]
         else:
-            over = torch.tensor([len(p) >= opts.max_chars for p in prefixes], device=device)
-            if over.any():  # free form: force <EOS> at the length bound
-                eos_only = torch.zeros_like(base)
-                eos_only[vocab.eos_id] = True
-                allowed = torch.where(over[:, None], eos_only, allowed)
-        logp = logp.masked_fill(~allowed, float("-inf"))
-        if opts.strategy == "greedy":
-            nxt = logp.argmax(-1)
-        else:
-            probs = torch.softmax(filter_logits(logp, opts.top_k, opts.top_p), -1)
-            nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)
-        nxt = torch.where(done, torch.full_like(nxt, vocab.eos_id), nxt)
-        for row, tok in enumerate(nxt.tolist()):
-            if not done[row] and tok != vocab.eos_id:
-                prefixes[row].append(tok)
-        done |= nxt == vocab.eos_id
-        if bool(done.all()):
+            bias = c.bias(state, device)
+            tok = _choose(lstm.logits(), allowed, bias, opts, gen)
+        c.advance(state, tok)
+        out[:, t] = tok.cpu()
+        if c.finished(state):
             break
-        logp, state = model.step(nxt, state)
-    return [vocab.decode(p) for p in prefixes]
+        lstm.feed(tok)
+    return _finish_texts(vocab, out.tolist(), c)
 
 
 @torch.no_grad()
 def beam_search(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, start: str = "", constraint=None,
                 n_best: int = 1) -> list[str]:
-    """Beam search over K = max(beam, n_best) hypotheses (score = sum of log-probs), masks
-    applied per hypothesis. Finished hypotheses (ending in <EOS>) are kept aside and the
-    `n_best` best by mean log-prob (so that short poems are not favoured) are returned."""
-    model.eval()
+    """Beam search over K = max(beam, n_best) hypotheses (score = sum of the model's
+    log-probs; masks applied per hypothesis, tone 'loose' penalties added).
+    Finished hypotheses (ending in <EOS>) are kept aside and the `n_best` best by
+    mean log-prob per token (so that short poems are not favoured) are returned."""
+    c = constraint if constraint is not None else _plain_constraint(vocab, start)
+    _check_free_start(c, opts)
     device = next(model.parameters()).device
+    free = c.max_steps is None
+    max_steps = opts.max_chars + 1 if free else c.max_steps
     K = max(opts.beam, n_best)
-    base = _disallow_specials(vocab, device)
-    start_ids = [vocab.id_of(ch) for ch in start] if constraint is None else []
-    logp, state = model.step(torch.tensor([vocab.start_id], device=device), None)
-    for tok in start_ids:
-        logp, state = model.step(torch.tensor([tok], device=device), state)
-    prefixes = [list(start_ids)]
-    scores = torch.zeros(1, device=device)
-    finished: list[tuple[float, list[int]]] = []
-    max_steps = opts.max_chars + 1 if constraint is None else constraint.max_steps
-    for _ in range(max_steps):
-        B = len(prefixes)
-        allowed = base.expand(B, -1)
-        if constraint is not None:
-            allowed = allowed & constraint.mask(prefixes).to(device)
-            bias = constraint.bias(prefixes) if hasattr(constraint, "bias") else None
-            if bias is not None:
-                logp = logp + bias.to(device)
-        else:
-            over = torch.tensor([len(p) >= opts.max_chars for p in prefixes], device=device)
-            allowed = allowed.clone()
-            allowed[over] = False
-            allowed[over, vocab.eos_id] = True
-        cand = (scores[:, None] + logp.masked_fill(~allowed, float("-inf"))).flatten()
-        top = torch.topk(cand, min(2 * K, int(torch.isfinite(cand).sum())))
-        keep_rows, keep_tok, keep_scores = [], [], []
-        for s, flat in zip(top.values.tolist(), top.indices.tolist()):
-            row, tok = divmod(flat, len(vocab))
-            if tok == vocab.eos_id:
-                finished.append((s / (len(prefixes[row]) + 1), prefixes[row]))
-            else:
-                keep_rows.append(row); keep_tok.append(tok); keep_scores.append(s)
-            if len(keep_rows) == K:
+    V = len(vocab)
+    with _threads_for(K, device):
+        lstm = _Stepper(model, 1)
+        lstm.feed(torch.tensor([vocab.start_id], device=device))
+        state = c.new_state(1)
+        prefixes: list[list[int]] = [[]]
+        scores = torch.zeros(1, device=device)
+        finished: list[tuple[float, list[int]]] = []
+        for t in range(max_steps):
+            logp = torch.log_softmax(lstm.logits(), dim=1)  # (B, V)
+            if free and t == opts.max_chars:  # the length bound: every live hypothesis ends here
+                ends = (scores + logp[:, vocab.eos_id]).tolist()
+                finished.extend((s / (t + 1), p) for s, p in zip(ends, prefixes))
                 break
-        if len(finished) >= K or not keep_rows:
-            break
-        rows = torch.tensor(keep_rows, device=device)
-        state = _select_state(state, rows)
-        prefixes = [prefixes[r] + [t] for r, t in zip(keep_rows, keep_tok)]
-        scores = torch.tensor(keep_scores, device=device)
-        logp, state = model.step(torch.tensor(keep_tok, device=device), state)
+            allowed = c.mask(state, device)
+            bias = c.bias(state, device)
+            if bias is not None:
+                logp = logp + bias
+            cand = (scores[:, None] + logp.masked_fill(~allowed, float("-inf"))).flatten()
+            top = torch.topk(cand, min(2 * K, int(torch.isfinite(cand).sum())))
+            keep_rows, keep_tok, keep_scores = [], [], []
+            for s, flat in zip(top.values.tolist(), top.indices.tolist()):
+                row, tok = divmod(flat, V)
+                if tok == vocab.eos_id:
+                    finished.append((s / (t + 1), prefixes[row]))
+                else:
+                    keep_rows.append(row)
+                    keep_tok.append(tok)
+                    keep_scores.append(s)
+                if len(keep_rows) == K:
+                    break
+            if len(finished) >= K or not keep_rows:
+                break
+            state = state.select(keep_rows)
+            c.advance(state, keep_tok)
+            rows = torch.tensor(keep_rows, device=device)
+            tokens = torch.tensor(keep_tok, device=device)
+            lstm.select(rows)
+            lstm.feed(tokens)
+            prefixes = [prefixes[r] + [tk] for r, tk in zip(keep_rows, keep_tok)]
+            scores = torch.tensor(keep_scores, device=device)
     if not finished:
         raise TangshiError("beam search found no complete poem")
     finished.sort(key=lambda f: -f[0])
-    return [vocab.decode(p) for _, p in finished[:n_best]]
-
-
-def _select_state(state, rows: torch.Tensor):
-    if isinstance(state, tuple):  # nn.LSTM: (h, c) each (L, B, H)
-        return tuple(s[:, rows] for s in state)
-    return [(h[rows], c[rows]) for h, c in state]
+    return _finish_texts(vocab, [p for _, p in finished[:n_best]], c)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -244,7 +245,8 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
     if not resume and (out_dir / "metrics.jsonl").exists():
         (out_dir / "metrics.jsonl").unlink()
     best = min(history, key=lambda h: h["dev_ppl"]) if history else None
-    train_meta_base = {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg)}
+    train_meta_base = {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg),
+                       "command": "tangshi " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "tangshi" else None}
     amp = bf16_is_fast(device) if cfg.amp is None else cfg.amp
     bad_epochs = history[-1]["epoch"] - best["epoch"] if history else 0
 
