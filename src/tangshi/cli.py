@@ -143,6 +143,34 @@ def cmd_generate(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- metrics
+def cmd_metrics(args) -> int:
+    from .metrics import format_metrics, score_poems, training_clause_set
+    from .poems import read_poems, training_poems
+    from .script import to_traditional
+
+    poems, stated_form, script, source = read_poems(args.file)
+    if script == "simplified":  # the rhyme table and the training poems are traditional
+        poems = [to_traditional(p) for p in poems]
+    form = args.form or stated_form or "free"
+    data = Path(args.data) if args.data else (PREPARED_DEFAULT if (PREPARED_DEFAULT / "train.txt").is_file() else None)
+    note = None
+    clauses = None
+    if data is None:
+        note = f"copy rate not computed: no training poems (pass --data DIR; {PREPARED_DEFAULT} does not exist)"
+    else:
+        clauses = training_clause_set(training_poems(data))
+    res = score_poems(poems, form, clauses)
+    if args.json:
+        _print_json({**res, "form": form, "source": source, "training_data": str(data) if data else None,
+                     "note": note})
+    else:
+        print(format_metrics(res, title=f"{source}: {res['n']} poems, form {form}"))
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tangshi", description="Train a character LSTM on the Complete Tang Poems and write poems with it.")
@@ -242,6 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--script", default="traditional", choices=("traditional", "simplified"))
     gp.add_argument("--json", action="store_true")
     gp.set_defaults(func=cmd_generate)
+
+    # metrics
+    mp = sub.add_parser("metrics", help="score poems: form, rhyme, 平仄, distinct-n, repeats, copying, length")
+    mp.add_argument("file", nargs="?", default="-",
+                    help="poems: one per line, or the JSON of tangshi generate --json ('-' or none: standard input)")
+    mp.add_argument("--form", choices=("wujue", "qijue", "wulv", "qilv", "free"),
+                    help="the form the poems should have (default: the form stated in the JSON, else free: "
+                         "each poem's form inferred)")
+    mp.add_argument("--data", help=f"prepared folder whose train.txt the copy rate is measured against "
+                                   f"(default {PREPARED_DEFAULT} if it exists)")
+    mp.add_argument("--json", action="store_true")
+    mp.set_defaults(func=cmd_metrics)
 
     # bench
     b = sub.add_parser("bench", help="training-step and generation speed, side by side")

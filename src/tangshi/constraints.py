@@ -62,7 +62,7 @@ Rules of ``FormConstraint`` (a regulated form; line k is 1-based):
 ``FreeConstraint`` (form ``free``) only forbids ``<START>``, ``<PAD>`` and
 ``<OOV>``, forces the start text, and with ``no_repeat`` forbids the clause
 separators (，。？！；) and ``<EOS>`` while the current clause equals an earlier
-clause.
+clause, and a separator right after a separator (an empty clause).
 
 Neither ever reaches a dead end: every mask row allows at least one token.
 Impossible requests (bad acrostic or start text, characters missing from the
@@ -802,7 +802,8 @@ class _Row:
 class FreeConstraint(_Constraint):
     """No form: forbid ``<START>``, ``<PAD>``, ``<OOV>``; force ``start``; with
     ``no_repeat`` forbid separators (，。？！；) and ``<EOS>`` while the current
-    clause equals an earlier one.  ``max_len`` is ``None`` (the decoder's own
+    clause equals an earlier one, and a separator right after a separator
+    (an empty clause).  ``max_len`` is ``None`` (the decoder's own
     limit applies)."""
 
     def __init__(self, itos: Sequence[str], special_ids, *, start: str = "", no_repeat: bool = True):
@@ -820,6 +821,9 @@ class FreeConstraint(_Constraint):
             raise TangshiError("the vocabulary has no characters to write with")
         self._kid_base = self._masks.id(("A",), lambda: base)
         self._kid_rep = self._masks.id(("R",), lambda: rep)
+        nosep = base.copy()
+        nosep[self._sep] = False
+        self._kid_nosep = self._masks.id(("S",), lambda: nosep)
         self._kid_eos = self._masks.id(("E",), lambda: self._onehot(sp.eos))
         self._sep_set = set(self._sep)
         text = "".join((start or "").split())
@@ -842,6 +846,8 @@ class FreeConstraint(_Constraint):
             return self._kid_forced[r.t], ()
         if self.no_repeat and r.clause and r.clause in r.seen:
             return self._kid_rep, ()
+        if self.no_repeat and r.t > 0 and not r.clause:  # right after a separator: no empty clause
+            return self._kid_nosep, ()
         return self._kid_base, ()
 
     def _step(self, r: _Row, tok: int) -> _Row:

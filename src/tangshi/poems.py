@@ -22,10 +22,10 @@ def split_lines(text: str) -> list[str]:
 
 
 def to_vocab_text(text: str, vocab: Vocab, what: str) -> str:
-    """`text` as the vocabulary spells it (whitespace dropped): unchanged when every
-    character is known; otherwise converted simplified → traditional (OpenCC, with
-    its phrase context), keeping a character as typed where only the typed form is
-    known. A character known in neither form is a clear error."""
+    """`text` as the vocabulary spells it (whitespace dropped): every character the
+    vocabulary knows is kept as typed; each unknown one is replaced by its
+    simplified → traditional form (OpenCC on the whole text, so with its phrase
+    context). A character known in neither form is a clear error."""
     text = "".join((text or "").split())
     if all(ch in vocab for ch in text):
         return text
@@ -34,10 +34,10 @@ def to_vocab_text(text: str, vocab: Vocab, what: str) -> str:
         converted = "".join(to_traditional(ch) for ch in text)
     out = []
     for orig, ch in zip(text, converted):
-        if ch in vocab:
-            out.append(ch)
-        elif orig in vocab:
+        if orig in vocab:
             out.append(orig)
+        elif ch in vocab:
+            out.append(ch)
         else:
             shown = f"'{orig}'" if orig == ch else f"'{orig}' (traditional '{ch}')"
             raise TangshiError(f"character {shown} in the {what} is not in the model's vocabulary")
@@ -108,3 +108,100 @@ def write_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, 
     texts = decode(model, vocab, n, opts, start=start, constraint=constraint)
     poems = [_record(t, form, script) for t in texts]
     return {"poems": poems, "form": form, "strategy": opts.strategy, "seed": opts.seed, "script": script}
+
+
+# ---------------------------------------------------------------------------- reading poems back (tangshi metrics)
+def parse_poems(text: str, source: str = "input") -> tuple[list[str], str | None, str]:
+    """Poems from text: the JSON `tangshi generate --json` prints (or a JSON list of
+    poems / of {"text": ...}), or plain text with one poem per line. The layout
+    `tangshi generate` prints without --json (one verse line per line, a blank
+    line between poems) is recognised when every line is a single clause.
+    Returns (poems, the form stated in the JSON or None, the script)."""
+    if text.lstrip().startswith(("{", "[")):
+        return _parse_json_poems(text, source)
+    lines = [ln.strip() for ln in text.splitlines()]
+    if _verse_layout(lines):
+        poems, block = [], []
+        for ln in lines + [""]:
+            if ln:
+                block.append(ln)
+            elif block:
+                poems.append("".join(block))
+                block = []
+    else:
+        poems = [ln for ln in lines if ln]
+    if not poems:
+        raise TangshiError(f"no poems in {source}")
+    return poems, None, "traditional"
+
+
+def _verse_layout(lines: list[str]) -> bool:
+    """Every non-blank line is one clause, and each ends with its mark unless it closes its block."""
+    if sum(1 for ln in lines if ln) < 2:
+        return False
+    for i, ln in enumerate(lines):
+        if not ln:
+            continue
+        parts = prosody.split_lines(ln)
+        if len(parts) != 1:
+            return False
+        last_in_block = i + 1 == len(lines) or not lines[i + 1]
+        if not parts[0][1] and not last_in_block:
+            return False
+    return True
+
+
+def _parse_json_poems(text: str, source: str) -> tuple[list[str], str | None, str]:
+    import json
+
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TangshiError(f"malformed JSON in {source}: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    form, script = None, "traditional"
+    items = obj
+    if isinstance(obj, dict):
+        items = obj.get("poems")
+        form = obj.get("form")
+        script = obj.get("script", script)
+        if form is not None and form not in FORM_NAMES:
+            raise TangshiError(f"{source} states an unknown form {form!r}")
+    expected = 'the JSON that tangshi generate --json prints ({"poems": [{"text": ...}, ...]})'
+    if not isinstance(items, list):
+        raise TangshiError(f"{source} is not {expected}")
+    poems = []
+    for i, item in enumerate(items):
+        t = item.get("text") if isinstance(item, dict) else item
+        if not isinstance(t, str):
+            raise TangshiError(f"poem {i + 1} in {source} has no text; expected {expected}")
+        poems.append(t)
+    if not poems:
+        raise TangshiError(f"no poems in {source}")
+    return poems, form, script
+
+
+def read_poems(path: str) -> tuple[list[str], str | None, str, str]:
+    """`parse_poems` on a file, or standard input for '-'. Returns (poems, form, script, source name)."""
+    import sys
+    from pathlib import Path
+
+    if path == "-":
+        return (*parse_poems(sys.stdin.read(), "standard input"), "standard input")
+    p = Path(path)
+    if not p.is_file():
+        raise TangshiError(f"poems file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise TangshiError(f"{p} is not UTF-8 text") from None
+    return (*parse_poems(text, str(p)), str(p))
+
+
+def training_poems(data_dir) -> list[str]:
+    """The training poems of a prepared folder (train.txt, one poem per line)."""
+    from pathlib import Path
+
+    f = Path(data_dir) / "train.txt"
+    if not f.is_file():
+        raise TangshiError(f"training poems not found: {f} (a folder made by tangshi data prepare)")
+    return [ln.strip() for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]

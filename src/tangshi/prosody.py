@@ -42,6 +42,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from tangshi.errors import TangshiError
+from tangshi.script import to_simplified, to_traditional  # noqa: F401  (re-exported)
 
 PING = "平"
 ZE = "仄"
@@ -145,25 +146,6 @@ def split_lines(text: str) -> list[tuple[str, str]]:
     if parts and parts[-1]:
         out.append((parts[-1], ""))
     return out
-
-
-@functools.lru_cache(maxsize=2)
-def _opencc(config: str):
-    try:
-        import opencc
-    except ImportError as e:  # pragma: no cover - dependency is declared
-        raise TangshiError("opencc is not installed (pip install opencc)") from e
-    return opencc.OpenCC(config)
-
-
-def to_traditional(text: str) -> str:
-    """Simplified → traditional with OpenCC ``s2t``."""
-    return _opencc("s2t").convert(text)
-
-
-def to_simplified(text: str) -> str:
-    """Traditional → simplified with OpenCC ``t2s``."""
-    return _opencc("t2s").convert(text)
 
 
 # --------------------------------------------------------------------- rhyme table
