@@ -33,11 +33,11 @@ class Result:
     note: str = ""
 
     def as_dict(self, ref: dict[str, float]) -> dict:
-        d = {"name": self.name, "ms": round(self.ms, 3),
-             "real_tokens_per_s": round(self.real_tokens / (self.ms / 1e3)) if self.real_tokens else None}
+        tps = self.real_tokens / (self.ms / 1e3) if self.real_tokens else None
+        d = {"name": self.name, "ms": round(self.ms, 3), "real_tokens_per_s": round(tps) if tps else None}
         for key in ("seed", "nn_lstm"):
-            if key in ref and self.real_tokens:
-                d[f"speedup_vs_{key}"] = round(d["real_tokens_per_s"] / ref[key], 3)
+            if key in ref and tps:
+                d[f"speedup_vs_{key}"] = round(tps / ref[key], 3)
         if self.note:
             d["note"] = self.note
         return d
