@@ -117,24 +117,28 @@ class LSTMRecurrence(torch.autograd.Function):
             xz = xz.float().transpose(0, 1).contiguous()  # (T, B, 4H)
             w = weight_hh.float()
             gates = torch.empty(T, B, H4, device=xz.device)  # activated i, f, c̃, o
+            slopes = torch.empty(T, B, H4, device=xz.device)  # σ'(z) for i, f, o and tanh'(z) for c̃
             cs = torch.empty(T, B, H, device=xz.device)  # C_t
+            tcs = torch.empty(T, B, H, device=xz.device)  # tanh(C_t)
             hs = torch.empty(T, B, H, device=xz.device)  # h_t
             h, c = h0.float(), c0.float()
             for t in range(T):
                 a = gates[t]
                 torch.addmm(xz[t], h, w, out=a)  # z_t = x_t W_ih + b + h_{t−1} W_hh   (B, 4H)
-                torch.sigmoid(a[:, : 2 * H], out=a[:, : 2 * H])  # i_t, f_t
-                torch.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])  # c̃_t
-                torch.sigmoid(a[:, 3 * H :], out=a[:, 3 * H :])  # o_t
+                g = torch.tanh(a[:, 2 * H : 3 * H])  # c̃_t
+                torch.sigmoid(a, out=a)  # i_t, f_t, o_t (one call over the whole block) …
+                a[:, 2 * H : 3 * H] = g  # … and c̃_t put back
+                torch.sub(a, a * a, out=slopes[t])  # σ' = σ(1 − σ)
+                torch.sub(1.0, g * g, out=slopes[t, :, 2 * H : 3 * H])  # tanh' = 1 − c̃²
                 i, f, g, o = a.chunk(4, dim=1)
                 c = torch.addcmul(f * c, i, g, out=cs[t])  # C_t = f ⊙ C_{t−1} + i ⊙ c̃
-                h = torch.mul(o, torch.tanh(c), out=hs[t])  # h_t = o ⊙ tanh(C_t)
-        ctx.save_for_backward(gates, cs, hs, w, h0.float(), c0.float())
+                h = torch.mul(o, torch.tanh(c, out=tcs[t]), out=hs[t])  # h_t = o ⊙ tanh(C_t)
+        ctx.save_for_backward(gates, slopes, cs, tcs, hs, w, h0.float(), c0.float())
         return hs.transpose(0, 1), h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_hs, d_hT, d_cT):
-        gates, cs, hs, w, h0, c0 = ctx.saved_tensors
+        gates, slopes, cs, tcs, hs, w, h0, c0 = ctx.saved_tensors
         T, B, H = hs.shape
         d_hs = torch.zeros_like(hs) if d_hs is None else d_hs.float().transpose(0, 1)  # (T, B, H) view
         d_xz = torch.empty(T, B, 4 * H, device=hs.device)  # δz_t for every t
@@ -144,14 +148,15 @@ class LSTMRecurrence(torch.autograd.Function):
         for t in range(T - 1, -1, -1):
             i, f, g, o = gates[t].chunk(4, dim=1)
             c_prev = cs[t - 1] if t > 0 else c0
-            tanh_c = torch.tanh(cs[t])
+            tanh_c = tcs[t]
             delta = d_h.add_(d_hs[t])  # δ_t = ∂E/∂h_t (from above + the recurrent path)
-            dz = d_xz[t]
             d_c.addcmul_(delta * o, 1 - tanh_c * tanh_c)  # δC_t (incl. δC_{t+1} ⊙ f_{t+1})
-            torch.mul(delta * tanh_c, o * (1 - o), out=dz[:, 3 * H :])  # δo_t
-            torch.mul(d_c * g, i * (1 - i), out=dz[:, :H])  # δi_t
-            torch.mul(d_c * c_prev, f * (1 - f), out=dz[:, H : 2 * H])  # δf_t
-            torch.mul(d_c * i, 1 - g * g, out=dz[:, 2 * H : 3 * H])  # δc̃_t
+            dz = torch.cat([d_c * g,  # ∂E/∂i_t = δC_t ⊙ c̃_t
+                            d_c * c_prev,  # ∂E/∂f_t = δC_t ⊙ C_{t−1}
+                            d_c * i,  # ∂E/∂c̃_t = δC_t ⊙ i_t
+                            delta * tanh_c],  # ∂E/∂o_t = δ_t ⊙ tanh(C_t)
+                           dim=1, out=d_xz[t])
+            dz.mul_(slopes[t])  # δi_t, δf_t, δc̃_t, δo_t: through σ' and tanh'
             d_h = dz @ w_t  # recurrent path into δ_{t−1}
             d_c = d_c.mul_(f)  # cell-state path into δC_{t−1}
         h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]], dim=0)  # (T, B, H) h_{t−1}
