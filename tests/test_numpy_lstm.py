@@ -16,14 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAD = gc.PAD_ID
 
 
-@dataclass(frozen=True)
-class Cfg:
-    vocab_size: int = 11
-    embed_dim: int = 6
-    hidden_dim: int = 6
-    num_layers: int = 2
-    tie_weights: bool = False
-    relu_logits: bool = False
+Cfg = gc.SmallConfig
 
 
 def problem(cfg=Cfg(), seed=0, B=3, T=7):

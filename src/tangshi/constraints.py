@@ -905,29 +905,10 @@ def make_constraint(
     )
 
 
-def build_constraint(
-    vocab,
-    form: str | Form | None,
-    *,
-    start: str = "",
-    acrostic: str | None = None,
-    rhyme: bool = True,
-    tone: str = "off",
-    no_repeat: bool = True,
-    tone_penalty: float = 2.0,
-) -> FormConstraint | FreeConstraint:
+def build_constraint(vocab, form: str | Form | None, **options) -> FormConstraint | FreeConstraint:
     """:func:`make_constraint` for a ``tangshi.vocab.Vocab``-like object (``.itos``
-    and ``eos_id``/``oov_id``/``start_id``/``pad_id``; or a plain ``itos`` list)."""
+    and ``eos_id``/``oov_id``/``start_id``/``pad_id``; or a plain ``itos`` list);
+    `options` are make_constraint's keywords."""
     itos = list(getattr(vocab, "itos", vocab))
     special = vocab if hasattr(vocab, "eos_id") else None
-    return make_constraint(
-        itos,
-        special,
-        form,
-        start=start,
-        acrostic=acrostic,
-        rhyme=rhyme,
-        tone=tone,
-        no_repeat=no_repeat,
-        tone_penalty=tone_penalty,
-    )
+    return make_constraint(itos, special, form, **options)
