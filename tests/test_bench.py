@@ -2,9 +2,7 @@
 
 import json
 
-import torch
 
-from tangshi.batches import batch_indices, make_batch
 from tangshi.cli import main
 from tangshi.train import load_split
 from tangshi.vocab import Vocab

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from tangshi import checkpoint as ckpt
 from tangshi.errors import TangshiError
 from tangshi.train import TrainConfig, evaluate, load_split, train
-from tangshi.vocab import Vocab
 
 SMALL = dict(embed_dim=16, hidden_dim=16)
 

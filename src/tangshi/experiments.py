@@ -14,11 +14,9 @@ import math
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,7 +25,6 @@ import torch
 
 from . import checkpoint as ckpt
 from .data import read_split
-from .errors import TangshiError
 from .train import TrainConfig, train
 from .vocab import Vocab
 
@@ -218,7 +215,7 @@ def _optimizer_report(rows, best, epochs, backend, data_dir, argv) -> str:
     ada_rows = [r for r in rows if r["optimizer"] == "adagrad"]
     known = [r for r in ada_rows if r.get("effective_step_1") and r["effective_step"]]
     decays = [r for r in known if r["effective_step"] < r["effective_step_1"]]
-    lines.append(f"1. *\"Adagrad's learning rate decays towards zero.\"* — "
+    lines.append("1. *\"Adagrad's learning rate decays towards zero.\"* — "
                  + (f"**confirmed**: the median effective Adagrad step falls from step 1 to the end of epoch {epochs}: "
                     + ", ".join(f"{r['effective_step_1']:.3g} → {r['effective_step']:.3g} (lr {r['lr']:g}, ÷{r['effective_step_1'] / r['effective_step']:.0f})" for r in known)
                     + ". It can only shrink, since G accumulates every squared gradient (a unit test checks it falls monotonically); "

@@ -151,7 +151,7 @@ def torch_reference_logprobs(params: dict, config: Any, inputs: np.ndarray) -> n
     """(B, T, V) log-probs from the plain-torch reference (dtype follows params)."""
     with torch.no_grad():
         pt = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}
-        V, H, L = config.vocab_size, config.hidden_dim, config.num_layers
+        H, L = config.hidden_dim, config.num_layers
         inp = torch.as_tensor(inputs)
         B, T = inp.shape
         x = pt["embedding.weight"][inp]

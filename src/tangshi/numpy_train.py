@@ -13,7 +13,6 @@ DropConnect, learning-rate schedules, bf16. Gradient clipping is supported.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .batches import SEQ_LEN, batch_indices, encode_poems, make_batch
+from .batches import batch_indices, encode_poems, make_batch
 from .data import read_meta, read_split
 from .errors import TangshiError
 from .model import ModelConfig, PoetryLM
