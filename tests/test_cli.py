@@ -88,7 +88,7 @@ def test_truncated_checkpoint(trained, capsys):
 
 def test_missing_train_data(tmp_path, capsys):
     code, _, err = run(["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r"), "--quiet"], capsys)
-    _one_line_error(code, err, "not found")
+    _one_line_error(code, err, "prepared data folder not found")
     assert not (tmp_path / "r").exists()
 
 

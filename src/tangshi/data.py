@@ -196,6 +196,14 @@ def default_prepared_name(n_poems: int | None, seed: int) -> str:
     return f"{'all' if n_poems is None else n_poems}-seed{seed}"
 
 
+def require_prepared(data_dir: Path) -> Path:
+    """The prepared folder, or a clear error saying how to make it."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "vocab.json").exists():
+        raise TangshiError(f"prepared data folder not found: {data_dir} (run `tangshi data prepare`)")
+    return data_dir
+
+
 def read_split(data_dir: Path, split: str) -> list[str]:
     f = Path(data_dir) / f"{split}.txt"
     if not Path(data_dir).is_dir():

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from . import numpy_lstm as nl
 from .batches import batch_indices, make_batch
-from .data import read_meta
+from .data import read_meta, require_prepared
 from .errors import TangshiError
 from .model import ModelConfig, PoetryLM
 from .train import EPOCH_SEED_STRIDE, TrainConfig, _plot, end_epoch, evaluate, load_split
@@ -74,7 +74,7 @@ def clip_grads(grads: dict[str, np.ndarray], max_norm: float) -> float:
 def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
                 resume: bool = False, progress: bool = True, log=print, init_from: Path | None = None,
                 stop_after_epoch: int | None = None) -> dict:
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    data_dir, out_dir = require_prepared(data_dir), Path(out_dir)
     vocab = Vocab.load(data_dir / "vocab.json")
     meta = read_meta(data_dir)
     train_split, dev_split = load_split(data_dir, "train", vocab), load_split(data_dir, "dev", vocab)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .batches import batch_indices, encode_poems, make_batch
-from .data import read_meta, read_split
+from .data import read_meta, read_split, require_prepared
 from .errors import TangshiError
 from .model import ModelConfig, PoetryLM
 from .vocab import Vocab
@@ -189,7 +189,7 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
     schedule. `stop_after_epoch` simulates an interruption. `on_step(step, model, optimizer)`
     is called after every optimiser step (step counts from 1; gradients are still in place).
     """
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    data_dir, out_dir = require_prepared(data_dir), Path(out_dir)
     vocab = Vocab.load(data_dir / "vocab.json")
     meta = read_meta(data_dir)
     train_split, dev_split = load_split(data_dir, "train", vocab), load_split(data_dir, "dev", vocab)
