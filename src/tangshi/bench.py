@@ -35,7 +35,8 @@ class Result:
     def as_dict(self, ref: dict[str, float]) -> dict:
         tps = self.real_tokens / (self.ms / 1e3) if self.real_tokens else None
         d = {"name": self.name, "ms": round(self.ms, 3), "real_tokens_per_s": round(tps) if tps else None}
-        for key in ("seed", "nn_lstm"):
+        refs = ("layer_nn",) if self.name.startswith("layer_") else ("seed", "nn_lstm")
+        for key in refs:
             if key in ref and tps:
                 d[f"speedup_vs_{key}"] = round(tps / ref[key], 3)
         if self.note:
@@ -194,8 +195,9 @@ def _device_name(dev) -> str:
 def format_bench(res: dict) -> str:
     lines = [f"device {res['device']} | threads {res['threads']} | torch {res['torch']} | bf16 {res['bf16_autocast']}",
              f"{'name':<16}{'ms':>10}{'real tok/s':>13}{'vs seed':>9}{'vs nn':>8}  note"]
+    # layer rows: "vs nn" is against layer_nn; their tokens are all B×T positions
     for r in res["results"]:
         tps = f"{r['real_tokens_per_s']:,}" if r.get("real_tokens_per_s") else "-"
         lines.append(f"{r['name']:<16}{r['ms']:>10.1f}{tps:>13}{r.get('speedup_vs_seed', '-'):>9}"
-                     f"{r.get('speedup_vs_nn_lstm', '-'):>8}  {r.get('note', '')}")
+                     f"{r.get('speedup_vs_nn_lstm', r.get('speedup_vs_layer_nn', '-')):>8}  {r.get('note', '')}")
     return "\n".join(lines)
