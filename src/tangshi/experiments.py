@@ -374,4 +374,11 @@ def _init_report(results, uni, epochs, data_dir, argv) -> str:
             f"units at step 0) and trains to dev perplexity {x['best_dev_ppl']:.2f}. U(±1e-4) breaks the symmetry too "
             f"({u['distinct_units'].get(0)} distinct units) but starts with activations ~1e-4 of Xavier's, so the "
             f"signal and the step-1 gradients are tiny (table above); it reached {u['best_dev_ppl']:.2f}.\n")
+    ranking = sorted(results.items(), key=lambda kv: kv[1]["best_dev_ppl"])
+    lines.append("Ranking over this budget: " + " < ".join(f"{k} {r['best_dev_ppl']:.2f}" for k, r in ranking) + ". "
+                 "Breaking the symmetry is what matters: every random scheme trains and all-zero does not. Among the "
+                 "random schemes the order is a measurement of this budget and optimiser, not a law: Adam divides each "
+                 "step by the parameter's own gradient scale, so tiny initial weights are not starved as they would be "
+                 "under SGD, and the schemes differ in how large the embeddings start (Xavier on the V×E embedding "
+                 "gives ±√(6/(V+E)), PyTorch's default N(0, 1)).\n")
     return "\n".join(lines) + "\n"
