@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from tangshi.cli import main
@@ -9,23 +10,32 @@ from tangshi.experiments import distinct_units
 from tangshi.model import ModelConfig, PoetryLM
 
 
-def test_optimizers_quick_writes_report(tmp_path, tiny_prepared, capsys):
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_optimizers_quick_writes_report(tmp_path, tiny_prepared, capsys, backend):
     out = tmp_path / "reports"
-    assert main(["experiment", "optimizers", "--quick", "--data", str(tiny_prepared), "--out", str(out)]) == 0
-    text = (out / "optimizers.md").read_text(encoding="utf-8")
-    assert "command: `tangshi experiment optimizers --quick" in text or "command:" in text
-    rows = json.loads((out / "optimizers.json").read_text())["rows"]
+    stem = "optimizers" if backend == "torch" else "optimizers-numpy"
+    assert main(["experiment", "optimizers", "--quick", "--backend", backend,
+                 "--data", str(tiny_prepared), "--out", str(out)]) == 0
+    text = (out / f"{stem}.md").read_text(encoding="utf-8")
+    assert f"command: `tangshi experiment optimizers --quick --backend {backend}" in text
+    assert f"{backend} backend" in text and f"]({stem}_best.png)" in text
+    rows = json.loads((out / f"{stem}.json").read_text())["rows"]
     assert {r["optimizer"] for r in rows} == {"adam", "adagrad", "sgd", "adamw"}
     assert all(r["best_dev_ppl"] > 1 for r in rows)
     ada = [r for r in rows if r["optimizer"] == "adagrad"]
     assert all(r["effective_step"] < r["effective_step_1"] for r in ada)  # Adagrad's step decays
-    assert (out / "optimizers_best.png").stat().st_size > 1000
+    assert (out / f"{stem}_best.png").stat().st_size > 1000
+    # the two backends write side by side: neither overwrites the other's files
+    assert not (backend == "numpy" and (out / "optimizers.md").exists())
 
 
-def test_init_quick_zero_init_stays_symmetric(tmp_path, tiny_prepared, capsys):
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_init_quick_zero_init_stays_symmetric(tmp_path, tiny_prepared, capsys, backend):
     out = tmp_path / "reports"
-    assert main(["experiment", "init", "--quick", "--data", str(tiny_prepared), "--out", str(out)]) == 0
-    res = json.loads((out / "init.json").read_text())
+    stem = "init" if backend == "torch" else "init-numpy"
+    assert main(["experiment", "init", "--quick", "--backend", backend,
+                 "--data", str(tiny_prepared), "--out", str(out)]) == 0
+    res = json.loads((out / f"{stem}.json").read_text())
     z, x = res["results"]["zeros"], res["results"]["xavier"]
     assert z["distinct_units"]["end"] == 1 and z["distinct_units"]["1"] == 1
     assert x["distinct_units"]["0"] == 16 and x["distinct_units"]["end"] == 16
@@ -33,7 +43,7 @@ def test_init_quick_zero_init_stays_symmetric(tmp_path, tiny_prepared, capsys):
     assert z["grad_norm_step1"]["head.bias"] > 0
     assert all(v == 0.0 for k, v in z["grad_norm_step1"].items() if k != "head.bias")
     assert [k for k, v in z["max_change"].items() if v > 0] == ["head.bias"]
-    assert (out / "init.md").exists() and (out / "init_curves.png").stat().st_size > 1000
+    assert (out / f"{stem}.md").exists() and (out / f"{stem}_curves.png").stat().st_size > 1000
 
 
 def test_distinct_units_counts_groups():

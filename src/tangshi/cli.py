@@ -339,7 +339,7 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def cmd_experiment(args, argv=None) -> int:
+def cmd_experiment(args) -> int:
     import torch
 
     from .experiments import run_init, run_optimizers
@@ -349,12 +349,10 @@ def cmd_experiment(args, argv=None) -> int:
     epochs = args.epochs or (1 if args.quick else 20)
     if args.which == "optimizers":
         res = run_optimizers(Path(args.data), Path(args.out), epochs, backend=args.backend, quick=args.quick,
-                             argv=sys.argv[1:] if argv is None else argv)
+                             argv=args.argv)
     else:
-        if args.backend != "torch":
-            raise TangshiError("experiment init runs on the torch backend (it needs per-step hooks)")
-        res = run_init(Path(args.data), Path(args.out), epochs, quick=args.quick,
-                       argv=sys.argv[1:] if argv is None else argv)
+        res = run_init(Path(args.data), Path(args.out), epochs, quick=args.quick, backend=args.backend,
+                       argv=args.argv)
     print(f"wrote {res['report']}")
     return 0
 
@@ -384,6 +382,7 @@ def cmd_gradcheck(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for report headers
     try:
         return args.func(args)
     except TangshiError as e:

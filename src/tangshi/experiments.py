@@ -83,17 +83,60 @@ def _plot_curves(runs: dict[str, list[dict]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+class _Probe:
+    """What an experiment's per-step hook sees, the same on both backends: the weights in the
+    canonical layout, the gradient norm of each parameter, and the optimiser's effective step."""
+
+    def __init__(self, backend: str, model=None, optimizer=None, params=None, grads=None, hidden=None):
+        self.backend, self.model, self.optimizer = backend, model, optimizer
+        self.params, self.grads, self.hidden = params, grads, hidden
+
+    def canonical(self) -> dict[str, torch.Tensor]:
+        if self.backend == "numpy":
+            return {k: torch.from_numpy(v) for k, v in self.params.items()}
+        return self.model.canonical_state_dict()
+
+    def hidden_dim(self) -> int:
+        return self.hidden if self.backend == "numpy" else self.model.config.hidden_dim
+
+    def grad_norms(self) -> dict[str, float]:
+        if self.backend == "numpy":
+            return {k: float(np.sqrt(np.vdot(g, g))) for k, g in (self.grads or {}).items()}
+        return {n: float(p.grad.norm()) if p.grad is not None else 0.0 for n, p in self.model.named_parameters()}
+
+    def effective_step(self, kind: str, lr: float) -> float | None:
+        if self.backend == "numpy":
+            sd = self.optimizer.state_dict()
+            tensors = {k: torch.from_numpy(v) for k, v in sd["tensors"].items()}
+            return _median_step(tensors, {"optimizer": {"steps": sd["steps"]}}, kind, lr)
+        return torch_effective_step(self.optimizer, kind, lr)
+
+
 def _run(data_dir: Path, work: Path, name: str, model_over: dict, cfg: TrainConfig, on_step=None) -> dict:
+    """Train one run on cfg.backend; `on_step(step, probe)` sees a backend-neutral _Probe."""
     t0 = time.perf_counter()
     if cfg.backend == "numpy":
         from .numpy_train import train_numpy
 
-        res = train_numpy(data_dir, work / name, model_over, cfg, progress=False, log=lambda *a: None)
+        hidden = model_over.get("hidden_dim", 256)
+        hook = None if on_step is None else (
+            lambda step, params, grads, opt: on_step(step, _Probe("numpy", optimizer=opt, params=params,
+                                                                  grads=grads, hidden=hidden)))
+        res = train_numpy(data_dir, work / name, model_over, cfg, progress=False, log=lambda *a: None, on_step=hook)
     else:
+        hook = None if on_step is None else (
+            lambda step, model, opt: on_step(step, _Probe("torch", model=model, optimizer=opt)))
         res = train(data_dir, work / name, model_over, cfg, progress=False, log=lambda *a: None,
-                    keep_epoch_checkpoints=False, on_step=on_step)
+                    keep_epoch_checkpoints=False, on_step=hook)
     res["wall_s"] = time.perf_counter() - t0
     return res
+
+
+def _names(kind: str, backend: str) -> dict[str, str]:
+    """Report file names: the PyTorch backend's plain, the NumPy backend's suffixed, so neither overwrites the other."""
+    stem = kind if backend == "torch" else f"{kind}-{backend}"
+    return {"md": f"{stem}.md", "json": f"{stem}.json", "best": f"{stem}_best.png", "all": f"{stem}_all.png",
+            "curves": f"{stem}_curves.png"}
 
 
 def effective_step_size(checkpoint_dir: Path, optimizer: str, lr: float, eps: float | None = None) -> float | None:
@@ -166,9 +209,9 @@ def run_optimizers(data_dir: Path, out: Path, epochs: int, backend: str = "torch
                                   batch_size=16 if quick else 128)
                 first = {}
 
-                def on_step(step, model, optimizer, first=first, opt=opt, lr=lr):
+                def on_step(step, probe, first=first, opt=opt, lr=lr):
                     if step == 1:
-                        first["step1"] = torch_effective_step(optimizer, opt, lr)
+                        first["step1"] = probe.effective_step(opt, lr)
 
                 res = _run(data_dir, work, name, base, cfg, on_step=on_step)
                 best = res["best"]
@@ -185,17 +228,18 @@ def run_optimizers(data_dir: Path, out: Path, epochs: int, backend: str = "torch
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
     best_per_opt = {o: min((r for r in rows if r["optimizer"] == o), key=lambda r: r["best_dev_ppl"]) for o in sweep}
+    names = _names("optimizers", backend)
     _plot_curves({f"{o} lr={r['lr']:g}": curves[f"{o}-lr{r['lr']:g}"] for o, r in best_per_opt.items()},
-                 out / "optimizers_best.png", "best learning rate of each optimiser")
-    _plot_curves(curves, out / "optimizers_all.png", "every run of the sweep")
-    report = _optimizer_report(rows, best_per_opt, epochs, backend, data_dir, argv)
-    name = "optimizers.md" if backend == "torch" else f"optimizers-{backend}.md"
-    (out / name).write_text(report, encoding="utf-8")
-    (out / name.replace(".md", ".json")).write_text(json.dumps({"rows": rows}, indent=1), encoding="utf-8")
-    return {"rows": rows, "best": best_per_opt, "report": str(out / name)}
+                 out / names["best"], f"best learning rate of each optimiser ({backend})")
+    _plot_curves(curves, out / names["all"], f"every run of the sweep ({backend})")
+    report = _optimizer_report(rows, best_per_opt, epochs, backend, data_dir, argv, names)
+    (out / names["md"]).write_text(report, encoding="utf-8")
+    (out / names["json"]).write_text(json.dumps({"backend": backend, "epochs": epochs, "rows": rows}, indent=1),
+                                     encoding="utf-8")
+    return {"rows": rows, "best": best_per_opt, "report": str(out / names["md"])}
 
 
-def _optimizer_report(rows, best, epochs, backend, data_dir, argv) -> str:
+def _optimizer_report(rows, best, epochs, backend, data_dir, argv, names) -> str:
     lines = [_header(f"Adam vs Adagrad (and SGD, AdamW) on the seed's model, {backend} backend", argv), ""]
     meta = _data_meta(data_dir)
     lines.append(f"Data: `{data_dir}` ({meta}). Every run: the seed's model (embedding 256, 1×LSTM 256, no ReLU, "
@@ -209,7 +253,7 @@ def _optimizer_report(rows, best, epochs, backend, data_dir, argv) -> str:
         mark = " **(best lr)**" if best[r["optimizer"]] is r else ""
         lines.append(f"| {r['optimizer']}{mark} | {r['lr']:g} | {r['best_dev_ppl']:.2f} | {r['best_epoch']} | "
                      f"{r['final_dev_ppl']:.2f} | {r['wall_s']} | {fmt(r.get('effective_step_1'))} | {fmt(r['effective_step'])} |")
-    lines.append("\n![best learning rate of each optimiser](optimizers_best.png)\n\n![every run](optimizers_all.png)\n")
+    lines.append(f"\n![best learning rate of each optimiser]({names['best']})\n\n![every run]({names['all']})\n")
     lines.append("## Verdicts\n")
     ada = best["adagrad"]; adam = best["adam"]
     ada_rows = [r for r in rows if r["optimizer"] == "adagrad"]
@@ -254,12 +298,12 @@ def _data_meta(data_dir: Path) -> str:
 
 
 # ---------------------------------------------------------------------------- initialisation
-def hidden_unit_signatures(model) -> torch.Tensor:
+def hidden_unit_signatures(model=None, *, state: dict | None = None, hidden: int | None = None) -> torch.Tensor:
     """(H, K) one row per hidden unit j of layer 0: its four gate columns of weight_ih and
     weight_hh, its row of weight_hh, its four biases and its head column. Units with equal rows
     are interchangeable: the network cannot tell them apart, and gradient descent keeps them equal."""
-    sd = model.canonical_state_dict()
-    H = model.config.hidden_dim
+    sd = model.canonical_state_dict() if state is None else state
+    H = model.config.hidden_dim if hidden is None else hidden
     w_ih, w_hh, b = sd["lstm.0.weight_ih"], sd["lstm.0.weight_hh"], sd["lstm.0.bias"]
     head = sd.get("head.weight", sd["embedding.weight"])
     parts = []
@@ -270,9 +314,10 @@ def hidden_unit_signatures(model) -> torch.Tensor:
     return torch.cat(parts, dim=1).double()
 
 
-def distinct_units(model, tol: float = SYMMETRY_TOL) -> int:
-    """The number of groups of hidden units whose weights all agree within `tol`."""
-    sig = hidden_unit_signatures(model)
+def distinct_units(model=None, tol: float = SYMMETRY_TOL, *, state: dict | None = None, hidden: int | None = None) -> int:
+    """The number of groups of hidden units whose weights all agree within `tol`
+    (from a model, or from canonical `state` and `hidden`)."""
+    sig = hidden_unit_signatures(model, state=state, hidden=hidden)
     reps: list[torch.Tensor] = []
     for row in sig:
         if not any(float((row - r).abs().max()) <= tol for r in reps):
@@ -299,7 +344,7 @@ def unigram_perplexity(data_dir: Path) -> float:
 
 
 def run_init(data_dir: Path, out: Path, epochs: int, quick: bool = False, argv: list[str] | None = None,
-             log=print) -> dict:
+             log=print, backend: str = "torch") -> dict:
     data_dir, out = Path(data_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = dict(embed_dim=16, hidden_dim=16) if quick else {}
@@ -308,15 +353,15 @@ def run_init(data_dir: Path, out: Path, epochs: int, quick: bool = False, argv: 
         for scheme in INIT_SCHEMES:
             sym, grad_norms = {}, {}
 
-            def on_step(step, model, optimizer, sym=sym, grad_norms=grad_norms):
+            def on_step(step, probe, sym=sym, grad_norms=grad_norms):
                 if step in SYMMETRY_STEPS:
-                    sym[step] = distinct_units(model)
+                    sym[step] = distinct_units(state=probe.canonical(), hidden=probe.hidden_dim())
                 if step == 1:
-                    for name, p in model.named_parameters():
-                        grad_norms[name] = float(p.grad.norm()) if p.grad is not None else 0.0
+                    grad_norms.update(probe.grad_norms())
 
             cfg = TrainConfig(epochs=epochs, optimizer="adam", lr=0.01, weight_decay=1e-4, seed=0,
-                              batch_size=16 if quick else 128)
+                              batch_size=16 if quick else 128, backend=backend,
+                              amp=False if backend == "numpy" else None)
             res = _run(data_dir, Path(work), scheme, {**base, "init": scheme}, cfg, on_step=on_step)
             model, _, _ = ckpt.load_checkpoint(Path(work) / scheme / "last")
             initial = _initial_model(data_dir, base, scheme)
@@ -328,11 +373,13 @@ def run_init(data_dir: Path, out: Path, epochs: int, quick: bool = False, argv: 
             curves[scheme] = res["history"]
             log(f"init {scheme}: best dev ppl {res['best']['dev_ppl']:.2f}; distinct units {sym}")
     uni = unigram_perplexity(data_dir)
-    _plot_curves(curves, out / "init_curves.png", "initialisation: Adam 0.01, the seed's model")
-    report = _init_report(results, uni, epochs, data_dir, argv)
-    (out / "init.md").write_text(report, encoding="utf-8")
-    (out / "init.json").write_text(json.dumps({"results": results, "unigram_ppl": uni}, indent=1), encoding="utf-8")
-    return {"results": results, "unigram_ppl": uni, "report": str(out / "init.md")}
+    names = _names("init", backend)
+    _plot_curves(curves, out / names["curves"], f"initialisation: Adam 0.01, the seed's model ({backend})")
+    report = _init_report(results, uni, epochs, data_dir, argv, backend, names)
+    (out / names["md"]).write_text(report, encoding="utf-8")
+    (out / names["json"]).write_text(json.dumps({"backend": backend, "epochs": epochs, "results": results,
+                                                 "unigram_ppl": uni}, indent=1), encoding="utf-8")
+    return {"results": results, "unigram_ppl": uni, "report": str(out / names["md"])}
 
 
 def _initial_model(data_dir, base, scheme):
@@ -344,8 +391,9 @@ def _initial_model(data_dir, base, scheme):
     return {k: v.clone() for k, v in m.canonical_state_dict().items()}
 
 
-def _init_report(results, uni, epochs, data_dir, argv) -> str:
-    lines = [_header("Initialisation: all zeros vs Xavier vs U(±1e-4) vs PyTorch's default", argv), ""]
+def _init_report(results, uni, epochs, data_dir, argv, backend="torch", names=None) -> str:
+    names = names or _names("init", backend)
+    lines = [_header(f"Initialisation: all zeros vs Xavier vs U(±1e-4) vs PyTorch's default, {backend} backend", argv), ""]
     lines.append(f"Data: `{data_dir}` ({_data_meta(data_dir)}). Each run: the seed's model, Adam lr 0.01, weight "
                  f"decay 1e-4, batch 128, seed 0, {epochs} epochs; only the initialisation differs. "
                  f"Distinct units = groups of hidden units whose weights (gate columns of weight_ih and weight_hh, "
@@ -357,7 +405,7 @@ def _init_report(results, uni, epochs, data_dir, argv) -> str:
     for s, r in results.items():
         d = " / ".join(str(r["distinct_units"].get(k if k == "end" else int(k), "-")) for k in steps)
         lines.append(f"| {s} | {r['best_dev_ppl']:.2f} | {r['best_epoch']} | {d} | {r['wall_s']} |")
-    lines.append("\n![curves](init_curves.png)\n")
+    lines.append(f"\n![curves]({names['curves']})\n")
     lines.append("## Gradient norm of each parameter at step 1\n")
     names = list(next(iter(results.values()))["grad_norm_step1"])
     lines.append("| parameter | " + " | ".join(results) + " |")

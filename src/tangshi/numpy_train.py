@@ -73,7 +73,9 @@ def clip_grads(grads: dict[str, np.ndarray], max_norm: float) -> float:
 
 def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
                 resume: bool = False, progress: bool = True, log=print, init_from: Path | None = None,
-                stop_after_epoch: int | None = None) -> dict:
+                stop_after_epoch: int | None = None, on_step=None) -> dict:
+    """Train with the NumPy twin. `on_step(step, params, grads, optimizer)` is called with
+    step 0 (grads None) before training and after every optimiser step, for the experiments."""
     data_dir, out_dir = require_prepared(data_dir), Path(out_dir)
     vocab = Vocab.load(data_dir / "vocab.json")
     meta = read_meta(data_dir)
@@ -112,6 +114,9 @@ def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, c
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
     pad = vocab.pad_id
     ws = nl.Workspace() if hasattr(nl, "Workspace") else None
+    global_step = (start_epoch - 1) * steps_per_epoch
+    if on_step is not None and global_step == 0:
+        on_step(0, params, None, opt)
     for epoch in range(start_epoch, cfg.epochs + 1):
         gen = torch.Generator().manual_seed(cfg.seed * EPOCH_SEED_STRIDE + epoch)
         batches = batch_indices(len(train_split.inputs), cfg.batch_size, gen, shuffle=True,
@@ -130,6 +135,9 @@ def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, c
             if cfg.clip > 0:
                 clip_grads(grads, cfg.clip)
             opt.step(grads)
+            global_step += 1
+            if on_step is not None:
+                on_step(global_step, params, grads, opt)
             real = int((y != pad).sum())
             tot_loss += float(loss) * real
             tot_tok += real
