@@ -24,3 +24,31 @@ def test_export_fp16_roundtrip_and_card(tmp_path, tiny_prepared, capsys):
     assert diff < 1e-2  # fp16 rounding of the weights only
     card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert f"**{meta['metrics']['dev_ppl']:.2f}**" in card and "| 2 |" in card
+
+
+def test_init_from_applies_dropout_and_card_tells_both_stages(tmp_path, tiny_prepared, capsys):
+    quiet = dict(progress=False, log=lambda *a: None)
+    base = dict(embed_dim=16, hidden_dim=16, tie_weights=True)
+    train(tiny_prepared, tmp_path / "s1", base, TrainConfig(epochs=2, batch_size=16), **quiet)
+    # stage 2 continues stage 1's weights with new dropout: the option must take effect, not be dropped
+    train(tiny_prepared, tmp_path / "s2", {**base, "dropout_output": 0.25}, TrainConfig(epochs=3, batch_size=16),
+          init_from=tmp_path / "s1" / "best", **quiet)
+    m2, _, meta2 = ckpt.load_checkpoint(tmp_path / "s2" / "last")
+    assert m2.config.dropout_output == 0.25
+    lin = meta2["train"]["init_from"]
+    assert lin["path"] == str(tmp_path / "s1" / "best") and lin["epochs"] == 2 and len(lin["history"]) == 2
+    out = tmp_path / "m"
+    assert main(["export", "--checkpoint", str(tmp_path / "s2" / "best"), "--out", str(out)]) == 0
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "stage 1:" in card and "stage 2:" in card and "(5 epochs" in card
+    assert "| 5 | 2 |" in card and "| 1 | 1 |" in card  # epochs numbered across both stages
+
+
+def test_init_from_rejects_a_shape_change(tmp_path, tiny_prepared, capsys):
+    quiet = dict(progress=False, log=lambda *a: None)
+    train(tiny_prepared, tmp_path / "s1", dict(embed_dim=16, hidden_dim=16), TrainConfig(epochs=1, batch_size=16), **quiet)
+    rc = main(["train", "--data", str(tiny_prepared), "--out", str(tmp_path / "s2"), "--quiet", "--epochs", "1",
+               "--init-from", str(tmp_path / "s1" / "last"), "--hidden-dim", "32"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "hidden_dim=16" in err and "hidden_dim=32" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s2" / "last").exists()

@@ -74,13 +74,43 @@ def export_model(checkpoint: Path, out: Path, dtype: str = "fp16", train_command
     return {"out": str(out), "bytes": size, "dev_ppl": meta.get("metrics", {}).get("dev_ppl")}
 
 
+def training_stages(train_meta: dict, history: list[dict], command: str | None) -> list[dict]:
+    """The runs behind a checkpoint, oldest first: each --init-from source, then the run itself."""
+    stages, lin = [], train_meta.get("init_from")
+    while lin:
+        stages.insert(0, {"command": lin.get("command"), "history": lin.get("history", []), "config": lin.get("config") or {}})
+        lin = lin.get("init_from")
+    stages.append({"command": command, "history": history, "config": train_meta.get("config", {})})
+    return stages
+
+
+def _opt_text(tc: dict) -> str:
+    return (f"{tc.get('optimizer')} lr {tc.get('lr')} wd {tc.get('weight_decay')}, {tc.get('schedule')} schedule, "
+            f"clip {tc.get('clip')}, batch {tc.get('batch_size')}, {tc.get('epochs')} epochs, seed {tc.get('seed')}")
+
+
 def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, command: str | None) -> str:
     train_meta, m = meta.get("train", {}), meta.get("metrics", {})
     dm = train_meta.get("data_meta", {})
-    tc = train_meta.get("config", {})
-    secs = sum(h.get("epoch_seconds", 0) for h in history)
-    rows = "\n".join(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['dev_ppl']:.2f} | {h.get('epoch_seconds', 0):.0f} |"
-                     for h in history)
+    stages = training_stages(train_meta, history, command)
+    secs = sum(h.get("epoch_seconds", 0) for st in stages for h in st["history"])
+    n_epochs = sum(len(st["history"]) for st in stages)
+    many = len(stages) > 1
+    optim = "<br>".join((f"stage {i}: " if many else "") + _opt_text(st["config"]) for i, st in enumerate(stages, 1))
+    cmds = "<br>".join((f"stage {i}: " if many else "") + f"`{st['command'] or 'not recorded'}`"
+                       + (" (continues stage %d's weights with a fresh optimiser)" % (i - 1) if i > 1 else "")
+                       for i, st in enumerate(stages, 1))
+    rows, epoch = [], 0
+    for i, st in enumerate(stages, 1):
+        for h in st["history"]:
+            epoch += 1
+            cells = [str(epoch)] + ([str(i)] if many else []) + [
+                f"{h['train_loss']:.4f}", f"{h['dev_ppl']:.2f}", f"{h.get('epoch_seconds', 0):.0f}"]
+            rows.append("| " + " | ".join(cells) + " |")
+    head = ("| epoch | stage | train loss | dev ppl | seconds |\n|---|---|---|---|---|" if many else
+            "| epoch | train loss | dev ppl | seconds |\n|---|---|---|---|")
+    rows = "\n".join(rows)
+    best_epoch = sum(len(st["history"]) for st in stages[:-1]) + int(m.get("epoch") or 0)
     return f"""# {out.name}: the bundled tangshi model
 
 A character-level LSTM language model of the Complete Tang Poems (全唐詩), used by
@@ -90,18 +120,17 @@ A character-level LSTM language model of the Complete Tang Poems (全唐詩), us
 |---|---|
 | architecture | embedding {cfg.embed_dim} → {cfg.num_layers} × LSTM {cfg.hidden_dim} (tangshi's own kernel) → linear head{' tied to the embedding' if cfg.tie_weights else ''}, vocabulary {cfg.vocab_size} |
 | regularisation | locked dropout {cfg.dropout_embed} (embedding) / {cfg.dropout_output} (output), DropConnect {cfg.weight_drop} on weight_hh |
-| optimisation | {tc.get('optimizer')} lr {tc.get('lr')} wd {tc.get('weight_decay')}, {tc.get('schedule')} schedule, clip {tc.get('clip')}, batch {tc.get('batch_size')}, {tc.get('epochs')} epochs, seed {tc.get('seed')} |
+| optimisation | {optim} |
 | data | chinese-poetry 全唐詩 (58 files, sha256-checked), cleaned as in `corpus.py`: {dm.get('poems_read')} poems read, {dm.get('in_range')} of 10–63 characters; sample `{dm.get('sample')}`, split seed {dm.get('seed')}: {dm.get('train')} train / {dm.get('dev')} dev |
-| dev perplexity | **{m.get('dev_ppl', float('nan')):.2f}** at epoch {m.get('epoch')} (exp of the mean NLL over dev characters + `<EOS>`, PAD excluded); the seed's PAD-counted loss {m.get('seed_loss', float('nan')):.4f} |
-| training time | {secs / 60:.1f} min of training steps ({len(history)} epochs, dev evaluation not counted) on {_cpu_name()} |
+| dev perplexity | **{m.get('dev_ppl', float('nan')):.2f}** at epoch {best_epoch} of {n_epochs} (exp of the mean NLL over dev characters + `<EOS>`, PAD excluded); the seed's PAD-counted loss {m.get('seed_loss', float('nan')):.4f} |
+| training time | {secs / 60:.1f} min of training steps ({n_epochs} epochs, dev evaluation not counted) on {_cpu_name()} |
 | weights | {dtype} safetensors, exported {datetime.now(timezone.utc):%Y-%m-%d} |
-| command | `{command or 'not recorded'}` |
+| command | {cmds} |
 | reproduce the eval | `tangshi eval --json` (rebuilds this dev split from `data/quantangshi`) |
 
 ## Per-epoch record
 
-| epoch | train loss | dev ppl | seconds |
-|---|---|---|---|
+{head}
 {rows}
 """
 

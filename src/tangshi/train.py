@@ -178,6 +178,48 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+# model options that --init-from may change: they act in training only, not on the weights' shapes
+TRAINING_ONLY_MODEL_FIELDS = ("dropout_embed", "dropout_hidden", "dropout_output", "weight_drop", "fused", "fused_head")
+
+
+def _with_overrides(model: PoetryLM, model_over: dict, source: Path) -> PoetryLM:
+    """Apply the training-only model options of this run to weights loaded with --init-from;
+    any other option that differs from the checkpoint's is an error, not silently ignored."""
+    cfg = model.config
+    clash = {k: v for k, v in model_over.items() if k not in TRAINING_ONLY_MODEL_FIELDS and getattr(cfg, k, v) != v}
+    if clash:
+        raise TangshiError(f"--init-from {source}: its model has " + ", ".join(
+            f"{k}={getattr(cfg, k)!r}" for k in clash) + f", not {', '.join(f'{k}={v!r}' for k, v in clash.items())}")
+    changes = {k: v for k, v in model_over.items() if k in TRAINING_ONLY_MODEL_FIELDS}
+    if not changes:
+        return model
+    new = PoetryLM(replace(cfg, **changes))
+    new.load_canonical_state_dict(model.canonical_state_dict())
+    return new
+
+
+def init_lineage(source: Path, meta: dict) -> dict:
+    """What a run started from (--init-from): the source run's command, epochs, training seconds
+    and dev perplexity, and the source's own lineage, so a model card can tell the whole story."""
+    tmeta = meta.get("train", {})
+    history = []
+    for f in (source / ckpt.TRAINER, source.parent / "metrics.jsonl"):  # last/ has trainer.json; best/ its run's log
+        try:
+            text = f.read_text(encoding="utf-8")
+            history = (json.loads(text).get("history", []) if f.suffix == ".json"
+                       else [json.loads(line) for line in text.splitlines() if line.strip()])
+            break
+        except (OSError, ValueError, AttributeError):
+            continue
+    epoch = meta.get("metrics", {}).get("epoch")
+    if epoch is not None:  # the weights are those of this epoch: later epochs did not lead to them
+        history = [h for h in history if h.get("epoch", 0) <= epoch]
+    return {"path": str(source), "command": tmeta.get("command"), "config": tmeta.get("config"),
+            "epochs": len(history), "train_seconds": round(sum(h.get("epoch_seconds", 0) for h in history), 1),
+            "dev_ppl": meta.get("metrics", {}).get("dev_ppl"), "history": history,
+            "init_from": tmeta.get("init_from")}
+
+
 def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
           resume: bool = False, progress: bool = True, log=print, keep_epoch_checkpoints: bool = True,
           stop_after_epoch: int | None = None, resume_epochs: int | None = None,
@@ -199,6 +241,7 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
 
     history: list[dict] = []
     start_epoch = 1
+    lineage = None
     if resume:
         last = out_dir / "last"
         if not last.exists():
@@ -221,10 +264,13 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
                                "or start from its weights with --init-from")
         history = trainer_state["history"]
         start_epoch = trainer_state["epoch"] + 1
+        lineage = ck_meta["train"].get("init_from")
     elif init_from is not None:  # start from another run's weights (either backend), fresh optimiser
-        model, ck_vocab, _ = ckpt.load_checkpoint(init_from)
+        model, ck_vocab, init_meta = ckpt.load_checkpoint(init_from)
         if ck_vocab != vocab:
             raise TangshiError(f"{init_from} was trained on a different vocabulary than {data_dir}")
+        model = _with_overrides(model, model_over or {}, init_from)
+        lineage = init_lineage(Path(init_from), init_meta)
         torch.manual_seed(cfg.seed)
     else:
         torch.manual_seed(cfg.seed)
@@ -247,6 +293,8 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
     best = min(history, key=lambda h: h["dev_ppl"]) if history else None
     train_meta_base = {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg),
                        "command": "tangshi " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "tangshi" else None}
+    if lineage:
+        train_meta_base["init_from"] = lineage
     amp = bf16_is_fast(device) if cfg.amp is None else cfg.amp
     bad_epochs = history[-1]["epoch"] - best["epoch"] if history else 0
 
