@@ -74,6 +74,9 @@ def test_resume_matches_uninterrupted(tmp_path, tiny_prepared, schedule):
     ha = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     hb = [json.loads(l) for l in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
     assert [r["dev_ppl"] for r in ha] == [r["dev_ppl"] for r in hb]
+    # wall-clock time accumulates across the interruption: strictly increasing, never reset
+    assert all(0 < x < y for x, y in zip([r["wall_seconds"] for r in hb], [r["wall_seconds"] for r in hb][1:]))
+    assert all(r["wall_seconds"] >= r["epoch_seconds"] for r in hb)
 
 
 def test_evaluate_matches_hand_computation(tmp_path, tiny_prepared):

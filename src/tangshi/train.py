@@ -297,6 +297,8 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
         train_meta_base["init_from"] = lineage
     amp = bf16_is_fast(device) if cfg.amp is None else cfg.amp
     bad_epochs = history[-1]["epoch"] - best["epoch"] if history else 0
+    # wall-clock seconds since training began (steps, evaluation, checkpoints), carried across --resume
+    run_t0 = time.perf_counter() - (history[-1].get("wall_seconds", 0.0) if history else 0.0)
 
     global_step = (start_epoch - 1) * steps_per_epoch
     if on_step is not None and global_step == 0:
@@ -337,7 +339,8 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
             scheduler.step(dev["dev_ppl"])
         row = {"epoch": epoch, "train_loss": tot_loss / max(tot_tok, 1), **dev,
                "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": round(train_time, 2),
-               "real_tokens_per_s": round(tot_tok / max(train_time, 1e-9)), "steps": n_steps}
+               "real_tokens_per_s": round(tot_tok / max(train_time, 1e-9)), "steps": n_steps,
+               "wall_seconds": round(time.perf_counter() - run_t0, 2)}
         improved = end_epoch(out_dir, history, row, model, vocab, {**train_meta_base, "epoch": epoch},
                              optimizer_state=ckpt.optimizer_to_flat(optimizer),
                              trainer_extra={"scheduler": scheduler.state_dict() if scheduler is not None else None},
