@@ -404,7 +404,7 @@ def _init_report(results, uni, epochs, data_dir, argv, backend="torch", names=No
     names = names or _names("init", backend)
     lines = [_header(f"Initialisation: all zeros vs Xavier vs U(±1e-4) vs PyTorch's default, {backend} backend", argv), ""]
     lines.append(f"Data: `{data_dir}` ({_data_meta(data_dir)}). Each run: the seed's model, Adam lr 0.01, weight "
-                 f"decay 1e-4, batch 128, seed 0, {epochs} epochs; only the initialisation differs. "
+                 f"decay 1e-4, batch 128, seed 0, {epochs} epoch(s); only the initialisation differs. "
                  f"Distinct units = groups of hidden units whose weights (gate columns of weight_ih and weight_hh, "
                  f"row of weight_hh, biases, head column) agree within {SYMMETRY_TOL:g}.\n")
     lines.append(f"Unigram perplexity of the dev set under the training set's character frequencies: **{uni:.2f}**.\n")
@@ -414,6 +414,8 @@ def _init_report(results, uni, epochs, data_dir, argv, backend="torch", names=No
     for s, r in results.items():
         d = " / ".join(str(r["distinct_units"].get(k if k == "end" else int(k), "-")) for k in steps)
         lines.append(f"| {s} | {r['best_dev_ppl']:.2f} | {r['best_epoch']} | {d} | {r['wall_s']} |")
+    if any(k not in r["distinct_units"] for r in results.values() for k in SYMMETRY_STEPS):
+        lines.append("A `-` means the run ended before that step.\n")
     lines.append(f"\n![curves]({names['curves']})\n")
     lines.append("## Gradient norm of each parameter at step 1\n")
     names = list(next(iter(results.values()))["grad_norm_step1"])
@@ -431,10 +433,15 @@ def _init_report(results, uni, epochs, data_dir, argv, backend="torch", names=No
             "C_t = ½·C_{t−1} + ½·0 = 0 and h_t = ½·tanh(0) = 0 at every step. The head sees h = 0, so its weight "
             "gradient δs·hᵀ is 0, δ_t = W_headᵀ δs = 0 flows back, and every LSTM and embedding gradient is 0. "
             "Only the output bias gets a gradient (softmax − one-hot).\n")
-        lines.append(f"Measured: parameters that moved after {epochs} epochs: {', '.join(f'`{k}`' for k in moved) or 'none'}; "
+        lines.append(f"Measured: parameters that moved after {epochs} epoch(s): {', '.join(f'`{k}`' for k in moved) or 'none'}; "
                      f"exactly unchanged: {', '.join(f'`{k}`' for k in still)}. "
-                     f"Distinct hidden units: {z['distinct_units'].get('end')} of the layer's units. The model is "
-                     f"a unigram model: its best dev perplexity {z['best_dev_ppl']:.2f} vs the unigram perplexity {uni:.2f}.\n")
+                     f"Distinct hidden units at the end: {z['distinct_units'].get('end')} (every unit identical). The model is "
+                     f"a unigram model (its output ignores the input): best dev perplexity {z['best_dev_ppl']:.2f} vs "
+                     f"the unigram perplexity {uni:.2f}, which is about the best a model of the output bias alone can "
+                     "reach on dev" + (
+                         ". It is still above it because Adam moves each bias by about lr = 0.01 per step, while "
+                         "the unigram log-probabilities span many nats: the bias needs hundreds of steps to get there."
+                         if z["best_dev_ppl"] > 1.05 * uni else ".") + "\n")
     x = results.get("xavier"); u = results.get("uniform1e-4")
     if x and u:
         lines.append("## Xavier vs tiny random weights\n")
