@@ -1,0 +1,45 @@
+"""--preset seed is the seed's recipe exactly; explicit options win over any preset."""
+
+import pytest
+
+from tangshi.cli import build_parser, MODEL_OPTS, TRAIN_OPTS
+from tangshi.model import ModelConfig
+from tangshi.train import config_from_preset
+
+
+def _resolve(argv):
+    args = build_parser().parse_args(["train", *argv])
+    return config_from_preset(args.preset, {k: getattr(args, k) for k in MODEL_OPTS},
+                              {k: getattr(args, k) for k in TRAIN_OPTS})
+
+
+def test_seed_preset_is_the_seeds_recipe():
+    model, cfg = _resolve(["--preset", "seed"])
+    m = ModelConfig(vocab_size=10, pad_id=9, **model)
+    # the seed's Part 2: 256/256, 1 layer, its own gates, ReLU on the logits, PAD in the loss, untied, Xavier
+    assert (m.embed_dim, m.hidden_dim, m.num_layers, m.impl) == (256, 256, 1, "tangshi")
+    assert m.relu_logits and m.pad_in_loss and not m.tie_weights and m.init == "xavier"
+    assert (m.dropout_embed, m.dropout_hidden, m.dropout_output, m.weight_drop) == (0, 0, 0, 0)
+    assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.batch_size) == ("adam", 0.01, 1e-4, 50, 128)
+    assert (cfg.schedule, cfg.clip, cfg.bucket) == ("constant", 0.0, False)
+
+
+def test_explicit_options_override_a_preset():
+    model, cfg = _resolve(["--preset", "default", "--lr", "0.5", "--dropout-output", "0.05", "--epochs", "3"])
+    assert cfg.lr == 0.5 and cfg.epochs == 3 and model["dropout_output"] == 0.05
+    base_model, base_cfg = _resolve(["--preset", "default"])
+    assert base_model["dropout_output"] != 0.05 and base_cfg.lr != 0.5
+
+
+def test_no_preset_is_the_seed_without_its_bugs():
+    model, cfg = _resolve([])
+    m = ModelConfig(vocab_size=10, pad_id=9, **model)
+    assert not m.relu_logits and not m.pad_in_loss
+    assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.batch_size) == ("adam", 0.01, 1e-4, 50, 128)
+
+
+@pytest.mark.parametrize("bad", [["--preset", "best"]])
+def test_unknown_preset_is_an_argparse_error(bad, capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["train", *bad])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
