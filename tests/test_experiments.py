@@ -68,3 +68,11 @@ def test_adagrad_effective_step_falls_monotonically():
         steps.append(float((0.05 / (G.sqrt() + 1e-10)).median()))
     assert all(b <= a for a, b in zip(steps, steps[1:]))
     assert steps[-1] < steps[0]
+
+
+@pytest.mark.parametrize("which", ["optimizers", "init"])
+def test_missing_data_is_one_line_and_creates_nothing(tmp_path, capsys, which):
+    out = tmp_path / "reports"
+    assert main(["experiment", which, "--quick", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope" in err and not out.exists()

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .data import read_split
+from .data import read_split, require_prepared
 from .train import TrainConfig, train
 from .vocab import Vocab
 
@@ -193,7 +193,7 @@ def _adam_steps(tensors, state) -> int:
 # ---------------------------------------------------------------------------- optimisers
 def run_optimizers(data_dir: Path, out: Path, epochs: int, backend: str = "torch", quick: bool = False,
                    argv: list[str] | None = None, work: Path | None = None, log=print) -> dict:
-    data_dir, out = Path(data_dir), Path(out)
+    data_dir, out = require_prepared(data_dir), Path(out)  # fail before creating anything
     out.mkdir(parents=True, exist_ok=True)
     sweep = QUICK_LR_SWEEP if quick else LR_SWEEP
     base = dict(embed_dim=16, hidden_dim=16) if quick else {}
@@ -354,7 +354,7 @@ def unigram_perplexity(data_dir: Path) -> float:
 
 def run_init(data_dir: Path, out: Path, epochs: int, quick: bool = False, argv: list[str] | None = None,
              log=print, backend: str = "torch") -> dict:
-    data_dir, out = Path(data_dir), Path(out)
+    data_dir, out = require_prepared(data_dir), Path(out)  # fail before creating anything
     out.mkdir(parents=True, exist_ok=True)
     base = dict(embed_dim=16, hidden_dim=16) if quick else {}
     results, curves = {}, {}
