@@ -49,7 +49,7 @@ def cmd_data_prepare(args) -> int:
 
 # ---------------------------------------------------------------------------- train / eval
 MODEL_OPTS = ("embed_dim", "hidden_dim", "num_layers", "impl", "fused", "relu_logits", "pad_in_loss", "tie_weights",
-              "dropout_embed", "dropout_hidden", "dropout_output", "weight_drop", "init")
+              "dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop", "init")
 TRAIN_OPTS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "schedule", "warmup", "clip",
               "early_stop", "seed", "bucket", "amp", "device", "backend", "max_steps", "plateau_patience", "plateau_factor")
 
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     _bool_flag(g, "pad-in-loss", "the seed's loss with PAD targets counted (off by default)")
     _bool_flag(g, "tie-weights", "tie the output layer to the embedding")
     g.add_argument("--dropout-embed", type=float, help="locked dropout on the embeddings [torch backend only]")
+    g.add_argument("--dropout-chars", type=float,
+                   help="embedding dropout: drop whole characters (embedding rows) per batch, AWD-LSTM style [torch only]")
     g.add_argument("--dropout-hidden", type=float, help="locked dropout between layers [torch only]")
     g.add_argument("--dropout-output", type=float, help="locked dropout on the LSTM output [torch only]")
     g.add_argument("--weight-drop", type=float, help="DropConnect on weight_hh [torch only]")

@@ -56,6 +56,7 @@ class ModelConfig:
     pad_in_loss: bool = False  # the seed's loss: PAD targets counted in the mean
     tie_weights: bool = False  # head.weight is embedding.weight (needs E == H)
     dropout_embed: float = 0.0  # locked (variational) dropout on the embeddings
+    dropout_chars: float = 0.0  # embedding dropout: whole characters (embedding rows) zeroed per batch (AWD-LSTM)
     dropout_hidden: float = 0.0  # locked dropout between LSTM layers
     dropout_output: float = 0.0  # locked dropout on the last LSTM output
     weight_drop: float = 0.0  # DropConnect on weight_hh (AWD-LSTM)
@@ -68,7 +69,7 @@ class ModelConfig:
             raise TangshiError(f"unknown init {self.init!r} (choose from {', '.join(INITS)})")
         if self.tie_weights and self.embed_dim != self.hidden_dim:
             raise TangshiError(f"tied weights need embed_dim == hidden_dim, got {self.embed_dim} and {self.hidden_dim}")
-        for name in ("dropout_embed", "dropout_hidden", "dropout_output", "weight_drop"):
+        for name in ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop"):
             p = getattr(self, name)
             if not 0.0 <= p < 1.0:
                 raise TangshiError(f"{name} must be in [0, 1), got {p}")
@@ -263,6 +264,16 @@ class SeedLSTMLayer(nn.Module):
         return torch.stack(outs, dim=1), (h, c)
 
 
+def char_dropout(weight: torch.Tensor, ids: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """AWD-LSTM's embedding dropout: each character (row of the embedding) is dropped with
+    probability p for the whole batch, so every occurrence of it reads a zero vector; the rows
+    kept are scaled by 1/(1 − p). The head (tied or not) still sees the full matrix."""
+    if not training or p == 0.0:
+        return F.embedding(ids, weight)
+    mask = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p) / (1 - p)
+    return F.embedding(ids, weight * mask)
+
+
 def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Variational dropout: one mask per sequence, shared over time. x (B, T, D)."""
     if not training or p == 0.0:
@@ -315,7 +326,8 @@ class PoetryLM(nn.Module):
     def hidden(self, ids: torch.Tensor, state=None):
         """ids (B, T) → last-layer hidden states (B, T, H) and the final state."""
         cfg = self.config
-        x = locked_dropout(self.embedding(ids), cfg.dropout_embed, self.training)  # (B, T, E)
+        x = char_dropout(self.embedding.weight, ids, cfg.dropout_chars, self.training)  # (B, T, E)
+        x = locked_dropout(x, cfg.dropout_embed, self.training)
         if cfg.impl == "nn":
             h, new_state = self.lstm(x, state)
             return locked_dropout(h, cfg.dropout_output, self.training), new_state

@@ -31,7 +31,7 @@ from .train import EPOCH_SEED_STRIDE, TrainConfig, _plot, end_epoch, evaluate, l
 from .vocab import Vocab
 
 NUMPY_OPTIMIZERS = {"adam": nl.Adam, "adamw": nl.AdamW, "adagrad": nl.Adagrad, "sgd": nl.SGD}
-TORCH_ONLY = ("dropout_embed", "dropout_hidden", "dropout_output", "weight_drop")
+TORCH_ONLY = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop")
 
 
 def make_optimizer(params: dict, cfg: TrainConfig):

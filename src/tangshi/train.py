@@ -179,7 +179,7 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
 
 
 # model options that --init-from may change: they act in training only, not on the weights' shapes
-TRAINING_ONLY_MODEL_FIELDS = ("dropout_embed", "dropout_hidden", "dropout_output", "weight_drop", "fused", "fused_head")
+TRAINING_ONLY_MODEL_FIELDS = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop", "fused", "fused_head")
 
 
 def _with_overrides(model: PoetryLM, model_over: dict, source: Path) -> PoetryLM:
