@@ -100,6 +100,9 @@ def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, com
     cmds = "<br>".join((f"stage {i}: " if many else "") + f"`{st['command'] or 'not recorded'}`"
                        + (" (continues stage %d's weights with a fresh optimiser)" % (i - 1) if i > 1 else "")
                        for i, st in enumerate(stages, 1))
+    if any("--preset" in (st["command"] or "") for st in stages):
+        cmds += ("<br>`--preset` names the preset as it was when the stage ran (presets change as the study "
+                 "finds better recipes); the optimisation row gives each stage's actual values")
     rows, epoch = [], 0
     for i, st in enumerate(stages, 1):
         for h in st["history"]:
