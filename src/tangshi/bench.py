@@ -18,6 +18,7 @@ import torch
 
 from .batches import batch_indices, make_batch
 from .errors import TangshiError
+from .graphstep import TrainStep
 from .model import ModelConfig, PoetryLM, SeedLSTMLayer
 from .train import bf16_is_fast, load_split
 from .vocab import Vocab
@@ -62,21 +63,24 @@ def _median_ms(fn, repeats: int, warmup: int, device) -> float:
     return statistics.median(times)
 
 
-def _train_step_bench(name, cfg: ModelConfig, batches, device, amp, repeats, warmup) -> Result:
+def _train_step_bench(name, cfg: ModelConfig, batches, device, amp, repeats, warmup, mode="eager") -> Result:
+    """One Adam step per call (the seed's lr and weight decay), cycling through `batches`.
+    mode "graph": the CUDA-graph step; its warm-up goes three times through the batches, so
+    every shape has had its eager warm-up steps and its capture before the timing starts."""
     torch.manual_seed(0)
     model = PoetryLM(cfg).to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-4)
+    lr = torch.tensor(0.01, device=device) if mode == "graph" else 0.01
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4, **({"capturable": True} if mode == "graph" else {}))
+    train_step = TrainStep(model, opt, amp=amp, mode=mode, batch_size=BATCH)
     it = {"k": 0}
 
     def step():
         x, y = batches[it["k"] % len(batches)]
         it["k"] += 1
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(x, y)
 
+    if mode == "graph":
+        warmup = max(warmup, (train_step.warmup + 1) * len(batches))
     ms = _median_ms(step, repeats, warmup, device)
     real = statistics.median(int((y != cfg.pad_id).sum()) for _, y in batches)
     return Result(name, ms, int(real))
@@ -107,14 +111,19 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
         r = _train_step_bench("tangshi", ModelConfig(**base, impl="tangshi"), trimmed, dev, amp, repeats, warmup)
         r.note = f"fused BPTT, head on real positions, bucketed batches, bf16 autocast {'on' if amp else 'off'}"
         results.append(r)
+    if want("tangshi_graph") and dev.type == "cuda":
+        r = _train_step_bench("tangshi_graph", ModelConfig(**base, impl="tangshi"), trimmed, dev, amp, repeats, warmup,
+                              mode="graph")
+        r.note = "tangshi's step replayed from CUDA graphs (one per length, padded to a multiple of 8)"
+        results.append(r)
     if want("nn_lstm"):
         r = _train_step_bench("nn_lstm", ModelConfig(**base, impl="nn"), trimmed, dev, amp, repeats, warmup)
         r.note = "same step with torch.nn.LSTM"
         results.append(r)
     if want("numpy") and dev.type == "cpu":
         results.append(_numpy_bench(base, trimmed, repeats, warmup))
-    for name, mode in (("layer_tangshi", "fused"), ("layer_nn", "nn")):
-        if want(name):
+    for name, mode in (("layer_tangshi", "fused"), ("layer_tangshi_graph", "graph"), ("layer_nn", "nn")):
+        if want(name) and (mode != "graph" or dev.type == "cuda"):
             results.append(_layer_bench(name, mode, dev, repeats, warmup))
     if want("gen_qilv") or want("gen_wujue_1000"):
         results.extend(_generation_bench(checkpoint, dev, want))
@@ -154,9 +163,25 @@ def _layer_bench(name: str, mode: str, dev, repeats, warmup) -> Result:
         layer = SeedLSTMLayer(EMBED, HIDDEN).to(dev)
         for p in layer.parameters():
             torch.nn.init.uniform_(p, -0.1, 0.1)
-        fn = lambda: layer(x, mode=mode)[0].sum().backward()
+        fn = lambda: layer(x, mode="fused")[0].sum().backward()
+        if mode == "graph":  # the same forward + backward, captured once and replayed (as in the graphed step)
+            fn = _graphed(fn, dev)
     ms = _median_ms(fn, repeats, warmup, dev)
-    return Result(name, ms, BATCH * SEQ, "LSTM layer alone, forward + backward, fp32, (128, 64, 256)")
+    note = "LSTM layer alone, forward + backward, fp32, (128, 64, 256)"
+    return Result(name, ms, BATCH * SEQ, note + (", replayed from a CUDA graph" if mode == "graph" else ""))
+
+
+def _graphed(fn, dev):
+    side = torch.cuda.Stream(dev)
+    side.wait_stream(torch.cuda.current_stream(dev))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream(dev).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
 
 
 def _generation_bench(checkpoint, dev, want) -> list[Result]:

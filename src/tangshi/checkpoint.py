@@ -31,7 +31,22 @@ CHECKPOINT_FORMAT = "tangshi-checkpoint/1"
 WEIGHTS, CONFIG, VOCAB, OPTIM, TRAINER = "model.safetensors", "config.json", "vocab.json", "optimizer.safetensors", "trainer.json"
 
 
+def _scalar_tensors_to_numbers(obj):
+    """A graphed optimiser (--cuda-graph) and its scheduler hold lr as 0-dim device tensors;
+    JSON stores the number. Any other tensor in JSON-bound state is a bug, not data."""
+    if torch.is_tensor(obj):
+        if obj.dim() != 0:
+            raise TypeError(f"a tensor of shape {tuple(obj.shape)} cannot go into JSON")
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _scalar_tensors_to_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_scalar_tensors_to_numbers(v) for v in obj]
+    return obj
+
+
 def _write_json(path: Path, obj) -> None:
+    obj = _scalar_tensors_to_numbers(obj)
     path.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
@@ -171,6 +186,9 @@ def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
+RUN_FLAGS = ("capturable", "foreach", "fused", "differentiable")
+
+
 def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], state: dict) -> None:
     st: dict[int, dict] = {}
     for name, val in tensors.items():
@@ -179,4 +197,8 @@ def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, tor
     for name, val in state.get("scalars", {}).items():
         pid, key = name.split(".", 1)
         st.setdefault(int(pid), {})[key] = val
-    optimizer.load_state_dict({"state": st, "param_groups": state["param_groups"]})
+    # how the optimiser runs (capturable for CUDA graphs, foreach, fused) is the built optimiser's,
+    # not the saved one's, so a CPU run can resume on a GPU with graphs and back
+    groups = [{**saved, **{k: cur[k] for k in RUN_FLAGS if k in cur}}
+              for saved, cur in zip(state["param_groups"], optimizer.param_groups)]
+    optimizer.load_state_dict({"state": st, "param_groups": groups})

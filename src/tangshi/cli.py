@@ -51,7 +51,7 @@ def cmd_data_prepare(args) -> int:
 MODEL_OPTS = ("embed_dim", "hidden_dim", "num_layers", "impl", "fused", "relu_logits", "pad_in_loss", "tie_weights",
               "dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop", "init")
 TRAIN_OPTS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "schedule", "warmup", "clip",
-              "early_stop", "seed", "bucket", "amp", "device", "backend", "max_steps", "plateau_patience", "plateau_factor")
+              "early_stop", "seed", "bucket", "amp", "cuda_graph", "device", "backend", "max_steps", "plateau_patience", "plateau_factor")
 
 
 def cmd_train(args) -> int:
@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bool_flag(o, "bucket", "length-bucketed, trimmed batches (default on)")
     _bool_flag(o, "amp", "bf16 autocast for the big matrix products (default on)")
     o.add_argument("--device", help="cpu or cuda")
+    _bool_flag(o, "cuda-graph", "CUDA: capture the whole step in CUDA graphs and replay it (default on with adam/adamw)")
     o.add_argument("--backend", choices=("torch", "numpy"), help="numpy: the hand-written BPTT twin (Adam/Adagrad/SGD/AdamW, constant lr, no dropout)")
     o.add_argument("--max-steps", type=int, help="steps per epoch cap (smoke tests)")
     t.set_defaults(func=cmd_train)
@@ -294,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=5, help="timed repetitions (the median is reported)")
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--checkpoint", help="model for the generation timings (default: the bundled model)")
-    b.add_argument("--only", help="comma-separated subset: seed,tangshi,nn_lstm,numpy,layer_tangshi,layer_nn,gen_qilv,gen_wujue_1000")
+    b.add_argument("--only", help="comma-separated subset: seed,tangshi,tangshi_graph (cuda),nn_lstm,numpy,layer_tangshi,layer_nn,gen_qilv,gen_wujue_1000")
     b.add_argument("--threads", type=int)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)

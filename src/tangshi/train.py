@@ -23,6 +23,7 @@ from . import checkpoint as ckpt
 from .batches import batch_indices, encode_poems, make_batch
 from .data import read_meta, read_split, require_prepared
 from .errors import TangshiError
+from .graphstep import TrainStep, graph_capturable_optimizer
 from .model import ModelConfig, PoetryLM
 from .vocab import Vocab
 
@@ -31,6 +32,7 @@ SCHEDULES = ("constant", "onecycle", "cosine", "plateau")
 EVAL_BATCH = 256
 EPOCH_SEED_STRIDE = 1_000_003  # keeps (seed, epoch) streams apart
 LOG2E = 1.0 / math.log(2.0)
+PROGRESS_EVERY = 20  # steps between progress-bar updates (each one waits for the device)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class TrainConfig:
     bucket: bool = True  # length-bucketed, trimmed batches
     amp: bool | None = None  # bf16 autocast for the big matrix products; None = where it is fast (CUDA, CPU with AMX/AVX512-BF16)
     device: str = "cpu"
+    cuda_graph: bool | None = None  # replay the whole step from CUDA graphs; None = on with CUDA where it applies
+    graph_len_multiple: int = 8  # graphed batches are padded to a multiple of this length (one graph per length)
     backend: str = "torch"
     max_steps: int = 0  # stop each epoch after this many steps (0 = all): smoke tests only
 
@@ -86,15 +90,39 @@ def bf16_is_fast(device: torch.device) -> bool:
     return any(getattr(cpu, f, lambda: False)() for f in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, tensor_lr: bool = False) -> torch.optim.Optimizer:
+    """tensor_lr (the graphed step): Adam/AdamW read lr from a tensor, which the scheduler fills in
+    place, and on CUDA keep their step count on the device too (capturable), so a replayed graph
+    sees the schedule. On CPU (where the tests run the same step without capture) lr alone is a tensor."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer in ("adam", "adamw"):
+        cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        if tensor_lr:
+            dev = params[0].device
+            extra = dict(capturable=True) if dev.type == "cuda" else dict(foreach=False)
+            return cls(params, lr=torch.tensor(cfg.lr, device=dev), weight_decay=cfg.weight_decay, **extra)
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def use_cuda_graphs(cfg: TrainConfig, device: torch.device, on_step=None) -> bool:
+    """--cuda-graph: asked for → it must be possible (one clear error if not); not said → on where it applies."""
+    if cfg.cuda_graph is False:
+        return False
+    reasons = []
+    if device.type != "cuda":
+        reasons.append("it needs --device cuda")
+    if cfg.optimizer not in ("adam", "adamw"):
+        reasons.append(f"the {cfg.optimizer} optimiser does not keep its state on the GPU (adam, adamw do)")
+    if on_step is not None:
+        reasons.append("a per-step hook reads the model between steps")
+    if cfg.cuda_graph and reasons:
+        if cfg.optimizer not in ("adam", "adamw"):
+            graph_capturable_optimizer(cfg.optimizer)
+        raise TangshiError("--cuda-graph: " + "; ".join(reasons))
+    return not reasons
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
@@ -228,13 +256,15 @@ def init_lineage(source: Path, meta: dict) -> dict:
 def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
           resume: bool = False, progress: bool = True, log=print, keep_epoch_checkpoints: bool = True,
           stop_after_epoch: int | None = None, resume_epochs: int | None = None,
-          init_from: Path | None = None, on_step=None) -> dict:
+          init_from: Path | None = None, on_step=None, step_mode: str | None = None) -> dict:
     """Train and checkpoint. Returns {"best": {...}, "history": [...], "out": ...}.
 
     With `resume`, the options stored in OUT/last are used; only `cfg.device` is taken
     from the call, and `resume_epochs` (when given) extends a constant or plateau
     schedule. `stop_after_epoch` simulates an interruption. `on_step(step, model, optimizer)`
     is called after every optimiser step (step counts from 1; gradients are still in place).
+    `step_mode` ("eager", "static", "graph"; see graphstep.TrainStep) overrides the choice made from
+    `cfg.cuda_graph` and the device: "static" runs the graphed step's code without capture, on any device.
     """
     data_dir, out_dir = require_prepared(data_dir), Path(out_dir)
     vocab = Vocab.load(data_dir / "vocab.json")
@@ -282,7 +312,12 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
         model_cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **(model_over or {}))
         model = PoetryLM(model_cfg)
     model.to(device).train()
-    optimizer = build_optimizer(model, cfg)
+    if step_mode is None:
+        step_mode = "graph" if use_cuda_graphs(cfg, device, on_step) else "eager"
+    elif step_mode != "eager":
+        graph_capturable_optimizer(cfg.optimizer)
+    graphs = step_mode != "eager"
+    optimizer = build_optimizer(model, cfg, tensor_lr=graphs)
     steps_per_epoch = len(batch_indices(len(train_split.inputs), cfg.batch_size, torch.Generator().manual_seed(0)))
     if cfg.max_steps:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
@@ -291,6 +326,9 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
         ckpt.optimizer_from_flat(optimizer, opt_tensors, trainer_state["optimizer"])
         if scheduler is not None and trainer_state.get("scheduler") is not None:
             scheduler.load_state_dict(trainer_state["scheduler"])
+        if graphs:  # the saved lr is a number; the graphed step's optimiser reads it from a tensor
+            for group in optimizer.param_groups:
+                group["lr"] = torch.as_tensor(group["lr"], dtype=torch.float32, device=device).clone()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if not resume and (out_dir / "metrics.jsonl").exists():
@@ -305,6 +343,11 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
     # wall-clock seconds since training began (steps, evaluation, checkpoints), carried across --resume
     run_t0 = time.perf_counter() - (history[-1].get("wall_seconds", 0.0) if history else 0.0)
 
+    step = TrainStep(model, optimizer, clip=cfg.clip, amp=amp, mode=step_mode,
+                     batch_size=cfg.batch_size, len_multiple=cfg.graph_len_multiple)
+    if step_mode == "graph":
+        log(f"CUDA graphs: the step is captured once per batch shape (lengths padded to a multiple of "
+            f"{cfg.graph_len_multiple}) and replayed")
     global_step = (start_epoch - 1) * steps_per_epoch
     if on_step is not None and global_step == 0:
         on_step(0, model, optimizer)
@@ -314,36 +357,34 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
         batches = batch_indices(len(train_split.inputs), cfg.batch_size, gen, shuffle=True,
                                 lengths=train_split.lengths, bucket=cfg.bucket)[:steps_per_epoch]
         t0 = time.perf_counter()
-        tot_loss, tot_tok, n_steps = 0.0, 0, 0
+        # the loss is summed on the device: reading it every step would make the host wait for the GPU
+        tot_loss = torch.zeros((), dtype=torch.float64, device=device)
+        tot_tok, n_steps = 0, 0
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False, unit="step")
         for idx in bar:
             x, y = make_batch(train_split.inputs, train_split.targets, train_split.lengths, idx,
                               trim=cfg.bucket and not model.config.pad_in_loss)
+            real = int((y != vocab.pad_id).sum())  # counted on the host, before the copy
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                _, loss = model(x, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            optimizer.step()
+            loss = step(x, y)
+            tot_loss += loss.double() * real  # before the next step: a graph's loss is overwritten by its next replay
             global_step += 1
             if on_step is not None:
                 on_step(global_step, model, optimizer)
             if scheduler is not None and sched_unit == "step":
                 scheduler.step()
-            real = int((y != vocab.pad_id).sum())
-            tot_loss += float(loss.detach()) * real
             tot_tok += real
             n_steps += 1
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", tok_s=f"{tot_tok / max(elapsed, 1e-9):,.0f}")
+            if progress and (n_steps % PROGRESS_EVERY == 0 or n_steps == len(batches)):
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{float(tot_loss) / max(tot_tok, 1):.3f}", tok_s=f"{tot_tok / max(elapsed, 1e-9):,.0f}")
+        tot_loss = float(tot_loss)  # waits for the last step
         train_time = time.perf_counter() - t0
         dev = evaluate(model, dev_split, device, amp=False)
         if scheduler is not None and sched_unit == "epoch":
             scheduler.step(dev["dev_ppl"])
         row = {"epoch": epoch, "train_loss": tot_loss / max(tot_tok, 1), **dev,
-               "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": round(train_time, 2),
+               "lr": float(optimizer.param_groups[0]["lr"]), "epoch_seconds": round(train_time, 2),
                "real_tokens_per_s": round(tot_tok / max(train_time, 1e-9)), "steps": n_steps,
                "wall_seconds": round(time.perf_counter() - run_t0, 2)}
         improved = end_epoch(out_dir, history, row, model, vocab, {**train_meta_base, "epoch": epoch},
