@@ -220,3 +220,24 @@ def test_cuda_step_matches_cpu_step(impl):
     assert float(l_gpu.detach()) == pytest.approx(float(l_cpu.detach()), rel=1e-5)
     for (name, p), q in zip(cpu.named_parameters(), gpu.parameters()):
         torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_graph_safe_lookup_equals_embedding():
+    """The CUDA lookup (index_select, backward index_add_) against F.embedding: values and gradients,
+    with repeated ids (their gradients must add up)."""
+    from tangshi.model import lookup
+
+    torch.manual_seed(0)
+    w1 = torch.randn(11, 5, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_(True)
+    ids = torch.tensor([[1, 3, 3, 0], [10, 3, 1, 1]])
+    g = torch.randn(2, 4, 5)
+    a, b = lookup(w1, ids, graph_safe=True), lookup(w2, ids, graph_safe=False)
+    assert torch.equal(a, b) and a.shape == (2, 4, 5)
+    (a * g).sum().backward()
+    (b * g).sum().backward()
+    torch.testing.assert_close(w1.grad, w2.grad, rtol=0, atol=1e-6)
+    by_hand = torch.zeros(11, 5)
+    for (r, c), i in zip(torch.cartesian_prod(torch.arange(2), torch.arange(4)).tolist(), ids.flatten().tolist()):
+        by_hand[i] += g[r, c]
+    torch.testing.assert_close(w1.grad, by_hand, rtol=0, atol=1e-6)

@@ -264,14 +264,26 @@ class SeedLSTMLayer(nn.Module):
         return torch.stack(outs, dim=1), (h, c)
 
 
+def lookup(weight: torch.Tensor, ids: torch.Tensor, graph_safe: bool | None = None) -> torch.Tensor:
+    """Embedding rows for ids (…) → (…, E). On CUDA (graph_safe, the default there) this is
+    index_select, whose backward is index_add_: F.embedding's CUDA backward sorts the ids and reads
+    a count back to the host once a batch has more than 3,072–4,096 of them, which a CUDA graph
+    cannot capture. Same values, same gradients up to the order of the sums."""
+    if graph_safe is None:
+        graph_safe = ids.is_cuda
+    if graph_safe:
+        return weight.index_select(0, ids.reshape(-1)).view(*ids.shape, weight.size(1))
+    return F.embedding(ids, weight)
+
+
 def char_dropout(weight: torch.Tensor, ids: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """AWD-LSTM's embedding dropout: each character (row of the embedding) is dropped with
     probability p for the whole batch, so every occurrence of it reads a zero vector; the rows
     kept are scaled by 1/(1 − p). The head (tied or not) still sees the full matrix."""
     if not training or p == 0.0:
-        return F.embedding(ids, weight)
+        return lookup(weight, ids)
     mask = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p) / (1 - p)
-    return F.embedding(ids, weight * mask)
+    return lookup(weight * mask, ids)
 
 
 def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
