@@ -2,7 +2,7 @@
 # Issue 7's GPU checks in one run, for a task that is lent a GPU (see README "Speed").
 #
 # On the device machine, from the repository root, with the 10k split carried along:
-#   run(command="bash scripts/gpu_check.sh", carry=["data/prepared/10000-seed0"], timeout_s=540)
+#   run(command="bash scripts/gpu_check.sh", carry=["data/prepared/10000-seed0"], timeout_s=520)
 # It needs torch with CUDA, safetensors, numpy, tqdm, matplotlib, pytest (the device image has
 # them) and runs tangshi from source. Everything it measures lands in $OUT (default gpu-out/).
 set -uo pipefail
@@ -19,17 +19,19 @@ stamp() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/summary.txt"; }
 
 stamp "start $(date -u +%FT%TZ)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$OUT/summary.txt"
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())" \
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available(), 'cudnn', torch.backends.cudnn.version())" \
   | tee -a "$OUT/summary.txt"
 
 # 1. Correctness on the GPU: graph replay = the same steps run eagerly; CUDA step = CPU step.
 stamp "tests"
-timeout 180 $PY -m pytest -q -p no:cacheprovider tests/test_graphstep.py 2>&1 | tee "$OUT/tests.log" | tail -3
+# -rs lists skipped tests: the CUDA ones must have run, not been skipped
+timeout 120 $PY -m pytest -q -rs -p no:cacheprovider tests/test_graphstep.py 2>&1 | tee "$OUT/tests.log" | tail -12
 
 # 2. The bench: steps and the layer alone, eager and graphed, against cuDNN.
 stamp "bench"
-timeout 180 $PY -m tangshi bench --device "$DEVICE" --data "$DATA" --repeats "$REPEATS" \
-  --only seed,tangshi,tangshi_graph,nn_lstm,layer_tangshi,layer_tangshi_graph,layer_nn --json > "$OUT/bench.json"
+timeout 150 $PY -m tangshi bench --device "$DEVICE" --data "$DATA" --repeats "$REPEATS" \
+  --only seed,tangshi,tangshi_graph,nn_lstm,layer_tangshi,layer_tangshi_graph,layer_nn --json \
+  > "$OUT/bench.json" 2> "$OUT/bench.err"
 $PY - "$OUT/bench.json" <<'PYEOF' | tee -a "$OUT/summary.txt"
 import json, sys
 from tangshi.bench import format_bench
@@ -40,7 +42,7 @@ PYEOF
 #    dev evaluation every epoch included; wall time from the command's start to its end.
 stamp "train $EPOCHS epochs"
 s=$(date +%s.%N)
-timeout 240 $PY -m tangshi train --data "$DATA" --out /tmp/run50 --device "$DEVICE" --epochs "$EPOCHS" \
+timeout 200 $PY -m tangshi train --data "$DATA" --out /tmp/run50 --device "$DEVICE" --epochs "$EPOCHS" \
   --no-epoch-checkpoints --quiet 2>&1 | tee "$OUT/train50.log" | tail -2
 e=$(date +%s.%N)
 stamp "$EPOCHS epochs wall: $($PY -c "print(round($e - $s, 1))") s"

@@ -167,6 +167,7 @@ def test_when_graphs_are_used():
     assert use_cuda_graphs(TrainConfig(optimizer="sgd"), cuda) is False  # auto: falls back quietly
     assert use_cuda_graphs(TrainConfig(optimizer="adamw"), cuda, on_step=lambda *a: None) is False
     assert use_cuda_graphs(TrainConfig(optimizer="adamw", cuda_graph=False), cuda) is False
+    assert use_cuda_graphs(TrainConfig(optimizer="adamw", schedule="onecycle"), cuda) is False
     with pytest.raises(TangshiError, match="needs --device cuda"):
         use_cuda_graphs(TrainConfig(cuda_graph=True), cpu)
     with pytest.raises(TangshiError, match="adagrad"):
@@ -176,17 +177,26 @@ def test_when_graphs_are_used():
         TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), mode="graph")
 
 
+DROPOUTS = dict(dropout_embed=0.2, dropout_chars=0.1, dropout_output=0.4, weight_drop=0.3)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graph capture needs a GPU")
-def test_graph_replay_matches_static_steps_on_cuda():
+@pytest.mark.parametrize("over,amp", [(dict(), False), (DROPOUTS, False), (DROPOUTS, True), (dict(impl="nn"), False)])
+def test_graph_replay_matches_static_steps_on_cuda(over, amp):
+    """Replayed graphs against the same steps run eagerly: with dropout (the RNG offsets a replay
+    takes are those the eager step takes, and reseeding between steps works), bf16 autocast, cuDNN."""
     batches = [tuple(t.cuda() for t in _batch(l, seed=s)) for s, l in enumerate(([5, 3, 7, 2], [9, 9, 1]) * 3)]
     cfg = TrainConfig(optimizer="adamw", lr=3e-2, weight_decay=0.1, epochs=1, schedule="cosine", clip=0.5)
     finals = {}
     for mode in ("static", "graph"):
-        model = _model(tie_weights=True).cuda()
+        model = _model(tie_weights=over.get("impl") != "nn", **over).cuda()
         opt = build_optimizer(model, cfg, tensor_lr=True)
         sched, _ = build_scheduler(opt, cfg, len(batches))
-        step = TrainStep(model, opt, clip=cfg.clip, mode=mode, batch_size=4, warmup=1)
-        for x, y in batches:
+        step = TrainStep(model, opt, clip=cfg.clip, amp=amp, mode=mode, batch_size=4, warmup=1)
+        torch.manual_seed(1)
+        for k, (x, y) in enumerate(batches):
+            if k == 3:
+                torch.manual_seed(2)  # as the trainer does at each epoch
             step(x, y)
             sched.step()
         finals[mode] = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -210,6 +220,15 @@ def test_cli_cuda_graph_without_a_gpu_is_one_clear_error(tmp_path, tiny_prepared
 @pytest.mark.parametrize("impl", ["tangshi", "nn"])
 def test_cuda_step_matches_cpu_step(impl):
     """The eager training loss and gradients on CUDA (the fused BPTT kernel, or cuDNN) equal the CPU's."""
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # cuDNN's LSTM may use TF32 by default: compare fp32 with fp32
+    try:
+        _compare_cuda_with_cpu(impl)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _compare_cuda_with_cpu(impl):
     x, y = _batch([5, 3, 7, 2], seed=3)
     cpu = _model(impl=impl, tie_weights=True)
     gpu = _model(impl=impl, tie_weights=True).cuda()

@@ -116,6 +116,8 @@ def use_cuda_graphs(cfg: TrainConfig, device: torch.device, on_step=None) -> boo
         reasons.append("it needs --device cuda")
     if cfg.optimizer not in ("adam", "adamw"):
         reasons.append(f"the {cfg.optimizer} optimiser does not keep its state on the GPU (adam, adamw do)")
+    if cfg.schedule == "onecycle":  # it cycles Adam's beta1, a Python number that a graph would freeze
+        reasons.append("one-cycle moves Adam's beta1, which a captured step would keep fixed")
     if on_step is not None:
         reasons.append("a per-step hook reads the model between steps")
     if cfg.cuda_graph and reasons:
