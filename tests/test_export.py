@@ -52,3 +52,20 @@ def test_init_from_rejects_a_shape_change(tmp_path, tiny_prepared, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "hidden_dim=16" in err and "hidden_dim=32" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s2" / "last").exists()
+
+
+def test_card_of_an_unfinished_resumed_run_says_so(tmp_path, tiny_prepared, capsys, monkeypatch):
+    quiet = dict(progress=False, log=lambda *a: None, keep_epoch_checkpoints=False)
+    base, cfg = dict(embed_dim=16, hidden_dim=16), TrainConfig(epochs=4, batch_size=16)
+    monkeypatch.setattr("sys.argv", ["tangshi", "train", "--epochs", "4"])
+    train(tiny_prepared, tmp_path / "run", base, cfg, stop_after_epoch=1, **quiet)
+    monkeypatch.setattr("sys.argv", ["tangshi", "train", "--resume"])
+    train(tiny_prepared, tmp_path / "run", None, cfg, resume=True, stop_after_epoch=2, **quiet)
+    out = tmp_path / "m"
+    assert main(["export", "--checkpoint", str(tmp_path / "run" / "last"), "--out", str(out)]) == 0
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "`tangshi train --epochs 4`" in card and "`tangshi train --resume` after epoch 1" in card
+    assert "exported after 2 of the 4 epochs" in card
+    train(tiny_prepared, tmp_path / "run", None, cfg, resume=True, **quiet)  # finished: no status line
+    assert main(["export", "--checkpoint", str(tmp_path / "run" / "last"), "--out", str(out)]) == 0
+    assert "exported after" not in (out / "MODEL_CARD.md").read_text(encoding="utf-8")

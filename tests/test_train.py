@@ -105,3 +105,18 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, tiny_prepared):
         ckpt.load_checkpoint(tmp_path / "run" / "best")
     with pytest.raises(TangshiError, match="checkpoint not found"):
         ckpt.load_checkpoint(tmp_path / "nowhere")
+
+
+def test_resume_keeps_the_first_command_and_lists_the_resumes(tmp_path, tiny_prepared, monkeypatch):
+    quiet = dict(progress=False, log=lambda *a: None, keep_epoch_checkpoints=False)
+    cfg = TrainConfig(epochs=3, batch_size=16)
+    monkeypatch.setattr("sys.argv", ["/bin/tangshi", "train", "--out", "run"])
+    train(tiny_prepared, tmp_path / "run", SMALL, cfg, stop_after_epoch=1, **quiet)
+    monkeypatch.setattr("sys.argv", ["/bin/tangshi", "train", "--out", "run", "--resume"])
+    train(tiny_prepared, tmp_path / "run", None, cfg, resume=True, stop_after_epoch=2, **quiet)
+    monkeypatch.setattr("sys.argv", ["/bin/tangshi", "train", "--out", "run", "--resume", "--threads", "2"])
+    train(tiny_prepared, tmp_path / "run", None, cfg, resume=True, **quiet)
+    meta = json.loads((tmp_path / "run" / "last" / "config.json").read_text(encoding="utf-8"))["train"]
+    assert meta["command"] == "tangshi train --out run"
+    assert meta["resumes"] == [{"after_epoch": 1, "command": "tangshi train --out run --resume"},
+                               {"after_epoch": 2, "command": "tangshi train --out run --resume --threads 2"}]

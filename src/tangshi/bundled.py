@@ -100,6 +100,10 @@ def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, com
     cmds = "<br>".join((f"stage {i}: " if many else "") + f"`{st['command'] or 'not recorded'}`"
                        + (" (continues stage %d's weights with a fresh optimiser)" % (i - 1) if i > 1 else "")
                        for i, st in enumerate(stages, 1))
+    resumes = train_meta.get("resumes") or []
+    if resumes:
+        cmds += ("<br>interrupted and continued exactly (same batches, dropout masks and schedule) with "
+                 + "; ".join(f"`{r['command']}` after epoch {r['after_epoch']}" for r in resumes))
     if any("--preset" in (st["command"] or "") for st in stages):
         cmds += ("<br>`--preset` names the preset as it was when the stage ran (presets change as the study "
                  "finds better recipes); the optimisation row gives each stage's actual values")
@@ -114,6 +118,11 @@ def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, com
             "| epoch | train loss | dev ppl | seconds |\n|---|---|---|---|")
     rows = "\n".join(rows)
     best_epoch = sum(len(st["history"]) for st in stages[:-1]) + int(m.get("epoch") or 0)
+    planned, done = stages[-1]["config"].get("epochs"), len(stages[-1]["history"])
+    status = ""
+    if planned and done < planned:
+        status = (f"| status | exported after {done} of the {planned} epochs its schedule plans; the run goes on "
+                  f"with `--resume`, and a later export replaces these weights |\n")
     return f"""# {out.name}: the bundled tangshi model
 
 A character-level LSTM language model of the Complete Tang Poems (全唐詩), used by
@@ -126,7 +135,7 @@ A character-level LSTM language model of the Complete Tang Poems (全唐詩), us
 | optimisation | {optim} |
 | data | chinese-poetry 全唐詩 (58 files, sha256-checked), cleaned as in `corpus.py`: {dm.get('poems_read')} poems read, {dm.get('in_range')} of 10–63 characters; sample `{dm.get('sample')}`, split seed {dm.get('seed')}: {dm.get('train')} train / {dm.get('dev')} dev |
 | dev perplexity | **{m.get('dev_ppl', float('nan')):.2f}** at epoch {best_epoch} of {n_epochs} (exp of the mean NLL over dev characters + `<EOS>`, PAD excluded); the seed's PAD-counted loss {m.get('seed_loss', float('nan')):.4f} |
-| training time | {secs / 60:.1f} min of training steps ({n_epochs} epochs, dev evaluation not counted) on {_cpu_name()} |
+{status}| training time | {secs / 60:.1f} min of training steps ({n_epochs} epochs, dev evaluation not counted) on {_cpu_name()} |
 | weights | {dtype} safetensors, exported {datetime.now(timezone.utc):%Y-%m-%d} |
 | command | {cmds} |
 | reproduce the eval | `tangshi eval --json` (rebuilds this dev split from `data/quantangshi`) |

@@ -302,6 +302,8 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
         history = trainer_state["history"]
         start_epoch = trainer_state["epoch"] + 1
         lineage = ck_meta["train"].get("init_from")
+        started_with = ck_meta["train"].get("command")
+        resumes = list(ck_meta["train"].get("resumes", []))
     elif init_from is not None:  # start from another run's weights (either backend), fresh optimiser
         model, ck_vocab, init_meta = ckpt.load_checkpoint(init_from)
         if ck_vocab != vocab:
@@ -336,8 +338,11 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
     if not resume and (out_dir / "metrics.jsonl").exists():
         (out_dir / "metrics.jsonl").unlink()
     best = min(history, key=lambda h: h["dev_ppl"]) if history else None
-    train_meta_base = {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg),
-                       "command": "tangshi " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "tangshi" else None}
+    command = "tangshi " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "tangshi" else None
+    train_meta_base = {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg), "command": command}
+    if resume:  # the run is still the one its first command started; the resumes are listed after it
+        train_meta_base.update(command=started_with, resumes=resumes + [{"after_epoch": start_epoch - 1,
+                                                                          "command": command}])
     if lineage:
         train_meta_base["init_from"] = lineage
     amp = bf16_is_fast(device) if cfg.amp is None else cfg.amp
