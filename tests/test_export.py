@@ -1,11 +1,12 @@
 """`tangshi export`: a compact copy that loads without the run, with a model card."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from tangshi import checkpoint as ckpt
 from tangshi.cli import main
-from tangshi.train import TrainConfig, load_split, train
+from tangshi.train import TrainConfig, evaluate, load_split, train
 
 
 def test_export_fp16_roundtrip_and_card(tmp_path, tiny_prepared, capsys):
@@ -44,14 +45,54 @@ def test_init_from_applies_dropout_and_card_tells_both_stages(tmp_path, tiny_pre
     assert "| 5 | 2 |" in card and "| 1 | 1 |" in card  # epochs numbered across both stages
 
 
-def test_init_from_rejects_a_shape_change(tmp_path, tiny_prepared, capsys):
+@pytest.mark.parametrize("flags, words", [
+    (["--hidden-dim", "8", "--embed-dim", "8"], ["only be widened", "16", "8"]),
+    (["--num-layers", "2"], ["num_layers=1", "num_layers=2"]),
+])
+def test_init_from_rejects_a_shape_it_cannot_grow_into(tmp_path, tiny_prepared, capsys, flags, words):
     quiet = dict(progress=False, log=lambda *a: None)
     train(tiny_prepared, tmp_path / "s1", dict(embed_dim=16, hidden_dim=16), TrainConfig(epochs=1, batch_size=16), **quiet)
     rc = main(["train", "--data", str(tiny_prepared), "--out", str(tmp_path / "s2"), "--quiet", "--epochs", "1",
-               "--init-from", str(tmp_path / "s1" / "last"), "--hidden-dim", "32"])
+               "--init-from", str(tmp_path / "s1" / "last"), *flags])
     err = capsys.readouterr().err
-    assert rc == 2 and "hidden_dim=16" in err and "hidden_dim=32" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and all(w in err for w in words) and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s2" / "last").exists()
+
+
+def test_widened_run_starts_as_its_source_and_the_card_says_so(tmp_path, tiny_prepared, capsys):
+    """--init-from with a larger --embed-dim/--hidden-dim: before its first step the widened model
+    has the source's dev perplexity (to float rounding); training then moves it; the card names the widening."""
+    quiet = dict(progress=False, log=lambda *a: None)
+    base = dict(embed_dim=16, hidden_dim=16, tie_weights=True)
+    train(tiny_prepared, tmp_path / "s1", base, TrainConfig(epochs=2, batch_size=16), **quiet)
+    src, vocab, src_meta = ckpt.load_checkpoint(tmp_path / "s1" / "best")
+    seen = {}
+
+    def first_step(step, model, optimizer):
+        if step == 1:  # called after the step, with the step's gradients still in place
+            seen["grads"] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    from tangshi.model import widen
+    torch.manual_seed(0)
+    wide = widen(src, 24, 24)
+    dev = load_split(tiny_prepared, "dev", vocab)
+    assert evaluate(wide, dev)["dev_ppl"] == pytest.approx(src_meta["metrics"]["dev_ppl"], rel=1e-5)
+    train(tiny_prepared, tmp_path / "s2", {**base, "embed_dim": 24, "hidden_dim": 24},
+          TrainConfig(epochs=1, batch_size=16), init_from=tmp_path / "s1" / "best", on_step=first_step, **quiet)
+    g = seen["grads"]
+    # the zero blocks learn from the first step: new embedding columns, and new-unit -> old-unit weights
+    assert g["embedding.weight"][:, 16:].abs().sum() > 0 and g["lstm.0.weight_hh"][16:, :16].abs().sum() > 0
+    m2, _, meta2 = ckpt.load_checkpoint(tmp_path / "s2" / "last")
+    assert (m2.config.embed_dim, m2.config.hidden_dim) == (24, 24)
+    assert meta2["train"]["init_from"]["widened_from"] == {"embed_dim": 16, "hidden_dim": 16}
+    out = tmp_path / "m"
+    assert main(["export", "--checkpoint", str(tmp_path / "s2" / "last"), "--out", str(out),
+                 "--train-command", "first run", "--train-command", "second run"]) == 0
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "stage 1: `first run`" in card and "stage 2: `second run`" in card
+    assert "widened from embedding/hidden 16/16" in card and "embedding 24" in card
+    assert main(["export", "--checkpoint", str(tmp_path / "s2" / "last"), "--out", str(tmp_path / "m3"),
+                 "--train-command", "a", "--train-command", "b", "--train-command", "c"]) == 2
+    assert "3 --train-command values for a model trained in 2 stage(s)" in capsys.readouterr().err
 
 
 def test_card_of_an_unfinished_resumed_run_says_so(tmp_path, tiny_prepared, capsys, monkeypatch):

@@ -173,3 +173,41 @@ def test_bf16_autocast_stays_close_to_fp32():
     g16 = torch.cat([g.float().flatten() for g in torch.autograd.grad(l16, list(m.parameters()))])
     assert abs(l16.item() - l32.item()) / l32.item() < 0.01
     assert F.cosine_similarity(g32, g16, dim=0) > 0.99
+
+
+@pytest.mark.parametrize("impl, tie, layers, sizes", [
+    ("tangshi", True, 1, (8, 8, 12, 12)), ("tangshi", False, 2, (5, 6, 7, 11)),
+    ("nn", True, 2, (8, 8, 12, 12)), ("seed", False, 1, (5, 6, 5, 9)),
+])
+def test_widen_keeps_the_function_and_the_old_weights(impl, tie, layers, sizes):
+    """widen(): the wider model's log-probabilities equal the original's (eval mode, the same
+    inputs); every old weight sits unchanged in its gate block; the blocks that would let a new
+    unit or a new input reach an old unit, or the logits, are exactly zero."""
+    from tangshi.model import widen
+    E0, H0, E1, H1 = sizes
+    torch.manual_seed(0)
+    m = PoetryLM(ModelConfig(vocab_size=20, pad_id=19, tie_weights=tie, embed_dim=E0, hidden_dim=H0,
+                             num_layers=layers, impl=impl, init="torch")).eval()
+    w = widen(m, E1, H1).eval()
+    ids = torch.randint(0, 19, (3, 9))
+    with torch.no_grad():
+        a = torch.log_softmax(m.logits(m.hidden(ids)[0]), -1)
+        b = torch.log_softmax(w.logits(w.hidden(ids)[0]), -1)
+    assert (a - b).abs().max() < 1e-5
+    old, new = m.canonical_state_dict(), w.canonical_state_dict()
+    assert torch.equal(new["embedding.weight"][:, :E0], old["embedding.weight"])
+    assert not new["embedding.weight"][:, E0:].any()
+    if not tie:
+        assert not new["head.weight"][:, H0:].any()
+    for l in range(layers):
+        n_in = E0 if l == 0 else H0
+        for k in range(4):  # gate blocks i, f, g, o
+            old_cols, new_cols = slice(k * H0, (k + 1) * H0), slice(k * H1, k * H1 + H0)
+            assert torch.equal(new[f"lstm.{l}.weight_ih"][:n_in, new_cols], old[f"lstm.{l}.weight_ih"][:, old_cols])
+            assert torch.equal(new[f"lstm.{l}.weight_hh"][:H0, new_cols], old[f"lstm.{l}.weight_hh"][:, old_cols])
+            assert torch.equal(new[f"lstm.{l}.bias"][new_cols], old[f"lstm.{l}.bias"][old_cols])
+            assert not new[f"lstm.{l}.weight_ih"][n_in:, new_cols].any()
+            assert not new[f"lstm.{l}.weight_hh"][H0:, new_cols].any()
+            assert new[f"lstm.{l}.weight_hh"][:, k * H1 + H0:(k + 1) * H1].abs().sum() > 0  # new units are drawn
+    with pytest.raises(TangshiError, match="only be widened"):
+        widen(m, E0 - 1, H0)

@@ -54,34 +54,58 @@ def rebuild_dev_split(meta: dict, vocab: Vocab, source: Path) -> Split:
 EXPORT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-def export_model(checkpoint: Path, out: Path, dtype: str = "fp16", train_command: str | None = None) -> dict:
+def export_model(checkpoint: Path, out: Path, dtype: str = "fp16", train_command: str | list[str] | None = None) -> dict:
     """Copy a checkpoint's weights at a smaller dtype, with its config and vocabulary (no
-    optimiser state), and write MODEL_CARD.md beside them from the run's own records."""
+    optimiser state), and write MODEL_CARD.md beside them from the run's own records.
+    `train_command` (one or more) replaces the recorded commands of the last stages, in order,
+    for records written before a command was kept."""
     if dtype not in EXPORT_DTYPES:
         raise TangshiError(f"unknown dtype {dtype!r} (choose from {', '.join(EXPORT_DTYPES)})")
     checkpoint, out = Path(checkpoint), Path(out)
     model, vocab, meta = load_checkpoint(checkpoint)
     train_meta = meta.get("train", {})
+    commands = [train_command] if isinstance(train_command, str) else list(train_command or [])
+    n_stages = len(training_stages(train_meta, [], None))
+    if len(commands) > n_stages:
+        raise TangshiError(f"{len(commands)} --train-command values for a model trained in {n_stages} stage(s)")
     save_checkpoint(out, model, vocab, train_meta=train_meta, metrics=meta.get("metrics", {}),
                     dtype=EXPORT_DTYPES[dtype])
     run_dir = checkpoint.parent
     history = []
     if (run_dir / "metrics.jsonl").exists():
         history = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if l]
-    card = _model_card(out, model.config, meta, history, dtype, train_command or train_meta.get("command"))
+    card = _model_card(out, model.config, meta, history, dtype, commands)
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     size = sum(f.stat().st_size for f in out.iterdir())
     return {"out": str(out), "bytes": size, "dev_ppl": meta.get("metrics", {}).get("dev_ppl")}
 
 
 def training_stages(train_meta: dict, history: list[dict], command: str | None) -> list[dict]:
-    """The runs behind a checkpoint, oldest first: each --init-from source, then the run itself."""
+    """The runs behind a checkpoint, oldest first: each --init-from source, then the run itself.
+    A stage's "widened_from" gives the (smaller) model sizes it started from, when it was widened."""
     stages, lin = [], train_meta.get("init_from")
+    stages.append({"command": command, "history": history, "config": train_meta.get("config", {}),
+                   "resumes": train_meta.get("resumes") or [], "widened_from": (lin or {}).get("widened_from")})
     while lin:
-        stages.insert(0, {"command": lin.get("command"), "history": lin.get("history", []), "config": lin.get("config") or {}})
-        lin = lin.get("init_from")
-    stages.append({"command": command, "history": history, "config": train_meta.get("config", {})})
+        parent = lin.get("init_from")
+        stages.insert(0, {"command": lin.get("command"), "history": lin.get("history", []),
+                          "config": lin.get("config") or {}, "resumes": lin.get("resumes") or [],
+                          "widened_from": (parent or {}).get("widened_from")})
+        lin = parent
     return stages
+
+
+def _stage_command(i: int, st: dict, many: bool) -> str:
+    text = (f"stage {i}: " if many else "") + f"`{st['command'] or 'not recorded'}`"
+    if i > 1:
+        w = st.get("widened_from")
+        text += (f" (continues stage {i - 1}'s weights with a fresh optimiser"
+                 + (f", widened from embedding/hidden {w['embed_dim']}/{w['hidden_dim']} so that it starts as the "
+                    "same function" if w else "") + ")")
+    if st.get("resumes"):
+        text += ("; interrupted and continued exactly (same batches, dropout masks and schedule) with "
+                 + "; ".join(f"`{r['command']}` after epoch {r['after_epoch']}" for r in st["resumes"]))
+    return text
 
 
 def _opt_text(tc: dict) -> str:
@@ -89,21 +113,17 @@ def _opt_text(tc: dict) -> str:
             f"clip {tc.get('clip')}, batch {tc.get('batch_size')}, {tc.get('epochs')} epochs, seed {tc.get('seed')}")
 
 
-def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, command: str | None) -> str:
+def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, commands: list[str]) -> str:
     train_meta, m = meta.get("train", {}), meta.get("metrics", {})
     dm = train_meta.get("data_meta", {})
-    stages = training_stages(train_meta, history, command)
+    stages = training_stages(train_meta, history, train_meta.get("command"))
+    for st, c in zip(stages[len(stages) - len(commands):], commands):
+        st["command"] = c
     secs = sum(h.get("epoch_seconds", 0) for st in stages for h in st["history"])
     n_epochs = sum(len(st["history"]) for st in stages)
     many = len(stages) > 1
     optim = "<br>".join((f"stage {i}: " if many else "") + _opt_text(st["config"]) for i, st in enumerate(stages, 1))
-    cmds = "<br>".join((f"stage {i}: " if many else "") + f"`{st['command'] or 'not recorded'}`"
-                       + (" (continues stage %d's weights with a fresh optimiser)" % (i - 1) if i > 1 else "")
-                       for i, st in enumerate(stages, 1))
-    resumes = train_meta.get("resumes") or []
-    if resumes:
-        cmds += ("<br>interrupted and continued exactly (same batches, dropout masks and schedule) with "
-                 + "; ".join(f"`{r['command']}` after epoch {r['after_epoch']}" for r in resumes))
+    cmds = "<br>".join(_stage_command(i, st, many) for i, st in enumerate(stages, 1))
     if any("--preset" in (st["command"] or "") for st in stages):
         cmds += ("<br>`--preset` names the preset as it was when the stage ran (presets change as the study "
                  "finds better recipes); the optimisation row gives each stage's actual values")

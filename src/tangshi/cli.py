@@ -316,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--out", default="models/tangshi-default")
     ex.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"))
-    ex.add_argument("--train-command", help="the command that trained it, for the card (default: as recorded)")
+    ex.add_argument("--train-command", action="append",
+                    help="the command that trained it, for the card (default: as recorded); give it k times "
+                         "to replace the last k stages' commands, oldest first")
     ex.set_defaults(func=cmd_export)
 
     # gradcheck

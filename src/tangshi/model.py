@@ -29,7 +29,7 @@ NumPy twin.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import replace, asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -437,6 +437,46 @@ class PoetryLM(nn.Module):
         if not self.config.tie_weights:
             self.head.weight.copy_(sd["head.weight"])
         self.head.bias.copy_(sd["head.bias"])
+
+
+@torch.no_grad()
+def widen(model: "PoetryLM", embed_dim: int, hidden_dim: int) -> "PoetryLM":
+    """A wider copy of `model` that computes exactly the same function (Net2Net's idea, Chen et al.
+    2016, done here by zeroing rather than by splitting units), so training a larger model can
+    start from a trained smaller one. The new entries are:
+
+    - embedding columns E0..E1 (and untied head columns H0..H1): zero, so the new input features
+      are 0 and the new units' outputs do not reach the logits;
+    - weights from a new input or new hidden unit into an old unit's gates: zero;
+    - every weight and bias of a new unit: freshly drawn by the model's own init (global RNG).
+
+    Gradients reach all the zeros at once (each is a product of an old signal and a new one),
+    so the new capacity starts learning on the first step.
+    """
+    cfg = model.config
+    if embed_dim < cfg.embed_dim or hidden_dim < cfg.hidden_dim:
+        raise TangshiError(f"a model can only be widened: it has embed_dim {cfg.embed_dim}, hidden_dim "
+                           f"{cfg.hidden_dim}; asked for {embed_dim}, {hidden_dim}")
+    new = PoetryLM(replace(cfg, embed_dim=embed_dim, hidden_dim=hidden_dim))
+    old, out = model.canonical_state_dict(), {k: v.clone() for k, v in new.canonical_state_dict().items()}
+    E0, H0, H1 = cfg.embed_dim, cfg.hidden_dim, hidden_dim
+    emb = torch.zeros_like(out["embedding.weight"])
+    emb[:, :E0] = old["embedding.weight"]
+    out["embedding.weight"] = emb
+    if not cfg.tie_weights:
+        head = torch.zeros_like(out["head.weight"])
+        head[:, :H0] = old["head.weight"]
+        out["head.weight"] = head
+    out["head.bias"] = old["head.bias"].clone()
+    old_units = torch.cat([torch.arange(k * H1, k * H1 + H0) for k in range(4)])  # i, f, g, o blocks
+    for l in range(cfg.num_layers):
+        for name, n_in in (("weight_ih", E0 if l == 0 else H0), ("weight_hh", H0)):
+            w = out[f"lstm.{l}.{name}"]
+            w[:, old_units] = 0.0
+            w[:n_in, old_units] = old[f"lstm.{l}.{name}"]
+        out[f"lstm.{l}.bias"][old_units] = old[f"lstm.{l}.bias"]
+    new.load_canonical_state_dict(out)
+    return new
 
 
 def canonical_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:

@@ -24,7 +24,7 @@ from .batches import batch_indices, encode_poems, make_batch
 from .data import read_meta, read_split, require_prepared
 from .errors import TangshiError
 from .graphstep import TrainStep, graph_capturable_optimizer
-from .model import ModelConfig, PoetryLM
+from .model import ModelConfig, PoetryLM, widen
 from .vocab import Vocab
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
@@ -221,6 +221,10 @@ def _with_overrides(model: PoetryLM, model_over: dict, source: Path) -> PoetryLM
     """Apply the training-only model options of this run to weights loaded with --init-from;
     any other option that differs from the checkpoint's is an error, not silently ignored."""
     cfg = model.config
+    sizes = {k: model_over[k] for k in ("embed_dim", "hidden_dim") if model_over.get(k, getattr(cfg, k)) != getattr(cfg, k)}
+    if sizes:  # a larger model started from a smaller one: widened so that it computes the same function
+        model = widen(model, sizes.get("embed_dim", cfg.embed_dim), sizes.get("hidden_dim", cfg.hidden_dim))
+        cfg = model.config
     clash = {k: v for k, v in model_over.items() if k not in TRAINING_ONLY_MODEL_FIELDS and getattr(cfg, k, v) != v}
     if clash:
         raise TangshiError(f"--init-from {source}: its model has " + ", ".join(
@@ -252,7 +256,7 @@ def init_lineage(source: Path, meta: dict) -> dict:
     return {"path": str(source), "command": tmeta.get("command"), "config": tmeta.get("config"),
             "epochs": len(history), "train_seconds": round(sum(h.get("epoch_seconds", 0) for h in history), 1),
             "dev_ppl": meta.get("metrics", {}).get("dev_ppl"), "history": history,
-            "init_from": tmeta.get("init_from")}
+            "resumes": tmeta.get("resumes") or [], "init_from": tmeta.get("init_from")}
 
 
 def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
@@ -308,9 +312,14 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
         model, ck_vocab, init_meta = ckpt.load_checkpoint(init_from)
         if ck_vocab != vocab:
             raise TangshiError(f"{init_from} was trained on a different vocabulary than {data_dir}")
+        torch.manual_seed(cfg.seed)  # before widening, which draws the new units' weights
+        source_cfg = model.config
         model = _with_overrides(model, model_over or {}, init_from)
         lineage = init_lineage(Path(init_from), init_meta)
-        torch.manual_seed(cfg.seed)
+        if (model.config.embed_dim, model.config.hidden_dim) != (source_cfg.embed_dim, source_cfg.hidden_dim):
+            lineage["widened_from"] = {"embed_dim": source_cfg.embed_dim, "hidden_dim": source_cfg.hidden_dim}
+            log(f"widened {source_cfg.embed_dim}/{source_cfg.hidden_dim} -> {model.config.embed_dim}/"
+                f"{model.config.hidden_dim} (embed/hidden); the new model computes the same function")
     else:
         torch.manual_seed(cfg.seed)
         model_cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **(model_over or {}))
