@@ -83,3 +83,28 @@ def test_numpy_and_torch_logprobs_on_a_real_batch(tmp_path):
     loss_np, _ = nl.forward(params, model.config, x.numpy(), y.numpy(), vocab.pad_id)
     _, loss_t = model(x, y)
     assert abs(loss_np - loss_t.item()) < 1e-5
+
+
+def test_numpy_init_from_widens_and_refuses_like_pytorch(tmp_path, tiny_prepared):
+    """--backend numpy --init-from with larger sizes starts from exactly widen(source) (the weights
+    before its first step, new units drawn with the run's seed); another shape change is one clear error."""
+    cfg = TrainConfig(epochs=1, batch_size=16, amp=False)
+    train(tiny_prepared, tmp_path / "t", SMALL, cfg, **QUIET)
+    start = {}
+
+    def on_step(step, params, grads, opt):
+        if step == 0:
+            start.update({k: v.copy() for k, v in params.items()})
+    train_numpy(tiny_prepared, tmp_path / "n", {"hidden_dim": 24, "embed_dim": 20}, cfg,
+                init_from=tmp_path / "t" / "last", on_step=on_step, **QUIET)
+    from tangshi.model import widen
+    src_model, _, _ = ckpt.load_checkpoint(tmp_path / "t" / "last")
+    torch.manual_seed(cfg.seed)
+    expected = widen(src_model, 20, 24).canonical_state_dict()
+    assert set(start) == set(expected)
+    for k, v in expected.items():
+        assert np.array_equal(start[k], v.numpy()), k
+    model, _, _ = ckpt.load_checkpoint(tmp_path / "n" / "last")
+    assert (model.config.embed_dim, model.config.hidden_dim) == (20, 24)
+    with pytest.raises(TangshiError, match="num_layers"):
+        train_numpy(tiny_prepared, tmp_path / "n2", {"num_layers": 2}, cfg, init_from=tmp_path / "t" / "last", **QUIET)

@@ -27,7 +27,7 @@ from .batches import batch_indices, make_batch
 from .data import read_meta, require_prepared
 from .errors import TangshiError
 from .model import ModelConfig, PoetryLM
-from .train import EPOCH_SEED_STRIDE, TrainConfig, _plot, end_epoch, evaluate, load_split
+from .train import EPOCH_SEED_STRIDE, TrainConfig, _plot, _with_overrides, end_epoch, evaluate, load_split
 from .vocab import Vocab
 
 NUMPY_OPTIMIZERS = {"adam": nl.Adam, "adamw": nl.AdamW, "adagrad": nl.Adagrad, "sgd": nl.SGD}
@@ -87,9 +87,12 @@ def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, c
         model, ck_vocab, ck_meta = ckpt.load_checkpoint(src)
         if ck_vocab != vocab:
             raise TangshiError(f"{src} was trained on a different vocabulary than {data_dir}")
-        model_cfg = model.config
         if resume:
             cfg = TrainConfig(**ck_meta["train"]["config"])
+        else:  # the same rules as the PyTorch backend: widen to larger sizes, refuse other changes
+            torch.manual_seed(cfg.seed)
+            model = _with_overrides(model, model_over or {}, src)
+        model_cfg = model.config
     else:
         torch.manual_seed(cfg.seed)  # the same initial weights as the PyTorch backend
         model_cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **(model_over or {}))
