@@ -67,7 +67,8 @@ def test_malformed_json_overwrites_nothing(tmp_path, tiny_source, capsys):
     assert run(["data", "prepare", "--source", str(tiny_source), "--out", str(out), "--poems", "all"], capsys)[0] == 0
     before = (out / "train.txt").read_bytes()
     (tiny_source / "poet.tang.1000.json").write_text('[{"paragraphs": ["春', encoding="utf-8")
-    code, _, err = run(["data", "prepare", "--source", str(tiny_source), "--out", str(out), "--poems", "all"], capsys)
+    code, _, err = run(["data", "prepare", "--source", str(tiny_source), "--out", str(out), "--poems", "all",
+                        "--replace"], capsys)
     _one_line_error(code, err, "malformed JSON")
     assert (out / "train.txt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prep", "raw"]  # no temp folder left behind

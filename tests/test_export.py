@@ -14,7 +14,8 @@ def test_export_fp16_roundtrip_and_card(tmp_path, tiny_prepared, capsys):
           TrainConfig(epochs=2, batch_size=16), progress=False, log=lambda *a: None)
     out = tmp_path / "models" / "m"
     assert main(["export", "--checkpoint", str(tmp_path / "run" / "best"), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "config.json", "model.safetensors", "vocab.json"]
+    assert sorted(p.name for p in out.iterdir() if p.name != ".tangshi-output.json") == [
+        "MODEL_CARD.md", "config.json", "model.safetensors", "vocab.json"]
     w = ckpt.load_weights(out)
     assert all(v.dtype == torch.float16 for v in w.values())
     a, vocab, meta = ckpt.load_checkpoint(tmp_path / "run" / "best")
@@ -108,5 +109,5 @@ def test_card_of_an_unfinished_resumed_run_says_so(tmp_path, tiny_prepared, caps
     assert "`tangshi train --epochs 4`" in card and "`tangshi train --resume` after epoch 1" in card
     assert "exported after 2 of the 4 epochs" in card
     train(tiny_prepared, tmp_path / "run", None, cfg, resume=True, **quiet)  # finished: no status line
-    assert main(["export", "--checkpoint", str(tmp_path / "run" / "last"), "--out", str(out)]) == 0
+    assert main(["export", "--checkpoint", str(tmp_path / "run" / "last"), "--out", str(out), "--replace"]) == 0
     assert "exported after" not in (out / "MODEL_CARD.md").read_text(encoding="utf-8")

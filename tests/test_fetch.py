@@ -44,7 +44,7 @@ def test_fetch_rejects_a_modified_file_and_keeps_the_old_copy(tmp_path):
     data[0]["paragraphs"][0] = "改"
     (src / "poet.tang.0.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     with pytest.raises(TangshiError, match="poet.tang.0.json sha256 mismatch"):
-        fetch(tmp_path / "dest", from_path=src, online=False, use_npm=False, log=lambda *a: None)
+        fetch(tmp_path / "dest", from_path=src, online=False, use_npm=False, log=lambda *a: None, replace=True)
     assert (tmp_path / "dest" / "poet.tang.0.json").read_bytes() == before
 
 

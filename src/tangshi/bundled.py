@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 import torch
 
 from . import corpus
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, write_checkpoint
+from .outputs import OutputFolder
 from .errors import TangshiError
 from .train import Split
 from .batches import encode_poems
@@ -54,7 +55,8 @@ def rebuild_dev_split(meta: dict, vocab: Vocab, source: Path) -> Split:
 EXPORT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-def export_model(checkpoint: Path, out: Path, dtype: str = "fp16", train_command: str | list[str] | None = None) -> dict:
+def export_model(checkpoint: Path, out: Path, dtype: str = "fp16", train_command: str | list[str] | None = None,
+                 replace: bool = False) -> dict:
     """Copy a checkpoint's weights at a smaller dtype, with its config and vocabulary (no
     optimiser state), and write MODEL_CARD.md beside them from the run's own records.
     `train_command` (one or more) replaces the recorded commands of the last stages, in order,
@@ -68,15 +70,21 @@ def export_model(checkpoint: Path, out: Path, dtype: str = "fp16", train_command
     n_stages = len(training_stages(train_meta, [], None))
     if len(commands) > n_stages:
         raise TangshiError(f"{len(commands)} --train-command values for a model trained in {n_stages} stage(s)")
-    save_checkpoint(out, model, vocab, train_meta=train_meta, metrics=meta.get("metrics", {}),
-                    dtype=EXPORT_DTYPES[dtype])
     run_dir = checkpoint.parent
     history = []
     if (run_dir / "metrics.jsonl").exists():
-        history = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if l]
+        try:
+            text = (run_dir / "metrics.jsonl").read_text(encoding="utf-8-sig")
+            history = [json.loads(l) for l in text.splitlines() if l.strip()]
+        except (OSError, ValueError) as e:
+            raise TangshiError(f"cannot read {run_dir / 'metrics.jsonl'}: {e}") from None
     card = _model_card(out, model.config, meta, history, dtype, commands)
-    (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-    size = sum(f.stat().st_size for f in out.iterdir())
+    with OutputFolder(out, "model", replace=replace, sources=[checkpoint]) as folder:
+        with folder.staged() as stage:
+            write_checkpoint(stage, model, vocab, train_meta=train_meta, metrics=meta.get("metrics", {}),
+                             dtype=EXPORT_DTYPES[dtype])
+            (stage / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+            size = sum(f.stat().st_size for f in stage.iterdir())
     return {"out": str(out), "bytes": size, "dev_ppl": meta.get("metrics", {}).get("dev_ppl")}
 
 

@@ -6,9 +6,11 @@
     <name>/optimizer.safetensors optimiser tensors      (training checkpoints only)
     <name>/trainer.json          optimiser hyper-parameters, scheduler, epoch, history
 
-Everything loads without pickle. A folder is written under a temporary name
-and renamed into place, so a crash never leaves a half-written checkpoint under
-the real name and never destroys the previous one.
+Everything loads without pickle. A checkpoint is written into a temporary folder and
+renamed into view in one step (`write_checkpoint` + `outputs.OutputFolder`), so a crash
+never leaves a half-written checkpoint under a real name. A training run never replaces a
+checkpoint in place: each epoch is a new folder, and `last`/`best` are links moved onto it
+atomically (`runs.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import TangshiError
 from .model import ModelConfig, PoetryLM
+from .outputs import TMP_PREFIX, fsync_dir, fsync_tree, oserrors_named, require_complete
 from .vocab import Vocab
 
 CHECKPOINT_FORMAT = "tangshi-checkpoint/1"
@@ -54,63 +56,52 @@ def _read_json(path: Path):
     if not path.exists():
         raise TangshiError(f"checkpoint is incomplete: {path} is missing")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TangshiError(f"corrupt checkpoint file {path}: {e}") from None
+    except OSError as e:
+        raise TangshiError(f"cannot read {path}: {e.strerror}") from None
 
 
-def atomic_dir(target: Path):
-    """Context manager: yields a temp folder beside `target`, renamed into place on success."""
-    return _AtomicDir(Path(target))
-
-
-class _AtomicDir:
-    def __init__(self, target: Path):
-        self.target = target
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it private; a checkpoint is an ordinary folder
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return False
-        for f in self.tmp.iterdir():  # flush file contents before the rename makes them visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            os.replace(self.target, old)
-        os.replace(self.tmp, self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return False
-
-
-def save_checkpoint(path: Path, model: PoetryLM, vocab: Vocab, *, train_meta: dict | None = None,
-                    metrics: dict | None = None, optimizer_state: tuple[dict, dict] | None = None,
-                    dtype: torch.dtype | None = None) -> Path:
-    """Write a checkpoint folder atomically. `optimizer_state` = (tensors, json_state)."""
-    path = Path(path)
+def write_checkpoint(folder: Path, model: PoetryLM, vocab: Vocab, *, train_meta: dict | None = None,
+                     metrics: dict | None = None, optimizer_state: tuple[dict, dict] | None = None,
+                     dtype: torch.dtype | None = None) -> None:
+    """Write a checkpoint's files into `folder` (an empty temporary folder that the caller then
+    renames into view: `OutputFolder.new_dir`, `OutputFolder.staged` or `save_checkpoint`).
+    `optimizer_state` = (tensors, json_state)."""
+    folder = Path(folder)
     weights = {k: v.detach().to("cpu") for k, v in model.canonical_state_dict().items()}
     if dtype is not None:
         weights = {k: v.to(dtype) for k, v in weights.items()}
     weights = {k: v.contiguous().clone() for k, v in weights.items()}
-    with atomic_dir(path) as tmp:
-        save_file(weights, str(tmp / WEIGHTS), metadata={"format": CHECKPOINT_FORMAT})
-        _write_json(tmp / CONFIG, {"format": CHECKPOINT_FORMAT, "model": model.config.to_json(),
-                                   "train": train_meta or {}, "metrics": metrics or {}})
-        vocab.save(tmp / VOCAB)
-        if optimizer_state is not None:
-            tensors, state = optimizer_state
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / OPTIM))
-            _write_json(tmp / TRAINER, state)
+    save_file(weights, str(folder / WEIGHTS), metadata={"format": CHECKPOINT_FORMAT})
+    _write_json(folder / CONFIG, {"format": CHECKPOINT_FORMAT, "model": model.config.to_json(),
+                                  "train": train_meta or {}, "metrics": metrics or {}})
+    vocab.save(folder / VOCAB)
+    if optimizer_state is not None:
+        tensors, state = optimizer_state
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / OPTIM))
+        _write_json(folder / TRAINER, state)
+
+
+def save_checkpoint(path: Path, model: PoetryLM, vocab: Vocab, **kwargs) -> Path:
+    """Write a checkpoint folder at a new path: written under a temporary name beside it, then
+    renamed into place in one step. An existing path is refused, never replaced (replacing
+    output is `outputs.OutputFolder`'s job)."""
+    path = Path(path)
+    if os.path.lexists(path):
+        raise TangshiError(f"{path} already exists; a checkpoint is written to a new folder")
+    with oserrors_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
+        tmp.mkdir()
+        try:
+            write_checkpoint(tmp, model, vocab, **kwargs)
+            fsync_tree(tmp)
+            os.rename(tmp, path)
+            fsync_dir(path.parent)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
@@ -118,9 +109,17 @@ def read_config(path: Path) -> dict:
     path = Path(path)
     if not path.is_dir():
         raise TangshiError(f"checkpoint not found: {path}")
+    if not (path / CONFIG).exists() and any((path / n / CONFIG).exists() for n in ("best", "last")):
+        raise TangshiError(f"{path} is a training run, not a checkpoint: use {path / 'best'} or {path / 'last'}")
+    require_complete(path, "tangshi export")
     cfg = _read_json(path / CONFIG)
     if not isinstance(cfg, dict) or cfg.get("format") != CHECKPOINT_FORMAT:
         raise TangshiError(f"{path / CONFIG} is not a tangshi checkpoint config (format {CHECKPOINT_FORMAT})")
+    if not isinstance(cfg.get("model"), dict):
+        raise TangshiError(f"{path / CONFIG} has no model config (its \"model\" entry is missing or not an object)")
+    for key in ("train", "metrics"):
+        if not isinstance(cfg.get(key, {}), dict):
+            raise TangshiError(f"{path / CONFIG}: its {key!r} entry is not an object")
     return cfg
 
 
@@ -129,9 +128,13 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     if not f.exists():
         raise TangshiError(f"checkpoint is incomplete: {f} is missing")
     try:
-        return load_file(str(f))
+        weights = load_file(str(f))
     except (SafetensorError, OSError, ValueError) as e:
         raise TangshiError(f"corrupt checkpoint weights {f}: {e}") from None
+    for name, w in weights.items():
+        if w.is_floating_point() and not bool(torch.isfinite(w).all()):
+            raise TangshiError(f"checkpoint weights {f} are not finite: {name} holds NaN or infinity")
+    return weights
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu", impl: str | None = None,
@@ -149,14 +152,18 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu", impl: str | 
     model_cfg.update(overrides)
     try:
         config = ModelConfig.from_json(model_cfg)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise TangshiError(f"bad model config in {path / CONFIG}: {e}") from None
     vocab = Vocab.load(path / VOCAB)
     if len(vocab) != config.vocab_size:
         raise TangshiError(f"checkpoint vocabulary has {len(vocab)} entries but the model expects {config.vocab_size}")
     weights = load_weights(path)
     model = PoetryLM(config)
-    model.load_canonical_state_dict({k: v.float() for k, v in weights.items()})
+    try:
+        model.load_canonical_state_dict({k: v.float() for k, v in weights.items()})
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise TangshiError(f"checkpoint weights {path / WEIGHTS} do not fit its model config: "
+                           f"{str(e).splitlines()[0]}") from None
     return model.to(device).eval(), vocab, meta
 
 

@@ -7,9 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import TangshiError
+from .errors import TangshiError, check_number
 
 PREPARED_DEFAULT = Path("data/prepared/10000-seed0")
+MAX_THREADS = 1024
+REPLACE_HELP = ("replace the earlier output of this command in the folder (only the files tangshi wrote there "
+                "are removed; a folder holding anything else is still refused)")
 
 
 def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
@@ -20,13 +23,21 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=1))
 
 
+def _set_threads(n: int | None) -> None:
+    if n is not None:
+        import torch
+
+        check_number("--threads", n, 1, MAX_THREADS, integer=True)
+        torch.set_num_threads(n)
+
+
 # ---------------------------------------------------------------------------- data
 def cmd_data_fetch(args) -> int:
     from .data import fetch
 
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     res = fetch(Path(args.dest), from_path=Path(args.from_path) if args.from_path else None,
-                online=not args.offline, use_npm=not args.no_npm, log=log)
+                online=not args.offline, use_npm=not args.no_npm, log=log, replace=args.replace)
     if args.json:
         _print_json(res)
     return 0
@@ -38,7 +49,8 @@ def cmd_data_prepare(args) -> int:
 
     n = parse_poems_arg(args.poems)
     out = Path(args.out) if args.out else Path("data/prepared") / default_prepared_name(n, args.seed)
-    summary = prepare(Path(args.source), out, n, args.seed)
+    check_number("--seed", args.seed, 0, 2**32 - 1, integer=True)
+    summary = prepare(Path(args.source), out, n, args.seed, replace=args.replace)
     if args.json:
         _print_json(summary)
     else:
@@ -55,24 +67,23 @@ TRAIN_OPTS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "moment
 
 
 def cmd_train(args) -> int:
-    import torch
+    from .train import TrainConfig, given_options, train
 
-    from .train import config_from_preset, train
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model_over, cfg = config_from_preset(args.preset, {k: getattr(args, k) for k in MODEL_OPTS},
-                                         {k: getattr(args, k) for k in TRAIN_OPTS})
-
+    _set_threads(args.threads)
+    if args.resume and args.replace:
+        raise TangshiError("--resume continues the run and --replace starts it over; give one of them")
+    model_over, train_over = given_options(args.preset, {k: getattr(args, k) for k in MODEL_OPTS},
+                                           {k: getattr(args, k) for k in TRAIN_OPTS})
+    cfg = TrainConfig(**train_over)
+    common = dict(resume=args.resume, replace=args.replace, progress=not args.quiet,
+                  keep_epoch_checkpoints=not args.no_epoch_checkpoints, resume_check=(model_over, train_over),
+                  init_from=Path(args.init_from) if args.init_from else None)
     if cfg.backend == "numpy":
         from .numpy_train import train_numpy
 
-        res = train_numpy(Path(args.data), Path(args.out), model_over, cfg, resume=args.resume,
-                          progress=not args.quiet, init_from=Path(args.init_from) if args.init_from else None)
+        res = train_numpy(Path(args.data), Path(args.out), model_over, cfg, **common)
     else:
-        res = train(Path(args.data), Path(args.out), model_over, cfg, resume=args.resume, progress=not args.quiet,
-                    keep_epoch_checkpoints=not args.no_epoch_checkpoints, resume_epochs=args.epochs,
-                    init_from=Path(args.init_from) if args.init_from else None)
+        res = train(Path(args.data), Path(args.out), model_over, cfg, resume_epochs=args.epochs, **common)
     best = res["best"]
     if best:
         print(f"best dev perplexity {best['dev_ppl']:.2f} at epoch {best['epoch']}; checkpoints in {res['out']}")
@@ -91,6 +102,11 @@ def cmd_eval(args) -> int:
     from .checkpoint import load_checkpoint
     from .train import evaluate, load_split
 
+    from .train import check_device
+
+    check_device(args.device)
+    if args.limit is not None:
+        check_number("--limit", args.limit, 1, 1 << 40, integer=True)
     ck = _resolve_checkpoint(args.checkpoint)
     model, vocab, meta = load_checkpoint(ck, device=args.device)
     if args.data:
@@ -105,7 +121,7 @@ def cmd_eval(args) -> int:
         from .bundled import rebuild_dev_split
 
         split = rebuild_dev_split(meta, vocab, source=Path(args.source))
-    if args.limit:
+    if args.limit is not None:
         from .train import Split
 
         split = Split(split.inputs[: args.limit], split.targets[: args.limit], split.lengths[: args.limit])
@@ -123,24 +139,34 @@ def cmd_eval(args) -> int:
 def cmd_generate(args) -> int:
     from .checkpoint import load_checkpoint
     from .generate import DecodeOptions, SEED_MAX_CHARS, FREE_MAX_CHARS
-    from .poems import write_poems
+    from .poems import iter_poems, request_header
 
-    model, vocab, _ = load_checkpoint(_resolve_checkpoint(args.checkpoint))
     opts = DecodeOptions(strategy=args.strategy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                          beam=args.beam, seed=args.seed,
                          max_chars=SEED_MAX_CHARS if args.strategy == "seed" else FREE_MAX_CHARS)
-    if args.n < 1:
-        raise TangshiError(f"--n must be at least 1, got {args.n}")
-    result = write_poems(model, vocab, opts, n=args.n, form=args.form, start=args.start, acrostic=args.acrostic,
-                         rhyme=args.rhyme, tone=args.tone, no_repeat=args.no_repeat, script=args.script)
+    check_number("--n", args.n, 1, 10_000_000, integer=True)
+    model, vocab, _ = load_checkpoint(_resolve_checkpoint(args.checkpoint))
+    poems = iter_poems(model, vocab, opts, n=args.n, form=args.form, start=args.start, acrostic=args.acrostic,
+                       rhyme=args.rhyme, tone=args.tone, no_repeat=args.no_repeat, script=args.script)
     if args.json:
-        _print_json(result)
+        _stream_json(poems, request_header(args.form, opts, args.script))
     else:
-        for i, p in enumerate(result["poems"]):
-            if i:
-                print()
-            print("\n".join(p["lines"]) if p["lines"] else p["text"])
+        for i, p in enumerate(poems):
+            print(("\n" if i else "") + ("\n".join(p["lines"]) if p["lines"] else p["text"]), flush=True)
     return 0
+
+
+def _stream_json(poems, tail: dict) -> None:
+    """Print {"poems": [...], **tail} exactly as json.dumps(indent=1) would, one poem at a time
+    as each is written, so the output is valid JSON at the end and memory stays flat."""
+    out = sys.stdout
+    out.write('{\n "poems": [')
+    for i, p in enumerate(poems):
+        body = json.dumps(p, ensure_ascii=False, indent=1).replace("\n", "\n  ")
+        out.write(("," if i else "") + "\n  " + body)
+        out.flush()
+    out.write("\n ]" + "".join(f",\n {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in tail.items())
+              + "\n}\n")
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -184,13 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dest", default="data/quantangshi")
     f.add_argument("--offline", action="store_true", help="skip the GitHub download")
     f.add_argument("--no-npm", action="store_true", help="skip `npm pack`")
+    f.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_data_fetch)
     pr = dsub.add_parser("prepare", help="clean, filter 10–63 characters, sample, split 80/20, build the vocabulary")
     pr.add_argument("--source", default="data/quantangshi", help="folder of poet.tang.*.json")
     pr.add_argument("--out", help="output folder (default data/prepared/<poems>-seed<seed>)")
     pr.add_argument("--poems", default="10000", help="how many poems to sample, or 'all' (default 10000)")
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--seed", type=int, default=0, help="random seed of the sample and the split (default 0)")
+    pr.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_data_prepare)
 
@@ -202,7 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed: the seed's recipe exactly (ReLU logits, PAD in the loss, Adam 0.01); default: the best "
                         "measured recipe (tied, PyTorch init, dropout 0.2/0.4, DropConnect 0.3, AdamW 3e-3 wd 0.1, "
                         "batch 32, cosine, 40 epochs); awd-v1: session 1's preset, kept for the bundled model's record")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from its newest complete checkpoint, with the run's own options")
+    t.add_argument("--replace", action="store_true",
+                   help="start over in a folder that holds an earlier run (its checkpoints and logs are removed; "
+                        "files tangshi did not write stay)")
     t.add_argument("--init-from", help="start from this checkpoint's weights (either backend) with a fresh optimiser")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-epoch-checkpoints", action="store_true", help="keep only best and last")
@@ -250,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
     e.add_argument("--data", help="prepared folder (default: rebuild the checkpoint's own dev split)")
     e.add_argument("--source", default="data/quantangshi", help="poem JSON folder, when rebuilding the dev split")
-    e.add_argument("--limit", type=int, default=0, help="only the first N dev poems")
+    e.add_argument("--limit", type=int, help="only the first N dev poems (N >= 1)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
@@ -271,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--top-p", type=float, default=0.9)
     gp.add_argument("--beam", type=int, default=4)
     gp.add_argument("--seed", type=int, default=0)
-    gp.add_argument("--n", type=int, default=1)
+    gp.add_argument("--n", type=int, default=1,
+                    help="how many poems; they are written 256 at a time and printed as each batch finishes "
+                         "(with --json the output is one JSON object, streamed: {\"poems\": [...], ...})")
     gp.add_argument("--script", default="traditional", choices=("traditional", "simplified"))
     gp.add_argument("--json", action="store_true")
     gp.set_defaults(func=cmd_generate)
@@ -309,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--backend", default="torch", choices=("torch", "numpy"))
     x.add_argument("--quick", action="store_true", help="tiny model, 2 learning rates each: seconds, for tests")
     x.add_argument("--threads", type=int)
+    x.add_argument("--replace", action="store_true", help="replace this experiment's earlier report files in OUT")
     x.set_defaults(func=cmd_experiment)
 
     # export
@@ -319,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--train-command", action="append",
                     help="the command that trained it, for the card (default: as recorded); give it k times "
                          "to replace the last k stages' commands, oldest first")
+    ex.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     ex.set_defaults(func=cmd_export)
 
     # gradcheck
@@ -330,12 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_bench(args) -> int:
-    import torch
-
     from .bench import format_bench, run_bench
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
+    check_number("--repeats", args.repeats, 1, 10_000, integer=True)
+    check_number("--warmup", args.warmup, 0, 10_000, integer=True)
     only = tuple(args.only.split(",")) if args.only else None
     res = run_bench(Path(args.data), device=args.device, repeats=args.repeats, warmup=args.warmup,
                     checkpoint=Path(args.checkpoint) if args.checkpoint else None, only=only)
@@ -347,19 +382,17 @@ def cmd_bench(args) -> int:
 
 
 def cmd_experiment(args) -> int:
-    import torch
-
     from .experiments import run_init, run_optimizers
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    epochs = args.epochs or (1 if args.quick else 20)
+    _set_threads(args.threads)
+    epochs = args.epochs if args.epochs is not None else (1 if args.quick else 20)
+    check_number("--epochs", epochs, 1, 100_000, integer=True)
     if args.which == "optimizers":
         res = run_optimizers(Path(args.data), Path(args.out), epochs, backend=args.backend, quick=args.quick,
-                             argv=args.argv)
+                             argv=args.argv, replace=args.replace)
     else:
         res = run_init(Path(args.data), Path(args.out), epochs, quick=args.quick, backend=args.backend,
-                       argv=args.argv)
+                       argv=args.argv, replace=args.replace)
     print(f"wrote {res['report']}")
     return 0
 
@@ -367,7 +400,8 @@ def cmd_experiment(args) -> int:
 def cmd_export(args) -> int:
     from .bundled import export_model
 
-    res = export_model(Path(args.checkpoint), Path(args.out), dtype=args.dtype, train_command=args.train_command)
+    res = export_model(Path(args.checkpoint), Path(args.out), dtype=args.dtype, train_command=args.train_command,
+                       replace=args.replace)
     print(f"wrote {res['out']} ({res['bytes'] / 1e6:.1f} MB, dev ppl {res['dev_ppl']})")
     return 0
 
@@ -397,6 +431,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 1
+    except OSError as e:  # the safety net: every writer names its path itself (outputs.oserrors_named)
+        from .outputs import describe_oserror
+
+        print(f"tangshi: error: {describe_oserror(e, verb=None)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("tangshi: error: out of memory; ask for less (a smaller --n, --batch-size or model)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("tangshi: interrupted", file=sys.stderr)
         return 130

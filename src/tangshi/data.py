@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import corpus
 from .errors import TangshiError
+from .outputs import OutputFolder, describe_oserror, require_complete
 from .vocab import Vocab
 
 DATA_DIR = Path("data")
@@ -60,8 +61,9 @@ def _find_poem_folder(root: Path) -> Path | None:
     return hits[0].parent if hits else None
 
 
-def _verify_and_copy(folder: Path, dest: Path) -> int:
-    """Check every manifest file in `folder`; copy them into `dest` atomically. Returns the count."""
+def _verify_and_copy(folder: Path, dest: OutputFolder) -> int:
+    """Check every manifest file in `folder`; copy them into `dest` (staged, then moved into
+    place). Returns the count."""
     want = manifest()
     bad = []
     for name, digest in want.items():
@@ -73,16 +75,12 @@ def _verify_and_copy(folder: Path, dest: Path) -> int:
     if bad:
         more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
         raise TangshiError("; ".join(bad[:3]) + more)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".quantangshi.tmp-", dir=dest.parent))
-    for name in want:
-        shutil.copyfile(folder / name, tmp / name)
-    for extra in ("authors.tang.json", "LICENSE"):
-        if (folder / extra).exists():
-            shutil.copyfile(folder / extra, tmp / extra)
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    with dest.staged() as tmp:
+        for name in want:
+            shutil.copyfile(folder / name, tmp / name)
+        for extra in ("authors.tang.json", "LICENSE"):
+            if (folder / extra).exists():
+                shutil.copyfile(folder / extra, tmp / extra)
     return len(want)
 
 
@@ -126,8 +124,15 @@ def _from_npm(work: Path) -> Path:
 
 
 def fetch(dest: Path = RAW_DIR, from_path: Path | None = None, online: bool = True, use_npm: bool = True,
-          log=print) -> dict:
-    """Try each source in order; return {"source", "files", "dest"} or raise listing every failure."""
+          log=print, replace: bool = False) -> dict:
+    """Try each source in order; return {"source", "files", "dest"} or raise listing every failure.
+    `dest` is opened under the output policy (outputs.py) before anything is downloaded."""
+    with OutputFolder(dest, "poems", replace=replace, sources=[from_path], option="--dest") as out:
+        return _fetch(out, from_path, online, use_npm, log)
+
+
+def _fetch(out: OutputFolder, from_path: Path | None, online: bool, use_npm: bool, log) -> dict:
+    dest = out.path
     sources = []
     if from_path is not None:
         sources.append((f"--from {from_path}", lambda w: _from_path(from_path, w)))
@@ -141,8 +146,9 @@ def fetch(dest: Path = RAW_DIR, from_path: Path | None = None, online: bool = Tr
             work = Path(work)
             try:
                 folder = get(work)
-                n = _verify_and_copy(folder, Path(dest))
-            except TangshiError as e:
+                n = _verify_and_copy(folder, out)
+            except (TangshiError, OSError) as e:
+                e = describe_oserror(e) if isinstance(e, OSError) else e
                 failures.append(f"{label}: {e}")
                 log(f"source {label} failed: {e}")
                 continue
@@ -151,15 +157,25 @@ def fetch(dest: Path = RAW_DIR, from_path: Path | None = None, online: bool = Tr
     raise TangshiError("could not fetch the poems; " + " | ".join(failures) if failures else "no source to fetch from")
 
 
-def prepare(source: Path, out: Path, n_poems: int | None, seed: int) -> dict:
-    """Clean, filter, sample and split; write the prepared folder; return the summary."""
+def prepare(source: Path, out: Path, n_poems: int | None, seed: int, replace: bool = False) -> dict:
+    """Clean, filter, sample and split; write the prepared folder; return the summary.
+    `out` is opened under the output policy (outputs.py) before any work is done."""
+    with OutputFolder(out, "prepared", replace=replace, sources=[source]) as folder:
+        return _prepare(Path(source), folder, n_poems, seed)
+
+
+def _prepare(source: Path, folder: OutputFolder, n_poems: int | None, seed: int) -> dict:
     t0 = time.perf_counter()
+    out = folder.path
     poems, stats = corpus.load_poems(Path(source))
     train, dev = corpus.sample_and_split(poems, n_poems, seed)
+    for name, split in (("train", train), ("dev", dev)):
+        if not split:
+            raise TangshiError(f"the {name} split would hold no poems ({len(poems)} poems of 10–63 characters "
+                               f"in {source}); nothing was written")
     vocab = Vocab.build(train)
     oov = sum(1 for p in dev for ch in p if ch not in vocab)
     dev_chars = sum(len(p) for p in dev)
-    out = Path(out)
     summary = {
         "poems_read": stats.poems_read,
         "files": stats.files,
@@ -173,10 +189,7 @@ def prepare(source: Path, out: Path, n_poems: int | None, seed: int) -> dict:
         "dev_oov_rate": oov / max(dev_chars, 1),
         "out": str(out),
     }
-    tmp_parent = out.parent
-    tmp_parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=tmp_parent))
-    try:
+    with folder.staged() as tmp:
         (tmp / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
         (tmp / "dev.txt").write_text("\n".join(dev) + "\n", encoding="utf-8")
         vocab.save(tmp / "vocab.json")
@@ -184,11 +197,6 @@ def prepare(source: Path, out: Path, n_poems: int | None, seed: int) -> dict:
             raise TangshiError("vocabulary did not load back identical")
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         (tmp / "meta.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return summary
 
 
@@ -201,6 +209,7 @@ def require_prepared(data_dir: Path) -> Path:
     data_dir = Path(data_dir)
     if not (data_dir / "vocab.json").exists():
         raise TangshiError(f"prepared data folder not found: {data_dir} (run `tangshi data prepare`)")
+    require_complete(data_dir, "tangshi data prepare")
     return data_dir
 
 
@@ -210,14 +219,21 @@ def read_split(data_dir: Path, split: str) -> list[str]:
         raise TangshiError(f"prepared data folder not found: {data_dir} (run `tangshi data prepare`)")
     if not f.exists():
         raise TangshiError(f"{f} is missing (run `tangshi data prepare`)")
-    return [line for line in f.read_text(encoding="utf-8").split("\n") if line]
+    try:
+        text = f.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise TangshiError(f"{f} is not UTF-8 text") from None
+    return [line.strip() for line in text.split("\n") if line.strip()]
 
 
 def read_meta(data_dir: Path) -> dict:
     f = Path(data_dir) / "meta.json"
     try:
-        return json.loads(f.read_text(encoding="utf-8"))
+        meta = json.loads(f.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise TangshiError(f"{f} is missing (run `tangshi data prepare`)") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TangshiError(f"malformed JSON in {f}: {e}") from None
+    if not isinstance(meta, dict):
+        raise TangshiError(f"{f} is not a prepared folder's meta (a JSON object)")
+    return meta

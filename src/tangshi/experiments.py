@@ -25,6 +25,8 @@ import torch
 
 from . import checkpoint as ckpt
 from .data import read_split, require_prepared
+from .outputs import OutputFolder
+from .runs import TrainingDiverged
 from .train import TrainConfig, train
 from .vocab import Vocab
 
@@ -115,6 +117,16 @@ class _Probe:
 def _run(data_dir: Path, work: Path, name: str, model_over: dict, cfg: TrainConfig, on_step=None) -> dict:
     """Train one run on cfg.backend; `on_step(step, probe)` sees a backend-neutral _Probe."""
     t0 = time.perf_counter()
+    try:
+        res = _train_run(data_dir, work, name, model_over, cfg, on_step)
+    except TrainingDiverged as e:  # a sweep records a diverged run instead of stopping
+        hist = e.history + [{"epoch": e.epoch, "train_loss": math.nan, "dev_nll": math.inf, "dev_ppl": math.inf}]
+        res = {"best": min(hist, key=lambda h: h["dev_ppl"]), "history": hist, "diverged": True}
+    res["wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def _train_run(data_dir: Path, work: Path, name: str, model_over: dict, cfg: TrainConfig, on_step) -> dict:
     if cfg.backend == "numpy":
         from .numpy_train import train_numpy
 
@@ -128,7 +140,6 @@ def _run(data_dir: Path, work: Path, name: str, model_over: dict, cfg: TrainConf
             lambda step, model, opt: on_step(step, _Probe("torch", model=model, optimizer=opt)))
         res = train(data_dir, work / name, model_over, cfg, progress=False, log=lambda *a: None,
                     keep_epoch_checkpoints=False, on_step=hook)
-    res["wall_s"] = time.perf_counter() - t0
     return res
 
 
@@ -148,6 +159,8 @@ def effective_step_size(checkpoint_dir: Path, optimizer: str, lr: float, eps: fl
     """
     if optimizer == "sgd":
         return lr
+    if not Path(checkpoint_dir).is_dir():  # a run that diverged in its first epoch saved nothing
+        return None
     tensors, state = ckpt.load_optimizer_state(checkpoint_dir)
     return _median_step(tensors, state, optimizer, lr, eps)
 
@@ -192,9 +205,15 @@ def _adam_steps(tensors, state) -> int:
 
 # ---------------------------------------------------------------------------- optimisers
 def run_optimizers(data_dir: Path, out: Path, epochs: int, backend: str = "torch", quick: bool = False,
-                   argv: list[str] | None = None, work: Path | None = None, log=print) -> dict:
+                   argv: list[str] | None = None, work: Path | None = None, log=print, replace: bool = False) -> dict:
     data_dir, out = require_prepared(data_dir), Path(out)  # fail before creating anything
-    out.mkdir(parents=True, exist_ok=True)
+    names = _names("optimizers", backend)
+    with OutputFolder(out, "reports", replace=replace, names=[names[k] for k in ("md", "json", "best", "all")],
+                      sources=[data_dir]) as folder:
+        return _run_optimizers(data_dir, folder, names, epochs, backend, quick, argv, work, log)
+
+
+def _run_optimizers(data_dir, folder: OutputFolder, names, epochs, backend, quick, argv, work, log) -> dict:
     sweep = QUICK_LR_SWEEP if quick else LR_SWEEP
     base = dict(embed_dim=16, hidden_dim=16) if quick else {}
     keep = work is not None
@@ -216,7 +235,7 @@ def run_optimizers(data_dir: Path, out: Path, epochs: int, backend: str = "torch
                 res = _run(data_dir, work, name, base, cfg, on_step=on_step)
                 best = res["best"]
                 hist = res["history"]
-                diverged = not all(math.isfinite(h["train_loss"]) for h in hist)
+                diverged = res.get("diverged", False)
                 rows.append({"optimizer": opt, "lr": lr, "best_dev_ppl": best["dev_ppl"], "best_epoch": best["epoch"],
                              "final_dev_ppl": hist[-1]["dev_ppl"], "wall_s": round(res["wall_s"], 1),
                              "effective_step_1": first.get("step1"),
@@ -228,15 +247,15 @@ def run_optimizers(data_dir: Path, out: Path, epochs: int, backend: str = "torch
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
     best_per_opt = {o: min((r for r in rows if r["optimizer"] == o), key=lambda r: r["best_dev_ppl"]) for o in sweep}
-    names = _names("optimizers", backend)
-    _plot_curves({f"{o} lr={r['lr']:g}": curves[f"{o}-lr{r['lr']:g}"] for o, r in best_per_opt.items()},
-                 out / names["best"], f"best learning rate of each optimiser ({backend})")
-    _plot_curves(curves, out / names["all"], f"every run of the sweep ({backend})")
     report = _optimizer_report(rows, best_per_opt, epochs, backend, data_dir, argv, names)
-    (out / names["md"]).write_text(report, encoding="utf-8")
-    (out / names["json"]).write_text(json.dumps({"backend": backend, "epochs": epochs, "rows": rows}, indent=1),
-                                     encoding="utf-8")
-    return {"rows": rows, "best": best_per_opt, "report": str(out / names["md"])}
+    with folder.staged() as stage:
+        _plot_curves({f"{o} lr={r['lr']:g}": curves[f"{o}-lr{r['lr']:g}"] for o, r in best_per_opt.items()},
+                     stage / names["best"], f"best learning rate of each optimiser ({backend})")
+        _plot_curves(curves, stage / names["all"], f"every run of the sweep ({backend})")
+        (stage / names["md"]).write_text(report, encoding="utf-8")
+        (stage / names["json"]).write_text(json.dumps({"backend": backend, "epochs": epochs, "rows": rows}, indent=1),
+                                           encoding="utf-8")
+    return {"rows": rows, "best": best_per_opt, "report": str(folder.path / names["md"])}
 
 
 def _optimizer_report(rows, best, epochs, backend, data_dir, argv, names) -> str:
@@ -353,9 +372,15 @@ def unigram_perplexity(data_dir: Path) -> float:
 
 
 def run_init(data_dir: Path, out: Path, epochs: int, quick: bool = False, argv: list[str] | None = None,
-             log=print, backend: str = "torch") -> dict:
+             log=print, backend: str = "torch", replace: bool = False) -> dict:
     data_dir, out = require_prepared(data_dir), Path(out)  # fail before creating anything
-    out.mkdir(parents=True, exist_ok=True)
+    names = _names("init", backend)
+    with OutputFolder(out, "reports", replace=replace, names=[names[k] for k in ("md", "json", "curves")],
+                      sources=[data_dir]) as folder:
+        return _run_init(data_dir, folder, names, epochs, quick, argv, log, backend)
+
+
+def _run_init(data_dir, folder: OutputFolder, names, epochs, quick, argv, log, backend) -> dict:
     base = dict(embed_dim=16, hidden_dim=16) if quick else {}
     results, curves = {}, {}
     with tempfile.TemporaryDirectory(prefix="tangshi-init-") as work:
@@ -382,13 +407,13 @@ def run_init(data_dir: Path, out: Path, epochs: int, quick: bool = False, argv: 
             curves[scheme] = res["history"]
             log(f"init {scheme}: best dev ppl {res['best']['dev_ppl']:.2f}; distinct units {sym}")
     uni = unigram_perplexity(data_dir)
-    names = _names("init", backend)
-    _plot_curves(curves, out / names["curves"], f"initialisation: Adam 0.01, the seed's model ({backend})")
     report = _init_report(results, uni, epochs, data_dir, argv, backend, names)
-    (out / names["md"]).write_text(report, encoding="utf-8")
-    (out / names["json"]).write_text(json.dumps({"backend": backend, "epochs": epochs, "results": results,
-                                                 "unigram_ppl": uni}, indent=1), encoding="utf-8")
-    return {"results": results, "unigram_ppl": uni, "report": str(out / names["md"])}
+    with folder.staged() as stage:
+        _plot_curves(curves, stage / names["curves"], f"initialisation: Adam 0.01, the seed's model ({backend})")
+        (stage / names["md"]).write_text(report, encoding="utf-8")
+        (stage / names["json"]).write_text(json.dumps({"backend": backend, "epochs": epochs, "results": results,
+                                                       "unigram_ppl": uni}, indent=1), encoding="utf-8")
+    return {"results": results, "unigram_ppl": uni, "report": str(folder.path / names["md"])}
 
 
 def _initial_model(data_dir, base, scheme):

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .constraints import FreeConstraint
-from .errors import TangshiError
+from .errors import TangshiError, check_number
 from .model import PoetryLM
 from .prosody import CLAUSE_SEPARATORS
 from .vocab import Vocab
@@ -42,6 +42,9 @@ from .vocab import Vocab
 STRATEGIES = ("seed", "greedy", "sample", "beam")
 SEED_MAX_CHARS = 95  # the seed stops its generated text at 95 characters
 FREE_MAX_CHARS = 63  # other strategies in free form: the training length bound
+MAX_TEMPERATURE = 100.0
+MAX_BEAM = 256  # beam search keeps max(beam, n) hypotheses at once
+MAX_SEED = 2**32 - 1
 SMALL_BATCH = 8  # batches up to this size decode on one CPU thread (see `_threads_for`)
 
 
@@ -58,16 +61,12 @@ class DecodeOptions:
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise TangshiError(f"unknown strategy {self.strategy!r} (choose from {', '.join(STRATEGIES)})")
-        if not self.temperature > 0:
-            raise TangshiError(f"--temperature must be > 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise TangshiError(f"--top-k must be >= 0, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise TangshiError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.beam < 1:
-            raise TangshiError(f"--beam must be >= 1, got {self.beam}")
-        if self.max_chars < 1:
-            raise TangshiError(f"max_chars must be >= 1, got {self.max_chars}")
+        check_number("--temperature", self.temperature, 0, MAX_TEMPERATURE, lo_open=True)
+        check_number("--top-k", self.top_k, 0, 1 << 20, integer=True)
+        check_number("--top-p", self.top_p, 0, 1, lo_open=True)
+        check_number("--beam", self.beam, 1, MAX_BEAM, integer=True)
+        check_number("--seed", self.seed, 0, MAX_SEED, integer=True)
+        check_number("max_chars", self.max_chars, 1, 1 << 16, integer=True)
 
 
 # ---------------------------------------------------------------------------- the seed's procedure
@@ -261,7 +260,7 @@ def _plain_constraint(vocab: Vocab, start: str) -> FreeConstraint:
     return FreeConstraint(vocab.itos, vocab, start=start, no_repeat=False)
 
 
-def _check_free_start(constraint, opts: DecodeOptions) -> None:
+def check_start(constraint, opts: DecodeOptions) -> None:
     if constraint.max_steps is None and len(constraint.start) > opts.max_chars:
         raise TangshiError(f"start text '{constraint.start}' is longer than a free-form poem may be "
                            f"({opts.max_chars} characters)")
@@ -289,31 +288,35 @@ def _finish_texts(vocab: Vocab, rows, constraint) -> list[str]:
 
 @torch.no_grad()
 def decode(model: PoetryLM, vocab: Vocab, n: int, opts: DecodeOptions, start: str = "",
-           constraint=None) -> list[str]:
+           constraint=None, gen: torch.Generator | None = None) -> list[str]:
     """Generate `n` poems in one batch; returns their texts (without <EOS>).
 
     `constraint` (constraints.py) carries the form, rhyme, tone, acrostic, start
     text and repeat rules; without one, `start` is forced and nothing else.
-    `strategy='seed'` ignores both and runs `generate_seed` (seed + i for poem i)."""
+    `strategy='seed'` ignores both and runs `generate_seed` (seed + i for poem i).
+    `gen` (sampling): the random stream to draw from, so that consecutive batches continue
+    one stream; by default a new one seeded with `opts.seed`."""
     if n < 1:
         raise TangshiError(f"the number of poems must be at least 1, got {n}")
     if opts.strategy == "seed":
         return [generate_seed(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars) for i in range(n)]
     if constraint is None:
         constraint = _plain_constraint(vocab, start)
-    _check_free_start(constraint, opts)
+    check_start(constraint, opts)
     if opts.strategy == "beam":
         return beam_search(model, vocab, opts, constraint=constraint, n_best=n)
     device = next(model.parameters()).device
+    if gen is None:
+        gen = torch.Generator(device=device).manual_seed(opts.seed)
     with _threads_for(n, device):
-        return _decode_batch(model, vocab, n, opts, constraint, device)
+        return _decode_batch(model, vocab, n, opts, constraint, device, gen)
 
 
-def _decode_batch(model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, device) -> list[str]:
+def _decode_batch(model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, device,
+                  gen: torch.Generator) -> list[str]:
     c = constraint
     free = c.max_steps is None
     max_steps = opts.max_chars + 1 if free else c.max_steps
-    gen = torch.Generator(device=device).manual_seed(opts.seed)
     lstm = _Stepper(model, n)
     lstm.feed(torch.full((n,), vocab.start_id, dtype=torch.long, device=device))
     state = c.new_state(n)
@@ -342,7 +345,7 @@ def beam_search(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, start: str =
     Finished hypotheses (ending in <EOS>) are kept aside and the `n_best` best by
     mean log-prob per token (so that short poems are not favoured) are returned."""
     c = constraint if constraint is not None else _plain_constraint(vocab, start)
-    _check_free_start(c, opts)
+    check_start(c, opts)
     device = next(model.parameters()).device
     free = c.max_steps is None
     max_steps = opts.max_chars + 1 if free else c.max_steps

@@ -40,6 +40,8 @@ from .errors import TangshiError
 IMPLS = ("tangshi", "seed", "nn")
 INITS = ("xavier", "zeros", "uniform1e-4", "torch")
 SEED_UNIFORM_SCALE = 1e-4  # the seed's NumPy init draws U(-1e-4, 1e-4)
+# bounds that keep a typo from asking for terabytes: far above any size this model is trained at
+MAX_DIM, MAX_LAYERS, MAX_VOCAB = 16384, 16, 1 << 20
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,17 @@ class ModelConfig:
             raise TangshiError(f"tied weights need embed_dim == hidden_dim, got {self.embed_dim} and {self.hidden_dim}")
         for name in ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop"):
             p = getattr(self, name)
-            if not 0.0 <= p < 1.0:
-                raise TangshiError(f"{name} must be in [0, 1), got {p}")
+            if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+                raise TangshiError(f"--{name.replace('_', '-')} must be in [0, 1), got {p}")
         if self.impl == "nn" and self.weight_drop > 0:
             raise TangshiError("weight_drop (DropConnect) needs the tangshi or seed LSTM, not nn")
-        if min(self.embed_dim, self.hidden_dim, self.num_layers, self.vocab_size) < 1:
-            raise TangshiError("model sizes must be positive")
+        for name, top in (("embed_dim", MAX_DIM), ("hidden_dim", MAX_DIM), ("num_layers", MAX_LAYERS),
+                          ("vocab_size", MAX_VOCAB)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= top:
+                raise TangshiError(f"--{name.replace('_', '-')} must be a whole number from 1 to {top}, got {v}")
+        if not isinstance(self.pad_id, int) or not 0 <= self.pad_id < self.vocab_size:
+            raise TangshiError(f"pad_id must be a vocabulary id, got {self.pad_id}")
 
     def to_json(self) -> dict:
         return asdict(self)

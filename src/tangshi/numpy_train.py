@@ -14,7 +14,7 @@ DropConnect, learning-rate schedules, bf16. Gradient clipping is supported.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +24,11 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from . import numpy_lstm as nl
 from .batches import batch_indices, make_batch
-from .data import read_meta, require_prepared
 from .errors import TangshiError
 from .model import ModelConfig, PoetryLM
-from .train import EPOCH_SEED_STRIDE, TrainConfig, _plot, _with_overrides, end_epoch, evaluate, load_split
+from .runs import RunFolder, check_finite_loss
+from .train import (EPOCH_SEED_STRIDE, TrainConfig, _plot, _with_overrides, check_resume_options, end_epoch, evaluate,
+                    open_prepared, saved_train_config)
 from .vocab import Vocab
 
 NUMPY_OPTIMIZERS = {"adam": nl.Adam, "adamw": nl.AdamW, "adagrad": nl.Adagrad, "sgd": nl.SGD}
@@ -73,22 +74,41 @@ def clip_grads(grads: dict[str, np.ndarray], max_norm: float) -> float:
 
 def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
                 resume: bool = False, progress: bool = True, log=print, init_from: Path | None = None,
-                stop_after_epoch: int | None = None, on_step=None) -> dict:
+                stop_after_epoch: int | None = None, on_step=None, replace: bool = False,
+                keep_epoch_checkpoints: bool = True, resume_check: tuple[dict, dict] | None = None) -> dict:
     """Train with the NumPy twin. `on_step(step, params, grads, optimizer)` is called with
-    step 0 (grads None) before training and after every optimiser step, for the experiments."""
-    data_dir, out_dir = require_prepared(data_dir), Path(out_dir)
-    vocab = Vocab.load(data_dir / "vocab.json")
-    meta = read_meta(data_dir)
-    train_split, dev_split = load_split(data_dir, "train", vocab), load_split(data_dir, "dev", vocab)
+    step 0 (grads None) before training and after every optimiser step, for the experiments.
+    The run folder follows the same policy as the PyTorch backend's (runs.RunFolder)."""
+    if resume and init_from is not None:
+        raise TangshiError("--resume continues the run's own weights; it cannot be combined with --init-from")
+    vocab, meta, train_split, dev_split = open_prepared(data_dir)
+    data_dir = Path(data_dir)
+    with RunFolder(out_dir, replace=replace, resume=resume, sources=(data_dir,)) as run:
+        return _train_numpy(run, data_dir, vocab, meta, train_split, dev_split, model_over, cfg, resume=resume,
+                            progress=progress, log=log, init_from=init_from, stop_after_epoch=stop_after_epoch,
+                            on_step=on_step, keep_epoch_checkpoints=keep_epoch_checkpoints,
+                            resume_check=resume_check)
+
+
+def _train_numpy(run: RunFolder, data_dir: Path, vocab: Vocab, meta: dict, train_split, dev_split,
+                 model_over: dict | None, cfg: TrainConfig, *, resume: bool, progress: bool, log,
+                 init_from: Path | None, stop_after_epoch: int | None, on_step, keep_epoch_checkpoints: bool,
+                 resume_check) -> dict:
+    out_dir = run.path
     history: list[dict] = []
     start_epoch = 1
     if resume or init_from is not None:
-        src = out_dir / "last" if resume else Path(init_from)
+        src = run.latest() if resume else Path(init_from)
+        if src is None:
+            raise TangshiError(f"nothing to resume in {out_dir}: it holds no complete checkpoint with optimiser state")
         model, ck_vocab, ck_meta = ckpt.load_checkpoint(src)
         if ck_vocab != vocab:
             raise TangshiError(f"{src} was trained on a different vocabulary than {data_dir}")
         if resume:
-            cfg = TrainConfig(**ck_meta["train"]["config"])
+            cfg = saved_train_config(ck_meta, src)
+            if resume_check is not None:
+                check_resume_options(src, model.config, cfg, *resume_check)
+                cfg = replace(cfg, epochs=resume_check[1].get("epochs", cfg.epochs))  # constant lr: may extend
         else:  # the same rules as the PyTorch backend: widen to larger sizes, refuse other changes
             torch.manual_seed(cfg.seed)
             model = _with_overrides(model, model_over or {}, src)
@@ -101,16 +121,16 @@ def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, c
     params = model_to_params(model)
     opt = make_optimizer(params, cfg)
     if resume:
-        tensors, state = ckpt.load_optimizer_state(out_dir / "last")
+        tensors, state = ckpt.load_optimizer_state(src)
         if state.get("backend") != "numpy":
-            raise TangshiError(f"{out_dir / 'last'} holds PyTorch optimiser state; use --init-from to continue its weights in NumPy")
+            raise TangshiError(f"{src} holds PyTorch optimiser state; use --init-from to continue its weights in NumPy")
         opt.load_state_dict({**state["optimizer"], "tensors": {k: v.numpy() for k, v in tensors.items()}})
         history = state["history"]
         start_epoch = state["epoch"] + 1
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not resume and (out_dir / "metrics.jsonl").exists():
-        (out_dir / "metrics.jsonl").unlink()
+    run.require_room(sum(v.size for v in params.values()))
+    if resume:
+        run.resumed(src, history)
     best = min(history, key=lambda h: h["dev_ppl"]) if history else None
     steps_per_epoch = len(batch_indices(len(train_split.inputs), cfg.batch_size, torch.Generator().manual_seed(0)))
     if cfg.max_steps:
@@ -142,23 +162,27 @@ def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, c
             if on_step is not None:
                 on_step(global_step, params, grads, opt)
             real = int((y != pad).sum())
+            check_finite_loss(float(loss), "train loss", epoch, cfg.lr, history)
             tot_loss += float(loss) * real
             tot_tok += real
             bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{tot_tok / max(time.perf_counter() - t0, 1e-9):,.0f}")
         train_time = time.perf_counter() - t0
         model = params_to_model(params, model_cfg)
         dev = evaluate(model, dev_split)
+        check_finite_loss(dev["dev_nll"], "dev loss", epoch, cfg.lr, history)
         row = {"epoch": epoch, "train_loss": tot_loss / max(tot_tok, 1), **dev, "lr": cfg.lr,
                "epoch_seconds": round(train_time, 2), "real_tokens_per_s": round(tot_tok / max(train_time, 1e-9)),
                "steps": len(batches), "backend": "numpy"}
         sd = opt.state_dict()
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.pop("tensors").items()}
-        end_epoch(out_dir, history, row, model, vocab,
+        end_epoch(run, history, row, model, vocab,
                   {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg), "epoch": epoch, "backend": "numpy"},
-                  optimizer_state=(tensors, sd), trainer_extra={"backend": "numpy"}, log=log)
+                  optimizer_state=(tensors, sd), trainer_extra={"backend": "numpy"},
+                  keep_epoch_checkpoints=keep_epoch_checkpoints, log=log)
         best = min(history, key=lambda h: h["dev_ppl"])
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
     if history:
-        _plot(history, out_dir / "curves.png", f"{out_dir.name} [numpy]: best dev ppl {best['dev_ppl']:.2f} (epoch {best['epoch']})")
+        run.write_curves(lambda f: _plot(history, f, f"{out_dir.name} [numpy]: best dev ppl {best['dev_ppl']:.2f} "
+                                                     f"(epoch {best['epoch']})"))
     return {"best": best, "history": history, "out": str(out_dir)}

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Iterator
+
+import torch
 
 from . import prosody
-from .errors import TangshiError
-from .generate import DecodeOptions, decode
+from .errors import TangshiError, check_number
+from .generate import MAX_BEAM, DecodeOptions, check_start, decode, generate_seed
 from .model import PoetryLM
 from .script import to_simplified, to_traditional
 from .vocab import Vocab
 
 FORM_NAMES = ("wujue", "qijue", "wulv", "qilv", "free")
+GENERATION_CHUNK = 256  # poems decoded per batch: bounds memory, and the first poems print early
+MAX_POEMS = 10_000_000
 _LINE = re.compile(r"[^，。]+[，。]?")
 
 
@@ -76,23 +81,43 @@ def _record(text: str, form: str, script: str) -> dict:
 def write_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, form: str = "free",
                 start: str = "", acrostic: str | None = None, rhyme: bool | None = None, tone: str = "off",
                 no_repeat: bool | None = None, script: str = "traditional") -> dict:
-    """Write `n` poems for one request.
+    """Write `n` poems for one request; returns {"poems": [...], **request_header(...)}, the
+    record `tangshi generate --json` prints. See `iter_poems` for the options."""
+    poems = list(iter_poems(model, vocab, opts, n, form=form, start=start, acrostic=acrostic, rhyme=rhyme,
+                            tone=tone, no_repeat=no_repeat, script=script))
+    return {"poems": poems, **request_header(form, opts, script)}
+
+
+def request_header(form: str, opts: DecodeOptions, script: str) -> dict:
+    """The fields that follow the poems in `tangshi generate --json`."""
+    return {"form": form, "strategy": opts.strategy, "seed": opts.seed, "script": script}
+
+
+def iter_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, form: str = "free",
+               start: str = "", acrostic: str | None = None, rhyme: bool | None = None, tone: str = "off",
+               no_repeat: bool | None = None, script: str = "traditional") -> Iterator[dict]:
+    """The request's poems, one record at a time, decoded in batches of at most GENERATION_CHUNK
+    poems: memory stays flat whatever `n` is, and the first poem is ready after one batch.
 
     form: wujue | qijue | wulv | qilv | free. start: the poem begins with it;
     acrostic: line k begins with its k-th character; rhyme (default on for the
     four forms): even lines end in one 平水韻 平聲 group; tone: strict | loose | off;
     no_repeat (default on): no clause repeats inside a poem. Simplified input is
     accepted (converted to traditional); `script='simplified'` converts the output.
-    Impossible requests raise `TangshiError` before anything is generated.
+    Impossible requests raise `TangshiError` here, before anything is generated (the checks
+    run when this is called, not when the first poem is asked for).
     `opts.strategy == 'seed'` runs the seed's own procedure (free form, one start
-    character, no constraint).
+    character, no constraint). Sampling continues one random stream across batches, so the
+    first GENERATION_CHUNK poems are those of a request for exactly that many.
     """
     if form not in FORM_NAMES:
         raise TangshiError(f"unknown form {form!r} (choose from {', '.join(FORM_NAMES)})")
     if script not in ("traditional", "simplified"):
         raise TangshiError(f"unknown script {script!r} (choose from traditional, simplified)")
-    if n < 1:
-        raise TangshiError(f"the number of poems must be at least 1, got {n}")
+    check_number("--n", n, 1, MAX_POEMS, integer=True)
+    if opts.strategy == "beam" and n > MAX_BEAM:
+        raise TangshiError(f"--n with --strategy beam must be at most {MAX_BEAM} (the beam keeps n hypotheses "
+                           f"at once), got {n}")
     start = to_vocab_text(start, vocab, "start text")
     acrostic = to_vocab_text(acrostic, vocab, "acrostic") or None
     no_repeat = True if no_repeat is None else bool(no_repeat)
@@ -105,9 +130,26 @@ def write_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, 
             raise TangshiError("--strategy seed needs exactly one --start character, as in the seed")
     else:
         constraint = _constraint(vocab, form, start, acrostic, rhyme and form != "free", tone, no_repeat)
-    texts = decode(model, vocab, n, opts, start=start, constraint=constraint)
-    poems = [_record(t, form, script) for t in texts]
-    return {"poems": poems, "form": form, "strategy": opts.strategy, "seed": opts.seed, "script": script}
+        check_start(constraint, opts)  # an impossible start is refused now, not at the first batch
+    return _poem_stream(model, vocab, opts, n, start, constraint, form, script)
+
+
+def _poem_stream(model, vocab, opts, n, start, constraint, form, script) -> Iterator[dict]:
+    if opts.strategy == "seed":  # one poem at a time anyway: poem i uses seed + i, as the seed's loop did
+        for i in range(n):
+            text = generate_seed(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars)
+            yield _record(text, form, script)
+        return
+    if opts.strategy == "beam":  # one search returns the n best
+        for t in decode(model, vocab, n, opts, start=start, constraint=constraint):
+            yield _record(t, form, script)
+        return
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(opts.seed)
+    for done in range(0, n, GENERATION_CHUNK):
+        for t in decode(model, vocab, min(GENERATION_CHUNK, n - done), opts, start=start, constraint=constraint,
+                        gen=gen):
+            yield _record(t, form, script)
 
 
 # ---------------------------------------------------------------------------- reading poems back (tangshi metrics)

@@ -22,13 +22,19 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from .batches import batch_indices, encode_poems, make_batch
 from .data import read_meta, read_split, require_prepared
-from .errors import TangshiError
+from .errors import TangshiError, check_number
 from .graphstep import TrainStep, graph_capturable_optimizer
 from .model import ModelConfig, PoetryLM, widen
+from .runs import RunFolder, check_finite_loss, checkpoint_name
 from .vocab import Vocab
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine", "plateau")
+BACKENDS = ("torch", "numpy")
+# ranges an option is checked against: generous, but a value outside is a typo, not a recipe
+MAX_EPOCHS, MAX_BATCH, MAX_LR, MAX_WEIGHT_DECAY = 100_000, 65_536, 10.0, 10.0
+MAX_CLIP = 1e9
+MAX_SEED = 2**32 - 1  # what numpy's and torch's generators both accept
 EVAL_BATCH = 256
 EPOCH_SEED_STRIDE = 1_000_003  # keeps (seed, epoch) streams apart
 LOG2E = 1.0 / math.log(2.0)
@@ -63,8 +69,22 @@ class TrainConfig:
             raise TangshiError(f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
         if self.schedule not in SCHEDULES:
             raise TangshiError(f"unknown schedule {self.schedule!r} (choose from {', '.join(SCHEDULES)})")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise TangshiError("epochs and batch size must be positive, and lr > 0")
+        if self.backend not in BACKENDS:
+            raise TangshiError(f"unknown backend {self.backend!r} (choose from {', '.join(BACKENDS)})")
+        check_number("--epochs", self.epochs, 1, MAX_EPOCHS, integer=True)
+        check_number("--batch-size", self.batch_size, 1, MAX_BATCH, integer=True)
+        check_number("--lr", self.lr, 0, MAX_LR, lo_open=True)
+        check_number("--weight-decay", self.weight_decay, 0, MAX_WEIGHT_DECAY)
+        check_number("--momentum", self.momentum, 0, 1, hi_open=True)
+        check_number("--warmup", self.warmup, 0, 1)
+        check_number("--plateau-patience", self.plateau_patience, 0, MAX_EPOCHS, integer=True)
+        check_number("--plateau-factor", self.plateau_factor, 0, 1, lo_open=True, hi_open=True)
+        check_number("--clip", self.clip, 0, MAX_CLIP)
+        check_number("--early-stop", self.early_stop, 0, MAX_EPOCHS, integer=True)
+        check_number("--seed", self.seed, 0, MAX_SEED, integer=True)
+        check_number("--max-steps", self.max_steps, 0, 1 << 40, integer=True)
+        check_number("graph_len_multiple", self.graph_len_multiple, 1, 64, integer=True)
+        check_device(self.device)
 
 
 # Presets: (model overrides, train overrides). `seed` is the seed's recipe exactly.
@@ -79,6 +99,16 @@ PRESETS = {
     "awd-v1": (dict(tie_weights=True, dropout_embed=0.2, dropout_output=0.3, weight_drop=0.2),
                dict(optimizer="adamw", lr=3e-3, weight_decay=0.01, epochs=50, schedule="onecycle", clip=1.0)),
 }
+
+
+def check_device(device: str) -> None:
+    """--device: cpu, cuda or cuda:N (one line for anything else; availability is checked when training starts)."""
+    try:
+        kind = torch.device(device).type if isinstance(device, str) else None
+    except (RuntimeError, ValueError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise TangshiError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
 
 
 def bf16_is_fast(device: torch.device) -> bool:
@@ -184,15 +214,12 @@ def evaluate(model: PoetryLM, split: Split, device="cpu", amp: bool = False) -> 
         nll_all += float(nll.double().sum())
         n_all += nll.numel()
     model.train(was_training)
-    dev_nll = nll_real / max(n_real, 1)
+    if n_real == 0:
+        raise TangshiError("no dev poems to evaluate: the split is empty")
+    dev_nll = nll_real / n_real
     seed_loss = nll_all / max(n_all, 1)
     return {"dev_nll": dev_nll, "dev_ppl": math.exp(dev_nll), "seed_loss": seed_loss,
             "seed_ppl": 2.0 ** seed_loss, "tokens": n_real}
-
-
-def checkpoint_name(epoch: int, loss: float) -> str:
-    """The seed's naming: poetry-gen-epoch{N}-loss{L:.6f}."""
-    return f"poetry-gen-epoch{epoch}-loss{loss:.6f}"
 
 
 def _plot(history: list[dict], path: Path, title: str) -> None:
@@ -262,7 +289,8 @@ def init_lineage(source: Path, meta: dict) -> dict:
 def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
           resume: bool = False, progress: bool = True, log=print, keep_epoch_checkpoints: bool = True,
           stop_after_epoch: int | None = None, resume_epochs: int | None = None,
-          init_from: Path | None = None, on_step=None, step_mode: str | None = None) -> dict:
+          init_from: Path | None = None, on_step=None, step_mode: str | None = None, replace: bool = False,
+          resume_check: tuple[dict, dict] | None = None) -> dict:
     """Train and checkpoint. Returns {"best": {...}, "history": [...], "out": ...}.
 
     With `resume`, the options stored in OUT/last are used; only `cfg.device` is taken
@@ -271,26 +299,60 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
     is called after every optimiser step (step counts from 1; gradients are still in place).
     `step_mode` ("eager", "static", "graph"; see graphstep.TrainStep) overrides the choice made from
     `cfg.cuda_graph` and the device: "static" runs the graphed step's code without capture, on any device.
+    `out_dir` is opened under the output policy (runs.RunFolder): a folder holding an earlier run
+    needs `resume` or `replace`. `resume_check` = (model options, training options) the command
+    gave; with `resume`, any that differs from the run's saved config is refused.
     """
-    data_dir, out_dir = require_prepared(data_dir), Path(out_dir)
-    vocab = Vocab.load(data_dir / "vocab.json")
-    meta = read_meta(data_dir)
-    train_split, dev_split = load_split(data_dir, "train", vocab), load_split(data_dir, "dev", vocab)
+    if resume and init_from is not None:
+        raise TangshiError("--resume continues the run's own weights; it cannot be combined with --init-from")
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TangshiError("--device cuda asked for, but no CUDA device is available")
+    vocab, meta, train_split, dev_split = open_prepared(data_dir)
+    data_dir = Path(data_dir)
+    with RunFolder(out_dir, replace=replace, resume=resume, sources=(data_dir,)) as run:
+        return _train(run, data_dir, vocab, meta, train_split, dev_split, device, model_over, cfg, resume=resume,
+                      progress=progress, log=log, keep_epoch_checkpoints=keep_epoch_checkpoints,
+                      stop_after_epoch=stop_after_epoch, resume_epochs=resume_epochs, init_from=init_from,
+                      on_step=on_step, step_mode=step_mode, resume_check=resume_check)
+
+
+def open_prepared(data_dir: Path) -> tuple[Vocab, dict, Split, Split]:
+    """A prepared folder's vocabulary, meta and splits, checked: both splits hold poems, and the
+    vocabulary covers every training character (else training would learn <OOV>)."""
+    data_dir = require_prepared(data_dir)
+    vocab = Vocab.load(data_dir / "vocab.json")
+    meta = read_meta(data_dir)
+    poems = {name: read_split(data_dir, name) for name in ("train", "dev")}
+    for name, lines in poems.items():
+        if not lines:
+            raise TangshiError(f"{data_dir / (name + '.txt')} holds no poems; run `tangshi data prepare` again")
+    missing = sorted({ch for p in poems["train"] for ch in p if ch not in vocab})
+    if missing:
+        raise TangshiError(f"{data_dir / 'vocab.json'} does not cover {data_dir / 'train.txt'}: {len(missing)} "
+                           f"characters are missing (e.g. {''.join(missing[:5])}); run `tangshi data prepare` again")
+    return vocab, meta, *(Split(*encode_poems(poems[n], vocab)) for n in ("train", "dev"))
+
+
+def _train(run: RunFolder, data_dir: Path, vocab: Vocab, meta: dict, train_split: Split, dev_split: Split,
+           device: torch.device, model_over: dict | None, cfg: TrainConfig, *, resume: bool, progress: bool, log,
+           keep_epoch_checkpoints: bool, stop_after_epoch: int | None, resume_epochs: int | None,
+           init_from: Path | None, on_step, step_mode: str | None, resume_check) -> dict:
+    out_dir = run.path
 
     history: list[dict] = []
     start_epoch = 1
     lineage = None
     if resume:
-        last = out_dir / "last"
-        if not last.exists():
-            raise TangshiError(f"nothing to resume: {last} does not exist")
+        last = run.latest()
+        if last is None:
+            raise TangshiError(f"nothing to resume in {out_dir}: it holds no complete checkpoint with optimiser state")
         model, ck_vocab, ck_meta = ckpt.load_checkpoint(last)
         if ck_vocab != vocab:
             raise TangshiError(f"{last} was trained on a different vocabulary than {data_dir}")
-        saved_cfg = TrainConfig(**ck_meta["train"]["config"])
+        saved_cfg = saved_train_config(ck_meta, last)
+        if resume_check is not None:
+            check_resume_options(last, model.config, saved_cfg, *resume_check)
         epochs = saved_cfg.epochs
         if resume_epochs is not None and resume_epochs != epochs:
             if saved_cfg.schedule not in ("constant", "plateau"):
@@ -343,10 +405,10 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
             for group in optimizer.param_groups:
                 group["lr"] = torch.as_tensor(group["lr"], dtype=torch.float32, device=device).clone()
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not resume and (out_dir / "metrics.jsonl").exists():
-        (out_dir / "metrics.jsonl").unlink()
+    run.require_room(sum(p.numel() for p in model.parameters()))
     best = min(history, key=lambda h: h["dev_ppl"]) if history else None
+    if resume:  # the log and the links agree with the checkpoint resumed from, whatever happened before
+        run.resumed(last, history)
     command = "tangshi " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "tangshi" else None
     train_meta_base = {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg), "command": command}
     if resume:  # the run is still the one its first command started; the resumes are listed after it
@@ -391,19 +453,23 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
                 scheduler.step()
             tot_tok += real
             n_steps += 1
+            if n_steps % PROGRESS_EVERY == 0 and not bool(torch.isfinite(tot_loss)):
+                check_finite_loss(float(tot_loss), "train loss", epoch, cfg.lr, history)
             if progress and (n_steps % PROGRESS_EVERY == 0 or n_steps == len(batches)):
                 elapsed = time.perf_counter() - t0
                 bar.set_postfix(loss=f"{float(tot_loss) / max(tot_tok, 1):.3f}", tok_s=f"{tot_tok / max(elapsed, 1e-9):,.0f}")
         tot_loss = float(tot_loss)  # waits for the last step
+        check_finite_loss(tot_loss, "train loss", epoch, cfg.lr, history)
         train_time = time.perf_counter() - t0
         dev = evaluate(model, dev_split, device, amp=False)
+        check_finite_loss(dev["dev_nll"], "dev loss", epoch, cfg.lr, history)
         if scheduler is not None and sched_unit == "epoch":
             scheduler.step(dev["dev_ppl"])
         row = {"epoch": epoch, "train_loss": tot_loss / max(tot_tok, 1), **dev,
                "lr": float(optimizer.param_groups[0]["lr"]), "epoch_seconds": round(train_time, 2),
                "real_tokens_per_s": round(tot_tok / max(train_time, 1e-9)), "steps": n_steps,
                "wall_seconds": round(time.perf_counter() - run_t0, 2)}
-        improved = end_epoch(out_dir, history, row, model, vocab, {**train_meta_base, "epoch": epoch},
+        improved = end_epoch(run, history, row, model, vocab, {**train_meta_base, "epoch": epoch},
                              optimizer_state=ckpt.optimizer_to_flat(optimizer),
                              trainer_extra={"scheduler": scheduler.state_dict() if scheduler is not None else None},
                              keep_epoch_checkpoints=keep_epoch_checkpoints, log=log)
@@ -416,20 +482,19 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
             break
 
     if history:
-        _plot(history, out_dir / "curves.png", f"{out_dir.name}: best dev ppl {best['dev_ppl']:.2f} (epoch {best['epoch']})")
+        run.write_curves(lambda f: _plot(history, f, f"{out_dir.name}: best dev ppl {best['dev_ppl']:.2f} "
+                                                     f"(epoch {best['epoch']})"))
     return {"best": best, "history": history, "out": str(out_dir)}
 
 
-def end_epoch(out_dir: Path, history: list[dict], row: dict, model: PoetryLM, vocab: Vocab, train_meta: dict,
+def end_epoch(run: RunFolder, history: list[dict], row: dict, model: PoetryLM, vocab: Vocab, train_meta: dict,
               optimizer_state: tuple[dict, dict], trainer_extra: dict | None = None,
               keep_epoch_checkpoints: bool = True, log=print) -> bool:
-    """Shared by both backends: log the epoch, append it to metrics.jsonl, and write the
-    checkpoints `last` (with optimiser state), the seed-named epoch one and `best`.
+    """Shared by both backends: log the epoch, write its checkpoint (the seed-named folder, with
+    optimiser state) and move `last` (and `best`) onto it, then rewrite metrics.jsonl.
     Returns whether this epoch has the best dev perplexity so far."""
     improved = not history or row["dev_ppl"] < min(h["dev_ppl"] for h in history)
     history.append(row)
-    with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
     tag = f" [{row['backend']}]" if "backend" in row else ""
     log(f"epoch {row['epoch']:3d}{tag} | train loss {row['train_loss']:.4f} | dev loss {row['dev_nll']:.4f} "
         f"| dev ppl {row['dev_ppl']:.2f} | seed's loss (PAD counted) {row['seed_loss']:.4f} "
@@ -438,18 +503,17 @@ def end_epoch(out_dir: Path, history: list[dict], row: dict, model: PoetryLM, vo
     meta = {**train_meta, "best_epoch": best["epoch"]}
     tensors, opt_json = optimizer_state
     trainer_state = {"epoch": row["epoch"], "optimizer": opt_json, "history": history, **(trainer_extra or {})}
-    ckpt.save_checkpoint(out_dir / "last", model, vocab, train_meta=meta, metrics=row,
-                         optimizer_state=(tensors, trainer_state))
-    if keep_epoch_checkpoints:
-        ckpt.save_checkpoint(out_dir / checkpoint_name(row["epoch"], row["seed_loss"]), model, vocab,
-                             train_meta=meta, metrics=row)
-    if improved:
-        ckpt.save_checkpoint(out_dir / "best", model, vocab, train_meta=meta, metrics=row)
+    run.save_epoch(checkpoint_name(row["epoch"], row["seed_loss"]),
+                   lambda folder: ckpt.write_checkpoint(folder, model, vocab, train_meta=meta, metrics=row,
+                                                        optimizer_state=(tensors, trainer_state)),
+                   improved=improved, keep_epochs=keep_epoch_checkpoints)
+    run.write_metrics(history)
     return improved
 
 
-def config_from_preset(preset: str | None, model_args: dict, train_args: dict) -> tuple[dict, TrainConfig]:
-    """Merge a preset with explicit options (explicit options win; None means not given)."""
+def given_options(preset: str | None, model_args: dict, train_args: dict) -> tuple[dict, dict]:
+    """The model and training options a command asked for: the preset's, then the explicit ones
+    (explicit options win; None means not given)."""
     model_over, train_over = {}, {}
     if preset is not None:
         if preset not in PRESETS:
@@ -458,4 +522,38 @@ def config_from_preset(preset: str | None, model_args: dict, train_args: dict) -
     model_over.update({k: v for k, v in model_args.items() if v is not None})
     train_over.update({k: v for k, v in train_args.items() if v is not None})
     known = {f.name for f in fields(TrainConfig)}
-    return model_over, TrainConfig(**{k: v for k, v in train_over.items() if k in known})
+    return model_over, {k: v for k, v in train_over.items() if k in known}
+
+
+def config_from_preset(preset: str | None, model_args: dict, train_args: dict) -> tuple[dict, TrainConfig]:
+    """Merge a preset with explicit options (explicit options win; None means not given)."""
+    model_over, train_over = given_options(preset, model_args, train_args)
+    return model_over, TrainConfig(**train_over)
+
+
+# what a resumed run may change: where it runs, and (constant or plateau schedules) how long
+RESUME_MAY_CHANGE = ("device", "cuda_graph", "epochs")
+
+
+def check_resume_options(source: Path, model_cfg: ModelConfig, saved: TrainConfig, model_over: dict,
+                         train_over: dict) -> None:
+    """--resume continues the run as it was configured: an option given with it that differs from
+    the saved one is refused, not silently ignored."""
+    clash = [(k, v, getattr(model_cfg, k)) for k, v in model_over.items()
+             if hasattr(model_cfg, k) and getattr(model_cfg, k) != v]
+    clash += [(k, v, getattr(saved, k)) for k, v in train_over.items()
+              if k not in RESUME_MAY_CHANGE and hasattr(saved, k) and getattr(saved, k) != v]
+    if clash:
+        k, v, was = clash[0]
+        more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+        raise TangshiError(f"--resume: --{k.replace('_', '-')} {v} conflicts with the run's saved {k}={was!r}{more} "
+                           f"in {source}; a resumed run keeps its own options (only --epochs, --device and "
+                           "--cuda-graph may change); drop the option or start a new run")
+
+
+def saved_train_config(meta: dict, source: Path) -> TrainConfig:
+    try:
+        return TrainConfig(**meta["train"]["config"])
+    except (KeyError, TypeError) as e:
+        raise TangshiError(f"{source / ckpt.CONFIG} holds no usable training config ({e}); "
+                           "continue from its weights with --init-from instead") from None

@@ -1,0 +1,531 @@
+"""Where tangshi writes: one policy for every folder a command fills.
+
+Every command that writes a folder (data fetch, data prepare, train, export, experiment)
+opens it through `OutputFolder`, and nowhere else decides what may be overwritten:
+
+- tangshi writes only into a folder that is absent, empty, or marked as tangshi's own output
+  of the same kind. The mark is `.tangshi-output.json`: the kind, the command, and every entry
+  (file or folder name) tangshi wrote there. A folder written by an older tangshi, before the
+  mark existed, is recognised by its contents (`KINDS[kind].legacy`) and marked on first use.
+- Anything else is refused with one line that names the folder and says what to do.
+- Replacing earlier output of the same kind needs `replace=True` (the commands' `--replace`).
+  Even then only the entries the mark lists are removed; a file tangshi did not write is
+  never touched, and a name tangshi would write that is held by a foreign file is refused.
+- The output folder must not be, contain, or lie inside a folder the command reads.
+- While a command writes, it holds `fcntl.flock` on `.tangshi-lock`, so a second process
+  writing the same folder exits with one line instead of interleaving with the first.
+- New content is written under a `.tangshi-tmp-*` name inside the folder and moved into
+  place with one `os.replace`, then the folder is fsynced. Leftover temporary entries of a
+  killed process are removed when the folder is next opened.
+- An output made of several files (a prepared split, an exported model, the poems) is first
+  marked "writing" and only marked "complete" once every file is in place, so a reader can
+  tell a half-replaced folder from a finished one (`require_complete`).
+- Every `OSError` becomes one `TangshiError` line that names the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import itertools
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .errors import TangshiError
+
+MARKER = ".tangshi-output.json"
+LOCK = ".tangshi-lock"
+TMP_PREFIX = ".tangshi-tmp-"
+MARKER_FORMAT = "tangshi-output/1"
+# temporary names of tangshi before the mark existed: .NAME.tmp-XXXX and .NAME.old-PID
+LEGACY_TMP = re.compile(r"^\..+\.(tmp|old)-[A-Za-z0-9_]+$")
+# entries in a folder that are tangshi's own bookkeeping, never the user's content
+INTERNAL = (MARKER, LOCK)
+_counter = itertools.count()
+
+
+# ---------------------------------------------------------------------------- errors in the user's words
+def describe_oserror(e: OSError, path: Path | str | None = None, verb: str | None = "cannot write") -> str:
+    """One line for an OSError: what failed and on which path."""
+    where = path if path is not None else (e.filename or "")
+    reason = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+              errno.EPERM: "operation not permitted", errno.ENOTDIR: "a part of the path is a file, not a folder",
+              errno.ENAMETOOLONG: "the path is too long", errno.EISDIR: "it is a folder, not a file",
+              errno.ENOENT: "no such file or folder"}.get(e.errno, e.strerror or str(e))
+    if not where:
+        return reason
+    return f"{verb} {where}: {reason}" if verb else f"{where}: {reason}"
+
+
+@contextlib.contextmanager
+def oserrors_named(path: Path | str):
+    """Turn any OSError raised inside into a one-line TangshiError naming `path`."""
+    try:
+        yield
+    except OSError as e:
+        raise TangshiError(describe_oserror(e, e.filename or path)) from None
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or new entry in `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    """fsync every file under `path` (a staged folder) before it is renamed into view."""
+    for f in sorted(Path(path).rglob("*")):
+        if f.is_file() and not f.is_symlink():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file so that a reader (or a crash) sees the old content or the new, never a mix."""
+    path = Path(path)
+    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{next(_counter)}-{path.name}")
+    with oserrors_named(path):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(path.parent)
+
+
+def remove_entry(path: Path, known_files: Iterable[str] = ()) -> None:
+    """Remove one entry tangshi wrote: a link or file is unlinked; a folder loses the files
+    tangshi writes into such a folder (`known_files`) and is removed if that empties it.
+    A file someone added inside is left, with its folder."""
+    path = Path(path)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        for name in known_files:
+            with contextlib.suppress(FileNotFoundError):
+                (path / name).unlink()
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+# ---------------------------------------------------------------------------- the kinds of output
+@dataclass(frozen=True)
+class Kind:
+    name: str  # as the mark records it
+    what: str  # in messages: "a prepared data folder"
+    thing: str  # one output of the kind: "prepared split"
+    whole: bool  # True: one output per folder, replaced as a whole; False: several outputs side by side
+    legacy: Callable[[Path, list[str]], bool] | None = None  # an unmarked folder from before the mark
+    dir_files: tuple[str, ...] = ()  # files tangshi writes inside a folder entry (checkpoints)
+
+
+def _json_ok(path: Path, key: str | None = None) -> bool:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(obj, dict) and (key is None or key in obj)
+
+
+def _is_checkpoint(path: Path) -> bool:
+    try:
+        return json.loads((path / "config.json").read_text(encoding="utf-8")).get("format", "").startswith(
+            "tangshi-checkpoint/")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+CHECKPOINT_FILES = ("model.safetensors", "config.json", "vocab.json", "optimizer.safetensors", "trainer.json")
+RUN_NAME = re.compile(r"^(last|best|metrics\.jsonl|curves\.png|poetry-gen-epoch\d+-loss[-0-9.naninf]+)$")
+
+
+def _legacy_run(path: Path, entries: list[str]) -> bool:
+    if not entries or not all(RUN_NAME.match(n) or LEGACY_TMP.match(n) for n in entries):
+        return False
+    dirs = [n for n in entries if (path / n).is_dir() and not LEGACY_TMP.match(n)]
+    return bool(dirs) and all(_is_checkpoint(path / n) for n in dirs)
+
+
+def _legacy_model(path: Path, entries: list[str]) -> bool:
+    return (set(entries) <= {"model.safetensors", "config.json", "vocab.json", "MODEL_CARD.md"}
+            and _is_checkpoint(path))
+
+
+def _legacy_prepared(path: Path, entries: list[str]) -> bool:
+    return (set(entries) <= {"train.txt", "dev.txt", "vocab.json", "meta.json"}
+            and _json_ok(path / "meta.json", "poems_read") and _json_ok(path / "vocab.json"))
+
+
+def _legacy_poems(path: Path, entries: list[str]) -> bool:
+    from .data import manifest, sha256  # the poems are recognised by their checksums, not their names
+
+    want = manifest()
+    poem_files = [n for n in entries if n in want]
+    if not poem_files or not set(entries) <= set(want) | {"authors.tang.json", "LICENSE"}:
+        return False
+    return all(sha256(path / n) == want[n] for n in poem_files)
+
+
+KINDS = {k.name: k for k in (
+    Kind("poems", "a folder of fetched poems", "copy of the poems", True, _legacy_poems),
+    Kind("prepared", "a prepared data folder", "prepared split", True, _legacy_prepared),
+    Kind("model", "an exported model", "exported model", True, _legacy_model),
+    Kind("run", "a training run", "training run", True, _legacy_run, CHECKPOINT_FILES),
+    Kind("reports", "a reports folder", "report", False),
+)}
+
+
+# ---------------------------------------------------------------------------- the mark
+def read_marker(path: Path) -> dict | None:
+    """The folder's mark, None if it has none; a mark that cannot be read is a clear error."""
+    f = Path(path) / MARKER
+    try:
+        text = f.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None
+    except OSError as e:
+        raise TangshiError(describe_oserror(e, f, verb="cannot read")) from None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict) or obj.get("format") != MARKER_FORMAT or not isinstance(obj.get("entries"), list):
+        raise TangshiError(f"{f} is damaged; remove it only if everything in {path} may be treated as not tangshi's")
+    return obj
+
+
+def require_complete(path: Path, command: str) -> None:
+    """Refuse to read a folder whose mark says a write into it did not finish."""
+    mark = read_marker(path)
+    if mark is not None and mark.get("state") != "complete":
+        raise TangshiError(f"{path} was left half-written by an interrupted `{mark.get('command') or command}`; "
+                           f"run it again with --replace")
+
+
+def _command() -> str:
+    """The command line as typed, when the process is the tangshi command (not a test or a script)."""
+    prog = Path(sys.argv[0])
+    ours = prog.name == "tangshi" or (prog.name == "__main__.py" and prog.parent.name == "tangshi")
+    return "tangshi " + " ".join(sys.argv[1:]) if ours else ""
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def user_entries(path: Path) -> list[str]:
+    """The folder's entries less tangshi's bookkeeping (the mark, the lock, temporary entries)."""
+    return sorted(n for n in os.listdir(path)
+                  if n not in INTERNAL and not n.startswith(TMP_PREFIX))
+
+
+# ---------------------------------------------------------------------------- the folder
+class OutputFolder:
+    """One output folder under the policy above. Use as a context manager:
+
+        with OutputFolder(out, "prepared", replace=args.replace, sources=[source]) as o:
+            with o.staged() as stage:   # write the files into `stage`
+                ...                     # on leaving, they replace the folder's earlier output
+
+    `kind` names the output (KINDS). `replace`: earlier output of the kind may be replaced.
+    `resume` (runs): earlier output is continued, not replaced. `sources`: folders the command
+    reads, which the output must not overlap. `names` (several outputs side by side): the
+    entries this command will write, checked before any work is done. `option`: the option
+    that named the folder, for messages."""
+
+    def __init__(self, path: Path | str, kind: str, *, replace: bool = False, resume: bool = False,
+                 sources: Iterable[Path | str | None] = (), names: Iterable[str] = (), option: str = "--out"):
+        self.path = Path(path)
+        self.kind = KINDS[kind]
+        self.replace, self.resume, self.option = replace, resume, option
+        self.sources = [Path(s) for s in sources if s is not None]
+        self.names = tuple(names)
+        self.mark: dict | None = None
+        self.earlier: list[str] = []  # entries of an earlier output, listed by the mark
+        self._lock_fd: int | None = None
+        self._created = False
+
+    # -- the checks, before anything is written
+    def check(self) -> None:
+        """Apply the policy to the folder as it is now; raise a one-line TangshiError if it refuses."""
+        p, k = self.path, self.kind
+        here = p.resolve()
+        for s in self.sources:
+            if _overlaps(here, s.resolve()):
+                raise TangshiError(f"{self.option} {p} overlaps the folder it reads ({s}); choose a folder outside it")
+        if p.is_symlink() and not p.exists():
+            raise TangshiError(f"{self.option} {p} is a broken link; remove it or choose another folder")
+        if p.exists() and not p.is_dir():
+            raise TangshiError(f"{self.option} {p} is a file, not a folder; choose another path")
+        for parent in p.parents:  # a file where a parent folder should be
+            if parent.exists() and not parent.is_dir():
+                raise TangshiError(f"{self.option} {p}: {parent} is a file, not a folder")
+            if parent.exists():
+                break
+        if not p.exists():
+            self.mark, self.earlier = None, []
+            return
+        with oserrors_named(p):
+            entries = user_entries(p)
+        mark = read_marker(p)
+        if mark is None:
+            if not entries:
+                self.mark, self.earlier = None, []
+                return
+            if k.legacy is None or not k.legacy(p, entries):
+                shown = ", ".join(repr(n) for n in entries[:3]) + (" …" if len(entries) > 3 else "")
+                raise TangshiError(f"{self.option} {p} already holds files tangshi did not write ({shown}); "
+                                   "choose a new or empty folder")
+            mark = self._new_mark(entries)  # written by tangshi before the mark existed
+        if mark.get("kind") != k.name:
+            raise TangshiError(f"{self.option} {p} holds tangshi's {KINDS[mark['kind']].what if mark.get('kind') in KINDS else mark.get('kind')}, "
+                               f"not {k.what}; choose another folder")
+        listed = [n for n in mark["entries"] if os.path.lexists(p / n)]
+        foreign = [n for n in self.names if n not in mark["entries"] and os.path.lexists(p / n)]
+        if foreign:
+            raise TangshiError(f"{p / foreign[0]} was not written by tangshi; move it or choose another {self.option}")
+        clash = listed if k.whole else [n for n in self.names if n in listed]
+        if clash and not (self.replace or self.resume):
+            what = f"an earlier {k.thing}" if k.whole else f"{clash[0]} from an earlier {k.thing}"
+            by = f" (written by `{mark['command']}`)" if mark.get("command") else ""
+            hint = "--resume to continue it or --replace" if k.name == "run" else "--replace"
+            raise TangshiError(f"{self.option} {p} holds {what}{by}; pass {hint} to start over "
+                               "(only tangshi's own files are removed)")
+        self.mark, self.earlier = mark, listed
+
+    def _new_mark(self, entries: list[str]) -> dict:
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return {"format": MARKER_FORMAT, "kind": self.kind.name, "command": _command(), "created": now,
+                "state": "complete", "entries": sorted(entries)}
+
+    # -- claiming the folder
+    def __enter__(self) -> "OutputFolder":
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+        return False
+
+    def open(self) -> "OutputFolder":
+        self.check()
+        p = self.path
+        with oserrors_named(p):
+            if not p.exists():
+                p.mkdir(parents=True)
+                self._created = True
+        self._lock_fd = fd = self._lock()
+        try:
+            with oserrors_named(p / LOCK):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+            self.check()  # again, under the lock: another process may have written meanwhile
+            self._remove_stale()
+            if self.mark is None:
+                self.mark = self._new_mark([])
+            elif self.replace and self.kind.name == "run":  # a run is replaced as it starts
+                self.forget(self.earlier)
+            self._write_mark()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _lock(self) -> int:
+        """flock the folder's lock file; the lock file is removed again by `close`, so after
+        locking, check that the name still names the file locked (else another process removed
+        it meanwhile: lock the new one)."""
+        lock = self.path / LOCK
+        while True:
+            with oserrors_named(lock):
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                raise TangshiError(f"{self.path} is being written by another tangshi process (pid {pid}); "
+                                   "wait for it to finish or choose another folder") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)
+
+    def close(self) -> None:
+        """Release the lock. A folder this command created and left without output is removed,
+        so a command that failed leaves nothing behind."""
+        if self._lock_fd is None:
+            return
+        with contextlib.suppress(OSError):
+            if self._created and not user_entries(self.path):
+                for n in os.listdir(self.path):
+                    remove_entry(self.path / n)
+                self.path.rmdir()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path / LOCK)  # while still holding it: see _lock
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
+        self._lock_fd = None
+
+    def _remove_stale(self) -> None:
+        """Temporary entries left by a process that was killed while writing here."""
+        with oserrors_named(self.path):
+            for n in os.listdir(self.path):
+                if n.startswith(TMP_PREFIX) or (LEGACY_TMP.match(n) and self.kind.name == "run"):
+                    e = self.path / n
+                    if e.is_dir() and not e.is_symlink():
+                        shutil.rmtree(e)
+                    else:
+                        e.unlink()
+
+    def _write_mark(self) -> None:
+        self.mark["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_atomic(self.path / MARKER, json.dumps(self.mark, ensure_ascii=False, indent=1))
+
+    def _list(self, names: Iterable[str]) -> None:
+        """Record entries in the mark before they exist, so a crash never leaves one unlisted."""
+        new = [n for n in names if n not in self.mark["entries"]]
+        if new:
+            self.mark["entries"] = sorted(self.mark["entries"] + new)
+            self._write_mark()
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Remove entries tangshi wrote here (listed in the mark); anything else stays."""
+        names = [n for n in names if n in self.mark["entries"]]
+        with oserrors_named(self.path):
+            for n in names:
+                remove_entry(self.path / n, self.kind.dir_files)
+            fsync_dir(self.path)
+        self.mark["entries"] = sorted(n for n in self.mark["entries"] if n not in names or os.path.lexists(self.path / n))
+        self._write_mark()
+
+    # -- writing
+    def _tmp_name(self, label: str) -> Path:
+        return self.path / f"{TMP_PREFIX}{os.getpid()}-{next(_counter)}-{label}"
+
+    @contextlib.contextmanager
+    def staged(self):
+        """Yield an empty temporary folder inside the output; on success its files replace the
+        earlier output (all of it for a whole kind; the same names for several outputs side by side)."""
+        stage = self._tmp_name("stage")
+        with oserrors_named(stage):
+            stage.mkdir()
+        try:
+            with oserrors_named(stage):
+                yield stage
+            self._commit(stage)
+        finally:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(stage)
+
+    def _commit(self, stage: Path) -> None:
+        p = self.path
+        with oserrors_named(p):
+            new = sorted(os.listdir(stage))
+            foreign = [n for n in new if n not in self.mark["entries"] and os.path.lexists(p / n)]
+            if foreign:
+                raise TangshiError(f"{p / foreign[0]} was not written by tangshi; move it or choose another {self.option}")
+            fsync_tree(stage)
+            old = [n for n in self.earlier if n not in new] if self.kind.whole else []
+            if self.kind.whole:  # readers refuse the folder until every file is in place
+                self.mark["state"] = "writing"
+            self.mark["entries"] = sorted(set(self.mark["entries"]) | set(new))
+            self._write_mark()
+            for n in new:
+                dst = p / n
+                if dst.is_dir() and not dst.is_symlink():
+                    remove_entry(dst, self.kind.dir_files)
+                os.replace(stage / n, dst)
+            fsync_dir(p)
+        if old:
+            self.forget(old)
+        self.mark["state"] = "complete"
+        self._write_mark()
+
+    @contextlib.contextmanager
+    def new_dir(self, name: str):
+        """Yield a temporary folder that becomes the entry `name` in one rename (a checkpoint)."""
+        tmp = self._tmp_name(name)
+        with oserrors_named(tmp):
+            tmp.mkdir()
+        try:
+            with oserrors_named(tmp):
+                yield tmp
+            with oserrors_named(self.path / name):
+                fsync_tree(tmp)
+                self._list([name])
+                dst = self.path / name
+                if os.path.lexists(dst):  # the same epoch written again after a resume
+                    remove_entry(dst, self.kind.dir_files)
+                os.replace(tmp, dst)
+                fsync_dir(self.path)
+        finally:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(tmp)
+
+    def write_file(self, name: str, data: bytes | str) -> None:
+        self._list([name])
+        write_atomic(self.path / name, data)
+
+    def write_with(self, name: str, writer: Callable[[Path], None]) -> None:
+        """`writer(path)` writes the file under a temporary name; it then replaces `name` at once."""
+        tmp = self._tmp_name(name)  # ends in `name`, so a writer that reads the suffix (savefig) sees it
+        try:
+            with oserrors_named(self.path / name):
+                writer(tmp)
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                self._list([name])
+                os.replace(tmp, self.path / name)
+                fsync_dir(self.path)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def point(self, name: str, target: str) -> None:
+        """Make the entry `name` a link to the entry `target` in one atomic step."""
+        dst = self.path / name
+        tmp = self._tmp_name(name)
+        with oserrors_named(dst):
+            self._list([name])
+            os.symlink(target, tmp)
+            if dst.is_dir() and not dst.is_symlink():  # a folder from before links: moved aside, then removed
+                aside = self._tmp_name(f"{name}-old")
+                os.replace(dst, aside)
+                os.replace(tmp, dst)
+                shutil.rmtree(aside)
+            else:
+                os.replace(tmp, dst)
+            fsync_dir(self.path)
+
+    def require_free(self, nbytes: int, what: str) -> None:
+        """Refuse to start work whose output cannot fit on the device."""
+        with oserrors_named(self.path):
+            free = shutil.disk_usage(self.path).free
+        if free < nbytes:
+            raise TangshiError(f"only {free / 1e6:.1f} MB free on the device of {self.path}; {what} needs about "
+                               f"{nbytes / 1e6:.1f} MB")
