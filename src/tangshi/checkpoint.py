@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import TangshiError
 from .model import ModelConfig, PoetryLM
-from .outputs import TMP_PREFIX, fsync_dir, fsync_tree, oserrors_named, require_complete
+from .outputs import TMP_PREFIX, fsync_dir, fsync_tree, oserrors_named, require_complete, user_file_mode
 from .vocab import Vocab
 
 CHECKPOINT_FORMAT = "tangshi-checkpoint/1"
@@ -75,12 +75,14 @@ def write_checkpoint(folder: Path, model: PoetryLM, vocab: Vocab, *, train_meta:
         weights = {k: v.to(dtype) for k, v in weights.items()}
     weights = {k: v.contiguous().clone() for k, v in weights.items()}
     save_file(weights, str(folder / WEIGHTS), metadata={"format": CHECKPOINT_FORMAT})
+    os.chmod(folder / WEIGHTS, user_file_mode())  # safetensors writes 0600; a checkpoint is an ordinary file
     _write_json(folder / CONFIG, {"format": CHECKPOINT_FORMAT, "model": model.config.to_json(),
                                   "train": train_meta or {}, "metrics": metrics or {}})
     vocab.save(folder / VOCAB)
     if optimizer_state is not None:
         tensors, state = optimizer_state
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / OPTIM))
+        os.chmod(folder / OPTIM, user_file_mode())
         _write_json(folder / TRAINER, state)
 
 

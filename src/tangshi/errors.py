@@ -20,6 +20,9 @@ def check_number(option: str, value, lo: float, hi: float, *, integer: bool = Fa
     if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)) \
             or value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
         kind = "a whole number" if integer else "a finite number"
-        lo_s = f"> {lo:g}" if lo_open else f">= {lo:g}"
-        hi_s = f"< {hi:g}" if hi_open else f"<= {hi:g}"
+        def show(x):
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        lo_s = f"> {show(lo)}" if lo_open else f">= {show(lo)}"
+        hi_s = f"< {show(hi)}" if hi_open else f"<= {show(hi)}"
         raise TangshiError(f"{option} must be {kind} {lo_s} and {hi_s}, got {value}")

@@ -75,6 +75,13 @@ def oserrors_named(path: Path | str):
         raise TangshiError(describe_oserror(e, e.filename or path)) from None
 
 
+def user_file_mode() -> int:
+    """The mode a new file gets from the user's umask (0o644 under the usual 022)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or new entry in `path` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

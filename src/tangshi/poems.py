@@ -158,7 +158,9 @@ def parse_poems(text: str, source: str = "input") -> tuple[list[str], str | None
     poems / of {"text": ...}), or plain text with one poem per line. The layout
     `tangshi generate` prints without --json (one verse line per line, a blank
     line between poems) is recognised when every line is a single clause.
-    Returns (poems, the form stated in the JSON or None, the script)."""
+    Returns (poems, the form stated in the JSON or None, the script). A UTF-8 byte-order mark
+    (as some editors write) is ignored."""
+    text = text.lstrip("\ufeff")
     if text.lstrip().startswith(("{", "[")):
         return _parse_json_poems(text, source)
     lines = [ln.strip() for ln in text.splitlines()]
