@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", choices=("seed", "default", "awd-v1"),
                    help="seed: the seed's recipe exactly (ReLU logits, PAD in the loss, Adam 0.01); default: the best "
                         "measured recipe (tied, PyTorch init, dropout 0.2/0.4, DropConnect 0.3, AdamW 3e-3 wd 0.1, "
-                        "batch 32, cosine, 40 epochs); awd-v1: session 1's preset, kept for the bundled model's record")
+                        "batch 32, cosine, 40 epochs); awd-v1: the first tuned recipe (tied, dropout 0.2/0.3, DropConnect 0.2, AdamW 3e-3 wd 0.01, one-cycle, 50 epochs), kept so that the bundled model's first stages can be rerun")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in OUT from its newest complete checkpoint, with the run's own options")
     t.add_argument("--replace", action="store_true",

@@ -274,6 +274,10 @@ class OutputFolder:
     # -- the checks, before anything is written
     def check(self) -> None:
         """Apply the policy to the folder as it is now; raise a one-line TangshiError if it refuses."""
+        with oserrors_named(self.path):
+            self._check()
+
+    def _check(self) -> None:
         p, k = self.path, self.kind
         here = p.resolve()
         for s in self.sources:
@@ -302,10 +306,10 @@ class OutputFolder:
                 shown = ", ".join(repr(n) for n in entries[:3]) + (" …" if len(entries) > 3 else "")
                 raise TangshiError(f"{self.option} {p} already holds files tangshi did not write ({shown}); "
                                    "choose a new or empty folder")
-            mark = self._new_mark(entries)  # written by tangshi before the mark existed
+            mark = self._new_mark(entries, command="")  # written by tangshi before the mark existed
         if mark.get("kind") != k.name:
-            raise TangshiError(f"{self.option} {p} holds tangshi's {KINDS[mark['kind']].what if mark.get('kind') in KINDS else mark.get('kind')}, "
-                               f"not {k.what}; choose another folder")
+            other = KINDS[mark["kind"]].what if mark.get("kind") in KINDS else f"tangshi's {mark.get('kind')!r} output"
+            raise TangshiError(f"{self.option} {p} is {other}, not {k.what}; choose another folder")
         listed = [n for n in mark["entries"] if os.path.lexists(p / n)]
         foreign = [n for n in self.names if n not in mark["entries"] and os.path.lexists(p / n)]
         if foreign:
@@ -313,15 +317,16 @@ class OutputFolder:
         clash = listed if k.whole else [n for n in self.names if n in listed]
         if clash and not (self.replace or self.resume):
             what = f"an earlier {k.thing}" if k.whole else f"{clash[0]} from an earlier {k.thing}"
-            by = f" (written by `{mark['command']}`)" if mark.get("command") else ""
+            by = f" (written by `{mark['command']}`)" if mark.get("command") and k.whole else ""
             hint = "--resume to continue it or --replace" if k.name == "run" else "--replace"
             raise TangshiError(f"{self.option} {p} holds {what}{by}; pass {hint} to start over "
                                "(only tangshi's own files are removed)")
         self.mark, self.earlier = mark, listed
 
-    def _new_mark(self, entries: list[str]) -> dict:
+    def _new_mark(self, entries: list[str], command: str | None = None) -> dict:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        return {"format": MARKER_FORMAT, "kind": self.kind.name, "command": _command(), "created": now,
+        return {"format": MARKER_FORMAT, "kind": self.kind.name,
+                "command": _command() if command is None else command, "created": now,
                 "state": "complete", "entries": sorted(entries)}
 
     # -- claiming the folder

@@ -95,7 +95,7 @@ PRESETS = {
     "default": (dict(tie_weights=True, init="torch", dropout_embed=0.2, dropout_output=0.4, weight_drop=0.3),
                 dict(optimizer="adamw", lr=3e-3, weight_decay=0.1, batch_size=32, epochs=40, schedule="cosine",
                      warmup=0.05, clip=1.0)),
-    # session 1's preset, kept so that the bundled model's first two stages can be rerun as recorded
+    # the first tuned recipe, kept so that the first bundled model's two stages can be rerun as recorded
     "awd-v1": (dict(tie_weights=True, dropout_embed=0.2, dropout_output=0.3, weight_drop=0.2),
                dict(optimizer="adamw", lr=3e-3, weight_decay=0.01, epochs=50, schedule="onecycle", clip=1.0)),
 }
