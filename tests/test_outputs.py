@@ -380,3 +380,21 @@ def test_generation_streams_in_bounded_batches(run_dir, capsys, monkeypatch):
     assert code == 0, err
     want = poems.write_poems(model, vocab, DecodeOptions(seed=5, top_p=0.9, temperature=0.8), n=300, start="春")
     assert out == json.dumps(want, ensure_ascii=False, indent=1) + "\n"  # streamed, yet the same bytes
+
+
+def test_replace_never_removes_the_checkpoint_it_starts_from(run_dir, tiny_prepared, capsys):
+    before = snapshot(run_dir)
+    code, _, err = run(["train", "--data", tiny_prepared, "--out", run_dir, "--replace", "--init-from",
+                        run_dir / "best", "--epochs", "1", "--quiet"], capsys)
+    one_line_error(code, err, "overlaps", str(run_dir / "best"))
+    assert snapshot(run_dir) == before
+
+
+@pytest.mark.parametrize("argv", [["generate", "--top-k", "1e9"], ["nope"], [], ["train", "--impl", "x"], ["data"]])
+def test_argument_errors_are_one_line_too(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tangshi: error:") and "--help" in lines[0], err

@@ -15,6 +15,14 @@ REPLACE_HELP = ("replace the earlier output of this command in the folder (only 
                 "are removed; a folder holding anything else is still refused)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block), exit status 2 as before."""
+
+    def error(self, message: str):
+        where = self.prog.removeprefix("tangshi").strip()
+        self.exit(2, f"tangshi: error: {where + ': ' if where else ''}{message} (see {self.prog} --help)\n")
+
+
 def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
     p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help)
 
@@ -199,7 +207,7 @@ def cmd_metrics(args) -> int:
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tangshi", description="Train a character LSTM on the Complete Tang Poems and write poems with it.")
+    p = _Parser(prog="tangshi", description="Train a character LSTM on the Complete Tang Poems and write poems with it.")
     sub = p.add_subparsers(dest="command", required=True)
 
     # data

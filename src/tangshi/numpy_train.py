@@ -83,7 +83,7 @@ def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, c
         raise TangshiError("--resume continues the run's own weights; it cannot be combined with --init-from")
     vocab, meta, train_split, dev_split = open_prepared(data_dir)
     data_dir = Path(data_dir)
-    with RunFolder(out_dir, replace=replace, resume=resume, sources=(data_dir,)) as run:
+    with RunFolder(out_dir, replace=replace, resume=resume, sources=(data_dir, init_from)) as run:
         return _train_numpy(run, data_dir, vocab, meta, train_split, dev_split, model_over, cfg, resume=resume,
                             progress=progress, log=log, init_from=init_from, stop_after_epoch=stop_after_epoch,
                             on_step=on_step, keep_epoch_checkpoints=keep_epoch_checkpoints,

@@ -235,7 +235,7 @@ def read_poems(path: str) -> tuple[list[str], str | None, str, str]:
     if not p.is_file():
         raise TangshiError(f"poems file not found: {p}")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise TangshiError(f"{p} is not UTF-8 text") from None
     return (*parse_poems(text, str(p)), str(p))
@@ -248,4 +248,4 @@ def training_poems(data_dir) -> list[str]:
     f = Path(data_dir) / "train.txt"
     if not f.is_file():
         raise TangshiError(f"training poems not found: {f} (a folder made by tangshi data prepare)")
-    return [ln.strip() for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return [ln.strip() for ln in f.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]

@@ -45,7 +45,7 @@ class RunFolder:
     def __init__(self, path: Path, *, replace: bool = False, resume: bool = False,
                  sources: tuple = ()):
         self.path = Path(path)
-        self.out = OutputFolder(self.path, "run", replace=replace, resume=resume, sources=sources)
+        self.out = OutputFolder(self.path, "run", replace=replace, resume=resume, sources=sources)  # data, --init-from
 
     def __enter__(self) -> "RunFolder":
         self.out.open()

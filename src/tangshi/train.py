@@ -310,7 +310,7 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
         raise TangshiError("--device cuda asked for, but no CUDA device is available")
     vocab, meta, train_split, dev_split = open_prepared(data_dir)
     data_dir = Path(data_dir)
-    with RunFolder(out_dir, replace=replace, resume=resume, sources=(data_dir,)) as run:
+    with RunFolder(out_dir, replace=replace, resume=resume, sources=(data_dir, init_from)) as run:
         return _train(run, data_dir, vocab, meta, train_split, dev_split, device, model_over, cfg, resume=resume,
                       progress=progress, log=log, keep_epoch_checkpoints=keep_epoch_checkpoints,
                       stop_after_epoch=stop_after_epoch, resume_epochs=resume_epochs, init_from=init_from,
