@@ -333,15 +333,18 @@ def test_format_gradcheck_renders_a_result():
     assert gc.format_gradcheck(res | {"ok": False}).rstrip().endswith("FAILED")
 
 
-def test_doc_line_references_point_at_the_equations():
+def test_doc_equation_tags_point_at_the_equations():
+    """The derivation names code lines by their `# eq (n)` tags, not by line numbers."""
     doc = (ROOT / "docs" / "lstm-backprop.md").read_text(encoding="utf-8")
-    src = (ROOT / "src" / "tangshi" / "numpy_lstm.py").read_text(encoding="utf-8").splitlines()
-    refs = re.findall(r"\((\d+'?)\)[^\n]*?`numpy_lstm\.py:(\d+)`", doc)
-    assert len(refs) >= 15, refs
-    for eq, line in refs:
-        text = src[int(line) - 1]
-        assert f"eq ({eq})" in text or f", ({eq})" in text or f"({eq})," in text, (eq, line, text)
-    for line in re.findall(r"`numpy_lstm\.py:(\d+)`", doc):  # every reference lands on a tagged line
-        assert "# eq (" in src[int(line) - 1], (line, src[int(line) - 1])
-    for n in range(1, 22):  # every equation is referenced
-        assert any(eq == str(n) for eq, _ in refs), n
+    src = (ROOT / "src" / "tangshi" / "numpy_lstm.py").read_text(encoding="utf-8")
+    tags = re.findall(r"`numpy_lstm\.py  # (eq \((\d+'?)\)[^`]*)`", doc)
+    assert len(tags) >= 15, tags
+    assert not re.search(r"numpy_lstm\.py:\d", doc)  # no line numbers left
+    for tag, _ in tags:  # every tag named in the doc is a comment on a line of code
+        lines = [ln for ln in src.splitlines() if ln.rstrip().endswith("# " + tag) or f"# {tag}  " in ln]
+        assert lines and all(not ln.lstrip().startswith("#") for ln in lines), tag
+    for n in range(1, 22):  # every equation is named
+        assert any(eq == str(n) for _, eq in tags), n
+    for n, line in re.findall(r"^\*\*\((\d+'?)\)\*\*([^\n]*)", doc, flags=re.M):  # an equation's line
+        first = re.search(r"`numpy_lstm\.py  # eq \((\d+'?)\)", line)  # names its own tag first
+        assert first and first.group(1) == n, (n, line)

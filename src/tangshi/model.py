@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import TangshiError
+from .lstm_spec import param_shapes
 
 IMPLS = ("tangshi", "seed", "nn")
 INITS = ("xavier", "zeros", "uniform1e-4", "torch")
@@ -487,7 +488,5 @@ def widen(model: "PoetryLM", embed_dim: int, hidden_dim: int) -> "PoetryLM":
 
 
 def canonical_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The canonical names and shapes, defined once (by the NumPy twin, which has no torch)."""
-    from .numpy_lstm import param_shapes
-
+    """The canonical names and shapes, defined once for both implementations (lstm_spec.py)."""
     return param_shapes(cfg)

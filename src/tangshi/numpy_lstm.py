@@ -36,6 +36,8 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
+from .lstm_spec import Dims, dims, param_shapes
+
 __all__ = [
     "param_shapes",
     "init_params",
@@ -58,44 +60,6 @@ INIT_SCHEMES = ("xavier", "zeros", "uniform1e-4")
 # Rows of the (N, V) logits handled at once in the head: 256 x 5300 float32 is ~5 MB,
 # so the bias add, max, exp, sum and gradient scaling all run on cache-resident data.
 HEAD_CHUNK = 256
-
-
-class _Dims(NamedTuple):
-    V: int
-    E: int
-    H: int
-    L: int
-    tie: bool
-    relu: bool
-
-
-def _dims(config: Any) -> _Dims:
-    V = int(config.vocab_size)
-    E = int(config.embed_dim)
-    H = int(config.hidden_dim)
-    L = int(config.num_layers)
-    tie = bool(getattr(config, "tie_weights", False))
-    relu = bool(getattr(config, "relu_logits", False))
-    if min(V, E, H, L) < 1:
-        raise ValueError(f"vocab_size, embed_dim, hidden_dim, num_layers must be >= 1, got {V}, {E}, {H}, {L}")
-    if tie and E != H:
-        raise ValueError(f"tie_weights needs embed_dim == hidden_dim, got {E} != {H}")
-    return _Dims(V, E, H, L, tie, relu)
-
-
-def param_shapes(config: Any) -> dict[str, tuple[int, ...]]:
-    """The canonical parameter names and shapes, in canonical order."""
-    d = _dims(config)
-    shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (d.V, d.E)}
-    for l in range(d.L):
-        in_l = d.E if l == 0 else d.H
-        shapes[f"lstm.{l}.weight_ih"] = (in_l, 4 * d.H)
-        shapes[f"lstm.{l}.weight_hh"] = (d.H, 4 * d.H)
-        shapes[f"lstm.{l}.bias"] = (4 * d.H,)
-    if not d.tie:
-        shapes["head.weight"] = (d.V, d.H)
-    shapes["head.bias"] = (d.V,)
-    return shapes
 
 
 def init_params(config: Any, rng: Any = 0, scheme: str = "xavier", dtype: Any = np.float32) -> dict[str, np.ndarray]:
@@ -124,7 +88,7 @@ def init_params(config: Any, rng: Any = 0, scheme: str = "xavier", dtype: Any = 
     return params
 
 
-def _check_params(params: Mapping[str, np.ndarray], d: _Dims, config: Any) -> np.dtype:
+def _check_params(params: Mapping[str, np.ndarray], d: Dims, config: Any) -> np.dtype:
     expected = param_shapes(config)
     missing = [k for k in expected if k not in params]
     extra = [k for k in params if k not in expected]
@@ -479,7 +443,7 @@ def forward(params: Mapping[str, np.ndarray], config: Any, inputs: Any, targets:
     workspace: optional Workspace whose buffers are reused (see Workspace).
     """
     ws = workspace
-    d = _dims(config)
+    d = dims(config)
     dtype = _check_params(params, d, config)
     inputs, targets = _check_batch(inputs, targets, d.V)
     real = targets != pad_id  # (B, T)
@@ -575,7 +539,7 @@ def loss_and_grads(params: Mapping[str, np.ndarray], config: Any, inputs: Any, t
     return loss, backward(cache)
 
 
-def _param_names(d: _Dims) -> list[str]:
+def _param_names(d: Dims) -> list[str]:
     names = ["embedding.weight"]
     for l in range(d.L):
         names += [f"lstm.{l}.weight_ih", f"lstm.{l}.weight_hh", f"lstm.{l}.bias"]
@@ -600,7 +564,7 @@ def _scatter_add_rows(ids: np.ndarray, rows: np.ndarray, V: int) -> np.ndarray:
 
 def logits(params: Mapping[str, np.ndarray], config: Any, inputs: Any) -> np.ndarray:
     """Head outputs s_t (B, T, V) at every position, before the optional ReLU (eq (6))."""
-    d = _dims(config)
+    d = dims(config)
     _check_params(params, d, config)
     inputs, _ = _check_batch(inputs, None, d.V)
     B, T = inputs.shape
