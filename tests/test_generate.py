@@ -183,13 +183,14 @@ def test_masks_keep_model_probabilities(monkeypatch):
     """Through the decoder: every drawn distribution is the model's softmax(logits / T)
     renormalised over the allowed tokens (0 elsewhere), and the drawn token is allowed."""
     seen = []
-    real_logits, real_choose, real_draw = G._Stepper.logits, G._choose, G._draw
+    real_step, real_choose, real_draw = PoetryLM.step, G._choose, G._draw
     last = {}
 
-    def logits(self):
-        out = real_logits(self)
-        last["logits"] = out.clone()
-        return out
+    def step(self, ids, state=None, logits=True):
+        out, state = real_step(self, ids, state, logits)
+        if out is not None:
+            last["logits"] = out.clone()
+        return out, state
 
     def choose(lg, allowed, bias, opts, gen):
         last["allowed"] = allowed.clone()
@@ -205,7 +206,7 @@ def test_masks_keep_model_probabilities(monkeypatch):
         seen.append(p.shape[0])
         return real_draw(p, gen)
 
-    monkeypatch.setattr(G._Stepper, "logits", logits)
+    monkeypatch.setattr(PoetryLM, "step", step)
     monkeypatch.setattr(G, "_choose", choose)
     monkeypatch.setattr(G, "_draw", draw)
     opts = DecodeOptions(strategy="sample", temperature=0.7, seed=5)  # no top-k/top-p: exact renormalisation
@@ -216,8 +217,9 @@ def test_masks_keep_model_probabilities(monkeypatch):
 
 def test_forced_steps_skip_the_output_layer(monkeypatch):
     calls = []
-    real = G._Stepper.logits
-    monkeypatch.setattr(G._Stepper, "logits", lambda self: calls.append(1) or real(self))
+    real = PoetryLM.step
+    monkeypatch.setattr(PoetryLM, "step", lambda self, ids, state=None, logits=True:
+                        (logits and calls.append(1)) or real(self, ids, state, logits))
     write_poems(MODEL, VOCAB, sample(0), n=2, form="wujue", acrostic="白黃欲更")
     assert len(calls) == 4 * 5 - 4  # 20 characters, 4 of them the acrostic heads; no punctuation, no <EOS>
 
@@ -288,19 +290,20 @@ def test_seed_strategy_matches_the_seeds_procedure(eos_bias):
         assert 10 <= total_eos <= 200, total_eos  # <EOS> frequent (of 3 × 94 steps), yet not every step
 
 
-def test_stepper_matches_model_step():
+def test_step_matches_the_kernels_forward():
+    """model.step (the decoding path, from the canonical weights) gives every kernel's forward."""
     for cfg in ({}, {"impl": "seed"}, {"impl": "nn", "num_layers": 2}, {"relu_logits": True},
                 {"tie_weights": True, "embed_dim": 32}):
         cfg = {"embed_dim": 16, **cfg}
         torch.manual_seed(0)
         m = PoetryLM(ModelConfig(vocab_size=len(VOCAB), pad_id=VOCAB.pad_id, hidden_dim=32, init="torch", **cfg)).eval()
-        st = G._Stepper(m, 3)
-        state = None
-        for ids in ([VOCAB.start_id] * 3, [5, 6, 7], [9, 9, 1]):
-            tok = torch.tensor(ids)
-            st.feed(tok)
-            logp, state = m.step(tok, state)
-            assert torch.allclose(torch.log_softmax(st.logits(), 1), logp, atol=1e-5), cfg
+        seq = torch.tensor([[VOCAB.start_id] * 3, [5, 6, 7], [9, 9, 1]]).t()  # (B=3, T=3)
+        full = torch.log_softmax(m(seq)[0], -1)  # (B, T, V)
+        for rows in (slice(0, 3), slice(1, 2)):  # a batch, and one row (the matrix-vector path)
+            state = None
+            for t in range(seq.size(1)):
+                logits, state = m.step(seq[rows, t], state)
+                assert torch.allclose(torch.log_softmax(logits, 1), full[rows, t], atol=1e-5), cfg
 
 
 # ---------------------------------------------------------------------------- filters, beam

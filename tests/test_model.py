@@ -108,8 +108,8 @@ def test_step_carries_state_like_full_forward():
     full = F.log_softmax(m(x)[0], -1)
     state = None
     for t in range(x.size(1)):
-        lp, state = m.step(x[:, t], state)
-        assert (lp - full[:, t]).abs().max() < 1e-5
+        logits, state = m.step(x[:, t], state)
+        assert (F.log_softmax(logits, -1) - full[:, t]).abs().max() < 1e-5
 
 
 def test_config_errors():

@@ -1,8 +1,7 @@
 """Decoding: the seed's procedure, greedy, sampling (temperature, top-k, top-p) and beam search.
 
-All strategies but the seed's run the LSTM one step at a time for a whole batch
-of poems at once, with its state carried (`_Stepper`); the prefix is never
-re-run. Constraints (forms, rhyme, tone, acrostic, no repeats;
+All strategies run the LSTM one step at a time (`PoetryLM.step`) for a whole batch
+of poems at once, with its state carried; the prefix is never re-run. Constraints (forms, rhyme, tone, acrostic, no repeats;
 `constraints.py`) are part of decoding, through their state API
 (``new_state`` / ``mask`` / ``bias`` / ``advance`` / ``state.select``): a
 disallowed character gets probability 0 and every allowed one keeps its
@@ -82,78 +81,17 @@ def generate_seed(model: PoetryLM, vocab: Vocab, start: str, seed: int = 0,
     rng = random.Random(seed)
     model.eval()
     text = start
-    logp, state = model.step(torch.tensor([vocab.start_id]), None)
+    logits, state = model.step(torch.tensor([vocab.start_id]), None)
     for ch in start:
-        logp, state = model.step(torch.tensor([vocab.id_of(ch)]), state)
+        logits, state = model.step(torch.tensor([vocab.id_of(ch)]), state)
     chars = vocab.chars
     while len(text) < max_chars:
-        nxt = int(logp[0].argmax())
+        nxt = int(logits[0].argmax())
         if nxt == vocab.eos_id:
             nxt = vocab.stoi[rng.choice(chars)]
         text += vocab.itos[nxt]
-        logp, state = model.step(torch.tensor([nxt]), state)
+        logits, state = model.step(torch.tensor([nxt]), state)
     return text
-
-
-# ---------------------------------------------------------------------------- the LSTM, one step at a time
-class _Stepper:
-    """The model's LSTM and output layer run one token per step for a batch, the
-    state (h_t, C_t) of every layer carried between steps.
-
-    Built from `PoetryLM.canonical_state_dict()` (the same parameters whatever
-    the kernel: tangshi, seed or nn.LSTM) in eval mode (no dropout), with the
-    model's equations (model.py): z_t = x_t W_ih + b + h_{t−1} W_hh; i, f, o = σ(·),
-    c̃ = tanh(·); C_t = f ⊙ C_{t−1} + i ⊙ c̃; h_t = o ⊙ tanh(C_t); logits = h W_headᵀ + b_head
-    (ReLU'd with the seed's bug switched on). About a tenth of `model.step`'s fixed
-    per-call cost, which matters for one poem (≈ 60 steps of batch 1)."""
-
-    def __init__(self, model: PoetryLM, batch: int):
-        model.eval()
-        cfg = model.config
-        sd = {k: v.float() for k, v in model.canonical_state_dict().items()}
-        self.emb = sd["embedding.weight"]  # (V, E)
-        self.layers = [(sd[f"lstm.{l}.weight_ih"], sd[f"lstm.{l}.weight_hh"], sd[f"lstm.{l}.bias"])
-                       for l in range(cfg.num_layers)]  # (in, 4H), (H, 4H), (4H,)
-        self.head_w = sd["embedding.weight"] if cfg.tie_weights else sd["head.weight"]  # (V, H)
-        self.head_b = sd["head.bias"]  # (V,)
-        self.relu = cfg.relu_logits
-        self.H = cfg.hidden_dim
-        self.device = self.head_b.device
-        # one row: matrix-vector products read each weight once and run ~2x faster than
-        # (1, n) matrix products here (the output layer is 7 MB of fp32 at V = 6,837)
-        self.gemv = [(w_ih.t().contiguous(), w_hh.t().contiguous()) for w_ih, w_hh, _ in self.layers]
-        zeros = torch.zeros(batch, self.H, device=self.device)
-        self.h = [zeros] * cfg.num_layers  # h_t per layer (B, H); never written in place
-        self.c = [zeros] * cfg.num_layers  # C_t per layer (B, H)
-
-    def feed(self, tokens: torch.Tensor) -> None:
-        """Advance every row by one input token: tokens (B,) long."""
-        x = self.emb.index_select(0, tokens)  # (B, E)
-        H = self.H
-        for l, (w_ih, w_hh, b) in enumerate(self.layers):
-            if x.size(0) == 1:
-                w_ih_t, w_hh_t = self.gemv[l]
-                z = torch.mv(w_ih_t, x[0]).add_(torch.mv(w_hh_t, self.h[l][0])).add_(b)[None]
-            else:
-                z = torch.addmm(b, x, w_ih).addmm_(self.h[l], w_hh)  # (B, 4H): i, f, c̃, o
-            z[:, : 2 * H].sigmoid_()  # i_t, f_t
-            z[:, 2 * H : 3 * H].tanh_()  # c̃_t
-            z[:, 3 * H :].sigmoid_()  # o_t
-            i, f, g, o = z.chunk(4, dim=1)
-            c = torch.addcmul(f * self.c[l], i, g)  # C_t
-            x = o * torch.tanh(c)  # h_t, the next layer's input
-            self.h[l], self.c[l] = x, c
-
-    def logits(self) -> torch.Tensor:
-        """(B, V) fp32 logits of the next token (a fresh tensor: callers may modify it)."""
-        h = self.h[-1]
-        out = torch.mv(self.head_w, h[0]).add_(self.head_b)[None] if h.size(0) == 1 else F.linear(h, self.head_w, self.head_b)
-        return out.relu_() if self.relu else out
-
-    def select(self, rows: torch.Tensor) -> None:
-        """Keep (and repeat) rows: beam reordering."""
-        self.h = [h.index_select(0, rows) for h in self.h]
-        self.c = [c.index_select(0, rows) for c in self.c]
 
 
 def _cpu_saturated() -> bool:
@@ -317,23 +255,23 @@ def _decode_batch(model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, 
     c = constraint
     free = c.max_steps is None
     max_steps = opts.max_chars + 1 if free else c.max_steps
-    lstm = _Stepper(model, n)
-    lstm.feed(torch.full((n,), vocab.start_id, dtype=torch.long, device=device))
     state = c.new_state(n)
+    allowed = c.mask(state, device)  # (B, V) bool
+    forced = _forced(allowed)  # every row forced (punctuation, start text, heads, <EOS>): no output layer
+    logits, lstm = model.step(torch.full((n,), vocab.start_id, dtype=torch.long, device=device), None,
+                              logits=forced is None)
     out = torch.full((n, max_steps), vocab.eos_id, dtype=torch.long)
     for t in range(max_steps):
         if free and t == opts.max_chars:
             break  # the length bound: <EOS> for every row still writing (already in `out`)
-        allowed = c.mask(state, device)  # (B, V) bool
-        tok = _forced(allowed)  # every row forced (punctuation, start text, heads, <EOS>): no output layer
-        if tok is None:
-            bias = c.bias(state, device)
-            tok = _choose(lstm.logits(), allowed, bias, opts, gen)
+        tok = forced if forced is not None else _choose(logits, allowed, c.bias(state, device), opts, gen)
         c.advance(state, tok)
         out[:, t] = tok.cpu()
         if c.finished(state):
             break
-        lstm.feed(tok)
+        allowed = c.mask(state, device)
+        forced = _forced(allowed)
+        logits, lstm = model.step(tok, lstm, logits=forced is None)
     return _finish_texts(vocab, out.tolist(), c)
 
 
@@ -352,14 +290,13 @@ def beam_search(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, start: str =
     K = max(opts.beam, n_best)
     V = len(vocab)
     with _threads_for(K, device):
-        lstm = _Stepper(model, 1)
-        lstm.feed(torch.tensor([vocab.start_id], device=device))
+        logits, lstm = model.step(torch.tensor([vocab.start_id], device=device), None)
         state = c.new_state(1)
         prefixes: list[list[int]] = [[]]
         scores = torch.zeros(1, device=device)
         finished: list[tuple[float, list[int]]] = []
         for t in range(max_steps):
-            logp = torch.log_softmax(lstm.logits(), dim=1)  # (B, V)
+            logp = torch.log_softmax(logits, dim=1)  # (B, V)
             if free and t == opts.max_chars:  # the length bound: every live hypothesis ends here
                 ends = (scores + logp[:, vocab.eos_id]).tolist()
                 finished.extend((s / (t + 1), p) for s, p in zip(ends, prefixes))
@@ -387,8 +324,7 @@ def beam_search(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, start: str =
             c.advance(state, keep_tok)
             rows = torch.tensor(keep_rows, device=device)
             tokens = torch.tensor(keep_tok, device=device)
-            lstm.select(rows)
-            lstm.feed(tokens)
+            logits, lstm = model.step(tokens, lstm.select(rows))
             prefixes = [prefixes[r] + [tk] for r, tk in zip(keep_rows, keep_tok)]
             scores = torch.tensor(keep_scores, device=device)
     if not finished:
