@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tangshi import prosody
+from tangshi.text import is_han, split_clauses
 from tangshi.constraints import (
     DecodeState,
     build_constraint,
@@ -78,7 +79,7 @@ def to_text(ids):
 
 
 def matches_some_pattern(text, form):
-    bodies = [b for b, _ in prosody.split_lines(text)]
+    bodies = [b for b, _ in split_clauses(text)]
     for p in prosody.tone_patterns(form):
         if all(
             req == "中" or req in prosody.tones(ch)
@@ -92,12 +93,12 @@ def matches_some_pattern(text, form):
 def check_poem(text, form, *, acrostic=None, start="", rhyme=True, strict=False, no_repeat=True):
     form = FORMS[form]
     assert prosody.check_form(text, form), text
-    parts = prosody.split_lines(text)
+    parts = split_clauses(text)
     bodies = [b for b, _ in parts]
     assert len(bodies) == form.lines
     assert all(len(b) == form.chars_per_line for b in bodies)
     assert [e for _, e in parts] == ["，" if k % 2 == 0 else "。" for k in range(form.lines)]
-    assert all(ch in ITOS and ch not in SPECIALS and prosody.is_han(ch) for b in bodies for ch in b)
+    assert all(ch in ITOS and ch not in SPECIALS and is_han(ch) for b in bodies for ch in b)
     assert text.startswith(start)
     if acrostic:
         assert "".join(b[0] for b in bodies) == acrostic
@@ -151,7 +152,7 @@ def test_start_text(form):
     c = make_constraint(ITOS, SP, form, start=start, rhyme=True, tone="strict")
     for ids in decode(c, 50, seed=4):
         check_poem(to_text(ids), form, start=start, strict=True)
-    full = "".join([t for t in ITOS if prosody.is_han(t)][:n])  # a whole first line plus its comma
+    full = "".join([t for t in ITOS if is_han(t)][:n])  # a whole first line plus its comma
     c = make_constraint(ITOS, SP, form, start=full + "，", rhyme=True, tone="off")
     assert c.start == full + "，"
     for ids in decode(c, 20, seed=5):
@@ -197,7 +198,7 @@ def test_no_repeat_against_adversarial_greedy():
     # the test can fail: without no_repeat the same lines come back
     c = make_constraint(ITOS, SP, "wulv", rhyme=True, tone="strict", no_repeat=False)
     (ids,) = decode(c, 1, seed=0, greedy_logits=fixed)
-    bodies = [b for b, _ in prosody.split_lines(to_text(ids))]
+    bodies = [b for b, _ in split_clauses(to_text(ids))]
     assert len(set(bodies)) < len(bodies)
 
 
@@ -226,7 +227,7 @@ def test_tight_vocabulary_never_dead_ends():
                 toks[b].append(t)
         for ids in toks:
             text = "".join(itos[i] for i in ids[:-1])
-            bodies = [b for b, _ in prosody.split_lines(text)]
+            bodies = [b for b, _ in split_clauses(text)]
             assert prosody.check_form(text, "wujue") and len(set(bodies)) == 4
             assert {b[-1] for b in bodies[1::2]} <= set(dong)
             assert matches_some_pattern(text, "wujue")
@@ -268,7 +269,7 @@ def test_loose_bias():
 def test_strict_mask_content():
     c = make_constraint(ITOS, SP, "wujue", rhyme=True, tone="strict")
     m = c.mask([[]])[0]
-    han = [i for i, t in enumerate(ITOS) if prosody.is_han(t)]
+    han = [i for i, t in enumerate(ITOS) if is_han(t)]
     assert m.nonzero().squeeze(1).tolist() == han  # position 1: any Han character
     m = c.mask([[SP.start, ITOS.index("白")]])[0]  # leading <START> is skipped
     assert m[ITOS.index("日")] and m[ITOS.index("山")] and m[ITOS.index("看")]

@@ -15,12 +15,13 @@ import torch
 
 from tangshi import generate as G
 from tangshi import prosody
+from tangshi.text import is_han, split_clauses
 from tangshi.checkpoint import save_checkpoint
 from tangshi.cli import main
 from tangshi.generate import DecodeOptions, decode, generate_seed
 from tangshi.model import ModelConfig, PoetryLM
 from tangshi.poems import write_poems
-from tangshi.script import to_simplified
+from tangshi.text import to_simplified
 from tangshi.vocab import Vocab
 
 FORMS = {"wujue": (4, 5), "qijue": (4, 7), "wulv": (8, 5), "qilv": (8, 7)}
@@ -91,7 +92,7 @@ def _bodies(text, form):
     assert "".join(lines) == text, f"{text!r} is not {L} lines of {n}"
     for k, line in enumerate(lines):
         assert len(line) == n + 1 and line[-1] == ("，" if k % 2 == 0 else "。"), (k, line, text)
-        assert all(prosody.is_han(c) for c in line[:-1]), line
+        assert all(is_han(c) for c in line[:-1]), line
     return [line[:-1] for line in lines]
 
 
@@ -163,7 +164,7 @@ def test_acrostic_heads(form):
     L, _ = FORMS[form]
     rng = random.Random(form)
     for seed in range(10):
-        heads = "".join(rng.choice([c for c in VOCAB.chars if prosody.is_han(c)]) for _ in range(L))
+        heads = "".join(rng.choice([c for c in VOCAB.chars if is_han(c)]) for _ in range(L))
         for p in write_poems(MODEL, VOCAB, sample(seed), n=2, form=form, acrostic=heads, tone="loose")["poems"]:
             assert [line[0] for line in p["lines"]] == list(heads)
             _check_rhyme(p["text"], form)
@@ -436,7 +437,7 @@ POEM2 = "春風吹柳綠，春風吹柳綠。明月照高山，白雲飛過水�
 
 
 def prosody_lines(text):
-    return [body + mark for body, mark in prosody.split_lines(text)]
+    return [body + mark for body, mark in split_clauses(text)]
 
 
 def _known(m):

@@ -3,6 +3,7 @@
 import pytest
 
 from tangshi import prosody
+from tangshi.text import is_han, split_clauses, to_simplified, to_traditional
 from tangshi.errors import TangshiError
 from tangshi.prosody import FORMS, PING, ZE
 
@@ -46,15 +47,15 @@ def test_get_form():
 
 
 def test_split_lines():
-    assert prosody.split_lines("白日依山盡，黃河\n入海流。") == [("白日依山盡", "，"), ("黃河入海流", "。")]
-    assert prosody.split_lines("甲乙？丙丁") == [("甲乙", "？"), ("丙丁", "")]
-    assert prosody.split_lines("甲。。") == [("甲", "。"), ("", "。")]
-    assert prosody.split_lines("") == []
+    assert split_clauses("白日依山盡，黃河\n入海流。") == [("白日依山盡", "，"), ("黃河入海流", "。")]
+    assert split_clauses("甲乙？丙丁") == [("甲乙", "？"), ("丙丁", "")]
+    assert split_clauses("甲。。") == [("甲", "。"), ("", "。")]
+    assert split_clauses("") == []
 
 
 def test_is_han_and_punct():
-    assert prosody.is_han("東") and prosody.is_han("〇")
-    assert not prosody.is_han("，") and not prosody.is_han("a") and not prosody.is_han("<EOS>")
+    assert is_han("東") and is_han("〇")
+    assert not is_han("，") and not is_han("a") and not is_han("<EOS>")
     assert prosody.is_punct("，") and prosody.is_punct("。") and prosody.is_punct("？")
     assert not prosody.is_punct("東")
 
@@ -92,8 +93,8 @@ def test_known_characters():
 def test_simplified_fallback():
     assert prosody.tones("国") == prosody.tones("國") == {ZE}
     assert prosody.rhyme_groups("东") == {"上平聲一東"}
-    assert prosody.to_traditional("东风") == "東風"
-    assert prosody.to_simplified("東風") == "东风"
+    assert to_traditional("东风") == "東風"
+    assert to_simplified("東風") == "东风"
 
 
 def test_shared_groups():
@@ -175,7 +176,7 @@ def test_chunwang():
 
 
 def test_chunwang_simplified_still_scores():
-    simp = prosody.to_simplified(CHUNWANG)
+    simp = to_simplified(CHUNWANG)
     assert simp != CHUNWANG
     assert prosody.rhyme_ok(simp, "wulv")
     assert prosody.tone_conformance(simp, "wulv") == 1.0

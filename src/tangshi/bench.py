@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .machine import cpu_name
 from .batches import batch_indices, make_batch
 from .errors import TangshiError
 from .graphstep import TrainStep
@@ -208,13 +209,7 @@ def _generation_bench(checkpoint, dev, want) -> list[Result]:
 def _device_name(dev) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return f"cpu: {line.split(':', 1)[1].strip()}"
-    except OSError:
-        pass
-    return "cpu"
+    return f"cpu: {cpu_name()}"
 
 
 def format_bench(res: dict) -> str:

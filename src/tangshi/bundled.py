@@ -13,6 +13,7 @@ import torch
 
 from . import corpus
 from .checkpoint import load_checkpoint, write_checkpoint
+from .machine import cpu_name
 from .outputs import OutputFolder
 from .errors import TangshiError
 from .train import Split
@@ -176,10 +177,4 @@ A character-level LSTM language model of the Complete Tang Poems (全唐詩), us
 
 
 def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({platform.machine()})"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return f"{cpu_name()} ({platform.machine()})"

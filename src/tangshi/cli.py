@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import TangshiError, check_number
+from .text import FORM_NAMES
 
 PREPARED_DEFAULT = Path("data/prepared/10000-seed0")
 MAX_THREADS = 1024
@@ -181,7 +182,7 @@ def _stream_json(poems, tail: dict) -> None:
 def cmd_metrics(args) -> int:
     from .metrics import format_metrics, score_poems, training_clause_set
     from .poems import read_poems, training_poems
-    from .script import to_traditional
+    from .text import to_traditional
 
     poems, stated_form, script, source = read_poems(args.file)
     if script == "simplified":  # the rhyme table and the training poems are traditional
@@ -298,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     # generate
     gp = sub.add_parser("generate", help="write poems")
     gp.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
-    gp.add_argument("--form", default="free", choices=("wujue", "qijue", "wulv", "qilv", "free"),
+    gp.add_argument("--form", default="free", choices=FORM_NAMES,
                     help="五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free")
     gp.add_argument("--start", default="", help="the poem begins with this text")
     gp.add_argument("--acrostic", help="line k begins with the k-th character")
@@ -322,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     mp = sub.add_parser("metrics", help="score poems: form, rhyme, 平仄, distinct-n, repeats, copying, length")
     mp.add_argument("file", nargs="?", default="-",
                     help="poems: one per line, or the JSON of tangshi generate --json ('-' or none: standard input)")
-    mp.add_argument("--form", choices=("wujue", "qijue", "wulv", "qilv", "free"),
+    mp.add_argument("--form", choices=FORM_NAMES,
                     help="the form the poems should have (default: the form stated in the JSON, else free: "
                          "each poem's form inferred)")
     mp.add_argument("--data", help=f"prepared folder whose train.txt the copy rate is measured against "

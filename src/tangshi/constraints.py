@@ -82,7 +82,8 @@ import torch
 
 from tangshi import prosody
 from tangshi.errors import TangshiError
-from tangshi.prosody import CLAUSE_SEPARATORS, COMMA, PERIOD, PING, ZE, Form
+from tangshi.prosody import PING, ZE, Form
+from tangshi.text import CLAUSE_SEPARATORS, COMMA, PERIOD, is_han, known_form
 
 TONE_MODES = ("off", "loose", "strict")
 
@@ -239,12 +240,9 @@ class _Constraint:
     # ---- vocabulary helpers
     def _token_id(self, ch: str, what: str) -> tuple[int, str]:
         """Id of ``ch``; falls back to its OpenCC s2t form; raises if missing."""
-        i = self.stoi.get(ch)
-        if i is not None:
-            return i, ch
-        alt = prosody.to_traditional(ch)
-        if len(alt) == 1 and alt in self.stoi:
-            return self.stoi[alt], alt
+        known = known_form(ch, self.stoi)
+        if known is not None:
+            return self.stoi[known], known
         raise TangshiError(f"character '{ch}' in the {what} is not in the model's vocabulary")
 
     def _onehot(self, i: int) -> np.ndarray:
@@ -493,7 +491,7 @@ class FormConstraint(_Constraint):
         tcode = np.zeros(self.V, dtype=np.int64)
         gmask = np.zeros(self.V, dtype=np.int64)
         for i, tok in enumerate(self.itos):
-            if i in self._special_set or not prosody.is_han(tok):
+            if i in self._special_set or not is_han(tok):
                 continue
             han[i] = True
             ts = prosody.tones(tok)
@@ -596,7 +594,7 @@ class FormConstraint(_Constraint):
         if not text:
             return
         n = self._n
-        if len(text) > n + 1 or (len(text) == n + 1 and prosody.is_han(text[n])):
+        if len(text) > n + 1 or (len(text) == n + 1 and is_han(text[n])):
             raise TangshiError(f"start text '{text}' is longer than the first line ({n} characters) of a {label}")
         out = []
         for i, ch in enumerate(text):
@@ -611,7 +609,7 @@ class FormConstraint(_Constraint):
                     f"start text '{text}' has punctuation '{ch}' at position {i + 1}; "
                     f"a {label} line has {n} characters before its '，'"
                 )
-            if not prosody.is_han(ch):
+            if not is_han(ch):
                 raise TangshiError(f"start text '{text}' contains '{ch}', which is not a Chinese character")
             tok, norm = self._token_id(ch, f"start text '{text}'")
             self._forced[i] = tok
@@ -629,7 +627,7 @@ class FormConstraint(_Constraint):
             )
         out = []
         for k, ch in enumerate(text):
-            if not prosody.is_han(ch):
+            if not is_han(ch):
                 raise TangshiError(f"acrostic '{text}' contains '{ch}', which is not a Chinese character")
             tok, norm = self._token_id(ch, f"acrostic '{text}'")
             t = k * n1

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TangshiError
+from .text import HAN_CLASS, LINE_MARKS
 
 MIN_CHARS = 10  # the seed's lower bound on a poem's length
 MAX_CHARS = 63  # 63 characters + <EOS> = 64 = the seed's sequence length
@@ -47,11 +48,9 @@ _ASCII_TO_FULL = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", 
 _PUNCT_MAP = str.maketrans({"？": "。", "！": "。", "；": "，", "：": "，", "、": "，"})
 _BRACKETS = {"（": "）", "(": ")", "[": "]", "{": "}", "《": "》", "【": "】", "〖": "〗"}
 _CLOSERS = set(_BRACKETS.values())
-# Han characters: CJK Unified Ideographs, Extension A, the compatibility block and
-# the supplementary planes (Extensions B–G), where many rare Tang characters live.
-_NOT_KEPT = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f，。]")
-_PUNCT_RUN = re.compile(r"[，。]+")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+# everything but Han characters (text.HAN_RANGES) and the two line marks
+_NOT_KEPT = re.compile(f"[^{HAN_CLASS}{LINE_MARKS}]")
+_PUNCT_RUN = re.compile(f"[{LINE_MARKS}]+")
 
 
 def strip_brackets(text: str) -> str:
@@ -80,10 +79,6 @@ def clean_poem(paragraphs: list[str]) -> str | None:
     text = _NOT_KEPT.sub("", text)
     text = _PUNCT_RUN.sub(lambda m: m.group(0)[-1], text)
     return text.lstrip("，。")
-
-
-def count_han(text: str) -> int:
-    return len(_HAN.findall(text))
 
 
 @dataclass

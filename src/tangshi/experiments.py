@@ -25,6 +25,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .data import read_split, require_prepared
+from .machine import cpu_name
 from .outputs import OutputFolder
 from .runs import TrainingDiverged
 from .train import TrainConfig, train
@@ -50,14 +51,7 @@ def _header(title: str, argv: list[str] | None) -> str:
                                 cwd=Path(__file__).parent).stdout.strip() or "unknown"
     except OSError:
         commit = "unknown"
-    cpu = "cpu"
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     cmd = "tangshi " + " ".join(argv) if argv else "(called from Python)"
     return (f"# {title}\n\n"
             f"- command: `{cmd}`\n- commit: `{commit}`\n- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n"

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from .constraints import FreeConstraint
 from .errors import TangshiError, check_number
 from .model import PoetryLM
-from .prosody import CLAUSE_SEPARATORS
+from .text import CLAUSE_SEPARATORS
 from .vocab import Vocab
 
 STRATEGIES = ("seed", "greedy", "sample", "beam")

@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterable
 
 from tangshi import prosody
-from tangshi.prosody import CLAUSE_SEPARATORS
+from tangshi.text import CLAUSE_SEPARATORS, is_han
 
 COPY_MIN_CHARS = 4
 _SPLIT = re.compile(f"[{CLAUSE_SEPARATORS}]")
@@ -127,7 +127,7 @@ def score_poems(
             if training_clauses is not None and len(c) >= COPY_MIN_CHARS:
                 copy_den += 1
                 copy_num += c in training_clauses
-        han_total += sum(prosody.is_han(ch) for ch in poem)
+        han_total += sum(is_han(ch) for ch in poem)
     return {
         "n": n,
         "form_validity": _ratio(valid, n),

@@ -41,6 +41,8 @@ from .lstm_spec import head_weight_name, param_shapes
 IMPLS = ("tangshi", "seed", "nn")
 INITS = ("xavier", "zeros", "uniform1e-4", "torch")
 SEED_UNIFORM_SCALE = 1e-4  # the seed's NumPy init draws U(-1e-4, 1e-4)
+# the training-only regularisers: they change no weight's shape, and act only while training
+DROPOUT_FIELDS = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop")
 # bounds that keep a typo from asking for terabytes: far above any size this model is trained at
 MAX_DIM, MAX_LAYERS, MAX_VOCAB = 16384, 16, 1 << 20
 
@@ -72,7 +74,7 @@ class ModelConfig:
             raise TangshiError(f"unknown init {self.init!r} (choose from {', '.join(INITS)})")
         if self.tie_weights and self.embed_dim != self.hidden_dim:
             raise TangshiError(f"tied weights need embed_dim == hidden_dim, got {self.embed_dim} and {self.hidden_dim}")
-        for name in ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop"):
+        for name in DROPOUT_FIELDS:
             p = getattr(self, name)
             if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
                 raise TangshiError(f"--{name.replace('_', '-')} must be in [0, 1), got {p}")

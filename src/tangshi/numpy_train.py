@@ -25,14 +25,14 @@ from . import checkpoint as ckpt
 from . import numpy_lstm as nl
 from .batches import batch_indices, make_batch
 from .errors import TangshiError
-from .model import ModelConfig, PoetryLM
+from .model import DROPOUT_FIELDS, ModelConfig, PoetryLM
 from .runs import RunFolder, check_finite_loss
 from .train import (EPOCH_SEED_STRIDE, TrainConfig, _plot, _with_overrides, check_resume_options, end_epoch, evaluate,
                     open_prepared, saved_train_config)
 from .vocab import Vocab
 
 NUMPY_OPTIMIZERS = {"adam": nl.Adam, "adamw": nl.AdamW, "adagrad": nl.Adagrad, "sgd": nl.SGD}
-TORCH_ONLY = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop")
+TORCH_ONLY = DROPOUT_FIELDS  # the NumPy twin trains without dropout
 
 
 def make_optimizer(params: dict, cfg: TrainConfig):

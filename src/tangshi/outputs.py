@@ -354,9 +354,10 @@ class OutputFolder:
             self._remove_stale()
             if self.mark is None:
                 self.mark = self._new_mark([])
-            elif self.replace and self.kind.name == "run":  # a run is replaced as it starts
+            if not (p / MARKER).exists():  # a new folder, or one an older tangshi wrote
+                self._write_mark()
+            if self.replace and self.kind.name == "run":  # a run is replaced as it starts
                 self.forget(self.earlier)
-            self._write_mark()
         except BaseException:
             self.close()
             raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from typing import Iterator
 
 import torch
@@ -12,20 +11,11 @@ from . import prosody
 from .errors import TangshiError, check_number
 from .generate import MAX_BEAM, DecodeOptions, check_start, decode, generate_seed
 from .model import PoetryLM
-from .script import to_simplified, to_traditional
+from .text import FORM_NAMES, split_clauses, split_lines, to_simplified, to_traditional
 from .vocab import Vocab
 
-FORM_NAMES = ("wujue", "qijue", "wulv", "qilv", "free")
 GENERATION_CHUNK = 256  # poems decoded per batch: bounds memory, and the first poems print early
 MAX_POEMS = 10_000_000
-_LINE = re.compile(r"[^，。]+[，。]?")
-
-
-def split_lines(text: str) -> list[str]:
-    """A poem's lines, each with its closing mark."""
-    return _LINE.findall(text)
-
-
 def to_vocab_text(text: str, vocab: Vocab, what: str) -> str:
     """`text` as the vocabulary spells it (whitespace dropped): every character the
     vocabulary knows is kept as typed; each unknown one is replaced by its
@@ -186,7 +176,7 @@ def _verse_layout(lines: list[str]) -> bool:
     for i, ln in enumerate(lines):
         if not ln:
             continue
-        parts = prosody.split_lines(ln)
+        parts = split_clauses(ln)
         if len(parts) != 1:
             return False
         last_in_block = i + 1 == len(lines) or not lines[i + 1]

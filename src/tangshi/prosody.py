@@ -37,22 +37,16 @@ import functools
 import importlib.util
 import json
 import os
-import re
 import unicodedata
 from dataclasses import dataclass
 
 from tangshi.errors import TangshiError
-from tangshi.script import to_simplified, to_traditional  # noqa: F401  (re-exported)
+from tangshi.text import COMMA, FORM_NAMES, FREE, PERIOD, is_han, known_form, split_clauses
 
 PING = "平"
 ZE = "仄"
 EITHER = "中"
 
-COMMA = "，"
-PERIOD = "。"
-#: Characters that end a clause (used by :func:`split_lines` and the metrics).
-CLAUSE_SEPARATORS = "，。？！；"
-_SPLIT_RE = re.compile(f"([{CLAUSE_SEPARATORS}])")
 
 
 # --------------------------------------------------------------------------- forms
@@ -92,8 +86,7 @@ FORMS: dict[str, Form] = {
     "wulv": Form("wulv", 8, 5, "五言律詩"),
     "qilv": Form("qilv", 8, 7, "七言律詩"),
 }
-FREE = "free"
-FORM_NAMES = (*FORMS, FREE)
+assert (*FORMS, FREE) == FORM_NAMES  # the names are text.py's; the shapes are here
 
 
 def get_form(form: str | Form | None) -> Form | None:
@@ -111,41 +104,9 @@ def get_form(form: str | Form | None) -> Form | None:
 # ---------------------------------------------------------------------- characters
 
 
-def is_han(ch: str) -> bool:
-    """True for a single CJK ideograph (unified, extensions, compatibility, 〇)."""
-    if len(ch) != 1:
-        return False
-    o = ord(ch)
-    return (
-        0x4E00 <= o <= 0x9FFF
-        or 0x3400 <= o <= 0x4DBF
-        or 0x20000 <= o <= 0x323AF
-        or 0xF900 <= o <= 0xFAFF
-        or 0x2F800 <= o <= 0x2FA1F
-        or o == 0x3007
-    )
-
-
 def is_punct(ch: str) -> bool:
     """True for a single punctuation character (Unicode category P*)."""
     return len(ch) == 1 and unicodedata.category(ch).startswith("P")
-
-
-def split_lines(text: str) -> list[tuple[str, str]]:
-    """Split a poem into ``(clause, terminator)`` pairs.
-
-    Whitespace is dropped; a clause ends at any of ``，。？！；``.  Trailing text
-    without a terminator gives a pair with terminator ``''``; empty clauses
-    (e.g. '。。') are kept as ``('', '。')`` so that punctuation errors stay visible.
-    """
-    text = "".join(text.split())
-    parts = _SPLIT_RE.split(text)
-    out: list[tuple[str, str]] = []
-    for i in range(0, len(parts) - 1, 2):
-        out.append((parts[i], parts[i + 1]))
-    if parts and parts[-1]:
-        out.append((parts[-1], ""))
-    return out
 
 
 # --------------------------------------------------------------------- rhyme table
@@ -226,8 +187,7 @@ def _lookup_char(ch: str) -> str:
     table = rhyme_table()
     if ch in table.char_tones or not is_han(ch):
         return ch
-    alt = to_traditional(ch)
-    return alt if len(alt) == 1 and alt in table.char_tones else ch
+    return known_form(ch, table.char_tones) or ch
 
 
 def rhyme_groups(ch: str) -> frozenset[str]:
@@ -326,7 +286,7 @@ def check_form(text: str, form: Form | str) -> bool:
     form = get_form(form)
     if form is None:
         return bool(text.strip())
-    parts = split_lines(text)
+    parts = split_clauses(text)
     if len(parts) != form.lines:
         return False
     for k, (body, end) in enumerate(parts):
@@ -340,7 +300,7 @@ def check_form(text: str, form: Form | str) -> bool:
 def infer_form(text: str) -> Form | None:
     """The form whose line count and line length match the poem's clauses
     (punctuation kinds not required), or ``None``."""
-    bodies = [b for b, _ in split_lines(text)]
+    bodies = [b for b, _ in split_clauses(text)]
     for form in FORMS.values():
         if len(bodies) == form.lines and all(len(b) == form.chars_per_line for b in bodies):
             return form
@@ -365,7 +325,7 @@ def rhyme_chars(text: str, form: Form | str | None = None) -> list[str] | None:
     first ``form.lines`` count; ``None`` when the structure does not allow it.
     """
     form = get_form(form)
-    bodies = [b for b, _ in split_lines(text)]
+    bodies = [b for b, _ in split_clauses(text)]
     if form is not None:
         if len(bodies) < form.lines:
             return None
@@ -400,7 +360,7 @@ def best_pattern(text: str, form: Form | str) -> tuple[TonePattern, float] | Non
     form = get_form(form)
     if form is None:
         return None
-    bodies = [b for b, _ in split_lines(text)]
+    bodies = [b for b, _ in split_clauses(text)]
     if len(bodies) < form.lines:
         return None
     bodies = bodies[: form.lines]

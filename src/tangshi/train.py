@@ -24,7 +24,7 @@ from .batches import batch_indices, encode_poems, make_batch
 from .data import read_meta, read_split, require_prepared
 from .errors import TangshiError, check_number
 from .graphstep import TrainStep, graph_capturable_optimizer
-from .model import ModelConfig, PoetryLM, widen
+from .model import DROPOUT_FIELDS, ModelConfig, PoetryLM, widen
 from .runs import RunFolder, check_finite_loss, checkpoint_name
 from .vocab import Vocab
 
@@ -241,7 +241,7 @@ def _plot(history: list[dict], path: Path, title: str) -> None:
 
 
 # model options that --init-from may change: they act in training only, not on the weights' shapes
-TRAINING_ONLY_MODEL_FIELDS = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop", "fused", "fused_head")
+TRAINING_ONLY_MODEL_FIELDS = (*DROPOUT_FIELDS, "fused", "fused_head")
 
 
 def _with_overrides(model: PoetryLM, model_over: dict, source: Path) -> PoetryLM:

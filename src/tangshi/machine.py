@@ -1,0 +1,19 @@
+"""What machine this is, for reports, model cards and the bench (read once, in one place)."""
+
+from __future__ import annotations
+
+import functools
+import platform
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what `platform` knows, else 'unknown CPU'."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
