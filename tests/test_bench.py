@@ -4,7 +4,7 @@ import json
 
 
 from tangshi.cli import main
-from tangshi.train import load_split
+from tangshi.splits import load_split
 from tangshi.vocab import Vocab
 
 

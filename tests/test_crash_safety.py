@@ -109,7 +109,7 @@ def _check_run(run, reference):
 def quick_curves(monkeypatch):
     """curves.png is still written (through the same atomic path), but not drawn: drawing is
     80% of a tiny run's time and no part of what is tested here."""
-    monkeypatch.setattr("tangshi.train._plot", lambda history, path, title: open(path, "wb").write(b"png"))
+    monkeypatch.setattr("tangshi.trainer._plot", lambda history, path, title: open(path, "wb").write(b"png"))
 
 
 @pytest.fixture(scope="module")

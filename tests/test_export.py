@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from tangshi import checkpoint as ckpt
 from tangshi.cli import main
-from tangshi.train import TrainConfig, evaluate, load_split, train
+from tangshi.splits import evaluate, load_split
+from tangshi.train import TrainConfig, train
 
 
 def test_export_fp16_roundtrip_and_card(tmp_path, tiny_prepared, capsys):

@@ -12,7 +12,8 @@ from tangshi import numpy_lstm as nl
 from tangshi.cli import main
 from tangshi.errors import TangshiError
 from tangshi.numpy_train import train_numpy
-from tangshi.train import TrainConfig, load_split, train
+from tangshi.splits import load_split
+from tangshi.train import TrainConfig, train
 
 from conftest import SHARED_POEMS
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from tangshi import train as train_mod
+from tangshi import trainer as train_mod  # the loop that evaluates each epoch
 from tangshi.model import ModelConfig, PoetryLM, char_dropout, locked_dropout
 from tangshi.train import TrainConfig, build_optimizer, build_scheduler, train
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from tangshi import checkpoint as ckpt
 from tangshi.errors import TangshiError
-from tangshi.train import TrainConfig, evaluate, load_split, train
+from tangshi.splits import evaluate, load_split
+from tangshi.train import TrainConfig, train
 
 SMALL = dict(embed_dim=16, hidden_dim=16)
 

@@ -21,7 +21,8 @@ from .batches import batch_indices, make_batch
 from .errors import TangshiError
 from .graphstep import TrainStep
 from .model import ModelConfig, PoetryLM, SeedLSTMLayer
-from .train import bf16_is_fast, load_split
+from .splits import load_split
+from .train import bf16_is_fast
 from .vocab import Vocab
 
 BATCH, SEQ, EMBED, HIDDEN = 128, 64, 256, 256
@@ -135,12 +136,13 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
 
 def _numpy_bench(base: dict, batches, repeats, warmup) -> Result:
     from . import numpy_lstm as nl
+    from . import numpy_optim as nopt
     from .model import ModelConfig as MC
 
     cfg = MC(**base)
     torch.manual_seed(0)
     params = {k: v.numpy().copy() for k, v in PoetryLM(cfg).canonical_state_dict().items()}
-    opt = nl.Adam(params, lr=0.01, weight_decay=1e-4)
+    opt = nopt.Adam(params, lr=0.01, weight_decay=1e-4)
     it = {"k": 0}
 
     def step():

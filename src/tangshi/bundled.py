@@ -16,7 +16,7 @@ from .checkpoint import load_checkpoint, write_checkpoint
 from .machine import cpu_name
 from .outputs import OutputFolder
 from .errors import TangshiError
-from .train import Split
+from .splits import Split
 from .batches import encode_poems
 from .vocab import Vocab
 

@@ -109,9 +109,9 @@ def _resolve_checkpoint(path: str | None) -> Path:
 
 def cmd_eval(args) -> int:
     from .checkpoint import load_checkpoint
-    from .train import evaluate, load_split
+    from .splits import evaluate, load_split
 
-    from .train import check_device
+    from .trainconfig import check_device
 
     check_device(args.device)
     if args.limit is not None:
@@ -131,7 +131,7 @@ def cmd_eval(args) -> int:
 
         split = rebuild_dev_split(meta, vocab, source=Path(args.source))
     if args.limit is not None:
-        from .train import Split
+        from .splits import Split
 
         split = Split(split.inputs[: args.limit], split.targets[: args.limit], split.lengths[: args.limit])
     res = evaluate(model, split, device=args.device)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from tangshi import numpy_lstm as nl
+from tangshi import numpy_optim as nopt
 
 TOLERANCES = {"fd_rel_err": 1e-6, "torch_abs_diff": 1e-9, "optimizer_abs_diff": 1e-12}
 FD_STEP = 1e-3  # step of the five-point stencil
@@ -241,23 +242,23 @@ def _max_abs(a: dict, b: dict) -> dict[str, float]:
 
 OPTIMIZER_CASES = {
     "SGD(momentum=0.9, weight_decay=0.01)": (
-        lambda p: nl.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+        lambda p: nopt.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
         lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
     ),
     "SGD(nesterov, dampening=0)": (
-        lambda p: nl.SGD(p, lr=0.05, momentum=0.8, nesterov=True),
+        lambda p: nopt.SGD(p, lr=0.05, momentum=0.8, nesterov=True),
         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, nesterov=True),
     ),
     "Adam(weight_decay=0.01)": (
-        lambda p: nl.Adam(p, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.01),
+        lambda p: nopt.Adam(p, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.01),
         lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.01),
     ),
     "AdamW(weight_decay=0.1)": (
-        lambda p: nl.AdamW(p, lr=0.01, weight_decay=0.1),
+        lambda p: nopt.AdamW(p, lr=0.01, weight_decay=0.1),
         lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
     ),
     "Adagrad(weight_decay=0.01, initial_accumulator_value=0.1)": (
-        lambda p: nl.Adagrad(p, lr=0.1, weight_decay=0.01, initial_accumulator_value=0.1),
+        lambda p: nopt.Adagrad(p, lr=0.1, weight_decay=0.01, initial_accumulator_value=0.1),
         lambda p: torch.optim.Adagrad(p, lr=0.1, weight_decay=0.01, initial_accumulator_value=0.1),
     ),
 }

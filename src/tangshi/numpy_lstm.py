@@ -32,6 +32,8 @@ float64 for gradient checks).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
@@ -46,10 +48,6 @@ __all__ = [
     "loss_and_grads",
     "log_probs",
     "logits",
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adagrad",
     "Workspace",
     "blas_threads",
     "INIT_SCHEMES",
@@ -190,63 +188,23 @@ def _buf(ws: Workspace | None, key: str, shape: tuple[int, ...], dtype: Any) -> 
 # The time loops issue 2 x T small matmuls (B x H by H x 4H) per layer.  A multi-threaded
 # BLAS synchronises its threads on every one of them, which on a busy, shared machine
 # costs 10x (a thread waits for a core: ~12 ms instead of ~1 ms per step here).  So the
-# loops run the BLAS single-threaded; the big matmuls outside keep the default.
-# None = leave the BLAS alone.
+# loops run the BLAS single-threaded (threadpoolctl, whatever BLAS numpy links); the big
+# matmuls outside keep the default.  None = leave the BLAS alone.
 LOOP_BLAS_THREADS: int | None = 1
 
 
-class _Blas:
-    get = None
-    set = None
-    probed = False
+@functools.lru_cache(maxsize=None)
+def _controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
-def _probe_blas() -> None:
-    """Find the OpenBLAS thread setters numpy is linked with (numpy's bundled scipy-openblas)."""
-    _Blas.probed = True
-    try:
-        import ctypes
-        import glob
-        import os
-
-        libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-        for path in sorted(glob.glob(os.path.join(libdir, "*openblas*"))):
-            lib = ctypes.CDLL(path)
-            for prefix, suffix in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "64_"), ("openblas_", "")):
-                get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-                set_ = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
-                if get is not None and set_ is not None:
-                    get.restype = ctypes.c_int
-                    set_.argtypes = [ctypes.c_int]
-                    _Blas.get, _Blas.set = get, set_
-                    return
-    except Exception:  # pragma: no cover - any other BLAS: leave it alone
-        _Blas.get = _Blas.set = None
-
-
-class blas_threads:
-    """Context manager: run the enclosed NumPy BLAS calls with `n` threads (no-op if unknown BLAS)."""
-
-    def __init__(self, n: int | None):
-        self.n = n
-        self.old: int | None = None
-
-    def __enter__(self):
-        if self.n is not None:
-            if not _Blas.probed:
-                _probe_blas()
-            if _Blas.get is not None:
-                self.old = int(_Blas.get())
-                if self.old != self.n:
-                    _Blas.set(int(self.n))
-                else:
-                    self.old = None
-        return self
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            _Blas.set(self.old)
-        return False
+def blas_threads(n: int | None):
+    """Context manager: run the enclosed NumPy BLAS calls with `n` threads (None: unchanged)."""
+    if n is None:
+        return contextlib.nullcontext()
+    return _controller().limit(limits=n, user_api="blas")
 
 
 # --------------------------------------------------------------------------------------
@@ -340,13 +298,7 @@ def _lstm_layer_backward(
             delta_h = delta_h_buf[:n]
             delta_C = delta_C_buf[:n]
             tmp_n = tmp[:n]
-            # delta_t = dE/dh_t: the direct gradient plus, for rows alive at t+1, dz_{t+1} W_hh^T
-            if n_next:
-                np.matmul(dZ[s_next : s_next + n_next], W_hh_T, out=delta_h[:n_next])  # eq (10) recurrent part
-                delta_h[:n_next] += dh_in[s : s + n_next]  # eq (10) direct part
-                delta_h[n_next:] = dh_in[s + n_next : e]
-            else:
-                delta_h[:] = dh_in[s:e]  # eq (10) (last step: no recurrent part)
+            _delta_h(delta_h, dh_in, dZ, W_hh_T, s, e, s_next, n_next)  # delta_t = dE/dh_t, eq (10)
             # delta_o = delta_t * tanh(C_t); dz_o = delta_o * o_t (1 - o_t)
             delta_o = dz_o
             np.multiply(delta_h, tanhC_t, out=delta_o)  # eq (11)  delta_o
@@ -381,16 +333,33 @@ def _lstm_layer_backward(
             # what C_{t-1} receives through the cell state: delta_C_t * f_t
             np.multiply(delta_C, f_t, out=carry[:n])  # eq (12)  carry for step t-1
             n_next, s_next = n, s
-    # weight gradients, summed over all time steps (and the batch), one matmul each
+    return (*_layer_weight_grads(x, h_prev, dZ, W_ih, pk, need_dx, ws, dx_key), dZ)
+
+
+def _delta_h(delta_h: np.ndarray, dh_in: np.ndarray, dZ: np.ndarray, W_hh_T: np.ndarray, s: int, e: int,
+             s_next: int, n_next: int) -> None:
+    """delta_t = dE/dh_t into `delta_h` (n, H): the direct gradient plus, for the rows still alive at
+    t+1, the recurrent part dz_{t+1} W_hh^T."""
+    if n_next:
+        np.matmul(dZ[s_next : s_next + n_next], W_hh_T, out=delta_h[:n_next])  # eq (10) recurrent part
+        delta_h[:n_next] += dh_in[s : s + n_next]  # eq (10) direct part
+        delta_h[n_next:] = dh_in[s + n_next : e]
+    else:
+        delta_h[:] = dh_in[s:e]  # eq (10) (last step: no recurrent part)
+
+
+def _layer_weight_grads(x, h_prev, dZ, W_ih, pk: _Packing, need_dx: bool, ws, dx_key: str):
+    """The weight gradients of one layer, summed over all time steps (and the batch), one matmul
+    each, and the gradient into its input. Returns (dx or None, dW_ih, dW_hh, db)."""
     dW_ih = x.T @ dZ  # eq (16)  sum_t x_t^T dz_t          (in, 4H)
     b0 = pk.bs[0] if pk.bs else 0
     dW_hh = h_prev[b0:].T @ dZ[b0:]  # eq (17)  sum_t h_{t-1}^T dz_t  (H, 4H)  (h_0 = 0 skipped)
     db = dZ.sum(axis=0)  # eq (18)  sum_t dz_t                        (4H,)
     dx = None
     if need_dx:
-        dx = _buf(ws, dx_key, (P, W_ih.shape[0]), dtype)
+        dx = _buf(ws, dx_key, (dZ.shape[0], W_ih.shape[0]), dZ.dtype)
         np.matmul(dZ, W_ih.T, out=dx)  # eq (19)  dE/dx_t = dz_t W_ih^T  (P, in)
-    return dx, dW_ih, dW_hh, db, dZ
+    return dx, dW_ih, dW_hh, db
 
 
 # --------------------------------------------------------------------------------------
@@ -586,219 +555,3 @@ def log_probs(params: Mapping[str, np.ndarray], config: Any, inputs: Any) -> np.
     s -= s.max(axis=-1, keepdims=True)
     s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))  # eq (7)  log p_t
     return s
-
-
-# --------------------------------------------------------------------------------------
-# Optimisers (torch.optim semantics, single-tensor code path)
-# --------------------------------------------------------------------------------------
-
-
-class _Optimizer:
-    """Base: holds the param dict (updated in place) and per-parameter state buffers."""
-
-    kind = ""
-    hyper_names: tuple[str, ...] = ()
-    buffer_names: tuple[str, ...] = ()
-
-    def __init__(self, params: Mapping[str, np.ndarray]):
-        self.params = params
-        self.steps = 0
-        self.state: dict[str, dict[str, np.ndarray]] = {b: {} for b in self.buffer_names}
-        self._scratch: dict[tuple, np.ndarray] = {}
-
-    def _tmp(self, p: np.ndarray, k: int = 0) -> np.ndarray:
-        """Scratch array shaped like p (one flat buffer per slot, shared by all params)."""
-        key = (k, p.dtype.str)
-        buf = self._scratch.get(key)
-        if buf is None or buf.size < p.size:
-            buf = self._scratch[key] = np.empty(max(q.size for q in self.params.values()), p.dtype)
-        return buf[: p.size].reshape(p.shape)
-
-    def _decayed(self, p: np.ndarray, g: np.ndarray) -> np.ndarray:
-        """g + weight_decay * p (torch: grad.add(param, alpha=weight_decay)), without touching g."""
-        if self.weight_decay == 0:
-            return g
-        out = self._tmp(p, 1)
-        np.multiply(p, self.weight_decay, out=out)
-        out += g
-        return out
-
-    def _grad(self, grads: Mapping[str, np.ndarray], name: str) -> np.ndarray:
-        if name not in grads:
-            raise KeyError(f"no gradient for parameter {name!r}")
-        g = grads[name]
-        if g.shape != self.params[name].shape:
-            raise ValueError(f"gradient {name}: shape {g.shape} != parameter shape {self.params[name].shape}")
-        return g
-
-    def step(self, grads: Mapping[str, np.ndarray]) -> None:
-        self.steps += 1
-        for name, p in self.params.items():
-            self._update(name, p, self._grad(grads, name))
-
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def hyperparams(self) -> dict[str, Any]:
-        out = {}
-        for k in self.hyper_names:
-            v = getattr(self, k)
-            out[k] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        """{"type", "steps", "hyperparams": {numbers}, "tensors": {"<buffer>/<param>": array}}.
-
-        "tensors" is a flat str -> ndarray dict (ready for safetensors); the rest is JSON-able.
-        """
-        tensors = {f"{b}/{name}": arr.copy() for b, bufs in self.state.items() for name, arr in bufs.items()}
-        return {"type": self.kind, "steps": self.steps, "hyperparams": self.hyperparams(), "tensors": tensors}
-
-    def load_state_dict(self, sd: Mapping[str, Any]) -> None:
-        if sd.get("type") != self.kind:
-            raise ValueError(f"optimizer state is for {sd.get('type')!r}, not {self.kind!r}")
-        for k, v in sd.get("hyperparams", {}).items():
-            if k not in self.hyper_names:
-                raise ValueError(f"unknown {self.kind} hyperparameter {k!r}")
-            setattr(self, k, tuple(v) if isinstance(v, (list, tuple)) else v)
-        state: dict[str, dict[str, np.ndarray]] = {b: {} for b in self.buffer_names}
-        for key, arr in sd.get("tensors", {}).items():
-            b, _, name = key.partition("/")
-            if b not in state or name not in self.params:
-                raise ValueError(f"unexpected optimizer tensor {key!r}")
-            p = self.params[name]
-            arr = np.asarray(arr)
-            if arr.shape != p.shape:
-                raise ValueError(f"optimizer tensor {key}: shape {arr.shape} != {p.shape}")
-            state[b][name] = np.array(arr, dtype=p.dtype, copy=True)
-        self.state = state
-        self.steps = int(sd.get("steps", 0))
-
-
-class SGD(_Optimizer):
-    """torch.optim.SGD: g += wd p; buf = g (first step) else momentum buf + (1-dampening) g;
-    g = g + momentum buf (nesterov) or buf; p -= lr g."""
-
-    kind = "SGD"
-    hyper_names = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
-    buffer_names = ("momentum_buffer",)
-
-    def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
-        super().__init__(params)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        self.lr, self.momentum, self.dampening = float(lr), float(momentum), float(dampening)
-        self.weight_decay, self.nesterov = float(weight_decay), bool(nesterov)
-
-    def _update(self, name, p, g):
-        g = self._decayed(p, g)
-        tmp = self._tmp(p)
-        if self.momentum != 0:
-            bufs = self.state["momentum_buffer"]
-            buf = bufs.get(name)
-            if buf is None:
-                buf = bufs[name] = np.array(g, dtype=p.dtype, copy=True)
-            else:
-                buf *= self.momentum
-                np.multiply(g, 1.0 - self.dampening, out=tmp)
-                buf += tmp
-            if self.nesterov:
-                np.multiply(buf, self.momentum, out=tmp)
-                tmp += g
-                g = tmp
-            else:
-                g = buf
-        np.multiply(g, self.lr, out=tmp)
-        p -= tmp
-
-
-class Adam(_Optimizer):
-    """torch.optim.Adam (L2 weight decay added to the gradient)."""
-
-    kind = "Adam"
-    hyper_names = ("lr", "betas", "eps", "weight_decay")
-    buffer_names = ("exp_avg", "exp_avg_sq")
-    decoupled = False
-
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
-        super().__init__(params)
-        self.lr, self.betas, self.eps, self.weight_decay = float(lr), (float(betas[0]), float(betas[1])), float(eps), float(weight_decay)
-
-    def _update(self, name, p, g):
-        beta1, beta2 = self.betas
-        if self.decoupled:
-            p *= 1.0 - self.lr * self.weight_decay  # AdamW: decoupled decay first
-        else:
-            g = self._decayed(p, g)
-        m = self.state["exp_avg"].get(name)
-        if m is None:
-            m = self.state["exp_avg"][name] = np.zeros_like(p)
-            self.state["exp_avg_sq"][name] = np.zeros_like(p)
-        v = self.state["exp_avg_sq"][name]
-        tmp = self._tmp(p)
-        np.subtract(g, m, out=tmp)  # torch: exp_avg.lerp_(grad, 1 - beta1)
-        tmp *= 1.0 - beta1
-        m += tmp
-        np.multiply(g, g, out=tmp)  # torch: exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
-        tmp *= 1.0 - beta2
-        v *= beta2
-        v += tmp
-        step = self.steps
-        bias_correction1 = 1.0 - beta1**step
-        bias_correction2 = 1.0 - beta2**step
-        step_size = self.lr / bias_correction1
-        denom = tmp
-        np.sqrt(v, out=denom)
-        denom /= bias_correction2**0.5
-        denom += self.eps
-        np.divide(m, denom, out=denom)
-        denom *= step_size
-        p -= denom
-
-
-class AdamW(Adam):
-    """torch.optim.AdamW: p *= 1 - lr wd, then the Adam step without L2 in the gradient."""
-
-    kind = "AdamW"
-    decoupled = True
-
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2):
-        super().__init__(params, lr, betas, eps, weight_decay)
-
-
-class Adagrad(_Optimizer):
-    """torch.optim.Adagrad: g += wd p; G += g^2; p -= clr g / (sqrt(G) + eps),
-    clr = lr / (1 + (step - 1) lr_decay)."""
-
-    kind = "Adagrad"
-    hyper_names = ("lr", "lr_decay", "eps", "weight_decay", "initial_accumulator_value")
-    buffer_names = ("sum",)
-
-    def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10, weight_decay: float = 0.0, initial_accumulator_value: float = 0.0, lr_decay: float = 0.0):
-        super().__init__(params)
-        self.lr, self.lr_decay, self.eps = float(lr), float(lr_decay), float(eps)
-        self.weight_decay, self.initial_accumulator_value = float(weight_decay), float(initial_accumulator_value)
-        for name, p in params.items():
-            self.state["sum"][name] = np.full_like(p, self.initial_accumulator_value)
-
-    def _clr(self, step: int) -> float:
-        return self.lr / (1.0 + (max(step, 1) - 1) * self.lr_decay)
-
-    def _update(self, name, p, g):
-        g = self._decayed(p, g)
-        clr = self._clr(self.steps)
-        G = self.state["sum"][name]
-        tmp = self._tmp(p)
-        np.multiply(g, g, out=tmp)
-        G += tmp
-        np.sqrt(G, out=tmp)
-        tmp += self.eps
-        np.divide(g, tmp, out=tmp)
-        tmp *= clr
-        p -= tmp
-
-    def effective_step_size(self) -> float:
-        """Median over all parameter elements of clr / (sqrt(G) + eps)."""
-        clr = self._clr(self.steps)
-        vals = np.concatenate([(clr / (np.sqrt(G.astype(np.float64)) + self.eps)).ravel() for G in self.state["sum"].values()])
-        return float(np.median(vals))

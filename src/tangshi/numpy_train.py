@@ -4,7 +4,7 @@ The NumPy backend starts from the very weights the PyTorch backend would
 (the same seeded initialisation), visits the same batches in the same order,
 and writes checkpoints in the same format, so either backend's checkpoint
 generates with `tangshi generate` and continues training in the other
-(`--init-from`). Dev metrics are computed by the shared `train.evaluate` on the
+(`--init-from`). Dev metrics are computed by the shared `splits.evaluate` on the
 loaded weights, so both backends are scored by one piece of code.
 
 PyTorch-only options (rejected here with a clear error): dropout of any kind,
@@ -13,25 +13,19 @@ DropConnect, learning-rate schedules, bf16. Gradient clipping is supported.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from . import checkpoint as ckpt
 from . import numpy_lstm as nl
-from .batches import batch_indices, make_batch
+from . import numpy_optim as nopt
 from .errors import TangshiError
 from .model import DROPOUT_FIELDS, ModelConfig, PoetryLM
-from .runs import RunFolder, check_finite_loss
-from .train import (EPOCH_SEED_STRIDE, TrainConfig, _plot, _with_overrides, check_resume_options, end_epoch, evaluate,
-                    open_prepared, saved_train_config)
-from .vocab import Vocab
+from .trainconfig import TrainConfig
+from .trainer import Start, fit
 
-NUMPY_OPTIMIZERS = {"adam": nl.Adam, "adamw": nl.AdamW, "adagrad": nl.Adagrad, "sgd": nl.SGD}
+NUMPY_OPTIMIZERS = {"adam": nopt.Adam, "adamw": nopt.AdamW, "adagrad": nopt.Adagrad, "sgd": nopt.SGD}
 TORCH_ONLY = DROPOUT_FIELDS  # the NumPy twin trains without dropout
 
 
@@ -50,6 +44,10 @@ def check_numpy_options(model_cfg: ModelConfig, cfg: TrainConfig) -> None:
         raise TangshiError("--backend numpy supports only --schedule constant")
     if cfg.amp:
         raise TangshiError("--backend numpy trains in fp32; drop --amp")
+    if model_cfg.pad_in_loss:
+        raise TangshiError("--backend numpy masks PAD in the loss; drop --pad-in-loss")
+    if torch.device(cfg.device).type != "cpu":
+        raise TangshiError("--backend numpy runs on the CPU; drop --device")
 
 
 def params_to_model(params: dict[str, np.ndarray], model_cfg: ModelConfig) -> PoetryLM:
@@ -72,117 +70,76 @@ def clip_grads(grads: dict[str, np.ndarray], max_norm: float) -> float:
     return norm
 
 
+class NumpyBackend:
+    """The NumPy twin's step: `numpy_lstm.forward` + the hand-written `backward`, clipping, and a
+    NumPy optimiser, on the model's canonical weights. `on_step(step, params, grads, optimizer)`
+    is called with step 0 (grads None) before training and after every optimiser step."""
+
+    name = "numpy"
+
+    def __init__(self, on_step=None):
+        self.on_step = on_step
+        self._model = None
+
+    def prepare(self, begun, steps_per_epoch: int, log) -> None:
+        self.cfg, self.model_cfg = begun.cfg, begun.model.config
+        check_numpy_options(self.model_cfg, self.cfg)
+        self.params = model_to_params(begun.model)
+        self.opt = make_optimizer(self.params, self.cfg)
+        if begun.optimizer_state is not None:
+            tensors, state = begun.optimizer_state
+            self.opt.load_state_dict({**state["optimizer"], "tensors": {k: v.numpy() for k, v in tensors.items()}})
+        self.workspace = nl.Workspace()
+        self.pad = begun.model.config.pad_id
+        if self.on_step is not None and begun.start_epoch == 1:
+            self.on_step(0, self.params, None, self.opt)
+
+    def n_params(self) -> int:
+        return sum(v.size for v in self.params.values())
+
+    def begin_epoch(self, epoch: int) -> None:
+        pass  # nothing random in a NumPy step
+
+    def zero_loss(self) -> float:
+        return 0.0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, global_step: int) -> float:
+        loss, cache = nl.forward(self.params, self.model_cfg, x.numpy(), y.numpy(), self.pad, workspace=self.workspace)
+        grads = nl.backward(cache)
+        if self.cfg.clip > 0:
+            clip_grads(grads, self.cfg.clip)
+        self.opt.step(grads)
+        self._model = None  # the weights moved
+        if self.on_step is not None:
+            self.on_step(global_step, self.params, grads, self.opt)
+        return float(loss)
+
+    def end_epoch(self, dev_ppl: float) -> None:
+        pass  # constant learning rate
+
+    def lr(self) -> float:
+        return self.cfg.lr
+
+    def eval_model(self) -> PoetryLM:
+        """The weights as a PyTorch model, so that both backends are scored by one `evaluate`."""
+        if self._model is None:
+            self._model = params_to_model(self.params, self.model_cfg)
+        return self._model
+
+    def optimizer_state(self) -> tuple[dict, dict, dict]:
+        sd = self.opt.state_dict()
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.pop("tensors").items()}
+        return tensors, sd, {"backend": "numpy"}
+
+
 def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
                 resume: bool = False, progress: bool = True, log=print, init_from: Path | None = None,
                 stop_after_epoch: int | None = None, on_step=None, replace: bool = False,
-                keep_epoch_checkpoints: bool = True, resume_check: tuple[dict, dict] | None = None) -> dict:
-    """Train with the NumPy twin. `on_step(step, params, grads, optimizer)` is called with
-    step 0 (grads None) before training and after every optimiser step, for the experiments.
-    The run folder follows the same policy as the PyTorch backend's (runs.RunFolder)."""
-    if resume and init_from is not None:
-        raise TangshiError("--resume continues the run's own weights; it cannot be combined with --init-from")
-    vocab, meta, train_split, dev_split = open_prepared(data_dir)
-    data_dir = Path(data_dir)
-    with RunFolder(out_dir, replace=replace, resume=resume, sources=(data_dir, init_from)) as run:
-        return _train_numpy(run, data_dir, vocab, meta, train_split, dev_split, model_over, cfg, resume=resume,
-                            progress=progress, log=log, init_from=init_from, stop_after_epoch=stop_after_epoch,
-                            on_step=on_step, keep_epoch_checkpoints=keep_epoch_checkpoints,
-                            resume_check=resume_check)
-
-
-def _train_numpy(run: RunFolder, data_dir: Path, vocab: Vocab, meta: dict, train_split, dev_split,
-                 model_over: dict | None, cfg: TrainConfig, *, resume: bool, progress: bool, log,
-                 init_from: Path | None, stop_after_epoch: int | None, on_step, keep_epoch_checkpoints: bool,
-                 resume_check) -> dict:
-    out_dir = run.path
-    history: list[dict] = []
-    start_epoch = 1
-    if resume or init_from is not None:
-        src = run.latest() if resume else Path(init_from)
-        if src is None:
-            raise TangshiError(f"nothing to resume in {out_dir}: it holds no complete checkpoint with optimiser state")
-        model, ck_vocab, ck_meta = ckpt.load_checkpoint(src)
-        if ck_vocab != vocab:
-            raise TangshiError(f"{src} was trained on a different vocabulary than {data_dir}")
-        if resume:
-            cfg = saved_train_config(ck_meta, src)
-            if resume_check is not None:
-                check_resume_options(src, model.config, cfg, *resume_check)
-                cfg = replace(cfg, epochs=resume_check[1].get("epochs", cfg.epochs))  # constant lr: may extend
-        else:  # the same rules as the PyTorch backend: widen to larger sizes, refuse other changes
-            torch.manual_seed(cfg.seed)
-            model = _with_overrides(model, model_over or {}, src)
-        model_cfg = model.config
-    else:
-        torch.manual_seed(cfg.seed)  # the same initial weights as the PyTorch backend
-        model_cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **(model_over or {}))
-        model = PoetryLM(model_cfg)
-    check_numpy_options(model_cfg, cfg)
-    params = model_to_params(model)
-    opt = make_optimizer(params, cfg)
-    if resume:
-        tensors, state = ckpt.load_optimizer_state(src)
-        if state.get("backend") != "numpy":
-            raise TangshiError(f"{src} holds PyTorch optimiser state; use --init-from to continue its weights in NumPy")
-        opt.load_state_dict({**state["optimizer"], "tensors": {k: v.numpy() for k, v in tensors.items()}})
-        history = state["history"]
-        start_epoch = state["epoch"] + 1
-
-    run.require_room(sum(v.size for v in params.values()))
-    if resume:
-        run.resumed(src, history)
-    best = min(history, key=lambda h: h["dev_ppl"]) if history else None
-    steps_per_epoch = len(batch_indices(len(train_split.inputs), cfg.batch_size, torch.Generator().manual_seed(0)))
-    if cfg.max_steps:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
-    pad = vocab.pad_id
-    ws = nl.Workspace() if hasattr(nl, "Workspace") else None
-    global_step = (start_epoch - 1) * steps_per_epoch
-    if on_step is not None and global_step == 0:
-        on_step(0, params, None, opt)
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        gen = torch.Generator().manual_seed(cfg.seed * EPOCH_SEED_STRIDE + epoch)
-        batches = batch_indices(len(train_split.inputs), cfg.batch_size, gen, shuffle=True,
-                                lengths=train_split.lengths, bucket=cfg.bucket)[:steps_per_epoch]
-        t0 = time.perf_counter()
-        tot_loss, tot_tok = 0.0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs} [numpy]", disable=not progress, leave=False, unit="step")
-        for idx in bar:
-            x, y = make_batch(train_split.inputs, train_split.targets, train_split.lengths, idx,
-                              trim=cfg.bucket and not model_cfg.pad_in_loss)
-            x, y = x.numpy(), y.numpy()
-            if model_cfg.pad_in_loss:
-                raise TangshiError("--backend numpy masks PAD in the loss; drop --pad-in-loss")
-            loss, cache = nl.forward(params, model_cfg, x, y, pad, **({"workspace": ws} if ws is not None else {}))
-            grads = nl.backward(cache)
-            if cfg.clip > 0:
-                clip_grads(grads, cfg.clip)
-            opt.step(grads)
-            global_step += 1
-            if on_step is not None:
-                on_step(global_step, params, grads, opt)
-            real = int((y != pad).sum())
-            check_finite_loss(float(loss), "train loss", epoch, cfg.lr, history)
-            tot_loss += float(loss) * real
-            tot_tok += real
-            bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{tot_tok / max(time.perf_counter() - t0, 1e-9):,.0f}")
-        train_time = time.perf_counter() - t0
-        model = params_to_model(params, model_cfg)
-        dev = evaluate(model, dev_split)
-        check_finite_loss(dev["dev_nll"], "dev loss", epoch, cfg.lr, history)
-        row = {"epoch": epoch, "train_loss": tot_loss / max(tot_tok, 1), **dev, "lr": cfg.lr,
-               "epoch_seconds": round(train_time, 2), "real_tokens_per_s": round(tot_tok / max(train_time, 1e-9)),
-               "steps": len(batches), "backend": "numpy"}
-        sd = opt.state_dict()
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.pop("tensors").items()}
-        end_epoch(run, history, row, model, vocab,
-                  {"data": str(data_dir), "data_meta": meta, "config": asdict(cfg), "epoch": epoch, "backend": "numpy"},
-                  optimizer_state=(tensors, sd), trainer_extra={"backend": "numpy"},
-                  keep_epoch_checkpoints=keep_epoch_checkpoints, log=log)
-        best = min(history, key=lambda h: h["dev_ppl"])
-        if stop_after_epoch is not None and epoch >= stop_after_epoch:
-            break
-    if history:
-        run.write_curves(lambda f: _plot(history, f, f"{out_dir.name} [numpy]: best dev ppl {best['dev_ppl']:.2f} "
-                                                     f"(epoch {best['epoch']})"))
-    return {"best": best, "history": history, "out": str(out_dir)}
+                keep_epoch_checkpoints: bool = True, resume_check: tuple[dict, dict] | None = None,
+                resume_epochs: int | None = None) -> dict:
+    """Train with the NumPy twin: the same loop, folder, checkpoints and options as the PyTorch
+    backend (train.train), with NumpyBackend's step."""
+    return fit(NumpyBackend(on_step), data_dir, out_dir, model_over, cfg, start=Start.of(resume, init_from),
+               progress=progress, log=log, keep_epoch_checkpoints=keep_epoch_checkpoints,
+               stop_after_epoch=stop_after_epoch, resume_epochs=resume_epochs, replace=replace,
+               resume_check=resume_check)
