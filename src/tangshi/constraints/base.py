@@ -1,0 +1,328 @@
+"""The machinery every constraint shares: special ids, the per-row state, the mask table, and
+`Constrained`, which composes a list of rules into the decoder's masks.
+
+A rule is a small object with one interface (`Rule`). The decoder never sees rules: it asks the
+composed constraint for `mask(state)` (which tokens may come next, per row), `bias(state)`
+(log-probability penalties, or None) and `advance(state, tokens)`; each rule contributes a factor
+to the mask, tokens to exclude, a penalty, and its own part of the row's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from tangshi.errors import TangshiError
+from tangshi.text import known_form
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """Ids of the four special tokens."""
+
+    eos: int
+    oov: int
+    start: int
+    pad: int
+
+    TOKENS = {"eos": "<EOS>", "oov": "<OOV>", "start": "<START>", "pad": "<PAD>"}
+
+    @classmethod
+    def from_itos(cls, itos: Sequence[str]) -> "SpecialIds":
+        """Find ``<EOS>``, ``<OOV>``, ``<START>``, ``<PAD>`` in ``itos``."""
+        pos = {tok: i for i, tok in enumerate(itos)}
+        missing = [t for t in cls.TOKENS.values() if t not in pos]
+        if missing:
+            raise TangshiError(f"vocabulary lacks the special tokens {', '.join(missing)}")
+        return cls(**{k: pos[t] for k, t in cls.TOKENS.items()})
+
+    @classmethod
+    def coerce(cls, special_ids, itos: Sequence[str]) -> "SpecialIds":
+        """Accept a ``SpecialIds``, ``None`` (look them up in ``itos``), a mapping
+        keyed by ``eos/oov/start/pad`` (or ``eos_id``..., or the token strings), or
+        an object with ``eos_id``/``eos`` ... attributes."""
+        if isinstance(special_ids, cls):
+            out = special_ids
+        elif special_ids is None:
+            out = cls.from_itos(itos)
+        else:
+            out = cls(**{k: int(cls._lookup(special_ids, k, tok)) for k, tok in cls.TOKENS.items()})
+        for k in cls.TOKENS:
+            i = getattr(out, k)
+            if not 0 <= i < len(itos):
+                raise ValueError(f"special id {k}={i} is outside the vocabulary (size {len(itos)})")
+        return out
+
+    @staticmethod
+    def _lookup(special_ids, k: str, tok: str):
+        names = (k, f"{k}_id", tok, k.upper()) if isinstance(special_ids, Mapping) else (f"{k}_id", k)
+        for name in names:
+            if isinstance(special_ids, Mapping) and name in special_ids:
+                return special_ids[name]
+            if not isinstance(special_ids, Mapping) and hasattr(special_ids, name):
+                return getattr(special_ids, name)
+        raise ValueError(f"special_ids has no id for {tok}")
+
+
+class Row:
+    """One row's state, immutable: tokens consumed `t`, the current line's ids, whether `<EOS>`
+    has been emitted, and each rule's own part (`parts[i]` belongs to rule i)."""
+
+    __slots__ = ("t", "line", "done", "parts")
+
+    def __init__(self, t: int, line: tuple, done: bool, parts: tuple):
+        self.t, self.line, self.done, self.parts = t, line, done, parts
+
+
+class DecodeState:
+    """Per-row constraint state for a batch; ``rows`` are immutable snapshots."""
+
+    __slots__ = ("rows", "_last_mask")
+
+    def __init__(self, rows: list):
+        self.rows = rows
+        self._last_mask = None  # the mask computed for exactly these rows, if any
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def select(self, indices) -> "DecodeState":
+        """A new state with rows ``indices`` (e.g. beam reordering); rows may repeat."""
+        if isinstance(indices, torch.Tensor):
+            indices = indices.tolist()
+        return DecodeState([self.rows[int(i)] for i in indices])
+
+    @property
+    def done(self) -> list[bool]:
+        """Per row: ``<EOS>`` has been emitted."""
+        return [r.done for r in self.rows]
+
+
+class MaskTable:
+    """Lazily built table of distinct mask rows, each built once and indexed by a small int."""
+
+    def __init__(self, V: int, dtype=np.bool_):
+        self.V, self.dtype = V, dtype
+        self.ids: dict = {}
+        self.rows: list[np.ndarray] = []
+        self._dev: dict = {}
+
+    def id(self, key, build) -> int:
+        i = self.ids.get(key)
+        if i is None:
+            i = len(self.rows)
+            row = np.ascontiguousarray(build(), dtype=self.dtype)
+            assert row.shape == (self.V,)
+            self.rows.append(row)
+            self.ids[key] = i
+        return i
+
+    def tensor(self, device) -> torch.Tensor:
+        key = str(device)
+        cached = self._dev.get(key)
+        if cached is None or cached[1] != len(self.rows):
+            cached = (torch.from_numpy(np.stack(self.rows)).to(device), len(self.rows))
+            self._dev[key] = cached
+        return cached[0]
+
+
+class Rule:
+    """One rule of a constraint. At each position `pos` of the layout (layout.Position; None in
+    free form) a rule may limit the characters allowed (`limit` returns a hashable key,
+    `factor(key)` the boolean row of the vocabulary it allows; masks are cached by key), exclude a
+    few token ids for this row (`exclude`), and penalise some (`penalty` returns a key,
+    `penalty_row(key)` the float row). `advance` gives the rule's new part of the row's state after
+    a token; `part` is that part now. The defaults do nothing."""
+
+    def initial(self) -> Any:
+        return None
+
+    def limit(self, pos, row: Row, part) -> Hashable | None:
+        return None
+
+    def factor(self, key) -> np.ndarray:
+        raise NotImplementedError
+
+    def exclude(self, pos, row: Row, part) -> tuple:
+        return ()
+
+    def penalty(self, pos, part) -> Hashable | None:
+        return None
+
+    def penalty_row(self, key) -> np.ndarray:
+        raise NotImplementedError
+
+    def advance(self, pos, row: Row, part, tok: int) -> Any:
+        return part
+
+
+def device_of(device):
+    return torch.device("cpu") if device is None else torch.device(device)
+
+
+class Constrained:
+    """The decoder-facing API, shared by FormConstraint and FreeConstraint: vocabulary analysis,
+    the mask table, prefix replay, and masks composed from the rules. A subclass sets `rules`
+    and implements `_allowed(row) -> (mask id, excluded ids)`, `_position(row)` and `_step`."""
+
+    max_len: int | None = None
+    rules: tuple = ()
+
+    @property
+    def max_steps(self) -> int | None:
+        """Alias of ``max_len``: decoding steps needed, ``<EOS>`` included (``None`` for free form)."""
+        return self.max_len
+
+    def __init__(self, itos: Sequence[str], special_ids):
+        self.itos = list(itos)
+        self.V = len(self.itos)
+        if self.V == 0:
+            raise TangshiError("the vocabulary is empty")
+        self.special = SpecialIds.coerce(special_ids, self.itos)
+        sp = self.special
+        self._special_set = {sp.eos, sp.oov, sp.start, sp.pad}
+        self.stoi: dict[str, int] = {}
+        for i, tok in enumerate(self.itos):
+            if i not in self._special_set:
+                self.stoi.setdefault(tok, i)
+        self._masks = MaskTable(self.V)
+        self._prefix_cache: dict[tuple, object] = {}
+
+    # ---- helpers for the rules
+    def token_id(self, ch: str, what: str) -> tuple[int, str]:
+        """Id of ``ch``; falls back to its traditional form; raises if missing."""
+        known = known_form(ch, self.stoi)
+        if known is not None:
+            return self.stoi[known], known
+        raise TangshiError(f"character '{ch}' in the {what} is not in the model's vocabulary")
+
+    def onehot(self, i: int) -> np.ndarray:
+        row = np.zeros(self.V, dtype=np.bool_)
+        row[i] = True
+        return row
+
+    def _initial_row(self) -> Row:
+        return Row(0, (), False, tuple(rule.initial() for rule in self.rules))
+
+    def _allowed(self, r: Row) -> tuple[int, tuple]:
+        raise NotImplementedError
+
+    def _step(self, r: Row, tok: int) -> Row:
+        raise NotImplementedError
+
+    def _advance_parts(self, pos, r: Row, tok: int) -> tuple:
+        return tuple(rule.advance(pos, r, part, tok) for rule, part in zip(self.rules, r.parts))
+
+    # ---- the decoder's API
+    def new_state(self, batch_size: int) -> DecodeState:
+        """A fresh state for ``batch_size`` rows (nothing generated yet)."""
+        return DecodeState([self._initial_row()] * int(batch_size))
+
+    def replay(self, prefixes: Sequence[Sequence[int]]) -> DecodeState:
+        """The state after each prefix (ids generated so far; a leading ``<START>``
+        is skipped).  Raises ``ValueError`` if a prefix breaks the constraint."""
+        cache = self._prefix_cache
+        if len(cache) > 200_000:
+            cache.clear()
+        rows = []
+        for p in prefixes:
+            tp = tuple(int(x) for x in (p.tolist() if isinstance(p, torch.Tensor) else p))
+            if tp and tp[0] == self.special.start:
+                tp = tp[1:]
+            r = cache.get(tp)
+            if r is None:
+                cut = len(tp)  # the longest cached ancestor, then advance from it
+                base = None
+                while cut > 0 and base is None:
+                    cut -= 1
+                    base = cache.get(tp[:cut])
+                r, cut = (base, cut) if base is not None else (self._initial_row(), 0)
+                for n in range(cut, len(tp)):
+                    r = self._checked_step(r, tp[n])
+                    cache[tp[: n + 1]] = r
+            rows.append(r)
+        return DecodeState(rows)
+
+    def _as_state(self, x) -> DecodeState:
+        return x if isinstance(x, DecodeState) else self.replay(x)
+
+    def _checked_step(self, r: Row, tok: int) -> Row:
+        shown = repr(self.itos[tok]) if 0 <= tok < self.V else "out of range"
+        if r.done:
+            if tok in (self.special.eos, self.special.pad):
+                return r
+            raise ValueError(f"token {tok} ({shown}) given after <EOS>; only <EOS>/<PAD> may follow")
+        mid, excl = self._allowed(r)
+        if not (0 <= tok < self.V) or not self._masks.rows[mid][tok] or tok in excl:
+            raise ValueError(f"token {tok} ({shown}) is masked at this step; sample through mask()")
+        return self._step(r, tok)
+
+    def advance(self, state: DecodeState, tokens) -> DecodeState:
+        """Record the sampled ``tokens`` (one id per row: tensor or list) in
+        ``state`` (updated in place and returned).  Raises ``ValueError`` for a
+        token the mask forbade."""
+        tokens = tokens.reshape(-1).tolist() if isinstance(tokens, torch.Tensor) else [int(t) for t in tokens]
+        if len(tokens) != len(state.rows):
+            raise ValueError(f"got {len(tokens)} tokens for {len(state.rows)} rows")
+        rows, m = state.rows, state._last_mask
+        state._last_mask = None
+        if m is None or m.shape[0] != len(rows):
+            for b, tok in enumerate(tokens):
+                rows[b] = self._checked_step(rows[b], int(tok))
+            return state
+        # validate all rows in one gather against the mask they were sampled from
+        tok_t = torch.tensor(tokens, dtype=torch.long, device=m.device)
+        if bool(((tok_t < 0) | (tok_t >= self.V)).any()):
+            bad_rows = [b for b, t in enumerate(tokens) if not 0 <= t < self.V]
+        elif not bool(m.gather(1, tok_t[:, None]).all()):
+            bad_rows = (~m.gather(1, tok_t[:, None])).nonzero()[:, 0].tolist()
+        else:
+            bad_rows = []
+        for b in bad_rows:
+            if not rows[b].done or tokens[b] not in (self.special.eos, self.special.pad):
+                self._checked_step(rows[b], int(tokens[b]))  # raises with a message
+        for b, tok in enumerate(tokens):
+            if not rows[b].done:
+                rows[b] = self._step(rows[b], tok)
+        return state
+
+    def mask(self, x, device=None) -> torch.Tensor:
+        """(B, V) bool: True where the token is allowed next for each row."""
+        st = self._as_state(x)
+        ids, ex_r, ex_c = [], [], []
+        for b, r in enumerate(st.rows):
+            mid, excl = self._allowed(r)
+            ids.append(mid)
+            if excl:
+                ex_r.extend([b] * len(excl))
+                ex_c.extend(excl)
+        dev = device_of(device)
+        m = self._masks.tensor(dev)[torch.tensor(ids, dtype=torch.long, device=dev)]
+        if ex_r:
+            m[torch.tensor(ex_r, device=dev), torch.tensor(ex_c, device=dev)] = False
+        st._last_mask = m
+        return m
+
+    def bias(self, x, device=None) -> torch.Tensor | None:
+        """(B, V) float log-prob penalties to add to the logits, or ``None`` when no rule has any."""
+        return None
+
+    def apply(self, logits: torch.Tensor, x) -> torch.Tensor:
+        """``logits.masked_fill(~mask, -inf)`` plus ``bias`` if any (not in place); for callers
+        that hold logits (the decoder itself uses mask and bias). Apply temperature first."""
+        if logits.dim() != 2 or logits.shape[1] != self.V:
+            raise ValueError(f"logits must be (B, {self.V}), got {tuple(logits.shape)}")
+        st = self._as_state(x)
+        if logits.shape[0] != len(st):
+            raise ValueError(f"logits have {logits.shape[0]} rows, state has {len(st)}")
+        out = logits.masked_fill(~self.mask(st, logits.device), float("-inf"))
+        b = self.bias(st, logits.device)
+        return out if b is None else out + b.to(out.dtype)
+
+    def finished(self, state: DecodeState) -> bool:
+        """All rows have emitted ``<EOS>``."""
+        return all(r.done for r in state.rows)
