@@ -205,7 +205,7 @@ def test_a_failing_write_is_one_line_and_found_before_training(tmp_path, tiny_pr
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(sh, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
     code, _, err = run(["train", "--data", tiny_prepared, "--out", tmp_path / "full", "--epochs", "1", *TINY], capsys)
-    one_line_error(code, err, "MB free", "needs about")
+    one_line_error(code, err, "1.0 kB free on the device", "needs about")
     assert not (tmp_path / "full").exists()  # a folder it made and could not fill is removed again
     monkeypatch.undo()
 
@@ -398,3 +398,158 @@ def test_argument_errors_are_one_line_too(argv, capsys):
     assert e.value.code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tangshi: error:") and "--help" in lines[0], err
+
+
+# ---------------------------------------------------------------------------- cases a hostile review found
+def test_a_refused_replace_keeps_the_earlier_run(run_dir, tiny_prepared, tmp_path, capsys):
+    before = snapshot(run_dir)
+    (tmp_path / "notckpt").mkdir()
+    for bad in (["--hidden-dim", "0"], ["--dropout-embed", "1"], ["--init-from", tmp_path / "notckpt"],
+                ["--tie-weights", "--embed-dim", "8", "--hidden-dim", "16"]):
+        code, _, err = run(["train", "--data", tiny_prepared, "--out", run_dir, "--replace", "--epochs", "1",
+                            "--quiet", *bad], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert snapshot(run_dir) == before, bad
+
+
+def test_mark_entries_cannot_reach_outside_the_folder(tmp_path, tiny_source, capsys):
+    out, victim = tmp_path / "prep", tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious", encoding="utf-8")
+    argv = ["data", "prepare", "--source", tiny_source, "--out", out, "--poems", "all"]
+    assert run(argv, capsys)[0] == 0
+    good = (out / MARKER).read_text(encoding="utf-8")
+    for entries in (["../victim/keep.txt"], [str(victim / "keep.txt")], [5], [None], [".."]):
+        mark = json.loads(good)
+        mark["entries"] += entries
+        (out / MARKER).write_text(json.dumps(mark), encoding="utf-8")
+        code, _, err = run(argv + ["--replace"], capsys)
+        one_line_error(code, err, "is damaged")
+    mark = json.loads(good)
+    mark["kind"] = ["x"]
+    (out / MARKER).write_text(json.dumps(mark), encoding="utf-8")
+    one_line_error(*run(argv + ["--replace"], capsys)[::2], "is damaged")
+    assert (victim / "keep.txt").read_text(encoding="utf-8") == "precious"
+
+
+def test_a_lock_that_is_a_link_is_refused_and_its_target_kept(tmp_path, tiny_source, capsys):
+    out, target = tmp_path / "prep", tmp_path / "target.txt"
+    argv = ["data", "prepare", "--source", tiny_source, "--out", out, "--poems", "all"]
+    assert run(argv, capsys)[0] == 0
+    target.write_text("precious", encoding="utf-8")
+    os.symlink(target, out / LOCK)
+    one_line_error(*run(argv + ["--replace"], capsys)[::2], "lock")
+    assert target.read_text(encoding="utf-8") == "precious"
+
+
+def test_export_refuses_weights_that_overflow_the_dtype_and_keeps_the_earlier_export(tmp_path, run_dir, capsys):
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "m"
+    assert run(["export", "--checkpoint", run_dir / "best", "--out", out], capsys)[0] == 0
+    before = snapshot(out)
+    big = tmp_path / "big"
+    shutil.copytree(run_dir / "best", big)
+    w = load_file(str(big / "model.safetensors"))
+    w["head.bias"][0] = 1e30  # finite in fp32, infinite in fp16
+    save_file(w, str(big / "model.safetensors"))
+    one_line_error(*run(["export", "--checkpoint", big, "--out", out, "--replace"], capsys)[::2],
+                   "not finite in float16", "head.bias")
+    assert snapshot(out) == before
+
+
+def test_a_run_never_overwrites_a_file_it_did_not_write(tmp_path, tiny_prepared, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / MARKER).write_text(json.dumps({"format": "tangshi-output/1", "kind": "run", "command": "",
+                                          "state": "complete", "entries": []}), encoding="utf-8")
+    (out / "metrics.jsonl").write_text("mine", encoding="utf-8")
+    one_line_error(*run(["train", "--data", tiny_prepared, "--out", out, "--epochs", "1", *TINY], capsys)[::2],
+                   "metrics.jsonl was not written by tangshi")
+    assert (out / "metrics.jsonl").read_text(encoding="utf-8") == "mine"
+    assert sorted(os.listdir(out)) == [MARKER, "metrics.jsonl"]
+
+
+def test_odd_paths_and_archives_are_one_line(tmp_path, tiny_source, capsys):
+    import io
+    import tarfile
+
+    loop = tmp_path / "loop"
+    os.symlink(loop, loop)
+    one_line_error(*run(["data", "prepare", "--source", tiny_source, "--out", loop], capsys)[::2], "loop")
+    evil = tmp_path / "evil.tgz"
+    with tarfile.open(evil, "w:gz") as tf:
+        info = tarfile.TarInfo("../escaped.json")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"[]"))
+    truncated = tmp_path / "trunc.tgz"
+    with tarfile.open(tmp_path / "ok.tgz", "w:gz") as tf:
+        tf.add(tiny_source / "poet.tang.0.json", arcname="poet.tang.0.json")
+    data = (tmp_path / "ok.tgz").read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    for archive in (evil, truncated):
+        code, _, err = run(["data", "fetch", "--from", archive, "--dest", tmp_path / "d", "--offline", "--no-npm"],
+                           capsys)
+        one_line_error(code, err, str(archive))
+    assert not (tmp_path / "escaped.json").exists() and not (tmp_path / "d").exists()
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "poet.tang.0.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    one_line_error(*run(["data", "prepare", "--source", deep, "--out", tmp_path / "p"], capsys)[::2], "nested")
+
+
+def test_damaged_prepared_folders_are_one_line(tmp_path, tiny_prepared, run_dir, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_prepared, bad)
+    vocab = json.loads((bad / "vocab.json").read_text(encoding="utf-8"))
+    good_vocab = json.dumps(vocab)
+    vocab["itos"][0] = ["a"]
+    (bad / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    one_line_error(*run(["train", "--data", bad, "--out", tmp_path / "r", "--epochs", "1", *TINY], capsys)[::2],
+                   "not a character")
+    (bad / "vocab.json").write_text(good_vocab, encoding="utf-8")
+    first = (bad / "dev.txt").read_text(encoding="utf-8").splitlines()[0]
+    with open(bad / "dev.txt", "a", encoding="utf-8") as f:
+        f.write(first * 5 + "\n")  # 120 characters: longer than the model's window
+    one_line_error(*run(["eval", "--checkpoint", run_dir / "best", "--data", bad], capsys)[::2], "dev.txt", "fit")
+    one_line_error(*run(["eval", "--checkpoint", run_dir / "best", "--data", tiny_prepared, "--device", "cuda"],
+                        capsys)[::2], "no CUDA device") if not __import__("torch").cuda.is_available() else None
+    half = tmp_path / "half"
+    shutil.copytree(tiny_prepared, half)
+    mark = json.loads((half / MARKER).read_text(encoding="utf-8"))
+    (half / MARKER).write_text(json.dumps({**mark, "state": "writing"}), encoding="utf-8")
+    for argv in (["eval", "--checkpoint", run_dir / "best", "--data", half],
+                 ["train", "--data", half, "--out", tmp_path / "r2", "--epochs", "1", *TINY]):
+        one_line_error(*run(argv, capsys)[::2], "half-written")
+
+
+def test_resume_keeps_to_the_runs_own_data(tmp_path, tiny_source, run_dir, tiny_prepared, capsys, monkeypatch):
+    other = tmp_path / "other"
+    assert run(["data", "prepare", "--source", tiny_source, "--out", other, "--poems", "all", "--seed", "5"],
+               capsys)[0] == 0
+    before = snapshot(run_dir)
+    one_line_error(*run(["train", "--data", other, "--out", run_dir, "--resume", "--epochs", "3", "--quiet"],
+                        capsys)[::2], "not the data this run trained on")
+    assert snapshot(run_dir) == before
+    monkeypatch.chdir(tmp_path)  # no data/prepared here: the run's own folder must be found
+    code, _, err = run(["train", "--out", run_dir, "--resume", "--epochs", "3", "--quiet"], capsys)
+    assert code == 0, err
+
+
+def test_a_model_too_big_for_memory_is_refused_before_allocating(tmp_path, tiny_prepared, capsys):
+    one_line_error(*run(["train", "--data", tiny_prepared, "--out", tmp_path / "big", "--embed-dim", "16384",
+                         "--hidden-dim", "16384", "--quiet"], capsys)[::2], "GB of memory")
+    assert not (tmp_path / "big").exists()
+
+
+def test_a_full_disk_inside_safetensors_is_one_line(tmp_path, tiny_prepared, capsys, monkeypatch):
+    from safetensors import SafetensorError
+
+    import tangshi.checkpoint as ck
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(ck, "save_file", full)
+    one_line_error(*run(["train", "--data", tiny_prepared, "--out", tmp_path / "r", "--epochs", "1", *TINY],
+                        capsys)[::2], "no space left")

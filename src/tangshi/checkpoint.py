@@ -15,6 +15,7 @@ atomically (`runs.py`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -74,16 +75,29 @@ def write_checkpoint(folder: Path, model: PoetryLM, vocab: Vocab, *, train_meta:
     if dtype is not None:
         weights = {k: v.to(dtype) for k, v in weights.items()}
     weights = {k: v.contiguous().clone() for k, v in weights.items()}
-    save_file(weights, str(folder / WEIGHTS), metadata={"format": CHECKPOINT_FORMAT})
-    os.chmod(folder / WEIGHTS, user_file_mode())  # safetensors writes 0600; a checkpoint is an ordinary file
+    for name, w in weights.items():  # a model that would not load again is never written
+        if not bool(torch.isfinite(w).all()):
+            how = f" in {str(dtype).removeprefix('torch.')} (its range is ±{torch.finfo(dtype).max:.4g})" if dtype else ""
+            raise TangshiError(f"the weights are not finite{how}: {name} holds NaN or infinity; nothing was written")
+    _save_tensors(weights, folder / WEIGHTS, metadata={"format": CHECKPOINT_FORMAT})
     _write_json(folder / CONFIG, {"format": CHECKPOINT_FORMAT, "model": model.config.to_json(),
                                   "train": train_meta or {}, "metrics": metrics or {}})
     vocab.save(folder / VOCAB)
     if optimizer_state is not None:
         tensors, state = optimizer_state
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / OPTIM))
-        os.chmod(folder / OPTIM, user_file_mode())
+        _save_tensors({k: v.contiguous() for k, v in tensors.items()}, folder / OPTIM)
         _write_json(folder / TRAINER, state)
+
+
+def _save_tensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    """safetensors' save_file, its failures as OSError (a full disk is one), with the user's umask
+    (safetensors writes 0600; a checkpoint is an ordinary file)."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:
+        code = errno.ENOSPC if "No space left" in str(e) else errno.EIO
+        raise OSError(code, os.strerror(code), str(path)) from None
+    os.chmod(path, user_file_mode())
 
 
 def save_checkpoint(path: Path, model: PoetryLM, vocab: Vocab, **kwargs) -> Path:
@@ -134,7 +148,9 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError) as e:
         raise TangshiError(f"corrupt checkpoint weights {f}: {e}") from None
     for name, w in weights.items():
-        if w.is_floating_point() and not bool(torch.isfinite(w).all()):
+        if not w.is_floating_point():
+            raise TangshiError(f"checkpoint weights {f}: {name} is {str(w.dtype).removeprefix('torch.')}, not a float")
+        if not bool(torch.isfinite(w).all()):
             raise TangshiError(f"checkpoint weights {f} are not finite: {name} holds NaN or infinity")
     return weights
 

@@ -77,6 +77,7 @@ TRAIN_OPTS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "moment
 
 def cmd_train(args) -> int:
     from .train import TrainConfig, given_options, train
+    from .trainer import saved_data_dir
 
     _set_threads(args.threads)
     if args.resume and args.replace:
@@ -87,12 +88,13 @@ def cmd_train(args) -> int:
     common = dict(resume=args.resume, replace=args.replace, progress=not args.quiet,
                   keep_epoch_checkpoints=not args.no_epoch_checkpoints, resume_check=(model_over, train_over),
                   init_from=Path(args.init_from) if args.init_from else None)
+    data = Path(args.data) if args.data else (args.resume and saved_data_dir(Path(args.out))) or PREPARED_DEFAULT
     if cfg.backend == "numpy":
         from .numpy_train import train_numpy
 
-        res = train_numpy(Path(args.data), Path(args.out), model_over, cfg, **common)
+        res = train_numpy(data, Path(args.out), model_over, cfg, resume_epochs=args.epochs, **common)
     else:
-        res = train(Path(args.data), Path(args.out), model_over, cfg, resume_epochs=args.epochs, **common)
+        res = train(data, Path(args.out), model_over, cfg, resume_epochs=args.epochs, **common)
     best = res["best"]
     if best:
         print(f"best dev perplexity {best['dev_ppl']:.2f} at epoch {best['epoch']}; checkpoints in {res['out']}")
@@ -111,9 +113,9 @@ def cmd_eval(args) -> int:
     from .checkpoint import load_checkpoint
     from .splits import evaluate, load_split
 
-    from .trainconfig import check_device
+    from .trainconfig import require_device
 
-    check_device(args.device)
+    require_device(args.device)
     if args.limit is not None:
         check_number("--limit", args.limit, 1, 1 << 40, integer=True)
     ck = _resolve_checkpoint(args.checkpoint)
@@ -233,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # train
     t = sub.add_parser("train", help="train the LSTM (defaults: the seed's recipe without its bugs)")
-    t.add_argument("--data", default=str(PREPARED_DEFAULT), help="a prepared folder (tangshi data prepare)")
+    t.add_argument("--data", help=f"a prepared folder (tangshi data prepare; default {PREPARED_DEFAULT}, or with "
+                                  "--resume the run's own)")
     t.add_argument("--out", default="runs/default", help="checkpoint folder")
     t.add_argument("--preset", choices=("seed", "default", "awd-v1"),
                    help="seed: the seed's recipe exactly (ReLU logits, PAD in the loss, Adam 0.01); default: the best "

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TangshiError
+from .outputs import require_complete
 from .text import HAN_CLASS, LINE_MARKS
 
 MIN_CHARS = 10  # the seed's lower bound on a poem's length
@@ -113,6 +114,10 @@ def read_raw(path: Path) -> list[dict]:
         raise TangshiError(f"malformed JSON in {path}: line {e.lineno} column {e.colno}: {e.msg}") from None
     except UnicodeDecodeError:
         raise TangshiError(f"{path} is not UTF-8 text") from None
+    except RecursionError:
+        raise TangshiError(f"{path} is nested too deeply to be a poem file") from None
+    except OSError as e:
+        raise TangshiError(f"cannot read {path}: {e.strerror}") from None
     if not isinstance(data, list):
         raise TangshiError(f"{path}: expected a JSON list of poems, got {type(data).__name__}")
     return data
@@ -123,6 +128,7 @@ def load_poems(source: Path) -> tuple[list[str], CorpusStats]:
 
     Returns the kept poems in file order and the counts of what was dropped and why.
     """
+    require_complete(Path(source), "tangshi data fetch")
     stats = CorpusStats()
     kept: list[str] = []
     seen: set[str] = set()

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import zlib
 import tempfile
 import time
 import urllib.error
@@ -75,13 +76,24 @@ def _verify_and_copy(folder: Path, dest: OutputFolder) -> int:
     if bad:
         more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
         raise TangshiError("; ".join(bad[:3]) + more)
+    names = list(want) + [extra for extra in ("authors.tang.json", "LICENSE") if (folder / extra).exists()]
     with dest.staged() as tmp:
-        for name in want:
-            shutil.copyfile(folder / name, tmp / name)
-        for extra in ("authors.tang.json", "LICENSE"):
-            if (folder / extra).exists():
-                shutil.copyfile(folder / extra, tmp / extra)
+        for name in names:
+            try:
+                shutil.copyfile(folder / name, tmp / name)
+            except OSError as e:  # name what is being written, not the source it is read from
+                raise TangshiError(describe_oserror(e, dest.path / name)) from None
     return len(want)
+
+
+def _fetched_before(path: Path, entries: list[str]) -> bool:
+    """A folder an older tangshi fetched (before outputs were marked): only the manifest's poem
+    files (each with its checksum), `authors.tang.json` and `LICENSE`."""
+    want = manifest()
+    poem_files = [n for n in entries if n in want]
+    if not poem_files or not set(entries) <= set(want) | {"authors.tang.json", "LICENSE"}:
+        return False
+    return all(sha256(path / n) == want[n] for n in poem_files)
 
 
 def _from_path(src: Path, work: Path) -> Path:
@@ -91,8 +103,11 @@ def _from_path(src: Path, work: Path) -> Path:
     if src.is_file():
         if not tarfile.is_tarfile(src):
             raise TangshiError(f"{src} is neither a folder nor a .tgz archive")
-        with tarfile.open(src) as tf:
-            tf.extractall(work, filter="data")
+        try:
+            with tarfile.open(src) as tf:
+                tf.extractall(work, filter="data")  # refuses members outside `work` and absolute links
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise TangshiError(f"{src} is not a readable .tgz archive ({e})") from None
         src = work
     folder = _find_poem_folder(src)
     if folder is None:
@@ -127,7 +142,8 @@ def fetch(dest: Path = RAW_DIR, from_path: Path | None = None, online: bool = Tr
           log=print, replace: bool = False) -> dict:
     """Try each source in order; return {"source", "files", "dest"} or raise listing every failure.
     `dest` is opened under the output policy (outputs.py) before anything is downloaded."""
-    with OutputFolder(dest, "poems", replace=replace, sources=[from_path], option="--dest") as out:
+    with OutputFolder(dest, "poems", replace=replace, sources=[from_path], option="--dest",
+                      legacy=_fetched_before) as out:
         return _fetch(out, from_path, online, use_npm, log)
 
 
@@ -219,10 +235,13 @@ def read_split(data_dir: Path, split: str) -> list[str]:
         raise TangshiError(f"prepared data folder not found: {data_dir} (run `tangshi data prepare`)")
     if not f.exists():
         raise TangshiError(f"{f} is missing (run `tangshi data prepare`)")
+    require_complete(Path(data_dir), "tangshi data prepare")
     try:
         text = f.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise TangshiError(f"{f} is not UTF-8 text") from None
+    except OSError as e:
+        raise TangshiError(f"cannot read {f}: {e.strerror}") from None
     return [line.strip() for line in text.split("\n") if line.strip()]
 
 
@@ -232,8 +251,10 @@ def read_meta(data_dir: Path) -> dict:
         meta = json.loads(f.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise TangshiError(f"{f} is missing (run `tangshi data prepare`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise TangshiError(f"malformed JSON in {f}: {e}") from None
+    except OSError as e:
+        raise TangshiError(f"cannot read {f}: {e.strerror}") from None
     if not isinstance(meta, dict):
         raise TangshiError(f"{f} is not a prepared folder's meta (a JSON object)")
     return meta

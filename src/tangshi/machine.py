@@ -6,6 +6,18 @@ import functools
 import platform
 
 
+def memory_available() -> int | None:
+    """Bytes of memory available to a new process (/proc/meminfo MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_name() -> str:
     """The CPU's model name (/proc/cpuinfo), else what `platform` knows, else 'unknown CPU'."""

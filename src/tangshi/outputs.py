@@ -132,6 +132,13 @@ def remove_entry(path: Path, known_files: Iterable[str] = ()) -> None:
             path.rmdir()
 
 
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 # ---------------------------------------------------------------------------- the kinds of output
 @dataclass(frozen=True)
 class Kind:
@@ -180,18 +187,8 @@ def _legacy_prepared(path: Path, entries: list[str]) -> bool:
             and _json_ok(path / "meta.json", "poems_read") and _json_ok(path / "vocab.json"))
 
 
-def _legacy_poems(path: Path, entries: list[str]) -> bool:
-    from .data import manifest, sha256  # the poems are recognised by their checksums, not their names
-
-    want = manifest()
-    poem_files = [n for n in entries if n in want]
-    if not poem_files or not set(entries) <= set(want) | {"authors.tang.json", "LICENSE"}:
-        return False
-    return all(sha256(path / n) == want[n] for n in poem_files)
-
-
 KINDS = {k.name: k for k in (
-    Kind("poems", "a folder of fetched poems", "copy of the poems", True, _legacy_poems),
+    Kind("poems", "a folder of fetched poems", "copy of the poems", True),  # data.fetch recognises its own
     Kind("prepared", "a prepared data folder", "prepared split", True, _legacy_prepared),
     Kind("model", "an exported model", "exported model", True, _legacy_model),
     Kind("run", "a training run", "training run", True, _legacy_run, CHECKPOINT_FILES),
@@ -213,11 +210,18 @@ def read_marker(path: Path) -> dict | None:
         raise TangshiError(describe_oserror(e, f, verb="cannot read")) from None
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         obj = None
-    if not isinstance(obj, dict) or obj.get("format") != MARKER_FORMAT or not isinstance(obj.get("entries"), list):
+    if (not isinstance(obj, dict) or obj.get("format") != MARKER_FORMAT or not isinstance(obj.get("kind"), str)
+            or not isinstance(obj.get("entries"), list) or not all(_plain_name(n) for n in obj["entries"])):
         raise TangshiError(f"{f} is damaged; remove it only if everything in {path} may be treated as not tangshi's")
     return obj
+
+
+def _plain_name(n) -> bool:
+    """An entry of the mark names something directly inside the folder, nothing else."""
+    return (isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\0" not in n
+            and not n.startswith(TMP_PREFIX) and n not in INTERNAL)
 
 
 def require_complete(path: Path, command: str) -> None:
@@ -255,14 +259,17 @@ class OutputFolder:
 
     `kind` names the output (KINDS). `replace`: earlier output of the kind may be replaced.
     `resume` (runs): earlier output is continued, not replaced. `sources`: folders the command
-    reads, which the output must not overlap. `names` (several outputs side by side): the
+    reads, which the output must not overlap. `legacy`: recognises this kind's output written
+    before the mark existed (else the kind's own rule). `names` (several outputs side by side): the
     entries this command will write, checked before any work is done. `option`: the option
     that named the folder, for messages."""
 
     def __init__(self, path: Path | str, kind: str, *, replace: bool = False, resume: bool = False,
-                 sources: Iterable[Path | str | None] = (), names: Iterable[str] = (), option: str = "--out"):
+                 sources: Iterable[Path | str | None] = (), names: Iterable[str] = (), option: str = "--out",
+                 legacy: Callable[[Path, list[str]], bool] | None = None):
         self.path = Path(path)
         self.kind = KINDS[kind]
+        self.legacy = legacy or self.kind.legacy  # how to recognise this kind written before the mark
         self.replace, self.resume, self.option = replace, resume, option
         self.sources = [Path(s) for s in sources if s is not None]
         self.names = tuple(names)
@@ -270,6 +277,7 @@ class OutputFolder:
         self.earlier: list[str] = []  # entries of an earlier output, listed by the mark
         self._lock_fd: int | None = None
         self._created = False
+        self._new_parents: list[Path] = []
 
     # -- the checks, before anything is written
     def check(self) -> None:
@@ -279,9 +287,13 @@ class OutputFolder:
 
     def _check(self) -> None:
         p, k = self.path, self.kind
-        here = p.resolve()
-        for s in self.sources:
-            if _overlaps(here, s.resolve()):
+        try:
+            here = p.resolve()
+            sources = [(s, s.resolve()) for s in self.sources]
+        except RuntimeError:  # Python 3.11 reports a link loop so
+            raise TangshiError(f"{self.option} {p} (or a folder it reads) is a loop of links") from None
+        for s, s_res in sources:
+            if _overlaps(here, s_res):
                 raise TangshiError(f"{self.option} {p} overlaps the folder it reads ({s}); choose a folder outside it")
         if p.is_symlink() and not p.exists():
             raise TangshiError(f"{self.option} {p} is a broken link; remove it or choose another folder")
@@ -302,7 +314,7 @@ class OutputFolder:
             if not entries:
                 self.mark, self.earlier = None, []
                 return
-            if k.legacy is None or not k.legacy(p, entries):
+            if self.legacy is None or not self.legacy(p, entries):
                 shown = ", ".join(repr(n) for n in entries[:3]) + (" …" if len(entries) > 3 else "")
                 raise TangshiError(f"{self.option} {p} already holds files tangshi did not write ({shown}); "
                                    "choose a new or empty folder")
@@ -343,6 +355,7 @@ class OutputFolder:
         p = self.path
         with oserrors_named(p):
             if not p.exists():
+                self._new_parents = [a for a in p.parents if not a.exists()]
                 p.mkdir(parents=True)
                 self._created = True
         self._lock_fd = fd = self._lock()
@@ -356,8 +369,6 @@ class OutputFolder:
                 self.mark = self._new_mark([])
             if not (p / MARKER).exists():  # a new folder, or one an older tangshi wrote
                 self._write_mark()
-            if self.replace and self.kind.name == "run":  # a run is replaced as it starts
-                self.forget(self.earlier)
         except BaseException:
             self.close()
             raise
@@ -369,8 +380,10 @@ class OutputFolder:
         it meanwhile: lock the new one)."""
         lock = self.path / LOCK
         while True:
+            if lock.is_symlink() or (lock.exists() and not lock.is_file()):
+                raise TangshiError(f"{lock} is not tangshi's lock file (a link or a folder); remove it")
             with oserrors_named(lock):
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -396,6 +409,8 @@ class OutputFolder:
                 for n in os.listdir(self.path):
                     remove_entry(self.path / n)
                 self.path.rmdir()
+                for a in self._new_parents:  # innermost first; stops at the first that is not empty
+                    a.rmdir()
         with contextlib.suppress(OSError):
             os.unlink(self.path / LOCK)  # while still holding it: see _lock
         with contextlib.suppress(OSError):
@@ -420,8 +435,13 @@ class OutputFolder:
         write_atomic(self.path / MARKER, json.dumps(self.mark, ensure_ascii=False, indent=1))
 
     def _list(self, names: Iterable[str]) -> None:
-        """Record entries in the mark before they exist, so a crash never leaves one unlisted."""
+        """Record entries in the mark before they exist, so a crash never leaves one unlisted.
+        A name held by something tangshi did not write is refused, never replaced."""
         new = [n for n in names if n not in self.mark["entries"]]
+        for n in new:
+            if os.path.lexists(self.path / n):
+                raise TangshiError(f"{self.path / n} was not written by tangshi; move it or choose another "
+                                   f"{self.option}")
         if new:
             self.mark["entries"] = sorted(self.mark["entries"] + new)
             self._write_mark()
@@ -464,8 +484,7 @@ class OutputFolder:
                 raise TangshiError(f"{p / foreign[0]} was not written by tangshi; move it or choose another {self.option}")
             fsync_tree(stage)
             old = [n for n in self.earlier if n not in new] if self.kind.whole else []
-            if self.kind.whole:  # readers refuse the folder until every file is in place
-                self.mark["state"] = "writing"
+            self.mark["state"] = "writing"  # readers refuse the folder until every file is in place
             self.mark["entries"] = sorted(set(self.mark["entries"]) | set(new))
             self._write_mark()
             for n in new:
@@ -540,5 +559,4 @@ class OutputFolder:
         with oserrors_named(self.path):
             free = shutil.disk_usage(self.path).free
         if free < nbytes:
-            raise TangshiError(f"only {free / 1e6:.1f} MB free on the device of {self.path}; {what} needs about "
-                               f"{nbytes / 1e6:.1f} MB")
+            raise TangshiError(f"only {_size(free)} free on the device of {self.path}; {what} needs about {_size(nbytes)}")

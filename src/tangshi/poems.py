@@ -222,6 +222,8 @@ def read_poems(path: str) -> tuple[list[str], str | None, str, str]:
     if path == "-":
         return (*parse_poems(sys.stdin.read(), "standard input"), "standard input")
     p = Path(path)
+    if p.is_dir():
+        raise TangshiError(f"{p} is a folder; give a file of poems")
     if not p.is_file():
         raise TangshiError(f"poems file not found: {p}")
     try:
@@ -235,7 +237,8 @@ def training_poems(data_dir) -> list[str]:
     """The training poems of a prepared folder (train.txt, one poem per line)."""
     from pathlib import Path
 
-    f = Path(data_dir) / "train.txt"
-    if not f.is_file():
-        raise TangshiError(f"training poems not found: {f} (a folder made by tangshi data prepare)")
-    return [ln.strip() for ln in f.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+    from .data import read_split
+
+    if not (Path(data_dir) / "train.txt").is_file():
+        raise TangshiError(f"training poems not found: {Path(data_dir) / 'train.txt'} (a folder made by tangshi data prepare)")
+    return read_split(data_dir, "train")

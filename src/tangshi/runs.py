@@ -45,7 +45,9 @@ class RunFolder:
     def __init__(self, path: Path, *, replace: bool = False, resume: bool = False,
                  sources: tuple = ()):
         self.path = Path(path)
-        self.out = OutputFolder(self.path, "run", replace=replace, resume=resume, sources=sources)  # data, --init-from
+        self.out = OutputFolder(self.path, "run", replace=replace, resume=resume, sources=sources,  # data, --init-from
+                                names=(LAST, BEST, METRICS, CURVES))
+        self._replacing = replace  # the earlier run goes when this one writes its first epoch
 
     def __enter__(self) -> "RunFolder":
         self.out.open()
@@ -79,7 +81,12 @@ class RunFolder:
     # -- writing
     def save_epoch(self, name: str, write: Callable[[Path], None], *, improved: bool, keep_epochs: bool) -> None:
         """Write the epoch's checkpoint (`write(folder)` fills it, optimiser state included), move
-        `last` (and `best` if `improved`) onto it, then drop what the previous epoch no longer needs."""
+        `last` (and `best` if `improved`) onto it, then drop what the previous epoch no longer needs.
+        With --replace, the earlier run's entries are removed first: only now, once this run has
+        passed every check and trained an epoch, so a refused or failed start loses nothing."""
+        if self._replacing:
+            self.out.forget(self.out.earlier)
+            self._replacing = False
         prev_last, prev_best = self._target(LAST), self._target(BEST)
         with self.out.new_dir(name) as tmp:
             write(tmp)

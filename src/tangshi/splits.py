@@ -32,7 +32,15 @@ class Split:
 
 
 def load_split(data_dir: Path, split: str, vocab: Vocab) -> Split:
-    return Split(*encode_poems(read_split(data_dir, split), vocab))
+    return encode_split(read_split(data_dir, split), vocab, Path(data_dir) / f"{split}.txt")
+
+
+def encode_split(poems: list[str], vocab: Vocab, source: Path | str) -> Split:
+    """Poems → a Split; a poem too long for the model's window is one clear error naming the file."""
+    try:
+        return Split(*encode_poems(poems, vocab))
+    except ValueError as e:
+        raise TangshiError(f"{source}: {e} (poems are 10–63 characters; run `tangshi data prepare` again)") from None
 
 
 @torch.no_grad()
@@ -83,6 +91,6 @@ def open_prepared(data_dir: Path) -> tuple[Vocab, dict, Split, Split]:
     if missing:
         raise TangshiError(f"{data_dir / 'vocab.json'} does not cover {data_dir / 'train.txt'}: {len(missing)} "
                            f"characters are missing (e.g. {''.join(missing[:5])}); run `tangshi data prepare` again")
-    return vocab, meta, *(Split(*encode_poems(poems[n], vocab)) for n in ("train", "dev"))
+    return vocab, meta, *(encode_split(poems[n], vocab, data_dir / f"{n}.txt") for n in ("train", "dev"))
 
 

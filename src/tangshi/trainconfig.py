@@ -93,6 +93,27 @@ def check_device(device: str) -> None:
         raise TangshiError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
 
 
+def require_device(device: str) -> None:
+    """--device names a device this machine has."""
+    check_device(device)
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise TangshiError(f"--device {device} asked for, but no CUDA device is available")
+
+
+# what identifies a prepared split (meta.json), for --resume: the same poems, sample, seed and split
+DATA_IDENTITY = ("poems_read", "in_range", "sample", "seed", "train", "dev", "vocab_size")
+
+
+def check_same_data(saved: dict, meta: dict, saved_dir: str | None, data_dir: Path) -> None:
+    """--resume continues on the run's own data: another split (even with the same vocabulary)
+    would not reach the weights of an uninterrupted run."""
+    diff = [k for k in DATA_IDENTITY if k in saved and saved.get(k) != meta.get(k)]
+    if diff:
+        k = diff[0]
+        raise TangshiError(f"--resume: {data_dir} is not the data this run trained on ({k} {meta.get(k)!r}, the run's "
+                           f"{saved.get(k)!r}); pass --data {saved_dir or 'with the run’s own prepared folder'}")
+
+
 def given_options(preset: str | None, model_args: dict, train_args: dict) -> tuple[dict, dict]:
     """The model and training options a command asked for: the preset's, then the explicit ones
     (explicit options win; None means not given)."""

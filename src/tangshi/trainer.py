@@ -13,6 +13,7 @@ from another checkpoint's weights (`--init-from`, widened when the sizes asked f
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -27,10 +28,13 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from .batches import batch_indices, make_batch
 from .errors import TangshiError
+from .lstm_spec import param_shapes
+from .machine import memory_available
 from .model import DROPOUT_FIELDS, ModelConfig, PoetryLM, widen
 from .runs import RunFolder, check_finite_loss, checkpoint_name
 from .splits import Split, evaluate, open_prepared
-from .trainconfig import EPOCH_SEED_STRIDE, TrainConfig, check_resume_options, saved_train_config
+from .trainconfig import (EPOCH_SEED_STRIDE, TrainConfig, check_resume_options, check_same_data, require_device,
+                          saved_train_config)
 from .vocab import Vocab
 
 PROGRESS_EVERY = 20  # steps between progress-bar updates and finiteness checks (each waits for the device)
@@ -67,7 +71,8 @@ class Begun:
 
 
 def begin(run: RunFolder, start: Start, vocab: Vocab, data_dir: Path, model_over: dict | None, cfg: TrainConfig,
-          backend: str, resume_epochs: int | None = None, resume_check=None, log=print) -> Begun:
+          backend: str, resume_epochs: int | None = None, resume_check=None, log=print,
+          data_meta: dict | None = None) -> Begun:
     """The model and state a run starts from, for either backend; every refusal is one line."""
     model_over = model_over or {}
     if start.mode == "resume":
@@ -76,6 +81,8 @@ def begin(run: RunFolder, start: Start, vocab: Vocab, data_dir: Path, model_over
             raise TangshiError(f"nothing to resume in {run.path}: it holds no complete checkpoint with optimiser state")
         model, ck_vocab, ck_meta = ckpt.load_checkpoint(last)
         _same_vocab(ck_vocab, vocab, last, data_dir)
+        if data_meta is not None:
+            check_same_data(ck_meta["train"].get("data_meta") or {}, data_meta, ck_meta["train"].get("data"), data_dir)
         saved = saved_train_config(ck_meta, last)
         if resume_check is not None:
             check_resume_options(last, model.config, saved, *resume_check)
@@ -97,8 +104,9 @@ def begin(run: RunFolder, start: Start, vocab: Vocab, data_dir: Path, model_over
     if start.mode == "init":
         model, ck_vocab, init_meta = ckpt.load_checkpoint(start.path)
         _same_vocab(ck_vocab, vocab, start.path, data_dir)
-        torch.manual_seed(cfg.seed)  # after loading, before widening, which draws the new units' weights
         source_cfg = model.config
+        check_memory(replace(source_cfg, **{k: model_over[k] for k in ("embed_dim", "hidden_dim") if k in model_over}))
+        torch.manual_seed(cfg.seed)  # after loading, before widening, which draws the new units' weights
         model = _with_overrides(model, model_over, start.path)
         lineage = init_lineage(start.path, init_meta)
         if (model.config.embed_dim, model.config.hidden_dim) != (source_cfg.embed_dim, source_cfg.hidden_dim):
@@ -106,9 +114,34 @@ def begin(run: RunFolder, start: Start, vocab: Vocab, data_dir: Path, model_over
             log(f"widened {source_cfg.embed_dim}/{source_cfg.hidden_dim} -> {model.config.embed_dim}/"
                 f"{model.config.hidden_dim} (embed/hidden); the new model computes the same function")
         return Begun(model.train(), cfg, [], meta={"init_from": lineage})
+    model_cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **model_over)
+    check_memory(model_cfg)
     torch.manual_seed(cfg.seed)  # the same initial weights for both backends
-    model = PoetryLM(ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **model_over))
-    return Begun(model.train(), cfg, [], meta={})
+    return Begun(PoetryLM(model_cfg).train(), cfg, [], meta={})
+
+
+# training holds each weight about five times in fp32: the weight, its gradient, two Adam moments,
+# and room for the activations and copies of a step
+TRAINING_COPIES = 5
+
+
+def check_memory(model_cfg: ModelConfig) -> None:
+    """Refuse, before allocating, a model that cannot be trained in this machine's memory."""
+    n = sum(math.prod(s) for s in param_shapes(model_cfg).values())
+    need, free = TRAINING_COPIES * 4 * n, memory_available()
+    if free is not None and need > free:
+        raise TangshiError(f"a model of {n:,} parameters needs about {need / 1e9:.1f} GB to train, but only "
+                           f"{free / 1e9:.1f} GB of memory is available; choose a smaller --embed-dim/--hidden-dim")
+
+
+def saved_data_dir(out_dir: Path) -> Path | None:
+    """The prepared folder a run trained on, as its newest checkpoint records it (for --resume
+    without --data)."""
+    last = RunFolder(out_dir).latest() if Path(out_dir).is_dir() else None
+    if last is None:
+        return None
+    data = ckpt.read_config(last).get("train", {}).get("data")
+    return Path(data) if data else None
 
 
 def _same_vocab(ck_vocab: Vocab, vocab: Vocab, path: Path, data_dir: Path) -> None:
@@ -237,13 +270,12 @@ def fit(backend, data_dir: Path, out_dir: Path, model_over: dict | None, cfg: Tr
         progress: bool = True, log=print, keep_epoch_checkpoints: bool = True, stop_after_epoch: int | None = None,
         resume_epochs: int | None = None, replace: bool = False, resume_check=None) -> dict:
     """Open the data and the run folder, find where the run starts, and run the loop with `backend`."""
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TangshiError("--device cuda asked for, but no CUDA device is available")
+    require_device(cfg.device)
     vocab, meta, train_split, dev_split = open_prepared(data_dir)
     data_dir = Path(data_dir)
     with RunFolder(out_dir, replace=replace, resume=start.mode == "resume", sources=(data_dir, start.path)) as run:
-        begun = begin(run, start, vocab, data_dir, model_over, cfg, backend.name, resume_epochs, resume_check, log)
+        begun = begin(run, start, vocab, data_dir, model_over, cfg, backend.name, resume_epochs, resume_check, log,
+                      data_meta=meta)
         trainer = Trainer(run, backend, vocab, data_dir, meta, train_split, dev_split, progress=progress, log=log,
                           keep_epoch_checkpoints=keep_epoch_checkpoints, stop_after_epoch=stop_after_epoch)
         return trainer.fit(begun)

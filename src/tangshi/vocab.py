@@ -83,6 +83,9 @@ class Vocab:
     def from_json(cls, obj) -> "Vocab":
         if not isinstance(obj, dict) or obj.get("format") != VOCAB_FORMAT or not isinstance(obj.get("itos"), list):
             raise TangshiError(f"not a tangshi vocabulary (expected format {VOCAB_FORMAT!r})")
+        bad = next((i for i, s in enumerate(obj["itos"]) if not isinstance(s, str) or not s), None)
+        if bad is not None:
+            raise TangshiError(f"not a tangshi vocabulary: entry {bad} is {obj['itos'][bad]!r}, not a character")
         return cls(tuple(obj["itos"]))
 
     def save(self, path: Path) -> None:
@@ -95,6 +98,8 @@ class Vocab:
             raise TangshiError(f"vocabulary file not found: {path}")
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise TangshiError(f"malformed vocabulary JSON in {path}: {e}") from None
+        except OSError as e:
+            raise TangshiError(f"cannot read {path}: {e.strerror}") from None
         return cls.from_json(obj)

@@ -31,7 +31,7 @@ class Rhyme(Rule):
             raise TangshiError(
                 f"no 平水韻 rhyme group has {need} characters in the vocabulary (the largest has "
                 f"{max(counts) if counts else 0}); cannot rhyme the {form.n_rhymes} rhyme positions of a {label}"
-                + (" without repeats (try no_repeat=False)" if no_repeat else ""))
+                + (" without repeats (allow them with --no-no-repeat)" if no_repeat else ""))
         self.gmask_np = tables.gmask & self.viable  # (V,) each id's viable groups
         self.gmask = self.gmask_np.tolist()
 
