@@ -2,15 +2,15 @@
 
 import pytest
 
-from tangshi.cli import build_parser, MODEL_OPTS, TRAIN_OPTS
+from tangshi.cli import ORIGINAL, build_parser
 from tangshi.model import ModelConfig
 from tangshi.train import config_from_preset
 
 
 def _resolve(argv):
-    args = build_parser().parse_args(["train", *argv])
-    return config_from_preset(args.preset, {k: getattr(args, k) for k in MODEL_OPTS},
-                              {k: getattr(args, k) for k in TRAIN_OPTS})
+    args = build_parser().parse_args(["train", *argv])  # the options come from the config dataclasses
+    return config_from_preset(ORIGINAL.get(args.preset, args.preset), {k: getattr(args, k) for k in args.model_opts},
+                              {k: getattr(args, k) for k in args.train_opts})
 
 
 def test_seed_preset_is_the_seeds_recipe():
@@ -56,3 +56,21 @@ def test_default_preset_is_the_measured_recipe():
     assert (cfg.schedule, cfg.warmup, cfg.clip, cfg.bucket) == ("cosine", 0.05, 1.0, True)
     old, old_cfg = _resolve(["--preset", "awd-v1"])  # session 1's preset, still reachable
     assert (old["dropout_output"], old_cfg.schedule, old_cfg.batch_size, old_cfg.weight_decay) == (0.3, "onecycle", 128, 0.01)
+
+
+def test_original_is_the_assignments_name_and_seed_its_alias():
+    assert _resolve(["--preset", "original"]) == _resolve(["--preset", "seed"])
+
+
+def test_every_option_has_help():
+    import argparse
+
+    def walk(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+            elif action.help is None:
+                yield f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
+
+    assert list(walk(build_parser())) == []

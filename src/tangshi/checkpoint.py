@@ -143,10 +143,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     f = Path(path) / WEIGHTS
     if not f.exists():
         raise TangshiError(f"checkpoint is incomplete: {f} is missing")
-    try:
-        weights = load_file(str(f))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise TangshiError(f"corrupt checkpoint weights {f}: {e}") from None
+    weights = _load_tensors(f, "checkpoint weights")
     for name, w in weights.items():
         if not w.is_floating_point():
             raise TangshiError(f"checkpoint weights {f}: {name} is {str(w.dtype).removeprefix('torch.')}, not a float")
@@ -191,11 +188,14 @@ def load_optimizer_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     f = path / OPTIM
     if not f.exists():
         raise TangshiError(f"checkpoint {path} has no optimiser state, so training cannot resume from it")
+    return _load_tensors(f, "optimiser state"), state
+
+
+def _load_tensors(f: Path, what: str) -> dict[str, torch.Tensor]:
     try:
-        tensors = load_file(str(f))
+        return load_file(str(f))
     except (SafetensorError, OSError, ValueError) as e:
-        raise TangshiError(f"corrupt optimiser state {f}: {e}") from None
-    return tensors, state
+        raise TangshiError(f"corrupt {what} {f}: {e}") from None
 
 
 def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -22,10 +23,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         where = self.prog.removeprefix("tangshi").strip()
         self.exit(2, f"tangshi: error: {where + ': ' if where else ''}{message} (see {self.prog} --help)\n")
-
-
-def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
-    p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help)
 
 
 def _print_json(obj) -> None:
@@ -69,10 +66,6 @@ def cmd_data_prepare(args) -> int:
 
 
 # ---------------------------------------------------------------------------- train / eval
-MODEL_OPTS = ("embed_dim", "hidden_dim", "num_layers", "impl", "fused", "relu_logits", "pad_in_loss", "tie_weights",
-              "dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop", "init")
-TRAIN_OPTS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "schedule", "warmup", "clip",
-              "early_stop", "seed", "bucket", "amp", "cuda_graph", "device", "backend", "max_steps", "plateau_patience", "plateau_factor")
 
 
 def cmd_train(args) -> int:
@@ -82,8 +75,9 @@ def cmd_train(args) -> int:
     _set_threads(args.threads)
     if args.resume and args.replace:
         raise TangshiError("--resume continues the run and --replace starts it over; give one of them")
-    model_over, train_over = given_options(args.preset, {k: getattr(args, k) for k in MODEL_OPTS},
-                                           {k: getattr(args, k) for k in TRAIN_OPTS})
+    given = {k: ORIGINAL.get(getattr(args, k), getattr(args, k)) for k in args.model_opts}
+    model_over, train_over = given_options(ORIGINAL.get(args.preset, args.preset), given,
+                                           {k: getattr(args, k) for k in args.train_opts})
     cfg = TrainConfig(**train_over)
     common = dict(resume=args.resume, replace=args.replace, progress=not args.quiet,
                   keep_epoch_checkpoints=not args.no_epoch_checkpoints, resume_check=(model_over, train_over),
@@ -152,10 +146,10 @@ def cmd_generate(args) -> int:
     from .generate import DecodeOptions, SEED_MAX_CHARS, FREE_MAX_CHARS
     from .poems import iter_poems, request_header
 
-    opts = DecodeOptions(strategy=args.strategy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+    strategy = ORIGINAL.get(args.strategy, args.strategy)
+    opts = DecodeOptions(strategy=strategy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                          beam=args.beam, seed=args.seed,
-                         max_chars=SEED_MAX_CHARS if args.strategy == "seed" else FREE_MAX_CHARS)
-    check_number("--n", args.n, 1, 10_000_000, integer=True)
+                         max_chars=SEED_MAX_CHARS if strategy == "seed" else FREE_MAX_CHARS)
     model, vocab, _ = load_checkpoint(_resolve_checkpoint(args.checkpoint))
     poems = iter_poems(model, vocab, opts, n=args.n, form=args.form, start=args.start, acrostic=args.acrostic,
                        rhyme=args.rhyme, tone=args.tone, no_repeat=args.no_repeat, script=args.script)
@@ -209,120 +203,135 @@ def cmd_metrics(args) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+JSON_HELP = "print the result as JSON"
+THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)"
+# the course assignment's recipe, kernel and decoding procedure: "original"; "seed" stays as an alias
+ORIGINAL = {"original": "seed"}
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def config_options(group, cls) -> tuple[str, ...]:
+    """One option per field of a config dataclass that carries help in its metadata; the
+    dataclass validates the values. Returns the field names (None = not given on the command line)."""
+    names = []
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("help"):
+            continue
+        flag, kind = "--" + f.name.replace("_", "-"), str(f.type).replace(" | None", "")
+        default = "" if f.default is None else f" (default {f.default})"
+        if kind == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"] + default)
+        else:
+            choices = meta.get("choices")
+            if choices is not None and "seed" in choices:
+                choices = (*choices, *ORIGINAL)
+            group.add_argument(flag, type=_TYPES[kind], choices=choices, default=None, help=meta["help"] + default)
+        names.append(f.name)
+    return tuple(names)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tangshi", description="Train a character LSTM on the Complete Tang Poems and write poems with it.")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_data_parsers, _train_parser, _eval_parser, _generate_parser, _metrics_parser, _bench_parser,
+                _experiment_parser, _export_parser, _gradcheck_parser):
+        add(sub)
+    return p
 
-    # data
+
+def _data_parsers(sub) -> None:
     d = sub.add_parser("data", help="fetch and prepare the poems")
     dsub = d.add_subparsers(dest="data_command", required=True)
     f = dsub.add_parser("fetch", help="download the 全唐诗 JSON files into data/quantangshi (sha256-checked)")
     f.add_argument("--from", dest="from_path", help="a folder, a clone of chinese-poetry, or a .tgz")
-    f.add_argument("--dest", default="data/quantangshi")
+    f.add_argument("--dest", default="data/quantangshi", help="where the poem files go (default data/quantangshi)")
     f.add_argument("--offline", action="store_true", help="skip the GitHub download")
     f.add_argument("--no-npm", action="store_true", help="skip `npm pack`")
     f.add_argument("--replace", action="store_true", help=REPLACE_HELP)
-    f.add_argument("--json", action="store_true")
+    f.add_argument("--json", action="store_true", help=JSON_HELP)
     f.set_defaults(func=cmd_data_fetch)
     pr = dsub.add_parser("prepare", help="clean, filter 10–63 characters, sample, split 80/20, build the vocabulary")
-    pr.add_argument("--source", default="data/quantangshi", help="folder of poet.tang.*.json")
+    pr.add_argument("--source", default="data/quantangshi", help="folder of poet.tang.*.json (default data/quantangshi)")
     pr.add_argument("--out", help="output folder (default data/prepared/<poems>-seed<seed>)")
     pr.add_argument("--poems", default="10000", help="how many poems to sample, or 'all' (default 10000)")
     pr.add_argument("--seed", type=int, default=0, help="random seed of the sample and the split (default 0)")
     pr.add_argument("--replace", action="store_true", help=REPLACE_HELP)
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--json", action="store_true", help=JSON_HELP)
     pr.set_defaults(func=cmd_data_prepare)
 
-    # train
-    t = sub.add_parser("train", help="train the LSTM (defaults: the seed's recipe without its bugs)")
+
+def _train_parser(sub) -> None:
+    from .model import ModelConfig
+    from .trainconfig import TrainConfig
+
+    t = sub.add_parser("train", help="train the LSTM (defaults: the assignment's recipe without its bugs)")
     t.add_argument("--data", help=f"a prepared folder (tangshi data prepare; default {PREPARED_DEFAULT}, or with "
                                   "--resume the run's own)")
-    t.add_argument("--out", default="runs/default", help="checkpoint folder")
-    t.add_argument("--preset", choices=("seed", "default", "awd-v1"),
-                   help="seed: the seed's recipe exactly (ReLU logits, PAD in the loss, Adam 0.01); default: the best "
-                        "measured recipe (tied, PyTorch init, dropout 0.2/0.4, DropConnect 0.3, AdamW 3e-3 wd 0.1, "
-                        "batch 32, cosine, 40 epochs); awd-v1: the first tuned recipe (tied, dropout 0.2/0.3, DropConnect 0.2, AdamW 3e-3 wd 0.01, one-cycle, 50 epochs), kept so that the bundled model's first stages can be rerun")
+    t.add_argument("--out", default="runs/default", help="the run folder (default runs/default)")
+    t.add_argument("--preset", choices=("original", "default", "awd-v1", "seed"),
+                   help="original (alias seed): the assignment's recipe exactly (ReLU logits, PAD in the loss, Adam "
+                        "0.01); default: the best measured recipe (tied, PyTorch init, dropout 0.2/0.4, DropConnect "
+                        "0.3, AdamW 3e-3 wd 0.1, batch 32, cosine, 40 epochs); awd-v1: the first tuned recipe (tied, "
+                        "dropout 0.2/0.3, DropConnect 0.2, AdamW 3e-3 wd 0.01, one-cycle, 50 epochs)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in OUT from its newest complete checkpoint, with the run's own options")
     t.add_argument("--replace", action="store_true",
-                   help="start over in a folder that holds an earlier run (its checkpoints and logs are removed; "
-                        "files tangshi did not write stay)")
-    t.add_argument("--init-from", help="start from this checkpoint's weights (either backend) with a fresh optimiser")
+                   help="start over in a folder that holds an earlier run (its checkpoints and logs are removed when "
+                        "the new run writes its first epoch; files tangshi did not write stay)")
+    t.add_argument("--init-from", help="start from this checkpoint's weights (either backend) with a fresh optimiser; "
+                                       "larger --embed-dim/--hidden-dim widen it")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--no-epoch-checkpoints", action="store_true", help="keep only best and last")
-    t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
-    g = t.add_argument_group("model")
-    g.add_argument("--embed-dim", type=int)
-    g.add_argument("--hidden-dim", type=int)
-    g.add_argument("--num-layers", type=int)
-    g.add_argument("--impl", choices=("tangshi", "seed", "nn"), help="LSTM kernel: tangshi (own, fused BPTT), seed (the seed's loop), nn (torch.nn.LSTM)")
-    _bool_flag(g, "fused", "tangshi kernel: hand-written BPTT autograd.Function (default on)")
-    _bool_flag(g, "relu-logits", "the seed's ReLU on the logits (off by default: it caps the model)")
-    _bool_flag(g, "pad-in-loss", "the seed's loss with PAD targets counted (off by default)")
-    _bool_flag(g, "tie-weights", "tie the output layer to the embedding")
-    g.add_argument("--dropout-embed", type=float, help="locked dropout on the embeddings [torch backend only]")
-    g.add_argument("--dropout-chars", type=float,
-                   help="embedding dropout: drop whole characters (embedding rows) per batch, AWD-LSTM style [torch only]")
-    g.add_argument("--dropout-hidden", type=float, help="locked dropout between layers [torch only]")
-    g.add_argument("--dropout-output", type=float, help="locked dropout on the LSTM output [torch only]")
-    g.add_argument("--weight-drop", type=float, help="DropConnect on weight_hh [torch only]")
-    g.add_argument("--init", choices=("xavier", "zeros", "uniform1e-4", "torch"))
-    o = t.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int)
-    o.add_argument("--batch-size", type=int)
-    o.add_argument("--lr", type=float)
-    o.add_argument("--optimizer", choices=("adam", "adamw", "adagrad", "sgd"))
-    o.add_argument("--weight-decay", type=float)
-    o.add_argument("--momentum", type=float, help="sgd only")
-    o.add_argument("--schedule", choices=("constant", "onecycle", "cosine", "plateau"), help="[torch only]")
-    o.add_argument("--warmup", type=float, help="cosine: share of steps spent warming up")
-    o.add_argument("--plateau-patience", type=int)
-    o.add_argument("--plateau-factor", type=float)
-    o.add_argument("--clip", type=float, help="gradient-norm clipping (0 = off)")
-    o.add_argument("--early-stop", type=int, help="stop after N epochs without a better dev perplexity")
-    o.add_argument("--seed", type=int)
-    _bool_flag(o, "bucket", "length-bucketed, trimmed batches (default on)")
-    _bool_flag(o, "amp", "bf16 autocast for the big matrix products (default on)")
-    o.add_argument("--device", help="cpu or cuda")
-    _bool_flag(o, "cuda-graph", "CUDA: capture the whole step in CUDA graphs and replay it (default on with adam/adamw)")
-    o.add_argument("--backend", choices=("torch", "numpy"), help="numpy: the hand-written BPTT twin (Adam/Adagrad/SGD/AdamW, constant lr, no dropout)")
-    o.add_argument("--max-steps", type=int, help="steps per epoch cap (smoke tests)")
-    t.set_defaults(func=cmd_train)
+    t.add_argument("--no-epoch-checkpoints", action="store_true", help="keep only the folders best and last point at")
+    t.add_argument("--threads", type=int, help=THREADS_HELP)
+    t.set_defaults(func=cmd_train, model_opts=config_options(t.add_argument_group("model"), ModelConfig),
+                   train_opts=config_options(t.add_argument_group("optimisation"), TrainConfig))
 
-    # eval
+
+def _eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="dev perplexity of a checkpoint")
     e.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
     e.add_argument("--data", help="prepared folder (default: rebuild the checkpoint's own dev split)")
     e.add_argument("--source", default="data/quantangshi", help="poem JSON folder, when rebuilding the dev split")
     e.add_argument("--limit", type=int, help="only the first N dev poems (N >= 1)")
-    e.add_argument("--device", default="cpu")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    e.add_argument("--json", action="store_true", help=JSON_HELP)
     e.set_defaults(func=cmd_eval)
 
-    # generate
+
+def _generate_parser(sub) -> None:
     gp = sub.add_parser("generate", help="write poems")
     gp.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
     gp.add_argument("--form", default="free", choices=FORM_NAMES,
-                    help="五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free")
+                    help="五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free (default free)")
     gp.add_argument("--start", default="", help="the poem begins with this text")
     gp.add_argument("--acrostic", help="line k begins with the k-th character")
-    _bool_flag(gp, "rhyme", "even lines rhyme in one 平水韵 平声 group (default on for the four forms)")
-    gp.add_argument("--tone", default="off", choices=("strict", "loose", "off"), help="平仄 of regulated verse")
-    _bool_flag(gp, "no-repeat", "no clause repeats inside a poem (default on)")
-    gp.add_argument("--strategy", default="sample", choices=("seed", "greedy", "sample", "beam"))
-    gp.add_argument("--temperature", type=float, default=0.8)
-    gp.add_argument("--top-k", type=int, default=0)
-    gp.add_argument("--top-p", type=float, default=0.9)
-    gp.add_argument("--beam", type=int, default=4)
-    gp.add_argument("--seed", type=int, default=0)
+    gp.add_argument("--rhyme", action=argparse.BooleanOptionalAction, default=None,
+                    help="even lines rhyme in one 平水韵 平声 group (default on for the four forms)")
+    gp.add_argument("--tone", default="off", choices=("strict", "loose", "off"),
+                    help="平仄 of regulated verse: strict masks, loose prefers (default off)")
+    gp.add_argument("--allow-repeats", dest="no_repeat", action="store_false", default=None,
+                    help="let a line or clause repeat inside a poem (by default none does)")
+    gp.add_argument("--no-repeat", dest="no_repeat", action="store_true", help=argparse.SUPPRESS)
+    gp.add_argument("--no-no-repeat", dest="no_repeat", action="store_false", help=argparse.SUPPRESS)  # old name
+    gp.add_argument("--strategy", default="sample", choices=("original", "greedy", "sample", "beam", "seed"),
+                    help="original (alias seed): the assignment's top-1 procedure, 95 characters; greedy; sample "
+                         "(temperature, top-k, top-p); beam (default sample)")
+    gp.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    gp.add_argument("--top-k", type=int, default=0, help="sample from the k most probable characters (0 = off)")
+    gp.add_argument("--top-p", type=float, default=0.9, help="sample from the smallest set of probability p (default 0.9)")
+    gp.add_argument("--beam", type=int, default=4, help="beam width (default 4)")
+    gp.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same poems (default 0)")
     gp.add_argument("--n", type=int, default=1,
                     help="how many poems; they are written 256 at a time and printed as each batch finishes "
                          "(with --json the output is one JSON object, streamed: {\"poems\": [...], ...})")
-    gp.add_argument("--script", default="traditional", choices=("traditional", "simplified"))
-    gp.add_argument("--json", action="store_true")
+    gp.add_argument("--script", default="traditional", choices=("traditional", "simplified"),
+                    help="the script of the output (input may be either; default traditional)")
+    gp.add_argument("--json", action="store_true", help=JSON_HELP)
     gp.set_defaults(func=cmd_generate)
 
-    # metrics
+
+def _metrics_parser(sub) -> None:
     mp = sub.add_parser("metrics", help="score poems: form, rhyme, 平仄, distinct-n, repeats, copying, length")
     mp.add_argument("file", nargs="?", default="-",
                     help="poems: one per line, or the JSON of tangshi generate --json ('-' or none: standard input)")
@@ -331,50 +340,54 @@ def build_parser() -> argparse.ArgumentParser:
                          "each poem's form inferred)")
     mp.add_argument("--data", help=f"prepared folder whose train.txt the copy rate is measured against "
                                    f"(default {PREPARED_DEFAULT} if it exists)")
-    mp.add_argument("--json", action="store_true")
+    mp.add_argument("--json", action="store_true", help=JSON_HELP)
     mp.set_defaults(func=cmd_metrics)
 
-    # bench
+
+def _bench_parser(sub) -> None:
     b = sub.add_parser("bench", help="training-step and generation speed, side by side")
     b.add_argument("--data", default=str(PREPARED_DEFAULT), help="prepared 10k split (real batches)")
-    b.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    b.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to time (default cpu)")
     b.add_argument("--repeats", type=int, default=5, help="timed repetitions (the median is reported)")
-    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--warmup", type=int, default=2, help="untimed repetitions first (default 2)")
     b.add_argument("--checkpoint", help="model for the generation timings (default: the bundled model)")
-    b.add_argument("--only", help="comma-separated subset: seed,tangshi,tangshi_graph (cuda),nn_lstm,numpy,layer_tangshi,layer_nn,gen_qilv,gen_wujue_1000")
-    b.add_argument("--threads", type=int)
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--only", help="comma-separated subset: seed,tangshi,tangshi_graph (cuda),nn_lstm,numpy,"
+                                  "layer_tangshi,layer_nn,gen_qilv,gen_wujue_1000")
+    b.add_argument("--threads", type=int, help=THREADS_HELP)
+    b.add_argument("--json", action="store_true", help=JSON_HELP)
     b.set_defaults(func=cmd_bench)
 
-    # experiments
+
+def _experiment_parser(sub) -> None:
     x = sub.add_parser("experiment", help="reproducible reports: optimisers, initialisation")
-    x.add_argument("which", choices=("optimizers", "init"))
-    x.add_argument("--data", default=str(PREPARED_DEFAULT))
-    x.add_argument("--out", default="reports")
+    x.add_argument("which", choices=("optimizers", "init"), help="which experiment")
+    x.add_argument("--data", default=str(PREPARED_DEFAULT), help=f"prepared folder (default {PREPARED_DEFAULT})")
+    x.add_argument("--out", default="reports", help="folder of the report files (default reports)")
     x.add_argument("--epochs", type=int, help="epochs per run (default 20; 1 with --quick)")
-    x.add_argument("--backend", default="torch", choices=("torch", "numpy"))
+    x.add_argument("--backend", default="torch", choices=("torch", "numpy"), help="which implementation trains")
     x.add_argument("--quick", action="store_true", help="tiny model, 2 learning rates each: seconds, for tests")
-    x.add_argument("--threads", type=int)
+    x.add_argument("--threads", type=int, help=THREADS_HELP)
     x.add_argument("--replace", action="store_true", help="replace this experiment's earlier report files in OUT")
     x.set_defaults(func=cmd_experiment)
 
-    # export
+
+def _export_parser(sub) -> None:
     ex = sub.add_parser("export", help="write a compact copy of a checkpoint (fp16/bf16) with a model card")
-    ex.add_argument("--checkpoint", required=True)
-    ex.add_argument("--out", default="models/tangshi-default")
-    ex.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"))
+    ex.add_argument("--checkpoint", required=True, help="the checkpoint folder (RUN/best, RUN/last, …)")
+    ex.add_argument("--out", default="models/tangshi-default", help="output folder (default models/tangshi-default)")
+    ex.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"), help="weight dtype (default fp16)")
     ex.add_argument("--train-command", action="append",
                     help="the command that trained it, for the card (default: as recorded); give it k times "
                          "to replace the last k stages' commands, oldest first")
     ex.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     ex.set_defaults(func=cmd_export)
 
-    # gradcheck
+
+def _gradcheck_parser(sub) -> None:
     gc = sub.add_parser("gradcheck", help="check the NumPy BPTT against finite differences and PyTorch autograd")
-    gc.add_argument("--json", action="store_true")
-    gc.add_argument("--seed", type=int, default=0)
+    gc.add_argument("--json", action="store_true", help=JSON_HELP)
+    gc.add_argument("--seed", type=int, default=0, help="random seed of the test problem (default 0)")
     gc.set_defaults(func=cmd_gradcheck)
-    return p
 
 
 def cmd_bench(args) -> int:

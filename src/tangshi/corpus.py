@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import TangshiError
+from .errors import TangshiError, read_json
 from .outputs import require_complete
 from .text import HAN_CLASS, LINE_MARKS
 
@@ -108,16 +108,7 @@ def _file_order(path: Path) -> int:
 
 
 def read_raw(path: Path) -> list[dict]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise TangshiError(f"malformed JSON in {path}: line {e.lineno} column {e.colno}: {e.msg}") from None
-    except UnicodeDecodeError:
-        raise TangshiError(f"{path} is not UTF-8 text") from None
-    except RecursionError:
-        raise TangshiError(f"{path} is nested too deeply to be a poem file") from None
-    except OSError as e:
-        raise TangshiError(f"cannot read {path}: {e.strerror}") from None
+    data = read_json(path, "JSON")
     if not isinstance(data, list):
         raise TangshiError(f"{path}: expected a JSON list of poems, got {type(data).__name__}")
     return data

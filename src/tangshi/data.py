@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import corpus
-from .errors import TangshiError
+from .errors import TangshiError, read_json
 from .outputs import OutputFolder, describe_oserror, require_complete
 from .vocab import Vocab
 
@@ -247,14 +247,9 @@ def read_split(data_dir: Path, split: str) -> list[str]:
 
 def read_meta(data_dir: Path) -> dict:
     f = Path(data_dir) / "meta.json"
-    try:
-        meta = json.loads(f.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise TangshiError(f"{f} is missing (run `tangshi data prepare`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise TangshiError(f"malformed JSON in {f}: {e}") from None
-    except OSError as e:
-        raise TangshiError(f"cannot read {f}: {e.strerror}") from None
+    if not f.exists():
+        raise TangshiError(f"{f} is missing (run `tangshi data prepare`)")
+    meta = read_json(f, "JSON")
     if not isinstance(meta, dict):
         raise TangshiError(f"{f} is not a prepared folder's meta (a JSON object)")
     return meta

@@ -26,3 +26,32 @@ def check_number(option: str, value, lo: float, hi: float, *, integer: bool = Fa
         lo_s = f"> {show(lo)}" if lo_open else f">= {show(lo)}"
         hi_s = f"< {show(hi)}" if hi_open else f"<= {show(hi)}"
         raise TangshiError(f"{option} must be {kind} {lo_s} and {hi_s}, got {value}")
+
+
+def read_json(path, what: str = "JSON"):
+    """A JSON file a user gave or tangshi wrote, every way of failing as one TangshiError naming
+    the file (missing, unreadable, not UTF-8, malformed, nested too deeply). A BOM is ignored."""
+    import json
+
+    try:
+        text = open(path, encoding="utf-8-sig").read()
+    except FileNotFoundError:
+        raise TangshiError(f"{path} is missing") from None
+    except UnicodeDecodeError:
+        raise TangshiError(f"{path} is not UTF-8 text") from None
+    except OSError as e:
+        raise TangshiError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TangshiError(f"malformed {what} in {path}: line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise TangshiError(f"{path} is nested too deeply to be {what}") from None
+
+
+def option(default, help: str, **meta):
+    """A config dataclass field that is also a command-line option: its help (and choices) in the
+    field's metadata, from which cli.config_options builds the option."""
+    from dataclasses import field
+
+    return field(default=default, metadata={"help": help, **meta})

@@ -121,9 +121,11 @@ def fd_rel_errors(params, config, inputs, targets, grads, max_elements: int | No
 # ----------------------------------------------------------------------------------
 
 
-def torch_reference(params_t: dict, config: Any, inputs: np.ndarray, targets: np.ndarray, pad_id: int = PAD_ID):
-    """The model written with plain torch ops in the canonical (x @ W) layout.  Returns the loss."""
-    V, H, L = config.vocab_size, config.hidden_dim, config.num_layers
+def torch_reference_logits(params_t: dict, config: Any, inputs) -> torch.Tensor:
+    """The one plain-torch reference of the model, in the canonical (x @ W) layout and the Part 1
+    equations, with no kernel and no trick: (B, T, V) logits (ReLU'd with the seed's bug on).
+    gradcheck and the tests compare every implementation against it."""
+    H, L = config.hidden_dim, config.num_layers
     inp = torch.as_tensor(inputs)
     B, T = inp.shape
     x = params_t["embedding.weight"][inp]  # (B, T, E)
@@ -142,36 +144,20 @@ def torch_reference(params_t: dict, config: Any, inputs: np.ndarray, targets: np
         x = torch.stack(outs, dim=1)  # (B, T, H)
     W_head = params_t["embedding.weight"] if getattr(config, "tie_weights", False) else params_t["head.weight"]
     logits = x @ W_head.T + params_t["head.bias"]
-    if getattr(config, "relu_logits", False):
-        logits = torch.relu(logits)
-    logp = torch.log_softmax(logits, dim=-1)
-    return F.nll_loss(logp.reshape(-1, V), torch.as_tensor(targets).reshape(-1), ignore_index=pad_id)
+    return torch.relu(logits) if getattr(config, "relu_logits", False) else logits
+
+
+def torch_reference(params_t: dict, config: Any, inputs: np.ndarray, targets: np.ndarray, pad_id: int = PAD_ID):
+    """The reference's loss: mean NLL over the targets that are not PAD."""
+    logp = torch.log_softmax(torch_reference_logits(params_t, config, inputs), dim=-1)
+    return F.nll_loss(logp.reshape(-1, config.vocab_size), torch.as_tensor(targets).reshape(-1), ignore_index=pad_id)
 
 
 def torch_reference_logprobs(params: dict, config: Any, inputs: np.ndarray) -> np.ndarray:
     """(B, T, V) log-probs from the plain-torch reference (dtype follows params)."""
     with torch.no_grad():
         pt = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}
-        H, L = config.hidden_dim, config.num_layers
-        inp = torch.as_tensor(inputs)
-        B, T = inp.shape
-        x = pt["embedding.weight"][inp]
-        for l in range(L):
-            W_ih, W_hh, b = pt[f"lstm.{l}.weight_ih"], pt[f"lstm.{l}.weight_hh"], pt[f"lstm.{l}.bias"]
-            h = x.new_zeros(B, H)
-            C = x.new_zeros(B, H)
-            outs = []
-            for t in range(T):
-                i, f, g, o = (x[:, t] @ W_ih + h @ W_hh + b).chunk(4, dim=1)
-                C = torch.sigmoid(f) * C + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(C)
-                outs.append(h)
-            x = torch.stack(outs, dim=1)
-        W_head = pt["embedding.weight"] if getattr(config, "tie_weights", False) else pt["head.weight"]
-        logits = x @ W_head.T + pt["head.bias"]
-        if getattr(config, "relu_logits", False):
-            logits = torch.relu(logits)
-        return torch.log_softmax(logits, dim=-1).numpy()
+        return torch.log_softmax(torch_reference_logits(pt, config, inputs), dim=-1).numpy()
 
 
 def _build_nn(params: dict, config: Any):
@@ -427,9 +413,7 @@ def format_gradcheck(result: dict) -> str:
         lines.append(f"  {k:<24} fd rel err {v['fd_rel_err']:.2e}   |torch| {v['torch_abs_diff']:.2e}   |loss| {v['loss_abs_diff']:.1e}{note}")
     lines.append("")
     lines.append(f"optimisers vs torch.optim, 10 steps, max |p - p_torch| (tolerance {tol['optimizer_abs_diff']:.0e}):")
-    for k, v in result["optimizers"].items():
-        lines.append(f"  {k:<58} {v:.2e}")
-    lines.append("")
+    lines += [f"  {k:<58} {v:.2e}" for k, v in result["optimizers"].items()] + [""]
     lines.append("the seed's errors, ||g_seed - g|| / ||g||:")
     for bug, d in result["seed_errors"].items():
         lines.append(f"  {bug}:")

@@ -29,13 +29,13 @@ NumPy twin.
 from __future__ import annotations
 
 import math
-from dataclasses import replace, asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import TangshiError
+from .errors import TangshiError, option
 from .lstm_spec import head_weight_name, param_shapes
 
 IMPLS = ("tangshi", "seed", "nn")
@@ -51,21 +51,25 @@ MAX_DIM, MAX_LAYERS, MAX_VOCAB = 16384, 16, 1 << 20
 class ModelConfig:
     vocab_size: int
     pad_id: int
-    embed_dim: int = 256
-    hidden_dim: int = 256
-    num_layers: int = 1
-    impl: str = "tangshi"
-    fused: bool = True  # tangshi impl: hand-written BPTT Function (else plain autograd)
-    fused_head: bool = True  # head + log-softmax + NLL in one chunked Function (training loss only)
-    relu_logits: bool = False  # the seed's ReLU on the logits (caps the model)
-    pad_in_loss: bool = False  # the seed's loss: PAD targets counted in the mean
-    tie_weights: bool = False  # head.weight is embedding.weight (needs E == H)
-    dropout_embed: float = 0.0  # locked (variational) dropout on the embeddings
-    dropout_chars: float = 0.0  # embedding dropout: whole characters (embedding rows) zeroed per batch (AWD-LSTM)
-    dropout_hidden: float = 0.0  # locked dropout between LSTM layers
-    dropout_output: float = 0.0  # locked dropout on the last LSTM output
-    weight_drop: float = 0.0  # DropConnect on weight_hh (AWD-LSTM)
-    init: str = "xavier"
+    embed_dim: int = option(256, "embedding width E")
+    hidden_dim: int = option(256, "LSTM width H")
+    num_layers: int = option(1, "stacked LSTM layers")
+    impl: str = option("tangshi", "LSTM kernel: tangshi (own, hand-written BPTT), original (the assignment's loop "
+                       "as written; alias seed), nn (torch.nn.LSTM)", choices=IMPLS)
+    fused: bool = option(True, "tangshi kernel: the hand-written BPTT autograd.Function (--no-fused: the same loop "
+                               "with plain autograd)")
+    fused_head: bool = True  # head + log-softmax + NLL in one chunked Function (training loss only; not an option)
+    relu_logits: bool = option(False, "the assignment's ReLU on the logits (off by default: it caps the model)")
+    pad_in_loss: bool = option(False, "the assignment's loss with PAD targets counted (off by default)")
+    tie_weights: bool = option(False, "the output layer shares the embedding matrix (E == H)")
+    dropout_embed: float = option(0.0, "locked (variational) dropout on the embeddings")
+    dropout_chars: float = option(0.0, "embedding dropout: whole characters (embedding rows) dropped per batch, "
+                                       "AWD-LSTM style")
+    dropout_hidden: float = option(0.0, "locked dropout between LSTM layers")
+    dropout_output: float = option(0.0, "locked dropout on the last LSTM output")
+    weight_drop: float = option(0.0, "DropConnect on weight_hh (AWD-LSTM)")
+    init: str = option("xavier", "initialisation: xavier (the assignment's), zeros, uniform1e-4 (the assignment's "
+                                 "NumPy U(±1e-4)), torch (PyTorch's defaults)", choices=INITS)
 
     def __post_init__(self):
         if self.impl not in IMPLS:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import TangshiError, check_number
+from .errors import TangshiError, check_number, option
 from .model import ModelConfig
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
@@ -25,26 +25,29 @@ EPOCH_SEED_STRIDE = 1_000_003  # keeps (seed, epoch) streams apart
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 50
-    batch_size: int = 128
-    lr: float = 0.01
-    optimizer: str = "adam"
-    weight_decay: float = 1e-4
-    momentum: float = 0.9  # sgd only
-    schedule: str = "constant"
-    warmup: float = 0.05  # cosine: share of steps spent warming up
-    plateau_patience: int = 1
-    plateau_factor: float = 0.5
-    clip: float = 0.0  # gradient-norm clipping (0 = off)
-    early_stop: int = 0  # stop after this many epochs without a better dev perplexity (0 = off)
-    seed: int = 0
-    bucket: bool = True  # length-bucketed, trimmed batches
-    amp: bool | None = None  # bf16 autocast for the big matrix products; None = where it is fast (CUDA, CPU with AMX/AVX512-BF16)
-    device: str = "cpu"
-    cuda_graph: bool | None = None  # replay the whole step from CUDA graphs; None = on with CUDA where it applies
+    epochs: int = option(50, "epochs to train")
+    batch_size: int = option(128, "poems per step")
+    lr: float = option(0.01, "learning rate (the peak, with a schedule)")
+    optimizer: str = option("adam", "optimiser", choices=OPTIMIZERS)
+    weight_decay: float = option(1e-4, "weight decay (coupled L2 for adam/adagrad/sgd, decoupled for adamw)")
+    momentum: float = option(0.9, "sgd momentum")
+    schedule: str = option("constant", "learning-rate schedule [PyTorch backend only]", choices=SCHEDULES)
+    warmup: float = option(0.05, "cosine: share of the steps spent warming up")
+    plateau_patience: int = option(1, "plateau: epochs without improvement before the lr drops")
+    plateau_factor: float = option(0.5, "plateau: the factor the lr drops by")
+    clip: float = option(0.0, "gradient-norm clipping (0 = off)")
+    early_stop: int = option(0, "stop after N epochs without a better dev perplexity (0 = off)")
+    seed: int = option(0, "random seed of the initial weights, the batch order and dropout")
+    bucket: bool = option(True, "length-bucketed, trimmed batches")
+    amp: bool | None = option(None, "bf16 autocast for the big matrix products (default: where bf16 is fast: CUDA, "
+                                    "CPUs with AMX or AVX512-BF16)")
+    device: str = option("cpu", "cpu, cuda or cuda:N")
+    cuda_graph: bool | None = option(None, "CUDA: capture the whole step in CUDA graphs and replay it (default: on "
+                                           "with adam/adamw)")
     graph_len_multiple: int = 8  # graphed batches are padded to a multiple of this length (one graph per length)
-    backend: str = "torch"
-    max_steps: int = 0  # stop each epoch after this many steps (0 = all): smoke tests only
+    backend: str = option("torch", "torch, or numpy: the hand-written BPTT twin (Adam/Adagrad/SGD/AdamW, constant "
+                                   "lr, no dropout)", choices=BACKENDS)
+    max_steps: int = option(0, "steps per epoch at most (0 = all): smoke tests")
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
