@@ -1,4 +1,6 @@
-"""The `tangshi` command line: argument parsing only; the work is done by the modules it calls."""
+"""The `tangshi` command line: it parses the arguments, calls the module that does the work, and
+prints the result. Options of the model and of training come from their config dataclasses, which
+validate them; one top-level handler turns any TangshiError into one line on stderr."""
 
 from __future__ import annotations
 
@@ -110,8 +112,6 @@ def cmd_eval(args) -> int:
     from .trainconfig import require_device
 
     require_device(args.device)
-    if args.limit is not None:
-        check_number("--limit", args.limit, 1, 1 << 40, integer=True)
     ck = _resolve_checkpoint(args.checkpoint)
     model, vocab, meta = load_checkpoint(ck, device=args.device)
     if args.data:
@@ -127,9 +127,7 @@ def cmd_eval(args) -> int:
 
         split = rebuild_dev_split(meta, vocab, source=Path(args.source))
     if args.limit is not None:
-        from .splits import Split
-
-        split = Split(split.inputs[: args.limit], split.targets[: args.limit], split.lengths[: args.limit])
+        split = split.head(args.limit)
     res = evaluate(model, split, device=args.device)
     res["checkpoint"] = str(ck)
     if args.json:
@@ -143,13 +141,12 @@ def cmd_eval(args) -> int:
 # ---------------------------------------------------------------------------- generate
 def cmd_generate(args) -> int:
     from .checkpoint import load_checkpoint
-    from .generate import DecodeOptions, SEED_MAX_CHARS, FREE_MAX_CHARS
+    from .generate import DecodeOptions
     from .poems import iter_poems, request_header
 
     strategy = ORIGINAL.get(args.strategy, args.strategy)
     opts = DecodeOptions(strategy=strategy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                         beam=args.beam, seed=args.seed,
-                         max_chars=SEED_MAX_CHARS if strategy == "seed" else FREE_MAX_CHARS)
+                         beam=args.beam, seed=args.seed)
     model, vocab, _ = load_checkpoint(_resolve_checkpoint(args.checkpoint))
     poems = iter_poems(model, vocab, opts, n=args.n, form=args.form, start=args.start, acrostic=args.acrostic,
                        rhyme=args.rhyme, tone=args.tone, no_repeat=args.no_repeat, script=args.script)

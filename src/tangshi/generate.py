@@ -55,7 +55,8 @@ class DecodeOptions:
     top_p: float = 1.0  # 1 = off
     beam: int = 4
     seed: int = 0
-    max_chars: int = FREE_MAX_CHARS  # free form: characters (punctuation included) before <EOS> is forced
+    max_chars: int | None = None  # free form: characters (punctuation included) before <EOS> is forced;
+    # None: the strategy's own bound (the assignment's procedure writes SEED_MAX_CHARS, the others FREE_MAX_CHARS)
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -65,6 +66,8 @@ class DecodeOptions:
         check_number("--top-p", self.top_p, 0, 1, lo_open=True)
         check_number("--beam", self.beam, 1, MAX_BEAM, integer=True)
         check_number("--seed", self.seed, 0, MAX_SEED, integer=True)
+        if self.max_chars is None:
+            object.__setattr__(self, "max_chars", SEED_MAX_CHARS if self.strategy == "seed" else FREE_MAX_CHARS)
         check_number("max_chars", self.max_chars, 1, 1 << 16, integer=True)
 
 

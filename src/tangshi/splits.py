@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .batches import encode_poems
 from .data import read_meta, read_split, require_prepared
-from .errors import TangshiError
+from .errors import TangshiError, check_number
 from .model import PoetryLM
 from .vocab import Vocab
 
@@ -25,6 +25,11 @@ class Split:
     inputs: torch.Tensor  # (N, 64)
     targets: torch.Tensor  # (N, 64)
     lengths: torch.Tensor  # (N,) real target tokens
+
+    def head(self, n: int) -> "Split":
+        """The first `n` poems (n >= 1)."""
+        check_number("--limit", n, 1, 1 << 40, integer=True)
+        return Split(self.inputs[:n], self.targets[:n], self.lengths[:n])
 
     @property
     def real_tokens(self) -> int:
