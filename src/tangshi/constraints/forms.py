@@ -21,7 +21,7 @@ from tangshi.errors import TangshiError
 from tangshi.prosody import Form
 from tangshi.text import CLAUSE_SEPARATORS, COMMA, PERIOD
 
-from .base import Constrained, MaskTable, Row, device_of
+from .base import Constrained, MaskTable, Row, Rule, device_of
 from .forced import parse_acrostic, parse_free_start, parse_start
 from .layout import positions
 from .repeat import ClauseNoRepeat, LineNoRepeat
@@ -74,6 +74,7 @@ class FormConstraint(Constrained):
         rules += [tones] if tones else []
         rules += [LineNoRepeat(self.rhyme)] if self.no_repeat else []
         self.rules = tuple(rules)
+        self._active()
         self._forced, self.start = parse_start(self, start, label, self.stoi[COMMA])
         self.acrostic = parse_acrostic(self, acrostic, label, self._forced, self.start)
         if tone == "strict":
@@ -110,21 +111,30 @@ class FormConstraint(Constrained):
         kid = self._kid_forced.get(t)
         if kid is not None:
             return kid, ()
-        key = ("H", *(rule.limit(pos, r, part) for rule, part in zip(self.rules, r.parts)))
+        parts = r.parts
+        key = tuple([rule.limit(pos, r, parts[i]) for i, rule in self._limiting])
         kid = self._masks.ids.get(key)
         if kid is None:
             kid = self._masks.id(key, functools.partial(self._build, key))
         excl = ()
-        for rule, part in zip(self.rules, r.parts):
-            excl += rule.exclude(pos, r, part)
+        for i, rule in self._excluding:
+            excl += rule.exclude(pos, r, parts[i])
         return kid, excl
 
     def _build(self, key) -> np.ndarray:
+        """The Han characters every limiting rule allows (the key holds each one's limit, None: any)."""
         row = self.tables.han.copy()
-        for rule, k in zip(self.rules, key[1:]):
+        for (_, rule), k in zip(self._limiting, key):
             if k is not None:
                 row &= rule.factor(k)
         return row
+
+    def _active(self) -> None:
+        """The rules that limit and those that exclude (a rule that does neither is not asked)."""
+        def acting(method: str) -> list:
+            return [(i, rule) for i, rule in enumerate(self.rules) if getattr(type(rule), method) is not getattr(Rule, method)]
+
+        self._limiting, self._excluding = acting("limit"), acting("exclude")
 
     def _step(self, r: Row, tok: int) -> Row:
         t = r.t
