@@ -34,10 +34,6 @@ def is_han(ch: str) -> bool:
     return len(ch) == 1 and _HAN.match(ch) is not None
 
 
-def count_han(text: str) -> int:
-    return len(_HAN.findall(text))
-
-
 def split_clauses(text: str) -> list[tuple[str, str]]:
     """Split a poem into ``(clause, terminator)`` pairs.
 
