@@ -330,11 +330,13 @@ def test_format_gradcheck_renders_a_result():
         "params": {"embedding.weight": {"fd_rel_err": 1e-8, "torch_abs_diff": 1e-17, "torch_nn_abs_diff": 1e-17}},
         "variants": {"tied": {"fd_rel_err": 1e-8, "torch_abs_diff": 1e-17, "loss_abs_diff": 0.0, "fd_elements_skipped_at_relu_kinks": 2}},
         "optimizers": {"SGD": 1e-16},
+        "reference_lstm": {"2 layers": {"fd_rel_err": 1e-8, "twin_abs_diff": 1e-17, "twin_loss_abs_diff": 0.0}},
         "seed_errors": {"no_cell_state_path": {"lstm.0.weight_hh": 0.4}},
         "tolerances": dict(gc.TOLERANCES),
     }
     text = gc.format_gradcheck(res)
     assert "embedding.weight" in text and "no_cell_state_path" in text and text.rstrip().endswith("OK")
+    assert "reference_lstm.py" in text and "2 layers" in text
     assert gc.format_gradcheck(res | {"ok": False}).rstrip().endswith("FAILED")
 
 

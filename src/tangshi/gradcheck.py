@@ -23,14 +23,16 @@ import torch.nn.functional as F
 
 from tangshi import numpy_lstm as nl
 from tangshi import numpy_optim as nopt
+from tangshi import reference_lstm
 
-TOLERANCES = {"fd_rel_err": 1e-6, "torch_abs_diff": 1e-9, "optimizer_abs_diff": 1e-12}
+TOLERANCES = {"fd_rel_err": 1e-6, "torch_abs_diff": 1e-9, "optimizer_abs_diff": 1e-12, "twin_abs_diff": 1e-10}
 FD_STEP = 1e-3  # step of the five-point stencil
 # Element-wise relative error |a - n| / max(|a|, |n|, FD_FLOOR): for gradient elements
 # below FD_FLOOR (e.g. exact zeros: embedding rows of unused ids) the comparison becomes
 # absolute, |a - n| < FD_FLOOR * tolerance = 1e-11, well above the ~1e-12 FD round-off.
 FD_FLOOR = 1e-5
 FD_VARIANT_ELEMENTS = 40  # random elements per parameter checked in the extra configurations
+REFERENCE_FD_ELEMENTS = 12  # the same for the assignment-notation LSTM (a Python loop per element: slow)
 PAD_ID = 0
 
 
@@ -74,7 +76,8 @@ def _relu_pattern(params, config, inputs, targets):
     return nl.logits(params, config, inputs)[targets != PAD_ID] > 0
 
 
-def fd_rel_errors(params, config, inputs, targets, grads, max_elements: int | None = None, seed: int = 0, names=None):
+def fd_rel_errors(params, config, inputs, targets, grads, max_elements: int | None = None, seed: int = 0, names=None,
+                  loss_fn=None):
     """Largest element-wise relative error per parameter, and how many elements were skipped.
 
     Numerical derivative: the five-point central stencil
@@ -83,10 +86,12 @@ def fd_rel_errors(params, config, inputs, targets, grads, max_elements: int | No
     or a random subset of `max_elements` per parameter when given.  With relu_logits an
     element whose stencil moves any logit across 0 (a kink, where the loss is not
     differentiable) is skipped and counted.
-    `names` limits the check to those parameters.
+    `names` limits the check to those parameters; `loss_fn(params, config, inputs, targets)` is the
+    loss differentiated (default: the fast twin's).
     Returns ({name: max rel err}, {name: skipped count}).
     """
     rng = np.random.default_rng(seed)
+    loss_fn = loss_fn or _loss
     base_pattern = _relu_pattern(params, config, inputs, targets)
     out, skipped = {}, {}
     for name, p in params.items():
@@ -103,7 +108,7 @@ def fd_rel_errors(params, config, inputs, targets, grads, max_elements: int | No
             losses = []
             for s in (2.0, 1.0, -1.0, -2.0):
                 flat[k] = orig + s * FD_STEP
-                losses.append(_loss(params, config, inputs, targets))
+                losses.append(loss_fn(params, config, inputs, targets))
                 if base_pattern is not None and not np.array_equal(_relu_pattern(params, config, inputs, targets), base_pattern):
                     keep[j] = False
             flat[k] = orig
@@ -340,9 +345,27 @@ def run_gradcheck(seed: int = 0) -> dict:
         torch.set_num_threads(threads)
 
 
+def check_reference(config, seed: int, max_elements: int | None = None) -> dict:
+    """The assignment-notation LSTM (reference_lstm.py): its gradients against finite differences of
+    its own loss, and its loss and gradients against the fast twin's on the same weights."""
+    _, params, inputs, targets = small_problem(seed, config)
+    loss, grads = reference_lstm.loss_and_grads(params, config, inputs, targets, PAD_ID)
+    twin_loss, twin = nl.loss_and_grads(params, config, inputs, targets, PAD_ID)
+
+    def ref_loss(p, c, x, y):
+        return reference_lstm.loss_and_grads(p, c, x, y, PAD_ID)[0]
+
+    fd, _ = fd_rel_errors(params, config, inputs, targets, grads, max_elements, seed, loss_fn=ref_loss)
+    return {"fd_rel_err": max(fd.values()), "twin_abs_diff": max(float(np.abs(grads[k] - twin[k]).max()) for k in grads),
+            "twin_loss_abs_diff": abs(loss - twin_loss)}
+
+
 def _run_gradcheck(seed: int) -> dict:
     base = SmallConfig()
     per, info = _check_config(base, seed)
+    reference = {"2 layers": check_reference(base, seed, REFERENCE_FD_ELEMENTS),
+                 "tied+relu, 1 layer": check_reference(SmallConfig(num_layers=1, tie_weights=True, relu_logits=True),
+                                                       seed + 1, REFERENCE_FD_ELEMENTS)}
     variants = {}
     for name, cfg in {
         "tied+relu, 1 layer": SmallConfig(num_layers=1, tie_weights=True, relu_logits=True),
@@ -365,6 +388,8 @@ def _run_gradcheck(seed: int) -> dict:
         and max(info["torch_loss_abs_diff"], info["torch_nn_loss_abs_diff"]) < tol["torch_abs_diff"]
         and all(v["fd_rel_err"] < tol["fd_rel_err"] and v["torch_abs_diff"] < tol["torch_abs_diff"] and v["loss_abs_diff"] < tol["torch_abs_diff"] for v in variants.values())
         and all(v < tol["optimizer_abs_diff"] for v in optimizers.values())
+        and all(r["fd_rel_err"] < tol["fd_rel_err"] and max(r["twin_abs_diff"], r["twin_loss_abs_diff"]) < tol["twin_abs_diff"]
+                for r in reference.values())
     )
     return {
         "ok": bool(ok),
@@ -380,6 +405,7 @@ def _run_gradcheck(seed: int) -> dict:
         "loss": info,
         "params": per,
         "variants": variants,
+        "reference_lstm": reference,
         "optimizers": optimizers,
         "seed_errors": seed_errors(params, base, inputs, targets),
         "tolerances": dict(tol),
@@ -414,6 +440,10 @@ def format_gradcheck(result: dict) -> str:
     lines.append("")
     lines.append(f"optimisers vs torch.optim, 10 steps, max |p - p_torch| (tolerance {tol['optimizer_abs_diff']:.0e}):")
     lines += [f"  {k:<58} {v:.2e}" for k, v in result["optimizers"].items()] + [""]
+    lines.append(f"the assignment-notation LSTM (reference_lstm.py) vs finite differences and vs the fast twin "
+                 f"(tolerance {tol['twin_abs_diff']:.0e}):")
+    lines += [f"  {k:<24} fd rel err {v['fd_rel_err']:.2e}   |twin| {v['twin_abs_diff']:.2e}   "
+              f"|loss| {v['twin_loss_abs_diff']:.1e}" for k, v in result["reference_lstm"].items()] + [""]
     lines.append("the seed's errors, ||g_seed - g|| / ||g||:")
     for bug, d in result["seed_errors"].items():
         lines.append(f"  {bug}:")
