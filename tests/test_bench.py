@@ -24,3 +24,17 @@ def test_bench_json(tmp_path, tiny_prepared, capsys):
         tok_s = 48 * 25 / (r["ms"] / 1e3)
         assert abs(r["real_tokens_per_s"] - tok_s) <= 0.5 + tok_s * 0.0005 / r["ms"] + 1e-9
     assert res["results"][0]["speedup_vs_seed"] == 1.0
+
+
+def test_bench_says_what_it_ran(tiny_prepared, capsys):
+    import torch
+
+    assert main(["bench", "--data", str(tiny_prepared), "--repeats", "1", "--warmup", "0",
+                 "--only", "tangshi,nn_lstm,layer_nn", "--dtype", "bf16", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["dtype"] == "bf16" and res["bf16_autocast"] is True and res["threads"] == torch.get_num_threads()
+    assert set(res["cpu_flags"]) == {"amx", "avx512_bf16", "avx512", "avx512_vnni", "avx2"}
+    assert res["cpu_flags"]["amx"] == torch.cpu._is_amx_tile_supported()
+    kinds = {r["name"]: (r["kernel"], r["dtype"]) for r in res["results"]}
+    assert kinds == {"tangshi": ("tangshi (hand-written BPTT)", "bf16"), "nn_lstm": ("torch.nn.LSTM", "bf16"),
+                     "layer_nn": ("torch.nn.LSTM", "fp32")}

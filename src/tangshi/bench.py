@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .machine import cpu_name
+from .machine import cpu_flags, cpu_name
 from .batches import batch_indices, make_batch
 from .errors import TangshiError
 from .graphstep import TrainStep
@@ -88,8 +88,21 @@ def _train_step_bench(name, cfg: ModelConfig, batches, device, amp, repeats, war
     return Result(name, ms, int(real))
 
 
+DTYPES = ("auto", "fp32", "bf16")
+KERNELS = {"seed": "the assignment's loop (autograd)", "tangshi": "tangshi (hand-written BPTT)",
+           "tangshi_graph": "tangshi (hand-written BPTT), CUDA graphs", "nn_lstm": "torch.nn.LSTM",
+           "numpy": "NumPy twin (hand-written BPTT)", "layer_tangshi": "tangshi (hand-written BPTT)",
+           "layer_tangshi_graph": "tangshi, CUDA graphs", "layer_nn": "torch.nn.LSTM",
+           "gen_qilv": "PoetryLM.step", "gen_wujue_1000": "PoetryLM.step"}
+
+
 def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int = 2,
-              checkpoint: Path | None = None, only: tuple[str, ...] | None = None) -> dict:
+              checkpoint: Path | None = None, only: tuple[str, ...] | None = None, dtype: str = "auto") -> dict:
+    """`dtype`: the training rows' autocast: auto (bf16 where it is fast), fp32, or bf16 (also
+    where it is emulated, to compare). The result records what ran: device, CPU flags, threads,
+    dtype, and each row's kernel."""
+    if dtype not in DTYPES:
+        raise TangshiError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TangshiError("--device cuda asked for, but no CUDA device is available")
@@ -102,7 +115,7 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
                              lengths=split.lengths, bucket=True)[:n_batches]
     full = [tuple(t.to(dev) for t in make_batch(split.inputs, split.targets, split.lengths, i, trim=False)) for i in plain]
     trimmed = [tuple(t.to(dev) for t in make_batch(split.inputs, split.targets, split.lengths, i)) for i in bucketed]
-    amp = bf16_is_fast(dev)
+    amp = bf16_is_fast(dev) if dtype == "auto" else dtype == "bf16"
     base = dict(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=EMBED, hidden_dim=HIDDEN)
     want = (lambda n: only is None or n in only)
     results: list[Result] = []
@@ -130,8 +143,13 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
     if want("gen_qilv") or want("gen_wujue_1000"):
         results.extend(_generation_bench(checkpoint, dev, want))
     ref = {r.name: r.real_tokens / (r.ms / 1e3) for r in results if r.real_tokens}
-    return {"device": _device_name(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "bf16_autocast": amp, "repeats": repeats, "results": [r.as_dict(ref) for r in results]}
+    rows = [r.as_dict(ref) for r in results]
+    for row in rows:  # what each row ran: the layer rows and the assignment's row are fp32 by design
+        row["kernel"] = KERNELS.get(row["name"], row["name"])
+        row["dtype"] = "bf16" if amp and row["name"] in ("tangshi", "tangshi_graph", "nn_lstm") else "fp32"
+    return {"device": _device_name(dev), "cpu_flags": cpu_flags() if dev.type == "cpu" else None,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": dtype,
+            "bf16_autocast": amp, "repeats": repeats, "results": rows}
 
 
 def _numpy_bench(base: dict, batches, repeats, warmup) -> Result:
@@ -215,7 +233,9 @@ def _device_name(dev) -> str:
 
 
 def format_bench(res: dict) -> str:
-    lines = [f"device {res['device']} | threads {res['threads']} | torch {res['torch']} | bf16 {res['bf16_autocast']}",
+    flags = ", ".join(k for k, v in (res.get("cpu_flags") or {}).items() if v) or "-"
+    lines = [f"device {res['device']} | CPU flags {flags} | threads {res['threads']} | torch {res['torch']} | "
+             f"bf16 autocast {res['bf16_autocast']} (--dtype {res.get('dtype', 'auto')})",
              f"{'name':<16}{'ms':>10}{'real tok/s':>13}{'vs seed':>9}{'vs nn':>8}  note"]
     # layer rows: "vs nn" is against layer_nn; their tokens are all B×T positions
     for r in res["results"]:

@@ -351,6 +351,9 @@ def _bench_parser(sub) -> None:
     b.add_argument("--only", help="comma-separated subset: seed,tangshi,tangshi_graph (cuda),nn_lstm,numpy,"
                                   "layer_tangshi,layer_nn,gen_qilv,gen_wujue_1000")
     b.add_argument("--threads", type=int, help=THREADS_HELP)
+    b.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="autocast of the training rows: auto (bf16 where it is fast: CUDA, AMX, AVX512-BF16), fp32, "
+                        "or bf16 (also where it is emulated)")
     b.add_argument("--json", action="store_true", help=JSON_HELP)
     b.set_defaults(func=cmd_bench)
 
@@ -395,7 +398,7 @@ def cmd_bench(args) -> int:
     check_number("--warmup", args.warmup, 0, 10_000, integer=True)
     only = tuple(args.only.split(",")) if args.only else None
     res = run_bench(Path(args.data), device=args.device, repeats=args.repeats, warmup=args.warmup,
-                    checkpoint=Path(args.checkpoint) if args.checkpoint else None, only=only)
+                    checkpoint=Path(args.checkpoint) if args.checkpoint else None, only=only, dtype=args.dtype)
     if args.json:
         _print_json(res)
     else:

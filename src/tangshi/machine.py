@@ -18,6 +18,16 @@ def memory_available() -> int | None:
     return None
 
 
+def cpu_flags() -> dict[str, bool]:
+    """The CPU features the speed of a step depends on, as PyTorch sees them (AMX and AVX512-BF16
+    make bf16 matrix products fast; without them bf16 is emulated and slower)."""
+    import torch
+
+    probes = {"amx": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported",
+              "avx512": "_is_avx512_supported", "avx512_vnni": "_is_vnni_supported", "avx2": "_is_avx2_supported"}
+    return {name: bool(getattr(torch.cpu, probe, lambda: False)()) for name, probe in probes.items()}
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_name() -> str:
     """The CPU's model name (/proc/cpuinfo), else what `platform` knows, else 'unknown CPU'."""
