@@ -152,3 +152,25 @@ def test_early_stop_stops_after_patience(tmp_path, tiny_prepared, monkeypatch):
                 progress=False, log=lambda *a: None)
     rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and res["best"]["epoch"] == 2
+
+
+def test_dropconnect_runs_on_the_library_kernel():
+    """impl nn (mkldnn/cuDNN) with weight_drop: the mask falls on weight_hh in training only, entries
+    dropped get no gradient, and eval gives the same function as the tangshi kernel."""
+    from tangshi.model import ModelConfig, PoetryLM
+
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=30, pad_id=29, embed_dim=8, hidden_dim=8, num_layers=2, weight_drop=0.5)
+    nn_model, own = PoetryLM(ModelConfig(**cfg, impl="nn")), PoetryLM(ModelConfig(**cfg))
+    own.load_canonical_state_dict(nn_model.canonical_state_dict())
+    x = torch.randint(0, 29, (4, 9))
+    nn_model.eval(), own.eval()
+    assert torch.allclose(nn_model(x)[0], own(x)[0], atol=1e-5)  # no dropout in eval
+    nn_model.train()
+    a, b = nn_model(x)[0], nn_model(x)[0]
+    assert not torch.allclose(a, b)  # a new mask each call
+    nn_model.zero_grad()
+    nn_model(x)[0].sum().backward()
+    g = nn_model.lstm.weight_hh_l0.grad
+    zero = float((g == 0).float().mean())
+    assert 0.3 < zero < 0.7, zero  # about half the entries were dropped, so got no gradient

@@ -82,8 +82,6 @@ class ModelConfig:
             p = getattr(self, name)
             if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
                 raise TangshiError(f"--{name.replace('_', '-')} must be in [0, 1), got {p}")
-        if self.impl == "nn" and self.weight_drop > 0:
-            raise TangshiError("weight_drop (DropConnect) needs the tangshi or seed LSTM, not nn")
         for name, top in (("embed_dim", MAX_DIM), ("hidden_dim", MAX_DIM), ("num_layers", MAX_LAYERS),
                           ("vocab_size", MAX_VOCAB)):
             v = getattr(self, name)
@@ -355,7 +353,12 @@ class PoetryLM(nn.Module):
         x = char_dropout(self.embedding.weight, ids, cfg.dropout_chars, self.training)  # (B, T, E)
         x = locked_dropout(x, cfg.dropout_embed, self.training)
         if cfg.impl == "nn":
-            h, new_state = self.lstm(x, state)
+            if self.training and cfg.weight_drop > 0:  # DropConnect: the library kernel runs on dropped W_hh
+                dropped = {f"weight_hh_l{l}": F.dropout(getattr(self.lstm, f"weight_hh_l{l}"), cfg.weight_drop)
+                           for l in range(cfg.num_layers)}
+                h, new_state = torch.func.functional_call(self.lstm, dropped, (x, state))
+            else:
+                h, new_state = self.lstm(x, state)
             return locked_dropout(h, cfg.dropout_output, self.training), new_state
         new_state = []
         mode = "seed" if cfg.impl == "seed" else ("fused" if cfg.fused else "plain")
