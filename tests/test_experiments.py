@@ -76,3 +76,24 @@ def test_missing_data_is_one_line_and_creates_nothing(tmp_path, capsys, which):
     assert main(["experiment", which, "--quick", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope" in err and not out.exists()
+
+
+def test_backprop_experiment_separates_correct_bptt_from_the_missing_cell_path(tmp_path, capsys):
+    """Recall 8 steps back: correct BPTT leaves chance; without the cell-state path it stays there."""
+    import math
+
+    from tangshi.backprop_study import Task, train_variant
+    from tangshi.cli import main
+
+    task = Task(steps=300)
+    chance = math.log(task.alphabet)
+    good, bad = train_variant(task, None), train_variant(task, "no_cell_state_path")
+    assert good["final_dev"] < chance - 0.2
+    assert bad["final_dev"] > chance - 0.05
+    assert main(["experiment", "backprop", "--quick", "--out", str(tmp_path / "r")]) == 0
+    report = (tmp_path / "r" / "backprop.md").read_text(encoding="utf-8")
+    runs = json.loads((tmp_path / "r" / "backprop.json").read_text(encoding="utf-8"))["runs"]
+    assert [r["error"] for r in runs] == [None, "no_cell_state_path", "input_weights_last_step_only",
+                                          "bias_i_o_set_to_delta_f"]
+    assert all(f"{r['final_dev']:.3f}" in report for r in runs)  # the table is the runs' numbers
+    assert (tmp_path / "r" / "backprop_curves.png").stat().st_size > 10_000

@@ -341,45 +341,58 @@ def _metrics_parser(sub) -> None:
     mp.set_defaults(func=cmd_metrics)
 
 
+def _add_all(parser, specs) -> None:
+    for flags, kw in specs:
+        parser.add_argument(*((flags,) if isinstance(flags, str) else flags), **kw)
+
+
 def _bench_parser(sub) -> None:
     b = sub.add_parser("bench", help="training-step and generation speed, side by side")
-    b.add_argument("--data", default=str(PREPARED_DEFAULT), help="prepared 10k split (real batches)")
-    b.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to time (default cpu)")
-    b.add_argument("--repeats", type=int, default=5, help="timed repetitions (the median is reported)")
-    b.add_argument("--warmup", type=int, default=2, help="untimed repetitions first (default 2)")
-    b.add_argument("--checkpoint", help="model for the generation timings (default: the bundled model)")
-    b.add_argument("--only", help="comma-separated subset: seed,tangshi,tangshi_graph (cuda),nn_lstm,numpy,"
-                                  "layer_tangshi,layer_nn,gen_qilv,gen_wujue_1000")
-    b.add_argument("--threads", type=int, help=THREADS_HELP)
-    b.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
-                   help="autocast of the training rows: auto (bf16 where it is fast: CUDA, AMX, AVX512-BF16), fp32, "
-                        "or bf16 (also where it is emulated)")
-    b.add_argument("--json", action="store_true", help=JSON_HELP)
+    _add_all(b, [
+        ("--data", dict(default=str(PREPARED_DEFAULT), help="prepared 10k split (real batches)")),
+        ("--device", dict(default="cpu", choices=("cpu", "cuda"), help="where to time (default cpu)")),
+        ("--repeats", dict(type=int, default=5, help="timed repetitions (the median is reported)")),
+        ("--warmup", dict(type=int, default=2, help="untimed repetitions first (default 2)")),
+        ("--checkpoint", dict(help="model for the generation timings (default: the bundled model)")),
+        ("--only", dict(help="comma-separated subset: seed,tangshi,tangshi_graph (cuda),nn_lstm,numpy,layer_tangshi,"
+                             "layer_nn,gen_qilv,gen_wujue_1000")),
+        ("--threads", dict(type=int, help=THREADS_HELP)),
+        ("--dtype", dict(default="auto", choices=("auto", "fp32", "bf16"),
+                         help="autocast of the training rows: auto (bf16 where it is fast: CUDA, AMX, AVX512-BF16), "
+                              "fp32, or bf16 (also where it is emulated)")),
+        ("--json", dict(action="store_true", help=JSON_HELP)),
+    ])
     b.set_defaults(func=cmd_bench)
 
 
 def _experiment_parser(sub) -> None:
-    x = sub.add_parser("experiment", help="reproducible reports: optimisers, initialisation")
-    x.add_argument("which", choices=("optimizers", "init"), help="which experiment")
-    x.add_argument("--data", default=str(PREPARED_DEFAULT), help=f"prepared folder (default {PREPARED_DEFAULT})")
-    x.add_argument("--out", default="reports", help="folder of the report files (default reports)")
-    x.add_argument("--epochs", type=int, help="epochs per run (default 20; 1 with --quick)")
-    x.add_argument("--backend", default="torch", choices=("torch", "numpy"), help="which implementation trains")
-    x.add_argument("--quick", action="store_true", help="tiny model, 2 learning rates each: seconds, for tests")
-    x.add_argument("--threads", type=int, help=THREADS_HELP)
-    x.add_argument("--replace", action="store_true", help="replace this experiment's earlier report files in OUT")
+    x = sub.add_parser("experiment", help="reproducible reports: optimisers, initialisation, the seed's BPTT errors")
+    _add_all(x, [
+        ("which", dict(choices=("optimizers", "init", "backprop"),
+                       help="which experiment (backprop: the seed's three gradient errors, in training on a memory "
+                            "task)")),
+        ("--data", dict(default=str(PREPARED_DEFAULT), help=f"prepared folder (default {PREPARED_DEFAULT})")),
+        ("--out", dict(default="reports", help="folder of the report files (default reports)")),
+        ("--epochs", dict(type=int, help="epochs per run (default 20; 1 with --quick); backprop: training steps "
+                                         "(default 600; 100 with --quick)")),
+        ("--backend", dict(default="torch", choices=("torch", "numpy"), help="which implementation trains")),
+        ("--quick", dict(action="store_true", help="tiny model, 2 learning rates each: seconds, for tests")),
+        ("--threads", dict(type=int, help=THREADS_HELP)),
+        ("--replace", dict(action="store_true", help="replace this experiment's earlier report files in OUT")),
+    ])
     x.set_defaults(func=cmd_experiment)
 
 
 def _export_parser(sub) -> None:
     ex = sub.add_parser("export", help="write a compact copy of a checkpoint (fp16/bf16) with a model card")
-    ex.add_argument("--checkpoint", required=True, help="the checkpoint folder (RUN/best, RUN/last, …)")
-    ex.add_argument("--out", default="models/tangshi-default", help="output folder (default models/tangshi-default)")
-    ex.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"), help="weight dtype (default fp16)")
-    ex.add_argument("--train-command", action="append",
-                    help="the command that trained it, for the card (default: as recorded); give it k times "
-                         "to replace the last k stages' commands, oldest first")
-    ex.add_argument("--replace", action="store_true", help=REPLACE_HELP)
+    _add_all(ex, [
+        ("--checkpoint", dict(required=True, help="the checkpoint folder (RUN/best, RUN/last, …)")),
+        ("--out", dict(default="models/tangshi-default", help="output folder (default models/tangshi-default)")),
+        ("--dtype", dict(default="fp16", choices=("fp16", "bf16", "fp32"), help="weight dtype (default fp16)")),
+        ("--train-command", dict(action="append", help="the command that trained it, for the card (default: as "
+                                 "recorded); give it k times to replace the last k stages' commands, oldest first")),
+        ("--replace", dict(action="store_true", help=REPLACE_HELP)),
+    ])
     ex.set_defaults(func=cmd_export)
 
 
@@ -412,7 +425,12 @@ def cmd_experiment(args) -> int:
     _set_threads(args.threads)
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else 20)
     check_number("--epochs", epochs, 1, 100_000, integer=True)
-    if args.which == "optimizers":
+    if args.which == "backprop":
+        from .backprop_study import Task, run_backprop
+
+        res = run_backprop(Path(args.out), Task(steps=args.epochs or (100 if args.quick else Task.steps)),
+                           argv=args.argv, replace=args.replace)
+    elif args.which == "optimizers":
         res = run_optimizers(Path(args.data), Path(args.out), epochs, backend=args.backend, quick=args.quick,
                              argv=args.argv, replace=args.replace)
     else:

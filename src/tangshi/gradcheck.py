@@ -283,36 +283,50 @@ def _rel(bad: np.ndarray, good: np.ndarray) -> float:
     return float(np.linalg.norm(bad - good) / np.linalg.norm(good))
 
 
+SEED_ERRORS = ("no_cell_state_path", "input_weights_last_step_only", "bias_i_o_set_to_delta_f")
+
+
+def seed_gradients(params, config, inputs, targets, error: str | None = None, pad_id: int = PAD_ID):
+    """(loss, gradients) of the fast twin, correct (`error=None`) or with one of the seed's three
+    errors: (1) δC_{t−1} without the cell-state path δC_t ⊙ f_t; (2) the input weights' gradient from
+    each sequence's last time step only; (3) the gradients of b_i and b_o set to b_f's."""
+    loss, cache = nl.forward(params, config, inputs, targets, pad_id)
+    if error == "no_cell_state_path":
+        return loss, nl._backward(cache, cell_path=False)
+    grads = nl._backward(cache, keep_dz=True)
+    dzs = grads.pop("_dz")
+    H = config.hidden_dim
+    if error == "input_weights_last_step_only":
+        pk = cache["pack"]
+        lengths = pk.alive.sum(axis=0)  # (B,) live length per sorted row
+        last_rows = np.array([pk.off[n - 1] + r for r, n in enumerate(lengths) if n > 0])
+        for l in range(config.num_layers):
+            grads[f"lstm.{l}.weight_ih"] = cache["layers"][l]["x"][last_rows].T @ dzs[l][last_rows]
+    elif error == "bias_i_o_set_to_delta_f":
+        for l in range(config.num_layers):
+            db = grads[f"lstm.{l}.bias"] = grads[f"lstm.{l}.bias"].copy()
+            db[0:H] = db[H : 2 * H]
+            db[3 * H : 4 * H] = db[H : 2 * H]
+    elif error is not None:
+        raise ValueError(f"unknown error {error!r} (one of {', '.join(SEED_ERRORS)})")
+    return loss, grads
+
+
 def seed_errors(params, config, inputs, targets) -> dict[str, dict[str, float]]:
     """Relative error ||g_seed - g|| / ||g|| per affected parameter for the seed's three gradient bugs."""
-    loss, cache = nl.forward(params, config, inputs, targets, PAD_ID)
-    good = nl._backward(cache, keep_dz=True)
-    dzs = good.pop("_dz")
     H = config.hidden_dim
+    _, good = seed_gradients(params, config, inputs, targets)
     out: dict[str, dict[str, float]] = {}
-    # (1) delta_C_{t-1} without the cell-state path delta_C_t * f_t
-    bad = nl._backward(cache, cell_path=False)
-    out["no_cell_state_path"] = {k: _rel(bad[k], good[k]) for k in good if not np.array_equal(bad[k], good[k])}
-    # (2) input-weight gradient from each sequence's last time step only
-    pk = cache["pack"]
-    lengths = pk.alive.sum(axis=0)  # (B,) live length per sorted row
-    last_rows = np.array([pk.off[n - 1] + r for r, n in enumerate(lengths) if n > 0])
-    out["input_weights_last_step_only"] = {}
-    for l in range(config.num_layers):
-        x = cache["layers"][l]["x"]
-        bad_w = x[last_rows].T @ dzs[l][last_rows]
-        out["input_weights_last_step_only"][f"lstm.{l}.weight_ih"] = _rel(bad_w, good[f"lstm.{l}.weight_ih"])
-    # (3) gradients of b_i and b_o set to delta_f (the f-gate bias gradient)
-    out["bias_i_o_set_to_delta_f"] = {}
-    for l in range(config.num_layers):
-        db = good[f"lstm.{l}.bias"]
-        bad_b = db.copy()
-        bad_b[0:H] = db[H : 2 * H]
-        bad_b[3 * H : 4 * H] = db[H : 2 * H]
-        r = out["bias_i_o_set_to_delta_f"]
-        r[f"lstm.{l}.bias"] = _rel(bad_b, db)
-        r[f"lstm.{l}.bias[i]"] = _rel(bad_b[0:H], db[0:H])
-        r[f"lstm.{l}.bias[o]"] = _rel(bad_b[3 * H :], db[3 * H :])
+    for error in SEED_ERRORS:
+        _, bad = seed_gradients(params, config, inputs, targets, error)
+        out[error] = {k: _rel(bad[k], good[k]) for k in good if not np.array_equal(bad[k], good[k])}
+    bad = seed_gradients(params, config, inputs, targets, "bias_i_o_set_to_delta_f")[1]
+    by_gate = {}
+    for l in range(config.num_layers):  # and the two gates the third error hits, separately
+        b, g = bad[f"lstm.{l}.bias"], good[f"lstm.{l}.bias"]
+        by_gate |= {f"lstm.{l}.bias": _rel(b, g), f"lstm.{l}.bias[i]": _rel(b[0:H], g[0:H]),
+                    f"lstm.{l}.bias[o]": _rel(b[3 * H :], g[3 * H :])}
+    out["bias_i_o_set_to_delta_f"] = by_gate
     return out
 
 
