@@ -553,3 +553,21 @@ def test_a_full_disk_inside_safetensors_is_one_line(tmp_path, tiny_prepared, cap
     monkeypatch.setattr(ck, "save_file", full)
     one_line_error(*run(["train", "--data", tiny_prepared, "--out", tmp_path / "r", "--epochs", "1", *TINY],
                         capsys)[::2], "no space left")
+
+
+def test_hidden_user_folders_and_files_inside_checkpoints_survive(run_dir, tiny_prepared, tmp_path, capsys):
+    """Stale temporaries are removed only under tangshi's own names; a legacy run folder whose
+    checkpoint holds a user's file is not taken for tangshi's."""
+    (run_dir / ".notes.tmp-1").mkdir()  # looks like a temporary name, but not one tangshi ever wrote
+    (run_dir / ".notes.tmp-1" / "draft.txt").write_text("mine", encoding="utf-8")
+    code, _, err = run(["train", "--data", tiny_prepared, "--out", run_dir, "--resume", "--epochs", "3", "--quiet"],
+                       capsys)
+    assert code == 0, err
+    assert (run_dir / ".notes.tmp-1" / "draft.txt").read_text(encoding="utf-8") == "mine"
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old, symlinks=False, ignore=shutil.ignore_patterns(".notes.tmp-1"))
+    (old / MARKER).unlink()
+    (old / "last" / "my-notes.txt").write_text("mine", encoding="utf-8")
+    one_line_error(*run(["train", "--data", tiny_prepared, "--out", old, "--resume", "--epochs", "4", "--quiet"],
+                        capsys)[::2], "did not write")
+    assert (old / "last" / "my-notes.txt").read_text(encoding="utf-8") == "mine"

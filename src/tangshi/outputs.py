@@ -45,8 +45,8 @@ MARKER = ".tangshi-output.json"
 LOCK = ".tangshi-lock"
 TMP_PREFIX = ".tangshi-tmp-"
 MARKER_FORMAT = "tangshi-output/1"
-# temporary names of tangshi before the mark existed: .NAME.tmp-XXXX and .NAME.old-PID
-LEGACY_TMP = re.compile(r"^\..+\.(tmp|old)-[A-Za-z0-9_]+$")
+# temporary names an older tangshi gave a run's entries while replacing them: .NAME.tmp-XXXX, .NAME.old-PID
+LEGACY_TMP = re.compile(r"^\.(last|best|poetry-gen-epoch\d+-loss[-0-9.naninf]+)\.(tmp|old)-[A-Za-z0-9_]+$")
 # entries in a folder that are tangshi's own bookkeeping, never the user's content
 INTERNAL = (MARKER, LOCK)
 _counter = itertools.count()
@@ -174,7 +174,12 @@ def _legacy_run(path: Path, entries: list[str]) -> bool:
     if not entries or not all(RUN_NAME.match(n) or LEGACY_TMP.match(n) for n in entries):
         return False
     dirs = [n for n in entries if (path / n).is_dir() and not LEGACY_TMP.match(n)]
-    return bool(dirs) and all(_is_checkpoint(path / n) for n in dirs)
+    return bool(dirs) and all(_is_checkpoint(path / n) and _only_known(path / n, CHECKPOINT_FILES) for n in dirs)
+
+
+def _only_known(folder: Path, names) -> bool:
+    """The folder holds nothing but files tangshi writes into such a folder."""
+    return set(os.listdir(folder)) <= set(names)
 
 
 def _legacy_model(path: Path, entries: list[str]) -> bool:
@@ -543,13 +548,16 @@ class OutputFolder:
         dst = self.path / name
         tmp = self._tmp_name(name)
         with oserrors_named(dst):
+            legacy = dst.is_dir() and not dst.is_symlink()  # a folder from before links: moved aside, then removed
+            if legacy and not _only_known(dst, self.kind.dir_files):
+                raise TangshiError(f"{dst} holds files tangshi did not write; move them out")
             self._list([name])
             os.symlink(target, tmp)
-            if dst.is_dir() and not dst.is_symlink():  # a folder from before links: moved aside, then removed
+            if legacy:
                 aside = self._tmp_name(f"{name}-old")
                 os.replace(dst, aside)
                 os.replace(tmp, dst)
-                shutil.rmtree(aside)
+                remove_entry(aside, self.kind.dir_files)
             else:
                 os.replace(tmp, dst)
             fsync_dir(self.path)
