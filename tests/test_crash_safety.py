@@ -131,21 +131,37 @@ def _case(root, k):
     return case
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_kill_at_any_operation_of_a_save_loses_nothing(setup):
+def _each_moment(setup, interrupted_save) -> int:
+    """For k = 1, 2, …: on a fresh copy of the run, `interrupted_save(case, k)` resumes it with the
+    save of epoch 2 interrupted at moment k and says whether the save ran to its end first; then the
+    run is resumed to the end and checked. Stops at the first k the save outlives. Returns k."""
     root, reference = setup
     k = 0
     while True:
         k += 1
         case = _case(root, k)
+        finished = interrupted_save(root, case, k)
+        _check_run(case, reference)
+        shutil.rmtree(case)
+        if finished:  # the save ran to its end before moment k: every moment was covered
+            return k
+
+
+def _resume_to_epoch_2(root, case):
+    train(root / "prep", case, None, CFG, resume=True, stop_after_epoch=2, **QUIET)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_kill_at_any_operation_of_a_save_loses_nothing(setup):
+    def killed(root, case, k) -> bool:
         pid = os.fork()
-        if pid == 0:  # the child: resume, train epoch 2, die at operation k of its writes
+        if pid == 0:  # the child: resume, train epoch 2, die at moment k of its writes (no cleanup runs)
             code = 1
             try:
                 torch.set_num_threads(1)
                 with pytest.MonkeyPatch.context() as mp:
                     Interrupt(k, lambda: os._exit(KILLED)).install(mp)
-                    train(root / "prep", case, None, CFG, resume=True, stop_after_epoch=2, **QUIET)
+                    _resume_to_epoch_2(root, case)
                 code = 0
             finally:
                 os._exit(code)
@@ -160,35 +176,27 @@ def test_a_kill_at_any_operation_of_a_save_loses_nothing(setup):
             pytest.fail(f"the child interrupted at operation {k} hung")
         code = os.waitstatus_to_exitcode(status)
         assert code in (0, KILLED), f"child exited {code} at operation {k}"
-        _check_run(case, reference)
-        shutil.rmtree(case)
-        if code == 0:  # the save ran to its end before operation k: every operation was covered
-            break
+        return code == 0
+
+    k = _each_moment(setup, killed)
     print(f"{k} moments of a kill checked")
     assert k > 40  # a save is many operations; fewer means the interception missed them
 
 
 def test_a_failed_write_at_any_operation_of_a_save_is_one_error_and_loses_nothing(setup):
-    root, reference = setup
-    k = 0
-    while True:
-        k += 1
-        case = _case(root, k)
+    def fail():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-        def fail():
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        finished = False
+    def failed(root, case, k) -> bool:
         with pytest.MonkeyPatch.context() as mp:
             Interrupt(k, fail).install(mp)
             try:
-                train(root / "prep", case, None, CFG, resume=True, stop_after_epoch=2, **QUIET)
-                finished = True
+                _resume_to_epoch_2(root, case)
+                return True
             except TangshiError as e:
                 assert "no space left" in str(e) and "\n" not in str(e), (k, str(e))
-        _check_run(case, reference)
-        shutil.rmtree(case)
-        if finished:
-            break
+                return False
+
+    k = _each_moment(setup, failed)
     print(f"{k} failing operations checked")
     assert k > 40
