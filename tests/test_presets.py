@@ -4,7 +4,7 @@ import pytest
 
 from tangshi.cli import ORIGINAL, build_parser
 from tangshi.model import ModelConfig
-from tangshi.train import config_from_preset
+from tangshi.trainconfig import config_from_preset
 
 
 def _resolve(argv):

@@ -71,7 +71,8 @@ def cmd_data_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import TrainConfig, given_options, train
+    from .train import train
+    from .trainconfig import TrainConfig, given_options
     from .trainer import saved_data_dir
 
     _set_threads(args.threads)

@@ -237,11 +237,12 @@ def require_complete(path: Path, command: str) -> None:
                            f"run it again with --replace")
 
 
-def _command() -> str:
-    """The command line as typed, when the process is the tangshi command (not a test or a script)."""
+def command_line() -> str | None:
+    """The command line as typed, when the process is the tangshi command (`tangshi …` or
+    `python -m tangshi …`), else None (a test, a script): for marks and training records."""
     prog = Path(sys.argv[0])
     ours = prog.name == "tangshi" or (prog.name == "__main__.py" and prog.parent.name == "tangshi")
-    return "tangshi " + " ".join(sys.argv[1:]) if ours else ""
+    return "tangshi " + " ".join(sys.argv[1:]) if ours else None
 
 
 def _overlaps(a: Path, b: Path) -> bool:
@@ -343,7 +344,7 @@ class OutputFolder:
     def _new_mark(self, entries: list[str], command: str | None = None) -> dict:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return {"format": MARKER_FORMAT, "kind": self.kind.name,
-                "command": _command() if command is None else command, "created": now,
+                "command": (command_line() or "") if command is None else command, "created": now,
                 "state": "complete", "entries": sorted(entries)}
 
     # -- claiming the folder

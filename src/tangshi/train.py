@@ -14,7 +14,7 @@ from . import checkpoint as ckpt
 from .errors import TangshiError
 from .graphstep import TrainStep, graph_capturable_optimizer
 from .model import PoetryLM
-from .trainconfig import EPOCH_SEED_STRIDE, TrainConfig, config_from_preset, given_options  # noqa: F401  (the API)
+from .trainconfig import EPOCH_SEED_STRIDE, TrainConfig
 from .trainer import Begun, Start, fit
 
 

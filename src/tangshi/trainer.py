@@ -14,7 +14,6 @@ from another checkpoint's weights (`--init-from`, widened when the sizes asked f
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from .batches import batch_indices, make_batch
 from .errors import TangshiError
 from .lstm_spec import param_shapes
 from .machine import memory_available
+from .outputs import command_line
 from .model import DROPOUT_FIELDS, ModelConfig, PoetryLM, widen
 from .runs import RunFolder, check_finite_loss, checkpoint_name
 from .splits import Split, evaluate, open_prepared
@@ -253,7 +253,7 @@ class Trainer:
 
     def _train_meta(self, begun: Begun) -> dict:
         """The training record each checkpoint carries: data, config, command, resumes, lineage."""
-        command = "tangshi " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "tangshi" else None
+        command = command_line()
         meta = {"data": str(self.data_dir), "data_meta": self.data_meta, "config": asdict(begun.cfg),
                 "command": command}
         if self.backend.name != "torch":
