@@ -381,9 +381,10 @@ def test_free_constraint():
     [
         (dict(form="wujue", acrostic="春夏秋"), "acrostic"),
         (dict(form="wulv", acrostic="春夏秋冬"), "8 lines"),
-        (dict(form="wujue", start="白日依山盡黃"), "longer than the first line"),
-        (dict(form="wujue", start="白日依山盡，黃"), "longer than the first line"),
-        (dict(form="wujue", start="白日，"), "punctuation"),
+        (dict(form="wujue", start="白日依山盡黃"), "line 1 is longer than 5 characters"),
+        (dict(form="wujue", start="白日依山盡，黃河入海流，"), "line 2 of a 五言絕句 must end with '。', not '，'"),
+        (dict(form="wujue", start="白日依山盡，黃河入海流。欲窮千里目，更上一層樓。更"), "longer than a whole"),
+        (dict(form="wujue", start="白日，"), "has '，' after 2 characters of line 1"),
         (dict(form="wujue", start="白日依山盡。"), "must end with '，'"),
         (dict(form="wujue", start="白日ab"), "not a Chinese character"),
         (dict(form="wujue", start="白" + UNKNOWN.replace("乒", "乓")), "not in the model's vocabulary"),

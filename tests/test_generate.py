@@ -400,7 +400,7 @@ def test_cli_n_reproducible_with_seed(ckpt, capsys):
 @pytest.mark.parametrize("argv, words", [
     (["--form", "wujue", "--acrostic", "白日依"], "acrostic '白日依' has 3 characters"),
     (["--form", "qilv", "--acrostic", "白日依山盡黃河入海"], "has 9 characters"),
-    (["--form", "wujue", "--start", "白日依山盡黃"], "longer than the first line"),
+    (["--form", "wujue", "--start", "白日依山盡黃"], "line 1 is longer than 5 characters"),
     (["--form", "wujue", "--start", "龘"], "龘"),
     (["--form", "free", "--start", "白龘"], "龘"),
     (["--form", "qijue", "--acrostic", "白日依龘"], "龘"),

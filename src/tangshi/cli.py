@@ -149,21 +149,38 @@ def cmd_generate(args) -> int:
     opts = DecodeOptions(strategy=strategy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                          beam=args.beam, seed=args.seed)
     model, vocab, _ = load_checkpoint(_resolve_checkpoint(args.checkpoint))
-    poems = iter_poems(model, vocab, opts, n=args.n, form=args.form, start=args.start, acrostic=args.acrostic,
-                       rhyme=args.rhyme, tone=args.tone, no_repeat=args.no_repeat, script=args.script)
+    if args.list_rhyme_groups:
+        return _list_rhyme_groups(vocab, args.json)
+    given = dict(start=args.start, acrostic=args.acrostic, at=args.at, keywords=args.keywords,
+                 rhyme_group=args.rhyme_group, candidates=args.candidates)
+    poems = iter_poems(model, vocab, opts, n=args.n, form=args.form, rhyme=args.rhyme, tone=args.tone,
+                       no_repeat=args.no_repeat, script=args.script, **given)
     if args.json:
-        _stream_json(poems, request_header(args.form, opts, args.script))
+        _stream_json(poems, request_header(args.form, opts, args.script, **given))
     else:
         for i, p in enumerate(poems):
             print(("\n" if i else "") + ("\n".join(p["lines"]) if p["lines"] else p["text"]), flush=True)
     return 0
 
 
-def _stream_json(poems, tail: dict) -> None:
-    """Print {"poems": [...], **tail} exactly as json.dumps(indent=1) would, one poem at a time
+def _list_rhyme_groups(vocab, as_json: bool) -> int:
+    from .poems import rhyme_groups_known
+
+    rows = rhyme_groups_known(vocab)
+    if as_json:
+        _print_json(rows)
+        return 0
+    print("group           characters  known to the model")
+    for r in rows:
+        print(f"{r['group']}{'　' * (6 - len(r['group']))}  {r['characters']:>10}  {r['known']:>18}")
+    return 0
+
+
+def _stream_json(poems, tail: dict, key: str = "poems") -> None:
+    """Print {key: [...], **tail} exactly as json.dumps(indent=1) would, one item at a time
     as each is written, so the output is valid JSON at the end and memory stays flat."""
     out = sys.stdout
-    out.write('{\n "poems": [')
+    out.write('{\n ' + json.dumps(key) + ': [')
     for i, p in enumerate(poems):
         body = json.dumps(p, ensure_ascii=False, indent=1).replace("\n", "\n  ")
         out.write(("," if i else "") + "\n  " + body)
@@ -172,16 +189,65 @@ def _stream_json(poems, tail: dict) -> None:
               + "\n}\n")
 
 
+def cmd_couplet(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .generate import DecodeOptions
+    from .poems import couplet_header, iter_couplets
+
+    opts = DecodeOptions(strategy=args.strategy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                         beam=args.beam, seed=args.seed)
+    model, vocab, _ = load_checkpoint(_resolve_checkpoint(args.checkpoint))
+    couplets = iter_couplets(model, vocab, opts, args.first, n=args.n, tone=args.tone, script=args.script,
+                             candidates=args.candidates)
+    if args.json:
+        _stream_json(couplets, couplet_header(args.first, opts, args.script, args.tone, args.candidates),
+                     key="couplets")
+        return 0
+    for i, c in enumerate(couplets):
+        if i == 0:
+            print(f"上联　{c['first']}")
+            if not c["first_ends_ze"]:
+                print(f"note: by convention a 上联 ends in a 仄 character and its 下联 in a 平 one; '{c['first'][-1]}' "
+                      "cannot be read 仄, so the 下联, still opposed, ends in 仄", file=sys.stderr)
+        print(f"下联　{c['second']}", flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------------------- metrics
 def cmd_metrics(args) -> int:
-    from .metrics import format_metrics, score_poems, training_clause_set
-    from .poems import read_poems, training_poems
+    from .metrics import format_metrics, score_couplets, split_couplet
+    from .poems import read_poems
     from .text import to_traditional
 
-    poems, stated_form, script, source = read_poems(args.file)
-    if script == "simplified":  # the rhyme table and the training poems are traditional
+    poems, header, source = read_poems(args.file)
+    if header["script"] == "simplified":  # the rhyme table and the training poems are traditional
         poems = [to_traditional(p) for p in poems]
-    form = args.form or stated_form or "free"
+    if args.couplet:
+        pairs = [split_couplet(p) for p in poems]
+        bad = next((i for i, pr in enumerate(pairs) if pr is None), None)
+        if bad is not None:
+            raise TangshiError(f"couplet {bad + 1} in {source} is not a 上联 and a 下联 (an even number of clauses): "
+                               f"{poems[bad]!r}")
+        res, extra, title = score_couplets(pairs), {}, f"{source}: {len(pairs)} couplets"
+    else:
+        res, extra = _poem_metrics(args, poems, header)
+        title = f"{source}: {res['n']} poems, form {extra['form']}"
+    if args.json:
+        _print_json({**res, **extra, "source": source})
+    else:
+        print(format_metrics(res, title=title))
+        if extra.get("note"):
+            print(f"note: {extra['note']}", file=sys.stderr)
+    return 0
+
+
+def _poem_metrics(args, poems, header) -> tuple[dict, dict]:
+    """The poem metrics, and the form, training data and note they were computed with."""
+    from .metrics import coverage, score_poems, training_clause_set
+    from .poems import training_poems
+    from .text import to_traditional
+
+    form = args.form or header["form"] or "free"
     data = Path(args.data) if args.data else (PREPARED_DEFAULT if (PREPARED_DEFAULT / "train.txt").is_file() else None)
     note = None
     clauses = None
@@ -190,14 +256,11 @@ def cmd_metrics(args) -> int:
     else:
         clauses = training_clause_set(training_poems(data))
     res = score_poems(poems, form, clauses)
-    if args.json:
-        _print_json({**res, "form": form, "source": source, "training_data": str(data) if data else None,
-                     "note": note})
-    else:
-        print(format_metrics(res, title=f"{source}: {res['n']} poems, form {form}"))
-        if note:
-            print(f"note: {note}", file=sys.stderr)
-    return 0
+    asked = {k: getattr(args, k) if getattr(args, k) is not None else header.get(k)
+             for k in ("keywords", "acrostic", "at", "start")}
+    asked = {k: to_traditional(v) if isinstance(v, str) else v for k, v in asked.items()}
+    res.update(coverage(poems, asked["keywords"], asked["acrostic"], asked["at"] or 1, asked["start"]))
+    return res, {"form": form, "training_data": str(data) if data else None, "note": note}
 
 
 # ---------------------------------------------------------------------------- parser
@@ -232,7 +295,7 @@ def config_options(group, cls) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tangshi", description="Train a character LSTM on the Complete Tang Poems and write poems with it.")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_data_parsers, _train_parser, _eval_parser, _generate_parser, _metrics_parser, _bench_parser,
+    for add in (_data_parsers, _train_parser, _eval_parser, _generate_parser, _couplet_parser, _metrics_parser, _bench_parser,
                 _experiment_parser, _export_parser, _gradcheck_parser):
         add(sub)
     return p
@@ -299,34 +362,62 @@ def _eval_parser(sub) -> None:
 
 def _generate_parser(sub) -> None:
     gp = sub.add_parser("generate", help="write poems")
-    gp.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
     gp.add_argument("--form", default="free", choices=FORM_NAMES,
                     help="五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free (default free)")
-    gp.add_argument("--start", default="", help="the poem begins with this text")
-    gp.add_argument("--acrostic", help="line k begins with the k-th character")
+    gp.add_argument("--start", default="",
+                    help="the poem begins with this text: any number of whole lines, each with its '，' or '。', "
+                         "and part of the next (a continuation)")
+    gp.add_argument("--acrostic", help="line k holds the k-th character at position --at (藏头 by default)")
+    gp.add_argument("--at", type=int, default=1,
+                    help="the acrostic's position in each line: 1 = first (藏头, default), -1 = last (藏尾), "
+                         "any position between")
+    gp.add_argument("--keywords", help="every one of these characters appears somewhere in the poem")
     gp.add_argument("--rhyme", action=argparse.BooleanOptionalAction, default=None,
                     help="even lines rhyme in one 平水韵 平声 group (default on for the four forms)")
+    gp.add_argument("--rhyme-group", help="rhyme in this 平水韵 平声 group: by name (東, 一東, 上平聲一東) or by one "
+                                          "of its characters (see --list-rhyme-groups)")
+    gp.add_argument("--list-rhyme-groups", action="store_true",
+                    help="list the 平声 groups with how many of their characters the model knows, and exit")
     gp.add_argument("--tone", default="off", choices=("strict", "loose", "off"),
                     help="平仄 of regulated verse: strict masks, loose prefers (default off)")
     gp.add_argument("--allow-repeats", dest="no_repeat", action="store_false", default=None,
                     help="let a line or clause repeat inside a poem (by default none does)")
     gp.add_argument("--no-repeat", dest="no_repeat", action="store_true", help=argparse.SUPPRESS)
     gp.add_argument("--no-no-repeat", dest="no_repeat", action="store_false", help=argparse.SUPPRESS)  # old name
-    gp.add_argument("--strategy", default="sample", choices=("original", "greedy", "sample", "beam", "seed"),
-                    help="original (alias seed): the assignment's top-1 procedure, 95 characters; greedy; sample "
-                         "(temperature, top-k, top-p); beam (default sample)")
-    gp.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-    gp.add_argument("--top-k", type=int, default=0, help="sample from the k most probable characters (0 = off)")
-    gp.add_argument("--top-p", type=float, default=0.9, help="sample from the smallest set of probability p (default 0.9)")
-    gp.add_argument("--beam", type=int, default=4, help="beam width (default 4)")
-    gp.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same poems (default 0)")
-    gp.add_argument("--n", type=int, default=1,
-                    help="how many poems; they are written 256 at a time and printed as each batch finishes "
-                         "(with --json the output is one JSON object, streamed: {\"poems\": [...], ...})")
-    gp.add_argument("--script", default="traditional", choices=("traditional", "simplified"),
-                    help="the script of the output (input may be either; default traditional)")
-    gp.add_argument("--json", action="store_true", help=JSON_HELP)
+    _decoding_options(gp, "poems", ("original", "greedy", "sample", "beam", "seed"),
+                      "original (alias seed): the assignment's top-1 procedure, 95 characters; greedy; sample "
+                      "(temperature, top-k, top-p); beam (default sample)")
     gp.set_defaults(func=cmd_generate)
+
+
+def _couplet_parser(sub) -> None:
+    cp = sub.add_parser("couplet", help="write the 下联 of a 上联 (对联)")
+    cp.add_argument("first", metavar="上联", help="the first line of the couplet (its closing '，' may be left out)")
+    cp.add_argument("--tone", default="strict", choices=("strict", "off"),
+                    help="strict: 平仄 opposed at each clause's 2nd, 4th, 6th and last character (default strict)")
+    _decoding_options(cp, "下联", ("greedy", "sample", "beam"), "greedy; sample (temperature, top-k, top-p); "
+                      "beam (default sample)")
+    cp.set_defaults(func=cmd_couplet)
+
+
+def _decoding_options(p, what: str, strategies: tuple, strategy_help: str) -> None:
+    """The options generate and couplet share: the model, decoding, how many, output."""
+    p.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
+    p.add_argument("--strategy", default="sample", choices=strategies, help=strategy_help)
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    p.add_argument("--top-k", type=int, default=0, help="sample from the k most probable characters (0 = off)")
+    p.add_argument("--top-p", type=float, default=0.9, help="sample from the smallest set of probability p (default 0.9)")
+    p.add_argument("--beam", type=int, default=4, help="beam width (default 4)")
+    p.add_argument("--seed", type=int, default=0, help=f"random seed: the same seed writes the same {what} (default 0)")
+    p.add_argument("--n", type=int, default=1,
+                   help=f"how many {what}; they are written 256 at a time and printed as each batch finishes "
+                        "(with --json the output is one JSON object, streamed)")
+    p.add_argument("--candidates", type=int,
+                   help=f"sample K for each one returned and return the best by mean log-probability per token "
+                        "(shown as score); --n N returns the N best of N·K")
+    p.add_argument("--script", default="traditional", choices=("traditional", "simplified"),
+                   help="the script of the output (input may be either; default traditional)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def _metrics_parser(sub) -> None:
@@ -338,6 +429,13 @@ def _metrics_parser(sub) -> None:
                          "each poem's form inferred)")
     mp.add_argument("--data", help=f"prepared folder whose train.txt the copy rate is measured against "
                                    f"(default {PREPARED_DEFAULT} if it exists)")
+    mp.add_argument("--couplet", action="store_true",
+                    help="score couplets (上联，下联。 per line, or the JSON of tangshi couplet --json): layout, 平仄 "
+                         "opposition, shared characters, mirrored repeats")
+    mp.add_argument("--keywords", help="report the share of poems holding all these characters (default: the JSON's)")
+    mp.add_argument("--acrostic", help="report the share of poems with these hidden characters (default: the JSON's)")
+    mp.add_argument("--at", type=int, help="the acrostic's position in each line (default: the JSON's, else 1)")
+    mp.add_argument("--start", help="report the share of poems that begin with this text (default: the JSON's)")
     mp.add_argument("--json", action="store_true", help=JSON_HELP)
     mp.set_defaults(func=cmd_metrics)
 

@@ -334,3 +334,31 @@ def beam_search(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, start: str =
         raise TangshiError("beam search found no complete poem")
     finished.sort(key=lambda f: -f[0])
     return _finish_texts(vocab, [p for _, p in finished[:n_best]], c)
+
+
+# ---------------------------------------------------------------------------- ranking
+SCORE_BATCH = 64  # poems per forward pass when scoring: (64, ~60, V) log-probabilities at a time
+
+
+@torch.no_grad()
+def mean_log_prob(model: PoetryLM, vocab: Vocab, texts: list[str]) -> list[float]:
+    """Each text's length-normalised log-probability under the model: the mean of ln p over its
+    tokens after ``<START>``, ``<EOS>`` included (every token, forced ones too), in one teacher-forced
+    pass per batch. It is −(the poem's NLL per token), the quantity `tangshi eval` averages."""
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[float] = []
+    for b0 in range(0, len(texts), SCORE_BATCH):
+        batch = [vocab.encode(t) + [vocab.eos_id] for t in texts[b0 : b0 + SCORE_BATCH]]
+        T = max(len(ids) for ids in batch)
+        x = torch.full((len(batch), T), vocab.pad_id, dtype=torch.long)
+        y = torch.full((len(batch), T), vocab.pad_id, dtype=torch.long)
+        for r, ids in enumerate(batch):
+            x[r, 0] = vocab.start_id
+            x[r, 1 : len(ids)] = torch.tensor(ids[:-1])
+            y[r, : len(ids)] = torch.tensor(ids)
+        logits, _ = model(x.to(device))
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(2, y.to(device).unsqueeze(2)).squeeze(2)
+        real = (y != vocab.pad_id).to(device)
+        out += (logp.masked_fill(~real, 0.0).sum(1) / real.sum(1)).tolist()
+    return out

@@ -170,3 +170,91 @@ def _display_width(s: str) -> int:
     import unicodedata
 
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+
+# ---------------------------------------------------------------------------- couplets
+COUPLET_KEYS = ("n", "layout_rate", "tone_opposition", "shared_char_rate", "mirror_rate", "ends_ping_rate")
+_LABELS.update({
+    "layout_rate": "same length and marks",
+    "tone_opposition": "平仄 opposed (checked positions)",
+    "shared_char_rate": "couplets sharing a character",
+    "mirror_rate": "repeats mirrored",
+    "ends_ping_rate": "下联 ends in 平",
+    "keyword_coverage": "all keywords present",
+    "hidden_coverage": "hidden characters in place",
+    "start_kept": "start text kept",
+})
+
+
+def _layout(text: str) -> list[str | None]:
+    """Per position: None for a Chinese character, the mark itself otherwise."""
+    return [None if is_han(ch) else ch for ch in text]
+
+
+def split_couplet(text: str) -> tuple[str, str] | None:
+    """'上联，下联。' → (上联, 下联): the clauses split in half (an odd clause count: None)."""
+    parts = re.findall(f"[^{CLAUSE_SEPARATORS}、：]+[{CLAUSE_SEPARATORS}、：]?", "".join(text.split()))
+    if len(parts) < 2 or len(parts) % 2:
+        return None
+    half = len(parts) // 2
+    return "".join(parts[:half])[:-1], "".join(parts[half:]).rstrip("。")
+
+
+def score_couplet(first: str, second: str) -> dict:
+    """One couplet: same layout; at each clause's checked positions (2, 4, 6, last) whether the
+    tones are opposed (both characters in the 平水韻 table and not both of one single tone; a
+    多音字 can be read either way); the 下联's characters also in the 上联; whether the repeat
+    pattern is mirrored (positions i, j repeat in one iff in the other); whether the 下联 ends in
+    a character that can be read 平, and the 上联 in one that can be read 仄 (the convention)."""
+    layout_ok = _layout(first) == _layout(second)
+    opposed = checked = 0
+    if layout_ok:
+        for a_clause, b_clause in zip(clauses(first), clauses(second)):
+            for j in prosody.checked_positions(len(a_clause)):
+                ta, tb = prosody.tones(a_clause[j]), prosody.tones(b_clause[j])
+                if ta and tb:
+                    checked += 1
+                    opposed += not (len(ta) == len(tb) == 1 and ta == tb)
+    a = [c for c in first if is_han(c)]
+    b = [c for c in second if is_han(c)]
+    mirrored = len(a) == len(b) and all((a[i] == a[j]) == (b[i] == b[j]) for j in range(len(a)) for i in range(j))
+    return {"layout_ok": layout_ok, "opposed": opposed, "checked": checked,
+            "shared": sorted(set(a) & set(b)), "mirrored": mirrored,
+            "ends_ping": bool(b) and prosody.PING in prosody.tones(b[-1]),
+            "first_ends_ze": bool(a) and prosody.ZE in prosody.tones(a[-1])}
+
+
+def score_couplets(pairs: list[tuple[str, str]]) -> dict:
+    """Couplets (上联, 下联): the share of each property of `score_couplet`; tone opposition is
+    pooled over every checked position whose two characters are in the table."""
+    rows = [score_couplet(a, b) for a, b in pairs]
+    n = len(rows)
+    return {
+        "n": n,
+        "layout_rate": _ratio(sum(r["layout_ok"] for r in rows), n),
+        "tone_opposition": _ratio(sum(r["opposed"] for r in rows), sum(r["checked"] for r in rows)),
+        "shared_char_rate": _ratio(sum(bool(r["shared"]) for r in rows), n),
+        "mirror_rate": _ratio(sum(r["mirrored"] for r in rows), n),
+        "ends_ping_rate": _ratio(sum(r["ends_ping"] for r in rows), n),
+    }
+
+
+# ---------------------------------------------------------------------------- requested characters
+def coverage(poems: list[str], keywords: str | None = None, acrostic: str | None = None, at: int = 1,
+             start: str | None = None) -> dict:
+    """The share of poems that hold every keyword, that have the acrostic's k-th character at
+    position `at` of line k (1 = first, -1 = last) for every line, and that begin with `start`;
+    only the requested ones are returned."""
+    n = len(poems)
+    out = {}
+    if keywords:
+        out["keyword_coverage"] = _ratio(sum(all(k in p for k in keywords) for p in poems), n)
+    if acrostic:
+        def hidden(p: str) -> bool:
+            bodies = clauses(p)
+            return len(bodies) == len(acrostic) and all(
+                len(b) >= abs(at) and b[at - 1 if at > 0 else at] == ch for b, ch in zip(bodies, acrostic))
+        out["hidden_coverage"] = _ratio(sum(hidden(p) for p in poems), n)
+    if start:
+        out["start_kept"] = _ratio(sum(p.replace(" ", "").startswith(start) for p in poems), n)
+    return out

@@ -9,13 +9,16 @@ import torch
 
 from . import prosody
 from .errors import TangshiError, check_number
-from .generate import MAX_BEAM, DecodeOptions, check_start, decode, generate_seed
+from .generate import MAX_BEAM, DecodeOptions, check_start, decode, generate_seed, mean_log_prob
 from .model import PoetryLM
 from .text import FORM_NAMES, split_clauses, split_lines, to_simplified, to_traditional
 from .vocab import Vocab
 
 GENERATION_CHUNK = 256  # poems decoded per batch: bounds memory, and the first poems print early
 MAX_POEMS = 10_000_000
+MAX_CANDIDATES = 1000
+
+
 def to_vocab_text(text: str, vocab: Vocab, what: str) -> str:
     """`text` as the vocabulary spells it (whitespace dropped): every character the
     vocabulary knows is kept as typed; each unknown one is replaced by its
@@ -40,14 +43,25 @@ def to_vocab_text(text: str, vocab: Vocab, what: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _constraint(vocab: Vocab, form: str, start: str, acrostic: str | None, rhyme: bool, tone: str,
-                no_repeat: bool):
+def _constraint(vocab: Vocab, form: str, **options):
     """The request's constraint, built once per process (its vocabulary analysis
     takes ~20 ms for V ≈ 5,400; the object holds no per-poem state)."""
     from .constraints import build_constraint
 
-    return build_constraint(vocab, form, start=start, acrostic=acrostic, rhyme=rhyme, tone=tone,
-                            no_repeat=no_repeat)
+    return build_constraint(vocab, form, **options)
+
+
+def rhyme_groups_known(vocab: Vocab) -> list[dict]:
+    """The 平水韻 平聲 groups in table order, each with its characters in the table and how many of
+    them the model's vocabulary knows (what --rhyme-group can choose from)."""
+    from .constraints.rhyme import group_counts
+    from .constraints.tables import vocab_tables
+
+    specials = frozenset((vocab.eos_id, vocab.oov_id, vocab.start_id, vocab.pad_id))
+    known = group_counts(vocab_tables(tuple(vocab.itos), specials))
+    table = prosody.rhyme_table()
+    return [{"group": g, "name": g[3:], "characters": len(table.group_chars[g]), "known": k}
+            for g, k in zip(table.groups, known)]
 
 
 def _record(text: str, form: str, script: str) -> dict:
@@ -69,29 +83,40 @@ def _record(text: str, form: str, script: str) -> dict:
 
 
 def write_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, form: str = "free",
-                start: str = "", acrostic: str | None = None, rhyme: bool | None = None, tone: str = "off",
-                no_repeat: bool | None = None, script: str = "traditional") -> dict:
+                script: str = "traditional", **options) -> dict:
     """Write `n` poems for one request; returns {"poems": [...], **request_header(...)}, the
     record `tangshi generate --json` prints. See `iter_poems` for the options."""
-    poems = list(iter_poems(model, vocab, opts, n, form=form, start=start, acrostic=acrostic, rhyme=rhyme,
-                            tone=tone, no_repeat=no_repeat, script=script))
-    return {"poems": poems, **request_header(form, opts, script)}
+    poems = list(iter_poems(model, vocab, opts, n, form=form, script=script, **options))
+    return {"poems": poems, **request_header(form, opts, script, **options)}
 
 
-def request_header(form: str, opts: DecodeOptions, script: str) -> dict:
-    """The fields that follow the poems in `tangshi generate --json`."""
-    return {"form": form, "strategy": opts.strategy, "seed": opts.seed, "script": script}
+HEADER_OPTIONS = ("start", "acrostic", "at", "keywords", "rhyme_group", "candidates")  # shown when given
+
+
+def request_header(form: str, opts: DecodeOptions, script: str, **options) -> dict:
+    """The fields that follow the poems in `tangshi generate --json`: the form, strategy, seed and
+    script, then those of HEADER_OPTIONS the request gave (so that `tangshi metrics` can check them;
+    `at` only with an acrostic)."""
+    out = {"form": form, "strategy": opts.strategy, "seed": opts.seed, "script": script}
+    for k in HEADER_OPTIONS:
+        v = options.get(k)
+        if v not in (None, "") and (k != "at" or options.get("acrostic")):
+            out[k] = v
+    return out
 
 
 def iter_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, form: str = "free",
                start: str = "", acrostic: str | None = None, rhyme: bool | None = None, tone: str = "off",
-               no_repeat: bool | None = None, script: str = "traditional") -> Iterator[dict]:
+               no_repeat: bool | None = None, script: str = "traditional", at: int = 1,
+               keywords: str | None = None, rhyme_group: str | None = None,
+               candidates: int | None = None) -> Iterator[dict]:
     """The request's poems, one record at a time, decoded in batches of at most GENERATION_CHUNK
     poems: memory stays flat whatever `n` is, and the first poem is ready after one batch.
 
     form: wujue | qijue | wulv | qilv | free. start: the poem begins with it;
-    acrostic: line k begins with its k-th character; rhyme (default on for the
-    four forms): even lines end in one 平水韻 平聲 group; tone: strict | loose | off;
+    acrostic: line k has its k-th character at position `at` (1 = first, -1 = last);
+    keywords: each of its characters appears somewhere; rhyme (default on for the
+    four forms): even lines end in one 平水韻 平聲 group (`rhyme_group`: that one); tone: strict | loose | off;
     no_repeat (default on): no clause repeats inside a poem. Simplified input is
     accepted (converted to traditional); `script='simplified'` converts the output.
     Impossible requests raise `TangshiError` here, before anything is generated (the checks
@@ -99,29 +124,70 @@ def iter_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, f
     `opts.strategy == 'seed'` runs the seed's own procedure (free form, one start
     character, no constraint). Sampling continues one random stream across batches, so the
     first GENERATION_CHUNK poems are those of a request for exactly that many.
+    `candidates` K: sample n·K poems and return the n best by mean log-probability per token
+    (`generate.mean_log_prob`, the record's "score"), best first; the output then comes at the end.
     """
     if form not in FORM_NAMES:
         raise TangshiError(f"unknown form {form!r} (choose from {', '.join(FORM_NAMES)})")
+    _check_request(opts, n, script, candidates)
+    start = to_vocab_text(start, vocab, "start text")
+    acrostic = to_vocab_text(acrostic, vocab, "acrostic") or None
+    keywords = to_vocab_text(keywords, vocab, "keywords") or None
+    no_repeat = True if no_repeat is None else bool(no_repeat)
+    rhyme = (form != "free") if rhyme is None else bool(rhyme)
+    constraint = None
+    if opts.strategy == "seed":
+        if form != "free" or acrostic or keywords or rhyme_group:
+            raise TangshiError("--strategy seed writes the seed's free-form text; use another strategy for forms")
+        if len(start) != 1:
+            raise TangshiError("--strategy seed needs exactly one --start character, as in the seed")
+    else:
+        constraint = _constraint(vocab, form, start=start, acrostic=acrostic, rhyme=rhyme and form != "free",
+                                 tone=tone, no_repeat=no_repeat, at=at, keywords=keywords, rhyme_group=rhyme_group,
+                                 max_chars=opts.max_chars)
+        check_start(constraint, opts)  # an impossible start is refused now, not at the first batch
+    return _stream(model, vocab, opts, n, start, constraint, form, script, candidates)
+
+
+def _stream(model, vocab, opts, n, start, constraint, form, script, candidates) -> Iterator[dict]:
+    if candidates is not None:
+        return _ranked(model, vocab, opts, n, candidates, start, constraint, form, script)
+    return _poem_stream(model, vocab, opts, n, start, constraint, form, script)
+
+
+def _check_request(opts: DecodeOptions, n: int, script: str, candidates: int | None) -> None:
+    """The options every request shares: the script, the number of poems, the candidates."""
     if script not in ("traditional", "simplified"):
         raise TangshiError(f"unknown script {script!r} (choose from traditional, simplified)")
     check_number("--n", n, 1, MAX_POEMS, integer=True)
     if opts.strategy == "beam" and n > MAX_BEAM:
         raise TangshiError(f"--n with --strategy beam must be at most {MAX_BEAM} (the beam keeps n hypotheses "
                            f"at once), got {n}")
-    start = to_vocab_text(start, vocab, "start text")
-    acrostic = to_vocab_text(acrostic, vocab, "acrostic") or None
-    no_repeat = True if no_repeat is None else bool(no_repeat)
-    rhyme = (form != "free") if rhyme is None else bool(rhyme)
-    constraint = None
-    if opts.strategy == "seed":
-        if form != "free" or acrostic:
-            raise TangshiError("--strategy seed writes the seed's free-form text; use another strategy for forms")
-        if len(start) != 1:
-            raise TangshiError("--strategy seed needs exactly one --start character, as in the seed")
-    else:
-        constraint = _constraint(vocab, form, start, acrostic, rhyme and form != "free", tone, no_repeat)
-        check_start(constraint, opts)  # an impossible start is refused now, not at the first batch
-    return _poem_stream(model, vocab, opts, n, start, constraint, form, script)
+    if candidates is None:
+        return
+    check_number("--candidates", candidates, 1, MAX_CANDIDATES, integer=True)
+    check_number("--n with --candidates", n * candidates, 1, MAX_POEMS, integer=True)
+    if opts.strategy != "sample":
+        why = {"beam": "already returns its best hypotheses, ranked", "greedy": "writes the same poem every time",
+               "seed": "is the assignment's fixed procedure"}[opts.strategy]
+        raise TangshiError(f"--candidates ranks sampled poems (--strategy sample); --strategy {opts.strategy} {why}")
+
+
+def _ranked(model, vocab, opts, n, k, start, constraint, form, script) -> Iterator[dict]:
+    """The n best of n·k sampled poems, best first, each with its score."""
+    texts = [t for chunk in _texts(model, vocab, opts, n * k, start, constraint) for t in chunk]
+    scores = mean_log_prob(model, vocab, texts)
+    order = sorted(range(len(texts)), key=lambda i: -scores[i])[:n]  # stable: ties keep sampling order
+    for i in order:
+        yield {**_record(texts[i], form, script), "score": round(scores[i], 4)}
+
+
+def _texts(model, vocab, opts, n, start, constraint) -> Iterator[list[str]]:
+    """Sampled texts in batches of at most GENERATION_CHUNK, one random stream across batches."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(opts.seed)
+    for done in range(0, n, GENERATION_CHUNK):
+        yield decode(model, vocab, min(GENERATION_CHUNK, n - done), opts, start=start, constraint=constraint, gen=gen)
 
 
 def _poem_stream(model, vocab, opts, n, start, constraint, form, script) -> Iterator[dict]:
@@ -134,21 +200,19 @@ def _poem_stream(model, vocab, opts, n, start, constraint, form, script) -> Iter
         for t in decode(model, vocab, n, opts, start=start, constraint=constraint):
             yield _record(t, form, script)
         return
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(opts.seed)
-    for done in range(0, n, GENERATION_CHUNK):
-        for t in decode(model, vocab, min(GENERATION_CHUNK, n - done), opts, start=start, constraint=constraint,
-                        gen=gen):
+    for chunk in _texts(model, vocab, opts, n, start, constraint):
+        for t in chunk:
             yield _record(t, form, script)
 
 
 # ---------------------------------------------------------------------------- reading poems back (tangshi metrics)
-def parse_poems(text: str, source: str = "input") -> tuple[list[str], str | None, str]:
-    """Poems from text: the JSON `tangshi generate --json` prints (or a JSON list of
-    poems / of {"text": ...}), or plain text with one poem per line. The layout
+def parse_poems(text: str, source: str = "input") -> tuple[list[str], dict]:
+    """Poems from text: the JSON `tangshi generate --json` or `tangshi couplet --json` prints (or
+    a JSON list of poems / of {"text": ...}), or plain text with one poem per line. The layout
     `tangshi generate` prints without --json (one verse line per line, a blank
     line between poems) is recognised when every line is a single clause.
-    Returns (poems, the form stated in the JSON or None, the script). A UTF-8 byte-order mark
+    Returns (poems, header): the header holds the form (None if not stated), the script, and the
+    request's fields of HEADER_OPTIONS the JSON states. A UTF-8 byte-order mark
     (as some editors write) is ignored."""
     text = text.lstrip("\ufeff")
     if text.lstrip().startswith(("{", "[")):
@@ -166,7 +230,7 @@ def parse_poems(text: str, source: str = "input") -> tuple[list[str], str | None
         poems = [ln for ln in lines if ln]
     if not poems:
         raise TangshiError(f"no poems in {source}")
-    return poems, None, "traditional"
+    return poems, {"form": None, "script": "traditional"}
 
 
 def _verse_layout(lines: list[str]) -> bool:
@@ -185,22 +249,27 @@ def _verse_layout(lines: list[str]) -> bool:
     return True
 
 
-def _parse_json_poems(text: str, source: str) -> tuple[list[str], str | None, str]:
+def _parse_json_poems(text: str, source: str) -> tuple[list[str], dict]:
     import json
 
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise TangshiError(f"malformed JSON in {source}: {e.msg} (line {e.lineno}, column {e.colno})") from None
-    form, script = None, "traditional"
+    header = {"form": None, "script": "traditional"}
     items = obj
     if isinstance(obj, dict):
-        items = obj.get("poems")
-        form = obj.get("form")
-        script = obj.get("script", script)
-        if form is not None and form not in FORM_NAMES:
-            raise TangshiError(f"{source} states an unknown form {form!r}")
-    expected = 'the JSON that tangshi generate --json prints ({"poems": [{"text": ...}, ...]})'
+        items = obj.get("poems", obj.get("couplets"))
+        for k, kind in (("form", str), ("script", str), *((k, int if k in ("at", "candidates") else str)
+                                                           for k in HEADER_OPTIONS)):
+            v = obj.get(k, header.get(k))
+            if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
+                raise TangshiError(f"{source} states a {k!r} that is not a {kind.__name__}: {v!r}")
+            header[k] = v
+        if header["form"] is not None and header["form"] not in FORM_NAMES:
+            raise TangshiError(f"{source} states an unknown form {header['form']!r}")
+    expected = ('the JSON that tangshi generate --json or tangshi couplet --json prints '
+                '({"poems": [{"text": ...}, ...]})')
     if not isinstance(items, list):
         raise TangshiError(f"{source} is not {expected}")
     poems = []
@@ -211,11 +280,11 @@ def _parse_json_poems(text: str, source: str) -> tuple[list[str], str | None, st
         poems.append(t)
     if not poems:
         raise TangshiError(f"no poems in {source}")
-    return poems, form, script
+    return poems, header
 
 
-def read_poems(path: str) -> tuple[list[str], str | None, str, str]:
-    """`parse_poems` on a file, or standard input for '-'. Returns (poems, form, script, source name)."""
+def read_poems(path: str) -> tuple[list[str], dict, str]:
+    """`parse_poems` on a file, or standard input for '-'. Returns (poems, header, source name)."""
     import sys
     from pathlib import Path
 
@@ -242,3 +311,44 @@ def training_poems(data_dir) -> list[str]:
     if not (Path(data_dir) / "train.txt").is_file():
         raise TangshiError(f"training poems not found: {Path(data_dir) / 'train.txt'} (a folder made by tangshi data prepare)")
     return read_split(data_dir, "train")
+
+
+# ---------------------------------------------------------------------------- couplets (tangshi couplet)
+def iter_couplets(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, first: str, n: int = 1, tone: str = "strict",
+                  script: str = "traditional", candidates: int | None = None) -> Iterator[dict]:
+    """下联 for the 上联 `first` (constraints.couplet), one record at a time:
+    {"first", "second", "text", "layout_ok", "opposed", "checked", "shared", "mirrored", "ends_ping"}
+    (metrics.score_couplet), plus "score" with `candidates`. Checks run when this is called."""
+    from .metrics import score_couplet
+
+    _check_request(opts, n, script, candidates)
+    if opts.strategy == "seed":
+        raise TangshiError("--strategy seed writes the seed's free-form text; use another strategy for couplets")
+    from .constraints.couplet import parse_first
+
+    first = to_vocab_text(parse_first(first)[0], vocab, "上联")  # the reasons a 上联 is refused come first
+    c = _couplet_constraint(vocab, first, tone)
+    stream = _stream(model, vocab, opts, n, c.start, c, "free", "traditional", candidates)
+
+    def record(p: dict) -> dict:
+        second = c.second(p["text"])
+        shown = to_simplified if script == "simplified" else (lambda s: s)
+        rec = {"first": shown(c.first), "second": shown(second), "text": shown(p["text"]),
+               **score_couplet(c.first, second)}
+        rec["shared"] = [shown(ch) for ch in rec["shared"]]
+        return {**rec, "score": p["score"]} if "score" in p else rec
+
+    return map(record, stream)
+
+
+@functools.lru_cache(maxsize=64)
+def _couplet_constraint(vocab: Vocab, first: str, tone: str):
+    from .constraints.couplet import CoupletConstraint
+
+    return CoupletConstraint(vocab.itos, vocab, first, tone=tone)
+
+
+def couplet_header(first: str, opts: DecodeOptions, script: str, tone: str, candidates: int | None) -> dict:
+    """The fields that follow the couplets in `tangshi couplet --json`."""
+    out = {"first": first, "strategy": opts.strategy, "seed": opts.seed, "script": script, "tone": tone}
+    return {**out, "candidates": candidates} if candidates is not None else out

@@ -195,6 +195,28 @@ def rhyme_groups(ch: str) -> frozenset[str]:
     return rhyme_table().char_groups.get(_lookup_char(ch), frozenset())
 
 
+def find_rhyme_group(name: str) -> str:
+    """The 平聲 group named by ``name``: its full name ('上平聲一東'), its short name ('一東'), its
+    last character ('東'), or any character of the group ('風'); simplified input is accepted.
+    Raises TangshiError for a name that matches no group, or a character in several."""
+    text = "".join((name or "").split())
+    groups = rhyme_table().groups
+    for g in groups:
+        if text and (text == g or g.endswith(text) and (len(text) == 1 or text == g[3:])):
+            return g
+    trad = known_form(text, {c: 1 for g in groups for c in g[-1]}) if len(text) == 1 else None
+    if trad is not None:
+        return next(g for g in groups if g.endswith(trad))
+    found = rhyme_groups(text) if len(text) == 1 else frozenset()
+    if len(found) == 1:
+        return next(iter(found))
+    if found:
+        names = ", ".join(sorted(found, key=groups.index))
+        raise TangshiError(f"'{text}' is in several 平聲 rhyme groups ({names}); name one of them")
+    raise TangshiError(f"unknown rhyme group {name!r}: give a 平聲 group of the 平水韻 by name (東, 一東, "
+                       "上平聲一東) or by one of its characters (see tangshi generate --list-rhyme-groups)")
+
+
 def tones(ch: str) -> frozenset[str]:
     """The tones of ``ch``: a subset of {'平', '仄'} (both for 多音字, empty if unknown)."""
     return rhyme_table().char_tones.get(_lookup_char(ch), frozenset())

@@ -9,6 +9,7 @@ to the mask, tokens to exclude, a penalty, and its own part of the row's state.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -210,6 +211,36 @@ class Constrained:
 
     def _allowed(self, r: Row) -> tuple[int, tuple]:
         raise NotImplementedError
+
+    # ---- the rules composed: the mask at a position no layout or forced character decides
+    def _use_rules(self, rules, base_row: np.ndarray) -> None:
+        """Set the rules, the row every rule's limit narrows, and which rules limit and which
+        exclude (a rule that does neither is not asked)."""
+        def acting(method: str) -> list:
+            return [(i, rule) for i, rule in enumerate(self.rules) if getattr(type(rule), method) is not getattr(Rule, method)]
+
+        self.rules, self._base_row = tuple(rules), base_row
+        self._limiting, self._excluding = acting("limit"), acting("exclude")
+
+    def _ruled(self, pos, r: Row) -> tuple[int, tuple]:
+        """(mask id, excluded ids) at `pos`: the base row narrowed by every limiting rule (cached
+        by the rules' keys), and the ids the excluding rules remove for this row."""
+        parts = r.parts
+        key = tuple([rule.limit(pos, r, parts[i]) for i, rule in self._limiting])
+        kid = self._masks.ids.get(key)
+        if kid is None:
+            kid = self._masks.id(key, functools.partial(self._build, key))
+        excl = ()
+        for i, rule in self._excluding:
+            excl += rule.exclude(pos, r, parts[i])
+        return kid, excl
+
+    def _build(self, key) -> np.ndarray:
+        row = self._base_row.copy()
+        for (_, rule), k in zip(self._limiting, key):
+            if k is not None:
+                row &= rule.factor(k)
+        return row
 
     def _step(self, r: Row, tok: int) -> Row:
         raise NotImplementedError

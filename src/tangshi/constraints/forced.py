@@ -1,35 +1,53 @@
-"""Characters forced at given positions: the start text and the acrostic (藏头: line k's first
-character). A forced position allows exactly its token; the other rules are not asked there,
-but still see the token go by (a forced rhyme character narrows the rhyme groups)."""
+"""Characters forced at given positions: the start text (any number of whole lines and a partial
+one: a continuation), the acrostic (line k's character at position N: 藏头 N = 1, 藏尾 N = -1),
+and the parsing of keywords. A forced position allows exactly its token; the other rules are not
+asked there, but they see every forced token before decoding starts (a forced rhyme character
+narrows the rhyme groups, a forced character at a checked position the tone patterns), so no
+generated character can contradict one that is forced later."""
 
 from __future__ import annotations
 
 from tangshi import prosody
 from tangshi.errors import TangshiError
-from tangshi.text import COMMA, is_han
+from tangshi.text import is_han
+
+ASCII_MARKS = str.maketrans({",": "，", ".": "。"})  # a keyboard's marks, as the corpus writes them
 
 
-def parse_start(c, start: str | None, label: str, comma_id: int) -> tuple[dict[int, int], str]:
-    """Start text of a regulated form (≤ one line, optionally with its '，') → ({t: id}, normalised text).
-    `c` is the constraint (its vocabulary lookups)."""
-    text = "".join((start or "").split())
+def _line_text(k: int) -> str:
+    return f"line {k + 1}"
+
+
+def parse_start(c, start: str | None, label: str, layout) -> tuple[dict[int, int], str]:
+    """Start text of a regulated form → ({t: id}, normalised text). The text may hold any number
+    of whole lines, each closed by the form's mark ('，' after odd lines, '。' after even ones),
+    and then part of the next line. `c` is the constraint (its vocabulary lookups), `layout` the
+    form's positions (layout.positions)."""
+    text = "".join((start or "").split()).translate(ASCII_MARKS)
     forced: dict[int, int] = {}
     if not text:
         return forced, ""
     n = c.form.chars_per_line
-    if len(text) > n + 1 or (len(text) == n + 1 and is_han(text[n])):
-        raise TangshiError(f"start text '{text}' is longer than the first line ({n} characters) of a {label}")
+    if len(text) > len(layout):
+        raise TangshiError(f"start text '{text}' is longer than a whole {label} ({c.form.lines} lines of {n} "
+                           "characters, each closed by its mark)")
     out = []
     for i, ch in enumerate(text):
-        if i == n:
-            if ch != COMMA:
-                raise TangshiError(f"start text '{text}': the first line must end with '，', not '{ch}'")
-            forced[i] = comma_id
+        pos = layout[i]
+        if pos.punct:
+            mark = c.form.punct(pos.line)
+            if ch != mark:
+                if prosody.is_punct(ch):
+                    raise TangshiError(f"start text '{text}': {_line_text(pos.line)} of a {label} must end with "
+                                       f"'{mark}', not '{ch}'")
+                raise TangshiError(f"start text '{text}': {_line_text(pos.line)} is longer than {n} characters; "
+                                   f"a {label} line has {n} characters and then '{mark}'")
+            forced[i] = c.stoi[mark]
             out.append(ch)
             continue
         if prosody.is_punct(ch):
-            raise TangshiError(f"start text '{text}' has punctuation '{ch}' at position {i + 1}; "
-                               f"a {label} line has {n} characters before its '，'")
+            raise TangshiError(f"start text '{text}' has '{ch}' after {pos.char} characters of "
+                               f"{_line_text(pos.line)}; a {label} line has {n} characters before its mark")
         if not is_han(ch):
             raise TangshiError(f"start text '{text}' contains '{ch}', which is not a Chinese character")
         tok, norm = c.token_id(ch, f"start text '{text}'")
@@ -38,12 +56,23 @@ def parse_start(c, start: str | None, label: str, comma_id: int) -> tuple[dict[i
     return forced, "".join(out)
 
 
-def parse_acrostic(c, acrostic: str | None, label: str, forced: dict[int, int], start: str) -> str | None:
-    """Add the acrostic's heads to `forced` (line k's first position); returns the normalised text."""
+def acrostic_column(at: int, n: int, label: str) -> int:
+    """The 0-based position in the line of `--at N` (1 = first, -1 = last)."""
+    if isinstance(at, bool) or not isinstance(at, int) or at == 0 or not -n <= at <= n:
+        raise TangshiError(f"--at must be a position 1..{n} or -{n}..-1 of a {label} line (1 = first, "
+                           f"-1 = last), got {at!r}")
+    return at - 1 if at > 0 else n + at
+
+
+def parse_acrostic(c, acrostic: str | None, label: str, forced: dict[int, int], start: str,
+                   at: int = 1) -> str | None:
+    """Add the acrostic's characters to `forced` (line k's character at position `at`); returns
+    the normalised text."""
     text = "".join((acrostic or "").split())
     if not text:
         return None
-    L, n1 = c.form.lines, c.form.chars_per_line + 1
+    L, n = c.form.lines, c.form.chars_per_line
+    j = acrostic_column(at, n, label)
     if len(text) != L:
         raise TangshiError(f"acrostic '{text}' has {len(text)} characters but a {label} has {L} lines")
     out = []
@@ -51,12 +80,28 @@ def parse_acrostic(c, acrostic: str | None, label: str, forced: dict[int, int], 
         if not is_han(ch):
             raise TangshiError(f"acrostic '{text}' contains '{ch}', which is not a Chinese character")
         tok, norm = c.token_id(ch, f"acrostic '{text}'")
-        t = k * n1
+        t = k * (n + 1) + j
         if t in forced and forced[t] != tok:
-            raise TangshiError(f"start text '{start}' begins with '{c.itos[forced[t]]}' but the acrostic needs '{norm}'")
+            raise TangshiError(f"start text '{start}' has '{c.itos[forced[t]]}' at {_line_text(k)}, position "
+                               f"{j + 1}, but the acrostic needs '{norm}' there")
         forced[t] = tok
         out.append(norm)
     return "".join(out)
+
+
+def parse_keywords(c, keywords: str | None) -> tuple[tuple[int, ...], str]:
+    """Keywords: Chinese characters, each of which must appear in the poem (repeats count once)
+    → (ids in order, normalised text)."""
+    text = "".join((keywords or "").split())
+    ids, out = [], []
+    for ch in text:
+        if not is_han(ch):
+            raise TangshiError(f"keywords '{text}' contain '{ch}', which is not a Chinese character")
+        tok, norm = c.token_id(ch, f"keywords '{text}'")
+        if tok not in ids:
+            ids.append(tok)
+            out.append(norm)
+    return tuple(ids), "".join(out)
 
 
 def parse_free_start(c, start: str | None) -> tuple[list[int], str]:

@@ -21,8 +21,9 @@ from tangshi.errors import TangshiError
 from tangshi.prosody import Form
 from tangshi.text import CLAUSE_SEPARATORS, COMMA, PERIOD
 
-from .base import Constrained, MaskTable, Row, Rule, device_of
-from .forced import parse_acrostic, parse_free_start, parse_start
+from .base import Constrained, MaskTable, Row, device_of
+from .forced import parse_acrostic, parse_free_start, parse_keywords, parse_start
+from .keywords import FreeKeywords, Keywords
 from .layout import positions
 from .repeat import ClauseNoRepeat, LineNoRepeat
 from .rhyme import Rhyme
@@ -50,7 +51,7 @@ class FormConstraint(Constrained):
 
     def __init__(self, itos: Sequence[str], special_ids, form: str | Form, *, start: str = "",
                  acrostic: str | None = None, rhyme: bool = True, tone: str = "off", no_repeat: bool = True,
-                 tone_penalty: float = 2.0):
+                 tone_penalty: float = 2.0, at: int = 1, keywords: str | None = None, rhyme_group: str | None = None):
         super().__init__(itos, special_ids)
         f = prosody.get_form(form)
         if f is None:
@@ -64,26 +65,39 @@ class FormConstraint(Constrained):
         for p in (COMMA, PERIOD):
             if p not in self.stoi:
                 raise TangshiError(f"the vocabulary has no '{p}'; it cannot write a {label}")
+        if rhyme_group is not None and not self.rhyme:
+            raise TangshiError("--rhyme-group chooses the rhyme of a rhymed poem; it cannot be given with --no-rhyme")
         self.tables = tables = vocab_tables(tuple(self.itos), frozenset(self._special_set))
         self._check_enough_characters(label)
-        self._positions = positions(f, self.rhyme)
-        self._eos_t = len(self._positions)
+        self._positions = layout = positions(f, self.rhyme)
+        self._eos_t = len(layout)
         self.max_len = self._eos_t + 1
-        rules = [Rhyme(tables, f, self.no_repeat, label)] if self.rhyme else []
+        self._forced, self.start = parse_start(self, start, label, layout)
+        self.acrostic = parse_acrostic(self, acrostic, label, self._forced, self.start, at)
+        self.at = at if self.acrostic else None
+        forced = self._forced
+        rules: list = []
+        if self.rhyme:
+            group = prosody.find_rhyme_group(rhyme_group) if rhyme_group is not None else None
+            rules.append(Rhyme(tables, f, self.no_repeat, label, forced, layout, self.itos, group))
+        self.rhyme_group = group if self.rhyme and rhyme_group is not None else None
         tones = Tones(tables, f, tone, tone_penalty) if tone != "off" else None
-        rules += [tones] if tones else []
-        rules += [LineNoRepeat(self.rhyme)] if self.no_repeat else []
-        self.rules = tuple(rules)
-        self._active()
-        self._forced, self.start = parse_start(self, start, label, self.stoi[COMMA])
-        self.acrostic = parse_acrostic(self, acrostic, label, self._forced, self.start)
         if tone == "strict":
-            tones.check_forced(self._forced, self._positions, self.itos)
+            tones.check_forced(forced, layout, self.itos)
+        rules += [tones] if tones else []
+        used = tuple(forced[p.t] for p in layout if p.rhyme and p.t in forced)
+        rules += [LineNoRepeat(self.rhyme, used)] if self.no_repeat else []
+        kw_ids, self.keywords = parse_keywords(self, keywords)
+        if kw_ids:
+            rules.append(Keywords(self, kw_ids, self.keywords, label, forced, layout,
+                                  tones=(rules.index(tones), tones) if tone == "strict" else None,
+                                  rhyme=(0, rules[0]) if self.rhyme else None))
+        self._use_rules(rules, tables.han)
         self._kid_eos = self._masks.id(("E",), lambda: self.onehot(self.special.eos))
         self._kid_punct = [self._masks.id(("P", f.punct(k)), functools.partial(self.onehot, self.stoi[f.punct(k)]))
                            for k in range(f.lines)]
         self._kid_forced = {t: self._masks.id(("F", tok), functools.partial(self.onehot, tok))
-                            for t, tok in self._forced.items()}
+                            for t, tok in forced.items()}
         self._bias_rows = MaskTable(self.V, dtype=np.float32) if tone == "loose" else None
         if self._bias_rows is not None:
             self._bias_zero = self._bias_rows.id(None, lambda: np.zeros(self.V, dtype=np.float32))
@@ -111,30 +125,7 @@ class FormConstraint(Constrained):
         kid = self._kid_forced.get(t)
         if kid is not None:
             return kid, ()
-        parts = r.parts
-        key = tuple([rule.limit(pos, r, parts[i]) for i, rule in self._limiting])
-        kid = self._masks.ids.get(key)
-        if kid is None:
-            kid = self._masks.id(key, functools.partial(self._build, key))
-        excl = ()
-        for i, rule in self._excluding:
-            excl += rule.exclude(pos, r, parts[i])
-        return kid, excl
-
-    def _build(self, key) -> np.ndarray:
-        """The Han characters every limiting rule allows (the key holds each one's limit, None: any)."""
-        row = self.tables.han.copy()
-        for (_, rule), k in zip(self._limiting, key):
-            if k is not None:
-                row &= rule.factor(k)
-        return row
-
-    def _active(self) -> None:
-        """The rules that limit and those that exclude (a rule that does neither is not asked)."""
-        def acting(method: str) -> list:
-            return [(i, rule) for i, rule in enumerate(self.rules) if getattr(type(rule), method) is not getattr(Rule, method)]
-
-        self._limiting, self._excluding = acting("limit"), acting("exclude")
+        return self._ruled(pos, r)
 
     def _step(self, r: Row, tok: int) -> Row:
         t = r.t
@@ -174,9 +165,11 @@ class FormConstraint(Constrained):
 
 class FreeConstraint(Constrained):
     """No form: forbid ``<START>``, ``<PAD>``, ``<OOV>``; force ``start``; with ``no_repeat`` the
-    clause rule (repeat.ClauseNoRepeat). ``max_len`` is ``None`` (the decoder's own limit applies)."""
+    clause rule (repeat.ClauseNoRepeat); with ``keywords`` the free-form keyword rule, which needs
+    the decoder's length bound ``max_chars``. ``max_len`` is ``None`` (the decoder's limit applies)."""
 
-    def __init__(self, itos: Sequence[str], special_ids, *, start: str = "", no_repeat: bool = True):
+    def __init__(self, itos: Sequence[str], special_ids, *, start: str = "", no_repeat: bool = True,
+                 keywords: str | None = None, max_chars: int = 63):
         super().__init__(itos, special_ids)
         self.form, self.no_repeat = None, bool(no_repeat)
         sp = self.special
@@ -190,11 +183,14 @@ class FreeConstraint(Constrained):
         if not rep.any():
             raise TangshiError("the vocabulary has no characters to write with")
         self._sep_set = set(self._sep)
-        self.rules = (ClauseNoRepeat(self._sep, rep, nosep),) if self.no_repeat else ()
-        self._kid_base = self._masks.id(("A",), lambda: base)
-        self._kid_eos = self._masks.id(("E",), lambda: self.onehot(sp.eos))
         forced, self.start = parse_free_start(self, start)
-        self.acrostic = None
+        kw_ids, self.keywords = parse_keywords(self, keywords)
+        rules = [ClauseNoRepeat(self._sep, rep, nosep)] if self.no_repeat else []
+        if kw_ids:
+            rules.append(FreeKeywords(self.V, sp.eos, kw_ids, forced, max_chars, self.keywords))
+        self._use_rules(rules, base)
+        self._kid_eos = self._masks.id(("E",), lambda: self.onehot(sp.eos))
+        self.acrostic = self.at = self.rhyme_group = None
         self._kid_forced = [self._masks.id(("F", tok), functools.partial(self.onehot, tok)) for tok in forced]
 
     def _allowed(self, r: Row):
@@ -202,11 +198,7 @@ class FreeConstraint(Constrained):
             return self._kid_eos, ()
         if r.t < len(self._kid_forced):
             return self._kid_forced[r.t], ()
-        for rule, part in zip(self.rules, r.parts):
-            key = rule.limit(None, r, part)
-            if key is not None:
-                return self._masks.id(("C", key), functools.partial(rule.factor, key)), ()
-        return self._kid_base, ()
+        return self._ruled(None, r)
 
     def _step(self, r: Row, tok: int) -> Row:
         if tok == self.special.eos:
@@ -217,20 +209,26 @@ class FreeConstraint(Constrained):
 
 def make_constraint(itos: Sequence[str], special_ids=None, form: str | Form | None = "wujue", *, start: str = "",
                     acrostic: str | None = None, rhyme: bool = True, tone: str = "off", no_repeat: bool = True,
-                    tone_penalty: float = 2.0) -> FormConstraint | FreeConstraint:
+                    tone_penalty: float = 2.0, at: int = 1, keywords: str | None = None,
+                    rhyme_group: str | None = None, max_chars: int = 63) -> FormConstraint | FreeConstraint:
     """A ``FormConstraint`` for a regulated form, a ``FreeConstraint`` for ``'free'``/``None``
-    (where ``rhyme`` is ignored; an acrostic or a tone mode other than ``'off'`` raises)."""
+    (where ``rhyme`` is ignored; an acrostic, a rhyme group or a tone mode other than ``'off'``
+    raises). ``max_chars`` is free form's length bound (the decoder's), which keywords need."""
     f = prosody.get_form(form)
     if f is None:
         if acrostic and "".join(acrostic.split()):
             raise TangshiError("an acrostic needs a form with a fixed number of lines, not 'free'")
+        if rhyme_group is not None:
+            raise TangshiError("--rhyme-group needs a regulated form (wujue, qijue, wulv, qilv), not 'free'")
         if tone not in TONE_MODES:
             raise TangshiError(f"unknown tone mode {tone!r}; choose one of {', '.join(TONE_MODES)}")
         if tone != "off":
             raise TangshiError(f"tone '{tone}' needs a regulated form (wujue, qijue, wulv, qilv), not 'free'")
-        return FreeConstraint(itos, special_ids, start=start, no_repeat=no_repeat)
+        return FreeConstraint(itos, special_ids, start=start, no_repeat=no_repeat, keywords=keywords,
+                              max_chars=max_chars)
     return FormConstraint(itos, special_ids, f, start=start, acrostic=acrostic, rhyme=rhyme, tone=tone,
-                          no_repeat=no_repeat, tone_penalty=tone_penalty)
+                          no_repeat=no_repeat, tone_penalty=tone_penalty, at=at, keywords=keywords,
+                          rhyme_group=rhyme_group)
 
 
 def build_constraint(vocab, form: str | Form | None, **options) -> FormConstraint | FreeConstraint:

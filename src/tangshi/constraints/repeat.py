@@ -15,11 +15,11 @@ from .base import Rule
 class LineNoRepeat(Rule):
     """Part of the row state: (finished lines as {line minus its last char: last chars}, rhyme chars used)."""
 
-    def __init__(self, rhyme: bool):
-        self.rhyme = rhyme
+    def __init__(self, rhyme: bool, forced_rhymes: tuple = ()):
+        self.rhyme, self.forced_rhymes = rhyme, forced_rhymes  # rhyme characters the request fixes
 
     def initial(self):
-        return ({}, ())
+        return ({}, self.forced_rhymes)
 
     def exclude(self, pos, row, part) -> tuple:
         if not pos.last:

@@ -37,7 +37,7 @@ class Tones(Rule):
         self.tcode = tables.tcode_list
         patterns = prosody.tone_patterns(form)
         P = self.n_patterns = len(patterns)
-        self.all_pat = (1 << P) - 1
+        self.all_pat = self.fixed_patterns = (1 << P) - 1  # fixed_patterns: those the forced characters fit
         # need[k][j][pattern mask] → the tone required there (None: any); compat[k][j][tone code] → patterns it fits
         self.need, self.compat = [], []
         for k in range(form.lines):
@@ -59,7 +59,7 @@ class Tones(Rule):
         return req
 
     def initial(self):
-        return (self.all_pat, (0,) * self.n_patterns)
+        return (self.fixed_patterns, (0,) * self.n_patterns)
 
     def limit(self, pos, row, part):
         if self.mode != "strict" or not pos.checked:
@@ -96,7 +96,9 @@ class Tones(Rule):
         return (sum(1 << pi for pi, m in enumerate(mism) if m == lo), mism)
 
     def check_forced(self, forced: dict[int, int], positions, itos) -> None:
-        """Strict tones: a start text or acrostic whose characters fit no pattern is refused now."""
+        """Strict tones: the patterns every forced character fits, wherever it stands, become the
+        rule's initial ones (so no generated character contradicts a later forced one); a start
+        text or acrostic whose characters fit no pattern is refused now."""
         pat = self.all_pat
         for t in sorted(forced):
             pos = positions[t]
@@ -107,6 +109,7 @@ class Tones(Rule):
             if not new:
                 ts = "".join(sorted(prosody.tones(itos[tok]))) or "unknown"
                 raise TangshiError(f"character '{itos[tok]}' (tone {ts}) at line {pos.line + 1}, position "
-                                   f"{pos.char + 1} of the start text fits no strict tone pattern; use tone='loose' "
-                                   "or another start")
+                                   f"{pos.char + 1} fits no strict tone pattern together with the other given "
+                                   "characters; use --tone loose or other characters")
             pat = new
+        self.fixed_patterns = pat

@@ -1,0 +1,150 @@
+"""Keywords: every given character appears somewhere in the poem.
+
+The decoder writes freely while the keywords still missing can be placed in the free positions
+that remain; at a position where that would no longer be so, only the missing keywords are
+allowed (the decoder "forces one when the remaining slots run out"). The rule's part of the row
+state is the frozenset of keyword ids still missing.
+
+Placement is judged *conservatively*, so decoding never reaches a dead end: a keyword fits a
+later position only if it fits it under every tone pattern (strict tones) and every rhyme group
+(a rhyme position) that is still possible now. Patterns and groups only narrow as the poem is
+written, so a placement that is possible now stays possible. Whether the missing keywords fit
+the remaining positions is a bipartite matching (keywords ↔ positions), memoised per state.
+A request whose keywords cannot all be placed at the start is refused before decoding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tangshi.errors import TangshiError
+
+from .base import Rule
+
+
+class Keywords(Rule):
+    """Regulated forms. `tones` and `rhyme` are the poem's rules (or None) with their indices in
+    the rule list, so that the state of the patterns and groups can be read off a row."""
+
+    def __init__(self, c, keywords: tuple[int, ...], text: str, label: str, forced: dict[int, int], layout,
+                 tones=None, rhyme=None):
+        self.V, self.itos = c.V, c.itos
+        self.gmask = c.tables.gmask.tolist()
+        self.tcode = c.tables.tcode_list
+        self.tones = tones  # (index, Tones rule) when tones are strict, else None
+        self.rhyme = rhyme  # (index, Rhyme rule) or None
+        self.slots = [p for p in layout if not p.punct and p.t not in forced]
+        self.start_missing = frozenset(keywords) - set(forced.values())
+        self._memo: dict = {}
+        P = tones[1].fixed_patterns if tones else 0
+        S = rhyme[1].initial_groups if rhyme else 0
+        if not self._feasible(self.start_missing, 0, P, S):
+            raise TangshiError(self._why(text, label, P, S))
+
+    def _why(self, text: str, label: str, P: int, S: int) -> str:
+        missing = self.start_missing
+        if len(missing) > len(self.slots):
+            return (f"keywords '{text}': {len(missing)} characters still to place but a {label} has only "
+                    f"{len(self.slots)} free positions left")
+        for k in sorted(missing):
+            if not any(self._fits(k, p, P, S) for p in self.slots):
+                return (f"keyword '{self.itos[k]}' fits no free position of this {label}: the rhyme and tone rules "
+                        "exclude it everywhere (try --tone loose or another keyword)")
+        return (f"keywords '{text}' cannot all be placed in this {label} under its rhyme and tone rules "
+                "(try fewer keywords or --tone loose)")
+
+    def _fits(self, k: int, pos, P: int, S: int) -> bool:
+        if pos.rhyme and self.rhyme is not None and (not S or S & self.gmask[k] != S):
+            return False
+        if pos.checked and self.tones is not None:
+            ok = self.tones[1].compat[pos.line][pos.char][self.tcode[k]]
+            if P & ~ok:
+                return False
+        return True
+
+    def _feasible(self, missing: frozenset, t: int, P: int, S: int) -> bool:
+        """Can every id in `missing` take its own free position at or after token position `t`?"""
+        if not missing:
+            return True
+        key = (missing, t, P, S)
+        hit = self._memo.get(key)
+        if hit is None:
+            slots = [p for p in self.slots if p.t >= t]
+            hit = len(missing) <= len(slots) and _matches_all(
+                [[i for i, p in enumerate(slots) if self._fits(k, p, P, S)] for k in missing])
+            if len(self._memo) > 100_000:
+                self._memo.clear()
+            self._memo[key] = hit
+        return hit
+
+    def _state(self, row) -> tuple[int, int]:
+        P = row.parts[self.tones[0]][0] if self.tones else 0
+        S = row.parts[self.rhyme[0]] if self.rhyme else 0
+        return P, S
+
+    def initial(self) -> frozenset:
+        return self.start_missing
+
+    def limit(self, pos, row, missing: frozenset):
+        if not missing:
+            return None
+        P, S = self._state(row)
+        if self._feasible(missing, pos.t + 1, P, S):
+            return None
+        only = frozenset(k for k in missing if self._fits(k, pos, P, S) and self._feasible(missing - {k}, pos.t + 1, P, S))
+        return ("K", only)
+
+    def factor(self, key) -> np.ndarray:
+        row = np.zeros(self.V, dtype=np.bool_)
+        row[list(key[1])] = True
+        return row
+
+    def advance(self, pos, row, missing: frozenset, tok: int) -> frozenset:
+        return missing - {tok} if tok in missing else missing
+
+
+class FreeKeywords(Rule):
+    """Free form: `<EOS>` is excluded while keywords are missing, and once the characters left
+    before the length bound (`max_chars`) are as many as the missing keywords, only those are
+    allowed."""
+
+    def __init__(self, V: int, eos: int, keywords: tuple[int, ...], forced: list[int], max_chars: int, text: str):
+        self.V, self.eos, self.max_chars = V, eos, max_chars
+        self.start_missing = frozenset(keywords) - set(forced)
+        if len(self.start_missing) > max_chars - len(forced):
+            raise TangshiError(f"keywords '{text}': {len(self.start_missing)} characters to place but a free-form poem "
+                               f"has only {max_chars - len(forced)} characters left after the start text")
+
+    def initial(self) -> frozenset:
+        return self.start_missing
+
+    def limit(self, pos, row, missing: frozenset):
+        return ("K", missing) if missing and self.max_chars - row.t <= len(missing) else None
+
+    def factor(self, key) -> np.ndarray:
+        row = np.zeros(self.V, dtype=np.bool_)
+        row[list(key[1])] = True
+        return row
+
+    def exclude(self, pos, row, missing: frozenset) -> tuple:
+        return (self.eos,) if missing else ()
+
+    def advance(self, pos, row, missing: frozenset, tok: int) -> frozenset:
+        return missing - {tok} if tok in missing else missing
+
+
+def _matches_all(options: list[list[int]]) -> bool:
+    """Bipartite matching (Kuhn's augmenting paths): can each item take its own option?"""
+    owner: dict[int, int] = {}
+
+    def place(i: int, seen: set) -> bool:
+        for s in options[i]:
+            if s in seen:
+                continue
+            seen.add(s)
+            if s not in owner or place(owner[s], seen):
+                owner[s] = i
+                return True
+        return False
+
+    return all(place(i, set()) for i in sorted(range(len(options)), key=lambda i: len(options[i])))
