@@ -23,7 +23,7 @@ from tangshi.prosody import FORMS, PING, ZE
 SPECIALS = ["<EOS>", "<OOV>", "<START>", "<PAD>"]
 UNKNOWN = "乒"  # a Han character missing from the 平水韻 table
 POEM = "白日依山盡，黃河入海流。欲窮千里目，更上一層樓。"
-EXTRA = POEM + "春夏秋冬花鳥風月東南西北雨看"
+EXTRA = POEM + "春夏秋冬花鳥風月東南西北雨看" + "春風不度玉門關秋月還臨白帝城"
 
 
 def make_itos(per_group=12, n_ze=200, extra=""):
@@ -490,3 +490,191 @@ def test_speed_1000_wujue():
             spent += time.process_time() - t0
         assert c.finished(st)
     assert spent < 1.0, f"constraint time {spent:.3f}s"
+
+
+# --------------------------------------------------------------- continuation, hidden characters, keywords, rhyme group
+def decode_avoiding(c, batch, seed, avoid=(), penalty=30.0, max_chars=None):
+    """Like `decode`, with the characters `avoid` pushed down by `penalty` nats at every step
+    (an adversarial model that never wants them). Free form: `max_chars` steps, then <EOS> for the
+    rows still writing, as the decoder does."""
+    g = torch.Generator().manual_seed(seed)
+    st, out = c.new_state(batch), [[] for _ in range(batch)]
+    idx = [ITOS.index(ch) for ch in avoid]
+    if max_chars is not None:
+        for _ in range(max_chars):
+            logits = torch.randn(batch, V, generator=g) * 3
+            logits[:, idx] -= penalty
+            logits[:, SP.eos] += 3.0  # and one that likes to stop early
+            tok = torch.multinomial(c.apply(logits, st).softmax(-1), 1, generator=g).squeeze(1)
+            c.advance(st, tok)
+            for b, t in enumerate(tok.tolist()):
+                out[b].append(t)
+        return ["".join(ITOS[i] for i in (ids[: ids.index(SP.eos)] if SP.eos in ids else ids)) for ids in out]
+    for _ in range(c.max_len):
+        logits = torch.randn(batch, V, generator=g) * 3
+        logits[:, idx] -= penalty
+        m = c.mask(st)
+        assert m.any(dim=1).all(), "dead end: a row has no allowed token"
+        tok = torch.multinomial(c.apply(logits, st).softmax(-1), 1, generator=g).squeeze(1)
+        c.advance(st, tok)
+        for b, t in enumerate(tok.tolist()):
+            out[b].append(t)
+    assert c.finished(st)
+    return [to_text(ids) for ids in out]
+
+
+CONTINUATION = {5: "白日依山盡，黃河入海流。", 7: "春風不度玉門關，秋月還臨白帝城。"}
+# a partial third line whose 2nd character fits the pattern the two lines chose (粘: 平 after 白日…, 仄 after 春風…)
+PARTIAL = {5: "春風", 7: "春月"}
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("partial", [0, 1, 2])
+def test_continuation_keeps_the_given_lines(form, partial):
+    n = FORMS[form].chars_per_line
+    given = CONTINUATION[n] + PARTIAL[n][:partial]
+    assert all(ch in ITOS for ch in given)
+    for tone in ("strict", "off"):
+        c = make_constraint(ITOS, SP, form, start=given, rhyme=True, tone=tone)
+        assert c.start == given
+        for text in decode_avoiding(c, 40, seed=3):
+            check_poem(text, form, start=given, rhyme=True, strict=tone == "strict")
+
+
+def test_continuation_that_fits_no_tone_pattern_is_refused():
+    with pytest.raises(TangshiError, match="'夏' .* at line 3, position 2 fits no strict tone pattern"):
+        make_constraint(ITOS, SP, "wujue", start="白日依山盡，黃河入海流。春夏", tone="strict")
+    make_constraint(ITOS, SP, "wujue", start="白日依山盡，黃河入海流。春夏", tone="loose")
+
+
+def test_continuation_narrows_the_rhyme_group():
+    # 流 (尤) ends line 2: every later rhyme character must be in 尤 too
+    c = make_constraint(ITOS, SP, "wulv", start="白日依山盡，黃河入海流。", rhyme=True)
+    for text in decode_avoiding(c, 60, seed=4):
+        ends = [b[-1] for b, _ in split_clauses(text)[1::2]]
+        assert all("下平聲十一尤" in prosody.rhyme_groups(ch) for ch in ends), text
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("白日依山盡，黃河入海流，", "line 2 of a 五言絕句 must end with '。', not '，'"),
+    ("白日依山盡，黃河入海流。欲窮千里目，更上一層樓。春", "longer than a whole"),
+    ("白日依山盡，黃河入海", None),  # a partial second line is fine
+    ("白日依山盡，黃河入海東南，", "line 2 is longer than 5 characters"),
+    ("白日依山盡，黃河入。", "has '。' after 3 characters of line 2"),
+])
+def test_continuation_that_breaks_the_form(bad, match):
+    if match is None:
+        make_constraint(ITOS, SP, "wujue", start=bad)
+        return
+    with pytest.raises(TangshiError, match=match):
+        make_constraint(ITOS, SP, "wujue", start=bad)
+
+
+def test_continuation_whose_rhymes_disagree_is_refused():
+    # 流 (尤) and 東 (東) at rhyme positions: no common group
+    with pytest.raises(TangshiError, match="shares no 平聲 group"):
+        make_constraint(ITOS, SP, "wujue", start="白日依山盡，黃河入海流。春夏秋冬月，南西北春東")
+    with pytest.raises(TangshiError, match="no 平水韻 平聲 group"):  # a 仄 character at a rhyme position
+        make_constraint(ITOS, SP, "wujue", start="白日依山盡，黃河入海月。")
+    make_constraint(ITOS, SP, "wujue", start="白日依山盡，黃河入海月。", rhyme=False)
+
+
+def ze_only(n):
+    return [ch for ch in ITOS if prosody.tones(ch) == {ZE} and is_han(ch)][:n]
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("at", [1, 2, 3, -2, -1])
+def test_acrostic_at_any_position(form, at):
+    f = FORMS[form]
+    j = at - 1 if at > 0 else f.chars_per_line + at
+    # the hidden characters follow one strict pattern at column j; at the rhyme positions they rhyme (一東)
+    pattern = prosody.tone_patterns(form)[0].lines
+    dong = iter(ch for ch in ITOS if prosody.rhyme_groups(ch) == {"上平聲一東"} and prosody.tones(ch) == {PING})
+    single = {t: iter([ch for ch in ITOS if prosody.tones(ch) == {t} and "上平聲一東" not in prosody.rhyme_groups(ch)])
+              for t in (PING, ZE)}
+    text = [next(dong) if j == f.chars_per_line - 1 and k % 2 else next(single[pattern[k][j].replace("中", ZE)])
+            for k in range(f.lines)]
+    text = "".join(text)
+    for tone in ("strict", "off"):
+        c = make_constraint(ITOS, SP, form, acrostic=text, at=at, rhyme=True, tone=tone)
+        for poem in decode_avoiding(c, 30, seed=5, avoid=text):
+            check_poem(poem, form, rhyme=True, strict=tone == "strict")
+            assert "".join(b[j] for b, _ in split_clauses(poem)) == text, poem
+
+
+def test_acrostic_position_is_checked():
+    for at in (0, 6, -6):
+        with pytest.raises(TangshiError, match="--at must be a position 1..5 or -5..-1"):
+            make_constraint(ITOS, SP, "wujue", acrostic="春夏秋冬", at=at)
+    with pytest.raises(TangshiError, match="ends line 2, a rhyme position"):  # 夏 is 仄
+        make_constraint(ITOS, SP, "wujue", acrostic="春夏秋冬", at=-1)
+    make_constraint(ITOS, SP, "wujue", acrostic="春夏秋冬", at=-1, rhyme=False)
+    with pytest.raises(TangshiError, match="has '日' at line 1, position 2, but the acrostic needs '春' there"):
+        make_constraint(ITOS, SP, "wujue", start="白日依山盡", acrostic="春夏秋冬", at=2)
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("tone", ["strict", "loose", "off"])
+def test_keywords_always_appear(form, tone):
+    keywords = "".join(ze_only(3))  # 仄-only: they can never take a rhyme position
+    c = make_constraint(ITOS, SP, form, keywords=keywords, rhyme=True, tone=tone)
+    for poem in decode_avoiding(c, 40, seed=6, avoid=keywords):  # a model that never wants them
+        check_poem(poem, form, rhyme=True, strict=tone == "strict")
+        assert all(k in poem for k in keywords), poem
+
+
+def test_keywords_with_a_continuation_and_an_acrostic():
+    c = make_constraint(ITOS, SP, "qijue", start="春風不度玉門關，", acrostic="春秋花月", keywords="雨看",
+                        tone="strict")
+    for poem in decode_avoiding(c, 40, seed=7, avoid="雨看"):
+        check_poem(poem, "qijue", start="春風不度玉門關，", acrostic="春秋花月", strict=True)
+        assert "雨" in poem and "看" in poem
+
+
+def test_keywords_that_cannot_be_placed_are_refused():
+    full = "白日依山盡，黃河入海流。欲窮千里目，更上一層"
+    with pytest.raises(TangshiError, match="keyword '月' fits no free position .* rhyme group"):
+        make_constraint(ITOS, SP, "wujue", start=full, keywords="月")
+    make_constraint(ITOS, SP, "wujue", start=full, keywords="樓")  # 樓 rhymes with 流
+    with pytest.raises(TangshiError, match="21 characters still to place but a 五言絕句 has only 20"):
+        make_constraint(ITOS, SP, "wujue", keywords="".join(ze_only(21)))
+    with pytest.raises(TangshiError, match="not a Chinese character"):
+        make_constraint(ITOS, SP, "wujue", keywords="月，")
+    # strict tones, 仄-only keywords: the 8 unchecked positions (1st and 3rd of each line) and the end of
+    # line 3 (仄 in all four patterns) can take them; every other checked position is 平 in some pattern
+    make_constraint(ITOS, SP, "wujue", keywords="".join(ze_only(9)), tone="strict")
+    with pytest.raises(TangshiError, match="cannot all be placed"):
+        make_constraint(ITOS, SP, "wujue", keywords="".join(ze_only(10)), tone="strict")
+
+
+def test_free_form_keywords():
+    c = make_constraint(ITOS, SP, "free", keywords="雨看", max_chars=12)
+    for poem in decode_avoiding(c, 40, seed=8, avoid="雨看", max_chars=12):
+        assert "雨" in poem and "看" in poem and len(poem) <= 12, poem
+    with pytest.raises(TangshiError, match="has only 1 characters left"):
+        make_constraint(ITOS, SP, "free", start="春風", keywords="雨看", max_chars=3)
+
+
+@pytest.mark.parametrize("name", ["東", "一東", "上平聲一東", "东", "風"])
+def test_rhyme_group_by_name_or_character(name):
+    c = make_constraint(ITOS, SP, "wulv", rhyme_group=name)
+    for poem in decode_avoiding(c, 30, seed=9):
+        ends = [b[-1] for b, _ in split_clauses(poem)[1::2]]
+        assert all("上平聲一東" in prosody.rhyme_groups(ch) for ch in ends), poem
+
+
+def test_rhyme_group_errors():
+    with pytest.raises(TangshiError, match="several 平聲 rhyme groups"):
+        make_constraint(ITOS, SP, "wujue", rhyme_group="行")
+    with pytest.raises(TangshiError, match="unknown rhyme group"):
+        make_constraint(ITOS, SP, "wujue", rhyme_group="xyz")
+    with pytest.raises(TangshiError, match="not in rhyme group 上平聲一東"):
+        make_constraint(ITOS, SP, "wujue", start="白日依山盡，黃河入海流。", rhyme_group="東")
+    with pytest.raises(TangshiError, match="cannot be given with --no-rhyme"):
+        make_constraint(ITOS, SP, "wujue", rhyme_group="東", rhyme=False)
+    with pytest.raises(TangshiError, match="regulated form"):
+        make_constraint(ITOS, SP, "free", rhyme_group="東")
+    small = make_itos(per_group=4)  # each group 4 characters: a 五絕 without repeats needs 2 + 4 - 1 = 5
+    with pytest.raises(TangshiError, match=r"rhyme group 上平聲三江 has only \d characters the model knows; a 五言絕句 needs 5"):
+        make_constraint(small, None, "wujue", rhyme_group="江")

@@ -24,33 +24,9 @@ from tangshi.poems import write_poems
 from tangshi.text import to_simplified
 from tangshi.vocab import Vocab
 
-FORMS = {"wujue": (4, 5), "qijue": (4, 7), "wulv": (8, 5), "qilv": (8, 7)}
+from judge import FORMS, GROUP_CHARS, GROUPS, TONES, bodies as _bodies, check_rhyme as _check_rhyme, check_strict as _check_strict
+
 POEM = "白日依山盡，黃河入海流。欲窮千里目，更上一層樓。"
-
-
-# ---------------------------------------------------------------------------- the table, read independently
-def _flatten(v):
-    return v if isinstance(v, str) else "".join(_flatten(x) for x in v)
-
-
-def _load_table():
-    with open(prosody.rhyme_table_path(), encoding="utf-8") as f:
-        data = json.load(f)
-    groups, tones = {}, {}
-    for part in data["ping"].values():
-        for g, chars in part.items():
-            for c in _flatten(chars):
-                groups.setdefault(c, set()).add(g)
-                tones.setdefault(c, set()).add("平")
-    for part in data["ze"].values():
-        for chars in part.values():
-            for c in _flatten(chars):
-                tones.setdefault(c, set()).add("仄")
-    ordered = {g: _flatten(chars) for part in data["ping"].values() for g, chars in part.items()}
-    return groups, tones, ordered
-
-
-GROUPS, TONES, GROUP_CHARS = _load_table()
 
 
 def _make_vocab(per_group=12, n_ze=150, extra=""):
@@ -83,38 +59,6 @@ def _eos_model(bias):
 
 def sample(seed=0, **kw):
     return DecodeOptions(strategy="sample", temperature=1.0, top_p=0.9, seed=seed, **kw)
-
-
-# ---------------------------------------------------------------------------- judges
-def _bodies(text, form):
-    L, n = FORMS[form]
-    lines = [text[k * (n + 1):(k + 1) * (n + 1)] for k in range(L)]
-    assert "".join(lines) == text, f"{text!r} is not {L} lines of {n}"
-    for k, line in enumerate(lines):
-        assert len(line) == n + 1 and line[-1] == ("，" if k % 2 == 0 else "。"), (k, line, text)
-        assert all(is_han(c) for c in line[:-1]), line
-    return [line[:-1] for line in lines]
-
-
-def _check_rhyme(text, form):
-    ends = [b[-1] for b in _bodies(text, form)[1::2]]
-    shared = set.intersection(*(GROUPS.get(c, set()) for c in ends))
-    assert shared, f"rhyme characters {ends} share no 平聲 group: {text}"
-    assert len(set(ends)) == len(ends), f"a rhyme character repeats: {text}"
-
-
-def _fits(ch, req):
-    return req == "中" or req in TONES.get(ch, set())
-
-
-def _check_strict(text, form):
-    bodies = _bodies(text, form)
-    ok = [p for p in prosody.tone_patterns(form)
-          if all(_fits(c, req) for body, line in zip(bodies, p.lines) for c, req in zip(body, line))]
-    assert ok, f"no strict pattern fits {text}"
-    checked = {1, 3, 5, len(bodies[0]) - 1} & set(range(len(bodies[0])))
-    for p in ok:  # the patterns leave exactly the 2nd/4th/6th/last characters fixed
-        assert {j for j, r in enumerate(p.lines[0]) if r != "中"} == checked
 
 
 # ---------------------------------------------------------------------------- forms, rhyme, tone

@@ -48,8 +48,12 @@ class Keywords(Rule):
                     f"{len(self.slots)} free positions left")
         for k in sorted(missing):
             if not any(self._fits(k, p, P, S) for p in self.slots):
-                return (f"keyword '{self.itos[k]}' fits no free position of this {label}: the rhyme and tone rules "
-                        "exclude it everywhere (try --tone loose or another keyword)")
+                rhyme = any(p.rhyme for p in self.slots)
+                tone = any(not p.rhyme for p in self.slots)
+                why = " and ".join(
+                    (["its tone fits none of the free positions whose tone is fixed (try --tone loose)"] if tone else [])
+                    + (["it is not in the rhyme group(s) still possible for the free rhyme positions"] if rhyme else []))
+                return f"keyword '{self.itos[k]}' fits no free position of this {label}: {why}"
         return (f"keywords '{text}' cannot all be placed in this {label} under its rhyme and tone rules "
                 "(try fewer keywords or --tone loose)")
 
