@@ -93,7 +93,9 @@ KERNELS = {"seed": "the assignment's loop (autograd)", "tangshi": "tangshi (hand
            "tangshi_graph": "tangshi (hand-written BPTT), CUDA graphs", "nn_lstm": "torch.nn.LSTM",
            "numpy": "NumPy twin (hand-written BPTT)", "layer_tangshi": "tangshi (hand-written BPTT)",
            "layer_tangshi_graph": "tangshi, CUDA graphs", "layer_nn": "torch.nn.LSTM",
-           "gen_qilv": "PoetryLM.step", "gen_wujue_1000": "PoetryLM.step"}
+           "gen_qilv": "PoetryLM.step", "gen_wujue_1000": "PoetryLM.step", "gen_qilv_keywords": "PoetryLM.step",
+           "gen_couplet": "PoetryLM.step"}
+GENERATION_ROWS = ("gen_qilv", "gen_wujue_1000", "gen_qilv_keywords", "gen_couplet")
 
 
 def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int = 2,
@@ -140,7 +142,7 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
     for name, mode in (("layer_tangshi", "fused"), ("layer_tangshi_graph", "graph"), ("layer_nn", "nn")):
         if want(name) and (mode != "graph" or dev.type == "cuda"):
             results.append(_layer_bench(name, mode, dev, repeats, warmup))
-    if want("gen_qilv") or want("gen_wujue_1000"):
+    if any(want(name) for name in GENERATION_ROWS):
         results.extend(_generation_bench(checkpoint, dev, want))
     ref = {r.name: r.real_tokens / (r.ms / 1e3) for r in results if r.real_tokens}
     rows = [r.as_dict(ref) for r in results]
@@ -209,7 +211,7 @@ def _generation_bench(checkpoint, dev, want) -> list[Result]:
     from .bundled import bundled_model_path
     from .checkpoint import load_checkpoint
     from .generate import DecodeOptions
-    from .poems import write_poems
+    from .poems import iter_couplets, write_poems
 
     try:
         model, vocab, _ = load_checkpoint(checkpoint or bundled_model_path(), device=dev)
@@ -223,6 +225,13 @@ def _generation_bench(checkpoint, dev, want) -> list[Result]:
     if want("gen_wujue_1000"):
         ms = _median_ms(lambda: write_poems(model, vocab, opts, n=1000, form="wujue"), 3, 1, dev)
         out.append(Result("gen_wujue_1000", ms, 0, "1,000 五言绝句 in one batch, rhyme on, sampling"))
+    if want("gen_qilv_keywords"):
+        ms = _median_ms(lambda: write_poems(model, vocab, opts, n=1, form="qilv", keywords="月山酒", tone="strict"),
+                        5, 1, dev)
+        out.append(Result("gen_qilv_keywords", ms, 0, "one 七言律诗 with --keywords 月山酒 --tone strict"))
+    if want("gen_couplet"):
+        ms = _median_ms(lambda: list(iter_couplets(model, vocab, opts, "兩個黃鸝鳴翠柳", n=1)), 5, 1, dev)
+        out.append(Result("gen_couplet", ms, 0, "one 下联 for 兩個黃鸝鳴翠柳, tones strict"))
     return out
 
 

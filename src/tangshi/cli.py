@@ -454,7 +454,7 @@ def _bench_parser(sub) -> None:
         ("--warmup", dict(type=int, default=2, help="untimed repetitions first (default 2)")),
         ("--checkpoint", dict(help="model for the generation timings (default: the bundled model)")),
         ("--only", dict(help="comma-separated subset: seed,tangshi,tangshi_graph (cuda),nn_lstm,numpy,layer_tangshi,"
-                             "layer_nn,gen_qilv,gen_wujue_1000")),
+                             "layer_nn,gen_qilv,gen_wujue_1000,gen_qilv_keywords,gen_couplet")),
         ("--threads", dict(type=int, help=THREADS_HELP)),
         ("--dtype", dict(default="auto", choices=("auto", "fp32", "bf16"),
                          help="autocast of the training rows: auto (bf16 where it is fast: CUDA, AMX, AVX512-BF16), "
