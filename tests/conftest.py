@@ -33,3 +33,19 @@ def tiny_prepared(tmp_path, tiny_source):
 
     prepare(tiny_source, tmp_path / "prep", None, 0)
     return tmp_path / "prep"
+
+
+# ---------------------------------------------------------------------------- the browser test, said aloud
+_BROWSER = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.nodeid.endswith("test_page_in_chromium") and (report.when == "call" or report.outcome != "passed"):
+        _BROWSER["outcome"] = report.outcome
+        _BROWSER["why"] = report.longrepr[2] if report.outcome == "skipped" and isinstance(report.longrepr, tuple) else ""
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _BROWSER:  # so that a CI log shows whether the page was driven in Chromium, not just a dot
+        terminalreporter.write_line(f"browser test (Playwright, /usr/bin/chromium): {_BROWSER['outcome']}"
+                                    + (f" ({_BROWSER['why']})" if _BROWSER["why"] else ""))

@@ -99,7 +99,8 @@ def test_couplets_for_twenty_first_lines(bundled):
                 assert "平" in tones(b[-1]), (a, b)
     assert len(pairs) == N
     m = score_couplets(pairs)
-    assert m["layout_rate"] == m["tone_opposition"] == m["mirror_rate"] == 1.0 and m["shared_char_rate"] == 0.0
+    assert m["layout_rate"] == m["tone_opposition"] == m["mirror_rate"] == m["ends_ping_rate"] == 1.0
+    assert m["shared_char_rate"] == 0.0
 
 
 def test_candidates_are_the_best_of_all_samples(bundled):

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .errors import TangshiError, check_number
+from .request import ORIGINAL  # the assignment's recipe, kernel and procedure: "original" (alias "seed")
 from .text import FORM_NAMES
 
 PREPARED_DEFAULT = Path("data/prepared/10000-seed0")
@@ -142,23 +143,17 @@ def cmd_eval(args) -> int:
 # ---------------------------------------------------------------------------- generate
 def cmd_generate(args) -> int:
     from .checkpoint import load_checkpoint
-    from .generate import DecodeOptions
-    from .poems import iter_poems, request_header
+    from .request import decode_options, poems
 
-    strategy = ORIGINAL.get(args.strategy, args.strategy)
-    opts = DecodeOptions(strategy=strategy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                         beam=args.beam, seed=args.seed)
+    decode_options(args)  # bad decoding options are refused before the model is loaded
     model, vocab, _ = load_checkpoint(_resolve_checkpoint(args.checkpoint))
     if args.list_rhyme_groups:
         return _list_rhyme_groups(vocab, args.json)
-    given = dict(start=args.start, acrostic=args.acrostic, at=args.at, keywords=args.keywords,
-                 rhyme_group=args.rhyme_group, candidates=args.candidates)
-    poems = iter_poems(model, vocab, opts, n=args.n, form=args.form, rhyme=args.rhyme, tone=args.tone,
-                       no_repeat=args.no_repeat, script=args.script, **given)
+    stream, header = poems(model, vocab, args)
     if args.json:
-        _stream_json(poems, request_header(args.form, opts, args.script, **given))
+        _stream_json(stream, header)
     else:
-        for i, p in enumerate(poems):
+        for i, p in enumerate(stream):
             print(("\n" if i else "") + ("\n".join(p["lines"]) if p["lines"] else p["text"]), flush=True)
     return 0
 
@@ -191,17 +186,13 @@ def _stream_json(poems, tail: dict, key: str = "poems") -> None:
 
 def cmd_couplet(args) -> int:
     from .checkpoint import load_checkpoint
-    from .generate import DecodeOptions
-    from .poems import couplet_header, iter_couplets
+    from .request import couplets as couplet_request, decode_options
 
-    opts = DecodeOptions(strategy=args.strategy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                         beam=args.beam, seed=args.seed)
+    decode_options(args)
     model, vocab, _ = load_checkpoint(_resolve_checkpoint(args.checkpoint))
-    couplets = iter_couplets(model, vocab, opts, args.first, n=args.n, tone=args.tone, script=args.script,
-                             candidates=args.candidates)
+    couplets, header = couplet_request(model, vocab, args)
     if args.json:
-        _stream_json(couplets, couplet_header(args.first, opts, args.script, args.tone, args.candidates),
-                     key="couplets")
+        _stream_json(couplets, header, key="couplets")
         return 0
     for i, c in enumerate(couplets):
         if i == 0:
@@ -266,8 +257,6 @@ def _poem_metrics(args, poems, header) -> tuple[dict, dict]:
 # ---------------------------------------------------------------------------- parser
 JSON_HELP = "print the result as JSON"
 THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)"
-# the course assignment's recipe, kernel and decoding procedure: "original"; "seed" stays as an alias
-ORIGINAL = {"original": "seed"}
 _TYPES = {"int": int, "float": float, "str": str}
 
 
@@ -295,8 +284,8 @@ def config_options(group, cls) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tangshi", description="Train a character LSTM on the Complete Tang Poems and write poems with it.")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_data_parsers, _train_parser, _eval_parser, _generate_parser, _couplet_parser, _metrics_parser, _bench_parser,
-                _experiment_parser, _export_parser, _gradcheck_parser):
+    for add in (_data_parsers, _train_parser, _eval_parser, _generate_parser, _couplet_parser, _serve_parser,
+                _metrics_parser, _bench_parser, _experiment_parser, _export_parser, _gradcheck_parser):
         add(sub)
     return p
 
@@ -361,63 +350,42 @@ def _eval_parser(sub) -> None:
 
 
 def _generate_parser(sub) -> None:
+    from .request import add_generate_options
+
     gp = sub.add_parser("generate", help="write poems")
-    gp.add_argument("--form", default="free", choices=FORM_NAMES,
-                    help="五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free (default free)")
-    gp.add_argument("--start", default="",
-                    help="the poem begins with this text: any number of whole lines, each with its '，' or '。', "
-                         "and part of the next (a continuation)")
-    gp.add_argument("--acrostic", help="line k holds the k-th character at position --at (藏头 by default)")
-    gp.add_argument("--at", type=int, default=1,
-                    help="the acrostic's position in each line: 1 = first (藏头, default), -1 = last (藏尾), "
-                         "any position between")
-    gp.add_argument("--keywords", help="every one of these characters appears somewhere in the poem")
-    gp.add_argument("--rhyme", action=argparse.BooleanOptionalAction, default=None,
-                    help="even lines rhyme in one 平水韵 平声 group (default on for the four forms)")
-    gp.add_argument("--rhyme-group", help="rhyme in this 平水韵 平声 group: by name (東, 一東, 上平聲一東) or by one "
-                                          "of its characters (see --list-rhyme-groups)")
-    gp.add_argument("--list-rhyme-groups", action="store_true",
-                    help="list the 平声 groups with how many of their characters the model knows, and exit")
-    gp.add_argument("--tone", default="off", choices=("strict", "loose", "off"),
-                    help="平仄 of regulated verse: strict masks, loose prefers (default off)")
-    gp.add_argument("--allow-repeats", dest="no_repeat", action="store_false", default=None,
-                    help="let a line or clause repeat inside a poem (by default none does)")
-    gp.add_argument("--no-repeat", dest="no_repeat", action="store_true", help=argparse.SUPPRESS)
-    gp.add_argument("--no-no-repeat", dest="no_repeat", action="store_false", help=argparse.SUPPRESS)  # old name
-    _decoding_options(gp, "poems", ("original", "greedy", "sample", "beam", "seed"),
-                      "original (alias seed): the assignment's top-1 procedure, 95 characters; greedy; sample "
-                      "(temperature, top-k, top-p); beam (default sample)")
+    add_generate_options(gp)
     gp.set_defaults(func=cmd_generate)
 
 
 def _couplet_parser(sub) -> None:
+    from .request import add_couplet_options
+
     cp = sub.add_parser("couplet", help="write the 下联 of a 上联 (对联)")
-    cp.add_argument("first", metavar="上联", help="the first line of the couplet (its closing '，' may be left out)")
-    cp.add_argument("--tone", default="strict", choices=("strict", "off"),
-                    help="strict: 平仄 opposed at each clause's 2nd, 4th, 6th and last character (default strict)")
-    _decoding_options(cp, "下联", ("greedy", "sample", "beam"), "greedy; sample (temperature, top-k, top-p); "
-                      "beam (default sample)")
+    add_couplet_options(cp)
     cp.set_defaults(func=cmd_couplet)
 
 
-def _decoding_options(p, what: str, strategies: tuple, strategy_help: str) -> None:
-    """The options generate and couplet share: the model, decoding, how many, output."""
-    p.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
-    p.add_argument("--strategy", default="sample", choices=strategies, help=strategy_help)
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-    p.add_argument("--top-k", type=int, default=0, help="sample from the k most probable characters (0 = off)")
-    p.add_argument("--top-p", type=float, default=0.9, help="sample from the smallest set of probability p (default 0.9)")
-    p.add_argument("--beam", type=int, default=4, help="beam width (default 4)")
-    p.add_argument("--seed", type=int, default=0, help=f"random seed: the same seed writes the same {what} (default 0)")
-    p.add_argument("--n", type=int, default=1,
-                   help=f"how many {what}; they are written 256 at a time and printed as each batch finishes "
-                        "(with --json the output is one JSON object, streamed)")
-    p.add_argument("--candidates", type=int,
-                   help=f"sample K for each one returned and return the best by mean log-probability per token "
-                        "(shown as score); --n N returns the N best of N·K")
-    p.add_argument("--script", default="traditional", choices=("traditional", "simplified"),
-                   help="the script of the output (input may be either; default traditional)")
-    p.add_argument("--json", action="store_true", help=JSON_HELP)
+def _serve_parser(sub) -> None:
+    sp = sub.add_parser("serve", help="the web page and its JSON API")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sp.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    sp.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
+    sp.add_argument("--workers", type=int, help="requests decoded at once, one thread each (default: the cores)")
+    sp.add_argument("--queue", type=int, default=32, help="requests that may wait for a worker; more get 503 (default 32)")
+    sp.add_argument("--timeout", type=float, default=60.0, help="seconds before a request gets 504 (default 60)")
+    sp.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    try:
+        serve(args.checkpoint, args.host, args.port, args.workers, args.queue, args.timeout,
+              log=lambda *a, **k: print(*a, file=sys.stderr, **k))
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: uvicorn has shut down, re-raising it
+        pass
+    print("tangshi serve: stopped", file=sys.stderr)
+    return 0
 
 
 def _metrics_parser(sub) -> None:

@@ -179,7 +179,7 @@ _LABELS.update({
     "tone_opposition": "平仄 opposed (checked positions)",
     "shared_char_rate": "couplets sharing a character",
     "mirror_rate": "repeats mirrored",
-    "ends_ping_rate": "下联 ends in 平",
+    "ends_ping_rate": "下联 ends in 平 (上联 in 仄)",
     "keyword_coverage": "all keywords present",
     "hidden_coverage": "hidden characters in place",
     "start_kept": "start text kept",
@@ -226,16 +226,19 @@ def score_couplet(first: str, second: str) -> dict:
 
 def score_couplets(pairs: list[tuple[str, str]]) -> dict:
     """Couplets (上联, 下联): the share of each property of `score_couplet`; tone opposition is
-    pooled over every checked position whose two characters are in the table."""
+    pooled over every checked position whose two characters are in the table; the 平 ending is
+    counted over the couplets whose 上联 ends in a character read only 仄 (the convention)."""
     rows = [score_couplet(a, b) for a, b in pairs]
     n = len(rows)
+    conventional = [r for (a, _), r in zip(pairs, rows) if a and prosody.tones(a[-1]) == {prosody.ZE}]
     return {
         "n": n,
         "layout_rate": _ratio(sum(r["layout_ok"] for r in rows), n),
         "tone_opposition": _ratio(sum(r["opposed"] for r in rows), sum(r["checked"] for r in rows)),
         "shared_char_rate": _ratio(sum(bool(r["shared"]) for r in rows), n),
         "mirror_rate": _ratio(sum(r["mirrored"] for r in rows), n),
-        "ends_ping_rate": _ratio(sum(r["ends_ping"] for r in rows), n),
+        # the convention, where the 上联 keeps it (ends in a character read only 仄)
+        "ends_ping_rate": _ratio(sum(r["ends_ping"] for r in conventional), len(conventional)),
     }
 
 

@@ -10,6 +10,7 @@ to the mask, tokens to exclude, a penalty, and its own part of the row's state.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,30 +105,38 @@ class DecodeState:
 
 
 class MaskTable:
-    """Lazily built table of distinct mask rows, each built once and indexed by a small int."""
+    """Lazily built table of distinct mask rows, each built once and indexed by a small int.
+    Safe to share between threads (`tangshi serve` decodes several requests at once with one
+    cached constraint): a row is added, and the stacked tensor rebuilt, under a lock."""
 
     def __init__(self, V: int, dtype=np.bool_):
         self.V, self.dtype = V, dtype
         self.ids: dict = {}
         self.rows: list[np.ndarray] = []
         self._dev: dict = {}
+        self._lock = threading.Lock()
 
     def id(self, key, build) -> int:
         i = self.ids.get(key)
         if i is None:
-            i = len(self.rows)
-            row = np.ascontiguousarray(build(), dtype=self.dtype)
-            assert row.shape == (self.V,)
-            self.rows.append(row)
-            self.ids[key] = i
+            with self._lock:
+                i = self.ids.get(key)
+                if i is None:
+                    row = np.ascontiguousarray(build(), dtype=self.dtype)
+                    assert row.shape == (self.V,)
+                    i = len(self.rows)
+                    self.rows.append(row)
+                    self.ids[key] = i
         return i
 
     def tensor(self, device) -> torch.Tensor:
         key = str(device)
         cached = self._dev.get(key)
         if cached is None or cached[1] != len(self.rows):
-            cached = (torch.from_numpy(np.stack(self.rows)).to(device), len(self.rows))
-            self._dev[key] = cached
+            with self._lock:
+                n = len(self.rows)
+                cached = (torch.from_numpy(np.stack(self.rows[:n])).to(device), n)
+                self._dev[key] = cached
         return cached[0]
 
 

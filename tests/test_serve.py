@@ -1,0 +1,231 @@
+"""`tangshi serve`: the JSON API through FastAPI's TestClient (httpx) with the bundled model, and
+the page in Debian's Chromium driven by Playwright against a real `tangshi serve` process.
+
+The API's answers are compared with what the command line prints for the same options; the
+refusals with the one-line messages the decoding options give."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tangshi.bundled import bundled_model_path
+from tangshi.checkpoint import load_checkpoint
+from tangshi.cli import main
+from tangshi.serve import MAX_BODY, MAX_N, Pool, create_app
+from tangshi.text import to_simplified
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "serve.png"
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    model, vocab, _ = load_checkpoint(bundled_model_path())
+    return model, vocab
+
+
+@pytest.fixture(scope="module")
+def client(loaded):
+    return TestClient(create_app(*loaded, workers=2, queue=4))
+
+
+def cli_json(capsys, argv):
+    assert main(argv + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_poems_are_what_generate_prints(client, capsys):
+    got = client.post("/api/poems", json={"form": "qijue", "acrostic": "春夏秋冬", "n": 2, "seed": 1})
+    assert got.status_code == 200
+    assert got.json() == cli_json(capsys, ["generate", "--form", "qijue", "--acrostic", "春夏秋冬", "--n", "2",
+                                           "--seed", "1"])
+    body = {"form": "wulv", "start": "白日依山盡，黃河入海流。", "keywords": "月", "tone": "strict", "n": 3, "seed": 4,
+            "candidates": 2, "script": "simplified", "allow_repeats": True, "temperature": 1.1, "top_p": 0.95}
+    argv = ["generate", "--form", "wulv", "--start", "白日依山盡，黃河入海流。", "--keywords", "月", "--tone", "strict",
+            "--n", "3", "--seed", "4", "--candidates", "2", "--script", "simplified", "--allow-repeats",
+            "--temperature", "1.1", "--top-p", "0.95"]
+    assert client.post("/api/poems", json=body).json() == cli_json(capsys, argv)
+
+
+def test_couplet_is_what_couplet_prints(client, capsys):
+    got = client.post("/api/couplet", json={"first": "兩個黃鸝鳴翠柳", "n": 3, "seed": 2})
+    assert got.status_code == 200
+    assert got.json() == cli_json(capsys, ["couplet", "兩個黃鸝鳴翠柳", "--n", "3", "--seed", "2"])
+
+
+def test_defaults_are_the_command_lines(client, capsys):
+    assert client.post("/api/poems", json={}).json() == cli_json(capsys, ["generate"])
+
+
+@pytest.mark.parametrize("path, body, status, message, field", [
+    ("/api/poems", {"form": "sonnet"}, 422, "form: Input should be", "form"),
+    ("/api/poems", {"form": "qijue", "acrostic": "春夏秋"}, 400,
+     "acrostic '春夏秋' has 3 characters but a 七言絕句 has 4 lines", "acrostic"),
+    ("/api/poems", {"n": MAX_N + 1}, 422, f"n: Input should be less than or equal to {MAX_N}", "n"),
+    ("/api/poems", {"n": 50, "candidates": 9}, 422, "n × candidates must be at most", "candidates"),
+    ("/api/poems", {"checkpoint": "/etc/passwd"}, 422, "unknown field 'checkpoint'", "checkpoint"),
+    ("/api/poems", {"temperature": -1}, 400, "--temperature must be a finite number > 0", "temperature"),
+    ("/api/poems", {"n": "two"}, 422, "n: Input should be a valid integer", "n"),
+    ("/api/poems", {"form": "wujue", "keywords": "月，"}, 400, "contain '，', which is not a Chinese character", "keywords"),
+    ("/api/poems", {"form": "wujue", "at": 9, "acrostic": "春夏秋冬"}, 400, "--at must be a position", "at"),
+    ("/api/poems", {"start": "白" * 201}, 422, "start: String should have at most 200 characters", "start"),
+    ("/api/couplet", {"first": "ab"}, 400, "上联 'ab' contains 'a', which is not a Chinese character", "first"),
+    ("/api/couplet", {}, 422, "first: Field required", "first"),
+])
+def test_bad_requests_get_one_line(client, path, body, status, message, field):
+    r = client.post(path, json=body)
+    assert r.status_code == status, r.text
+    out = r.json()
+    assert set(out) <= {"error", "field"} and message in out["error"] and "\n" not in out["error"], out
+    assert out.get("field") == field
+    assert client.get("/api/health").status_code == 200  # and it keeps serving
+
+
+def test_malformed_bodies(client):
+    for data, message in (("not json", "not valid JSON"), ("[1, 2]", "must be a JSON object")):
+        r = client.post("/api/poems", content=data, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and message in r.json()["error"], r.text
+    r = client.post("/api/poems", content=b"{" + b" " * (1 << 20) + b"}", headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json() == {"error": f"the request body is larger than {MAX_BODY} bytes"}
+
+    def chunks():  # no Content-Length: refused while it streams in
+        for _ in range(40):
+            yield b" " * 1024
+
+    r = client.post("/api/poems", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert client.post("/api/poems", json={"form": "wujue"}).status_code == 200
+
+
+def test_controls_endpoints(client, loaded):
+    forms = client.get("/api/forms").json()
+    assert [f["name"] for f in forms["forms"]] == ["wujue", "qijue", "wulv", "qilv", "free"]
+    props = forms["poems"]
+    assert props["temperature"]["default"] == 0.8 and props["top_p"]["default"] == 0.9 and props["n"]["maximum"] == MAX_N
+    assert {"form", "start", "acrostic", "at", "keywords", "rhyme", "rhyme_group", "tone", "allow_repeats", "strategy",
+            "temperature", "top_k", "top_p", "beam", "seed", "n", "candidates", "script"} == set(props)
+    assert set(forms["couplet"]) == {"first", "tone", "strategy", "temperature", "top_k", "top_p", "beam", "seed", "n",
+                                     "candidates", "script"}
+    groups = client.get("/api/rhyme-groups").json()["groups"]
+    assert len(groups) == 30 and groups[0]["group"] == "上平聲一東" and groups[0]["known"] > 0
+    assert client.get("/api/tones", params={"text": "白日依山東行"}).json()["tones"] == ["仄", "仄", "平", "平", "平", "平仄"]
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["vocabulary"] == len(loaded[1])
+    assert client.get("/docs").status_code == 404  # Swagger UI would need a CDN
+    assert client.get("/openapi.json").json()["paths"]["/api/poems"]
+    page = client.get("/").text
+    assert "<form" in page and "http" not in re.sub(r"(?s)<footer>.*</footer>", "", page)  # no external asset
+    for name in ("app.js", "style.css"):
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200 and "http://" not in r.text and "https://" not in r.text
+    assert client.get("/static/../pyproject.toml").status_code == 404
+
+
+def test_full_queue_answers_503_and_slow_requests_504(loaded):
+    import asyncio
+
+    pool = Pool(workers=1, queue=0)
+    gate = threading.Event()
+
+    async def two():
+        first = asyncio.ensure_future(pool.run(gate.wait, timeout=5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Exception, match="the server is busy"):
+            await pool.run(lambda: None, timeout=5)
+        gate.set()
+        assert await first is True
+        assert await pool.run(lambda: 7, timeout=5) == 7  # the slot is free again
+
+    asyncio.run(two())
+    slow = TestClient(create_app(*loaded, workers=1, queue=0, timeout=0.001))
+    r = slow.post("/api/poems", json={"form": "qilv", "n": 20})
+    assert r.status_code == 504 and "took longer than 0.001 s" in r.json()["error"]
+
+
+# ---------------------------------------------------------------------------- the page in a real browser
+def _serve(tmp_path):
+    """A real `tangshi serve` on a free loopback port; returns (process, base URL)."""
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen([sys.executable, "-m", "tangshi", "serve", "--port", "0"], stderr=open(log, "w"),
+                            stdout=subprocess.DEVNULL)
+    for _ in range(300):
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())
+        if m:
+            return proc, f"http://127.0.0.1:{m.group(1)}"
+        if proc.poll() is not None:
+            raise AssertionError(f"tangshi serve exited: {log.read_text()}")
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("tangshi serve did not start in 30 s")
+
+
+def test_page_in_chromium(tmp_path):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing in CI; .ci/run installs the chromium package")
+        pytest.skip(f"Debian's Chromium is not installed ({CHROMIUM}); apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    proc, base = _serve(tmp_path)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(base + "/")
+            page.wait_for_selector("body[data-ready=true]")
+            page.select_option("#form", "qijue")
+            page.fill("#acrostic", "春夏秋冬")
+            page.fill("#seed", "1")
+            page.click("#write")
+            page.wait_for_selector(".poem .line")
+            lines = page.eval_on_selector_all(".poem .line", "els => els.map(e => e.dataset.text)")
+            assert len(lines) == 4 and [ln[0] for ln in lines] == list("春夏秋冬"), lines
+            assert all(len(ln) == 8 for ln in lines)
+            assert page.locator(".ch.rhyme").count() == 2  # lines 2 and 4 end in their rhyme
+            assert "acrostic=" in page.url and "seed=1" in page.url  # the link reproduces the poem
+
+            page.check("input[name=script][value=simplified]")
+            page.click("#write")
+            want = [to_simplified(ln) for ln in lines]
+            page.wait_for_function("w => [...document.querySelectorAll('.poem .line')].map(e => e.dataset.text)"
+                                   ".join('|') === w", arg="|".join(want))
+            assert "script=simplified" in page.url
+            simplified = page.eval_on_selector_all(".poem .line", "els => els.map(e => e.dataset.text)")
+            assert simplified == [to_simplified(ln) for ln in lines] != lines  # the same poem, simplified
+
+            page.check("#show-tones")
+            page.check("#vertical")
+            assert page.locator("#out.vertical.show-tones").count() == 1
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            if os.environ.get("TANGSHI_SCREENSHOT"):
+                shutil.copy(tmp_path / "page.png", SCREENSHOT)
+
+            page.fill("#acrostic", "春夏秋")
+            page.click("#write")
+            page.wait_for_selector("#error-acrostic:not(:empty)")
+            assert "has 3 characters but a 七言絕句 has 4 lines" in page.text_content("#error-acrostic")
+            assert page.get_attribute("#acrostic", "aria-invalid") == "true"
+
+            phone = browser.new_page(viewport={"width": 375, "height": 800})
+            phone.goto(base + "/?mode=poems&form=wujue&seed=3")  # a link runs its request
+            phone.wait_for_selector(".poem .line")
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375, f"the page is {width} px wide on a 375 px phone"
+            browser.close()
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C stops it cleanly: exit 0, one line, no traceback
+        assert proc.wait(15) == 0
+        err = (tmp_path / "serve.log").read_text()
+        assert err.rstrip().endswith("tangshi serve: stopped") and "Traceback" not in err, err
