@@ -229,3 +229,28 @@ def test_page_in_chromium(tmp_path):
         assert proc.wait(15) == 0
         err = (tmp_path / "serve.log").read_text()
         assert err.rstrip().endswith("tangshi serve: stopped") and "Traceback" not in err, err
+
+
+def test_serve_command_refusals_and_warning(capsys, monkeypatch, tmp_path):
+    import socket
+
+    import uvicorn
+
+    assert main(["serve", "--checkpoint", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        assert main(["serve", "--port", str(taken.getsockname()[1])]) == 2
+        err = capsys.readouterr().err
+        assert "cannot listen on 127.0.0.1:" in err and err.count("\n") == 1
+    finally:
+        taken.close()
+    assert main(["serve", "--port", "70000"]) == 2 and "--port" in capsys.readouterr().err
+    ran = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: ran.append(sockets[0].getsockname()))
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 0
+    err = capsys.readouterr().err
+    assert ran and err.startswith("warning: listening on 0.0.0.0, reachable from other machines")
+    assert main(["serve", "--port", "0"]) == 0 and "warning" not in capsys.readouterr().err
