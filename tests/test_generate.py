@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from tangshi import generate as G
-from tangshi import prosody
 from tangshi.text import is_han, split_clauses
 from tangshi.checkpoint import save_checkpoint
 from tangshi.cli import main

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .constraints import FreeConstraint
 from .errors import TangshiError, check_number

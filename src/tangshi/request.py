@@ -65,7 +65,7 @@ def _decoding_options(p, what: str, strategies: tuple, strategy_help: str) -> No
                    help=f"how many {what}; they are written 256 at a time and printed as each batch finishes "
                         "(with --json the output is one JSON object, streamed)")
     p.add_argument("--candidates", type=int,
-                   help=f"sample K for each one returned and return the best by mean log-probability per token "
+                   help="sample K for each one returned and return the best by mean log-probability per token "
                         "(shown as score); --n N returns the N best of N·K")
     p.add_argument("--script", default="traditional", choices=("traditional", "simplified"),
                    help="the script of the output (input may be either; default traditional)")

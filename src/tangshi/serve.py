@@ -21,6 +21,11 @@ import threading
 from importlib import resources
 from typing import Any, Literal, Optional
 
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
+
 from .errors import TangshiError
 
 MAX_BODY = 16 * 1024
@@ -115,6 +120,48 @@ class Pool:
         return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
 
 
+class Answer(BaseModel):  # the record `tangshi generate --json` prints (the poems' fields vary by form)
+    model_config = ConfigDict(extra="allow")
+    poems: list[dict]
+    form: str
+    strategy: str
+    seed: int
+    script: str
+
+
+class CoupletAnswer(BaseModel):  # the record `tangshi couplet --json` prints
+    model_config = ConfigDict(extra="allow")
+    couplets: list[dict]
+    first: str
+    strategy: str
+    seed: int
+    script: str
+    tone: str
+
+
+class Error(BaseModel):
+    error: str
+    field: Optional[str] = None
+
+
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
+
+
+async def _invalid(request, exc: RequestValidationError) -> JSONResponse:
+    """A malformed request (pydantic's errors): 422 and one line naming the first problem."""
+    first = exc.errors()[0]
+    loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+    msg = first.get("msg", "invalid request")
+    if first.get("type") == "json_invalid":
+        return _error(422, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', msg)}")
+    if first.get("type") == "extra_forbidden":
+        return _error(422, f"unknown field '{'.'.join(loc)}'", loc[0] if loc else None)
+    if first.get("type") == "model_attributes_type":
+        return _error(422, "the request body must be a JSON object of options")
+    return _error(422, f"{'.'.join(loc) or 'body'}: {msg}", loc[0] if loc else None)
+
+
 def _web_file(name: str) -> str:
     return resources.files("tangshi").joinpath("web", name).read_text(encoding="utf-8")
 
@@ -123,100 +170,61 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
                checkpoint: str = ""):
     """The FastAPI application for a loaded model."""
     import torch
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from pydantic import BaseModel, ConfigDict
 
-    from . import prosody
-    from .poems import rhyme_groups_known
     from .request import add_couplet_options, add_generate_options, couplets, poems
-    from .text import FORM_NAMES
 
     torch.set_num_threads(1)  # one thread per request: the pool gives the parallelism
     pool = Pool(workers or os.cpu_count() or 1, queue)
     PoemsRequest = _request_model("PoemsRequest", add_generate_options)
     CoupletRequest = _request_model("CoupletRequest", add_couplet_options)
 
-    class Answer(BaseModel):  # the record `tangshi generate --json` prints (the poems' fields vary by form)
-        model_config = ConfigDict(extra="allow")
-        poems: list[dict]
-        form: str
-        strategy: str
-        seed: int
-        script: str
-
-    class CoupletAnswer(BaseModel):  # the record `tangshi couplet --json` prints
-        model_config = ConfigDict(extra="allow")
-        couplets: list[dict]
-        first: str
-        strategy: str
-        seed: int
-        script: str
-        tone: str
-
-    class Error(BaseModel):
-        error: str
-        field: Optional[str] = None
-
     app = FastAPI(title="tangshi", description="Classical Chinese poems from a character-level LSTM.",
                   docs_url=None, redoc_url=None)  # Swagger UI would load from a CDN; /openapi.json stays
     app.state.pool = pool
 
-    def error(status: int, message: str, field: str | None = None) -> JSONResponse:
-        return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
+    app.add_exception_handler(RequestValidationError, _invalid)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0]
-        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
-        msg = first.get("msg", "invalid request")
-        if first.get("type") == "json_invalid":
-            return error(422, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', msg)}")
-        if first.get("type") == "extra_forbidden":
-            return error(422, f"unknown field '{'.'.join(loc)}'", loc[0] if loc else None)
-        if first.get("type") == "model_attributes_type":
-            return error(422, "the request body must be a JSON object of options")
-        return error(422, f"{'.'.join(loc) or 'body'}: {msg}", loc[0] if loc else None)
+    async def ask(body, add, run, key: str):
+        """Decode one request in the pool: {key: [records], **header}, as the command's --json."""
+        samples = body.n * (body.candidates or 1)
+        if samples > MAX_SAMPLES:
+            return _error(422, f"n × candidates must be at most {MAX_SAMPLES}, got {samples}", "candidates")
 
-    async def answer(fn, body):
+        def work():
+            stream, header = run(model, vocab, _namespace(add, body))
+            return {key: list(stream), **header}
+
         try:
-            return JSONResponse(await pool.run(fn, timeout))
+            return JSONResponse(await pool.run(work, timeout))
         except Busy as e:
-            return error(503, str(e))
+            return _error(503, str(e))
         except TimeoutError:
-            return error(504, f"the request took longer than {timeout:g} s; ask for fewer poems")
+            return _error(504, f"the request took longer than {timeout:g} s; ask for fewer poems")
         except TangshiError as e:
-            return error(400, str(e), field_of(str(e)))
+            return _error(400, str(e), field_of(str(e)))
 
-    def samples(body) -> int:
-        return body.n * (body.candidates or 1)
+    failures = {status: {"model": Error} for status in (400, 422, 503, 504)}
 
-    @app.post("/api/poems", response_model=Answer, responses={400: {"model": Error}, 422: {"model": Error},
-                                                              503: {"model": Error}, 504: {"model": Error}})
+    @app.post("/api/poems", response_model=Answer, responses=failures)
     async def api_poems(body: PoemsRequest):  # type: ignore[valid-type]
         """Poems: the fields are `tangshi generate`'s options by long name; the answer is its --json."""
-        if samples(body) > MAX_SAMPLES:
-            return error(422, f"n × candidates must be at most {MAX_SAMPLES}, got {samples(body)}", "candidates")
+        return await ask(body, add_generate_options, poems, "poems")
 
-        def work():
-            stream, header = poems(model, vocab, _namespace(add_generate_options, body))
-            return {"poems": list(stream), **header}
-
-        return await answer(work, body)
-
-    @app.post("/api/couplet", response_model=CoupletAnswer, responses={400: {"model": Error}, 422: {"model": Error},
-                                                                       503: {"model": Error}, 504: {"model": Error}})
+    @app.post("/api/couplet", response_model=CoupletAnswer, responses=failures)
     async def api_couplet(body: CoupletRequest):  # type: ignore[valid-type]
         """下联 for a 上联: `tangshi couplet`'s options; the answer is its --json."""
-        if samples(body) > MAX_SAMPLES:
-            return error(422, f"n × candidates must be at most {MAX_SAMPLES}, got {samples(body)}", "candidates")
+        return await ask(body, add_couplet_options, couplets, "couplets")
 
-        def work():
-            stream, header = couplets(model, vocab, _namespace(add_couplet_options, body))
-            return {"couplets": list(stream), **header}
+    _describe(app, vocab, pool, checkpoint, PoemsRequest, CoupletRequest)
+    return BodyLimit(app, MAX_BODY)
 
-        return await answer(work, body)
+
+def _describe(app, vocab, pool: Pool, checkpoint: str, PoemsRequest, CoupletRequest) -> None:
+    """The routes that describe rather than decode: the page's controls, the rhyme groups, the
+    tones of a text, health, and the page itself."""
+    from . import prosody
+    from .poems import rhyme_groups_known
+    from .text import FORM_NAMES
 
     @app.get("/api/forms")
     def api_forms():
@@ -238,7 +246,7 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
     def api_tones(text: str = ""):
         """The tones of each character of `text` ('平', '仄', '平仄' for a 多音字, '' if unknown)."""
         if len(text) > 4 * MAX_TEXT:
-            return error(422, f"text: at most {4 * MAX_TEXT} characters")
+            return _error(422, f"text: at most {4 * MAX_TEXT} characters")
         return {"tones": ["".join(t for t in (prosody.PING, prosody.ZE) if t in prosody.tones(ch)) for ch in text]}
 
     @app.get("/api/health")
@@ -255,10 +263,8 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str):
         if name not in pages:
-            return error(404, f"no such file: {name}")
+            return _error(404, f"no such file: {name}")
         return Response(_web_file(name), media_type=pages[name] + "; charset=utf-8")
-
-    return BodyLimit(app, MAX_BODY)
 
 
 class BodyLimit:
