@@ -164,3 +164,9 @@ def test_metrics_reads_the_request_from_the_json(bundled, capsys, tmp_path):
     assert m["hidden_coverage"] == 1.0 and m["keyword_coverage"] == 1.0
     assert main(["metrics", str(f), "--json", "--keywords", "鶴鶴鶴"]) == 0  # given on the command line: it wins
     assert json.loads(capsys.readouterr().out)["keyword_coverage"] == 0.0
+
+
+def test_a_keyboards_marks_are_read_as_the_corpus_writes_them(bundled):
+    model, vocab = bundled
+    (p,) = write_poems(model, vocab, OPTS, n=1, form="wujue", start="白日依山盡,黃河入海流.")["poems"]
+    assert p["text"].startswith("白日依山盡，黃河入海流。") and p["valid_form"]

@@ -9,6 +9,7 @@ import torch
 
 from . import prosody
 from .errors import TangshiError, check_number
+from .constraints.forced import ASCII_MARKS
 from .generate import MAX_BEAM, DecodeOptions, check_start, decode, generate_seed, mean_log_prob
 from .model import PoetryLM
 from .text import FORM_NAMES, split_clauses, split_lines, to_simplified, to_traditional
@@ -23,8 +24,9 @@ def to_vocab_text(text: str, vocab: Vocab, what: str) -> str:
     """`text` as the vocabulary spells it (whitespace dropped): every character the
     vocabulary knows is kept as typed; each unknown one is replaced by its
     simplified → traditional form (OpenCC on the whole text, so with its phrase
-    context). A character known in neither form is a clear error."""
-    text = "".join((text or "").split())
+    context). A keyboard's ',' and '.' are read as '，' and '。'. A character known in neither
+    form is a clear error."""
+    text = "".join((text or "").split()).translate(ASCII_MARKS)  # a keyboard's ',' and '.' as '，' and '。'
     if all(ch in vocab for ch in text):
         return text
     converted = to_traditional(text)
