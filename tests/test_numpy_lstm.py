@@ -341,17 +341,19 @@ def test_format_gradcheck_renders_a_result():
 
 
 def test_doc_equation_tags_point_at_the_equations():
-    """The derivation names code lines by their `# eq (n)` tags, not by line numbers."""
+    """The derivation names code lines by their `# eq (n)` tags, not by line numbers: every tag it
+    names is a comment on a line of code in the file it names, and every equation (1)–(21) names
+    its line in reference_lstm.py, the code to read."""
     doc = (ROOT / "docs" / "lstm-backprop.md").read_text(encoding="utf-8")
-    src = (ROOT / "src" / "tangshi" / "numpy_lstm.py").read_text(encoding="utf-8")
-    tags = re.findall(r"`numpy_lstm\.py  # (eq \((\d+'?)\)[^`]*)`", doc)
-    assert len(tags) >= 15, tags
-    assert not re.search(r"numpy_lstm\.py:\d", doc)  # no line numbers left
-    for tag, _ in tags:  # every tag named in the doc is a comment on a line of code
+    named = re.findall(r"`(reference_lstm|numpy_lstm)\.py  # (eq \((\d+'?)\)[^`]*)`", doc)
+    assert not re.search(r"(numpy|reference)_lstm\.py:\d", doc)  # no line numbers left
+    for module, tag, _ in named:
+        src = (ROOT / "src" / "tangshi" / f"{module}.py").read_text(encoding="utf-8")
         lines = [ln for ln in src.splitlines() if ln.rstrip().endswith("# " + tag) or f"# {tag}  " in ln]
-        assert lines and all(not ln.lstrip().startswith("#") for ln in lines), tag
-    for n in range(1, 22):  # every equation is named
-        assert any(eq == str(n) for _, eq in tags), n
-    for n, line in re.findall(r"^\*\*\((\d+'?)\)\*\*([^\n]*)", doc, flags=re.M):  # an equation's line
-        first = re.search(r"`numpy_lstm\.py  # eq \((\d+'?)\)", line)  # names its own tag first
-        assert first and first.group(1) == n, (n, line)
+        assert lines and all(not ln.lstrip().startswith("#") for ln in lines), (module, tag)
+    assert sum(m == "numpy_lstm" for m, _, _ in named) >= 8  # the vectorisation section points into the twin
+    equations = re.findall(r"^\*\*\((\d+'?)\)\*\*([^\n]*)", doc, flags=re.M)
+    assert [n for n, _ in equations if "'" not in n] == [str(n) for n in range(1, 22)]
+    for n, line in equations:  # each equation's line names a reference_lstm tag that carries its number
+        tags = re.findall(r"`reference_lstm\.py  # ([^`]*)`", line)
+        assert any(n in re.findall(r"\((\d+'?)\)", t) for t in tags), (n, line)

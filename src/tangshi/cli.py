@@ -435,9 +435,10 @@ def _bench_parser(sub) -> None:
 def _experiment_parser(sub) -> None:
     x = sub.add_parser("experiment", help="reproducible reports: optimisers, initialisation, the seed's BPTT errors")
     _add_all(x, [
-        ("which", dict(choices=("optimizers", "init", "backprop"),
+        ("which", dict(choices=("optimizers", "init", "backprop", "distance"),
                        help="which experiment (backprop: the seed's three gradient errors, in training on a memory "
-                            "task)")),
+                            "task; distance: ‖δh_t‖ and ‖δC_t‖ against distance on real poems)")),
+        ("--checkpoint", dict(help="distance: the model (default: the bundled one)")),
         ("--data", dict(default=str(PREPARED_DEFAULT), help=f"prepared folder (default {PREPARED_DEFAULT})")),
         ("--out", dict(default="reports", help="folder of the report files (default reports)")),
         ("--epochs", dict(type=int, help="epochs per run (default 20; 1 with --quick); backprop: training steps "
@@ -467,6 +468,9 @@ def _gradcheck_parser(sub) -> None:
     gc = sub.add_parser("gradcheck", help="check the NumPy BPTT against finite differences and PyTorch autograd")
     gc.add_argument("--json", action="store_true", help=JSON_HELP)
     gc.add_argument("--seed", type=int, default=0, help="random seed of the test problem (default 0)")
+    gc.add_argument("--worked-example", action="store_true",
+                    help="print the H = 1, T = 2 example of docs/lstm-backprop.md instead: every forward and BPTT "
+                         "number, and each gradient beside its finite difference")
     gc.set_defaults(func=cmd_gradcheck)
 
 
@@ -492,7 +496,12 @@ def cmd_experiment(args) -> int:
     _set_threads(args.threads)
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else 20)
     check_number("--epochs", epochs, 1, 100_000, integer=True)
-    if args.which == "backprop":
+    if args.which == "distance":
+        from .distance_study import run_distance
+
+        res = run_distance(_resolve_checkpoint(args.checkpoint), Path(args.data), Path(args.out), argv=args.argv,
+                           replace=args.replace, n_poems=10 if args.quick else 100)
+    elif args.which == "backprop":
         from .backprop_study import Task, run_backprop
 
         res = run_backprop(Path(args.out), Task(steps=args.epochs or (100 if args.quick else Task.steps)),
@@ -519,6 +528,12 @@ def cmd_export(args) -> int:
 def cmd_gradcheck(args) -> int:
     from .gradcheck import format_gradcheck, run_gradcheck
 
+    if args.worked_example:
+        from .worked_example import format_worked_example, run_worked_example
+
+        res = run_worked_example()
+        _print_json(res) if args.json else print(format_worked_example(res))
+        return 0
     res = run_gradcheck(seed=args.seed)
     if args.json:
         _print_json(res)

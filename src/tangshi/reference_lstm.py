@@ -64,10 +64,10 @@ class LstmLayer:
         self.f, self.i, self.c, self.o = [None], [None], [None], [None]
         for t in range(1, len(self.x)):
             x, h_prev = self.x[t], self.h[t - 1]
-            self.f.append(sigmoid(self.W_h["f"] @ h_prev + self.W_x["f"] @ x + self.b["f"]))  # eq (3) f_t
-            self.i.append(sigmoid(self.W_h["i"] @ h_prev + self.W_x["i"] @ x + self.b["i"]))  # eq (3) i_t
-            self.c.append(np.tanh(self.W_h["c"] @ h_prev + self.W_x["c"] @ x + self.b["c"]))  # eq (3) c~_t
-            self.o.append(sigmoid(self.W_h["o"] @ h_prev + self.W_x["o"] @ x + self.b["o"]))  # eq (3) o_t
+            self.f.append(sigmoid(self.W_h["f"] @ h_prev + self.W_x["f"] @ x + self.b["f"]))  # eq (2), (3) f_t
+            self.i.append(sigmoid(self.W_h["i"] @ h_prev + self.W_x["i"] @ x + self.b["i"]))  # eq (2), (3) i_t
+            self.c.append(np.tanh(self.W_h["c"] @ h_prev + self.W_x["c"] @ x + self.b["c"]))  # eq (2), (3) c~_t
+            self.o.append(sigmoid(self.W_h["o"] @ h_prev + self.W_x["o"] @ x + self.b["o"]))  # eq (2), (3) o_t
             self.C.append(self.f[t] * self.C[t - 1] + self.i[t] * self.c[t])  # eq (4) C_t
             self.h.append(self.o[t] * np.tanh(self.C[t]))  # eq (5) h_t
         return self.h[1:]
@@ -79,6 +79,7 @@ class LstmLayer:
         `cell_path=False` drops δC_{t+1} ⊙ f_{t+1}: the seed's first error, for comparison only."""
         T, H = len(self.x) - 1, self.H
         self.delta = {g: [None] * (T + 2) for g in GATES}
+        self.dh, self.dC = [None] * (T + 1), [None] * (T + 1)  # δh_t and δC_t, kept for the lesson's figures
         for g in GATES:
             self.delta[g][T + 1] = np.zeros((H, 1))  # nothing comes back from after the end
         dC_next, f_next = np.zeros((H, 1)), np.zeros((H, 1))
@@ -95,6 +96,7 @@ class LstmLayer:
             dc = dC * self.i[t] * (1 - self.c[t] ** 2)  # eq (15) dz_g
             for g, d in zip(GATES, (df, di, dc, do)):
                 self.delta[g][t] = d
+            self.dh[t], self.dC[t] = dh, dC
             dC_next, f_next = dC, self.f[t]
 
     def calc_gradient(self) -> list[np.ndarray]:
@@ -157,7 +159,7 @@ def loss_and_grads(params: dict, config, inputs: np.ndarray, targets: np.ndarray
                 ds /= N  # eq (8) dE/da_t
                 if relu:
                     ds *= s > 0  # eq (8')
-            grads["embedding.weight" if tied else "head.weight"] += ds @ h.T  # eq (9) dE/dW_head
+            grads["embedding.weight" if tied else "head.weight"] += ds @ h.T  # eq (9) dE/dW_head; tied: eq (21)
             grads["head.bias"] += ds[:, 0]  # eq (9) dE/db_head
             dh.append(W_head.T @ ds)  # eq (10) the head's part of delta_t
         for l in range(L - 1, -1, -1):
@@ -168,5 +170,5 @@ def loss_and_grads(params: dict, config, inputs: np.ndarray, targets: np.ndarray
             grads[f"lstm.{l}.weight_hh"] += g_hh
             grads[f"lstm.{l}.bias"] += g_b
         for i, dx in zip(ids, dh):
-            grads["embedding.weight"][i] += dx[:, 0]  # eq (20) scatter-add by id (eq (21): tied adds eq (9))
+            grads["embedding.weight"][i] += dx[:, 0]  # eq (20) scatter-add by id
     return loss, grads
