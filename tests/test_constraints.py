@@ -637,7 +637,7 @@ def test_keywords_that_cannot_be_placed_are_refused():
     with pytest.raises(TangshiError, match="keyword '月' fits no free position .* rhyme group"):
         make_constraint(ITOS, SP, "wujue", start=full, keywords="月")
     make_constraint(ITOS, SP, "wujue", start=full, keywords="樓")  # 樓 rhymes with 流
-    with pytest.raises(TangshiError, match="21 characters still to place but a 五言絕句 has only 20"):
+    with pytest.raises(TangshiError, match="21 characters to place but a 五言絕句 has only 20 free positions"):
         make_constraint(ITOS, SP, "wujue", keywords="".join(ze_only(21)))
     with pytest.raises(TangshiError, match="not a Chinese character"):
         make_constraint(ITOS, SP, "wujue", keywords="月，")
@@ -652,7 +652,7 @@ def test_free_form_keywords():
     c = make_constraint(ITOS, SP, "free", keywords="雨看", max_chars=12)
     for poem in decode_avoiding(c, 40, seed=8, avoid="雨看", max_chars=12):
         assert "雨" in poem and "看" in poem and len(poem) <= 12, poem
-    with pytest.raises(TangshiError, match="has only 1 characters left"):
+    with pytest.raises(TangshiError, match="has room for only 1 more after the start text"):
         make_constraint(ITOS, SP, "free", start="春風", keywords="雨看", max_chars=3)
 
 

@@ -349,7 +349,7 @@ def test_cli_n_reproducible_with_seed(ckpt, capsys):
     (["--form", "qijue", "--acrostic", "白日依龘"], "龘"),
     (["--form", "free", "--acrostic", "白日"], "acrostic"),
     (["--form", "free", "--tone", "strict"], "tone 'strict'"),
-    (["--strategy", "seed", "--form", "wujue", "--start", "白"], "strategy seed"),
+    (["--strategy", "seed", "--form", "wujue", "--start", "白"], "strategy original (alias seed)"),
 ], ids=["acrostic-short", "acrostic-long", "start-too-long", "missing-char", "missing-char-free",
         "missing-acrostic-char", "acrostic-free", "tone-free", "seed-form"])
 def test_cli_impossible_requests(ckpt, capsys, argv, words):

@@ -229,3 +229,9 @@ def test_unknown_char_fits_no_checked_slot():
     assert prosody.tones("乒") == frozenset()
     assert prosody.tone_conformance(DENG_GUAN_QUE.replace("日", "乒"), "wujue") == pytest.approx(11 / 12)
     assert prosody.tone_fits("乒", "中") and not prosody.tone_fits("乒", ZE)
+
+
+def test_the_data_files_latin_text_is_not_characters():
+    # the pingshui data also holds a licence line; its letters must not get a tone
+    assert all(prosody.tones(ch) == frozenset() for ch in "abcdefPublic domain")
+    assert prosody.tones("東") == {"平"}

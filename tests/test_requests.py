@@ -170,3 +170,21 @@ def test_a_keyboards_marks_are_read_as_the_corpus_writes_them(bundled):
     model, vocab = bundled
     (p,) = write_poems(model, vocab, OPTS, n=1, form="wujue", start="白日依山盡,黃河入海流.")["poems"]
     assert p["text"].startswith("白日依山盡，黃河入海流。") and p["valid_form"]
+
+
+def test_an_error_quoting_a_huge_input_is_cut(capsys):
+    assert main(["generate", "--form", "wujue", "--start", "春" * 30000]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 500 and "characters cut" in err
+
+
+def test_metrics_checks_at_and_reads_couplets_as_printed(capsys, tmp_path):
+    f = tmp_path / "c.txt"
+    f.write_text("上联　白日依山盡\n下联　殘花落水時\n下联　西川近楚城\n", encoding="utf-8")
+    assert main(["metrics", "--couplet", str(f), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["n"] == 2 and m["layout_rate"] == 1.0
+    g = tmp_path / "p.txt"
+    g.write_text("白日依山盡，黃河入海流。欲窮千里目，更上一層樓。\n", encoding="utf-8")
+    assert main(["metrics", str(g), "--acrostic", "白黃欲更", "--at", "0"]) == 2
+    assert "--at must be a position" in capsys.readouterr().err

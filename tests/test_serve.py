@@ -81,6 +81,12 @@ def test_defaults_are_the_command_lines(client, capsys):
     ("/api/poems", {"start": "白" * 201}, 422, "start: String should have at most 200 characters", "start"),
     ("/api/couplet", {"first": "ab"}, 400, "上联 'ab' contains 'a', which is not a Chinese character", "first"),
     ("/api/couplet", {}, 422, "first: Field required", "first"),
+    ("/api/poems", {"n": "2"}, 422, "n: Input should be a valid integer", "n"),  # strict: JSON has its own types
+    ("/api/poems", {"rhyme": "yes"}, 422, "rhyme: Input should be a valid boolean", "rhyme"),
+    ("/api/poems", {"candidates": -1}, 422, "candidates: Input should be greater than or equal to 1", "candidates"),
+    ("/api/poems", {"form": "wujue", "rhyme_group": "東", "rhyme": False}, 400, "cannot be given with --no-rhyme",
+     "rhyme_group"),
+    ("/api/poems", {"start": "。。"}, 400, "has an empty clause", "start"),
 ])
 def test_bad_requests_get_one_line(client, path, body, status, message, field):
     r = client.post(path, json=body)
@@ -89,6 +95,17 @@ def test_bad_requests_get_one_line(client, path, body, status, message, field):
     assert set(out) <= {"error", "field"} and message in out["error"] and "\n" not in out["error"], out
     assert out.get("field") == field
     assert client.get("/api/health").status_code == 200  # and it keeps serving
+
+
+def test_every_error_has_one_shape(client):
+    for method, path, status in (("get", "/nowhere", 404), ("get", "/static/../x", 404), ("get", "/api/poems", 405),
+                                 ("delete", "/api/couplet", 405)):
+        r = getattr(client, method)(path)
+        assert r.status_code == status and set(r.json()) == {"error", "field"} and r.json()["field"] is None, r.text
+    r = client.post("/api/poems", content=b'{"start": "\xff"}', headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500 and set(r.json()) == {"error", "field"}, r.text
+    r = client.post("/api/poems", json={"start": "春" * 150, "form": "wujue"})
+    assert r.status_code == 400 and len(r.json()["error"]) <= 500  # a huge input is not echoed whole
 
 
 def test_malformed_bodies(client):
@@ -147,6 +164,21 @@ def test_full_queue_answers_503_and_slow_requests_504(loaded):
         assert await pool.run(lambda: 7, timeout=5) == 7  # the slot is free again
 
     asyncio.run(two())
+
+    async def queued_then_timed_out():  # a request that times out before a worker takes it never runs
+        gate.clear()
+        ran = []
+        busy = asyncio.ensure_future(pool.run(gate.wait, timeout=5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await pool.run(lambda: ran.append(1), timeout=0.05)
+        gate.set()
+        await busy
+        await asyncio.sleep(0.1)
+        assert ran == [] and pool.pending == 0
+
+    pool = Pool(workers=1, queue=1)
+    asyncio.run(queued_then_timed_out())
     slow = TestClient(create_app(*loaded, workers=1, queue=0, timeout=0.001))
     r = slow.post("/api/poems", json={"form": "qilv", "n": 20})
     assert r.status_code == 504 and "took longer than 0.001 s" in r.json()["error"]

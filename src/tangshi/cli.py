@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import TangshiError, check_number
+from .errors import TangshiError, check_number, one_line
 from .request import ORIGINAL  # the assignment's recipe, kernel and procedure: "original" (alias "seed")
 from .text import FORM_NAMES
 
@@ -214,6 +214,7 @@ def cmd_metrics(args) -> int:
     if header["script"] == "simplified":  # the rhyme table and the training poems are traditional
         poems = [to_traditional(p) for p in poems]
     if args.couplet:
+        poems = _couplet_lines(poems)
         pairs = [split_couplet(p) for p in poems]
         bad = next((i for i, pr in enumerate(pairs) if pr is None), None)
         if bad is not None:
@@ -230,6 +231,20 @@ def cmd_metrics(args) -> int:
         if extra.get("note"):
             print(f"note: {extra['note']}", file=sys.stderr)
     return 0
+
+
+def _couplet_lines(lines: list[str]) -> list[str]:
+    """What `tangshi couplet` prints without --json (上联　A, then 下联　B lines) as 'A，B。' couplets;
+    other lines as they are."""
+    out, first = [], None
+    for ln in lines:
+        if ln.startswith(("上联", "上聯")):
+            first = ln[2:].strip("　 ")
+        elif ln.startswith(("下联", "下聯")) and first is not None:
+            out.append(f"{first}，{ln[2:].strip('　 ')}。")
+        else:
+            out.append(ln)
+    return out
 
 
 def _poem_metrics(args, poems, header) -> tuple[dict, dict]:
@@ -250,7 +265,7 @@ def _poem_metrics(args, poems, header) -> tuple[dict, dict]:
     asked = {k: getattr(args, k) if getattr(args, k) is not None else header.get(k)
              for k in ("keywords", "acrostic", "at", "start")}
     asked = {k: to_traditional(v) if isinstance(v, str) else v for k, v in asked.items()}
-    res.update(coverage(poems, asked["keywords"], asked["acrostic"], asked["at"] or 1, asked["start"]))
+    res.update(coverage(poems, asked["keywords"], asked["acrostic"], 1 if asked["at"] is None else asked["at"], asked["start"]))
     return res, {"form": form, "training_data": str(data) if data else None, "note": note}
 
 
@@ -379,12 +394,8 @@ def _serve_parser(sub) -> None:
 def cmd_serve(args) -> int:
     from .serve import serve
 
-    try:
-        serve(args.checkpoint, args.host, args.port, args.workers, args.queue, args.timeout,
-              log=lambda *a, **k: print(*a, file=sys.stderr, **k))
-    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: uvicorn has shut down, re-raising it
-        pass
-    print("tangshi serve: stopped", file=sys.stderr)
+    serve(args.checkpoint, args.host, args.port, args.workers, args.queue, args.timeout,
+          log=lambda *a, **k: print(*a, file=sys.stderr, **k))
     return 0
 
 
@@ -552,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except TangshiError as e:
-        print(f"tangshi: error: {e}", file=sys.stderr)
+        print(f"tangshi: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 1

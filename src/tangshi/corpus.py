@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .errors import TangshiError, read_json
 from .outputs import require_complete
-from .text import HAN_CLASS, LINE_MARKS
+from .text import ASCII_TO_FULL, HAN_CLASS, LINE_MARKS, TO_LINE_MARKS
 
 MIN_CHARS = 10  # the seed's lower bound on a poem's length
 MAX_CHARS = 63  # 63 characters + <EOS> = 64 = the seed's sequence length
@@ -44,9 +44,6 @@ TRAIN_FRACTION = 0.8  # 80% train / 20% dev
 LOST_CHAR = "□"
 FILE_GLOB = "poet.tang.*.json"
 
-_ASCII_TO_FULL = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ";": "；", ":": "：",
-                                "(": "（", ")": "）"})
-_PUNCT_MAP = str.maketrans({"？": "。", "！": "。", "；": "，", "：": "，", "、": "，"})
 _BRACKETS = {"（": "）", "(": ")", "[": "]", "{": "}", "《": "》", "【": "】", "〖": "〗"}
 _CLOSERS = set(_BRACKETS.values())
 # everything but Han characters (text.HAN_RANGES) and the two line marks
@@ -72,11 +69,11 @@ def strip_brackets(text: str) -> str:
 
 def clean_poem(paragraphs: list[str]) -> str | None:
     """Apply the cleaning rules; return None when the poem has a lost character."""
-    text = "".join(paragraphs).translate(_ASCII_TO_FULL)
+    text = "".join(paragraphs).translate(ASCII_TO_FULL)
     text = strip_brackets(text)
     if LOST_CHAR in text:
         return None
-    text = text.translate(_PUNCT_MAP)
+    text = text.translate(TO_LINE_MARKS)
     text = _NOT_KEPT.sub("", text)
     text = _PUNCT_RUN.sub(lambda m: m.group(0)[-1], text)
     return text.lstrip("，。")

@@ -55,3 +55,16 @@ def option(default, help: str, **meta):
     from dataclasses import field
 
     return field(default=default, metadata={"help": help, **meta})
+
+
+MAX_MESSAGE = 400  # characters of an error message shown; a message that quotes a huge input is cut
+
+
+def one_line(message: str) -> str:
+    """An error message as one line of bounded length: newlines become spaces, and the middle of
+    an over-long message (one quoting a huge input) is cut."""
+    text = " ".join(str(message).split())
+    if len(text) <= MAX_MESSAGE:
+        return text
+    half = MAX_MESSAGE // 2
+    return f"{text[:half]} … ({len(text) - 2 * half} characters cut) … {text[-half:]}"

@@ -250,6 +250,10 @@ def coverage(poems: list[str], keywords: str | None = None, acrostic: str | None
     only the requested ones are returned."""
     n = len(poems)
     out = {}
+    if acrostic and (isinstance(at, bool) or not isinstance(at, int) or at == 0 or abs(at) > 7):
+        from tangshi.errors import TangshiError
+
+        raise TangshiError(f"--at must be a position 1..7 or -7..-1 in a line (1 = first, -1 = last), got {at!r}")
     if keywords:
         out["keyword_coverage"] = _ratio(sum(all(k in p for k in keywords) for p in poems), n)
     if acrostic:

@@ -9,10 +9,9 @@ import torch
 
 from . import prosody
 from .errors import TangshiError, check_number
-from .constraints.forced import ASCII_MARKS
 from .generate import MAX_BEAM, DecodeOptions, check_start, decode, generate_seed, mean_log_prob
 from .model import PoetryLM
-from .text import FORM_NAMES, split_clauses, split_lines, to_simplified, to_traditional
+from .text import FORM_NAMES, as_corpus_marks, split_clauses, split_lines, to_simplified, to_traditional
 from .vocab import Vocab
 
 GENERATION_CHUNK = 256  # poems decoded per batch: bounds memory, and the first poems print early
@@ -24,9 +23,10 @@ def to_vocab_text(text: str, vocab: Vocab, what: str) -> str:
     """`text` as the vocabulary spells it (whitespace dropped): every character the
     vocabulary knows is kept as typed; each unknown one is replaced by its
     simplified → traditional form (OpenCC on the whole text, so with its phrase
-    context). A keyboard's ',' and '.' are read as '，' and '。'. A character known in neither
+    context). Marks are read as the corpus writes them (text.as_corpus_marks: ',' and '；' are
+    '，', '.' and '？' are '。'). A character known in neither
     form is a clear error."""
-    text = "".join((text or "").split()).translate(ASCII_MARKS)  # a keyboard's ',' and '.' as '，' and '。'
+    text = as_corpus_marks("".join((text or "").split()))
     if all(ch in vocab for ch in text):
         return text
     converted = to_traditional(text)
@@ -140,9 +140,11 @@ def iter_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, f
     constraint = None
     if opts.strategy == "seed":
         if form != "free" or acrostic or keywords or rhyme_group:
-            raise TangshiError("--strategy seed writes the seed's free-form text; use another strategy for forms")
+            raise TangshiError("--strategy original (alias seed) writes the assignment's free-form text; it takes no "
+                               "form, acrostic, keywords or rhyme group: use another strategy for those")
         if len(start) != 1:
-            raise TangshiError("--strategy seed needs exactly one --start character, as in the seed")
+            raise TangshiError("--strategy original (alias seed) needs exactly one --start character, as the assignment's "
+                               "procedure has it")
     else:
         constraint = _constraint(vocab, form, start=start, acrostic=acrostic, rhyme=rhyme and form != "free",
                                  tone=tone, no_repeat=no_repeat, at=at, keywords=keywords, rhyme_group=rhyme_group,
@@ -266,7 +268,7 @@ def _parse_json_poems(text: str, source: str) -> tuple[list[str], dict]:
                                                            for k in HEADER_OPTIONS)):
             v = obj.get(k, header.get(k))
             if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
-                raise TangshiError(f"{source} states a {k!r} that is not a {kind.__name__}: {v!r}")
+                raise TangshiError(f"{source} states {k!r} as {v!r}, which is not {'an integer' if kind is int else 'text'}")
             header[k] = v
         if header["form"] is not None and header["form"] not in FORM_NAMES:
             raise TangshiError(f"{source} states an unknown form {header['form']!r}")
@@ -325,7 +327,8 @@ def iter_couplets(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, first: str
 
     _check_request(opts, n, script, candidates)
     if opts.strategy == "seed":
-        raise TangshiError("--strategy seed writes the seed's free-form text; use another strategy for couplets")
+        raise TangshiError("--strategy original (alias seed) writes the assignment's free-form text; use another "
+                           "strategy for couplets")
     from .constraints.couplet import parse_first
 
     first = to_vocab_text(parse_first(first)[0], vocab, "上联")  # the reasons a 上联 is refused come first

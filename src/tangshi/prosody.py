@@ -146,6 +146,12 @@ def _flatten(value) -> str:
     return "".join(_flatten(v) for v in value)
 
 
+def _is_entry(c: str) -> bool:
+    """A character of the table: not whitespace, and not the Latin text the data file also holds
+    (its licence line would otherwise give 'a', 'b', … the tone 仄). CJK starts at U+2E80."""
+    return not c.isspace() and ord(c) >= 0x2E80
+
+
 @functools.lru_cache(maxsize=1)
 def rhyme_table() -> RhymeTable:
     """Load the table once (cached)."""
@@ -162,7 +168,7 @@ def rhyme_table() -> RhymeTable:
     char_tones: dict[str, set[str]] = {}
     for part in ping.values():
         for group, chars in part.items():
-            chars = "".join(dict.fromkeys(c for c in _flatten(chars) if not c.isspace()))
+            chars = "".join(dict.fromkeys(c for c in _flatten(chars) if _is_entry(c)))
             groups.append(group)
             group_chars[group] = chars
             for c in chars:
@@ -171,7 +177,7 @@ def rhyme_table() -> RhymeTable:
     for part in ze.values():
         for chars in part.values():
             for c in _flatten(chars):
-                if not c.isspace():
+                if _is_entry(c):
                     char_tones.setdefault(c, set()).add(ZE)
     return RhymeTable(
         groups=tuple(groups),
@@ -201,6 +207,10 @@ def find_rhyme_group(name: str) -> str:
     Raises TangshiError for a name that matches no group, or a character in several."""
     text = "".join((name or "").split())
     groups = rhyme_table().groups
+    if text and text not in groups and len(text) > 1:
+        from tangshi.text import to_traditional
+
+        text = to_traditional(text)  # 上平声一东 → 上平聲一東
     for g in groups:
         if text and (text == g or g.endswith(text) and (len(text) == 1 or text == g[3:])):
             return g

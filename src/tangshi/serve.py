@@ -17,6 +17,8 @@ is then free again: torch cannot be interrupted mid-step). Nothing in a request 
 import asyncio
 import concurrent.futures
 import os
+import re
+import sys
 import threading
 from importlib import resources
 from typing import Any, Literal, Optional
@@ -25,8 +27,9 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .errors import TangshiError
+from .errors import TangshiError, one_line
 
 MAX_BODY = 16 * 1024
 MAX_N = 50
@@ -35,17 +38,19 @@ MAX_TEXT = 200  # characters in a text field
 DEFAULT_TIMEOUT = 60.0
 WEB_FILES = ("index.html", "app.js", "style.css")
 
-# which field a refusal names, read off the CLI's message (the page shows it beside that field)
-_FIELDS = (("--at", "at"), ("--n", "n"), ("--candidates", "candidates"), ("--temperature", "temperature"),
-           ("--top-p", "top_p"), ("--top-k", "top_k"), ("--beam", "beam"), ("--seed", "seed"),
-           ("--rhyme-group", "rhyme_group"), ("rhyme group", "rhyme_group"), ("acrostic", "acrostic"),
-           ("keyword", "keywords"), ("start text", "start"), ("上联", "first"), ("tone", "tone"),
-           ("strategy", "strategy"), ("form", "form"), ("script", "script"))
+# which field a refusal names, read off the CLI's message (the page shows it beside that field);
+# an option's name must end there (--n is not --no-rhyme)
+_FIELDS = tuple((re.compile(pattern), name) for pattern, name in (
+    (r"--at\b", "at"), (r"--n\b", "n"), (r"--candidates\b", "candidates"), (r"--temperature\b", "temperature"),
+    (r"--top-p\b", "top_p"), (r"--top-k\b", "top_k"), (r"--beam\b", "beam"), (r"--seed\b", "seed"),
+    (r"--rhyme-group\b|rhyme group", "rhyme_group"), (r"^acrostic|the acrostic", "acrostic"),
+    (r"^keywords?\b", "keywords"), (r"start text", "start"), (r"上联", "first"), (r"^unknown tone|tone mode", "tone"),
+    (r"--strategy\b", "strategy"), (r"^unknown form", "form"), (r"script", "script")))
 
 
 def field_of(message: str) -> str | None:
-    for needle, name in _FIELDS:
-        if needle in message:
+    for pattern, name in _FIELDS:
+        if pattern.search(message):
             return name
     return None
 
@@ -76,10 +81,13 @@ def _request_model(name: str, add):
         limits = {}
         if key == "n":
             limits = {"ge": 1, "le": MAX_N}
+        elif key == "candidates":
+            limits = {"ge": 1, "le": MAX_SAMPLES}
         elif kind in (str, Optional[str]):
             limits = {"max_length": MAX_TEXT}
         fields[key] = (kind, Field(default, description=a.help, **limits))
-    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+    # strict: "2" is not a number and "yes" not a boolean (JSON has its own types); null is "not given"
+    return create_model(name, __config__=ConfigDict(extra="forbid", strict=True), **fields)
 
 
 def _namespace(add, body) -> Any:
@@ -106,18 +114,34 @@ class Pool:
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tangshi")
         self.slots = threading.BoundedSemaphore(workers + queue)
         self.workers, self.queue = workers, queue
+        self.pending = 0  # requests accepted and not finished (running or waiting)
+        self._count = threading.Lock()
+
+    def _done(self, _fut) -> None:
+        with self._count:
+            self.pending -= 1
+        self.slots.release()
 
     async def run(self, fn, timeout: float):
         if not self.slots.acquire(blocking=False):
             raise Busy(f"the server is busy ({self.workers} requests running and {self.queue} waiting); "
                        "try again in a moment")
+        with self._count:
+            self.pending += 1
         try:
             fut = self.executor.submit(fn)
         except BaseException:
-            self.slots.release()
+            self._done(None)
             raise
-        fut.add_done_callback(lambda _: self.slots.release())
-        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
+        fut.add_done_callback(self._done)
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            fut.cancel()  # one still waiting for a worker never runs; a running one finishes (torch can't be stopped)
+            raise
+
+    def stop(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class Answer(BaseModel):  # the record `tangshi generate --json` prints (the poems' fields vary by form)
@@ -145,7 +169,18 @@ class Error(BaseModel):
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
+    """Every error the server sends: {"error": one line, "field": the request field it is about, or null}."""
+    return JSONResponse({"error": one_line(message), "field": field}, status_code=status)
+
+
+async def _http_error(request, exc: StarletteHTTPException) -> JSONResponse:
+    """404, 405, a body that cannot be parsed ...: the same shape as every other error."""
+    detail = exc.detail if isinstance(exc.detail, str) else "the request was refused"
+    if exc.status_code == 404:
+        detail = f"no such page or endpoint: {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return _error(exc.status_code, detail)
 
 
 async def _invalid(request, exc: RequestValidationError) -> JSONResponse:
@@ -183,6 +218,7 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
     app.state.pool = pool
 
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     async def ask(body, add, run, key: str):
         """Decode one request in the pool: {key: [records], **header}, as the command's --json."""
@@ -200,6 +236,8 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
             return _error(503, str(e))
         except TimeoutError:
             return _error(504, f"the request took longer than {timeout:g} s; ask for fewer poems")
+        except asyncio.CancelledError:  # the server is shutting down (Ctrl-C) while this one decodes
+            return _error(503, "the server is stopping")
         except TangshiError as e:
             return _error(400, str(e), field_of(str(e)))
 
@@ -340,6 +378,18 @@ def serve(checkpoint: str | None, host: str, port: int, workers: int | None, que
         log(f"warning: listening on {host}, reachable from other machines; tangshi serve has no authentication")
     log(f"tangshi serve: http://{'[' + host + ']' if ':' in host else host}:{bound}/ "
         f"({app.state.pool.workers} workers, queue {queue}); Ctrl-C stops it", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[sock])
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped; uvicorn has shut down and re-raises it
+        pass
+    pool = app.state.pool
+    dropped = pool.pending
+    pool.stop()
+    log("tangshi serve: stopped" + (f" ({dropped} request(s) still decoding were dropped)" if dropped else ""),
+        flush=True)
+    if dropped:  # a worker thread inside torch cannot be stopped; exit without waiting for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 

@@ -20,6 +20,9 @@ _HAN = re.compile(f"[{HAN_CLASS}]")
 
 COMMA = "，"
 PERIOD = "。"
+ASCII_TO_FULL = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ";": "；", ":": "：",
+                               "(": "（", ")": "）"})
+TO_LINE_MARKS = str.maketrans({"？": "。", "！": "。", "；": "，", "：": "，", "、": "，"})  # as the corpus is cleaned
 CLAUSE_SEPARATORS = "，。？！；"  # what ends a clause in any text a user gives
 LINE_MARKS = COMMA + PERIOD  # what ends a line of a cleaned or generated poem
 _CLAUSE_SPLIT = re.compile(f"([{CLAUSE_SEPARATORS}])")
@@ -78,3 +81,9 @@ def known_form(ch: str, known: Container[str]) -> str | None:
         return ch
     alt = to_traditional(ch)
     return alt if len(alt) == 1 and alt in known else None
+
+
+def as_corpus_marks(text: str) -> str:
+    """A user's marks as the cleaned corpus writes them: ASCII marks made full-width, then
+    ？！ → 。 and ；：、 → ， (corpus.clean_poem does the same to the poems)."""
+    return text.translate(ASCII_TO_FULL).translate(TO_LINE_MARKS)

@@ -23,14 +23,13 @@ import numpy as np
 from tangshi import prosody
 from tangshi.errors import TangshiError
 from tangshi.prosody import PING, ZE
-from tangshi.text import COMMA, PERIOD, is_han
+from tangshi.text import COMMA, PERIOD, as_corpus_marks, is_han
 
 from .base import Constrained, Row, Rule
-from .forced import ASCII_MARKS
 from .layout import Position
 from .tables import T_PING, T_ZE, tone_filter, vocab_tables
 
-COUPLET_MARKS = "，、；：？！"  # marks that may separate the clauses of a 上联
+COUPLET_MARKS = COMMA  # what separates the clauses of a 上联, once its marks are the corpus's (；：、 → ，)
 MAX_COUPLET_CHARS = 30  # a 上联 and its 下联 fit the 63 characters the model was trained on
 COUPLET_TONES = ("strict", "off")
 
@@ -47,7 +46,7 @@ def opposite_tone(first: frozenset) -> int | None:
 def parse_first(text: str) -> tuple[str, list[int | None]]:
     """A 上联 → (its text without a closing mark, the layout: per position the index of the
     clause's character (0-based), or None for a mark). Raises TangshiError with the reason."""
-    raw = "".join((text or "").split()).translate(ASCII_MARKS)
+    raw = as_corpus_marks("".join((text or "").split()))
     body = raw.rstrip(COUPLET_MARKS + PERIOD)
     if not body:
         raise TangshiError("the 上联 is empty; give its Chinese characters, e.g. tangshi couplet 白日依山盡")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from tangshi import prosody
 from tangshi.errors import TangshiError
-from tangshi.text import is_han
-
-ASCII_MARKS = str.maketrans({",": "，", ".": "。"})  # a keyboard's marks, as the corpus writes them
+from tangshi.text import CLAUSE_SEPARATORS, as_corpus_marks, is_han
 
 
 def _line_text(k: int) -> str:
@@ -23,7 +21,7 @@ def parse_start(c, start: str | None, label: str, layout) -> tuple[dict[int, int
     of whole lines, each closed by the form's mark ('，' after odd lines, '。' after even ones),
     and then part of the next line. `c` is the constraint (its vocabulary lookups), `layout` the
     form's positions (layout.positions)."""
-    text = "".join((start or "").split()).translate(ASCII_MARKS)
+    text = as_corpus_marks("".join((start or "").split()))
     forced: dict[int, int] = {}
     if not text:
         return forced, ""
@@ -105,8 +103,13 @@ def parse_keywords(c, keywords: str | None) -> tuple[tuple[int, ...], str]:
 
 
 def parse_free_start(c, start: str | None) -> tuple[list[int], str]:
-    """Start text of free form: any characters the vocabulary knows → (ids, normalised text)."""
-    text = "".join((start or "").split())
+    """Start text of free form: any characters the vocabulary knows → (ids, normalised text). A
+    clause may not be empty (a mark at the start, or two marks in a row)."""
+    text = as_corpus_marks("".join((start or "").split()))
+    for i, ch in enumerate(text):
+        if ch in CLAUSE_SEPARATORS and (i == 0 or text[i - 1] in CLAUSE_SEPARATORS):
+            raise TangshiError(f"start text '{text}' has an empty clause: '{ch}' at position {i + 1} follows "
+                               + ("nothing" if i == 0 else "another mark"))
     ids, out = [], []
     for ch in text:
         tok, norm = c.token_id(ch, f"start text '{text}'")

@@ -44,8 +44,8 @@ class Keywords(Rule):
     def _why(self, text: str, label: str, P: int, S: int) -> str:
         missing = self.start_missing
         if len(missing) > len(self.slots):
-            return (f"keywords '{text}': {len(missing)} characters still to place but a {label} has only "
-                    f"{len(self.slots)} free positions left")
+            return (f"keywords '{text}': {len(missing)} characters to place but a {label} has only "
+                    f"{len(self.slots)} free positions")
         for k in sorted(missing):
             if not any(self._fits(k, p, P, S) for p in self.slots):
                 rhyme = any(p.rhyme for p in self.slots)
@@ -117,7 +117,7 @@ class FreeKeywords(Rule):
         self.start_missing = frozenset(keywords) - set(forced)
         if len(self.start_missing) > max_chars - len(forced):
             raise TangshiError(f"keywords '{text}': {len(self.start_missing)} characters to place but a free-form poem "
-                               f"has only {max_chars - len(forced)} characters left after the start text")
+                               f"has room for only {max_chars - len(forced)} more after the start text")
 
     def initial(self) -> frozenset:
         return self.start_missing
