@@ -26,7 +26,6 @@ a training poem.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import Counter
