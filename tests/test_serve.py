@@ -249,6 +249,12 @@ def test_page_in_chromium(tmp_path):
             page.wait_for_selector("#error-acrostic:not(:empty)")
             assert "has 3 characters but a 七言絕句 has 4 lines" in page.text_content("#error-acrostic")
             assert page.get_attribute("#acrostic", "aria-invalid") == "true"
+            assert page.evaluate("document.activeElement.id") == "acrostic"  # the focus goes to the field at fault
+            page.keyboard.press("End")
+            page.keyboard.type("冬")
+            page.keyboard.press("Enter")  # by keyboard: Enter in a field writes again
+            page.wait_for_selector("#error-acrostic:empty", state="attached")
+            page.wait_for_function("() => document.querySelector('#acrostic').getAttribute('aria-invalid') === null")
 
             phone = browser.new_page(viewport={"width": 375, "height": 800})
             phone.goto(base + "/?mode=poems&form=wujue&seed=3")  # a link runs its request
