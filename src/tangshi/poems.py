@@ -62,7 +62,7 @@ def rhyme_groups_known(vocab: Vocab) -> list[dict]:
     specials = frozenset((vocab.eos_id, vocab.oov_id, vocab.start_id, vocab.pad_id))
     known = group_counts(vocab_tables(tuple(vocab.itos), specials))
     table = prosody.rhyme_table()
-    return [{"group": g, "name": g[3:], "characters": len(table.group_chars[g]), "known": k}
+    return [{"group": g, "name": prosody.short_group_name(g), "characters": len(table.group_chars[g]), "known": k}
             for g, k in zip(table.groups, known)]
 
 

@@ -201,6 +201,11 @@ def rhyme_groups(ch: str) -> frozenset[str]:
     return rhyme_table().char_groups.get(_lookup_char(ch), frozenset())
 
 
+def short_group_name(group: str) -> str:
+    """'上平聲一東' → '一東' (the name without its 上平聲/下平聲 half)."""
+    return group[3:]
+
+
 def find_rhyme_group(name: str) -> str:
     """The 平聲 group named by ``name``: its full name ('上平聲一東'), its short name ('一東'), its
     last character ('東'), or any character of the group ('風'); simplified input is accepted.
@@ -212,7 +217,7 @@ def find_rhyme_group(name: str) -> str:
 
         text = to_traditional(text)  # 上平声一东 → 上平聲一東
     for g in groups:
-        if text and (text == g or g.endswith(text) and (len(text) == 1 or text == g[3:])):
+        if text and (text == g or g.endswith(text) and (len(text) == 1 or text == short_group_name(g))):
             return g
     trad = known_form(text, {c: 1 for g in groups for c in g[-1]}) if len(text) == 1 else None
     if trad is not None:

@@ -6,6 +6,7 @@ models from the same definitions), and the request → (records, the JSON header
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Iterator
 
 from .text import FORM_NAMES
@@ -102,16 +103,19 @@ def couplets(model, vocab, ns) -> tuple[Iterator[dict], dict]:
     return stream, couplet_header(ns.first, opts, ns.script, ns.tone, ns.candidates)
 
 
-def request_options(add) -> list[argparse.Action]:
-    """The options `add` (add_generate_options / add_couplet_options) defines, less NOT_REQUEST
-    and the hidden aliases: what a web request may give."""
+@functools.cache
+def _actions(add) -> tuple[argparse.Action, ...]:
+    """The argparse actions `add` (add_generate_options / add_couplet_options) defines, built once."""
     p = argparse.ArgumentParser(add_help=False)
     add(p)
-    return [a for a in p._actions if a.dest not in NOT_REQUEST and a.help != argparse.SUPPRESS]
+    return tuple(p._actions)
+
+
+def request_options(add) -> list[argparse.Action]:
+    """The options `add` defines, less NOT_REQUEST and the hidden aliases: what a web request may give."""
+    return [a for a in _actions(add) if a.dest not in NOT_REQUEST and a.help != argparse.SUPPRESS]
 
 
 def defaults(add) -> argparse.Namespace:
-    """A namespace holding every option of `add` at its default (positionals: None)."""
-    p = argparse.ArgumentParser(add_help=False)
-    add(p)
-    return argparse.Namespace(**{a.dest: a.default for a in p._actions if a.dest != "help"})
+    """A new namespace holding every option of `add` at its default (positionals: None)."""
+    return argparse.Namespace(**{a.dest: a.default for a in _actions(add) if a.dest != "help"})

@@ -16,6 +16,7 @@ is then free again: torch cannot be interrupted mid-step). Nothing in a request 
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import re
 import sys
@@ -197,6 +198,7 @@ async def _invalid(request, exc: RequestValidationError) -> JSONResponse:
     return _error(422, f"{'.'.join(loc) or 'body'}: {msg}", loc[0] if loc else None)
 
 
+@functools.cache
 def _web_file(name: str) -> str:
     return resources.files("tangshi").joinpath("web", name).read_text(encoding="utf-8")
 

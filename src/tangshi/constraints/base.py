@@ -140,6 +140,13 @@ class MaskTable:
         return cached[0]
 
 
+def ids_row(V: int, ids) -> np.ndarray:
+    """The (V,) boolean row allowing exactly `ids`."""
+    row = np.zeros(V, dtype=np.bool_)
+    row[list(ids)] = True
+    return row
+
+
 class Rule:
     """One rule of a constraint. At each position `pos` of the layout (layout.Position; None in
     free form) a rule may limit the characters allowed (`limit` returns a hashable key,
@@ -211,9 +218,7 @@ class Constrained:
         raise TangshiError(f"character '{ch}' in the {what} is not in the model's vocabulary")
 
     def onehot(self, i: int) -> np.ndarray:
-        row = np.zeros(self.V, dtype=np.bool_)
-        row[i] = True
-        return row
+        return ids_row(self.V, (i,))
 
     def _initial_row(self) -> Row:
         return Row(0, (), False, tuple(rule.initial() for rule in self.rules))

@@ -25,7 +25,7 @@ from tangshi.errors import TangshiError
 from tangshi.prosody import PING, ZE
 from tangshi.text import COMMA, PERIOD, as_corpus_marks, is_han
 
-from .base import Constrained, Row, Rule
+from .base import Constrained, Row, Rule, ids_row
 from .layout import Position
 from .tables import T_PING, T_ZE, tone_filter, vocab_tables
 
@@ -102,9 +102,7 @@ class Mirror(Rule):
         return None if t is None else ("=", chars[t])
 
     def factor(self, key) -> np.ndarray:
-        row = np.zeros(self.V, dtype=np.bool_)
-        row[key[1]] = True
-        return row
+        return ids_row(self.V, (key[1],))
 
     def exclude(self, pos, row, chars: dict) -> tuple:
         return () if pos.t in self.link else self.banned + tuple(chars.values())
@@ -161,7 +159,6 @@ class CoupletConstraint(Constrained):
         self.max_len = self._eos_t + 1
         han_ids = tuple(dict.fromkeys(tok for tok, j in zip(ids, layout) if j is not None))
         self._use_rules(([Opposition(tables, need)] if need else []) + [Mirror(self.V, link, han_ids)], tables.han)
-        self.conventional = ZE in prosody.tones(self.itos[ids[-1]])  # by convention a 上联 ends in 仄
 
     def _kid(self, tok: int) -> int:
         return self._masks.id(("F", tok), functools.partial(self.onehot, tok))

@@ -19,7 +19,7 @@ import numpy as np
 
 from tangshi.errors import TangshiError
 
-from .base import Rule
+from .base import Rule, ids_row
 
 
 class Keywords(Rule):
@@ -99,9 +99,7 @@ class Keywords(Rule):
         return ("K", only)
 
     def factor(self, key) -> np.ndarray:
-        row = np.zeros(self.V, dtype=np.bool_)
-        row[list(key[1])] = True
-        return row
+        return ids_row(self.V, key[1])
 
     def advance(self, pos, row, missing: frozenset, tok: int) -> frozenset:
         return missing - {tok} if tok in missing else missing
@@ -126,9 +124,7 @@ class FreeKeywords(Rule):
         return ("K", missing) if missing and self.max_chars - row.t <= len(missing) else None
 
     def factor(self, key) -> np.ndarray:
-        row = np.zeros(self.V, dtype=np.bool_)
-        row[list(key[1])] = True
-        return row
+        return ids_row(self.V, key[1])
 
     def exclude(self, pos, row, missing: frozenset) -> tuple:
         return (self.eos,) if missing else ()
