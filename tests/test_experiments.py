@@ -1,60 +1,203 @@
-"""The experiments' --quick modes, and the facts their reports rest on."""
+"""The studies (optimizers, init) on tiny corpora, and the facts their reports rest on."""
 
 import json
+import math
 
 import pytest
 import torch
 
+from tangshi import optimizer_study
 from tangshi.cli import main
-from tangshi.experiments import distinct_units
+from tangshi.errors import TangshiError
 from tangshi.model import ModelConfig, PoetryLM
+from tangshi.study import Probe, Recorder, RunSpec, Study, distinct_units
 
 
-@pytest.mark.parametrize("backend", ["torch", "numpy"])
-def test_optimizers_quick_writes_report(tmp_path, tiny_prepared, capsys, backend):
+def _study_cli(which, prepared, out, work, *extra):
+    return main(["experiment", which, "--quick", "--data", str(prepared), "--out", str(out), "--work", str(work), *extra])
+
+
+def test_optimizers_quick_report_follows_its_json(tmp_path, tiny_prepared, capsys):
+    out, work = tmp_path / "reports", tmp_path / "work"
+    assert _study_cli("optimizers", tiny_prepared, out, work) == 0
+    doc = json.loads((out / "optimizers.json").read_text(encoding="utf-8"))
+    text = (out / "optimizers.md").read_text(encoding="utf-8")
+    assert doc["format"] == optimizer_study.FORMAT and "command: `tangshi experiment optimizers --quick" in text
+    b = optimizer_study.QUICK
+    for opt, g in doc["grids"].items():  # each grid brackets its best, or says it could not
+        scores = [doc["runs"][n]["best"]["dev_ppl"] if not doc["runs"][n]["diverged"] else math.inf for n in g["runs"]]
+        k = scores.index(min(scores))
+        assert g["best_lr"] == doc["runs"][g["runs"][k]]["spec"]["train"]["lr"]
+        assert g["bracketed"] == (0 < k < len(scores) - 1)
+        assert g["bracketed"] or len(scores) == optimizer_study.MAX_GRID or g["best_lr"] in (
+            optimizer_study.LADDER[0], optimizer_study.LADDER[-1])
+    finals = {(f["optimizer"], f["wd"]): f for f in doc["finals"]}
+    assert set(finals) == {(o, 1e-4) for o in optimizer_study.OPTIMIZERS} | {(o, 0.0) for o in optimizer_study.CONTROLS}
+    for f in finals.values():
+        assert f["lr"] == doc["grids"][f["optimizer"]]["best_lr"] and len(f["runs"]) == b.seeds
+        for n in f["runs"]:  # per-epoch history of every run, for --replot
+            assert [h["epoch"] for h in doc["runs"][n]["history"]] == list(range(1, b.epochs + 1))
+        mean = sum(doc["runs"][n]["best"]["dev_ppl"] for n in f["runs"]) / b.seeds
+        assert f"| {f['optimizer']} | {f['lr']:g} | {f['wd']:g} | {mean:.2f} ± " in text  # the table is the runs'
+    assert "**confirmed" in text or "**refuted" in text or "**partly" in text
+    for k in ("final", "sweep", "updates"):
+        assert (out / optimizer_study.NAMES[k]).stat().st_size > 10_000
+    # the same command again trains nothing: every run is recorded
+    before = {p.name: p.stat().st_mtime_ns for p in work.glob("*.json")}
+    capsys.readouterr()
+    assert _study_cli("optimizers", tiny_prepared, tmp_path / "again", work) == 0
+    assert "training" not in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in work.glob("*.json")} == before
+    # --replot renders the same report from the JSON alone
+    (out / "optimizers.md").unlink()
+    assert main(["experiment", "optimizers", "--replot", "--out", str(out)]) == 0
+    again = (out / "optimizers.md").read_text(encoding="utf-8")
+    assert again.replace(again.split("\n")[6] + "\n", "", 1) == text
+    assert "rendered again from the JSON" in again
+
+
+class _FakeStudy:
+    """Records whose best perplexity is a given function of the learning rate."""
+
+    def __init__(self, score):
+        self.score = score
+
+    def recorded(self, spec):
+        lr = spec.train["lr"]
+        s = self.score(lr)
+        return {"diverged": s is None, "best": None if s is None else {"dev_ppl": s, "epoch": 1}}
+
+
+@pytest.mark.parametrize("score,grid,best,inside", [
+    (lambda lr: (math.log10(lr) + 2) ** 2 + 10, [3e-3, 1e-2, 3e-2], 1e-2, True),   # best in the middle already
+    (lambda lr: (math.log10(lr) + 3.2) ** 2 + 10, [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], 1e-3, True),  # widened downwards
+    (lambda lr: None if lr > 0.05 else -lr, [3e-3, 1e-2, 3e-2, 0.1], 3e-2, True),  # a diverged rung brackets
+    (lambda lr: -lr, [3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0], 3.0, False),  # stops at MAX_GRID, says so
+])
+def test_sweep_widens_until_the_best_is_inside(score, grid, best, inside):
+    specs, state = optimizer_study.sweep_state("adam", _FakeStudy(score), optimizer_study.QUICK, "torch")
+    assert state["lrs"] == grid and state["best_lr"] == best and state["bracketed"] is inside
+    assert [s.train["lr"] for s in specs] == grid
+
+
+def test_update_probe_is_the_step_taken():
+    """Plain SGD without decay moves each parameter by lr·g: the probe's RMS update must be lr·RMS(g)."""
+    torch.manual_seed(0)
+    m = PoetryLM(ModelConfig(vocab_size=11, pad_id=10, embed_dim=6, hidden_dim=5, tie_weights=False))
+    opt = torch.optim.SGD(m.parameters(), lr=0.3)
+    rec = Recorder(("updates", "grads", "moved"), path=None)
+    rec(0, Probe("torch", model=m))
+    x, y = torch.randint(0, 10, (3, 7)), torch.randint(0, 10, (3, 7))
+    _, loss = m(x, y)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in m.named_parameters()}
+    opt.step()
+    rec(1, Probe("torch", model=m))
+    got = rec.records[1]
+    assert got["grad_norms"]["head.bias"] == pytest.approx(float(grads["head.bias"].norm()), rel=1e-6)
+    for name, want in (("head.bias", grads["head.bias"]), ("embedding.weight", grads["embedding.weight"])):
+        assert got["update_rms"][name] == pytest.approx(0.3 * float(want.double().pow(2).mean().sqrt()), rel=1e-5)
+        assert got["moved"][name] == pytest.approx(0.3 * float(want.abs().max()), rel=1e-5)
+
+
+def _tiny_spec(**train):
+    return RunSpec("r", dict(embed_dim=8, hidden_dim=8, init="xavier"),
+                   dict(epochs=3, batch_size=16, optimizer="adam", lr=0.01, amp=False, **train),
+                   ("symmetry", "grads", "moved", "updates"))
+
+
+def test_a_study_cut_short_continues_to_the_same_run(tmp_path, tiny_prepared):
+    """Killed after epoch 1 (simulated: the run stopped there, no record), the study continues it:
+    history and every probe equal those of an uninterrupted study."""
+    from tangshi.study import train_run
+    from tangshi.train import TorchBackend
+    from tangshi.trainconfig import TrainConfig
+    from tangshi.trainer import Start, fit
+
+    spec = _tiny_spec()
+    with Study(tmp_path / "a", tiny_prepared) as s:
+        whole = s.run([spec])["r"]
+    (tmp_path / "b").mkdir()
+    rec = Recorder(spec.probes, tmp_path / "b" / "r.probes.json")
+    from tangshi.study import _FlushingBackend
+
+    fit(_FlushingBackend(TorchBackend(lambda step, model, opt: rec(step, Probe("torch", model=model))), rec),
+        tiny_prepared, tmp_path / "b" / "r", spec.model, TrainConfig(**spec.train), start=Start.of(), progress=False,
+        log=lambda *a: None, keep_epoch_checkpoints=False, stop_after_epoch=1)
+    cont = train_run(spec.as_json(), str(tmp_path / "b"), str(tiny_prepared), quiet=True)
+    assert [h["dev_ppl"] for h in cont["history"]] == [h["dev_ppl"] for h in whole["history"]]
+    a, b = whole["probes"], cont["probes"]
+    resumed_at = str(whole["history"][0]["steps"] + 1)  # the first step after the checkpoint: no update before it
+    assert set(a) - set(b) <= {resumed_at} and set(b) <= set(a) and len(a) > 6
+    for step in b:
+        assert a[step].keys() - b[step].keys() == ({"update_rms"} if step == resumed_at else set())
+        for kind in ("distinct_units", "moved", "grad_norms", "update_rms"):
+            if kind in b[step]:
+                assert b[step][kind] == pytest.approx(a[step][kind], rel=1e-6, abs=1e-12), (step, kind)
+
+
+def test_a_record_of_other_settings_is_refused(tmp_path, tiny_prepared):
+    with Study(tmp_path / "w", tiny_prepared) as s:
+        s.run([_tiny_spec()])
+    other = RunSpec("r", dict(embed_dim=8, hidden_dim=8, init="xavier"),
+                    dict(epochs=3, batch_size=16, optimizer="adam", lr=0.02, amp=False), ())
+    with Study(tmp_path / "w", tiny_prepared) as s, pytest.raises(TangshiError, match="other settings"):
+        s.run([other])
+
+
+def test_init_quick_tells_symmetric_from_stuck(tmp_path, tiny_prepared, capsys):
     out = tmp_path / "reports"
-    stem = "optimizers" if backend == "torch" else "optimizers-numpy"
-    assert main(["experiment", "optimizers", "--quick", "--backend", backend,
-                 "--data", str(tiny_prepared), "--out", str(out)]) == 0
-    text = (out / f"{stem}.md").read_text(encoding="utf-8")
-    assert f"command: `tangshi experiment optimizers --quick --backend {backend}" in text
-    assert f"{backend} backend" in text and f"]({stem}_best.png)" in text
-    rows = json.loads((out / f"{stem}.json").read_text())["rows"]
-    assert {r["optimizer"] for r in rows} == {"adam", "adagrad", "sgd", "adamw"}
-    assert all(r["best_dev_ppl"] > 1 for r in rows)
-    ada = [r for r in rows if r["optimizer"] == "adagrad"]
-    assert all(r["effective_step"] < r["effective_step_1"] for r in ada)  # Adagrad's step decays
-    assert (out / f"{stem}_best.png").stat().st_size > 1000
-    # the two backends write side by side: neither overwrites the other's files
-    assert not (backend == "numpy" and (out / "optimizers.md").exists())
+    assert _study_cli("init", tiny_prepared, out, tmp_path / "work") == 0
+    doc = json.loads((out / "init.json").read_text(encoding="utf-8"))
+    text = (out / "init.md").read_text(encoding="utf-8")
+    runs = {(r["spec"]["model"]["init"], r["spec"]["train"]["optimizer"], r["spec"]["model"]["relu_logits"]): r
+            for r in doc["runs"].values()}
+    assert len(runs) == 5 * 4
+    everything = set(runs["xavier", "adam", False]["probes"]["1"]["moved"])
+    for (arm, opt, relu), r in runs.items():
+        probes = {int(k): v for k, v in r["probes"].items()}
+        units = {s: v["distinct_units"] for s, v in probes.items()}
+        moved = probes[max(probes)]["moved"]
+        if arm in ("zeros", "constant"):
+            assert set(units.values()) == {1}, (arm, opt, relu)  # symmetric at every recorded step
+        else:
+            assert units[0] == 16 and units[max(units)] == 16
+        if arm == "zeros":  # only the output bias can move; under ReLU (derivative 0 at 0) not even that
+            assert {k for k, v in moved.items() if v > 0} == (set() if relu else {"head.bias"})
+            assert all(v == 0 for k, v in probes[1]["grad_norms"].items() if k != "head.bias")
+        if arm == "constant":  # symmetric, yet every parameter moves
+            assert {k for k, v in moved.items() if v > 0} == everything
+    assert "1. *All-zero weights fail.* — **confirmed**" in text
+    assert "**symmetric but not stuck**" in text
+    for k in ("curves", "units", "grads"):
+        assert (out / f"init_{k}.png").stat().st_size > 10_000
+    assert "Incomplete" not in text
+    # --partial trains nothing and says which runs are missing
+    (tmp_path / "work" / "xavier-sgd-e1.json").unlink()
+    assert _study_cli("init", tiny_prepared, tmp_path / "part", tmp_path / "work", "--partial") == 0
+    part = (tmp_path / "part" / "init.md").read_text(encoding="utf-8")
+    assert "**Incomplete** (`--partial`): 19 of 20 runs are finished; still to train: xavier-sgd-e1." in part
+    assert not (tmp_path / "work" / "xavier-sgd-e1.json").exists()
 
 
-@pytest.mark.parametrize("backend", ["torch", "numpy"])
-def test_init_quick_zero_init_stays_symmetric(tmp_path, tiny_prepared, capsys, backend):
-    out = tmp_path / "reports"
-    stem = "init" if backend == "torch" else "init-numpy"
-    assert main(["experiment", "init", "--quick", "--backend", backend,
-                 "--data", str(tiny_prepared), "--out", str(out)]) == 0
-    res = json.loads((out / f"{stem}.json").read_text())
-    z, x = res["results"]["zeros"], res["results"]["xavier"]
-    assert z["distinct_units"]["end"] == 1 and z["distinct_units"]["1"] == 1
-    assert x["distinct_units"]["0"] == 16 and x["distinct_units"]["end"] == 16
-    # under zero init, only the output bias receives a gradient
-    assert z["grad_norm_step1"]["head.bias"] > 0
-    assert all(v == 0.0 for k, v in z["grad_norm_step1"].items() if k != "head.bias")
-    assert [k for k, v in z["max_change"].items() if v > 0] == ["head.bias"]
-    assert (out / f"{stem}.md").exists() and (out / f"{stem}_curves.png").stat().st_size > 1000
+def test_replot_errors_are_one_line(tmp_path, capsys):
+    assert main(["experiment", "init", "--replot", "--out", str(tmp_path)]) == 2
+    assert "init.json does not exist" in capsys.readouterr().err
+    (tmp_path / "init.json").write_text("{not json", encoding="utf-8")
+    assert main(["experiment", "init", "--replot", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot be read" in err
 
 
 def test_distinct_units_counts_groups():
     m = PoetryLM(ModelConfig(vocab_size=11, pad_id=10, embed_dim=4, hidden_dim=6, init="zeros"))
-    assert distinct_units(m) == 1
+    assert distinct_units(m.canonical_state_dict(), 6) == 1
     with torch.no_grad():
         m.lstm[0].bias[2] = 1e-3  # the input-gate bias of unit 2: only unit 2 now differs
-    assert distinct_units(m) == 2
+    assert distinct_units(m.canonical_state_dict(), 6) == 2
 
 
-def test_adagrad_effective_step_falls_monotonically():
+def test_adagrad_step_falls_monotonically():
     """On a fixed batch, lr/(√G+ε) never rises: G only accumulates squared gradients."""
     torch.manual_seed(0)
     m = PoetryLM(ModelConfig(vocab_size=11, pad_id=10, embed_dim=8, hidden_dim=8))
@@ -73,9 +216,10 @@ def test_adagrad_effective_step_falls_monotonically():
 @pytest.mark.parametrize("which", ["optimizers", "init"])
 def test_missing_data_is_one_line_and_creates_nothing(tmp_path, capsys, which):
     out = tmp_path / "reports"
-    assert main(["experiment", which, "--quick", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert main(["experiment", which, "--quick", "--data", str(tmp_path / "nope"), "--out", str(out),
+                 "--work", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "nope" in err and not out.exists()
+    assert len(err.splitlines()) == 1 and "nope" in err and not out.exists() and not (tmp_path / "w").exists()
 
 
 def test_backprop_experiment_separates_correct_bptt_from_the_missing_cell_path(tmp_path, capsys):

@@ -39,7 +39,8 @@ from .errors import TangshiError, option
 from .lstm_spec import head_weight_name, param_shapes
 
 IMPLS = ("tangshi", "seed", "nn")
-INITS = ("xavier", "zeros", "uniform1e-4", "torch")
+INITS = ("xavier", "zeros", "constant", "uniform1e-4", "torch")
+CONSTANT_INIT = 0.01  # "constant": every weight and bias this value (symmetric, but not stuck like all-zero)
 SEED_UNIFORM_SCALE = 1e-4  # the seed's NumPy init draws U(-1e-4, 1e-4)
 # the training-only regularisers: they change no weight's shape, and act only while training
 DROPOUT_FIELDS = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop")
@@ -68,8 +69,8 @@ class ModelConfig:
     dropout_hidden: float = option(0.0, "locked dropout between LSTM layers")
     dropout_output: float = option(0.0, "locked dropout on the last LSTM output")
     weight_drop: float = option(0.0, "DropConnect on weight_hh (AWD-LSTM)")
-    init: str = option("xavier", "initialisation: xavier (the assignment's), zeros, uniform1e-4 (the assignment's "
-                                 "NumPy U(±1e-4)), torch (PyTorch's defaults)", choices=INITS)
+    init: str = option("xavier", "initialisation: xavier (the assignment's), zeros, constant (every weight 0.01), "
+                                 "uniform1e-4 (the assignment's NumPy U(±1e-4)), torch (PyTorch's defaults)", choices=INITS)
 
     def __post_init__(self):
         if self.impl not in IMPLS:
@@ -327,11 +328,13 @@ class PoetryLM(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, scheme: str = "xavier") -> None:
         """xavier: Xavier-uniform matrices, zero vectors (the seed's Part 2);
-        zeros: everything 0; uniform1e-4: the seed's NumPy U(±1e-4);
+        zeros: everything 0; constant: everything CONSTANT_INIT; uniform1e-4: the seed's NumPy U(±1e-4);
         torch: PyTorch's own defaults for nn.Embedding/nn.LSTM/nn.Linear."""
         for name, p in self.named_parameters():
             if scheme == "zeros":
                 p.zero_()
+            elif scheme == "constant":
+                p.fill_(CONSTANT_INIT)
             elif scheme == "uniform1e-4":
                 p.uniform_(-SEED_UNIFORM_SCALE, SEED_UNIFORM_SCALE)
             elif scheme == "xavier":

@@ -39,6 +39,24 @@ def checkpoint_name(epoch: int, loss: float) -> str:
     return f"poetry-gen-epoch{epoch}-loss{loss:.6f}"
 
 
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint in a run folder that training can resume from, whatever
+    the links say; None if it holds none."""
+    best_epoch, found = -1, None
+    names = [n for n in os.listdir(run_dir) if not n.startswith(".")]
+    for n in sorted(names):
+        d = Path(run_dir) / n
+        if d.is_symlink() or not d.is_dir() or not all((d / f).is_file() for f in RESUMABLE):
+            continue  # links are followed through their folders; legacy `last` is a real folder
+        try:
+            epoch = int(json.loads((d / ckpt.TRAINER).read_text(encoding="utf-8"))["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if epoch > best_epoch:
+            best_epoch, found = epoch, d
+    return found
+
 class RunFolder:
     """The output folder of one training run (see the module docstring)."""
 
@@ -64,19 +82,7 @@ class RunFolder:
 
     def latest(self) -> Path | None:
         """The newest complete checkpoint that training can resume from, whatever the links say."""
-        best_epoch, found = -1, None
-        names = [n for n in os.listdir(self.path) if not n.startswith(".")]
-        for n in sorted(names):
-            d = self.path / n
-            if d.is_symlink() or not d.is_dir() or not all((d / f).is_file() for f in RESUMABLE):
-                continue  # links are followed through their folders; legacy `last` is a real folder
-            try:
-                epoch = int(json.loads((d / ckpt.TRAINER).read_text(encoding="utf-8"))["epoch"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            if epoch > best_epoch:
-                best_epoch, found = epoch, d
-        return found
+        return latest_checkpoint(self.path)
 
     # -- writing
     def save_epoch(self, name: str, write: Callable[[Path], None], *, improved: bool, keep_epochs: bool) -> None:
