@@ -130,8 +130,8 @@ def test_masks_keep_model_probabilities(monkeypatch):
     real_step, real_choose, real_draw = PoetryLM.step, G._choose, G._draw
     last = {}
 
-    def step(self, ids, state=None, logits=True):
-        out, state = real_step(self, ids, state, logits)
+    def step(self, ids, state=None, logits=True, precision="fp32"):
+        out, state = real_step(self, ids, state, logits, precision)
         if out is not None:
             last["logits"] = out.clone()
         return out, state
@@ -162,8 +162,8 @@ def test_masks_keep_model_probabilities(monkeypatch):
 def test_forced_steps_skip_the_output_layer(monkeypatch):
     calls = []
     real = PoetryLM.step
-    monkeypatch.setattr(PoetryLM, "step", lambda self, ids, state=None, logits=True:
-                        (logits and calls.append(1)) or real(self, ids, state, logits))
+    monkeypatch.setattr(PoetryLM, "step", lambda self, ids, state=None, logits=True, precision="fp32":
+                        (logits and calls.append(1)) or real(self, ids, state, logits, precision))
     write_poems(MODEL, VOCAB, sample(0), n=2, form="wujue", acrostic="白黃欲更")
     assert len(calls) == 4 * 5 - 4  # 20 characters, 4 of them the acrostic heads; no punctuation, no <EOS>
 

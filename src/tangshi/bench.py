@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from .errors import TangshiError
 from .graphstep import TrainStep
 from .model import ModelConfig, PoetryLM, SeedLSTMLayer
 from .splits import load_split
+from .stepweights import default_precision
 from .train import bf16_is_fast
 from .vocab import Vocab
 
@@ -93,9 +94,9 @@ KERNELS = {"seed": "the assignment's loop (autograd)", "tangshi": "tangshi (hand
            "tangshi_graph": "tangshi (hand-written BPTT), CUDA graphs", "nn_lstm": "torch.nn.LSTM",
            "numpy": "NumPy twin (hand-written BPTT)", "layer_tangshi": "tangshi (hand-written BPTT)",
            "layer_tangshi_graph": "tangshi, CUDA graphs", "layer_nn": "torch.nn.LSTM",
-           "gen_qilv": "PoetryLM.step", "gen_wujue_1000": "PoetryLM.step", "gen_qilv_keywords": "PoetryLM.step",
-           "gen_couplet": "PoetryLM.step"}
-GENERATION_ROWS = ("gen_qilv", "gen_wujue_1000", "gen_qilv_keywords", "gen_couplet")
+           "gen_qilv": "PoetryLM.step", "gen_qilv_fp32": "PoetryLM.step, fp32", "gen_wujue_1000": "PoetryLM.step",
+           "gen_qilv_keywords": "PoetryLM.step", "gen_couplet": "PoetryLM.step"}
+GENERATION_ROWS = ("gen_qilv", "gen_qilv_fp32", "gen_wujue_1000", "gen_qilv_keywords", "gen_couplet")
 
 
 def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int = 2,
@@ -149,6 +150,8 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
     for row in rows:  # what each row ran: the layer rows and the assignment's row are fp32 by design
         row["kernel"] = KERNELS.get(row["name"], row["name"])
         row["dtype"] = "bf16" if amp and row["name"] in ("tangshi", "tangshi_graph", "nn_lstm") else "fp32"
+        if row["name"] in GENERATION_ROWS and row["name"] != "gen_qilv_fp32":
+            row["dtype"] = default_precision(dev)  # decoding's own precision (stepweights.py)
     return {"device": _device_name(dev), "cpu_flags": cpu_flags() if dev.type == "cpu" else None,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": dtype,
             "bf16_autocast": amp, "repeats": repeats, "results": rows}
@@ -219,9 +222,14 @@ def _generation_bench(checkpoint, dev, want) -> list[Result]:
         return [Result("gen_qilv", float("nan"), 0, f"skipped: {e}")]
     out = []
     opts = DecodeOptions(strategy="sample", temperature=0.8, top_p=0.9, seed=0)
+    prec = opts.precision_on(dev)
     if want("gen_qilv"):
         ms = _median_ms(lambda: write_poems(model, vocab, opts, n=1, form="qilv"), 5, 1, dev)
-        out.append(Result("gen_qilv", ms, 0, "one 七言律诗, rhyme on, sampling"))
+        out.append(Result("gen_qilv", ms, 0, f"one 七言律诗, rhyme on, sampling, the default precision ({prec})"))
+    if want("gen_qilv_fp32"):
+        fp32 = replace(opts, precision="fp32")
+        ms = _median_ms(lambda: write_poems(model, vocab, fp32, n=1, form="qilv"), 5, 1, dev)
+        out.append(Result("gen_qilv_fp32", ms, 0, "one 七言律诗, rhyme on, sampling, --precision fp32"))
     if want("gen_wujue_1000"):
         ms = _median_ms(lambda: write_poems(model, vocab, opts, n=1000, form="wujue"), 3, 1, dev)
         out.append(Result("gen_wujue_1000", ms, 0, "1,000 五言绝句 in one batch, rhyme on, sampling"))

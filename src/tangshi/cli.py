@@ -114,6 +114,10 @@ def cmd_eval(args) -> int:
     from .trainconfig import require_device
 
     require_device(args.device)
+    if args.precision:
+        from .stepweights import check_precision
+
+        check_precision(args.precision, args.device)
     ck = _resolve_checkpoint(args.checkpoint)
     model, vocab, meta = load_checkpoint(ck, device=args.device)
     if args.data:
@@ -130,10 +134,18 @@ def cmd_eval(args) -> int:
         split = rebuild_dev_split(meta, vocab, source=Path(args.source))
     if args.limit is not None:
         split = split.head(args.limit)
-    res = evaluate(model, split, device=args.device)
+    if args.precision:
+        from .splits import evaluate_steps
+
+        res = evaluate_steps(model, split, args.precision, device=args.device)
+    else:
+        res = evaluate(model, split, device=args.device)
     res["checkpoint"] = str(ck)
     if args.json:
         _print_json(res)
+    elif args.precision:
+        print(f"dev perplexity {res['dev_ppl']:.3f} (mean NLL {res['dev_nll']:.4f} over {res['tokens']} tokens), "
+              f"through the decoding step in {args.precision}")
     else:
         print(f"dev perplexity {res['dev_ppl']:.3f} (mean NLL {res['dev_nll']:.4f} over {res['tokens']} tokens); "
               f"seed's PAD-counted loss {res['seed_loss']:.4f}, seed's 2**loss {res['seed_ppl']:.3f}")
@@ -360,6 +372,9 @@ def _eval_parser(sub) -> None:
     e.add_argument("--source", default="data/quantangshi", help="poem JSON folder, when rebuilding the dev split")
     e.add_argument("--limit", type=int, help="only the first N dev poems (N >= 1)")
     e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    e.add_argument("--precision", choices=("fp32", "int8"),
+                   help="evaluate through the decoding step (one token at a time) with its products in this "
+                        "precision, as `generate --precision` decodes (default: the training forward, fp32)")
     e.add_argument("--json", action="store_true", help=JSON_HELP)
     e.set_defaults(func=cmd_eval)
 

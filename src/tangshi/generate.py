@@ -34,6 +34,7 @@ import torch
 from .constraints import FreeConstraint
 from .errors import TangshiError, check_number
 from .model import PoetryLM
+from .stepweights import PRECISIONS, default_precision
 from .text import CLAUSE_SEPARATORS
 from .vocab import Vocab
 
@@ -56,6 +57,8 @@ class DecodeOptions:
     seed: int = 0
     max_chars: int | None = None  # free form: characters (punctuation included) before <EOS> is forced;
     # None: the strategy's own bound (the assignment's procedure writes SEED_MAX_CHARS, the others FREE_MAX_CHARS)
+    precision: str | None = None  # the step's products (stepweights.py); None: int8 on x86 CPUs, else fp32
+    # (the assignment's procedure: fp32 unless asked, so that it reproduces the assignment's text)
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -68,12 +71,17 @@ class DecodeOptions:
         if self.max_chars is None:
             object.__setattr__(self, "max_chars", SEED_MAX_CHARS if self.strategy == "seed" else FREE_MAX_CHARS)
         check_number("max_chars", self.max_chars, 1, 1 << 16, integer=True)
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise TangshiError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    def precision_on(self, device) -> str:
+        return self.precision or default_precision(device)
 
 
 # ---------------------------------------------------------------------------- the seed's procedure
 @torch.no_grad()
 def generate_seed(model: PoetryLM, vocab: Vocab, start: str, seed: int = 0,
-                  max_chars: int = SEED_MAX_CHARS) -> str:
+                  max_chars: int = SEED_MAX_CHARS, precision: str = "fp32") -> str:
     """The seed's procedure: feed <START> and the start character, then repeatedly
     take the top-1 token; when it is <EOS>, continue from a uniformly random
     character instead (the LSTM state is kept); stop at `max_chars` characters.
@@ -83,7 +91,7 @@ def generate_seed(model: PoetryLM, vocab: Vocab, start: str, seed: int = 0,
     rng = random.Random(seed)
     model.eval()
     text = start
-    logits, state = model.step(torch.tensor([vocab.start_id]), None)
+    logits, state = model.step(torch.tensor([vocab.start_id]), None, precision=precision)
     for ch in start:
         logits, state = model.step(torch.tensor([vocab.id_of(ch)]), state)
     chars = vocab.chars
@@ -239,7 +247,8 @@ def decode(model: PoetryLM, vocab: Vocab, n: int, opts: DecodeOptions, start: st
     if n < 1:
         raise TangshiError(f"the number of poems must be at least 1, got {n}")
     if opts.strategy == "seed":
-        return [generate_seed(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars) for i in range(n)]
+        return [generate_seed(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars,
+                              precision=opts.precision or "fp32") for i in range(n)]
     if constraint is None:
         constraint = _plain_constraint(vocab, start)
     check_start(constraint, opts)
@@ -261,7 +270,7 @@ def _decode_batch(model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, 
     allowed = c.mask(state, device)  # (B, V) bool
     forced = _forced(allowed)  # every row forced (punctuation, start text, heads, <EOS>): no output layer
     logits, lstm = model.step(torch.full((n,), vocab.start_id, dtype=torch.long, device=device), None,
-                              logits=forced is None)
+                              logits=forced is None, precision=opts.precision_on(device))
     out = torch.full((n, max_steps), vocab.eos_id, dtype=torch.long)
     for t in range(max_steps):
         if free and t == opts.max_chars:
@@ -292,7 +301,8 @@ def beam_search(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, start: str =
     K = max(opts.beam, n_best)
     V = len(vocab)
     with _threads_for(K, device):
-        logits, lstm = model.step(torch.tensor([vocab.start_id], device=device), None)
+        logits, lstm = model.step(torch.tensor([vocab.start_id], device=device), None,
+                                  precision=opts.precision_on(device))
         state = c.new_state(1)
         prefixes: list[list[int]] = [[]]
         scores = torch.zeros(1, device=device)

@@ -36,7 +36,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import TangshiError, option
-from .lstm_spec import head_weight_name, param_shapes
+from .lstm_spec import param_shapes
+from .stepweights import StepState, step_weights
 
 IMPLS = ("tangshi", "seed", "nn")
 INITS = ("xavier", "zeros", "constant", "uniform1e-4", "torch")
@@ -407,7 +408,8 @@ class PoetryLM(nn.Module):
 
     # -- generation ----------------------------------------------------------------
     @torch.no_grad()
-    def step(self, ids: torch.Tensor, state: "StepState | None" = None, logits: bool = True):
+    def step(self, ids: torch.Tensor, state: "StepState | None" = None, logits: bool = True,
+             precision: str = "fp32"):
         """One decoding step, the only one: ids (B,) long → (logits (B, V) fp32 of the next token, or
         None when `logits` is False, and the new state). The state (every layer's h_t and C_t) is
         carried between calls, never re-run; `state=None` starts from h_0 = C_0 = 0.
@@ -419,18 +421,14 @@ class PoetryLM(nn.Module):
         For one row the products are matrix-vector products, which read each weight once: about
         a tenth of the fixed cost of running `forward` on one token, which matters for one poem
         (≈ 60 steps of batch 1). `logits=False` skips the output layer for a step whose next token
-        is forced anyway."""
+        is forced anyway. `precision` (fp32 or int8, stepweights.py) applies to a new state."""
         if state is None:
-            state = StepState.start(StepWeights.of(self), ids.size(0))
+            state = StepState.start(step_weights(self, precision), ids.size(0))
         w, H = state.weights, self.config.hidden_dim
         x = w.emb.index_select(0, ids)  # (B, E)
         h_new, c_new = [], []
-        for l, (w_ih, w_hh, b) in enumerate(w.layers):
-            if x.size(0) == 1:
-                w_ih_t, w_hh_t = w.gemv[l]
-                z = torch.mv(w_ih_t, x[0]).add_(torch.mv(w_hh_t, state.h[l][0])).add_(b)[None]
-            else:
-                z = torch.addmm(b, x, w_ih).addmm_(state.h[l], w_hh)  # (B, 4H): i, f, c̃, o
+        for l in range(len(w.layers)):
+            z = w.gates(l, x, state.h[l])  # (B, 4H): i, f, c̃, o
             z[:, : 2 * H].sigmoid_()  # i_t, f_t
             z[:, 2 * H : 3 * H].tanh_()  # c̃_t
             z[:, 3 * H :].sigmoid_()  # o_t
@@ -442,7 +440,7 @@ class PoetryLM(nn.Module):
         state = StepState(w, h_new, c_new)
         if not logits:
             return None, state
-        out = torch.mv(w.head_w, x[0]).add_(w.head_b)[None] if x.size(0) == 1 else F.linear(x, w.head_w, w.head_b)
+        out = w.logits(x)
         return (out.relu_() if self.config.relu_logits else out), state
 
     # -- the canonical parameter layout ----------------------------------------------
@@ -490,48 +488,6 @@ class PoetryLM(nn.Module):
         if not self.config.tie_weights:
             self.head.weight.copy_(sd["head.weight"])
         self.head.bias.copy_(sd["head.bias"])
-
-
-@dataclass(frozen=True)
-class StepWeights:
-    """The weights `PoetryLM.step` reads, fp32, in the layouts its products want; built once per
-    decoding run from the canonical weights (so from any kernel)."""
-
-    emb: torch.Tensor  # (V, E)
-    layers: list  # per layer: weight_ih (in, 4H), weight_hh (H, 4H), bias (4H,)
-    gemv: list  # per layer: weight_ihᵀ (4H, in), weight_hhᵀ (4H, H), contiguous, for one row
-    head_w: torch.Tensor  # (V, H): the embedding when tied
-    head_b: torch.Tensor  # (V,)
-
-    @classmethod
-    def of(cls, model: "PoetryLM") -> "StepWeights":
-        cfg = model.config
-        sd = {k: v.float() for k, v in model.canonical_state_dict().items()}
-        layers = [(sd[f"lstm.{l}.weight_ih"], sd[f"lstm.{l}.weight_hh"], sd[f"lstm.{l}.bias"])
-                  for l in range(cfg.num_layers)]
-        return cls(sd["embedding.weight"], layers,
-                   [(w_ih.t().contiguous(), w_hh.t().contiguous()) for w_ih, w_hh, _ in layers],
-                   sd[head_weight_name(cfg)], sd["head.bias"])
-
-
-@dataclass(frozen=True)
-class StepState:
-    """What `PoetryLM.step` carries from one call to the next: h_t and C_t of every layer, (B, H)
-    each (never written in place), and the weights the steps read."""
-
-    weights: StepWeights
-    h: list
-    c: list
-
-    @classmethod
-    def start(cls, weights: StepWeights, batch: int) -> "StepState":
-        zeros = torch.zeros(batch, weights.layers[0][1].shape[0], device=weights.head_b.device)
-        return cls(weights, [zeros] * len(weights.layers), [zeros] * len(weights.layers))
-
-    def select(self, rows: torch.Tensor) -> "StepState":
-        """Keep (and repeat) rows: beam reordering."""
-        return StepState(self.weights, [h.index_select(0, rows) for h in self.h],
-                         [c.index_select(0, rows) for c in self.c])
 
 
 @torch.no_grad()

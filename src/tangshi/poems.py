@@ -197,7 +197,8 @@ def _texts(model, vocab, opts, n, start, constraint) -> Iterator[list[str]]:
 def _poem_stream(model, vocab, opts, n, start, constraint, form, script) -> Iterator[dict]:
     if opts.strategy == "seed":  # one poem at a time anyway: poem i uses seed + i, as the seed's loop did
         for i in range(n):
-            text = generate_seed(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars)
+            text = generate_seed(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars,
+                                 precision=opts.precision or "fp32")
             yield _record(text, form, script)
         return
     if opts.strategy == "beam":  # one search returns the n best

@@ -99,3 +99,26 @@ def open_prepared(data_dir: Path) -> tuple[Vocab, dict, Split, Split]:
     return vocab, meta, *(encode_split(poems[n], vocab, data_dir / f"{n}.txt") for n in ("train", "dev"))
 
 
+@torch.no_grad()
+def evaluate_steps(model: PoetryLM, split: Split, precision: str, device="cpu") -> dict:
+    """dev_nll and dev_ppl as `evaluate` computes them, but through the decoding step
+    (`PoetryLM.step`, one token at a time) in `precision`: the perplexity of what decoding reads."""
+    was_training = model.training
+    model.eval()
+    pad = model.config.pad_id
+    nll_real, n_real = 0.0, 0
+    for start in range(0, len(split.inputs), EVAL_BATCH):
+        x = split.inputs[start : start + EVAL_BATCH].to(device)
+        y = split.targets[start : start + EVAL_BATCH].to(device)
+        state = None
+        for t in range(int(split.lengths[start : start + EVAL_BATCH].max())):
+            logits, state = model.step(x[:, t], state, precision=precision)
+            real = y[:, t] != pad
+            nll = F.cross_entropy(logits.float()[real], y[real, t], reduction="sum")
+            nll_real += float(nll.double())
+            n_real += int(real.sum())
+    model.train(was_training)
+    if n_real == 0:
+        raise TangshiError("no dev poems to evaluate: the split is empty")
+    return {"dev_nll": nll_real / n_real, "dev_ppl": math.exp(nll_real / n_real), "tokens": n_real,
+            "precision": precision}
