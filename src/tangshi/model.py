@@ -112,7 +112,8 @@ class ModelConfig:
 class LSTMRecurrence(torch.autograd.Function):
     """h_{1..T} from the projected inputs xz_t = x_t W_ih + b and W_hh.
 
-    forward(xz (B, T, 4H), weight_hh (H, 4H), h0 (B, H), c0 (B, H)) → hs (B, T, H), hT, cT.
+    forward(xz (T, B, 4H), weight_hh (H, 4H), h0 (B, H), c0 (B, H)) → hs (T, B, H), hT, cT.
+    Time-major, so every per-step slice is contiguous and neither xz nor its gradient is copied.
     The backward is BPTT in the Part 1 notation (see docs/lstm-backprop.md):
         δ_t      = ∂E/∂h_t  (from above) + δz_{t+1} W_hhᵀ   (the recurrent path)
         δo_t     = δ_t ⊙ tanh(C_t) ⊙ o_t(1 − o_t)
@@ -125,11 +126,10 @@ class LSTMRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xz, weight_hh, h0, c0):
-        B, T, H4 = xz.shape
+        T, B, H4 = xz.shape
         H = H4 // 4
         with torch.autocast(device_type=xz.device.type, enabled=False):
-            # time-major inside (T, B, ·): every per-step slice is contiguous
-            xz = xz.float().transpose(0, 1).contiguous()  # (T, B, 4H)
+            xz = xz.float().contiguous()  # no copy for an fp32 projection
             w = weight_hh.float()
             gates = torch.empty(T, B, H4, device=xz.device)  # activated i, f, c̃, o
             slopes = torch.empty(T, B, H4, device=xz.device)  # σ'(z) for i, f, o and tanh'(z) for c̃
@@ -149,13 +149,13 @@ class LSTMRecurrence(torch.autograd.Function):
                 c = torch.addcmul(f * c, i, g, out=cs[t])  # C_t = f ⊙ C_{t−1} + i ⊙ c̃
                 h = torch.mul(o, torch.tanh(c, out=tcs[t]), out=hs[t])  # h_t = o ⊙ tanh(C_t)
         ctx.save_for_backward(gates, slopes, cs, tcs, hs, w, h0.float(), c0.float())
-        return hs.transpose(0, 1), h.clone(), c.clone()
+        return hs, h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_hs, d_hT, d_cT):
         gates, slopes, cs, tcs, hs, w, h0, c0 = ctx.saved_tensors
         T, B, H = hs.shape
-        d_hs = torch.zeros_like(hs) if d_hs is None else d_hs.float().transpose(0, 1)  # (T, B, H) view
+        d_hs = torch.zeros_like(hs) if d_hs is None else d_hs.float()  # (T, B, H), perhaps a strided view
         d_xz = torch.empty(T, B, 4 * H, device=hs.device)  # δz_t for every t
         d_h = torch.zeros(B, H, device=hs.device) if d_hT is None else d_hT.float().clone()
         d_c = torch.zeros(B, H, device=hs.device) if d_cT is None else d_cT.float().clone()
@@ -176,7 +176,7 @@ class LSTMRecurrence(torch.autograd.Function):
             d_c = d_c.mul_(f)  # cell-state path into δC_{t−1}
         h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]], dim=0)  # (T, B, H) h_{t−1}
         d_w = h_prev.reshape(-1, H).t() @ d_xz.reshape(-1, 4 * H)  # Σ_t h_{t−1}ᵀ δz_t
-        return d_xz.transpose(0, 1), d_w, d_h, d_c
+        return d_xz, d_w, d_h, d_c
 
 
 HEAD_CHUNK = 512  # rows of (N, V) logits per chunk: 512 × 5359 fp32 ≈ 11 MB, near cache size
@@ -267,10 +267,11 @@ class SeedLSTMLayer(nn.Module):
                 h, c = _cell(z.float(), c)
                 outs.append(h)
             return torch.stack(outs, dim=1), (h, c)
-        xz = torch.addmm(self.bias, x.reshape(B * T, -1), self.weight_ih).view(B, T, -1)  # (B, T, 4H)
-        if mode == "fused":
+        if mode == "fused":  # time-major: x is copied once (in wide), xz and δxz never (4H wide)
+            xz = torch.addmm(self.bias, x.transpose(0, 1).reshape(T * B, -1), self.weight_ih).view(T, B, -1)
             hs, h, c = LSTMRecurrence.apply(xz, w_hh, h, c)
-            return hs, (h, c)
+            return hs.transpose(0, 1), (h, c)
+        xz = torch.addmm(self.bias, x.reshape(B * T, -1), self.weight_ih).view(B, T, -1)  # (B, T, 4H)
         outs = []
         for t in range(T):
             h, c = _cell(torch.addmm(xz[:, t].float(), h, w_hh.float()), c)
