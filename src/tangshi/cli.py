@@ -10,14 +10,13 @@ import json
 import sys
 from pathlib import Path
 
+from .cliutil import (JSON_HELP, PREPARED_DEFAULT, REPLACE_HELP, THREADS_HELP, add_all, print_json,
+                      resolve_checkpoint, set_threads)
 from .errors import TangshiError, check_number, one_line
+from .experiment_cli import experiment_parser
 from .request import ORIGINAL  # the assignment's recipe, kernel and procedure: "original" (alias "seed")
 from .text import FORM_NAMES
 
-PREPARED_DEFAULT = Path("data/prepared/10000-seed0")
-MAX_THREADS = 1024
-REPLACE_HELP = ("replace the earlier output of this command in the folder (only the files tangshi wrote there "
-                "are removed; a folder holding anything else is still refused)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,18 +27,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"tangshi: error: {where + ': ' if where else ''}{message} (see {self.prog} --help)\n")
 
 
-def _print_json(obj) -> None:
-    print(json.dumps(obj, ensure_ascii=False, indent=1))
-
-
-def _set_threads(n: int | None) -> None:
-    if n is not None:
-        import torch
-
-        check_number("--threads", n, 1, MAX_THREADS, integer=True)
-        torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------------------- data
 def cmd_data_fetch(args) -> int:
     from .data import fetch
@@ -48,7 +35,7 @@ def cmd_data_fetch(args) -> int:
     res = fetch(Path(args.dest), from_path=Path(args.from_path) if args.from_path else None,
                 online=not args.offline, use_npm=not args.no_npm, log=log, replace=args.replace)
     if args.json:
-        _print_json(res)
+        print_json(res)
     return 0
 
 
@@ -61,7 +48,7 @@ def cmd_data_prepare(args) -> int:
     check_number("--seed", args.seed, 0, 2**32 - 1, integer=True)
     summary = prepare(Path(args.source), out, n, args.seed, replace=args.replace)
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     else:
         for k, v in summary.items():
             print(f"{k:>14}: {v}")
@@ -76,7 +63,7 @@ def cmd_train(args) -> int:
     from .trainconfig import TrainConfig, given_options
     from .trainer import saved_data_dir
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     if args.resume and args.replace:
         raise TangshiError("--resume continues the run and --replace starts it over; give one of them")
     given = {k: ORIGINAL.get(getattr(args, k), getattr(args, k)) for k in args.model_opts}
@@ -99,14 +86,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _resolve_checkpoint(path: str | None) -> Path:
-    from .bundled import bundled_model_path
-
-    if path:
-        return Path(path)
-    return bundled_model_path()
-
-
 def cmd_eval(args) -> int:
     from .checkpoint import load_checkpoint
     from .splits import evaluate, load_split
@@ -118,7 +97,7 @@ def cmd_eval(args) -> int:
         from .stepweights import check_precision
 
         check_precision(args.precision, args.device)
-    ck = _resolve_checkpoint(args.checkpoint)
+    ck = resolve_checkpoint(args.checkpoint)
     model, vocab, meta = load_checkpoint(ck, device=args.device)
     if args.data:
         data_dir = Path(args.data)
@@ -142,7 +121,7 @@ def cmd_eval(args) -> int:
         res = evaluate(model, split, device=args.device)
     res["checkpoint"] = str(ck)
     if args.json:
-        _print_json(res)
+        print_json(res)
     elif args.precision:
         print(f"dev perplexity {res['dev_ppl']:.3f} (mean NLL {res['dev_nll']:.4f} over {res['tokens']} tokens), "
               f"through the decoding step in {args.precision}")
@@ -158,7 +137,7 @@ def cmd_generate(args) -> int:
     from .request import decode_options, poems
 
     decode_options(args)  # bad decoding options are refused before the model is loaded
-    model, vocab, _ = load_checkpoint(_resolve_checkpoint(args.checkpoint))
+    model, vocab, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
     if args.list_rhyme_groups:
         return _list_rhyme_groups(vocab, args.json)
     stream, header = poems(model, vocab, args)
@@ -175,7 +154,7 @@ def _list_rhyme_groups(vocab, as_json: bool) -> int:
 
     rows = rhyme_groups_known(vocab)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return 0
     print("group           characters  known to the model")
     for r in rows:
@@ -201,7 +180,7 @@ def cmd_couplet(args) -> int:
     from .request import couplets as couplet_request, decode_options
 
     decode_options(args)
-    model, vocab, _ = load_checkpoint(_resolve_checkpoint(args.checkpoint))
+    model, vocab, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
     couplets, header = couplet_request(model, vocab, args)
     if args.json:
         _stream_json(couplets, header, key="couplets")
@@ -237,7 +216,7 @@ def cmd_metrics(args) -> int:
         res, extra = _poem_metrics(args, poems, header)
         title = f"{source}: {res['n']} poems, form {extra['form']}"
     if args.json:
-        _print_json({**res, **extra, "source": source})
+        print_json({**res, **extra, "source": source})
     else:
         print(format_metrics(res, title=title))
         if extra.get("note"):
@@ -282,8 +261,6 @@ def _poem_metrics(args, poems, header) -> tuple[dict, dict]:
 
 
 # ---------------------------------------------------------------------------- parser
-JSON_HELP = "print the result as JSON"
-THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)"
 _TYPES = {"int": int, "float": float, "str": str}
 
 
@@ -312,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tangshi", description="Train a character LSTM on the Complete Tang Poems and write poems with it.")
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_data_parsers, _train_parser, _eval_parser, _generate_parser, _couplet_parser, _serve_parser,
-                _metrics_parser, _bench_parser, _experiment_parser, _export_parser, _gradcheck_parser):
+                _metrics_parser, _bench_parser, experiment_parser, _export_parser, _gradcheck_parser):
         add(sub)
     return p
 
@@ -434,14 +411,9 @@ def _metrics_parser(sub) -> None:
     mp.set_defaults(func=cmd_metrics)
 
 
-def _add_all(parser, specs) -> None:
-    for flags, kw in specs:
-        parser.add_argument(*((flags,) if isinstance(flags, str) else flags), **kw)
-
-
 def _bench_parser(sub) -> None:
     b = sub.add_parser("bench", help="training-step and generation speed, side by side")
-    _add_all(b, [
+    add_all(b, [
         ("--data", dict(default=str(PREPARED_DEFAULT), help="prepared 10k split (real batches)")),
         ("--device", dict(default="cpu", choices=("cpu", "cuda"), help="where to time (default cpu)")),
         ("--repeats", dict(type=int, default=5, help="timed repetitions (the median is reported)")),
@@ -458,39 +430,9 @@ def _bench_parser(sub) -> None:
     b.set_defaults(func=cmd_bench)
 
 
-def _experiment_parser(sub) -> None:
-    x = sub.add_parser("experiment", help="reproducible reports: optimisers, initialisation, the seed's BPTT errors")
-    _add_all(x, [
-        ("which", dict(choices=("optimizers", "init", "backprop", "distance"),
-                       help="which experiment (backprop: the seed's three gradient errors, in training on a memory "
-                            "task; distance: ‖δh_t‖ and ‖δC_t‖ against distance on real poems)")),
-        ("--checkpoint", dict(help="distance: the model (default: the bundled one)")),
-        ("--data", dict(default=str(PREPARED_DEFAULT), help=f"prepared folder (default {PREPARED_DEFAULT})")),
-        ("--out", dict(default="reports", help="folder of the report files (default reports)")),
-        ("--epochs", dict(type=int, help="optimizers/init: epochs of the final comparison (default 20; 2 with --quick); "
-                                         "backprop: training steps (default 600; 100 with --quick)")),
-        ("--short-epochs", dict(type=int, help="optimizers: epochs of each learning-rate sweep run; init: epochs of "
-                                               "the SGD and ReLU variants (default 5; 1 with --quick)")),
-        ("--seeds", dict(type=int, help="optimizers: seeds of each final setting (default 3; 2 with --quick)")),
-        ("--backend", dict(default="torch", choices=("torch", "numpy"), help="which implementation trains")),
-        ("--quick", dict(action="store_true", help="tiny model and budget: seconds, for tests")),
-        ("--work", dict(help="optimizers/init: the folder of the study's training runs, kept so that the same "
-                             "command started again continues where it stopped (default runs/experiments/WHICH)")),
-        ("--jobs", dict(type=int, default=1, help="optimizers/init: runs trained side by side, each with "
-                                                  "threads/jobs threads (default 1)")),
-        ("--replot", dict(action="store_true", help="optimizers/init: render the report and plots again from the "
-                                                    "report's JSON in OUT, without training")),
-        ("--partial", dict(action="store_true", help="optimizers/init: train nothing; write the report from the "
-                                                     "study's runs finished so far, marked incomplete")),
-        ("--threads", dict(type=int, help=THREADS_HELP)),
-        ("--replace", dict(action="store_true", help="replace this experiment's earlier report files in OUT")),
-    ])
-    x.set_defaults(func=cmd_experiment)
-
-
 def _export_parser(sub) -> None:
     ex = sub.add_parser("export", help="write a compact copy of a checkpoint (fp16/bf16) with a model card")
-    _add_all(ex, [
+    add_all(ex, [
         ("--checkpoint", dict(required=True, help="the checkpoint folder (RUN/best, RUN/last, …)")),
         ("--out", dict(default="models/tangshi-default", help="output folder (default models/tangshi-default)")),
         ("--dtype", dict(default="fp16", choices=("fp16", "bf16", "fp32"), help="weight dtype (default fp16)")),
@@ -514,65 +456,17 @@ def _gradcheck_parser(sub) -> None:
 def cmd_bench(args) -> int:
     from .bench import format_bench, run_bench
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     check_number("--repeats", args.repeats, 1, 10_000, integer=True)
     check_number("--warmup", args.warmup, 0, 10_000, integer=True)
     only = tuple(args.only.split(",")) if args.only else None
     res = run_bench(Path(args.data), device=args.device, repeats=args.repeats, warmup=args.warmup,
                     checkpoint=Path(args.checkpoint) if args.checkpoint else None, only=only, dtype=args.dtype)
     if args.json:
-        _print_json(res)
+        print_json(res)
     else:
         print(format_bench(res))
     return 0
-
-
-def cmd_experiment(args) -> int:
-    _set_threads(args.threads)
-    for opt, value, lo in (("--epochs", args.epochs, 1), ("--short-epochs", args.short_epochs, 1),
-                           ("--seeds", args.seeds, 1), ("--jobs", args.jobs, 1)):
-        if value is not None:
-            check_number(opt, value, lo, 100_000 if opt != "--jobs" else MAX_THREADS, integer=True)
-    if args.which in ("distance", "backprop"):
-        res = _lesson_experiment(args)
-    else:
-        res = _study_experiment(args)
-    print(f"wrote {res['report']}")
-    return 0
-
-
-def _lesson_experiment(args) -> dict:
-    if args.which == "distance":
-        from .distance_study import run_distance
-
-        return run_distance(_resolve_checkpoint(args.checkpoint), Path(args.data), Path(args.out), argv=args.argv,
-                            replace=args.replace, n_poems=10 if args.quick else 100)
-    from .backprop_study import Task, run_backprop
-
-    return run_backprop(Path(args.out), Task(steps=args.epochs or (100 if args.quick else Task.steps)),
-                        argv=args.argv, replace=args.replace)
-
-
-def _study_experiment(args) -> dict:
-    from dataclasses import replace
-
-    from . import init_study, optimizer_study
-    from .study import default_work
-
-    study = optimizer_study if args.which == "optimizers" else init_study
-    if args.replot:
-        return study.replot(Path(args.out), backend=args.backend)
-    budget = study.QUICK if args.quick else study.Budget()
-    short = "sweep_epochs" if args.which == "optimizers" else "variant_epochs"
-    over = {k: v for k, v in (("epochs", args.epochs), (short, args.short_epochs)) if v is not None}
-    if args.seeds is not None:
-        if args.which != "optimizers":
-            raise TangshiError("--seeds applies to the optimizers experiment only")
-        over["seeds"] = args.seeds
-    work = Path(args.work) if args.work else default_work(args.which, args.backend, args.quick)
-    return study.run_study(Path(args.data), Path(args.out), replace(budget, **over), backend=args.backend,
-                           argv=args.argv, work=work, jobs=args.jobs, threads=args.threads, replace=args.replace,
-                           partial=args.partial)
 
 
 def cmd_export(args) -> int:
@@ -591,11 +485,11 @@ def cmd_gradcheck(args) -> int:
         from .worked_example import format_worked_example, run_worked_example
 
         res = run_worked_example()
-        _print_json(res) if args.json else print(format_worked_example(res))
+        print_json(res) if args.json else print(format_worked_example(res))
         return 0
     res = run_gradcheck(seed=args.seed)
     if args.json:
-        _print_json(res)
+        print_json(res)
     else:
         print(format_gradcheck(res))
     if not res["ok"]:

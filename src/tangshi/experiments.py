@@ -21,6 +21,7 @@ import torch
 
 from .data import read_split
 from .errors import TangshiError
+from .outputs import OutputFolder
 from .machine import cpu_name
 from .vocab import Vocab
 
@@ -145,3 +146,24 @@ def read_report_json(path: Path, fmt: str) -> dict:
         got = doc.get("format") if isinstance(doc, dict) else None
         raise TangshiError(f"--replot: {path} is not a {fmt} report (format {got!r}); run the experiment again")
     return doc
+
+
+def replot_report(out: Path, names: dict, fmt: str, write) -> dict:
+    """--replot: `write(folder, doc, names, rendered_again=True)` renders the report and plots again
+    from the report's own JSON (which it leaves as it is)."""
+    doc = read_report_json(Path(out) / names["json"], fmt)
+    with OutputFolder(out, "reports", replace=True, names=[n for k, n in names.items() if k != "json"]) as folder:
+        write(folder, doc, names, rendered_again=True)
+    return {"doc": doc, "report": str(folder.path / names["md"])}
+
+
+def stage_report(folder: OutputFolder, doc: dict, names: dict, plots: dict, markdown: str,
+                 rendered_again: bool = False) -> None:
+    """Write a study's report in one step: each `plots[key](path)` draws names[key], then the
+    Markdown, then (unless rendered again from it) the JSON."""
+    with folder.staged() as stage:
+        for key, plot in plots.items():
+            plot(stage / names[key])
+        (stage / names["md"]).write_text(markdown, encoding="utf-8")
+        if not rendered_again:
+            (stage / names["json"]).write_text(json.dumps(doc, indent=None), encoding="utf-8")

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data import require_prepared
-from .experiments import (COLOURS, LINESTYLES, data_meta, header_fields, plain_log_ticks, pyplot, read_report_json, render_header,
-                          unigram_perplexity)
+from .experiments import (COLOURS, LINESTYLES, data_meta, header_fields, plain_log_ticks, pyplot, render_header,
+                          replot_report, stage_report, unigram_perplexity)
 from .model import CONSTANT_INIT
 from .outputs import OutputFolder
 from .study import SYMMETRY_TOL, RunSpec, Study
@@ -93,22 +93,15 @@ def run_study(data_dir: Path, out: Path, budget: Budget = Budget(), backend: str
 
 
 def replot(out: Path, backend: str = "torch") -> dict:
-    names = names_for(backend)
-    doc = read_report_json(Path(out) / names["json"], FORMAT)
-    with OutputFolder(out, "reports", replace=True, names=[n for k, n in names.items() if k != "json"]) as folder:
-        write_report(folder, doc, names, rendered_again=True)
-    return {"doc": doc, "report": str(folder.path / names["md"])}
+    return replot_report(out, names_for(backend), FORMAT, write_report)
 
 
 def write_report(folder: OutputFolder, doc: dict, names: dict, rendered_again: bool = False) -> None:
     table = facts(doc)
-    with folder.staged() as stage:
-        _plot_curves(doc, table, stage / names["curves"])
-        _plot_units(doc, table, stage / names["units"])
-        _plot_grads(doc, table, stage / names["grads"])
-        (stage / names["md"]).write_text(render(doc, table, names, rendered_again), encoding="utf-8")
-        if not rendered_again:
-            (stage / names["json"]).write_text(json.dumps(doc, indent=None), encoding="utf-8")
+    stage_report(folder, doc, names, {"curves": lambda p: _plot_curves(doc, table, p),
+                                      "units": lambda p: _plot_units(doc, table, p),
+                                      "grads": lambda p: _plot_grads(doc, table, p)},
+                 render(doc, table, names, rendered_again), rendered_again)
 
 
 # ---------------------------------------------------------------------------- the numbers

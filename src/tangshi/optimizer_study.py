@@ -21,8 +21,8 @@ from pathlib import Path
 
 from .data import require_prepared
 from .errors import TangshiError
-from .experiments import (COLOURS, LINESTYLES, data_meta, fmt_summary, header_fields, plain_log_ticks, pyplot, read_report_json,
-                          render_header, separated, summary, thin)
+from .experiments import (COLOURS, LINESTYLES, data_meta, fmt_summary, header_fields, plain_log_ticks, pyplot,
+                          render_header, replot_report, separated, stage_report, summary, thin)
 from .outputs import OutputFolder
 from .study import RunSpec, Study
 
@@ -151,22 +151,15 @@ def _kept(rec: dict) -> dict:
 
 
 def replot(out: Path, backend: str = "torch") -> dict:
-    names = names_for(backend)
-    doc = read_report_json(Path(out) / names["json"], FORMAT)
-    with OutputFolder(out, "reports", replace=True, names=[n for k, n in names.items() if k != "json"]) as folder:
-        write_report(folder, doc, names, rendered_again=True)
-    return {"doc": doc, "report": str(folder.path / names["md"])}
+    return replot_report(out, names_for(backend), FORMAT, write_report)
 
 
 def write_report(folder: OutputFolder, doc: dict, names: dict, rendered_again: bool = False) -> None:
     finals = _final_table(doc)
-    with folder.staged() as stage:
-        _plot_final(doc, finals, stage / names["final"])
-        _plot_sweep(doc, stage / names["sweep"])
-        _plot_updates(doc, finals, stage / names["updates"])
-        (stage / names["md"]).write_text(render(doc, finals, names, rendered_again), encoding="utf-8")
-        if not rendered_again:
-            (stage / names["json"]).write_text(json.dumps(doc, indent=None), encoding="utf-8")
+    stage_report(folder, doc, names, {"final": lambda p: _plot_final(doc, finals, p),
+                                      "sweep": lambda p: _plot_sweep(doc, p),
+                                      "updates": lambda p: _plot_updates(doc, finals, p)},
+                 render(doc, finals, names, rendered_again), rendered_again)
 
 
 # ---------------------------------------------------------------------------- the numbers
