@@ -120,11 +120,13 @@ def pyplot():
 
 
 def plain_log_ticks(ax, axes: str = "xy") -> None:
-    """Log axes labelled 1, 10, 100 (not 10⁰, 10¹), minor ticks unlabelled."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    """Log axes labelled 1, 10, 100 … on x (steps) and 1, 2, 5, 10, 20, 50 … on y (not 10⁰, 10¹);
+    minor ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     for name in axes:
         axis = ax.xaxis if name == "x" else ax.yaxis
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if name == "x" else (1.0, 2.0, 5.0)))
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_minor_formatter(NullFormatter())
 

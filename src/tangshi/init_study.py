@@ -31,6 +31,7 @@ LR = {"adam": 0.01, "sgd": 1.0}  # Adam: the seed's; SGD: plain (no momentum), n
 NAMES = {"md": "init.md", "json": "init.json", "curves": "init_curves.png", "units": "init_units.png",
          "grads": "init_grads.png"}
 FORMAT = "tangshi-init/2"
+TRAINS = 0.95  # a run "trains" when its best dev perplexity is more than 5% below the unigram perplexity
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def facts(doc: dict) -> list[dict]:
                      "best_epoch": rec["best"]["epoch"] if rec["best"] else None, "units": units,
                      "units_end": units[max(units)] if units else None, "moved": moved, "step1": step1,
                      "still": sorted(k for k, v in moved.items() if v == 0), "diverged": rec["diverged"],
-                     "trains": best < 0.95 * doc["unigram_ppl"], "wall_s": rec["wall_s"]})
+                     "trains": best < TRAINS * doc["unigram_ppl"], "wall_s": rec["wall_s"]})
     return rows
 
 
@@ -139,11 +140,16 @@ def verdicts(doc: dict, table: list[dict]) -> list[str]:
             parts.append(f"{variant_name(r['optimizer'], r['relu'])}: {r['units_end']} distinct unit(s), parameters "
                          f"that moved: {', '.join(moved) or 'none'}, best dev ppl {r['best']:.2f}")
         stuck = all(set(r["moved"]) - set(r["still"]) <= {"head.bias"} for r in zero)
+        why = (" With every weight 0, h_t = 0 at every step, so every gradient but the output bias's is exactly 0: "
+               "the model can learn character frequencies and nothing else.")
+        if any(r["relu"] for r in zero):
+            why += " Under ReLU even the bias's gradient is 0, because ReLU's derivative at 0 is 0."
+        seed_zero = _pick(table).get("zeros")
+        if seed_zero and seed_zero["best"] > uni:
+            why += (f" With the seed's recipe it ends above the unigram perplexity ({seed_zero['best']:.2f} > {uni:.2f}): "
+                    "Adam moves each bias by about lr = 0.01 a step, and the unigram log-probabilities span many nats.")
         out.append("1. *All-zero weights fail.* — " + ("**confirmed**" if stuck else "**refuted**") +
-                   f" (unigram perplexity {uni:.2f}): " + "; ".join(parts) + "." + (
-                       " With every weight 0, h_t = 0 at every step, so every gradient but the output bias's is exactly "
-                       "0: the model can learn character frequencies and nothing else; under ReLU even the bias's "
-                       "gradient is 0, because ReLU's derivative at 0 is 0." if stuck else ""))
+                   f" (unigram perplexity {uni:.2f}): " + "; ".join(parts) + "." + (why if stuck else ""))
     const = [r for r in table if r["arm"] == "constant"]
     if const:
         sym = all(set(r["units"].values()) == {1} for r in const)
@@ -153,8 +159,9 @@ def verdicts(doc: dict, table: list[dict]) -> list[str]:
                    + ("exactly one distinct unit at every recorded step" if sym else "distinct (see the table)")
                    + (", while every parameter moves" if moving else "") + "; best dev ppl "
                    + ", ".join(f"{variant_name(r['optimizer'], r['relu'])} {r['best']:.2f}" for r in const)
-                   + ". The network trains as if it had one hidden unit: symmetry, not zero, is what all-zero weights "
-                     "cannot escape, and a constant init cannot escape it either.")
+                   + f" ({sum(r['trains'] for r in const)} of {len(const)} more than 5% below the unigram perplexity {uni:.2f})"
+                   + (". The network trains as if it had one hidden unit: symmetry, not zero, is what all-zero weights "
+                      "cannot escape, and a constant init cannot escape it either." if sym else "."))
     seed = _pick(table)
     random_arms = [a for a in ("uniform1e-4", "xavier", "torch") if a in seed]
     if "xavier" in seed and len(random_arms) > 1:
@@ -171,7 +178,7 @@ def verdicts(doc: dict, table: list[dict]) -> list[str]:
                     f"{x['best'] - seed[ranked[0]]['best']:.2f} points")
         text = (f"3. *Xavier works.* — with the seed's recipe ({_epochs(x['epochs'])}, Adam), "
                 + ("every random init keeps all its units distinct" if broken else "not every random init keeps its units distinct")
-                + f" and {len(below)} of {len(random_arms)} end below the unigram perplexity; best dev ppl {order}. {lead}.")
+                + f" and {len(below)} of {len(random_arms)} end more than 5% below the unigram perplexity; best dev ppl {order}. {lead}.")
         sgd = _pick(table, "sgd")
         if "xavier" in sgd and "uniform1e-4" in sgd:
             a, u = sgd["xavier"], sgd["uniform1e-4"]
@@ -205,13 +212,12 @@ def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = Fal
     lines.append(f"Distinct units = groups of hidden units whose weights (gate columns of weight_ih and weight_hh, row "
                  f"of weight_hh, biases, head column) agree within {SYMMETRY_TOL:g}. Unigram perplexity of the dev "
                  f"set (training-set character frequencies): **{doc['unigram_ppl']:.2f}**.\n")
-    steps = sorted({s for r in table for s in r["units"]})
-    shown = [s for s in steps if s in (0, 1, 10, 100)] + ([steps[-1]] if steps and steps[-1] > 100 else [])
+    shown = (0, 1, 10, 100)
     lines.append("| init | variant | epochs | best dev ppl | distinct units at step " + " / ".join(map(str, shown))
-                 + " | parameters that never moved | wall s |")
+                 + " / the run's last step | parameters that never moved | wall s |")
     lines.append("|---|---|---|---|---|---|---|")
     for r in table:
-        u = " / ".join(str(r["units"].get(s, "-")) for s in shown)
+        u = " / ".join(str(r["units"].get(s, "-")) for s in shown) + f" / {r['units_end']}"
         best = "diverged" if r["diverged"] else f"{r['best']:.2f}"
         lines.append(f"| {LABELS[r['arm']]} | {variant_name(r['optimizer'], r['relu'])} | {r['epochs']} | {best} | "
                      f"{u} | {', '.join(r['still']) or '-'} | {r['wall_s']:.0f} |")
@@ -237,9 +243,9 @@ def _variants(table):
     return [v for v in VARIANTS if any(r["optimizer"] == v[0] and r["relu"] == v[1] for r in table)]
 
 
-def _grid(plt, n, title):
+def _grid(plt, n, title, sharey=False):
     n = max(1, n)
-    fig, axes = plt.subplots(1, n, figsize=(3.9 * n, 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.9 * n, 3.9), squeeze=False, sharey=sharey)
     fig.suptitle(title)
     return fig, axes[0]
 
@@ -272,7 +278,8 @@ def _plot_curves(doc, table, path):
 def _plot_units(doc, table, path):
     plt = pyplot()
     vs = _variants(table)
-    fig, axes = _grid(plt, len(vs), "distinct hidden units over steps")
+    fig, axes = _grid(plt, len(vs), "distinct hidden units over steps (arms that agree draw over each other)",
+                      sharey=True)
     for ax, (opt, relu) in zip(axes, vs):
         for k, r in enumerate(t for t in table if (t["optimizer"], t["relu"]) == (opt, relu)):
             xs = [max(s, 0.5) for s in r["units"]]  # step 0 drawn at 0.5 on the log axis
@@ -289,8 +296,13 @@ def _plot_grads(doc, table, path):
     plt = pyplot()
     seed = _pick(table)
     params = list(next(iter(seed.values()))["step1"]) if seed else []
-    fig, axes = _grid(plt, max(1, len(params)), "gradient norm per parameter over steps (the seed's recipe; "
-                                                "zero norms not drawn)")
+    cols = min(3, max(1, len(params)))
+    rows = max(1, math.ceil(len(params) / cols))
+    fig, grid = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.3 * rows), squeeze=False)
+    fig.suptitle("gradient norm per parameter over steps (the seed's recipe; zero norms not drawn)")
+    axes = list(grid.flat)
+    for ax in axes[len(params):]:
+        ax.axis("off")
     for ax, p in zip(axes, params):
         for arm, r in seed.items():
             pts = [(s, v["grad_norms"][p]) for s, v in sorted((int(k), v) for k, v in doc["runs"][r["name"]]["probes"].items())
@@ -299,7 +311,8 @@ def _plot_grads(doc, table, path):
         ax.set_title(p, fontsize=9); ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("step")
         ax.grid(alpha=0.3, which="both")
         plain_log_ticks(ax, "x")
-    axes[0].set_ylabel("‖gradient‖")
+    for ax in grid[:, 0]:
+        ax.set_ylabel("‖gradient‖")
     if not params:
         axes[0].text(0.5, 0.5, "no run with the seed's recipe is finished yet", ha="center", transform=axes[0].transAxes)
     _finish(fig, axes, path, plt)
