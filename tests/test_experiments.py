@@ -241,3 +241,13 @@ def test_backprop_experiment_separates_correct_bptt_from_the_missing_cell_path(t
                                           "bias_i_o_set_to_delta_f"]
     assert all(f"{r['final_dev']:.3f}" in report for r in runs)  # the table is the runs' numbers
     assert (tmp_path / "r" / "backprop_curves.png").stat().st_size > 10_000
+
+
+def test_a_work_folder_holding_other_files_is_refused(tmp_path, tiny_prepared, capsys):
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine", encoding="utf-8")
+    assert _study_cli("init", tiny_prepared, tmp_path / "out", work) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "did not write ('notes.txt')" in err
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt"] and not (tmp_path / "out").exists()
