@@ -77,7 +77,8 @@ def sweep_state(opt: str, study: Study, b: Budget, backend: str) -> tuple[list[R
         specs = [_spec("sweep", opt, LADDER[k], SEED_WD, b.sweep_epochs, 0, b, backend) for k in grid]
         recs = [study.recorded(s) for s in specs]
         if any(r is None for r in recs):
-            return specs, {"lrs": [LADDER[k] for k in grid], "done": False}
+            return specs, {"lrs": [LADDER[k] for k in grid], "runs": [s.name for s, r in zip(specs, recs) if r],
+                           "done": False}
         scores = [_score(r) for r in recs]
         best = min(range(len(grid)), key=lambda j: scores[j])
         inside = 0 < best < len(grid) - 1
@@ -296,7 +297,8 @@ def render(doc: dict, finals: list[dict], names: dict, rendered_again: bool = Fa
             cells.append("" if rec is None else "diverged" if rec["diverged"] else
                          (f"**{rec['best']['dev_ppl']:.1f}**" if lr == g.get("best_lr") else f"{rec['best']['dev_ppl']:.1f}"))
         best = f"{g['best_lr']:g}" if "best_lr" in g else "-"
-        lines.append(f"| {opt} | " + " | ".join(cells) + f" | {best} | {'yes' if g.get('bracketed') else '**no**'} |")
+        inside = "not finished" if not g["done"] else "yes" if g["bracketed"] else "**no**"
+        lines.append(f"| {opt} | " + " | ".join(cells) + f" | {best} | {inside} |")
     lines.append(f"\n![every sweep run]({names['sweep']})\n")
     lines.append(f"## Final comparison ({b['epochs']} epochs)\n")
     lines.append("Dev perplexity as mean ± standard deviation (min–max) over the seeds.\n")
