@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .data import require_prepared
 from .errors import TangshiError
-from .experiments import (COLOURS, LINESTYLES, data_meta, fmt_summary, header_fields, plain_log_ticks, pyplot,
+from .experiments import (COLOURS, data_meta, fmt_summary, header_fields, plain_log_ticks, pyplot,
                           render_header, replot_report, separated, stage_report, summary, thin)
 from .outputs import OutputFolder
 from .study import RunSpec, Study
@@ -343,15 +343,18 @@ def _plot_sweep(doc, path):
     opts = list(doc["grids"])
     fig, axes = plt.subplots(1, len(opts), figsize=(3.6 * len(opts), 4.2), sharey=True, squeeze=False)
     for ax, opt in zip(axes[0], opts):
-        for k, name in enumerate(doc["grids"][opt].get("runs", [])):
+        for name in doc["grids"][opt].get("runs", []):
             rec = doc["runs"][name]
             h = [x for x in rec["history"] if math.isfinite(x["dev_ppl"])]
             lr = rec["spec"]["train"]["lr"]
-            ax.plot([x["epoch"] for x in h], [x["dev_ppl"] for x in h], linestyle=LINESTYLES[k % len(LINESTYLES)],
-                    color=COLOURS[opt], marker=".", label=f"lr {lr:g}" + (" (diverged)" if rec["diverged"] else ""))
+            k = LADDER.index(lr) if lr in LADDER else 0  # each rung its own line style and marker, in every panel
+            ax.plot([x["epoch"] for x in h], [x["dev_ppl"] for x in h], linestyle=("-", "--", ":", "-.")[k % 4],
+                    color=COLOURS[opt], marker="os^"[k % 3], ms=4,
+                    label=f"lr {lr:g}" + (" (diverged)" if rec["diverged"] else ""))
         ax.set_title(opt); ax.set_xlabel("epoch"); ax.set_yscale("log"); ax.grid(alpha=0.3, which="both")
         plain_log_ticks(ax, "y")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, ncol=2)
+        if ax.lines:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, ncol=2)
     axes[0][0].set_ylabel("dev perplexity")
     fig.suptitle(f"learning-rate sweeps ({doc['budget']['sweep_epochs']} epochs, seed 0)")
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
