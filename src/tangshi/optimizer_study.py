@@ -330,6 +330,11 @@ def _plot_final(doc, finals, path):
         ax.plot(ep, [sum(v) / len(v) for v in vals], style, color=COLOURS[r["optimizer"]], marker=".",
                 label=f"{r['optimizer']} lr {r['lr']:g}, wd {r['wd']:g}")
         ax.fill_between(ep, [min(v) for v in vals], [max(v) for v in vals], color=COLOURS[r["optimizer"]], alpha=0.15)
+    if not ax.lines:  # a partial report before any final run is finished
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no final run is finished yet", ha="center", va="center", transform=ax.transAxes)
+        fig.savefig(path, dpi=110); plt.close(fig)
+        return
     ax.set_xlabel("epoch"); ax.set_ylabel("dev perplexity"); ax.set_yscale("log")
     ax.set_title(f"each optimiser at its best rate: mean of {doc['budget']['seeds']} seeds, band = min–max")
     ax.grid(alpha=0.3, which="both")
@@ -370,8 +375,12 @@ def _plot_updates(doc, finals, path):
         if pts:
             series[r["optimizer"]] = (r["lr"], pts)
     params = sorted({p for _, pts in series.values() for p in pts[0][1]})
-    if not params:
-        params = ["(no update probes)"]
+    if not params:  # a partial report before any final run is finished
+        fig, ax = plt.subplots(figsize=(8, 2.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no final run (seed 0) is finished yet: no update sizes to draw", ha="center", va="center")
+        fig.savefig(path, dpi=110); plt.close(fig)
+        return
     cols = min(3, len(params))
     nrow = math.ceil(len(params) / cols)
     fig, axes = plt.subplots(nrow, cols, figsize=(4.2 * cols, 3.2 * nrow), squeeze=False, sharex=True)
