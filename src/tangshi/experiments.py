@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .data import read_split
-from .errors import TangshiError
+from .errors import TangshiError, read_json
 from .outputs import OutputFolder
 from .machine import cpu_name
 from .vocab import Vocab
@@ -138,11 +138,11 @@ def thin(points: dict, dense: int = 100, every: int = 10) -> dict:
 
 def read_report_json(path: Path, fmt: str) -> dict:
     """A study's report JSON, for --replot (one line if it is missing, unreadable or of another format)."""
+    if not Path(path).exists():
+        raise TangshiError(f"--replot: {path} does not exist; run the experiment first")
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TangshiError(f"--replot: {path} does not exist; run the experiment first") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = read_json(path, "report JSON")
+    except TangshiError as e:
         raise TangshiError(f"--replot: {path} cannot be read ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         got = doc.get("format") if isinstance(doc, dict) else None

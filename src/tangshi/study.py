@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import TangshiError
+from .errors import TangshiError, read_json
 from .outputs import OutputFolder, oserrors_named, write_atomic
 from .runs import TrainingDiverged
 
@@ -224,12 +224,13 @@ def train_run(spec: dict, work: str, data_dir: str, threads: int | None = None, 
 
 
 def _read_json(path: Path, default):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    """A record or probe file of the study (errors.read_json), `default` if there is none yet."""
+    if not Path(path).exists():
         return default
-    except (OSError, json.JSONDecodeError) as e:
-        raise TangshiError(f"{path} cannot be read ({e}); remove it to record that run again") from None
+    try:
+        return read_json(path, "study record")
+    except TangshiError as e:
+        raise TangshiError(f"{e}; remove it to record that run again") from None
 
 
 # ---------------------------------------------------------------------------- the study
