@@ -162,7 +162,8 @@ def test_trimmed_batch_gives_the_same_loss_and_gradients():
 
 def test_bf16_autocast_stays_close_to_fp32():
     """bf16 autocast (used where it is fast: CUDA, AMX CPUs): loss within 1% and gradients aligned
-    (cosine > 0.99) with the fp32 step. The recurrence itself always runs in fp32."""
+    (cosine > 0.99) with the fp32 step. (The recurrence's products with W_hh run in bf16 too;
+    the cell state and the gates stay fp32: the next test.)"""
     torch.manual_seed(0)
     m = PoetryLM(ModelConfig(vocab_size=V, pad_id=V - 1, embed_dim=H, hidden_dim=H))
     x, y = _batch(B=8, T=16)
@@ -173,6 +174,35 @@ def test_bf16_autocast_stays_close_to_fp32():
     g16 = torch.cat([g.float().flatten() for g in torch.autograd.grad(l16, list(m.parameters()))])
     assert abs(l16.item() - l32.item()) / l32.item() < 0.01
     assert F.cosine_similarity(g32, g16, dim=0) > 0.99
+
+
+def test_recurrence_products_in_bf16_under_autocast():
+    """Hand-computed: W_hh ≡ 1 + 2⁻¹⁰ is 1 in bf16, h_0 ≡ 0.5 is exact. Under bf16 autocast every
+    gate pre-activation is z = 0.5 · H · 1 = 2 exactly (in fp32 it is 2 + 2⁻⁹); ∂E/∂h_0 is the
+    sum of the bf16-rounded δz (times 1); ∂E/∂W_hh = 0.5 · bf16(δz) exactly. The cell arithmetic
+    on z stays fp32, so h_1 = σ(2) tanh(σ(2) tanh 2) to fp32 rounding."""
+    from tangshi.model import LSTMRecurrence
+    H = 4
+    w = torch.full((H, 4 * H), 1 + 2 ** -10, requires_grad=True)
+    h0 = torch.full((1, H), 0.5, requires_grad=True)
+    xz = torch.zeros(1, 1, 4 * H, requires_grad=True)
+
+    def run(bf16: bool):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            hs, _, _ = LSTMRecurrence.apply(xz, w, h0, torch.zeros(1, H))
+        return hs, torch.autograd.grad(hs.sum(), (xz, w, h0))
+
+    hs, (d_xz, d_w, d_h0) = run(True)
+    s2, t2 = torch.sigmoid(torch.tensor(2.0)), torch.tanh(torch.tensor(2.0))
+    assert hs.dtype == torch.float32 and torch.allclose(hs, (s2 * torch.tanh(s2 * t2)).expand(1, 1, H), rtol=0, atol=2e-7)
+    dz = d_xz[0]  # (1, 4H) δz_0, fp32
+    assert torch.equal(d_w, (0.5 * dz.bfloat16().float()).expand(H, 4 * H))
+    assert torch.equal(d_h0, dz.bfloat16().double().sum().float().bfloat16().float().expand(1, H))
+    hs32, (_, d_w32, _) = run(False)  # fp32 products: z = 2 + 2⁻⁹, and δW_hh unrounded
+    z32 = torch.tensor(0.5 * H * (1 + 2 ** -10))
+    s, t = torch.sigmoid(z32), torch.tanh(z32)
+    assert torch.allclose(hs32, (s * torch.tanh(s * t)).expand(1, 1, H), rtol=0, atol=2e-7)
+    assert (hs32 - hs).abs().min() > 1e-4 and not torch.equal(d_w32, d_w)
 
 
 @pytest.mark.parametrize("impl, tie, layers, sizes", [

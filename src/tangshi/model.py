@@ -122,15 +122,23 @@ class LSTMRecurrence(torch.autograd.Function):
         δi_t     = δC_t ⊙ c̃_t ⊙ i_t(1 − i_t)
         δc̃_t    = δC_t ⊙ i_t ⊙ (1 − c̃_t²)
         ∂E/∂W_hh = Σ_t h_{t−1}ᵀ δz_t,  ∂E/∂xz_t = δz_t
+
+    Under autocast (bf16 where it is fast: AMX / AVX512-BF16 CPUs, CUDA) the three products with
+    W_hh (h_{t−1} W_hh, δz_t W_hhᵀ and Σ h_{t−1}ᵀ δz_t) run in autocast's dtype, as autocast runs
+    every other matrix product; the cell state C_t, the gates and the sums stay fp32.
     """
 
     @staticmethod
     def forward(ctx, xz, weight_hh, h0, c0):
         T, B, H4 = xz.shape
         H = H4 // 4
-        with torch.autocast(device_type=xz.device.type, enabled=False):
+        kind = xz.device.type
+        low = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+        ctx.low = low
+        with torch.autocast(device_type=kind, enabled=False):
             xz = xz.float().contiguous()  # no copy for an fp32 projection
             w = weight_hh.float()
+            w_low = None if low is None else w.to(low)
             gates = torch.empty(T, B, H4, device=xz.device)  # activated i, f, c̃, o
             slopes = torch.empty(T, B, H4, device=xz.device)  # σ'(z) for i, f, o and tanh'(z) for c̃
             cs = torch.empty(T, B, H, device=xz.device)  # C_t
@@ -139,7 +147,10 @@ class LSTMRecurrence(torch.autograd.Function):
             h, c = h0.float(), c0.float()
             for t in range(T):
                 a = gates[t]
-                torch.addmm(xz[t], h, w, out=a)  # z_t = x_t W_ih + b + h_{t−1} W_hh   (B, 4H)
+                if w_low is None:
+                    torch.addmm(xz[t], h, w, out=a)  # z_t = x_t W_ih + b + h_{t−1} W_hh   (B, 4H)
+                else:  # the product in autocast's dtype, the sum in fp32
+                    torch.add(xz[t], torch.mm(h.to(w_low.dtype), w_low), out=a)
                 g = torch.tanh(a[:, 2 * H : 3 * H])  # c̃_t
                 torch.sigmoid(a, out=a)  # i_t, f_t, o_t (one call over the whole block) …
                 a[:, 2 * H : 3 * H] = g  # … and c̃_t put back
@@ -153,13 +164,19 @@ class LSTMRecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_hs, d_hT, d_cT):
+        with torch.autocast(device_type=ctx.saved_tensors[0].device.type, enabled=False):  # dtypes as written
+            return LSTMRecurrence._bptt(ctx, d_hs, d_hT, d_cT)
+
+    @staticmethod
+    def _bptt(ctx, d_hs, d_hT, d_cT):
         gates, slopes, cs, tcs, hs, w, h0, c0 = ctx.saved_tensors
         T, B, H = hs.shape
         d_hs = torch.zeros_like(hs) if d_hs is None else d_hs.float()  # (T, B, H), perhaps a strided view
         d_xz = torch.empty(T, B, 4 * H, device=hs.device)  # δz_t for every t
         d_h = torch.zeros(B, H, device=hs.device) if d_hT is None else d_hT.float().clone()
         d_c = torch.zeros(B, H, device=hs.device) if d_cT is None else d_cT.float().clone()
-        w_t = w.t().contiguous()
+        low = ctx.low
+        w_t = w.t().contiguous() if low is None else w.t().to(low).contiguous()
         for t in range(T - 1, -1, -1):
             i, f, g, o = gates[t].chunk(4, dim=1)
             c_prev = cs[t - 1] if t > 0 else c0
@@ -172,10 +189,13 @@ class LSTMRecurrence(torch.autograd.Function):
                             delta * tanh_c],  # ∂E/∂o_t = δ_t ⊙ tanh(C_t)
                            dim=1, out=d_xz[t])
             dz.mul_(slopes[t])  # δi_t, δf_t, δc̃_t, δo_t: through σ' and tanh'
-            d_h = dz @ w_t  # recurrent path into δ_{t−1}
+            d_h = dz @ w_t if low is None else (dz.to(low) @ w_t).float()  # recurrent path into δ_{t−1}
             d_c = d_c.mul_(f)  # cell-state path into δC_{t−1}
         h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]], dim=0)  # (T, B, H) h_{t−1}
-        d_w = h_prev.reshape(-1, H).t() @ d_xz.reshape(-1, 4 * H)  # Σ_t h_{t−1}ᵀ δz_t
+        if low is None:
+            d_w = h_prev.reshape(-1, H).t() @ d_xz.reshape(-1, 4 * H)  # Σ_t h_{t−1}ᵀ δz_t
+        else:
+            d_w = (h_prev.reshape(-1, H).t().to(low) @ d_xz.reshape(-1, 4 * H).to(low)).float()
         return d_xz, d_w, d_h, d_c
 
 
