@@ -251,3 +251,35 @@ def test_a_work_folder_holding_other_files_is_refused(tmp_path, tiny_prepared, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "did not write ('notes.txt')" in err
     assert sorted(p.name for p in work.iterdir()) == ["notes.txt"] and not (tmp_path / "out").exists()
+
+
+def _final(opt, wd, seeds):
+    from tangshi.experiments import summary
+    return {"optimizer": opt, "wd": wd, "best": summary(seeds), "runs": [f"final-{opt}-wd{wd}-s0"]}
+
+
+def test_optimizer_verdicts_follow_the_numbers():
+    """The verdicts' words come from the seeds' numbers: who wins, whether every seed agrees, and
+    what coupled weight decay costs (hand-made seeds; no update probes, so verdict 1 is 'not measured')."""
+    from tangshi.optimizer_study import verdicts
+    finals = [_final("adam", 1e-4, [200.0, 202.0, 204.0]), _final("adagrad", 1e-4, [230.0, 231.0, 240.0]),
+              _final("adamw", 1e-4, [190.0, 195.0, 199.0]), _final("adam", 0.0, [191.0, 194.0, 198.0]),
+              _final("adagrad", 0.0, [232.0, 235.0, 236.0])]
+    doc = {"runs": {r["runs"][0]: {"probes": {}, "diverged": False, "history": []} for r in finals}}
+    text = "\n".join(verdicts(doc, finals))
+    assert "1. *\"Adagrad's learning rate decays towards zero.\"* — **not measured**" in text
+    assert "**confirmed for the Adam family (as AdamW)**: " in text and "then adam 202.00, adagrad 233.67" in text
+    assert "every seed of the winner beats every seed of the others" in text
+    assert "Adam beats Adagrad by 31.67 points (on every seed)" in text
+    assert "adam: wd 1e-4 202.00 vs wd 0 194.33 (costs 7.67 points, on every seed)" in text
+    assert "adagrad: wd 1e-4 233.67 vs wd 0 234.33 (gains 0.67 points, within the seeds' spread)" in text
+    assert "the seeds' ranges overlap, so AdamW's lead over Adam is the cost of coupled L2" in text
+    # Adagrad best, ranges overlapping Adam's: refuted, and not on every seed
+    finals = [_final("adam", 1e-4, [200.0, 210.0, 220.0]), _final("adagrad", 1e-4, [195.0, 205.0, 206.0])]
+    text = "\n".join(verdicts(doc | {"runs": {r["runs"][0]: {"probes": {}, "diverged": False, "history": []}
+                                             for r in finals}}, finals))
+    assert "**refuted**: " in text and "the seeds' ranges overlap: adam" in text
+    assert "Adagrad beats Adam by 8.00 points (not on every seed)" in text
+    assert "3. *What coupled weight decay costs.* — **not measured**" in text
+    # one optimiser only: the comparison is not measured
+    assert "2. *\"Adam might be the best overall choice.\"* — **not measured**" in "\n".join(verdicts(doc, finals[:1]))

@@ -238,6 +238,9 @@ def verdicts(doc: dict, finals: list[dict]) -> list[str]:
             solid = separated(adam["best"], ada["best"]) if gap > 0 else separated(ada["best"], adam["best"])
             out.append(f"   The seed's own question, Adam against Adagrad: {who} by {abs(gap):.2f} points "
                        f"({'on every seed' if solid else 'not on every seed'}).")
+    else:
+        out.append("2. *\"Adam might be the best overall choice.\"* — **not measured**: fewer than two optimisers "
+                   "have final runs with weight decay 1e-4.")
     out.append(_wd_verdict(finals))
     return out
 
