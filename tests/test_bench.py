@@ -36,5 +36,8 @@ def test_bench_says_what_it_ran(tiny_prepared, capsys):
     assert set(res["cpu_flags"]) == {"amx", "avx512_bf16", "avx512", "avx512_vnni", "avx2"}
     assert res["cpu_flags"]["amx"] == torch.cpu._is_amx_tile_supported()
     kinds = {r["name"]: (r["kernel"], r["dtype"]) for r in res["results"]}
-    assert kinds == {"tangshi": ("tangshi (hand-written BPTT)", "bf16"), "nn_lstm": ("torch.nn.LSTM", "bf16"),
+    from tangshi import fused_cell
+    cell = "compiled gate arithmetic" if fused_cell.library() is not None else "gate arithmetic as torch ops"
+    assert kinds == {"tangshi": (f"tangshi (hand-written BPTT), {cell}", "bf16"), "nn_lstm": ("torch.nn.LSTM", "bf16"),
                      "layer_nn": ("torch.nn.LSTM", "fp32")}
+    assert res["fused_cell"] == fused_cell.status()

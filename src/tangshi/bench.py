@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from . import fused_cell
 from .machine import cpu_flags, cpu_name
 from .batches import batch_indices, make_batch
 from .errors import TangshiError
@@ -147,14 +148,19 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
         results.extend(_generation_bench(checkpoint, dev, want))
     ref = {r.name: r.real_tokens / (r.ms / 1e3) for r in results if r.real_tokens}
     rows = [r.as_dict(ref) for r in results]
+    compiled = dev.type == "cpu" and fused_cell.library() is not None
+    cell = "compiled gate arithmetic" if compiled else "gate arithmetic as torch ops"
     for row in rows:  # what each row ran: the layer rows and the assignment's row are fp32 by design
         row["kernel"] = KERNELS.get(row["name"], row["name"])
+        if row["name"] in ("tangshi", "layer_tangshi"):
+            row["kernel"] += f", {cell}"
         row["dtype"] = "bf16" if amp and row["name"] in ("tangshi", "tangshi_graph", "nn_lstm") else "fp32"
         if row["name"] in GENERATION_ROWS and row["name"] != "gen_qilv_fp32":
             row["dtype"] = default_precision(dev)  # decoding's own precision (stepweights.py)
     return {"device": _device_name(dev), "cpu_flags": cpu_flags() if dev.type == "cpu" else None,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": dtype,
-            "bf16_autocast": amp, "repeats": repeats, "results": rows}
+            "bf16_autocast": amp, "fused_cell": fused_cell.status() if dev.type == "cpu" else None,
+            "repeats": repeats, "results": rows}
 
 
 def _numpy_bench(base: dict, batches, repeats, warmup) -> Result:

@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import fused_cell
 from .errors import TangshiError, option
 from .lstm_spec import param_shapes
 from .stepweights import StepState, step_weights
@@ -139,18 +140,27 @@ class LSTMRecurrence(torch.autograd.Function):
             xz = xz.float().contiguous()  # no copy for an fp32 projection
             w = weight_hh.float()
             w_low = None if low is None else w.to(low)
+            cell = fused_cell.library() if kind == "cpu" else None
             gates = torch.empty(T, B, H4, device=xz.device)  # activated i, f, c̃, o
-            slopes = torch.empty(T, B, H4, device=xz.device)  # σ'(z) for i, f, o and tanh'(z) for c̃
+            # σ'(z) for i, f, o and tanh'(z) for c̃ (the compiled cell recomputes them from the gates)
+            slopes = torch.empty(T if cell is None else 0, B, H4, device=xz.device)
             cs = torch.empty(T, B, H, device=xz.device)  # C_t
             tcs = torch.empty(T, B, H, device=xz.device)  # tanh(C_t)
             hs = torch.empty(T, B, H, device=xz.device)  # h_t
-            h, c = h0.float(), c0.float()
+            h, c = h0.float(), c0.float().contiguous()
             for t in range(T):
                 a = gates[t]
-                if w_low is None:
-                    torch.addmm(xz[t], h, w, out=a)  # z_t = x_t W_ih + b + h_{t−1} W_hh   (B, 4H)
-                else:  # the product in autocast's dtype, the sum in fp32
+                if w_low is not None:  # the product in autocast's dtype, the sum in fp32
                     torch.add(xz[t], torch.mm(h.to(w_low.dtype), w_low), out=a)
+                elif cell is not None:  # h_{t−1} W_hh here, + xz_t in the compiled pass
+                    torch.mm(h, w, out=a)
+                else:
+                    torch.addmm(xz[t], h, w, out=a)  # z_t = x_t W_ih + b + h_{t−1} W_hh   (B, 4H)
+                if cell is not None:  # the lines below, as one compiled pass (csrc/lstm_cell.c)
+                    cell.lstm_cell_forward(B, H, a.data_ptr(), None if w_low is not None else xz[t].data_ptr(),
+                                           c.data_ptr(), cs[t].data_ptr(), tcs[t].data_ptr(), hs[t].data_ptr())
+                    h, c = hs[t], cs[t]
+                    continue
                 g = torch.tanh(a[:, 2 * H : 3 * H])  # c̃_t
                 torch.sigmoid(a, out=a)  # i_t, f_t, o_t (one call over the whole block) …
                 a[:, 2 * H : 3 * H] = g  # … and c̃_t put back
@@ -159,7 +169,8 @@ class LSTMRecurrence(torch.autograd.Function):
                 i, f, g, o = a.chunk(4, dim=1)
                 c = torch.addcmul(f * c, i, g, out=cs[t])  # C_t = f ⊙ C_{t−1} + i ⊙ c̃
                 h = torch.mul(o, torch.tanh(c, out=tcs[t]), out=hs[t])  # h_t = o ⊙ tanh(C_t)
-        ctx.save_for_backward(gates, slopes, cs, tcs, hs, w, h0.float(), c0.float())
+        ctx.cell = cell  # the backward takes the same path (the compiled one stored no slopes)
+        ctx.save_for_backward(gates, slopes, cs, tcs, hs, w, h0.float(), c0.float().contiguous())
         return hs, h.clone(), c.clone()
 
     @staticmethod
@@ -173,29 +184,39 @@ class LSTMRecurrence(torch.autograd.Function):
         T, B, H = hs.shape
         d_hs = torch.zeros_like(hs) if d_hs is None else d_hs.float()  # (T, B, H), perhaps a strided view
         d_xz = torch.empty(T, B, 4 * H, device=hs.device)  # δz_t for every t
-        d_h = torch.zeros(B, H, device=hs.device) if d_hT is None else d_hT.float().clone()
-        d_c = torch.zeros(B, H, device=hs.device) if d_cT is None else d_cT.float().clone()
+        dense = torch.contiguous_format
+        d_h = torch.zeros(B, H, device=hs.device) if d_hT is None else d_hT.float().clone(memory_format=dense)
+        d_c = torch.zeros(B, H, device=hs.device) if d_cT is None else d_cT.float().clone(memory_format=dense)
         low = ctx.low
         w_t = w.t().contiguous() if low is None else w.t().to(low).contiguous()
+        cell = ctx.cell
+        if cell is not None and d_hs.stride(2) != 1:
+            d_hs = d_hs.contiguous()
         for t in range(T - 1, -1, -1):
-            i, f, g, o = gates[t].chunk(4, dim=1)
             c_prev = cs[t - 1] if t > 0 else c0
             tanh_c = tcs[t]
-            delta = d_h.add_(d_hs[t])  # δ_t = ∂E/∂h_t (from above + the recurrent path)
-            d_c.addcmul_(delta * o, 1 - tanh_c * tanh_c)  # δC_t (incl. δC_{t+1} ⊙ f_{t+1})
-            dz = torch.cat([d_c * g,  # ∂E/∂i_t = δC_t ⊙ c̃_t
-                            d_c * c_prev,  # ∂E/∂f_t = δC_t ⊙ C_{t−1}
-                            d_c * i,  # ∂E/∂c̃_t = δC_t ⊙ i_t
-                            delta * tanh_c],  # ∂E/∂o_t = δ_t ⊙ tanh(C_t)
-                           dim=1, out=d_xz[t])
-            dz.mul_(slopes[t])  # δi_t, δf_t, δc̃_t, δo_t: through σ' and tanh'
+            if cell is not None:  # the lines below, as one compiled pass (csrc/lstm_cell.c)
+                dz = d_xz[t]
+                cell.lstm_cell_backward(B, H, gates[t].data_ptr(), c_prev.data_ptr(), tanh_c.data_ptr(),
+                                        d_h.data_ptr(), d_hs[t].data_ptr(), d_hs.stride(1), d_c.data_ptr(),
+                                        dz.data_ptr())
+            else:
+                i, f, g, o = gates[t].chunk(4, dim=1)
+                delta = d_h.add_(d_hs[t])  # δ_t = ∂E/∂h_t (from above + the recurrent path)
+                d_c.addcmul_(delta * o, 1 - tanh_c * tanh_c)  # δC_t (incl. δC_{t+1} ⊙ f_{t+1})
+                dz = torch.cat([d_c * g,  # ∂E/∂i_t = δC_t ⊙ c̃_t
+                                d_c * c_prev,  # ∂E/∂f_t = δC_t ⊙ C_{t−1}
+                                d_c * i,  # ∂E/∂c̃_t = δC_t ⊙ i_t
+                                delta * tanh_c],  # ∂E/∂o_t = δ_t ⊙ tanh(C_t)
+                               dim=1, out=d_xz[t])
+                dz.mul_(slopes[t])  # δi_t, δf_t, δc̃_t, δo_t: through σ' and tanh'
+                d_c = d_c.mul_(f)  # cell-state path into δC_{t−1}
             d_h = dz @ w_t if low is None else (dz.to(low) @ w_t).float()  # recurrent path into δ_{t−1}
-            d_c = d_c.mul_(f)  # cell-state path into δC_{t−1}
-        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]], dim=0)  # (T, B, H) h_{t−1}
-        if low is None:
-            d_w = h_prev.reshape(-1, H).t() @ d_xz.reshape(-1, 4 * H)  # Σ_t h_{t−1}ᵀ δz_t
-        else:
-            d_w = (h_prev.reshape(-1, H).t().to(low) @ d_xz.reshape(-1, 4 * H).to(low)).float()
+        # ∂E/∂W_hh = Σ_t h_{t−1}ᵀ δz_t: h_0's term, then t ≥ 1 as one (H, (T−1)·B) × ((T−1)·B, 4H) product
+        mm = (lambda a, b: a @ b) if low is None else (lambda a, b: (a.to(low) @ b.to(low)).float())
+        d_w = mm(h0.t(), d_xz[0])
+        if T > 1:
+            d_w += mm(hs[:-1].reshape(-1, H).t(), d_xz[1:].reshape(-1, 4 * H))
         return d_xz, d_w, d_h, d_c
 
 

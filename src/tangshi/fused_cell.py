@@ -1,0 +1,124 @@
+"""The LSTM step's gate arithmetic as one compiled pass (csrc/lstm_cell.c), built at first use.
+
+`LSTMRecurrence` (model.py) runs a time step as a matrix product plus about eleven small
+elementwise kernels in each direction; on a CPU those kernels' launches and memory passes cost more
+than their arithmetic, which is why `torch.nn.LSTM` (mkldnn, one fused kernel per step) was faster.
+This module compiles the same equations, fused, with the machine's C compiler:
+
+    cc -O3 -march=native -fno-trapping-math -fopenmp-simd -shared -fPIC
+
+so that they vectorise for the CPU at hand, and loads the result with ctypes. The library is
+cached in ``$XDG_CACHE_HOME/tangshi`` (default ``~/.cache/tangshi``) under a name that hashes the
+source, the compiler, its flags and the CPU's model and flags, so a home directory shared by
+different machines never loads code built for another CPU. A build takes about a second.
+
+Where there is no compiler, the build fails, or ``TANGSHI_FUSED_CELL=0`` is set, `library()` is
+None and the recurrence runs the same equations as PyTorch ops; `status()` says which and why.
+The matrix products, bf16 autocast and CUDA are untouched: this is the fp32 CPU path only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("csrc") / "lstm_cell.c"
+FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC")
+ENV = "TANGSHI_FUSED_CELL"  # 0 turns the fused cell off
+BUILD_TIMEOUT_S = 120
+
+_lock = threading.Lock()
+_state: dict = {}  # "lib": the loaded library or None, "why": a sentence
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_identity() -> str:
+    """The CPU's model name and feature flags (Linux), so a build is only ever loaded where it was made."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+        keep = [l for l in lines if l.startswith(("model name", "flags"))][:2]
+        return "\n".join(keep) or platform.processor()
+    except OSError:
+        return platform.machine() + platform.processor()
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "tangshi"
+
+
+def _build(cc: str) -> Path:
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, " ".join(FLAGS), _cpu_identity()])
+                         .encode()).hexdigest()[:16]
+    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"tangshi-{os.getuid()}"):
+        lib = folder / f"lstm_cell-{key}.so"
+        if lib.exists():
+            return lib
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".lstm_cell-{key}.{os.getpid()}.so"
+            res = subprocess.run([cc, *FLAGS, "-o", str(tmp), str(SOURCE)], capture_output=True, text=True,
+                                 timeout=BUILD_TIMEOUT_S)
+            if res.returncode != 0:
+                raise RuntimeError(f"{Path(cc).name} failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
+            os.replace(tmp, lib)  # atomic: a concurrent build or a reader never sees half a file
+            return lib
+        except OSError:
+            continue  # not writable: try the next folder
+    raise RuntimeError("no writable cache folder for the compiled cell")
+
+
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    if os.environ.get(ENV, "1") == "0":
+        return None, f"off ({ENV}=0)"
+    if platform.system() != "Linux" and platform.system() != "Darwin":
+        return None, f"not built on {platform.system()}"
+    cc = _compiler()
+    if cc is None:
+        return None, "no C compiler (cc/gcc) on PATH"
+    try:
+        path = _build(cc)
+        lib = ctypes.CDLL(str(path))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        return None, f"build failed: {e}"
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.lstm_cell_forward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr]
+    lib.lstm_cell_forward.restype = None
+    lib.lstm_cell_backward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr]
+    lib.lstm_cell_backward.restype = None
+    return lib, f"compiled ({Path(cc).name} {' '.join(FLAGS[:3])}): {path}"
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled cell, built and loaded once per process; None where it is not available."""
+    if "lib" not in _state:
+        with _lock:
+            if "lib" not in _state:
+                _state["lib"], _state["why"] = _load()
+    return _state["lib"]
+
+
+def status() -> str:
+    """Which path the fp32 CPU recurrence takes, and why (for `tangshi bench` and bug reports)."""
+    library()
+    return _state["why"]
+
+
+def reset() -> None:
+    """Forget the loaded library (tests: to load again under another environment)."""
+    with _lock:
+        _state.clear()
