@@ -98,3 +98,18 @@ def test_no_traceback_in_a_real_process(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.strip() == f"tangshi: error: checkpoint not found: {tmp_path / 'x'}"
+
+
+def test_threads_limit_numpy_blas_too():
+    """--threads N sets torch's threads and the BLAS that NumPy links (the NumPy twin's products)."""
+    import threadpoolctl
+    import torch
+
+    from tangshi.cliutil import set_threads
+
+    before = torch.get_num_threads()
+    with threadpoolctl.threadpool_limits(limits=None):  # restores every pool afterwards
+        set_threads(1)
+        blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+        assert torch.get_num_threads() == 1 and blas and all(p["num_threads"] == 1 for p in blas)
+    torch.set_num_threads(before)

@@ -13,7 +13,9 @@ MAX_THREADS = 1024
 REPLACE_HELP = ("replace the earlier output of this command in the folder (only the files tangshi wrote there "
                 "are removed; a folder holding anything else is still refused)")
 JSON_HELP = "print the result as JSON"
-THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)"
+THREADS_HELP = ("CPU threads for torch and for NumPy's BLAS (default: their own choice; 1 is faster on a busy "
+                "machine)")
+_BLAS_LIMIT = []  # the threadpoolctl limit set by --threads, kept for the life of the command
 
 
 def print_json(obj) -> None:
@@ -24,8 +26,11 @@ def set_threads(n: int | None) -> None:
     if n is not None:
         import torch
 
+        from threadpoolctl import threadpool_limits
+
         check_number("--threads", n, 1, MAX_THREADS, integer=True)
         torch.set_num_threads(n)
+        _BLAS_LIMIT[:] = [threadpool_limits(limits=n, user_api="blas")]  # the NumPy twin's products too
 
 
 def resolve_checkpoint(path: str | None) -> Path:
