@@ -45,15 +45,16 @@ static inline float tanh_(float x) { return 2.0f / (1.0f + exp_(-2.0f * x)) - 1.
  * are not stored: the backward recomputes them from the gates, which saves a (T, B, 4H) buffer.) */
 void lstm_cell_forward(int64_t B, int64_t H, float *restrict a, const float *restrict xz_t,
                        const float *restrict c_prev, float *restrict c, float *restrict tc, float *restrict h) {
-    if (xz_t) {
-#pragma omp parallel for simd if (B * H >= PARALLEL_MIN) schedule(static)
-        for (int64_t k = 0; k < B * 4 * H; k++) a[k] += xz_t[k];
-    }
 #pragma omp parallel for if (B * H >= PARALLEL_MIN) schedule(static)
     for (int64_t b = 0; b < B; b++) {
         float *ab = a + b * 4 * H;
         const float *cpb = c_prev + b * H;
         float *cb = c + b * H, *tcb = tc + b * H, *hb = h + b * H;
+        if (xz_t) {
+            const float *xb = xz_t + b * 4 * H;
+#pragma omp simd
+            for (int64_t k = 0; k < 4 * H; k++) ab[k] += xb[k];
+        }
 #pragma omp simd
         for (int64_t j = 0; j < H; j++) {
             float i = sigmoid_(ab[j]), f = sigmoid_(ab[H + j]), g = tanh_(ab[2 * H + j]), o = sigmoid_(ab[3 * H + j]);
