@@ -141,7 +141,9 @@ class LSTMRecurrence(torch.autograd.Function):
             w = weight_hh.float()
             w_low = None if low is None else w.to(low)
             cell = fused_cell.library() if kind == "cpu" else None
-            gates = torch.empty(T, B, H4, device=xz.device)  # activated i, f, c̃, o
+            # activated i, f, c̃, o: one (B, 4H) buffer per step, which the allocator reuses from step to step
+            # (glibc maps a (T, B, 4H) buffer of ≥ 32 MiB afresh every call: a page fault per 4 KiB)
+            gates = [torch.empty(B, H4, device=xz.device) for _ in range(T)]
             # σ'(z) for i, f, o and tanh'(z) for c̃ (the compiled cell recomputes them from the gates)
             slopes = torch.empty(T if cell is None else 0, B, H4, device=xz.device)
             cs = torch.empty(T, B, H, device=xz.device)  # C_t
@@ -170,17 +172,17 @@ class LSTMRecurrence(torch.autograd.Function):
                 c = torch.addcmul(f * c, i, g, out=cs[t])  # C_t = f ⊙ C_{t−1} + i ⊙ c̃
                 h = torch.mul(o, torch.tanh(c, out=tcs[t]), out=hs[t])  # h_t = o ⊙ tanh(C_t)
         ctx.cell = cell  # the backward takes the same path (the compiled one stored no slopes)
-        ctx.save_for_backward(gates, slopes, cs, tcs, hs, w, h0.float(), c0.float().contiguous())
+        ctx.save_for_backward(slopes, cs, tcs, hs, w, h0.float(), c0.float().contiguous(), *gates)
         return hs, h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_hs, d_hT, d_cT):
-        with torch.autocast(device_type=ctx.saved_tensors[0].device.type, enabled=False):  # dtypes as written
+        with torch.autocast(device_type=ctx.saved_tensors[1].device.type, enabled=False):  # dtypes as written
             return LSTMRecurrence._bptt(ctx, d_hs, d_hT, d_cT)
 
     @staticmethod
     def _bptt(ctx, d_hs, d_hT, d_cT):
-        gates, slopes, cs, tcs, hs, w, h0, c0 = ctx.saved_tensors
+        slopes, cs, tcs, hs, w, h0, c0, *gates = ctx.saved_tensors
         T, B, H = hs.shape
         d_hs = torch.zeros_like(hs) if d_hs is None else d_hs.float()  # (T, B, H), perhaps a strided view
         d_xz = torch.empty(T, B, 4 * H, device=hs.device)  # δz_t for every t
