@@ -89,3 +89,15 @@ def test_without_the_cell_the_ops_run(monkeypatch, tmp_path):
         ref.append(h)
     torch.testing.assert_close(hs, torch.stack(ref))
     torch.testing.assert_close(torch.autograd.grad(hs.sum(), w)[0], torch.autograd.grad(torch.stack(ref).sum(), w)[0])
+
+
+@needs_cell
+def test_a_damaged_cached_library_is_built_again(monkeypatch, tmp_path):
+    """A cached library that does not load (here: cut to 100 bytes before any process loaded it) is
+    compiled again, not used or kept."""
+    monkeypatch.setattr(fused_cell, "_cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(fused_cell, "_state", {})
+    lib = fused_cell._build(fused_cell._compiler())  # compiled, not loaded
+    lib.write_bytes(lib.read_bytes()[:100])
+    assert fused_cell.library() is not None and lib.stat().st_size > 1000
+    assert fused_cell.status().endswith(str(lib))

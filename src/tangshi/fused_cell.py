@@ -60,13 +60,14 @@ def _cache_dir() -> Path:
     return Path(root) / "tangshi"
 
 
-def _build(cc: str) -> Path:
+def _build(cc: str, again: bool = False) -> Path:
+    """The cached library for this source, compiler and CPU, compiled if missing (or `again`)."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
     key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, " ".join(FLAGS), _cpu_identity()])
                          .encode()).hexdigest()[:16]
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"tangshi-{os.getuid()}"):
         lib = folder / f"lstm_cell-{key}.so"
-        if lib.exists():
+        if lib.exists() and not again:
             return lib
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,11 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         return None, "no C compiler (cc/gcc) on PATH"
     try:
         path = _build(cc)
-        lib = ctypes.CDLL(str(path))
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:  # a cached file that does not load (damaged, or cut short by a full disk): build it again
+            path = _build(cc, again=True)
+            lib = ctypes.CDLL(str(path))
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         return None, f"build failed: {e}"
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
