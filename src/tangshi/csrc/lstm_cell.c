@@ -15,8 +15,9 @@
 #define PARALLEL_MIN 16384
 
 /* exp(x) in float32, written so that the compiler vectorises it (no libm call): x = n ln2 + r,
- * |r| <= ln2/2, exp(x) = 2^n p(r) with Cephes' expf polynomial (about 1 ulp). x is clamped to
- * float32's normal range, so exp_ is never inf or subnormal; comparisons keep a NaN a NaN. */
+ * |r| <= ln2/2, exp(x) = 2^n p(r) with Cephes' expf polynomial (about 1 ulp). x is clamped so that
+ * 2^n stays a normal float: exp_ is never inf (so σ and tanh never see inf/inf); comparisons keep a
+ * NaN a NaN. */
 static inline float exp_(float x) {
     x = x > 88.3762626647949f ? 88.3762626647949f : x;
     x = x < -87.3365402221679f ? -87.3365402221679f : x;
