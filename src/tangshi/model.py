@@ -240,12 +240,13 @@ class HeadNLL(torch.autograd.Function):
         N = h.shape[0]
         V = weight.shape[0]
         h32, w32, b32 = h.float(), weight.float(), bias.float()
-        d_s = torch.empty(N, V, device=h.device)  # logits → p → ∂E/∂s, in place
+        # logits → p → ∂E/∂s, in place, one (≤ HEAD_CHUNK, V) buffer per chunk: buffers that the allocator
+        # reuses from step to step, where one (N, V) buffer (~135 MB) would be mapped afresh, a page fault per 4 KiB
+        chunks = []
         total = torch.zeros((), dtype=torch.float64, device=h.device)
         for r0 in range(0, N, HEAD_CHUNK):
             r1 = min(r0 + HEAD_CHUNK, N)
-            s = d_s[r0:r1]
-            torch.addmm(b32, h32[r0:r1], w32.t(), out=s)  # s = h Wᵀ + b
+            s = torch.addmm(b32, h32[r0:r1], w32.t())  # s = h Wᵀ + b
             live = None
             if relu:
                 live = s > 0
@@ -261,19 +262,27 @@ class HeadNLL(torch.autograd.Function):
             s[rows, tgt] -= 1.0  # p − onehot
             if live is not None:
                 s.mul_(live)
-        d_s.div_(N)
-        ctx.save_for_backward(h32, w32, d_s)
+            chunks.append(s.div_(N))
+        ctx.save_for_backward(h32, w32, *chunks)
         ctx.dtypes = (h.dtype, weight.dtype, bias.dtype)
         return (total / N).float()
 
     @staticmethod
     def backward(ctx, g):
-        h, w, d_s = ctx.saved_tensors
-        d_s = d_s * g if float(g) != 1.0 else d_s
-        d_h = (d_s @ w).to(ctx.dtypes[0])  # (N, H)
-        d_w = (d_s.t() @ h).to(ctx.dtypes[1])  # (V, H)
-        d_b = d_s.sum(0).to(ctx.dtypes[2])  # (V,)
-        return d_h, d_w, d_b, None, None
+        h, w, *chunks = ctx.saved_tensors
+        scale = float(g)
+        d_h = torch.empty_like(h)
+        d_w = torch.zeros_like(w)
+        d_b = torch.zeros(w.shape[0], device=w.device)
+        r0 = 0
+        for d_s in chunks:
+            r1 = r0 + d_s.shape[0]
+            d_s = d_s * scale if scale != 1.0 else d_s
+            torch.mm(d_s, w, out=d_h[r0:r1])  # (n, H)
+            d_w.addmm_(d_s.t(), h[r0:r1])  # (V, H)
+            d_b += d_s.sum(0)
+            r0 = r1
+        return d_h.to(ctx.dtypes[0]), d_w.to(ctx.dtypes[1]), d_b.to(ctx.dtypes[2]), None, None
 
 
 def _cell(z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
