@@ -22,7 +22,7 @@ import torch
 
 from tangshi import checkpoint as ckpt
 from tangshi.errors import TangshiError
-from tangshi.outputs import MARKER, TMP_PREFIX, read_marker
+from tangshi.outputs import TMP_PREFIX, read_marker
 from tangshi.train import TrainConfig, train
 
 SMALL = dict(embed_dim=8, hidden_dim=8)

@@ -11,9 +11,9 @@ import sys
 import pytest
 
 from tangshi.cli import main
-from tangshi.outputs import LOCK, MARKER, TMP_PREFIX, OutputFolder
+from tangshi.outputs import LOCK, MARKER, TMP_PREFIX
 
-from conftest import SHARED_POEMS, write_tiny_corpus
+from conftest import write_tiny_corpus
 
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "16", "--quiet"]
 

@@ -238,7 +238,6 @@ class HeadNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, targets, relu: bool):
         N = h.shape[0]
-        V = weight.shape[0]
         h32, w32, b32 = h.float(), weight.float(), bias.float()
         # logits → p → ∂E/∂s, in place, one (≤ HEAD_CHUNK, V) buffer per chunk: buffers that the allocator
         # reuses from step to step, where one (N, V) buffer (~135 MB) would be mapped afresh, a page fault per 4 KiB
