@@ -258,7 +258,8 @@ def _device_name(dev) -> str:
 def format_bench(res: dict) -> str:
     flags = ", ".join(k for k, v in (res.get("cpu_flags") or {}).items() if v) or "-"
     lines = [f"device {res['device']} | CPU flags {flags} | threads {res['threads']} | torch {res['torch']} | "
-             f"bf16 autocast {res['bf16_autocast']} (--dtype {res.get('dtype', 'auto')})",
+             f"bf16 autocast {res['bf16_autocast']} (--dtype {res.get('dtype', 'auto')})"
+             + (f" | gate arithmetic: {res['fused_cell']}" if res.get("fused_cell") else ""),
              f"{'name':<16}{'ms':>10}{'real tok/s':>13}{'vs seed':>9}{'vs nn':>8}  note"]
     # layer rows: "vs nn" is against layer_nn; their tokens are all B×T positions
     for r in res["results"]:
