@@ -9,17 +9,6 @@ from tangshi.model import LSTMRecurrence
 needs_cell = pytest.mark.skipif(fused_cell.library() is None, reason=f"fused cell: {fused_cell.status()}")
 
 
-@pytest.fixture
-def ops_path(monkeypatch):
-    """Run the recurrence as PyTorch ops (the library reported missing), then restore."""
-    lib = fused_cell.library()
-
-    def use(on: bool):
-        monkeypatch.setitem(fused_cell._state, "lib", lib if on else None)
-        assert (fused_cell.library() is not None) == on
-    return use
-
-
 def _run(xz, w, h0, c0, up, with_state_grads):
     hs, hT, cT = LSTMRecurrence.apply(xz, w, h0, c0)
     loss = (hs * up).sum() + (hT.square().sum() + cT.sum() if with_state_grads else 0)
@@ -29,7 +18,7 @@ def _run(xz, w, h0, c0, up, with_state_grads):
 @needs_cell
 @pytest.mark.parametrize("T, B, H, strided, state_grads", [(7, 3, 5, False, True), (12, 8, 16, True, False),
                                                             (1, 1, 1, True, True), (20, 4, 33, False, False)])
-def test_fused_cell_equals_the_ops(ops_path, T, B, H, strided, state_grads):
+def test_fused_cell_equals_the_ops(T, B, H, strided, state_grads):
     """Outputs and every gradient (xz, W_hh, h_0, C_0) within fp32's own tolerance (assert_close's
     defaults for float32), for odd sizes (H not a multiple of the vector width), a gradient from
     above that is a strided view (as `hs.transpose(0, 1)` gives), a C_0 that is not contiguous,
@@ -40,10 +29,12 @@ def test_fused_cell_equals_the_ops(ops_path, T, B, H, strided, state_grads):
     h0 = torch.randn(B, H, generator=g).requires_grad_()
     c0 = torch.randn(H, B, generator=g).t().requires_grad_()  # not contiguous
     up = torch.randn(B, T, H, generator=g).transpose(0, 1) if strided else torch.randn(T, B, H, generator=g)
-    ops_path(False)
-    want = _run(xz, w, h0, c0, up, state_grads)
-    ops_path(True)
-    got = _run(xz, w, h0, c0, up, state_grads)
+    with fused_cell.path(compiled=False) as lib:
+        assert lib is None
+        want = _run(xz, w, h0, c0, up, state_grads)
+    with fused_cell.path(compiled=True) as lib:
+        assert lib is not None
+        got = _run(xz, w, h0, c0, up, state_grads)
     for name, a, b in zip(("hs", "hT", "cT", "d_xz", "d_w", "d_h0", "d_c0"), got, want):
         torch.testing.assert_close(a, b, msg=name)
 

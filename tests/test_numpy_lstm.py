@@ -331,13 +331,33 @@ def test_format_gradcheck_renders_a_result():
         "variants": {"tied": {"fd_rel_err": 1e-8, "torch_abs_diff": 1e-17, "loss_abs_diff": 0.0, "fd_elements_skipped_at_relu_kinks": 2}},
         "optimizers": {"SGD": 1e-16},
         "reference_lstm": {"2 layers": {"fd_rel_err": 1e-8, "twin_abs_diff": 1e-17, "twin_loss_abs_diff": 0.0}},
+        "training_kernel": {"PyTorch ops": {"rel_err": 5e-7}, "compiled cell": {"skipped": "no C compiler"}},
         "seed_errors": {"no_cell_state_path": {"lstm.0.weight_hh": 0.4}},
         "tolerances": dict(gc.TOLERANCES),
     }
     text = gc.format_gradcheck(res)
     assert "embedding.weight" in text and "no_cell_state_path" in text and text.rstrip().endswith("OK")
     assert "reference_lstm.py" in text and "2 layers" in text
+    assert "PyTorch ops              5.00e-07" in text and "compiled cell            skipped: no C compiler" in text
     assert gc.format_gradcheck(res | {"ok": False}).rstrip().endswith("FAILED")
+
+
+def test_training_kernel_check_compares_fp32_with_float64(monkeypatch):
+    """The training kernel's check: both paths within the fp32 tolerance of float64 autograd (and not
+    0: fp32 was compared with float64, not with itself); a wrong backward is caught."""
+    from tangshi import fused_cell
+    from tangshi.model import LSTMRecurrence
+
+    res = gc.check_training_kernel(0)
+    for name, v in res.items():
+        if "skipped" in v:
+            assert name == "compiled cell" and fused_cell.library() is None
+        else:
+            assert 1e-9 < v["rel_err"] < gc.TOLERANCES["kernel_rel_err"], name
+    bptt = LSTMRecurrence._bptt
+    monkeypatch.setattr(LSTMRecurrence, "_bptt", staticmethod(
+        lambda ctx, *g: tuple(t * 1.001 if t is not None else None for t in bptt(ctx, *g))))
+    assert all(v["rel_err"] > 1e-4 for v in gc.check_training_kernel(0).values() if "rel_err" in v)
 
 
 def test_doc_equation_tags_point_at_the_equations():

@@ -444,7 +444,8 @@ def _export_parser(sub) -> None:
 
 
 def _gradcheck_parser(sub) -> None:
-    gc = sub.add_parser("gradcheck", help="check the NumPy BPTT against finite differences and PyTorch autograd")
+    gc = sub.add_parser("gradcheck", help="check the NumPy BPTT and the training kernel against finite differences "
+                                          "and PyTorch autograd")
     gc.add_argument("--json", action="store_true", help=JSON_HELP)
     gc.add_argument("--seed", type=int, default=0, help="random seed of the test problem (default 0)")
     gc.add_argument("--worked-example", action="store_true",

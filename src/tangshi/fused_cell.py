@@ -19,6 +19,7 @@ The matrix products, bf16 autocast and CUDA are untouched: this is the fp32 CPU 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -123,7 +124,15 @@ def status() -> str:
     return _state["why"]
 
 
-def reset() -> None:
-    """Forget the loaded library (tests: to load again under another environment)."""
-    with _lock:
+@contextlib.contextmanager
+def path(compiled: bool):
+    """Within: the recurrence takes the compiled cell (if it is available) or the PyTorch ops; for
+    `tangshi gradcheck` and the tests, which compare the two. Not for concurrent use."""
+    lib = library()
+    before = dict(_state)
+    _state["lib"] = lib if compiled else None
+    try:
+        yield _state["lib"]
+    finally:
         _state.clear()
+        _state.update(before)

@@ -8,8 +8,10 @@ parameter,
     reference forward written with plain torch ops,
   * torch_nn_abs_diff: the same against torch.nn.Embedding + torch.nn.LSTM (weights
     transposed into nn.LSTM's layout) + F.linear,
-then runs each NumPy optimiser next to its torch.optim twin for 10 steps, and measures
-what the seed's three gradient errors cost.  `format_gradcheck(result)` renders it.
+then runs each NumPy optimiser next to its torch.optim twin for 10 steps, checks the
+assignment-notation LSTM (reference_lstm.py) and the fp32 training kernel (`LSTMRecurrence`,
+both its PyTorch-ops path and its compiled cell) against float64 autograd, and measures what
+the seed's three gradient errors cost.  `format_gradcheck(result)` renders it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from tangshi import numpy_lstm as nl
 from tangshi import numpy_optim as nopt
 from tangshi import reference_lstm
 
-TOLERANCES = {"fd_rel_err": 1e-6, "torch_abs_diff": 1e-9, "optimizer_abs_diff": 1e-12, "twin_abs_diff": 1e-10}
+TOLERANCES = {"fd_rel_err": 1e-6, "torch_abs_diff": 1e-9, "optimizer_abs_diff": 1e-12, "twin_abs_diff": 1e-10,
+              "kernel_rel_err": 1e-5}  # the training kernel is fp32 (ε ≈ 1.2e-7): ~80 ulps of headroom
 FD_STEP = 1e-3  # step of the five-point stencil
 # Element-wise relative error |a - n| / max(|a|, |n|, FD_FLOOR): for gradient elements
 # below FD_FLOOR (e.g. exact zeros: embedding rows of unused ids) the comparison becomes
@@ -374,6 +377,42 @@ def check_reference(config, seed: int, max_elements: int | None = None) -> dict:
             "twin_loss_abs_diff": abs(loss - twin_loss)}
 
 
+def check_training_kernel(seed: int, T: int = 7, B: int = 3, H: int = 5) -> dict:
+    """`LSTMRecurrence`, the hand-written BPTT that trains the model (fp32), against plain autograd
+    through the same equations in float64: h_1..T, h_T, C_T and the gradients of xz, W_hh, h_0, C_0,
+    each as max |a − b| / max |b|. Both of its paths: the PyTorch ops and the compiled cell."""
+    from tangshi import fused_cell
+    from tangshi.model import LSTMRecurrence, _cell
+
+    g = torch.Generator().manual_seed(seed)
+    xz, w = torch.randn(T, B, 4 * H, generator=g, dtype=torch.float64) * 2, torch.randn(H, 4 * H, generator=g, dtype=torch.float64) / H ** 0.5
+    h0, c0, up = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((B, H), (B, H), (T, B, H)))
+
+    def run(fn, dtype):
+        leaves = [t.to(dtype).requires_grad_() for t in (xz, w, h0, c0)]
+        hs, hT, cT = fn(*leaves)
+        grads = torch.autograd.grad((hs * up.to(dtype)).sum() + hT.square().sum() + cT.sum(), leaves)
+        return [t.detach().double() for t in (hs, hT, cT, *grads)]
+
+    def autograd_loop(x, w_, h, c):
+        outs = []
+        for t in range(T):
+            h, c = _cell(x[t] + h @ w_, c)
+            outs.append(h)
+        return torch.stack(outs), h, c
+
+    want = run(autograd_loop, torch.float64)
+    out = {}
+    for name, compiled in (("PyTorch ops", False), ("compiled cell", True)):
+        with fused_cell.path(compiled) as lib:
+            if compiled and lib is None:
+                out[name] = {"skipped": fused_cell.status()}
+                continue
+            got = run(LSTMRecurrence.apply, torch.float32)
+        out[name] = {"rel_err": max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(got, want))}
+    return out
+
+
 def _run_gradcheck(seed: int) -> dict:
     base = SmallConfig()
     per, info = _check_config(base, seed)
@@ -395,8 +434,10 @@ def _run_gradcheck(seed: int) -> dict:
         }
     _, params, inputs, targets = small_problem(seed, base)
     optimizers = {name: compare_optimizer(mk_np, mk_t, params, base, inputs, targets) for name, (mk_np, mk_t) in OPTIMIZER_CASES.items()}
+    kernel = check_training_kernel(seed)
     tol = TOLERANCES
     ok = (
+        all(v.get("rel_err", 0.0) < tol["kernel_rel_err"] for v in kernel.values()) and (
         all(v["fd_rel_err"] < tol["fd_rel_err"] for v in per.values())
         and all(max(v["torch_abs_diff"], v["torch_nn_abs_diff"]) < tol["torch_abs_diff"] for v in per.values())
         and max(info["torch_loss_abs_diff"], info["torch_nn_loss_abs_diff"]) < tol["torch_abs_diff"]
@@ -404,7 +445,7 @@ def _run_gradcheck(seed: int) -> dict:
         and all(v < tol["optimizer_abs_diff"] for v in optimizers.values())
         and all(r["fd_rel_err"] < tol["fd_rel_err"] and max(r["twin_abs_diff"], r["twin_loss_abs_diff"]) < tol["twin_abs_diff"]
                 for r in reference.values())
-    )
+    ))
     return {
         "ok": bool(ok),
         "seed": seed,
@@ -420,6 +461,7 @@ def _run_gradcheck(seed: int) -> dict:
         "params": per,
         "variants": variants,
         "reference_lstm": reference,
+        "training_kernel": kernel,
         "optimizers": optimizers,
         "seed_errors": seed_errors(params, base, inputs, targets),
         "tolerances": dict(tol),
@@ -458,6 +500,10 @@ def format_gradcheck(result: dict) -> str:
                  f"(tolerance {tol['twin_abs_diff']:.0e}):")
     lines += [f"  {k:<24} fd rel err {v['fd_rel_err']:.2e}   |twin| {v['twin_abs_diff']:.2e}   "
               f"|loss| {v['twin_loss_abs_diff']:.1e}" for k, v in result["reference_lstm"].items()] + [""]
+    lines.append(f"the training kernel (LSTMRecurrence, fp32) vs autograd in float64, max relative error "
+                 f"(tolerance {tol['kernel_rel_err']:.0e}):")
+    lines += [f"  {k:<24} " + (f"{v['rel_err']:.2e}" if "rel_err" in v else f"skipped: {v['skipped']}")
+              for k, v in result["training_kernel"].items()] + [""]
     lines.append("the seed's errors, ||g_seed - g|| / ||g||:")
     for bug, d in result["seed_errors"].items():
         lines.append(f"  {bug}:")
