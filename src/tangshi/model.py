@@ -127,6 +127,10 @@ class LSTMRecurrence(torch.autograd.Function):
     Under autocast (bf16 where it is fast: AMX / AVX512-BF16 CPUs, CUDA) the three products with
     W_hh (h_{t−1} W_hh, δz_t W_hhᵀ and Σ h_{t−1}ᵀ δz_t) run in autocast's dtype, as autocast runs
     every other matrix product; the cell state C_t, the gates and the sums stay fp32.
+
+    On the CPU each step's gate arithmetic (the lines marked below) runs as one compiled pass,
+    csrc/lstm_cell.c (fused_cell.py), where it could be built; the PyTorch ops here are the same
+    equations, the fallback, and the reference it is tested against (tests/test_fused_cell.py).
     """
 
     @staticmethod
