@@ -92,3 +92,22 @@ def test_a_damaged_cached_library_is_built_again(monkeypatch, tmp_path):
     lib.write_bytes(lib.read_bytes()[:100])
     assert fused_cell.library() is not None and lib.stat().st_size > 1000
     assert fused_cell.status().endswith(str(lib))
+
+
+def test_a_cache_folder_others_can_write_is_not_used(monkeypatch, tmp_path):
+    """A library loaded from a folder that another user can write could be theirs: such folders are
+    skipped (and none is built or loaded there), with a reason."""
+    shared = [tmp_path / "cache", tmp_path / "tmp"]
+    for folder in shared:
+        folder.mkdir()
+        folder.chmod(0o777)
+    monkeypatch.setattr(fused_cell, "_cache_dir", lambda: shared[0])
+    monkeypatch.setattr(fused_cell.tempfile, "gettempdir", lambda: str(shared[1]))
+    (shared[1] / f"tangshi-{fused_cell.os.getuid()}").mkdir(mode=0o777)
+    (shared[1] / f"tangshi-{fused_cell.os.getuid()}").chmod(0o777)
+    monkeypatch.setattr(fused_cell, "_state", {})
+    if fused_cell._compiler() is None:
+        pytest.skip("no C compiler")
+    assert fused_cell.library() is None
+    assert fused_cell.status() == "build failed: no cache folder that only this user can write, for the compiled cell"
+    assert not list(tmp_path.rglob("*.so"))

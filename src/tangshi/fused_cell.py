@@ -8,7 +8,8 @@ This module compiles the same equations, fused, with the machine's C compiler:
     cc -O3 -march=native -fno-trapping-math -fopenmp-simd -shared -fPIC
 
 so that they vectorise for the CPU at hand, and loads the result with ctypes. The library is
-cached in ``$XDG_CACHE_HOME/tangshi`` (default ``~/.cache/tangshi``) under a name that hashes the
+cached in ``$XDG_CACHE_HOME/tangshi`` (default ``~/.cache/tangshi``; a folder another user can write is
+not used) under a name that hashes the
 source, the compiler, its flags and the CPU's model and flags, so a home directory shared by
 different machines never loads code built for another CPU. A build takes about a second.
 
@@ -61,6 +62,12 @@ def _cache_dir() -> Path:
     return Path(root) / "tangshi"
 
 
+def _private(folder: Path) -> bool:
+    """Only this user can write the folder (a library loaded from it runs as this user)."""
+    st = folder.stat()
+    return (not hasattr(os, "getuid") or st.st_uid == os.getuid()) and not st.st_mode & 0o022
+
+
 def _build(cc: str, again: bool = False) -> Path:
     """The cached library for this source, compiler and CPU, compiled if missing (or `again`)."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
@@ -68,11 +75,13 @@ def _build(cc: str, again: bool = False) -> Path:
                          .encode()).hexdigest()[:16]
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"tangshi-{os.getuid()}"):
         lib = folder / f"lstm_cell-{key}.so"
-        if lib.exists() and not again:
-            return lib
+        tmp = folder / f".lstm_cell-{key}.{os.getpid()}.so"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".lstm_cell-{key}.{os.getpid()}.so"
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _private(folder):
+                continue  # someone else could plant a library there
+            if lib.exists() and not again:
+                return lib
             res = subprocess.run([cc, *FLAGS, "-o", str(tmp), str(SOURCE)], capture_output=True, text=True,
                                  timeout=BUILD_TIMEOUT_S)
             if res.returncode != 0:
@@ -80,8 +89,11 @@ def _build(cc: str, again: bool = False) -> Path:
             os.replace(tmp, lib)  # atomic: a concurrent build or a reader never sees half a file
             return lib
         except OSError:
-            continue  # not writable: try the next folder
-    raise RuntimeError("no writable cache folder for the compiled cell")
+            continue  # not writable (or full): try the next folder
+        finally:
+            if tmp.parent.is_dir():
+                tmp.unlink(missing_ok=True)  # no half-built file is left behind
+    raise RuntimeError("no cache folder that only this user can write, for the compiled cell")
 
 
 def _load() -> tuple[ctypes.CDLL | None, str]:
