@@ -5,13 +5,13 @@ elementwise kernels in each direction; on a CPU those kernels' launches and memo
 than their arithmetic, which is why `torch.nn.LSTM` (mkldnn, one fused kernel per step) was faster.
 This module compiles the same equations, fused, with the machine's C compiler:
 
-    cc -O3 -march=native -fno-trapping-math -fopenmp-simd -shared -fPIC
+    cc -O3 -march=native -fno-trapping-math -fopenmp -shared -fPIC
 
 so that they vectorise for the CPU at hand, and loads the result with ctypes. The library is
-cached in ``$XDG_CACHE_HOME/tangshi`` (default ``~/.cache/tangshi``; a folder another user can write is
-not used) under a name that hashes the
-source, the compiler, its flags and the CPU's model and flags, so a home directory shared by
-different machines never loads code built for another CPU. A build takes about a second.
+cached in ``$XDG_CACHE_HOME/tangshi`` (default ``~/.cache/tangshi``; a folder that another user can
+write is never used) under a name that hashes the source, the compiler, its flags and the CPU's
+model and flags, so a home directory shared by different machines never loads code built for
+another CPU. A build takes about a second.
 
 Where there is no compiler, the build fails, or ``TANGSHI_FUSED_CELL=0`` is set, `library()` is
 None and the recurrence runs the same equations as PyTorch ops; `status()` says which and why.
