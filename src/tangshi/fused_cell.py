@@ -15,7 +15,8 @@ another CPU. A build takes about a second.
 
 Where there is no compiler, the build fails, or ``TANGSHI_FUSED_CELL=0`` is set, `library()` is
 None and the recurrence runs the same equations as PyTorch ops; `status()` says which and why.
-The matrix products, bf16 autocast and CUDA are untouched: this is the fp32 CPU path only.
+The matrix products stay in PyTorch (in bf16 under autocast); the gate arithmetic here is fp32
+either way. CUDA never uses it.
 """
 
 from __future__ import annotations
