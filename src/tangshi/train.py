@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
+from . import fused_cell
 from .errors import TangshiError
 from .graphstep import TrainStep, graph_capturable_optimizer
 from .model import PoetryLM
@@ -118,6 +119,8 @@ class TorchBackend:
         if mode == "graph":
             log(f"CUDA graphs: the step is captured once per batch shape (lengths padded to a multiple of "
                 f"{cfg.graph_len_multiple}) and replayed")
+        if device.type == "cpu" and model.config.impl == "tangshi":
+            log(f"LSTM gate arithmetic: {fused_cell.status()}")
         if self.on_step is not None and begun.start_epoch == 1:
             self.on_step(0, model, self.optimizer)
 
