@@ -32,6 +32,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from .machine import cpu_identity
+
 SOURCE = Path(__file__).with_name("csrc") / "lstm_cell.c"
 FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC")
 ENV = "TANGSHI_FUSED_CELL"  # 0 turns the fused cell off
@@ -48,16 +50,6 @@ def _compiler() -> str | None:
     return None
 
 
-def _cpu_identity() -> str:
-    """The CPU's model name and feature flags (Linux), so a build is only ever loaded where it was made."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
-        keep = [l for l in lines if l.startswith(("model name", "flags"))][:2]
-        return "\n".join(keep) or platform.processor()
-    except OSError:
-        return platform.machine() + platform.processor()
-
-
 def _cache_dir() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "tangshi"
@@ -72,7 +64,7 @@ def _private(folder: Path) -> bool:
 def _build(cc: str, again: bool = False) -> Path:
     """The cached library for this source, compiler and CPU, compiled if missing (or `again`)."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, " ".join(FLAGS), _cpu_identity()])
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, " ".join(FLAGS), cpu_identity()])
                          .encode()).hexdigest()[:16]
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"tangshi-{os.getuid()}"):
         lib = folder / f"lstm_cell-{key}.so"

@@ -39,3 +39,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_identity() -> str:
+    """The CPU's model name and its full feature-flag line (Linux): what code built with
+    -march=native may depend on (fused_cell.py keys its cache by it)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = next((line.strip() for line in f if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return f"{cpu_name()}\n{flags or platform.machine()}"
