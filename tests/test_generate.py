@@ -13,7 +13,7 @@ import random
 import pytest
 import torch
 
-from tangshi import generate as G
+from tangshi import fused_cell, generate as G
 from tangshi.text import is_han, split_clauses
 from tangshi.checkpoint import save_checkpoint
 from tangshi.cli import main
@@ -299,6 +299,50 @@ def test_one_row_sampling_equals_the_batch_path():
             assert G._draw_row(one.copy(), torch.Generator().manual_seed(seed)) == want
         rows += 1
     assert rows == 400
+
+
+def _random_rows(n: int, seed: int):
+    """Rows of logits with ties, masked-out tokens, one allowed token, or mass over thousands."""
+    g = torch.Generator().manual_seed(seed)
+    for trial in range(n):
+        V = int(torch.randint(2, 7000, (1,), generator=g))
+        logits = torch.randn(1, V, generator=g) * float(torch.rand(1, generator=g) * 8)
+        if trial % 3 == 0:
+            logits = logits.round()  # many exact ties
+        allowed = torch.rand(1, V, generator=g) > float(torch.rand(1, generator=g))
+        allowed[0, int(torch.randint(0, V, (1,), generator=g))] = True
+        yield trial, logits, allowed
+
+
+@pytest.mark.skipif(fused_cell.library() is None, reason=f"compiled kernels: {fused_cell.status()}")
+def test_compiled_row_sampling_equals_the_batch_path():
+    """csrc/sampling.c: `sample_prepare` gives the batch path's tempered, biased, masked logits bit for
+    bit, and `sample_row` its top-k/top-p filtered probabilities bit for bit and the same token from
+    the same uniform number; and `_choose` through it draws what the batch path draws."""
+    lib = fused_cell.library()
+    for trial, logits, allowed in _random_rows(400, 4):
+        V = logits.shape[1]
+        temperature = (0.8, 1.0, 0.37, 2.5)[trial % 4]
+        bias = None if trial % 2 else -torch.rand(1, V) * 3
+        want = logits.clone().div_(temperature)
+        if bias is not None:
+            want.add_(bias)
+        want.masked_fill_(~allowed, float("-inf"))
+        got = logits.clone()
+        lib.sample_prepare(V, got.data_ptr(), allowed.data_ptr(), None if bias is None else bias.data_ptr(), temperature)
+        assert torch.equal(got, want), trial
+        p = torch.softmax(want, 1)
+        top_k, top_p = (0, 1, 5, 50)[trial % 4], (1.0, 0.9, 0.5, 0.99, 0.3)[trial % 5]
+        batch = G._top_p(G._top_k(p.clone(), top_k if top_k < V else 0), top_p)
+        for seed in range(3):
+            u = float(torch.rand(1, generator=torch.Generator().manual_seed(seed))[0])
+            one, work = p.clone(), torch.empty(V + 16)
+            idx = lib.sample_row(V, one.data_ptr(), top_k if top_k < V else 0, top_p < 1.0, 1.0 - top_p, u, work.data_ptr())
+            assert torch.equal(one, batch), (trial, V, top_k, top_p)
+            assert idx == int(G._draw(batch.clone(), torch.Generator().manual_seed(seed))[0]), (trial, seed)
+        opts = DecodeOptions(strategy="sample", temperature=temperature, top_k=top_k, top_p=top_p)
+        expect = G._draw(batch.clone(), torch.Generator().manual_seed(trial))
+        assert torch.equal(G._choose(logits.clone(), allowed, bias, opts, torch.Generator().manual_seed(trial)), expect)
 
 
 def test_drop_repeated_tail():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tangshi import stepweights
+from tangshi import fused_cell, stepweights
 from tangshi.errors import TangshiError
 from tangshi.generate import DecodeOptions
 from tangshi.model import ModelConfig, PoetryLM
@@ -41,6 +41,76 @@ def test_int8_step_follows_fp32(batch):
     assert (q.argmax(-1) == ref.argmax(-1)).float().mean() > 0.9
     unrelated = _run(_model(tie_weights=False, init="xavier"), ids, "fp32")
     assert (unrelated - ref).abs().max() / ref.std() > 10 * err  # the bound above can fail
+
+
+needs_vnni = pytest.mark.skipif(
+    fused_cell.library() is None or not fused_cell.library().gemv_int8_available(),
+    reason="the compiled int8 row kernel needs AVX-512 VNNI and a C compiler")
+
+
+def _row_reference(lin, x):
+    """csrc/gemv_int8.c's formula in float64 from the int8 weights: x quantised to 8 bits symmetric,
+    exact integer sums, then the two scales and the bias."""
+    w, rowsum, scale = lin.row
+    n16, k4 = w.shape[0], w.shape[1]
+    wq = w.permute(0, 2, 1, 3).reshape(n16 * 16, k4 * 4)[: lin.N].double()  # unpacked (N, K)
+    s_x = float(x.abs().max()) / 127.0
+    q = torch.round(x.double()[0] / torch.tensor(s_x, dtype=torch.float32).double())
+    y = (wq @ q) * s_x * scale[: lin.N].double()
+    return y if lin.bias is None else y + lin.bias.double()
+
+
+@needs_vnni
+@pytest.mark.parametrize("shape", [(6837, 512), (37, 16), (16, 8), (100, 24)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_int8_row_kernel_matches_its_formula(shape, with_bias):
+    """The VNNI kernel (one row) against its formula computed independently in float64, within fp32
+    rounding; against fbgemm (the batch path) and fp32 within int8's error; NaN and zero rows."""
+    N, K = shape
+    g = torch.Generator().manual_seed(N + K)
+    w, b = torch.randn(N, K, generator=g) * 0.05, torch.randn(N, generator=g)
+    lin = stepweights.Int8Linear(w, b if with_bias else None)
+    assert lin.row is not None
+    x = torch.randn(1, K, generator=g)
+    y = lin(x)
+    ref = _row_reference(lin, x)
+    assert y.shape == (1, N)
+    torch.testing.assert_close(y[0].double(), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+    exact = (x @ w.t() + (b if with_bias else 0))[0]
+    fb = torch.ops.quantized.linear_dynamic(x, lin.fbgemm, True)[0]
+    spread = float((exact - (b if with_bias else 0)).std())
+    assert float((y[0] - exact).abs().max()) < 0.05 * spread
+    assert float((y[0] - exact).norm()) < float((fb - exact).norm())  # 8-bit activations beat 7-bit
+    assert torch.equal(lin(torch.zeros(1, K))[0], b if with_bias else torch.zeros(N))
+    nan = torch.zeros(1, K)
+    nan[0, K // 2] = float("nan")
+    assert torch.isnan(lin(nan)).all()
+    assert lin(torch.randn(3, K, generator=g)).shape == (3, N)  # a batch: fbgemm
+
+
+@needs_vnni
+def test_int8_row_kernel_off_with_the_compiled_kernels():
+    """Within `fused_cell.path(False)` a row goes through fbgemm, bit for bit its batch result."""
+    lin = stepweights.Int8Linear(torch.randn(40, 16), None)
+    x = torch.randn(1, 16)
+    with fused_cell.path(False):
+        assert torch.equal(lin(x), torch.ops.quantized.linear_dynamic(x, lin.fbgemm, True))
+    assert not torch.equal(lin(x), torch.ops.quantized.linear_dynamic(x, lin.fbgemm, True))
+
+
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("int8", marks=needs_fbgemm)])
+def test_kept_input_rows_equal_computing_them(precision):
+    """The first layer's x W_ih + b, kept per token for one row, equals computing it each step (the
+    same call on the same row), and the kept rows are never written into."""
+    m = _model()
+    w = step_weights(m, precision)
+    ids = [3, 7, 3, 3, 11, 7]
+    state = None
+    for tok in ids:
+        _, state = m.step(torch.tensor([tok]), state, precision=precision)
+    assert sorted(w.xz_rows) == [3, 7, 11]
+    for tok, row in w.xz_rows.items():
+        assert torch.equal(row, w.input_gates(0, w.emb[tok : tok + 1]))
 
 
 def test_step_weights_are_cached_until_a_parameter_changes():

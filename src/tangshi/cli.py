@@ -93,6 +93,10 @@ def cmd_eval(args) -> int:
     from .trainconfig import require_device
 
     require_device(args.device)
+    if args.batch is not None and not args.precision:
+        raise TangshiError("--batch applies to evaluation through the decoding step: add --precision fp32 or int8")
+    if args.batch is not None and args.batch < 1:
+        raise TangshiError(f"--batch must be at least 1, got {args.batch}")
     if args.precision:
         from .stepweights import check_precision
 
@@ -116,7 +120,7 @@ def cmd_eval(args) -> int:
     if args.precision:
         from .splits import evaluate_steps
 
-        res = evaluate_steps(model, split, args.precision, device=args.device)
+        res = evaluate_steps(model, split, args.precision, device=args.device, batch=args.batch)
     else:
         res = evaluate(model, split, device=args.device)
     res["checkpoint"] = str(ck)
@@ -352,6 +356,9 @@ def _eval_parser(sub) -> None:
     e.add_argument("--precision", choices=("fp32", "int8"),
                    help="evaluate through the decoding step (one token at a time) with its products in this "
                         "precision, as `generate --precision` decodes (default: the training forward, fp32)")
+    e.add_argument("--batch", type=int,
+                   help="with --precision: poems per decoding step (default 256); 1 reads the model as one poem "
+                        "decodes, through the one-row int8 kernel where the CPU has it")
     e.add_argument("--json", action="store_true", help=JSON_HELP)
     e.set_defaults(func=cmd_eval)
 

@@ -1,4 +1,6 @@
-"""The LSTM step's gate arithmetic as one compiled pass (csrc/lstm_cell.c), built at first use.
+"""tangshi's compiled kernels, built at first use: the LSTM step's gate arithmetic as one pass
+(csrc/lstm_cell.c), and for decoding one poem the sampling of one row (csrc/sampling.c) and the
+int8 matrix-vector product (csrc/gemv_int8.c, where the CPU has AVX-512 VNNI).
 
 `LSTMRecurrence` (model.py) runs a time step as a matrix product plus about eleven small
 elementwise kernels in each direction; on a CPU those kernels' launches and memory passes cost more
@@ -14,7 +16,8 @@ model and flags, so a home directory shared by different machines never loads co
 another CPU. A build takes about a second.
 
 Where there is no compiler, the build fails, or ``TANGSHI_FUSED_CELL=0`` is set, `library()` is
-None and the recurrence runs the same equations as PyTorch ops; `status()` says which and why.
+None: the recurrence runs the same equations as PyTorch ops and decoding samples in NumPy;
+`status()` says which and why.
 The matrix products stay in PyTorch (in bf16 under autocast); the gate arithmetic here is fp32
 either way. CUDA never uses it.
 """
@@ -34,7 +37,7 @@ from pathlib import Path
 
 from .machine import cpu_identity
 
-SOURCE = Path(__file__).with_name("csrc") / "lstm_cell.c"
+SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("lstm_cell.c", "sampling.c", "gemv_int8.c"))
 FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC")
 ENV = "TANGSHI_FUSED_CELL"  # 0 turns the fused cell off
 BUILD_TIMEOUT_S = 120
@@ -64,7 +67,7 @@ def _private(folder: Path) -> bool:
 def _build(cc: str, again: bool = False) -> Path:
     """The cached library for this source, compiler and CPU, compiled if missing (or `again`)."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, " ".join(FLAGS), cpu_identity()])
+    key = hashlib.sha256("\0".join([*(src.read_text() for src in SOURCES), cc, version, " ".join(FLAGS), cpu_identity()])
                          .encode()).hexdigest()[:16]
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"tangshi-{os.getuid()}"):
         lib = folder / f"lstm_cell-{key}.so"
@@ -75,7 +78,7 @@ def _build(cc: str, again: bool = False) -> Path:
                 continue  # someone else could plant a library there
             if lib.exists() and not again:
                 return lib
-            res = subprocess.run([cc, *FLAGS, "-o", str(tmp), str(SOURCE)], capture_output=True, text=True,
+            res = subprocess.run([cc, *FLAGS, "-o", str(tmp), *map(str, SOURCES)], capture_output=True, text=True,
                                  timeout=BUILD_TIMEOUT_S)
             if res.returncode != 0:
                 raise RuntimeError(f"{Path(cc).name} failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -111,6 +114,14 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.lstm_cell_forward.restype = None
     lib.lstm_cell_backward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr]
     lib.lstm_cell_backward.restype = None
+    lib.sample_prepare.argtypes = [i64, ptr, ptr, ptr, ctypes.c_float]
+    lib.sample_prepare.restype = None
+    lib.sample_row.argtypes = [i64, ptr, i64, ctypes.c_int32, ctypes.c_float, ctypes.c_float, ptr]
+    lib.sample_row.restype = i64
+    lib.gemv_int8_available.argtypes = []
+    lib.gemv_int8_available.restype = ctypes.c_int32
+    lib.gemv_int8.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
+    lib.gemv_int8.restype = None
     return lib, f"compiled ({Path(cc).name} {' '.join(FLAGS[:3])}): {path}"
 
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from . import fused_cell
 from .errors import TangshiError, option
 from .lstm_spec import param_shapes
-from .stepweights import StepState, step_weights
+from .stepweights import StepState, cell, step_weights
 
 IMPLS = ("tangshi", "seed", "nn")
 INITS = ("xavier", "zeros", "constant", "uniform1e-4", "torch")
@@ -476,27 +476,22 @@ class PoetryLM(nn.Module):
             C_t = f ⊙ C_{t−1} + i ⊙ c̃;  h_t = o ⊙ tanh(C_t);  logits = h W_headᵀ + b_head
         For one row the products are matrix-vector products, which read each weight once: about
         a tenth of the fixed cost of running `forward` on one token, which matters for one poem
-        (≈ 60 steps of batch 1). `logits=False` skips the output layer for a step whose next token
+        (≈ 60 steps of batch 1); the first layer's x_t W_ih + b is then computed once per token and
+        kept, and the gate arithmetic is the training forward's compiled pass. `logits=False` skips the output layer for a step whose next token
         is forced anyway. `precision` (fp32 or int8, stepweights.py) applies to a new state."""
         if state is None:
             state = StepState.start(step_weights(self, precision), ids.size(0))
-        w, H = state.weights, self.config.hidden_dim
-        x = w.emb.index_select(0, ids)  # (B, E)
+        w = state.weights
         h_new, c_new = [], []
         for l in range(len(w.layers)):
-            z = w.gates(l, x, state.h[l])  # (B, 4H): i, f, c̃, o
-            z[:, : 2 * H].sigmoid_()  # i_t, f_t
-            z[:, 2 * H : 3 * H].tanh_()  # c̃_t
-            z[:, 3 * H :].sigmoid_()  # o_t
-            i, f, g, o = z.chunk(4, dim=1)
-            c = torch.addcmul(f * state.c[l], i, g)  # C_t
-            x = o * torch.tanh(c)  # h_t, the next layer's input
-            h_new.append(x)
+            xz = w.token_gates(ids) if l == 0 else w.input_gates(l, h_new[-1])  # x_t W_ih + b
+            h, c = cell(w.hidden_gates(l, state.h[l]), xz, state.c[l])  # h_t, C_t (stepweights.py)
+            h_new.append(h)
             c_new.append(c)
         state = StepState(w, h_new, c_new)
         if not logits:
             return None, state
-        out = w.logits(x)
+        out = w.logits(h_new[-1])
         return (out.relu_() if self.config.relu_logits else out), state
 
     # -- the canonical parameter layout ----------------------------------------------

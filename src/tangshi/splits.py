@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from .batches import encode_poems
 from .data import read_meta, read_split, require_prepared
 from .errors import TangshiError, check_number
+from .generate import threads_for
 from .model import PoetryLM
 from .vocab import Vocab
 
@@ -100,23 +101,26 @@ def open_prepared(data_dir: Path) -> tuple[Vocab, dict, Split, Split]:
 
 
 @torch.no_grad()
-def evaluate_steps(model: PoetryLM, split: Split, precision: str, device="cpu") -> dict:
+def evaluate_steps(model: PoetryLM, split: Split, precision: str, device="cpu", batch: int | None = None) -> dict:
     """dev_nll and dev_ppl as `evaluate` computes them, but through the decoding step
-    (`PoetryLM.step`, one token at a time) in `precision`: the perplexity of what decoding reads."""
+    (`PoetryLM.step`, one token at a time) in `precision`: the perplexity of what decoding reads.
+    `batch` poems per step (default EVAL_BATCH); 1 takes the one-row path a single poem takes."""
+    batch = batch or EVAL_BATCH
     was_training = model.training
     model.eval()
     pad = model.config.pad_id
     nll_real, n_real = 0.0, 0
-    for start in range(0, len(split.inputs), EVAL_BATCH):
-        x = split.inputs[start : start + EVAL_BATCH].to(device)
-        y = split.targets[start : start + EVAL_BATCH].to(device)
-        state = None
-        for t in range(int(split.lengths[start : start + EVAL_BATCH].max())):
-            logits, state = model.step(x[:, t], state, precision=precision)
-            real = y[:, t] != pad
-            nll = F.cross_entropy(logits.float()[real], y[real, t], reduction="sum")
-            nll_real += float(nll.double())
-            n_real += int(real.sum())
+    with threads_for(batch, torch.device(device)):  # a small batch: one thread, as decoding runs it
+        for start in range(0, len(split.inputs), batch):
+            x = split.inputs[start : start + batch].to(device)
+            y = split.targets[start : start + batch].to(device)
+            state = None
+            for t in range(int(split.lengths[start : start + batch].max())):
+                logits, state = model.step(x[:, t], state, precision=precision)
+                real = y[:, t] != pad
+                nll = F.cross_entropy(logits.float()[real], y[real, t], reduction="sum")
+                nll_real += float(nll.double())
+                n_real += int(real.sum())
     model.train(was_training)
     if n_real == 0:
         raise TangshiError("no dev poems to evaluate: the split is empty")
