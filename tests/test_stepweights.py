@@ -8,7 +8,7 @@ from tangshi.errors import TangshiError
 from tangshi.generate import DecodeOptions
 from tangshi.model import ModelConfig, PoetryLM
 from tangshi.splits import evaluate, evaluate_steps, load_split
-from tangshi.stepweights import step_weights
+from tangshi.stepweights import StepState, step_weights
 from tangshi.vocab import Vocab
 
 needs_fbgemm = pytest.mark.skipif(not stepweights.int8_available(), reason="no fbgemm on this CPU")
@@ -70,7 +70,7 @@ def test_int8_row_kernel_matches_its_formula(shape, with_bias):
     g = torch.Generator().manual_seed(N + K)
     w, b = torch.randn(N, K, generator=g) * 0.05, torch.randn(N, generator=g)
     lin = stepweights.Int8Linear(w, b if with_bias else None)
-    assert lin.row is not None
+    assert lin.row
     x = torch.randn(1, K, generator=g)
     y = lin(x)
     ref = _row_reference(lin, x)
@@ -96,6 +96,30 @@ def test_int8_row_kernel_off_with_the_compiled_kernels():
     with fused_cell.path(False):
         assert torch.equal(lin(x), torch.ops.quantized.linear_dynamic(x, lin.fbgemm, True))
     assert not torch.equal(lin(x), torch.ops.quantized.linear_dynamic(x, lin.fbgemm, True))
+
+
+@needs_vnni
+@pytest.mark.parametrize("layers", [1, 2])
+def test_head_and_hh_in_one_product_equal_two(layers):
+    """One row in int8: the head's product that also gives the last layer's h_t W_hh yields the same
+    logits, bit for bit, step after step, as the two products apart; a state used twice (two
+    continuations of one prefix) gives the same result both times."""
+    import dataclasses
+
+    m = _model(num_layers=layers, hidden_dim=32, embed_dim=24)
+    w = step_weights(m, "int8")
+    assert w.head_and_hh is not None
+    apart = dataclasses.replace(w, head_and_hh=None, xz_rows={})
+    ids = torch.randint(0, 49, (1, 15))
+    s1, s2, outs = StepState.start(w, 1), StepState.start(apart, 1), []
+    for t in range(15):
+        a, s1 = m.step(ids[:, t], s1, logits=t % 4 != 3)
+        b, s2 = m.step(ids[:, t], s2, logits=t % 4 != 3)
+        assert (a is None) == (b is None) and (a is None or torch.equal(a, b)), t
+        assert (s1.hz is not None) == (t % 4 != 3) and s2.hz is None
+        outs.append(a)
+    again = [m.step(torch.tensor([5]), s1)[0] for _ in range(2)]
+    assert torch.equal(again[0], again[1]) and torch.equal(again[0], m.step(torch.tensor([5]), s2)[0])
 
 
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("int8", marks=needs_fbgemm)])

@@ -157,10 +157,26 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
         row["dtype"] = "bf16" if amp and row["name"] in ("tangshi", "tangshi_graph", "nn_lstm") else "fp32"
         if row["name"] in GENERATION_ROWS and row["name"] != "gen_qilv_fp32":
             row["dtype"] = default_precision(dev)  # decoding's own precision (stepweights.py)
+        if row["name"] in GENERATION_ROWS and dev.type == "cpu":
+            row["kernel"] += f", {_decoding_kernels(row)}"
     return {"device": _device_name(dev), "cpu_flags": cpu_flags() if dev.type == "cpu" else None,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": dtype,
             "bf16_autocast": amp, "fused_cell": fused_cell.status() if dev.type == "cpu" else None,
             "repeats": repeats, "results": rows}
+
+
+def _decoding_kernels(row: dict) -> str:
+    """What a CPU generation row ran: one poem (or one couplet) is one row per step, 1,000 poems a batch."""
+    lib = fused_cell.library()
+    one_row = row["name"] != "gen_wujue_1000"
+    if row["dtype"] == "int8":
+        product = ("the one-row int8 kernel (AVX-512 VNNI)" if one_row and lib is not None and lib.gemv_int8_available()
+                   else "fbgemm int8")
+    else:
+        product = "fp32 products"
+    sampler = "compiled sampler" if one_row and lib is not None else "torch/NumPy sampling"
+    cell = "compiled gate arithmetic" if lib is not None else "gate arithmetic as torch ops"
+    return f"{product}, {cell}, {sampler}"
 
 
 def _numpy_bench(base: dict, batches, repeats, warmup) -> Result:

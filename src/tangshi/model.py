@@ -485,14 +485,13 @@ class PoetryLM(nn.Module):
         h_new, c_new = [], []
         for l in range(len(w.layers)):
             xz = w.token_gates(ids) if l == 0 else w.input_gates(l, h_new[-1])  # x_t W_ih + b
-            h, c = cell(w.hidden_gates(l, state.h[l]), xz, state.c[l])  # h_t, C_t (stepweights.py)
+            h, c = cell(state.hidden_gates(l), xz, state.c[l])  # h_t, C_t (stepweights.py)
             h_new.append(h)
             c_new.append(c)
-        state = StepState(w, h_new, c_new)
         if not logits:
-            return None, state
-        out = w.logits(h_new[-1])
-        return (out.relu_() if self.config.relu_logits else out), state
+            return None, StepState(w, h_new, c_new)
+        out, hz = w.logits_and_next(h_new[-1])  # and h_t W_hh, where one product gives both
+        return (out.relu_() if self.config.relu_logits else out), StepState(w, h_new, c_new, hz)
 
     # -- the canonical parameter layout ----------------------------------------------
     def canonical_state_dict(self) -> dict[str, torch.Tensor]:

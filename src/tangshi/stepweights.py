@@ -62,27 +62,44 @@ class Int8Linear:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         w = weight.detach().float().contiguous()
-        scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
+        self.scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
         with warnings.catch_warnings():  # torch 2.13 announces the quantised tensor types' removal (pinned here)
             warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
-            q = torch.quantize_per_channel(w, scale, torch.zeros(w.size(0), dtype=torch.long), 0, torch.qint8)
+            self.q = torch.quantize_per_channel(w, self.scale, torch.zeros(w.size(0), dtype=torch.long), 0,
+                                                torch.qint8)
         self.bias = None if bias is None else bias.detach().float().contiguous()
-        self.fbgemm = torch.ops.quantized.linear_prepack(q, self.bias)
         self.N, self.K = w.shape
+        self._fbgemm = self._row = None  # each layout built at its first use (a poem needs only one)
+
+    @property
+    def fbgemm(self):
+        """fbgemm's packed weight, for a batch."""
+        if self._fbgemm is None:
+            self._fbgemm = torch.ops.quantized.linear_prepack(self.q, self.bias)
+        return self._fbgemm
+
+    @property
+    def row(self):
+        """(weights [N/16][K/4][16][4], row sums, scales) for csrc/gemv_int8.c, or False where that
+        kernel is not built for this CPU or K is not a multiple of 8."""
         lib = fused_cell.library()
-        self.row = None
-        if lib is not None and lib.gemv_int8_available() and self.K % 8 == 0:
-            n16 = -(-self.N // 16)
-            wp = torch.zeros(n16 * 16, self.K, dtype=torch.int8)
-            wp[: self.N] = q.int_repr()
-            sp = torch.zeros(n16 * 16)
-            sp[: self.N] = scale.float()
-            # [N/16][K/4][16][4]: one 64-byte load holds 4 columns of 16 rows (csrc/gemv_int8.c)
-            self.row = (wp.view(n16, 16, self.K // 4, 4).permute(0, 2, 1, 3).contiguous(),
-                        wp.sum(dim=1, dtype=torch.int32), sp)
+        if lib is None:
+            return False  # not built (or switched off for now: `fused_cell.path`)
+        if self._row is None:
+            self._row = False
+            if lib.gemv_int8_available() and self.K % 8 == 0:
+                n16 = -(-self.N // 16)
+                wp = torch.zeros(n16 * 16, self.K, dtype=torch.int8)
+                wp[: self.N] = self.q.int_repr()
+                sp = torch.zeros(n16 * 16)
+                sp[: self.N] = self.scale.float()
+                # one 64-byte load holds 4 columns of 16 rows (csrc/gemv_int8.c)
+                self._row = (wp.view(n16, 16, self.K // 4, 4).permute(0, 2, 1, 3).contiguous(),
+                             wp.sum(dim=1, dtype=torch.int32), sp)
+        return self._row
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        lib = fused_cell.library() if self.row is not None and x.size(0) == 1 else None
+        lib = fused_cell.library() if x.size(0) == 1 and self.row else None
         if lib is None:
             return torch.ops.quantized.linear_dynamic(x.contiguous(), self.fbgemm, True)
         w, rowsum, scale = self.row
@@ -112,6 +129,7 @@ class StepWeights:
     precision: str = "fp32"
     packed: tuple = ()  # int8: per layer (weight_ihᵀ with the bias, weight_hhᵀ), then the head with its bias
     xz_rows: dict = field(default_factory=dict, compare=False)  # token id → its (1, 4H) x W_ih + b, layer 0
+    head_and_hh: "Int8Linear | None" = None  # int8, one row: [head; last layer's W_hhᵀ], both read h_t
 
     @classmethod
     def of(cls, model, precision: str = "fp32") -> "StepWeights":
@@ -124,8 +142,9 @@ class StepWeights:
         head_w, head_b = sd[head_weight_name(cfg)], sd["head.bias"]
         if precision == "int8":
             packed = tuple((Int8Linear(w_ih.t(), b), Int8Linear(w_hh.t(), None)) for w_ih, w_hh, b in layers)
+            both = Int8Linear(torch.cat([head_w, layers[-1][1].t()]), torch.cat([head_b, torch.zeros(4 * cfg.hidden_dim)]))
             return cls(sd["embedding.weight"], layers, [], head_w, head_b, precision,
-                       packed + (Int8Linear(head_w, head_b),))
+                       packed + (Int8Linear(head_w, head_b),), head_and_hh=both if both.row else None)
         return cls(sd["embedding.weight"], layers, [(w_ih.t().contiguous(), w_hh.t().contiguous())
                                                    for w_ih, w_hh, _ in layers], head_w, head_b)
 
@@ -156,6 +175,17 @@ class StepWeights:
         if h.size(0) == 1:
             return torch.mv(self.gemv[l][1], h[0])[None]
         return torch.mm(h, self.layers[l][1])
+
+    def logits_and_next(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head's logits (B, V) of the last layer's h_t and, where one product gives both (int8,
+        one row, the compiled kernel), that layer's h_t W_hh (B, 4H) for the next step, else None.
+        The rows of W_hh ride on the head's product: h_t is quantised once, as each would quantise
+        it, so the values are those of the two separate products."""
+        if self.head_and_hh is not None and h.size(0) == 1 and fused_cell.library() is not None:
+            y = self.head_and_hh(h)
+            V = self.head_b.shape[0]
+            return y[:, :V], y[:, V:]
+        return self.logits(h), None
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         if self.precision == "int8":
@@ -201,18 +231,27 @@ def step_weights(model, precision: str = "fp32") -> StepWeights:
 @dataclass(frozen=True)
 class StepState:
     """What `PoetryLM.step` carries from one call to the next: h_t and C_t of every layer, (B, H)
-    each (never written in place), and the weights the steps read."""
+    each (never written in place), perhaps the last layer's h_t W_hh already computed, and the
+    weights the steps read."""
 
     weights: StepWeights
     h: list
     c: list
+    hz: torch.Tensor | None = None  # the last layer's h_t W_hh, when the head's product gave it too
 
     @classmethod
     def start(cls, weights: StepWeights, batch: int) -> "StepState":
         zeros = torch.zeros(batch, weights.layers[0][1].shape[0], device=weights.head_b.device)
         return cls(weights, [zeros] * len(weights.layers), [zeros] * len(weights.layers))
 
+    def hidden_gates(self, l: int) -> torch.Tensor:
+        """h_t W_hh of layer l for the next step: a new tensor (the cell overwrites it)."""
+        if l == len(self.h) - 1 and self.hz is not None:
+            return self.hz.clone()
+        return self.weights.hidden_gates(l, self.h[l])
+
     def select(self, rows: torch.Tensor) -> "StepState":
         """Keep (and repeat) rows: beam reordering."""
         return StepState(self.weights, [h.index_select(0, rows) for h in self.h],
-                         [c.index_select(0, rows) for c in self.c])
+                         [c.index_select(0, rows) for c in self.c],
+                         None if self.hz is None else self.hz.index_select(0, rows))
