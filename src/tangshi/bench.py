@@ -95,7 +95,7 @@ KERNELS = {"seed": "the assignment's loop (autograd)", "tangshi": "tangshi (hand
            "tangshi_graph": "tangshi (hand-written BPTT), CUDA graphs", "nn_lstm": "torch.nn.LSTM",
            "numpy": "NumPy twin (hand-written BPTT)", "layer_tangshi": "tangshi (hand-written BPTT)",
            "layer_tangshi_graph": "tangshi, CUDA graphs", "layer_nn": "torch.nn.LSTM",
-           "gen_qilv": "PoetryLM.step", "gen_qilv_fp32": "PoetryLM.step, fp32", "gen_wujue_1000": "PoetryLM.step",
+           "gen_qilv": "PoetryLM.step", "gen_qilv_fp32": "PoetryLM.step", "gen_wujue_1000": "PoetryLM.step",
            "gen_qilv_keywords": "PoetryLM.step", "gen_couplet": "PoetryLM.step"}
 GENERATION_ROWS = ("gen_qilv", "gen_qilv_fp32", "gen_wujue_1000", "gen_qilv_keywords", "gen_couplet")
 
@@ -173,7 +173,7 @@ def _decoding_kernels(row: dict) -> str:
         product = ("the one-row int8 kernel (AVX-512 VNNI)" if one_row and lib is not None and lib.gemv_int8_available()
                    else "fbgemm int8")
     else:
-        product = "fp32 products"
+        product = "fp32 matrix-vector products"
     sampler = "compiled sampler" if one_row and lib is not None else "torch/NumPy sampling"
     cell = "compiled gate arithmetic" if lib is not None else "gate arithmetic as torch ops"
     return f"{product}, {cell}, {sampler}"
