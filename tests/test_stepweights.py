@@ -173,3 +173,22 @@ def test_precision_errors_are_one_line(monkeypatch, capsys):
     assert main(["eval", "--precision", "int8", "--limit", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--precision int8 needs a CPU with PyTorch's fbgemm kernels" in err
+
+
+def test_eval_batch_one_row_equals_batches_in_fp32(tiny_prepared, capsys):
+    """`evaluate_steps(batch=1)` (one poem at a time, as a poem decodes) gives the batch path's dev
+    perplexity in fp32; `tangshi eval --batch` without --precision, or below 1, is one line."""
+    from tangshi.cli import main
+
+    vocab = Vocab.load(tiny_prepared / "vocab.json")
+    torch.manual_seed(2)
+    m = PoetryLM(ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=16, hidden_dim=24))
+    split = load_split(tiny_prepared, "dev", vocab)
+    one, many = evaluate_steps(m, split, "fp32", batch=1), evaluate_steps(m, split, "fp32")
+    assert one["tokens"] == many["tokens"] == split.real_tokens
+    assert one["dev_ppl"] == pytest.approx(many["dev_ppl"], rel=1e-6)
+    for argv, msg in ((["eval", "--batch", "1"], "--batch applies to evaluation through the decoding step"),
+                      (["eval", "--precision", "fp32", "--batch", "0"], "--batch must be at least 1, got 0")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and msg in err
