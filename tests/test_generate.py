@@ -275,32 +275,6 @@ def test_top_p_and_top_k_filters():
     assert torch.equal(G._top_k(p.clone(), 0), p)
 
 
-def test_one_row_sampling_equals_the_batch_path():
-    """The one-row NumPy path (`_filter_row`, `_draw_row`) gives the batch path's filtered
-    probabilities bit for bit and the same token from the same generator state, on rows with
-    ties, masked-out tokens, one allowed token and a mass spread over thousands of tokens."""
-    g = torch.Generator().manual_seed(3)
-    rows = 0
-    for trial in range(400):
-        V = int(torch.randint(2, 7000, (1,), generator=g))
-        logits = torch.randn(1, V, generator=g) * float(torch.rand(1, generator=g) * 8)
-        if trial % 3 == 0:
-            logits = logits.round()  # many exact ties
-        allowed = torch.rand(1, V, generator=g) > float(torch.rand(1, generator=g))
-        allowed[0, int(torch.randint(0, V, (1,), generator=g))] = True
-        p = torch.softmax(logits.masked_fill(~allowed, float("-inf")), 1)
-        top_k, top_p = (0, 1, 5, 50)[trial % 4], (1.0, 0.9, 0.5, 0.99, 0.3)[trial % 5]
-        assert torch.equal(torch.cumsum(p, 1)[0], torch.from_numpy(G._cumsum(p.numpy()[0])))
-        batch = G._top_p(G._top_k(p.clone(), top_k), top_p)
-        one = G._filter_row(p.clone().numpy()[0], top_k, top_p)
-        assert torch.equal(batch[0], torch.from_numpy(one)), (trial, V, top_k, top_p)
-        for seed in range(5):
-            want = int(G._draw(batch.clone(), torch.Generator().manual_seed(seed))[0])
-            assert G._draw_row(one.copy(), torch.Generator().manual_seed(seed)) == want
-        rows += 1
-    assert rows == 400
-
-
 def _random_rows(n: int, seed: int):
     """Rows of logits with ties, masked-out tokens, one allowed token, or mass over thousands."""
     g = torch.Generator().manual_seed(seed)
@@ -312,6 +286,25 @@ def _random_rows(n: int, seed: int):
         allowed = torch.rand(1, V, generator=g) > float(torch.rand(1, generator=g))
         allowed[0, int(torch.randint(0, V, (1,), generator=g))] = True
         yield trial, logits, allowed
+
+
+def test_one_row_sampling_equals_the_batch_path():
+    """The one-row NumPy path (`_filter_row`, `_draw_row`) gives the batch path's filtered
+    probabilities bit for bit and the same token from the same generator state, on rows with
+    ties, masked-out tokens, one allowed token and a mass spread over thousands of tokens."""
+    rows = 0
+    for trial, logits, allowed in _random_rows(400, 3):
+        p = torch.softmax(logits.masked_fill(~allowed, float("-inf")), 1)
+        top_k, top_p = (0, 1, 5, 50)[trial % 4], (1.0, 0.9, 0.5, 0.99, 0.3)[trial % 5]
+        assert torch.equal(torch.cumsum(p, 1)[0], torch.from_numpy(G._cumsum(p.numpy()[0])))
+        batch = G._top_p(G._top_k(p.clone(), top_k), top_p)
+        one = G._filter_row(p.clone().numpy()[0], top_k, top_p)
+        assert torch.equal(batch[0], torch.from_numpy(one)), (trial, V, top_k, top_p)
+        for seed in range(5):
+            want = int(G._draw(batch.clone(), torch.Generator().manual_seed(seed))[0])
+            assert G._draw_row(one.copy(), torch.Generator().manual_seed(seed)) == want
+        rows += 1
+    assert rows == 400
 
 
 @pytest.mark.skipif(fused_cell.library() is None, reason=f"compiled kernels: {fused_cell.status()}")
