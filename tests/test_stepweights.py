@@ -85,6 +85,8 @@ def test_int8_row_kernel_matches_its_formula(shape, with_bias):
     nan = torch.zeros(1, K)
     nan[0, K // 2] = float("nan")
     assert torch.isnan(lin(nan)).all()
+    nan[0, K // 2] = float("inf")
+    assert torch.isnan(lin(nan)).all()
     assert lin(torch.randn(3, K, generator=g)).shape == (3, N)  # a batch: fbgemm
 
 

@@ -34,6 +34,7 @@ void gemv_int8(int64_t N, int64_t K, const int8_t *restrict W, const int32_t *re
         amax = a > amax ? a : amax;
         nan |= x[k] != x[k];
     }
+    nan |= amax == __builtin_inff();  /* an infinity too: no finite scale holds it */
     if (nan || amax == 0.0f) {  /* a NaN spreads to every output, as in the product; x = 0 gives b */
         for (int64_t n = 0; n < N; n++) y[n] = nan ? __builtin_nanf("") : (bias ? bias[n] : 0.0f);
         return;

@@ -58,10 +58,11 @@ static void sort_floats(float *a, int64_t n) {
     }
 }
 
-/* A probability's binade: its float32 exponent bits (p >= 0; 0 holds zeros and subnormals), 0..255. */
+/* A probability's binade: its float32 exponent bits, 0..255 (0 holds zeros and subnormals; the sign
+ * is dropped, so that a NaN, whose sign bit x86 sets, still indexes the histograms safely). */
 static inline int binade(float p) {
     union { float f; uint32_t u; } v = {p};
-    return (int)(v.u >> 23);
+    return (int)((v.u >> 23) & 0xFFu);
 }
 
 /* The smallest float of binade e: values v with binade(v) >= e are exactly those v >= lowest(e). */
