@@ -477,8 +477,9 @@ class PoetryLM(nn.Module):
         For one row the products are matrix-vector products, which read each weight once: about
         a tenth of the fixed cost of running `forward` on one token, which matters for one poem
         (≈ 60 steps of batch 1); the first layer's x_t W_ih + b is then computed once per token and
-        kept, and the gate arithmetic is the training forward's compiled pass. `logits=False` skips the output layer for a step whose next token
-        is forced anyway. `precision` (fp32 or int8, stepweights.py) applies to a new state."""
+        kept, and the gate arithmetic is the training forward's compiled pass. `logits=False` skips
+        the output layer for a step whose next token is forced anyway. `precision` (fp32 or int8,
+        stepweights.py) applies to a new state."""
         if state is None:
             state = StepState.start(step_weights(self, precision), ids.size(0))
         w = state.weights
