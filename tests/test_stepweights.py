@@ -194,3 +194,18 @@ def test_eval_batch_one_row_equals_batches_in_fp32(tiny_prepared, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and msg in err
+
+
+@needs_fbgemm
+def test_int8_layouts_built_later_use_the_weights_of_their_time():
+    """`Int8Linear` builds its int8 layouts at first use, from a copy taken when the step's weights
+    were built: a parameter changed in place afterwards does not leak into an older StepWeights."""
+    m = _model(tie_weights=False)
+    w = step_weights(m, "int8")
+    head_before = m.head.weight.detach().clone()
+    with torch.no_grad():
+        m.head.weight.mul_(-3.0)  # in place, after w was built and before any of its layouts exist
+    h = torch.randn(4, 32)
+    want = stepweights.Int8Linear(head_before, m.head.bias)(h)
+    assert torch.equal(w.packed[-1](h), want)
+    assert step_weights(m, "int8") is not w  # the cache noticed the change

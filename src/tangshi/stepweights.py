@@ -61,15 +61,23 @@ class Int8Linear:
     multiple of 8 and otherwise falls back to fbgemm too."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        w = weight.detach().float().contiguous()
-        self.scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
-        with warnings.catch_warnings():  # torch 2.13 announces the quantised tensor types' removal (pinned here)
-            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
-            self.q = torch.quantize_per_channel(w, self.scale, torch.zeros(w.size(0), dtype=torch.long), 0,
-                                                torch.qint8)
-        self.bias = None if bias is None else bias.detach().float().contiguous()
-        self.N, self.K = w.shape
-        self._fbgemm = self._row = None  # each layout built at its first use (a poem needs only one)
+        # copies: the layouts are built later, from the weights as they are now (a parameter may change)
+        self.weight = weight.detach().float().clone(memory_format=torch.contiguous_format)
+        self.bias = None if bias is None else bias.detach().float().clone()
+        self.N, self.K = self.weight.shape
+        self._q = self._fbgemm = self._row = None  # each built at its first use (a poem needs only one layout)
+
+    @property
+    def q(self):
+        """The int8 weight (a per-channel quantised tensor): one symmetric scale per output row."""
+        if self._q is None:
+            w = self.weight
+            scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
+            with warnings.catch_warnings():  # torch 2.13 announces the quantised tensor types' removal (pinned)
+                warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
+                self._q = torch.quantize_per_channel(w, scale, torch.zeros(w.size(0), dtype=torch.long), 0,
+                                                     torch.qint8)
+        return self._q
 
     @property
     def fbgemm(self):
@@ -92,7 +100,7 @@ class Int8Linear:
                 wp = torch.zeros(n16 * 16, self.K, dtype=torch.int8)
                 wp[: self.N] = self.q.int_repr()
                 sp = torch.zeros(n16 * 16)
-                sp[: self.N] = self.scale.float()
+                sp[: self.N] = self.q.q_per_channel_scales().float()
                 # one 64-byte load holds 4 columns of 16 rows (csrc/gemv_int8.c)
                 self._row = (wp.view(n16, 16, self.K // 4, 4).permute(0, 2, 1, 3).contiguous(),
                              wp.sum(dim=1, dtype=torch.int32), sp)
