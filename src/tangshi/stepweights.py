@@ -57,8 +57,8 @@ class Int8Linear:
     A batch goes through fbgemm's dynamic kernel (`linear_dynamic`: x quantised per call to 7 bits).
     One row, where the compiled kernels are built for a CPU with AVX-512 VNNI, goes through
     csrc/gemv_int8.c: the same int8 weights, x quantised per call to 8 bits (symmetric), int32 sums;
-    about 0.8× fbgemm's time for the 6,837 × 512 output layer, 0.55× for a 2,048 × 512 W_hh. That path needs `in` to be a
-    multiple of 8 and otherwise falls back to fbgemm too."""
+    about 0.8× fbgemm's time for the 6,837 × 512 output layer, 0.55× for a 2,048 × 512 W_hh. That
+    path needs `in` to be a multiple of 8 and otherwise falls back to fbgemm too."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         # copies: the layouts are built later, from the weights as they are now (a parameter may change)
