@@ -299,7 +299,7 @@ def test_one_row_sampling_equals_the_batch_path():
         assert torch.equal(torch.cumsum(p, 1)[0], torch.from_numpy(G._cumsum(p.numpy()[0])))
         batch = G._top_p(G._top_k(p.clone(), top_k), top_p)
         one = G._filter_row(p.clone().numpy()[0], top_k, top_p)
-        assert torch.equal(batch[0], torch.from_numpy(one)), (trial, V, top_k, top_p)
+        assert torch.equal(batch[0], torch.from_numpy(one)), (trial, logits.shape[1], top_k, top_p)
         for seed in range(5):
             want = int(G._draw(batch.clone(), torch.Generator().manual_seed(seed))[0])
             assert G._draw_row(one.copy(), torch.Generator().manual_seed(seed)) == want
