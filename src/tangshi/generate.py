@@ -23,7 +23,6 @@ then one uniform draw per row through the cumulative sum (inverse CDF).
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import torch
 from . import fused_cell
 from .constraints import FreeConstraint
 from .errors import TangshiError, check_number
+from .machine import threads_for
 from .model import PoetryLM
 from .stepweights import PRECISIONS, default_precision
 from .text import CLAUSE_SEPARATORS
@@ -45,7 +45,6 @@ FREE_MAX_CHARS = 63  # other strategies in free form: the training length bound
 MAX_TEMPERATURE = 100.0
 MAX_BEAM = 256  # beam search keeps max(beam, n) hypotheses at once
 MAX_SEED = 2**32 - 1
-SMALL_BATCH = 8  # batches up to this size decode on one CPU thread (see `threads_for`)
 
 
 @dataclass(frozen=True)
@@ -103,36 +102,6 @@ def generate_seed(model: PoetryLM, vocab: Vocab, start: str, seed: int = 0,
         text += vocab.itos[nxt]
         logits, state = model.step(torch.tensor([nxt]), state)
     return text
-
-
-def _cpu_saturated() -> bool:
-    """The 1-minute load average already fills every core (e.g. training runs beside us)."""
-    try:
-        return os.getloadavg()[0] >= (os.cpu_count() or 1)
-    except (AttributeError, OSError):  # no load average on this platform
-        return False
-
-
-class threads_for:
-    """Decode on one CPU thread when intra-op parallelism can only cost: small
-    batches (a batch-1 step is ~20 tiny ops) and a machine whose cores are all
-    busy, where every OpenMP barrier waits for a descheduled thread (measured on
-    a 2-core machine beside two training runs: 1,000 五絕 6.3 s on 2 threads,
-    2.9 s on 1). Restores the previous setting."""
-
-    def __init__(self, batch: int, device: torch.device):
-        self.before = torch.get_num_threads()
-        self.single = (device.type == "cpu" and self.before > 1
-                       and (batch <= SMALL_BATCH or _cpu_saturated()))
-
-    def __enter__(self):
-        if self.single:
-            torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        if self.single:
-            torch.set_num_threads(self.before)
-        return False
 
 
 # ---------------------------------------------------------------------------- sampling on probabilities

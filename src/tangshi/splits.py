@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .batches import encode_poems
 from .data import read_meta, read_split, require_prepared
 from .errors import TangshiError, check_number
-from .generate import threads_for
+from .machine import threads_for
 from .model import PoetryLM
 from .vocab import Vocab
 
