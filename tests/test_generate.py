@@ -307,12 +307,30 @@ def test_one_row_sampling_equals_the_batch_path():
     assert rows == 400
 
 
+def _portable_build(tmp_path):
+    """The kernels built for a plain x86-64-v2 CPU (no AVX-512): the portable loops, on this machine."""
+    import ctypes
+    import platform
+    import subprocess
+
+    cc = fused_cell._compiler()
+    if cc is None or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("needs a C compiler on x86-64")
+    lib = tmp_path / "portable.so"
+    flags = [f for f in fused_cell.FLAGS if not f.startswith("-march")] + ["-march=x86-64-v2"]
+    subprocess.run([cc, *flags, "-o", str(lib), *map(str, fused_cell.SOURCES)], check=True, capture_output=True)
+    return fused_cell.declare(ctypes.CDLL(str(lib)))
+
+
 @pytest.mark.skipif(fused_cell.library() is None, reason=f"compiled kernels: {fused_cell.status()}")
-def test_compiled_row_sampling_equals_the_batch_path():
+@pytest.mark.parametrize("build", ["native", "portable"])
+def test_compiled_row_sampling_equals_the_batch_path(build, tmp_path):
     """csrc/sampling.c: `sample_prepare` gives the batch path's tempered, biased, masked logits bit for
     bit, and `sample_row` its top-k/top-p filtered probabilities bit for bit and the same token from
     the same uniform number; and `_choose` through it draws what the batch path draws."""
-    lib = fused_cell.library()
+    lib = fused_cell.library() if build == "native" else _portable_build(tmp_path)
+    if build == "portable":
+        assert lib.gemv_int8_available() == 0  # no VNNI for that CPU: decoding would take fbgemm
     for trial, logits, allowed in _random_rows(400, 4):
         V = logits.shape[1]
         temperature = (0.8, 1.0, 0.37, 2.5)[trial % 4]
@@ -333,9 +351,11 @@ def test_compiled_row_sampling_equals_the_batch_path():
             idx = lib.sample_row(V, one.data_ptr(), top_k if top_k < V else 0, top_p < 1.0, 1.0 - top_p, u, work.data_ptr())
             assert torch.equal(one, batch), (trial, V, top_k, top_p)
             assert idx == int(G._draw(batch.clone(), torch.Generator().manual_seed(seed))[0]), (trial, seed)
-        opts = DecodeOptions(strategy="sample", temperature=temperature, top_k=top_k, top_p=top_p)
-        expect = G._draw(batch.clone(), torch.Generator().manual_seed(trial))
-        assert torch.equal(G._choose(logits.clone(), allowed, bias, opts, torch.Generator().manual_seed(trial)), expect)
+        if build == "native":  # _choose itself, which takes the library fused_cell built
+            opts = DecodeOptions(strategy="sample", temperature=temperature, top_k=top_k, top_p=top_p)
+            expect = G._draw(batch.clone(), torch.Generator().manual_seed(trial))
+            got = G._choose(logits.clone(), allowed, bias, opts, torch.Generator().manual_seed(trial))
+            assert torch.equal(got, expect)
 
 
 def test_drop_repeated_tail():

@@ -92,6 +92,24 @@ def _build(cc: str, again: bool = False) -> Path:
     raise RuntimeError("no cache folder that only this user can write, for the compiled cell")
 
 
+def declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """The C signatures of the library's functions (csrc/*.c), for ctypes."""
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.lstm_cell_forward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr]
+    lib.lstm_cell_forward.restype = None
+    lib.lstm_cell_backward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr]
+    lib.lstm_cell_backward.restype = None
+    lib.sample_prepare.argtypes = [i64, ptr, ptr, ptr, ctypes.c_float]
+    lib.sample_prepare.restype = None
+    lib.sample_row.argtypes = [i64, ptr, i64, ctypes.c_int32, ctypes.c_float, ctypes.c_float, ptr]
+    lib.sample_row.restype = i64
+    lib.gemv_int8_available.argtypes = []
+    lib.gemv_int8_available.restype = ctypes.c_int32
+    lib.gemv_int8.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
+    lib.gemv_int8.restype = None
+    return lib
+
+
 def _load() -> tuple[ctypes.CDLL | None, str]:
     if os.environ.get(ENV, "1") == "0":
         return None, f"off ({ENV}=0)"
@@ -109,19 +127,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
             lib = ctypes.CDLL(str(path))
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         return None, f"build failed: {e}"
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    lib.lstm_cell_forward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr]
-    lib.lstm_cell_forward.restype = None
-    lib.lstm_cell_backward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr]
-    lib.lstm_cell_backward.restype = None
-    lib.sample_prepare.argtypes = [i64, ptr, ptr, ptr, ctypes.c_float]
-    lib.sample_prepare.restype = None
-    lib.sample_row.argtypes = [i64, ptr, i64, ctypes.c_int32, ctypes.c_float, ctypes.c_float, ptr]
-    lib.sample_row.restype = i64
-    lib.gemv_int8_available.argtypes = []
-    lib.gemv_int8_available.restype = ctypes.c_int32
-    lib.gemv_int8.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
-    lib.gemv_int8.restype = None
+    declare(lib)
     return lib, f"compiled ({Path(cc).name} {' '.join(FLAGS[:3])}): {path}"
 
 
