@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -283,3 +284,22 @@ def test_optimizer_verdicts_follow_the_numbers():
     assert "3. *What coupled weight decay costs.* — **not measured**" in text
     # one optimiser only: the comparison is not measured
     assert "2. *\"Adam might be the best overall choice.\"* — **not measured**" in "\n".join(verdicts(doc, finals[:1]))
+
+
+def test_trained_line_names_each_commit_and_the_unrecorded(tmp_path):
+    """A study continued across commits says which code trained how many runs, and when; a record
+    written before records kept their commit is dated by its file and named as such."""
+    from tangshi.experiments import trained_line
+
+    stamps = [{"commit": "abc1234", "finished": "2026-12-01 10:00 UTC"},
+              {"commit": "abc1234", "finished": "2026-12-01 11:00 UTC"},
+              {"commit": None, "finished": "2026-11-30 09:00 UTC"}]
+    assert trained_line(stamps) == (
+        "1 by a commit their records do not name (written before records kept it), finished 2026-11-30 09:00 UTC; "
+        "2 at commit `abc1234`, finished 2026-12-01 10:00 UTC – 2026-12-01 11:00 UTC")
+    (tmp_path / "old-run.json").write_text("{}", encoding="utf-8")
+    os.utime(tmp_path / "old-run.json", (1796000000, 1796000000))  # 2026-11-30 00:53 UTC
+    study = Study(tmp_path, tmp_path, commit="def5678")
+    assert study.trained("old-run") == {"commit": None, "finished": "2026-11-30 00:53 UTC"}
+    study.results["new-run"] = {"trained": {"commit": "def5678", "finished": "2026-12-01 19:00 UTC"}}
+    assert study.trained("new-run")["commit"] == "def5678"

@@ -55,7 +55,23 @@ def render_header(title: str, fields: dict, rendered_again: bool = False) -> str
         lines.append(f"- continued: `{extra['command']}` at commit `{extra['commit']}`, {extra['date']}")
     if rendered_again:
         lines.append(f"- report and plots rendered again from the JSON at commit `{commit()}` (`--replot`)")
+    if fields.get("trained"):
+        lines.append(f"- runs trained: {fields['trained']}")
     return "\n".join(lines)
+
+
+def trained_line(stamps: list[dict]) -> str:
+    """Which code trained a study's runs, by commit, with the span of their finishing times: a study
+    continued across interruptions may span several commits."""
+    by: dict = {}
+    for st in stamps:
+        by.setdefault(st.get("commit"), []).append(st["finished"])
+    parts = []
+    for c, times in sorted(by.items(), key=lambda kv: min(kv[1])):
+        span = min(times) if min(times) == max(times) else f"{min(times)} – {max(times)}"
+        who = f"at commit `{c}`" if c else "by a commit their records do not name (written before records kept it)"
+        parts.append(f"{len(times)} {who}, finished {span}")
+    return "; ".join(parts)
 
 
 def _header(title: str, argv: list[str] | None) -> str:

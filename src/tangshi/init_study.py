@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .data import require_prepared
 from .experiments import (COLOURS, LINESTYLES, data_meta, header_fields, plain_log_ticks, pyplot, render_header,
-                          replot_report, stage_report, unigram_perplexity)
+                          replot_report, stage_report, trained_line, unigram_perplexity)
 from .model import CONSTANT_INIT
 from .outputs import OutputFolder
 from .study import SYMMETRY_TOL, RunSpec, Study
@@ -77,7 +77,8 @@ def run_study(data_dir: Path, out: Path, budget: Budget = Budget(), backend: str
     names = names_for(backend)
     with OutputFolder(out, "reports", replace=replace, names=list(names.values()), sources=[data_dir]) as folder:
         plan = specs(budget, backend)
-        study = Study(work, data_dir, jobs=jobs, threads=threads, log=log)
+        header = header_fields(argv)
+        study = Study(work, data_dir, jobs=jobs, threads=threads, log=log, commit=header["commit"])
         if not partial:  # read only with partial: a study that is still training holds the work folder's lock
             with study:
                 missing = [s for s in plan if study.recorded(s) is None]
@@ -85,7 +86,8 @@ def run_study(data_dir: Path, out: Path, budget: Budget = Budget(), backend: str
                     log(f"training {len(missing)} run(s), {study.jobs} at a time")
                 study.run(plan)
         recorded = {s.name: study.recorded(s) for s in plan}
-        doc = {"format": FORMAT, "backend": backend, "header": header_fields(argv), "data": str(data_dir),
+        header["trained"] = trained_line([study.trained(n) for n, r in recorded.items() if r is not None])
+        doc = {"format": FORMAT, "backend": backend, "header": header, "data": str(data_dir),
                "data_meta": data_meta(data_dir), "budget": asdict(budget), "unigram_ppl": unigram_perplexity(data_dir),
                "runs": {n: r for n, r in recorded.items() if r is not None},
                "missing": [n for n, r in recorded.items() if r is None]}

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from .data import require_prepared
 from .errors import TangshiError
-from .experiments import (COLOURS, data_meta, fmt_summary, header_fields, plain_log_ticks, pyplot,
-                          render_header, replot_report, separated, stage_report, summary, thin)
+from .experiments import (COLOURS, data_meta, fmt_summary, header_fields, plain_log_ticks, pyplot, render_header,
+                          replot_report, separated, stage_report, summary, thin, trained_line)
 from .outputs import OutputFolder
 from .study import RunSpec, Study
 
@@ -122,7 +122,8 @@ def run_study(data_dir: Path, out: Path, budget: Budget = Budget(), backend: str
     data_dir, out = require_prepared(data_dir), Path(out)  # fail before creating anything
     names = names_for(backend)
     with OutputFolder(out, "reports", replace=replace, names=list(names.values()), sources=[data_dir]) as folder:
-        study = Study(work, data_dir, jobs=jobs, threads=threads, log=log)
+        header = header_fields(argv)
+        study = Study(work, data_dir, jobs=jobs, threads=threads, log=log, commit=header["commit"])
         if partial:  # read only: a study that is still training holds the work folder's lock
             grids, groups, todo = _plan(study, budget, backend)
         else:
@@ -135,7 +136,8 @@ def run_study(data_dir: Path, out: Path, budget: Budget = Budget(), backend: str
                     log(f"training {len(missing)} run(s), {study.jobs} at a time")
                     study.run(missing)
         recorded = {s.name: study.recorded(s) for s in todo}
-        doc = {"format": FORMAT, "backend": backend, "header": header_fields(argv), "data": str(data_dir),
+        header["trained"] = trained_line([study.trained(n) for n, r in recorded.items() if r is not None])
+        doc = {"format": FORMAT, "backend": backend, "header": header, "data": str(data_dir),
                "data_meta": data_meta(data_dir), "budget": asdict(budget), "grids": grids,
                "finals": [{**{k: v for k, v in g.items() if k != "specs"},
                            "runs": [s.name for s in g["specs"] if recorded[s.name] is not None]} for g in groups],

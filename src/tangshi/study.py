@@ -23,6 +23,7 @@ import math
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -241,8 +242,10 @@ class Study:
             results = s.run([RunSpec(...), ...])   # trains what is not yet recorded
     """
 
-    def __init__(self, work: Path, data_dir: Path, jobs: int = 1, threads: int | None = None, log=print):
+    def __init__(self, work: Path, data_dir: Path, jobs: int = 1, threads: int | None = None, log=print,
+                 commit: str | None = None):
         self.work, self.data_dir, self.jobs, self.log = Path(work), Path(data_dir), jobs, log
+        self.commit = commit  # kept in each new record: the code that trained the run
         self.threads = max(1, (threads or torch.get_num_threads()) // jobs)
         self.folder = OutputFolder(self.work, "study", resume=True, sources=[data_dir], option="--work")
         self.results: dict[str, dict] = {}
@@ -286,7 +289,17 @@ class Study:
                     self._finish(futures[f], f.result())
         return {s.name: self.results[s.name] for s in specs}
 
+    def trained(self, name: str) -> dict:
+        """When and by which commit a recorded run finished: from its record, or, for a record written
+        before records kept it, the commit unknown (None) and the record file's time."""
+        rec = self.results.get(name) or {}
+        if "trained" in rec:
+            return rec["trained"]
+        stamp = datetime.fromtimestamp((self.work / f"{name}.json").stat().st_mtime, timezone.utc)
+        return {"commit": None, "finished": f"{stamp:%Y-%m-%d %H:%M} UTC"}
+
     def _finish(self, spec: RunSpec, rec: dict) -> None:
+        rec["trained"] = {"commit": self.commit, "finished": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"}
         with oserrors_named(self.work):
             write_atomic(self.work / f"{spec.name}.json", json.dumps(rec, indent=None))
         self.results[spec.name] = rec
