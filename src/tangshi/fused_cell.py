@@ -35,6 +35,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+import torch
+
 from .machine import cpu_identity
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("lstm_cell.c", "sampling.c", "gemv_int8.c"))
@@ -44,6 +46,15 @@ BUILD_TIMEOUT_S = 120
 
 _lock = threading.Lock()
 _state: dict = {}  # "lib": the loaded library or None, "why": a sentence
+
+
+def cell_ops(z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gate arithmetic as PyTorch ops (autograd flows through them): z (B, 4H) = (i, f, c̃, o)
+    pre-activations, C_{t−1} (B, H) → h_t, C_t. What csrc/lstm_cell.c's forward computes."""
+    i, f, g, o = z.chunk(4, dim=1)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    c = f * c + i * g
+    return o * torch.tanh(c), c
 
 
 def _compiler() -> str | None:

@@ -382,7 +382,7 @@ def check_training_kernel(seed: int, T: int = 7, B: int = 3, H: int = 5) -> dict
     through the same equations in float64: h_1..T, h_T, C_T and the gradients of xz, W_hh, h_0, C_0,
     each as max |a − b| / max |b|. Both of its paths: the PyTorch ops and the compiled cell."""
     from tangshi import fused_cell
-    from tangshi.model import LSTMRecurrence, _cell
+    from tangshi.model import LSTMRecurrence
 
     g = torch.Generator().manual_seed(seed)
     xz, w = torch.randn(T, B, 4 * H, generator=g, dtype=torch.float64) * 2, torch.randn(H, 4 * H, generator=g, dtype=torch.float64) / H ** 0.5
@@ -397,7 +397,7 @@ def check_training_kernel(seed: int, T: int = 7, B: int = 3, H: int = 5) -> dict
     def autograd_loop(x, w_, h, c):
         outs = []
         for t in range(T):
-            h, c = _cell(x[t] + h @ w_, c)
+            h, c = fused_cell.cell_ops(x[t] + h @ w_, c)
             outs.append(h)
         return torch.stack(outs), h, c
 

@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import fused_cell
+from .fused_cell import cell_ops
 from .errors import TangshiError, option
 from .lstm_spec import param_shapes
 from .stepweights import StepState, cell, step_weights
@@ -288,14 +289,6 @@ class HeadNLL(torch.autograd.Function):
         return d_h.to(ctx.dtypes[0]), d_w.to(ctx.dtypes[1]), d_b.to(ctx.dtypes[2]), None, None
 
 
-def _cell(z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gate arithmetic with plain autograd: z (B, 4H), C_{t−1} (B, H) → h_t, C_t."""
-    i, f, g, o = z.chunk(4, dim=1)
-    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-    c = f * c + i * g
-    return o * torch.tanh(c), c
-
-
 class SeedLSTMLayer(nn.Module):
     """One LSTM layer with the seed's parameters: weight_ih (in, 4H), weight_hh (H, 4H), bias (4H)."""
 
@@ -319,7 +312,7 @@ class SeedLSTMLayer(nn.Module):
             outs = []
             for t in range(T):
                 z = x[:, t] @ self.weight_ih + h @ w_hh + self.bias
-                h, c = _cell(z.float(), c)
+                h, c = cell_ops(z.float(), c)
                 outs.append(h)
             return torch.stack(outs, dim=1), (h, c)
         if mode == "fused":  # time-major: x is copied once (in wide), xz and δxz never (4H wide)
@@ -329,7 +322,7 @@ class SeedLSTMLayer(nn.Module):
         xz = torch.addmm(self.bias, x.reshape(B * T, -1), self.weight_ih).view(B, T, -1)  # (B, T, 4H)
         outs = []
         for t in range(T):
-            h, c = _cell(torch.addmm(xz[:, t].float(), h, w_hh.float()), c)
+            h, c = cell_ops(torch.addmm(xz[:, t].float(), h, w_hh.float()), c)
             outs.append(h)
         return torch.stack(outs, dim=1), (h, c)
 

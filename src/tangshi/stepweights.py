@@ -204,7 +204,7 @@ class StepWeights:
 
 
 def cell(a: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step's gate arithmetic (eval): a = h_{t−1} W_hh (B, 4H, overwritten with the gates) plus
+    """One step's gate arithmetic (eval): a = h_{t−1} W_hh (B, 4H, overwritten: the gates or z) plus
     xz = x_t W_ih + b (read only) is z_t; returns h_t and C_t (B, H), new tensors:
         i, f, o = σ(z), c̃ = tanh(z);  C_t = f ⊙ C_{t−1} + i ⊙ c̃;  h_t = o ⊙ tanh(C_t)
     On the CPU in the training forward's compiled pass (csrc/lstm_cell.c) where it is built, else
@@ -217,13 +217,7 @@ def cell(a: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch
         lib.lstm_cell_forward(B, H, a.data_ptr(), xz.contiguous().data_ptr(), c_prev.data_ptr(), c.data_ptr(),
                               tc.data_ptr(), h.data_ptr())
         return h, c
-    z = a.add_(xz)  # (B, 4H): i, f, c̃, o
-    z[:, : 2 * H].sigmoid_()  # i_t, f_t
-    z[:, 2 * H : 3 * H].tanh_()  # c̃_t
-    z[:, 3 * H :].sigmoid_()  # o_t
-    i, f, g, o = z.chunk(4, dim=1)
-    c = torch.addcmul(f * c_prev, i, g)  # C_t
-    return o * torch.tanh(c), c  # h_t
+    return fused_cell.cell_ops(a.add_(xz), c_prev)
 
 
 def step_weights(model, precision: str = "fp32") -> StepWeights:
