@@ -148,8 +148,7 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
         results.extend(_generation_bench(checkpoint, dev, want))
     ref = {r.name: r.real_tokens / (r.ms / 1e3) for r in results if r.real_tokens}
     rows = [r.as_dict(ref) for r in results]
-    compiled = dev.type == "cpu" and fused_cell.library() is not None
-    cell = "compiled gate arithmetic" if compiled else "gate arithmetic as torch ops"
+    cell = _cell_kernel() if dev.type == "cpu" else "gate arithmetic as torch ops"
     for row in rows:  # what each row ran: the layer rows and the assignment's row are fp32 by design
         row["kernel"] = KERNELS.get(row["name"], row["name"])
         if row["name"] in ("tangshi", "layer_tangshi"):
@@ -165,6 +164,11 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
             "repeats": repeats, "results": rows}
 
 
+def _cell_kernel() -> str:
+    """Which way the CPU's LSTM gate arithmetic runs (fused_cell.py)."""
+    return "compiled gate arithmetic" if fused_cell.library() is not None else "gate arithmetic as torch ops"
+
+
 def _decoding_kernels(row: dict) -> str:
     """What a CPU generation row ran: one poem (or one couplet) is one row per step, 1,000 poems a batch."""
     lib = fused_cell.library()
@@ -175,8 +179,7 @@ def _decoding_kernels(row: dict) -> str:
     else:
         product = "fp32 matrix-vector products"
     sampler = "compiled sampler" if one_row and lib is not None else "torch/NumPy sampling"
-    cell = "compiled gate arithmetic" if lib is not None else "gate arithmetic as torch ops"
-    return f"{product}, {cell}, {sampler}"
+    return f"{product}, {_cell_kernel()}, {sampler}"
 
 
 def _numpy_bench(base: dict, batches, repeats, warmup) -> Result:

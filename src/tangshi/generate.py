@@ -163,8 +163,9 @@ def _forced(allowed: torch.Tensor) -> torch.Tensor | None:
 def _choose(logits: torch.Tensor, allowed: torch.Tensor, bias: torch.Tensor | None, opts: DecodeOptions,
             gen: torch.Generator) -> torch.Tensor:
     """The next token of every row: logits (B, V) (modified in place), allowed (B, V) bool."""
-    if logits.shape[0] == 1 and logits.device.type == "cpu" and fused_cell.library() is not None:
-        return _choose_compiled(fused_cell.library(), logits, allowed, bias, opts, gen)
+    lib = fused_cell.library() if logits.shape[0] == 1 and logits.device.type == "cpu" else None
+    if lib is not None:
+        return _choose_compiled(lib, logits, allowed, bias, opts, gen)
     logits.div_(opts.temperature)
     if bias is not None:  # tone 'loose': a log-probability penalty, after the temperature
         logits.add_(bias)

@@ -107,10 +107,11 @@ class Int8Linear:
         return self._row
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        lib = fused_cell.library() if x.size(0) == 1 and self.row else None
-        if lib is None:
+        row = self.row if x.size(0) == 1 else False
+        if not row:
             return torch.ops.quantized.linear_dynamic(x.contiguous(), self.fbgemm, True)
-        w, rowsum, scale = self.row
+        w, rowsum, scale = row
+        lib = fused_cell.library()
         x = x.float().contiguous()
         y = torch.empty(1, self.N)
         q = torch.empty(self.K, dtype=torch.uint8)
@@ -152,7 +153,7 @@ class StepWeights:
             packed = tuple((Int8Linear(w_ih.t(), b), Int8Linear(w_hh.t(), None)) for w_ih, w_hh, b in layers)
             both = Int8Linear(torch.cat([head_w, layers[-1][1].t()]), torch.cat([head_b, torch.zeros(4 * cfg.hidden_dim)]))
             return cls(sd["embedding.weight"], layers, [], head_w, head_b, precision,
-                       packed + (Int8Linear(head_w, head_b),), head_and_hh=both if both.row else None)
+                       packed + (Int8Linear(head_w, head_b),), head_and_hh=both)
         return cls(sd["embedding.weight"], layers, [(w_ih.t().contiguous(), w_hh.t().contiguous())
                                                    for w_ih, w_hh, _ in layers], head_w, head_b)
 
@@ -189,7 +190,7 @@ class StepWeights:
         one row, the compiled kernel), that layer's h_t W_hh (B, 4H) for the next step, else None.
         The rows of W_hh ride on the head's product: h_t is quantised once, as each would quantise
         it, so the values are those of the two separate products."""
-        if self.head_and_hh is not None and h.size(0) == 1 and fused_cell.library() is not None:
+        if self.head_and_hh is not None and h.size(0) == 1 and self.head_and_hh.row:  # built at the first row
             y = self.head_and_hh(h)
             V = self.head_b.shape[0]
             return y[:, :V], y[:, V:]
