@@ -46,6 +46,8 @@ def in_the_loop(model, vocab, precision: str, poems: int) -> None:
     SW.StepWeights.token_gates = timed("  x W_ih + b (token_gates)", SW.StepWeights.token_gates)
     SW.StepWeights.hidden_gates = timed("  h W_hh alone (hidden_gates)", SW.StepWeights.hidden_gates)
     SW.StepWeights.logits_and_next = timed("  the head (logits_and_next)", SW.StepWeights.logits_and_next)
+    SW.StepWeights.cell_and_head = timed("  gate arithmetic + the head, one call (cell_and_head)",
+                                         SW.StepWeights.cell_and_head)
     decode_batch = G._decode_batch
 
     def wrapped(model, vocab, n, opts, c, device, gen):

@@ -329,6 +329,10 @@ def test_advance_rejects_masked_token():
         c.advance(st, [PUNCT_IDS[0], ITOS.index("東")])
     with pytest.raises(ValueError, match="masked"):
         c.advance(c.new_state(1), [SP.eos])  # no mask computed: per-row check
+    one = c.new_state(1)
+    c.mask(one)
+    with pytest.raises(ValueError, match="masked"):
+        c.advance(one, [PUNCT_IDS[0]])  # one row against its mask: the one-lookup path
     with pytest.raises(ValueError):
         c.replay([[ITOS.index("東"), PUNCT_IDS[1]]])
 

@@ -119,7 +119,12 @@ def test_head_and_hh_in_one_product_equal_two(layers):
         b, s2 = m.step(ids[:, t], s2, logits=t % 4 != 3)
         assert (a is None) == (b is None) and (a is None or torch.equal(a, b)), t
         assert (s1.hz is not None) == (t % 4 != 3) and s2.hz is None
+        assert all(torch.equal(x, y) for x, y in zip(s1.h + s1.c, s2.h + s2.c)), t  # the fused cell's h_t, C_t
         outs.append(a)
+    if layers == 1:  # after the first step a logits step takes the cell + head call: state.hz read, never written
+        hz = s1.hz.clone()
+        m.step(torch.tensor([5]), s1)
+        assert torch.equal(hz, s1.hz)
     again = [m.step(torch.tensor([5]), s1)[0] for _ in range(2)]
     assert torch.equal(again[0], again[1]) and torch.equal(again[0], m.step(torch.tensor([5]), s2)[0])
 

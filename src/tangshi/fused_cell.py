@@ -118,6 +118,8 @@ def declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.gemv_int8_available.restype = ctypes.c_int32
     lib.gemv_int8.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
     lib.gemv_int8.restype = None
+    lib.lstm_step_row_int8.argtypes = [i64, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr]
+    lib.lstm_step_row_int8.restype = None
     return lib
 
 

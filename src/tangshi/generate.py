@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,10 +194,22 @@ def _choose_compiled(lib, logits: torch.Tensor, allowed: torch.Tensor, bias: tor
         return z.argmax(dim=1)
     p = torch.softmax(z, dim=1)
     top_k = opts.top_k if 0 < opts.top_k < V else 0
-    u = float(torch.rand(1, generator=gen)[0])
-    work = torch.empty(V + 16)
-    return torch.tensor([lib.sample_row(V, p.data_ptr(), top_k, opts.top_p < 1.0, 1.0 - opts.top_p, u,
-                                        work.data_ptr())])
+    u, work = _row_scratch(V)
+    u = u.uniform_(0.0, 1.0, generator=gen).item()  # torch.rand(1, generator=gen)'s value, without a new tensor
+    return torch.from_numpy(np.array([lib.sample_row(V, p.data_ptr(), top_k, opts.top_p < 1.0, 1.0 - opts.top_p,
+                                                     u, work.data_ptr())]))
+
+
+_SCRATCH = threading.local()
+
+
+def _row_scratch(V: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """This thread's buffers for `_choose_compiled` (one uniform, the sampler's V + 16 floats of
+    work), kept between steps: `tangshi serve` decodes requests on several threads at once."""
+    s = getattr(_SCRATCH, "buffers", None)
+    if s is None or s[1].numel() < V + 16:
+        s = _SCRATCH.buffers = (torch.empty(1), torch.empty(V + 16))
+    return s
 
 
 def _cumsum(x: np.ndarray) -> np.ndarray:
@@ -302,19 +315,19 @@ def _decode_batch(model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, 
     forced = _forced(allowed)  # every row forced (punctuation, start text, heads, <EOS>): no output layer
     logits, lstm = model.step(torch.full((n,), vocab.start_id, dtype=torch.long, device=device), None,
                               logits=forced is None, precision=opts.precision_on(device))
-    out = torch.full((n, max_steps), vocab.eos_id, dtype=torch.long)
+    out = []  # each step's tokens (n,); a row ends at its <EOS>, or at the length bound
     for t in range(max_steps):
         if free and t == opts.max_chars:
-            break  # the length bound: <EOS> for every row still writing (already in `out`)
+            break  # the length bound: the rows still writing end here
         tok = forced if forced is not None else _choose(logits, allowed, c.bias(state, device), opts, gen)
         c.advance(state, tok)
-        out[:, t] = tok.cpu()
+        out.append(tok)
         if c.finished(state):
             break
         allowed = c.mask(state, device)
         forced = _forced(allowed)
         logits, lstm = model.step(tok, lstm, logits=forced is None)
-    return _finish_texts(vocab, out.tolist(), c)
+    return _finish_texts(vocab, torch.stack(out, 1).tolist() if out else [[]] * n, c)
 
 
 @torch.no_grad()

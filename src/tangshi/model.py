@@ -477,8 +477,14 @@ class PoetryLM(nn.Module):
             state = StepState.start(step_weights(self, precision), ids.size(0))
         w = state.weights
         h_new, c_new = [], []
+        last = len(w.layers) - 1
         for l in range(len(w.layers)):
             xz = w.token_gates(ids) if l == 0 else w.input_gates(l, h_new[-1])  # x_t W_ih + b
+            fused = w.cell_and_head(state.hz, xz, state.c[l]) if l == last and logits and state.hz is not None else None
+            if fused is not None:  # one row, int8: the cell and the head in one compiled call, the same values
+                h, c, out, hz = fused
+                out = out.relu_() if self.config.relu_logits else out
+                return out, StepState(w, h_new + [h], c_new + [c], hz)
             h, c = cell(state.hidden_gates(l), xz, state.c[l])  # h_t, C_t (stepweights.py)
             h_new.append(h)
             c_new.append(c)

@@ -119,6 +119,24 @@ class Int8Linear:
                       None if self.bias is None else self.bias.data_ptr(), x.data_ptr(), y.data_ptr(), q.data_ptr())
         return y
 
+    def after_cell(self, hz: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor):
+        """One row: `cell(hz + xz, C_{t−1})`, then this product of its h_t, in one compiled call
+        (csrc/gemv_int8.c's `lstm_step_row_int8`: the same two functions, so the same values).
+        hz = h_{t−1} W_hh and xz = x_t W_ih + b (1, 4H), C_{t−1} (1, H), all read only.
+        Returns (y (1, N), C_t, h_t), new tensors; None where the one-row kernel is not built."""
+        row = self.row
+        if not row:
+            return None
+        w, rowsum, scale = row
+        H = c_prev.shape[1]
+        buf = torch.empty(1, self.N + 7 * H + self.K // 4 + 1)  # y, C_t, h_t, then scratch: 5H floats, K bytes
+        p, f = buf.data_ptr(), buf.element_size()
+        fused_cell.library().lstm_step_row_int8(
+            H, hz.data_ptr(), xz.data_ptr(), c_prev.data_ptr(), p + (self.N + 2 * H) * f, p + self.N * f,
+            p + (self.N + H) * f, self.N, w.data_ptr(), rowsum.data_ptr(), scale.data_ptr(),
+            None if self.bias is None else self.bias.data_ptr(), p, p + (self.N + 7 * H) * f)
+        return buf.split([self.N, H, H, buf.shape[1] - self.N - 2 * H], dim=1)[:3]
+
 
 @dataclass(frozen=True)
 class StepWeights:
@@ -171,7 +189,7 @@ class StepWeights:
         token (read-only: never write into it)."""
         if ids.size(0) != 1:
             return self.input_gates(0, self.emb.index_select(0, ids))
-        tok = int(ids[0])
+        tok = ids.item()
         row = self.xz_rows.get(tok)
         if row is None:
             row = self.xz_rows[tok] = self.input_gates(0, self.emb[tok : tok + 1])
@@ -195,6 +213,20 @@ class StepWeights:
             V = self.head_b.shape[0]
             return y[:, :V], y[:, V:]
         return self.logits(h), None
+
+    def cell_and_head(self, hz: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor):
+        """The last layer's `cell` and `logits_and_next` in one compiled call (int8, one row, where
+        the one-row kernel is built): (h_t, C_t, logits, h_t W_hh), the values of the two calls;
+        else None. hz, xz (1, 4H) and C_{t−1} (1, H) are read only."""
+        if self.head_and_hh is None or hz.size(0) != 1:
+            return None
+        got = self.head_and_hh.after_cell(hz.contiguous(), xz.contiguous(), c_prev.contiguous())
+        if got is None:
+            return None
+        y, c, h = got
+        V = self.head_b.shape[0]
+        logits, hz_next = y.split([V, y.shape[1] - V], dim=1)
+        return h, c, logits, hz_next
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         if self.precision == "int8":

@@ -61,8 +61,33 @@ void gemv_int8(int64_t N, int64_t K, const int8_t *restrict W, const int32_t *re
     }
 }
 
+void lstm_cell_forward(int64_t B, int64_t H, float *a, const float *xz_t, const float *c_prev, float *c, float *tc,
+                       float *h);  /* lstm_cell.c */
+
+/* One poem's decoding step for its last LSTM layer and the output layer, in one call: lstm_cell.c's
+ * forward on z_t = hz + xz (hz = h_{t-1} W_hh and xz = x_t W_ih + b, both read only) gives C_t and
+ * h_t, then gemv_int8 gives y = h_t Wᵀ + b. W is [W_head; W_hhᵀ] (N = V + 4H rows), so y holds the
+ * logits and the next step's h_t W_hh. The same two functions, in the same order, as the two calls
+ * from Python (stepweights.cell, then Int8Linear), so the same values. work: 5H floats (the gates,
+ * tanh C_t); q: H bytes. */
+void lstm_step_row_int8(int64_t H, const float *restrict hz, const float *restrict xz, const float *restrict c_prev,
+                        float *restrict work, float *restrict c, float *restrict h, int64_t N, const int8_t *restrict W,
+                        const int32_t *restrict rowsum, const float *restrict scale, const float *restrict bias,
+                        float *restrict y, uint8_t *restrict q) {
+    for (int64_t k = 0; k < 4 * H; k++) work[k] = hz[k];
+    lstm_cell_forward(1, H, work, xz, c_prev, c, work + 4 * H, h);
+    gemv_int8(N, H, W, rowsum, scale, bias, h, y, q);
+}
+
 #else
 int32_t gemv_int8_available(void) { return 0; }
+
+void lstm_step_row_int8(int64_t H, const float *hz, const float *xz, const float *c_prev, float *work, float *c,
+                        float *h, int64_t N, const int8_t *W, const int32_t *rowsum, const float *scale,
+                        const float *bias, float *y, uint8_t *q) {
+    (void)H; (void)hz; (void)xz; (void)c_prev; (void)work; (void)c; (void)h; (void)N; (void)W; (void)rowsum;
+    (void)scale; (void)bias; (void)y; (void)q;
+}
 
 void gemv_int8(int64_t N, int64_t K, const int8_t *W, const int32_t *rowsum, const float *scale, const float *bias,
                const float *x, float *y, uint8_t *q) {
