@@ -456,7 +456,6 @@ class PoetryLM(nn.Module):
         return logits, loss
 
     # -- generation ----------------------------------------------------------------
-    @torch.no_grad()
     def step(self, ids: torch.Tensor, state: "StepState | None" = None, logits: bool = True,
              precision: str = "fp32"):
         """One decoding step, the only one: ids (B,) long → (logits (B, V) fp32 of the next token, or
@@ -472,7 +471,11 @@ class PoetryLM(nn.Module):
         (≈ 60 steps of batch 1); the first layer's x_t W_ih + b is then computed once per token and
         kept, and the gate arithmetic is the training forward's compiled pass. `logits=False` skips
         the output layer for a step whose next token is forced anyway. `precision` (fp32 or int8,
-        stepweights.py) applies to a new state."""
+        stepweights.py) applies to a new state. No autograd: a caller outside `torch.no_grad()` gets
+        one (the decoders are already inside one, and a decorator's context costs µs per step)."""
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.step(ids, state, logits, precision)
         if state is None:
             state = StepState.start(step_weights(self, precision), ids.size(0))
         w = state.weights

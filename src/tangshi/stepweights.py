@@ -135,7 +135,7 @@ class Int8Linear:
             H, hz.data_ptr(), xz.data_ptr(), c_prev.data_ptr(), p + (self.N + 2 * H) * f, p + self.N * f,
             p + (self.N + H) * f, self.N, w.data_ptr(), rowsum.data_ptr(), scale.data_ptr(),
             None if self.bias is None else self.bias.data_ptr(), p, p + (self.N + 7 * H) * f)
-        return buf.split([self.N, H, H, buf.shape[1] - self.N - 2 * H], dim=1)[:3]
+        return buf.split_with_sizes([self.N, H, H, buf.shape[1] - self.N - 2 * H], dim=1)[:3]  # C, not Tensor.split
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ class StepWeights:
             return None
         y, c, h = got
         V = self.head_b.shape[0]
-        logits, hz_next = y.split([V, y.shape[1] - V], dim=1)
+        logits, hz_next = y.split_with_sizes([V, y.shape[1] - V], dim=1)
         return h, c, logits, hz_next
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
