@@ -174,8 +174,8 @@ def _decoding_kernels(row: dict) -> str:
     lib = fused_cell.library()
     one_row = row["name"] != "gen_wujue_1000"
     if row["dtype"] == "int8":
-        product = ("the one-row int8 kernel (AVX-512 VNNI)" if one_row and lib is not None and lib.gemv_int8_available()
-                   else "fbgemm int8")
+        product = ("the one-row int8 kernel (AVX-512 VNNI), with the last layer's gate arithmetic in the head's call"
+                   if one_row and lib is not None and lib.gemv_int8_available() else "fbgemm int8")
     else:
         product = "fp32 matrix-vector products"
     sampler = "compiled sampler" if one_row and lib is not None else "torch/NumPy sampling"
