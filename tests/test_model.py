@@ -119,11 +119,17 @@ def test_config_errors():
         ModelConfig(vocab_size=V, pad_id=0, impl="gru")
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("tie", [False, True])
-def test_fused_head_matches_log_softmax_nll(relu, tie):
-    """HeadNLL (chunked, one exp pass) = log_softmax + nll_loss: loss and every gradient."""
+def test_fused_head_matches_log_softmax_nll(relu, tie, compiled):
+    """HeadNLL (chunked, one exp pass; its elementwise work as PyTorch ops or compiled,
+    csrc/head_nll.c) = log_softmax + nll_loss: loss and every gradient."""
     import tangshi.model as M
+    from tangshi import fused_cell
+
+    if compiled and fused_cell.library() is None:
+        pytest.skip(f"the compiled kernels are not built here: {fused_cell.status()}")
 
     cfg = dict(vocab_size=V, pad_id=V - 1, embed_dim=H, hidden_dim=H, relu_logits=relu, tie_weights=tie)
     torch.manual_seed(3)
@@ -136,7 +142,8 @@ def test_fused_head_matches_log_softmax_nll(relu, tie):
     old = M.HEAD_CHUNK
     M.HEAD_CHUNK = 7  # several chunks, the last one partial
     try:
-        _, la = a(x, y)
+        with fused_cell.path(compiled):
+            _, la = a(x, y)
     finally:
         M.HEAD_CHUNK = old
     _, lb = b(x, y)

@@ -1,5 +1,6 @@
 """tangshi's compiled kernels, built at first use: the LSTM step's gate arithmetic as one pass
-(csrc/lstm_cell.c), and for decoding one poem the sampling of one row (csrc/sampling.c) and the
+(csrc/lstm_cell.c), the training loss's softmax and NLL on each chunk of the output layer
+(csrc/head_nll.c), and for decoding one poem the sampling of one row (csrc/sampling.c) and the
 int8 matrix-vector product (csrc/gemv_int8.c, where the CPU has AVX-512 VNNI).
 
 `LSTMRecurrence` (model.py) runs a time step as a matrix product plus about eleven small
@@ -39,7 +40,9 @@ import torch
 
 from .machine import cpu_identity
 
-SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("lstm_cell.c", "sampling.c", "gemv_int8.c"))
+SOURCES = tuple(Path(__file__).with_name("csrc") / name
+                for name in ("lstm_cell.c", "head_nll.c", "sampling.c", "gemv_int8.c"))
+HEADERS = (Path(__file__).with_name("csrc") / "common.h",)  # included by the sources: part of the cache key
 FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC")
 ENV = "TANGSHI_FUSED_CELL"  # 0 turns the fused cell off
 BUILD_TIMEOUT_S = 120
@@ -78,7 +81,8 @@ def _private(folder: Path) -> bool:
 def _build(cc: str, again: bool = False) -> Path:
     """The cached library for this source, compiler and CPU, compiled if missing (or `again`)."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
-    key = hashlib.sha256("\0".join([*(src.read_text() for src in SOURCES), cc, version, " ".join(FLAGS), cpu_identity()])
+    key = hashlib.sha256("\0".join([*(src.read_text() for src in SOURCES + HEADERS), cc, version, " ".join(FLAGS),
+                                    cpu_identity()])
                          .encode()).hexdigest()[:16]
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"tangshi-{os.getuid()}"):
         lib = folder / f"lstm_cell-{key}.so"
@@ -110,6 +114,8 @@ def declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.lstm_cell_forward.restype = None
     lib.lstm_cell_backward.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr]
     lib.lstm_cell_backward.restype = None
+    lib.head_nll_rows.argtypes = [i64, i64, ptr, ptr, ptr, ctypes.c_int32, i64]
+    lib.head_nll_rows.restype = ctypes.c_double
     lib.sample_prepare.argtypes = [i64, ptr, ptr, ptr, ctypes.c_float]
     lib.sample_prepare.restype = None
     lib.sample_row.argtypes = [i64, ptr, i64, ctypes.c_int32, ctypes.c_float, ctypes.c_float, ptr]

@@ -246,6 +246,10 @@ class HeadNLL(torch.autograd.Function):
         h32, w32, b32 = h.float(), weight.float(), bias.float()
         # logits → p → ∂E/∂s, in place, one (≤ HEAD_CHUNK, V) buffer per chunk: buffers that the allocator
         # reuses from step to step, where one (N, V) buffer (~135 MB) would be mapped afresh, a page fault per 4 KiB
+        ctx.dtypes = (h.dtype, weight.dtype, bias.dtype)
+        lib = fused_cell.library() if h.device.type == "cpu" else None
+        if lib is not None:  # the elementwise work per chunk in one compiled call (csrc/head_nll.c)
+            return HeadNLL._compiled(ctx, lib, h32, w32, b32.contiguous(), targets.contiguous(), relu)
         chunks = []
         total = torch.zeros((), dtype=torch.float64, device=h.device)
         for r0 in range(0, N, HEAD_CHUNK):
@@ -268,8 +272,24 @@ class HeadNLL(torch.autograd.Function):
                 s.mul_(live)
             chunks.append(s.div_(N))
         ctx.save_for_backward(h32, w32, *chunks)
-        ctx.dtypes = (h.dtype, weight.dtype, bias.dtype)
         return (total / N).float()
+
+    @staticmethod
+    def _compiled(ctx, lib, h32, w32, b32, targets, relu: bool):
+        """`forward` with each chunk's bias, softmax, loss and ∂E/∂s in csrc/head_nll.c: the same
+        equations in three passes over a row instead of about eight over the chunk."""
+        N, V = h32.shape[0], w32.shape[0]
+        if N and not (0 <= int(targets.min()) and int(targets.max()) < V):
+            raise IndexError(f"a target id lies outside the vocabulary (size {V})")
+        chunks, total = [], 0.0
+        for r0 in range(0, N, HEAD_CHUNK):
+            r1 = min(r0 + HEAD_CHUNK, N)
+            s = torch.mm(h32[r0:r1], w32.t())  # h Wᵀ; the bias is added in the compiled pass
+            total += lib.head_nll_rows(r1 - r0, V, s.data_ptr(), b32.data_ptr(), targets[r0:r1].data_ptr(),
+                                       int(relu), N)
+            chunks.append(s)
+        ctx.save_for_backward(h32, w32, *chunks)
+        return torch.tensor(total / N if N else float("nan"), dtype=torch.float32)
 
     @staticmethod
     def backward(ctx, g):
@@ -278,13 +298,14 @@ class HeadNLL(torch.autograd.Function):
         d_h = torch.empty_like(h)
         d_w = torch.zeros_like(w)
         d_b = torch.zeros(w.shape[0], device=w.device)
+        ones = torch.ones(max((d_s.shape[0] for d_s in chunks), default=0), device=w.device)
         r0 = 0
         for d_s in chunks:
             r1 = r0 + d_s.shape[0]
             d_s = d_s * scale if scale != 1.0 else d_s
             torch.mm(d_s, w, out=d_h[r0:r1])  # (n, H)
             d_w.addmm_(d_s.t(), h[r0:r1])  # (V, H)
-            d_b += d_s.sum(0)
+            d_b.addmv_(d_s.t(), ones[: r1 - r0])  # Σ over the rows, as a matrix-vector product: ~4× sum(0)'s speed
             r0 = r1
         return d_h.to(ctx.dtypes[0]), d_w.to(ctx.dtypes[1]), d_b.to(ctx.dtypes[2]), None, None
 
