@@ -14,7 +14,7 @@ import time
 import torch
 
 from tangshi import fused_cell
-from tangshi.model import HeadNLL
+from tangshi.head_loss import HeadNLL
 
 
 def main() -> None:

@@ -125,7 +125,7 @@ def test_config_errors():
 def test_fused_head_matches_log_softmax_nll(relu, tie, compiled):
     """HeadNLL (chunked, one exp pass; its elementwise work as PyTorch ops or compiled,
     csrc/head_nll.c) = log_softmax + nll_loss: loss and every gradient."""
-    import tangshi.model as M
+    import tangshi.head_loss as M
     from tangshi import fused_cell
 
     if compiled and fused_cell.library() is None:
@@ -151,6 +151,25 @@ def test_fused_head_matches_log_softmax_nll(relu, tie, compiled):
     (la * 2.5).backward(); (lb * 2.5).backward()
     for (n, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
         assert (pa.grad - pb.grad).abs().max() < 1e-6, n
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_fused_head_checks_its_targets(compiled):
+    """A target outside the vocabulary is an IndexError on either path (the compiled pass would
+    otherwise write outside its row), and int32 targets give the int64 loss."""
+    from tangshi import fused_cell
+    from tangshi.head_loss import HeadNLL
+
+    if compiled and fused_cell.library() is None:
+        pytest.skip(f"the compiled kernels are not built here: {fused_cell.status()}")
+    torch.manual_seed(0)
+    h, w, b = torch.randn(10, 8), torch.randn(20, 8), torch.randn(20)
+    t = torch.randint(0, 20, (10,))
+    with fused_cell.path(compiled):
+        assert HeadNLL.apply(h, w, b, t.int(), False).item() == HeadNLL.apply(h, w, b, t, False).item()
+        for bad in (20, -1):
+            with pytest.raises(IndexError):
+                HeadNLL.apply(h, w, b, torch.full((10,), bad), False)
 
 
 def test_trimmed_batch_gives_the_same_loss_and_gradients():

@@ -1,4 +1,4 @@
-/* The training loss's elementwise work on one chunk of the output layer, fused: `HeadNLL` (model.py)
+/* The training loss's elementwise work on one chunk of the output layer, fused: `HeadNLL` (head_loss.py)
  * multiplies h Wᵀ in PyTorch, then this turns the logits into the loss and ∂E/∂logits in place, in
  * three passes over each row (add the bias and find the maximum; exp and sum; divide), where the
  * PyTorch ops took about eight (the bias copied into the product's output, amax, sub, exp, sum, two
