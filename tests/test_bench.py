@@ -38,6 +38,21 @@ def test_bench_says_what_it_ran(tiny_prepared, capsys):
     kinds = {r["name"]: (r["kernel"], r["dtype"]) for r in res["results"]}
     from tangshi import fused_cell
     cell = "compiled gate arithmetic" if fused_cell.library() is not None else "gate arithmetic as torch ops"
-    assert kinds == {"tangshi": (f"tangshi (hand-written BPTT), {cell}", "bf16"), "nn_lstm": ("torch.nn.LSTM", "bf16"),
-                     "layer_nn": ("torch.nn.LSTM", "fp32")}
+    loss = "loss: log_softmax + nll_loss under autocast"  # bf16 forced: the fused loss is for fp32
+    assert kinds == {"tangshi": (f"tangshi (hand-written BPTT), {cell}, {loss}", "bf16"),
+                     "nn_lstm": (f"torch.nn.LSTM, {loss}", "bf16"), "layer_nn": ("torch.nn.LSTM", "fp32")}
     assert res["fused_cell"] == fused_cell.status()
+
+
+def test_bench_names_the_fp32_loss_path(tiny_prepared, capsys):
+    from tangshi import fused_cell
+
+    assert main(["bench", "--data", str(tiny_prepared), "--repeats", "1", "--warmup", "0",
+                 "--only", "nn_lstm", "--dtype", "fp32", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["results"]
+    with fused_cell.path(False):
+        assert main(["bench", "--data", str(tiny_prepared), "--repeats", "1", "--warmup", "0",
+                     "--only", "nn_lstm", "--dtype", "fp32", "--json"]) == 0
+        (ops,) = json.loads(capsys.readouterr().out)["results"]
+    compiled = "compiled" if fused_cell.library() is not None else "torch ops"
+    assert (row["kernel"], ops["kernel"]) == (f"torch.nn.LSTM, loss: fused, {compiled}", "torch.nn.LSTM, loss: fused, torch ops")

@@ -153,6 +153,8 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
         row["kernel"] = KERNELS.get(row["name"], row["name"])
         if row["name"] in ("tangshi", "layer_tangshi"):
             row["kernel"] += f", {cell}"
+        if row["name"] in ("tangshi", "nn_lstm") and dev.type == "cpu":
+            row["kernel"] += f", {_loss_kernel(amp)}"
         row["dtype"] = "bf16" if amp and row["name"] in ("tangshi", "tangshi_graph", "nn_lstm") else "fp32"
         if row["name"] in GENERATION_ROWS and row["name"] != "gen_qilv_fp32":
             row["dtype"] = default_precision(dev)  # decoding's own precision (stepweights.py)
@@ -167,6 +169,13 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
 def _cell_kernel() -> str:
     """Which way the CPU's LSTM gate arithmetic runs (fused_cell.py)."""
     return "compiled gate arithmetic" if fused_cell.library() is not None else "gate arithmetic as torch ops"
+
+
+def _loss_kernel(amp: bool) -> str:
+    """Which way a training row's loss runs (head_loss.py): under autocast, log_softmax + nll_loss."""
+    if amp:
+        return "loss: log_softmax + nll_loss under autocast"
+    return "loss: fused, compiled" if fused_cell.library() is not None else "loss: fused, torch ops"
 
 
 def _decoding_kernels(row: dict) -> str:
