@@ -1,6 +1,7 @@
 """What a 4-bit output layer would cost the bundled model: dev perplexity (the training forward,
-fp32) with the head's weights fake-quantised (rounded to b bits, symmetric, one scale per group of
-g weights along a row, then used in fp32), against the model as it is.
+fp32) with the output layer's weights fake-quantised (rounded to b bits, symmetric, one scale per group
+of g weights along a row, then used in fp32; a tied embedding keeps its fp32 values as the input
+side), against the model as it is.
 
     python scripts/int4_head_ppl.py [--source ../shared/chinese-poetry/quantangshi]
 
@@ -30,15 +31,15 @@ def main() -> None:
     ap.add_argument("--source", default="../shared/chinese-poetry/quantangshi")
     args = ap.parse_args()
     model, vocab, meta = load_checkpoint(bundled_model_path())
-    if model.config.tie_weights:
-        raise SystemExit("the head is tied to the embedding: this script quantises an untied head only")
     split = rebuild_dev_split(meta, vocab, source=Path(args.source))
     print(f"fp32: dev perplexity {evaluate(model, split)['dev_ppl']:.3f}", flush=True)
-    w0 = model.head.weight.detach().clone()
+    w0, b = model.head.weight.detach().clone(), model.head.bias.detach()
+    relu = model.config.relu_logits
     K = w0.shape[1]
     for bits, group in ((8, K), (4, K), (4, 64), (4, 32)):
-        with torch.no_grad():
-            model.head.weight.copy_(fake_quant(w0, group, bits))
+        wq = fake_quant(w0, group, bits)
+        # the output layer only: with tied weights the embedding stays as it is (decoding reads it in fp32)
+        model.logits = lambda h, wq=wq: (lambda s: s.relu() if relu else s)(torch.nn.functional.linear(h, wq, b).float())
         where = "per row" if group == K else f"per {group} weights"
         print(f"int{bits} head, one scale {where}: dev perplexity {evaluate(model, split)['dev_ppl']:.3f}", flush=True)
 
