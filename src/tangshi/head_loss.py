@@ -34,46 +34,43 @@ class HeadNLL(torch.autograd.Function):
         if N and not (0 <= int(targets.min()) and int(targets.max()) < weight.shape[0]):
             raise IndexError(f"a target id lies outside the vocabulary (size {weight.shape[0]})")
         lib = fused_cell.library() if h.device.type == "cpu" else None
-        if lib is not None:  # the elementwise work per chunk in one compiled call (csrc/head_nll.c)
-            return HeadNLL._compiled(ctx, lib, h32, w32, b32.contiguous(), targets.to(torch.int64).contiguous(), relu)
+        if lib is not None:
+            b32, targets = b32.contiguous(), targets.to(torch.int64).contiguous()
         chunks = []
         total = torch.zeros((), dtype=torch.float64, device=h.device)
         for r0 in range(0, N, HEAD_CHUNK):
             r1 = min(r0 + HEAD_CHUNK, N)
-            s = torch.addmm(b32, h32[r0:r1], w32.t())  # s = h Wᵀ + b
-            live = None
-            if relu:
-                live = s > 0
-                s.clamp_(min=0)
-            tgt = targets[r0:r1]
-            rows = torch.arange(r1 - r0, device=h.device)
-            s_t = s[rows, tgt].clone()  # (n,) the target logits
-            m = s.amax(dim=1, keepdim=True)
-            s.sub_(m).exp_()  # exp(s − m)
-            z = s.sum(dim=1, keepdim=True)
-            total += (z.log() + m).squeeze(1).sub(s_t).double().sum()  # −log p_target
-            s.div_(z)  # p
-            s[rows, tgt] -= 1.0  # p − onehot
-            if live is not None:
-                s.mul_(live)
-            chunks.append(s.div_(N))
+            if lib is not None:  # h Wᵀ, then bias, softmax, loss and ∂E/∂s in one compiled call (csrc/head_nll.c)
+                s = torch.mm(h32[r0:r1], w32.t())
+                total += lib.head_nll_rows(r1 - r0, s.shape[1], s.data_ptr(), b32.data_ptr(),
+                                           targets[r0:r1].data_ptr(), int(relu), N)
+            else:
+                s = torch.addmm(b32, h32[r0:r1], w32.t())  # s = h Wᵀ + b
+                total += HeadNLL._chunk_ops(s, targets[r0:r1], relu, N)
+            chunks.append(s)
         ctx.save_for_backward(h32, w32, *chunks)
         return (total / N).float()
 
     @staticmethod
-    def _compiled(ctx, lib, h32, w32, b32, targets, relu: bool):
-        """`forward` with each chunk's bias, softmax, loss and ∂E/∂s in csrc/head_nll.c: the same
-        equations in three passes over a row instead of about eight over the chunk."""
-        N, V = h32.shape[0], w32.shape[0]  # every target in [0, V): checked by `forward`
-        chunks, total = [], 0.0
-        for r0 in range(0, N, HEAD_CHUNK):
-            r1 = min(r0 + HEAD_CHUNK, N)
-            s = torch.mm(h32[r0:r1], w32.t())  # h Wᵀ; the bias is added in the compiled pass
-            total += lib.head_nll_rows(r1 - r0, V, s.data_ptr(), b32.data_ptr(), targets[r0:r1].data_ptr(),
-                                       int(relu), N)
-            chunks.append(s)
-        ctx.save_for_backward(h32, w32, *chunks)
-        return torch.tensor(total / N if N else float("nan"), dtype=torch.float32)
+    def _chunk_ops(s, tgt, relu: bool, N: int) -> torch.Tensor:
+        """One chunk's work as PyTorch ops, what csrc/head_nll.c does: logits s (n, V) → ∂E/∂s in
+        place; returns the chunk's Σ −log p_target (float64)."""
+        live = None
+        if relu:
+            live = s > 0
+            s.clamp_(min=0)
+        rows = torch.arange(s.shape[0], device=s.device)
+        s_t = s[rows, tgt].clone()  # (n,) the target logits
+        m = s.amax(dim=1, keepdim=True)
+        s.sub_(m).exp_()  # exp(s − m)
+        z = s.sum(dim=1, keepdim=True)
+        loss = (z.log() + m).squeeze(1).sub(s_t).double().sum()  # −log p_target
+        s.div_(z)  # p
+        s[rows, tgt] -= 1.0  # p − onehot
+        if live is not None:
+            s.mul_(live)
+        s.div_(N)
+        return loss
 
     @staticmethod
     def backward(ctx, g):

@@ -420,19 +420,20 @@ class PoetryLM(nn.Module):
         w = state.weights
         h_new, c_new = [], []
         last = len(w.layers) - 1
+        out = hz = None
         for l in range(len(w.layers)):
             xz = w.token_gates(ids) if l == 0 else w.input_gates(l, h_new[-1])  # x_t W_ih + b
             fused = w.cell_and_head(state.hz, xz, state.c[l]) if l == last and logits and state.hz is not None else None
             if fused is not None:  # one row, int8: the cell and the head in one compiled call, the same values
                 h, c, out, hz = fused
-                out = out.relu_() if self.config.relu_logits else out
-                return out, StepState(w, h_new + [h], c_new + [c], hz)
-            h, c = cell(state.hidden_gates(l), xz, state.c[l])  # h_t, C_t (stepweights.py)
+            else:
+                h, c = cell(state.hidden_gates(l), xz, state.c[l])  # h_t, C_t (stepweights.py)
             h_new.append(h)
             c_new.append(c)
         if not logits:
             return None, StepState(w, h_new, c_new)
-        out, hz = w.logits_and_next(h_new[-1])  # and h_t W_hh, where one product gives both
+        if out is None:
+            out, hz = w.logits_and_next(h_new[-1])  # and h_t W_hh, where one product gives both
         return (out.relu_() if self.config.relu_logits else out), StepState(w, h_new, c_new, hz)
 
     # -- the canonical parameter layout ----------------------------------------------

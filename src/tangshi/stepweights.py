@@ -209,10 +209,13 @@ class StepWeights:
         The rows of W_hh ride on the head's product: h_t is quantised once, as each would quantise
         it, so the values are those of the two separate products."""
         if self.head_and_hh is not None and h.size(0) == 1 and self.head_and_hh.row:  # built at the first row
-            y = self.head_and_hh(h)
-            V = self.head_b.shape[0]
-            return y[:, :V], y[:, V:]
+            return self._logits_and_hz(self.head_and_hh(h))
         return self.logits(h), None
+
+    def _logits_and_hz(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`head_and_hh`'s output (1, V + 4H) as (logits, h_t W_hh): two views."""
+        V = self.head_b.shape[0]
+        return y.split_with_sizes([V, y.shape[1] - V], dim=1)
 
     def cell_and_head(self, hz: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor):
         """The last layer's `cell` and `logits_and_next` in one compiled call (int8, one row, where
@@ -224,9 +227,7 @@ class StepWeights:
         if got is None:
             return None
         y, c, h = got
-        V = self.head_b.shape[0]
-        logits, hz_next = y.split_with_sizes([V, y.shape[1] - V], dim=1)
-        return h, c, logits, hz_next
+        return (h, c, *self._logits_and_hz(y))
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         if self.precision == "int8":
