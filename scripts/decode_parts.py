@@ -16,13 +16,13 @@ import time
 
 import torch
 
-import tangshi.generate as G
-import tangshi.model as M
-import tangshi.stepweights as SW
-from tangshi.bundled import bundled_model_path
-from tangshi.checkpoint import load_checkpoint
-from tangshi.generate import DecodeOptions
-from tangshi.poems import write_poems
+import tangshi.decode.search as G
+import tangshi.model.lm as M
+import tangshi.model.step_weights as SW
+from tangshi.model.bundled import bundled_model_path
+from tangshi.model.checkpoint import load_checkpoint
+from tangshi.decode.search import DecodeOptions
+from tangshi.decode.poems import write_poems
 
 TOTAL, CALLS = collections.Counter(), collections.Counter()
 

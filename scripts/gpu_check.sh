@@ -34,7 +34,7 @@ timeout 150 $PY -m tangshi bench --device "$DEVICE" --data "$DATA" --repeats "$R
   > "$OUT/bench.json" 2> "$OUT/bench.err"
 $PY - "$OUT/bench.json" <<'PYEOF' | tee -a "$OUT/summary.txt"
 import json, sys
-from tangshi.bench import format_bench
+from tangshi.experiments.bench import format_bench
 print(format_bench(json.load(open(sys.argv[1]))))
 PYEOF
 

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from tangshi import fused_cell
-from tangshi.head_loss import HeadNLL
+from tangshi.model import kernels
+from tangshi.model.head_loss import HeadNLL
 
 
 def main() -> None:
@@ -23,8 +23,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if fused_cell.library() is None:
-        raise SystemExit(f"the compiled kernels are not built here: {fused_cell.status()}")
+    if kernels.library() is None:
+        raise SystemExit(f"the compiled kernels are not built here: {kernels.status()}")
     torch.manual_seed(0)
     N, H, V = 5903, 256, 5359
     h = (torch.randn(N, H) * 0.5).requires_grad_()
@@ -34,7 +34,7 @@ def main() -> None:
     fwd, both = {True: [], False: []}, {True: [], False: []}
     for i in range(args.rounds + 2):
         for compiled in (True, False):
-            with fused_cell.path(compiled):
+            with kernels.path(compiled):
                 t0 = time.perf_counter()
                 loss = HeadNLL.apply(h, w, b, t, False)
                 t1 = time.perf_counter()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from tangshi.bundled import bundled_model_path, rebuild_dev_split
-from tangshi.checkpoint import load_checkpoint
-from tangshi.splits import evaluate
+from tangshi.model.bundled import bundled_model_path, rebuild_dev_split
+from tangshi.model.checkpoint import load_checkpoint
+from tangshi.train.evaluate import evaluate
 
 
 def fake_quant(w: torch.Tensor, group: int, bits: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from tangshi.model import SeedLSTMLayer
+from tangshi.model.lm import SeedLSTMLayer
 
 B, T, E, H = 128, 64, 256, 256
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from tangshi.batches import batch_indices, make_batch
-from tangshi.graphstep import TrainStep
-from tangshi.model import ModelConfig, PoetryLM
-from tangshi.splits import load_split
-from tangshi.vocab import Vocab
+from tangshi.data.batches import batch_indices, make_batch
+from tangshi.train.graph_step import TrainStep
+from tangshi.model.lm import ModelConfig, PoetryLM
+from tangshi.data.splits import load_split
+from tangshi.data.vocab import Vocab
 
 
 def main() -> None:

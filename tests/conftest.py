@@ -29,7 +29,7 @@ def tiny_source(tmp_path):
 
 @pytest.fixture
 def tiny_prepared(tmp_path, tiny_source):
-    from tangshi.data import prepare
+    from tangshi.data.prepare import prepare
 
     prepare(tiny_source, tmp_path / "prep", None, 0)
     return tmp_path / "prep"

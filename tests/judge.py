@@ -5,7 +5,7 @@ import json
 
 import opencc
 
-from tangshi import prosody
+from tangshi.verse import prosody
 from tangshi.text import is_han
 
 FORMS = {"wujue": (4, 5), "qijue": (4, 7), "wulv": (8, 5), "qilv": (8, 7)}

@@ -3,9 +3,9 @@
 import json
 
 
-from tangshi.cli import main
-from tangshi.splits import load_split
-from tangshi.vocab import Vocab
+from tangshi.cli.main import main
+from tangshi.data.splits import load_split
+from tangshi.data.vocab import Vocab
 
 
 def test_bench_json(tmp_path, tiny_prepared, capsys):
@@ -36,23 +36,23 @@ def test_bench_says_what_it_ran(tiny_prepared, capsys):
     assert set(res["cpu_flags"]) == {"amx", "avx512_bf16", "avx512", "avx512_vnni", "avx2"}
     assert res["cpu_flags"]["amx"] == torch.cpu._is_amx_tile_supported()
     kinds = {r["name"]: (r["kernel"], r["dtype"]) for r in res["results"]}
-    from tangshi import fused_cell
-    cell = "compiled gate arithmetic" if fused_cell.library() is not None else "gate arithmetic as torch ops"
+    from tangshi.model import kernels
+    cell = "compiled gate arithmetic" if kernels.library() is not None else "gate arithmetic as torch ops"
     loss = "loss: log_softmax + nll_loss under autocast"  # bf16 forced: the fused loss is for fp32
     assert kinds == {"tangshi": (f"tangshi (hand-written BPTT), {cell}, {loss}", "bf16"),
                      "nn_lstm": (f"torch.nn.LSTM, {loss}", "bf16"), "layer_nn": ("torch.nn.LSTM", "fp32")}
-    assert res["fused_cell"] == fused_cell.status()
+    assert res["fused_cell"] == kernels.status()
 
 
 def test_bench_names_the_fp32_loss_path(tiny_prepared, capsys):
-    from tangshi import fused_cell
+    from tangshi.model import kernels
 
     assert main(["bench", "--data", str(tiny_prepared), "--repeats", "1", "--warmup", "0",
                  "--only", "nn_lstm", "--dtype", "fp32", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["results"]
-    with fused_cell.path(False):
+    with kernels.path(False):
         assert main(["bench", "--data", str(tiny_prepared), "--repeats", "1", "--warmup", "0",
                      "--only", "nn_lstm", "--dtype", "fp32", "--json"]) == 0
         (ops,) = json.loads(capsys.readouterr().out)["results"]
-    compiled = "compiled" if fused_cell.library() is not None else "torch ops"
+    compiled = "compiled" if kernels.library() is not None else "torch ops"
     assert (row["kernel"], ops["kernel"]) == (f"torch.nn.LSTM, loss: fused, {compiled}", "torch.nn.LSTM, loss: fused, torch ops")

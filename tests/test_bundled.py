@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tangshi.bundled import bundled_model_path, rebuild_dev_split
-from tangshi.checkpoint import load_checkpoint
-from tangshi.cli import main
-from tangshi.prosody import FORMS, check_form, rhyme_ok
+from tangshi.model.bundled import bundled_model_path, rebuild_dev_split
+from tangshi.model.checkpoint import load_checkpoint
+from tangshi.cli.main import main
+from tangshi.verse.prosody import FORMS, check_form, rhyme_ok
 
 from conftest import SHARED_POEMS
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tangshi.cli import main
+from tangshi.cli.main import main
 
 
 def run(argv, capsys):
@@ -105,7 +105,7 @@ def test_threads_limit_numpy_blas_too():
     import threadpoolctl
     import torch
 
-    from tangshi.cliutil import set_threads
+    from tangshi.cli.common import set_threads
 
     before = torch.get_num_threads()
     with threadpoolctl.threadpool_limits(limits=None):  # restores every pool afterwards

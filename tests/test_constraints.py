@@ -7,18 +7,11 @@ import math
 import pytest
 import torch
 
-from tangshi import prosody
+from tangshi.verse import prosody
 from tangshi.text import is_han, split_clauses
-from tangshi.constraints import (
-    DecodeState,
-    build_constraint,
-    FormConstraint,
-    FreeConstraint,
-    SpecialIds,
-    make_constraint,
-)
+from tangshi.decode.constraints import DecodeState, build_constraint, FormConstraint, FreeConstraint, SpecialIds, make_constraint
 from tangshi.errors import TangshiError
-from tangshi.prosody import FORMS, PING, ZE
+from tangshi.verse.prosody import FORMS, PING, ZE
 
 SPECIALS = ["<EOS>", "<OOV>", "<START>", "<PAD>"]
 UNKNOWN = "乒"  # a Han character missing from the 平水韻 table

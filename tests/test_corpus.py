@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from tangshi import corpus
+from tangshi.data import corpus
 from tangshi.errors import TangshiError
-from tangshi.data import prepare
-from tangshi.vocab import Vocab
+from tangshi.data.prepare import prepare
+from tangshi.data.vocab import Vocab
 
 from conftest import SHARED_POEMS
 

@@ -20,10 +20,10 @@ import time
 import pytest
 import torch
 
-from tangshi import checkpoint as ckpt
+from tangshi.model import checkpoint as ckpt
 from tangshi.errors import TangshiError
 from tangshi.outputs import TMP_PREFIX, read_marker
-from tangshi.train import TrainConfig, train
+from tangshi.train.torch_backend import TrainConfig, train
 
 SMALL = dict(embed_dim=8, hidden_dim=8)
 CFG = TrainConfig(epochs=3, batch_size=16, seed=3)
@@ -109,13 +109,13 @@ def _check_run(run, reference):
 def quick_curves(monkeypatch):
     """curves.png is still written (through the same atomic path), but not drawn: drawing is
     80% of a tiny run's time and no part of what is tested here."""
-    monkeypatch.setattr("tangshi.trainer._plot", lambda history, path, title: open(path, "wb").write(b"png"))
+    monkeypatch.setattr("tangshi.train.loop._plot", lambda history, path, title: open(path, "wb").write(b"png"))
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from conftest import write_tiny_corpus
-    from tangshi.data import prepare
+    from tangshi.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("crash")
     prepare(write_tiny_corpus(root / "raw", n=40), root / "prep", None, 0)

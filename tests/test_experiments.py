@@ -7,11 +7,11 @@ import os
 import pytest
 import torch
 
-from tangshi import optimizer_study
-from tangshi.cli import main
+from tangshi.experiments import optimizers as optimizer_study
+from tangshi.cli.main import main
 from tangshi.errors import TangshiError
-from tangshi.model import ModelConfig, PoetryLM
-from tangshi.study import Probe, Recorder, RunSpec, Study, distinct_units
+from tangshi.model.lm import ModelConfig, PoetryLM
+from tangshi.experiments.study import Probe, Recorder, RunSpec, Study, distinct_units
 
 
 def _study_cli(which, prepared, out, work, *extra):
@@ -110,17 +110,17 @@ def _tiny_spec(**train):
 def test_a_study_cut_short_continues_to_the_same_run(tmp_path, tiny_prepared):
     """Killed after epoch 1 (simulated: the run stopped there, no record), the study continues it:
     history and every probe equal those of an uninterrupted study."""
-    from tangshi.study import train_run
-    from tangshi.train import TorchBackend
-    from tangshi.trainconfig import TrainConfig
-    from tangshi.trainer import Start, fit
+    from tangshi.experiments.study import train_run
+    from tangshi.train.torch_backend import TorchBackend
+    from tangshi.train.config import TrainConfig
+    from tangshi.train.loop import Start, fit
 
     spec = _tiny_spec()
     with Study(tmp_path / "a", tiny_prepared) as s:
         whole = s.run([spec])["r"]
     (tmp_path / "b").mkdir()
     rec = Recorder(spec.probes, tmp_path / "b" / "r.probes.json")
-    from tangshi.study import _FlushingBackend
+    from tangshi.experiments.study import _FlushingBackend
 
     fit(_FlushingBackend(TorchBackend(lambda step, model, opt: rec(step, Probe("torch", model=model))), rec),
         tiny_prepared, tmp_path / "b" / "r", spec.model, TrainConfig(**spec.train), start=Start.of(), progress=False,
@@ -227,8 +227,8 @@ def test_backprop_experiment_separates_correct_bptt_from_the_missing_cell_path(t
     """Recall 8 steps back: correct BPTT leaves chance; without the cell-state path it stays there."""
     import math
 
-    from tangshi.backprop_study import Task, train_variant
-    from tangshi.cli import main
+    from tangshi.experiments.backprop import Task, train_variant
+    from tangshi.cli.main import main
 
     task = Task(steps=300)
     chance = math.log(task.alphabet)
@@ -255,14 +255,14 @@ def test_a_work_folder_holding_other_files_is_refused(tmp_path, tiny_prepared, c
 
 
 def _final(opt, wd, seeds):
-    from tangshi.experiments import summary
+    from tangshi.experiments.report import summary
     return {"optimizer": opt, "wd": wd, "best": summary(seeds), "runs": [f"final-{opt}-wd{wd}-s0"]}
 
 
 def test_optimizer_verdicts_follow_the_numbers():
     """The verdicts' words come from the seeds' numbers: who wins, whether every seed agrees, and
     what coupled weight decay costs (hand-made seeds; no update probes, so verdict 1 is 'not measured')."""
-    from tangshi.optimizer_study import verdicts
+    from tangshi.experiments.optimizers import verdicts
     finals = [_final("adam", 1e-4, [200.0, 202.0, 204.0]), _final("adagrad", 1e-4, [230.0, 231.0, 240.0]),
               _final("adamw", 1e-4, [190.0, 195.0, 199.0]), _final("adam", 0.0, [191.0, 194.0, 198.0]),
               _final("adagrad", 0.0, [232.0, 235.0, 236.0])]
@@ -289,7 +289,7 @@ def test_optimizer_verdicts_follow_the_numbers():
 def test_trained_line_names_each_commit_and_the_unrecorded(tmp_path):
     """A study continued across commits says which code trained how many runs, and when; a record
     written before records kept their commit is dated by its file and named as such."""
-    from tangshi.experiments import trained_line
+    from tangshi.experiments.report import trained_line
 
     stamps = [{"commit": "abc1234", "finished": "2026-12-01 10:00 UTC"},
               {"commit": "abc1234", "finished": "2026-12-01 11:00 UTC"},

@@ -4,10 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tangshi import checkpoint as ckpt
-from tangshi.cli import main
-from tangshi.splits import evaluate, load_split
-from tangshi.train import TrainConfig, train
+from tangshi.model import checkpoint as ckpt
+from tangshi.cli.main import main
+from tangshi.train.evaluate import evaluate
+from tangshi.data.splits import load_split
+from tangshi.train.torch_backend import TrainConfig, train
 
 
 def test_export_fp16_roundtrip_and_card(tmp_path, tiny_prepared, capsys):
@@ -73,7 +74,7 @@ def test_widened_run_starts_as_its_source_and_the_card_says_so(tmp_path, tiny_pr
     def first_step(step, model, optimizer):
         if step == 1:  # called after the step, with the step's gradients still in place
             seen["grads"] = {n: p.grad.clone() for n, p in model.named_parameters()}
-    from tangshi.model import widen
+    from tangshi.model.lm import widen
     torch.manual_seed(0)
     wide = widen(src, 24, 24)
     dev = load_split(tiny_prepared, "dev", vocab)

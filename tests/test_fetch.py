@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from tangshi.data import fetch, manifest, sha256
+from tangshi.data.prepare import fetch, manifest, sha256
 from tangshi.errors import TangshiError
 
 from conftest import SHARED_POEMS

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from tangshi import fused_cell
-from tangshi.model import LSTMRecurrence
+from tangshi.model import kernels
+from tangshi.model.lm import LSTMRecurrence
 
-needs_cell = pytest.mark.skipif(fused_cell.library() is None, reason=f"fused cell: {fused_cell.status()}")
+needs_cell = pytest.mark.skipif(kernels.library() is None, reason=f"fused cell: {kernels.status()}")
 
 
 def _run(xz, w, h0, c0, up, with_state_grads):
@@ -29,10 +29,10 @@ def test_fused_cell_equals_the_ops(T, B, H, strided, state_grads):
     h0 = torch.randn(B, H, generator=g).requires_grad_()
     c0 = torch.randn(H, B, generator=g).t().requires_grad_()  # not contiguous
     up = torch.randn(B, T, H, generator=g).transpose(0, 1) if strided else torch.randn(T, B, H, generator=g)
-    with fused_cell.path(compiled=False) as lib:
+    with kernels.path(compiled=False) as lib:
         assert lib is None
         want = _run(xz, w, h0, c0, up, state_grads)
-    with fused_cell.path(compiled=True) as lib:
+    with kernels.path(compiled=True) as lib:
         assert lib is not None
         got = _run(xz, w, h0, c0, up, state_grads)
     for name, a, b in zip(("hs", "hT", "cT", "d_xz", "d_w", "d_h0", "d_c0"), got, want):
@@ -60,17 +60,17 @@ def test_fused_cell_saturates_cleanly_and_keeps_nan():
 def test_without_the_cell_the_ops_run(monkeypatch, tmp_path):
     """TANGSHI_FUSED_CELL=0, or a compiler that fails: no library, a reason, and the recurrence
     still runs (as PyTorch ops) and equals plain autograd through the same equations
-    (`fused_cell.cell_ops`)."""
-    monkeypatch.setattr(fused_cell, "_state", {})
+    (`kernels.cell_ops`)."""
+    monkeypatch.setattr(kernels, "_state", {})
     monkeypatch.setenv("TANGSHI_FUSED_CELL", "0")
-    assert fused_cell.library() is None and fused_cell.status() == "off (TANGSHI_FUSED_CELL=0)"
-    monkeypatch.setattr(fused_cell, "_state", {})
+    assert kernels.library() is None and kernels.status() == "off (TANGSHI_FUSED_CELL=0)"
+    monkeypatch.setattr(kernels, "_state", {})
     monkeypatch.delenv("TANGSHI_FUSED_CELL")
     monkeypatch.setenv("CC", "false")  # a compiler that always fails
-    monkeypatch.setattr(fused_cell, "_cache_dir", lambda: tmp_path / "cache")
-    monkeypatch.setattr(fused_cell.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
-    assert fused_cell.library() is None and fused_cell.status().startswith(("build failed", "no C compiler"))
-    _cell = fused_cell.cell_ops
+    monkeypatch.setattr(kernels, "_cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(kernels.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    assert kernels.library() is None and kernels.status().startswith(("build failed", "no C compiler"))
+    _cell = kernels.cell_ops
     g = torch.Generator().manual_seed(1)
     xz = torch.randn(5, 2, 12, generator=g, requires_grad=True)
     w = torch.randn(3, 12, generator=g, requires_grad=True)
@@ -87,12 +87,12 @@ def test_without_the_cell_the_ops_run(monkeypatch, tmp_path):
 def test_a_damaged_cached_library_is_built_again(monkeypatch, tmp_path):
     """A cached library that does not load (here: cut to 100 bytes before any process loaded it) is
     compiled again, not used or kept."""
-    monkeypatch.setattr(fused_cell, "_cache_dir", lambda: tmp_path)
-    monkeypatch.setattr(fused_cell, "_state", {})
-    lib = fused_cell._build(fused_cell._compiler())  # compiled, not loaded
+    monkeypatch.setattr(kernels, "_cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(kernels, "_state", {})
+    lib = kernels._build(kernels._compiler())  # compiled, not loaded
     lib.write_bytes(lib.read_bytes()[:100])
-    assert fused_cell.library() is not None and lib.stat().st_size > 1000
-    assert fused_cell.status().endswith(str(lib))
+    assert kernels.library() is not None and lib.stat().st_size > 1000
+    assert kernels.status().endswith(str(lib))
 
 
 def test_a_cache_folder_others_can_write_is_not_used(monkeypatch, tmp_path):
@@ -102,13 +102,13 @@ def test_a_cache_folder_others_can_write_is_not_used(monkeypatch, tmp_path):
     for folder in shared:
         folder.mkdir()
         folder.chmod(0o777)
-    monkeypatch.setattr(fused_cell, "_cache_dir", lambda: shared[0])
-    monkeypatch.setattr(fused_cell.tempfile, "gettempdir", lambda: str(shared[1]))
-    (shared[1] / f"tangshi-{fused_cell.os.getuid()}").mkdir(mode=0o777)
-    (shared[1] / f"tangshi-{fused_cell.os.getuid()}").chmod(0o777)
-    monkeypatch.setattr(fused_cell, "_state", {})
-    if fused_cell._compiler() is None:
+    monkeypatch.setattr(kernels, "_cache_dir", lambda: shared[0])
+    monkeypatch.setattr(kernels.tempfile, "gettempdir", lambda: str(shared[1]))
+    (shared[1] / f"tangshi-{kernels.os.getuid()}").mkdir(mode=0o777)
+    (shared[1] / f"tangshi-{kernels.os.getuid()}").chmod(0o777)
+    monkeypatch.setattr(kernels, "_state", {})
+    if kernels._compiler() is None:
         pytest.skip("no C compiler")
-    assert fused_cell.library() is None
-    assert fused_cell.status() == "build failed: no cache folder that only this user can write, for the compiled cell"
+    assert kernels.library() is None
+    assert kernels.status() == "build failed: no cache folder that only this user can write, for the compiled cell"
     assert not list(tmp_path.rglob("*.so"))

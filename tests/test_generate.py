@@ -13,15 +13,16 @@ import random
 import pytest
 import torch
 
-from tangshi import fused_cell, generate as G
+from tangshi.model import kernels
+from tangshi.decode import search as G
 from tangshi.text import is_han, split_clauses
-from tangshi.checkpoint import save_checkpoint
-from tangshi.cli import main
-from tangshi.generate import DecodeOptions, decode, generate_seed
-from tangshi.model import ModelConfig, PoetryLM
-from tangshi.poems import write_poems
+from tangshi.model.checkpoint import save_checkpoint
+from tangshi.cli.main import main
+from tangshi.decode.search import DecodeOptions, decode, generate_seed
+from tangshi.model.lm import ModelConfig, PoetryLM
+from tangshi.decode.poems import write_poems
 from tangshi.text import to_simplified
-from tangshi.vocab import Vocab
+from tangshi.data.vocab import Vocab
 
 from judge import FORMS, GROUP_CHARS, GROUPS, TONES, bodies as _bodies, check_rhyme as _check_rhyme, check_strict as _check_strict
 
@@ -313,22 +314,22 @@ def _portable_build(tmp_path):
     import platform
     import subprocess
 
-    cc = fused_cell._compiler()
+    cc = kernels._compiler()
     if cc is None or platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("needs a C compiler on x86-64")
     lib = tmp_path / "portable.so"
-    flags = [f for f in fused_cell.FLAGS if not f.startswith("-march")] + ["-march=x86-64-v2"]
-    subprocess.run([cc, *flags, "-o", str(lib), *map(str, fused_cell.SOURCES)], check=True, capture_output=True)
-    return fused_cell.declare(ctypes.CDLL(str(lib)))
+    flags = [f for f in kernels.FLAGS if not f.startswith("-march")] + ["-march=x86-64-v2"]
+    subprocess.run([cc, *flags, "-o", str(lib), *map(str, kernels.SOURCES)], check=True, capture_output=True)
+    return kernels.declare(ctypes.CDLL(str(lib)))
 
 
-@pytest.mark.skipif(fused_cell.library() is None, reason=f"compiled kernels: {fused_cell.status()}")
+@pytest.mark.skipif(kernels.library() is None, reason=f"compiled kernels: {kernels.status()}")
 @pytest.mark.parametrize("build", ["native", "portable"])
 def test_compiled_row_sampling_equals_the_batch_path(build, tmp_path):
     """csrc/sampling.c: `sample_prepare` gives the batch path's tempered, biased, masked logits bit for
     bit, and `sample_row` its top-k/top-p filtered probabilities bit for bit and the same token from
     the same uniform number; and `_choose` through it draws what the batch path draws."""
-    lib = fused_cell.library() if build == "native" else _portable_build(tmp_path)
+    lib = kernels.library() if build == "native" else _portable_build(tmp_path)
     if build == "portable":
         assert lib.gemv_int8_available() == 0  # no VNNI for that CPU: decoding would take fbgemm
     for trial, logits, allowed in _random_rows(400, 4):
@@ -351,7 +352,7 @@ def test_compiled_row_sampling_equals_the_batch_path(build, tmp_path):
             idx = lib.sample_row(V, one.data_ptr(), top_k if top_k < V else 0, top_p < 1.0, 1.0 - top_p, u, work.data_ptr())
             assert torch.equal(one, batch), (trial, V, top_k, top_p)
             assert idx == int(G._draw(batch.clone(), torch.Generator().manual_seed(seed))[0]), (trial, seed)
-        if build == "native":  # _choose itself, which takes the library fused_cell built
+        if build == "native":  # _choose itself, which takes the library kernels built
             opts = DecodeOptions(strategy="sample", temperature=temperature, top_k=top_k, top_p=top_p)
             expect = G._draw(batch.clone(), torch.Generator().manual_seed(trial))
             got = G._choose(logits.clone(), allowed, bias, opts, torch.Generator().manual_seed(trial))

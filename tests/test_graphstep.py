@@ -1,4 +1,4 @@
-"""The CUDA-graph step (graphstep.py): the parts that run without a GPU.
+"""The CUDA-graph step (train/graph_step.py): the parts that run without a GPU.
 
 The graphed step pads each batch to a fixed shape, takes its loss over every
 position with PAD ignored, keeps gradients in fixed tensors and reads lr from a
@@ -13,11 +13,11 @@ import math
 import pytest
 import torch
 
-from tangshi.checkpoint import _scalar_tensors_to_numbers
+from tangshi.model.checkpoint import _scalar_tensors_to_numbers
 from tangshi.errors import TangshiError
-from tangshi.graphstep import TrainStep, pad_batch, round_up, static_loss
-from tangshi.model import ModelConfig, PoetryLM
-from tangshi.train import TrainConfig, build_optimizer, build_scheduler, train, use_cuda_graphs
+from tangshi.train.graph_step import TrainStep, pad_batch, round_up, static_loss
+from tangshi.model.lm import ModelConfig, PoetryLM
+from tangshi.train.torch_backend import TrainConfig, build_optimizer, build_scheduler, train, use_cuda_graphs
 
 V, PAD = 23, 0
 
@@ -210,7 +210,7 @@ def test_graph_replay_matches_static_steps_on_cuda(over, amp):
 
 
 def test_cli_cuda_graph_without_a_gpu_is_one_clear_error(tmp_path, tiny_prepared, capsys):
-    from tangshi.cli import main
+    from tangshi.cli.main import main
 
     code = main(["train", "--data", str(tiny_prepared), "--out", str(tmp_path / "run"), "--cuda-graph", "--quiet"])
     err = capsys.readouterr().err.strip()
@@ -246,7 +246,7 @@ def _compare_cuda_with_cpu(impl):
 def test_graph_safe_lookup_equals_embedding():
     """The CUDA lookup (index_select, backward index_add_) against F.embedding: values and gradients,
     with repeated ids (their gradients must add up)."""
-    from tangshi.model import lookup
+    from tangshi.model.lm import lookup
 
     torch.manual_seed(0)
     w1 = torch.randn(11, 5, requires_grad=True)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from tangshi.cli import main
-from tangshi.distance_study import poem_deltas
-from tangshi.worked_example import INPUTS, TARGET, WEIGHTS, run_worked_example
+from tangshi.cli.main import main
+from tangshi.experiments.distance import poem_deltas
+from tangshi.lesson.worked_example import INPUTS, TARGET, WEIGHTS, run_worked_example
 
 
 def sig(z):

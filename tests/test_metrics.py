@@ -2,13 +2,7 @@
 
 import pytest
 
-from tangshi.metrics import (
-    METRIC_KEYS,
-    clauses,
-    format_metrics,
-    score_poems,
-    training_clause_set,
-)
+from tangshi.verse.metrics import METRIC_KEYS, clauses, format_metrics, score_poems, training_clause_set
 
 DENG_GUAN_QUE = "白日依山盡，黃河入海流。欲窮千里目，更上一層樓。"  # tones 12/12, rhymes (尤)
 JING_YE_SI = "床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。"  # tones 10/12, rhymes (陽)

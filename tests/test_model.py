@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from tangshi.errors import TangshiError
-from tangshi.model import ModelConfig, PoetryLM, SeedLSTMLayer, canonical_shapes
+from tangshi.model.lm import ModelConfig, PoetryLM, SeedLSTMLayer, canonical_shapes
 
 V, E, H = 23, 12, 16
 
@@ -125,11 +125,11 @@ def test_config_errors():
 def test_fused_head_matches_log_softmax_nll(relu, tie, compiled):
     """HeadNLL (chunked, one exp pass; its elementwise work as PyTorch ops or compiled,
     csrc/head_nll.c) = log_softmax + nll_loss: loss and every gradient."""
-    import tangshi.head_loss as M
-    from tangshi import fused_cell
+    import tangshi.model.head_loss as M
+    from tangshi.model import kernels
 
-    if compiled and fused_cell.library() is None:
-        pytest.skip(f"the compiled kernels are not built here: {fused_cell.status()}")
+    if compiled and kernels.library() is None:
+        pytest.skip(f"the compiled kernels are not built here: {kernels.status()}")
 
     cfg = dict(vocab_size=V, pad_id=V - 1, embed_dim=H, hidden_dim=H, relu_logits=relu, tie_weights=tie)
     torch.manual_seed(3)
@@ -142,7 +142,7 @@ def test_fused_head_matches_log_softmax_nll(relu, tie, compiled):
     old = M.HEAD_CHUNK
     M.HEAD_CHUNK = 7  # several chunks, the last one partial
     try:
-        with fused_cell.path(compiled):
+        with kernels.path(compiled):
             _, la = a(x, y)
     finally:
         M.HEAD_CHUNK = old
@@ -157,15 +157,15 @@ def test_fused_head_matches_log_softmax_nll(relu, tie, compiled):
 def test_fused_head_checks_its_targets(compiled):
     """A target outside the vocabulary is an IndexError on either path (the compiled pass would
     otherwise write outside its row), and int32 targets give the int64 loss."""
-    from tangshi import fused_cell
-    from tangshi.head_loss import HeadNLL
+    from tangshi.model import kernels
+    from tangshi.model.head_loss import HeadNLL
 
-    if compiled and fused_cell.library() is None:
-        pytest.skip(f"the compiled kernels are not built here: {fused_cell.status()}")
+    if compiled and kernels.library() is None:
+        pytest.skip(f"the compiled kernels are not built here: {kernels.status()}")
     torch.manual_seed(0)
     h, w, b = torch.randn(10, 8), torch.randn(20, 8), torch.randn(20)
     t = torch.randint(0, 20, (10,))
-    with fused_cell.path(compiled):
+    with kernels.path(compiled):
         assert HeadNLL.apply(h, w, b, t.int(), False).item() == HeadNLL.apply(h, w, b, t, False).item()
         for bad in (20, -1):
             with pytest.raises(IndexError):
@@ -207,7 +207,7 @@ def test_recurrence_products_in_bf16_under_autocast():
     gate pre-activation is z = 0.5 · H · 1 = 2 exactly (in fp32 it is 2 + 2⁻⁹); ∂E/∂h_0 is the
     sum of the bf16-rounded δz (times 1); ∂E/∂W_hh = 0.5 · bf16(δz) exactly. The cell arithmetic
     on z stays fp32, so h_1 = σ(2) tanh(σ(2) tanh 2) to fp32 rounding."""
-    from tangshi.model import LSTMRecurrence
+    from tangshi.model.lm import LSTMRecurrence
     H = 4
     w = torch.full((H, 4 * H), 1 + 2 ** -10, requires_grad=True)
     h0 = torch.full((1, H), 0.5, requires_grad=True)
@@ -239,7 +239,7 @@ def test_widen_keeps_the_function_and_the_old_weights(impl, tie, layers, sizes):
     """widen(): the wider model's log-probabilities equal the original's (eval mode, the same
     inputs); every old weight sits unchanged in its gate block; the blocks that would let a new
     unit or a new input reach an old unit, or the logits, are exactly zero."""
-    from tangshi.model import widen
+    from tangshi.model.lm import widen
     E0, H0, E1, H1 = sizes
     torch.manual_seed(0)
     m = PoetryLM(ModelConfig(vocab_size=20, pad_id=19, tie_weights=tie, embed_dim=E0, hidden_dim=H0,

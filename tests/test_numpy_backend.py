@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tangshi import checkpoint as ckpt
-from tangshi import numpy_lstm as nl
-from tangshi.cli import main
+from tangshi.model import checkpoint as ckpt
+from tangshi.lesson import numpy_lstm as nl
+from tangshi.cli.main import main
 from tangshi.errors import TangshiError
-from tangshi.numpy_train import train_numpy
-from tangshi.splits import load_split
-from tangshi.train import TrainConfig, train
+from tangshi.train.numpy_backend import train_numpy
+from tangshi.data.splits import load_split
+from tangshi.train.torch_backend import TrainConfig, train
 
 from conftest import SHARED_POEMS
 
@@ -65,10 +65,10 @@ def test_numpy_resume_and_torch_only_options(tmp_path, tiny_prepared):
 
 @pytest.mark.skipif(not SHARED_POEMS.exists(), reason="../shared poems not present")
 def test_numpy_and_torch_logprobs_on_a_real_batch(tmp_path):
-    from tangshi.batches import encode_poems
-    from tangshi.corpus import load_poems
-    from tangshi.model import ModelConfig, PoetryLM
-    from tangshi.vocab import Vocab
+    from tangshi.data.batches import encode_poems
+    from tangshi.data.corpus import load_poems
+    from tangshi.model.lm import ModelConfig, PoetryLM
+    from tangshi.data.vocab import Vocab
 
     poems, _ = load_poems(SHARED_POEMS)
     batch = poems[:32]
@@ -98,7 +98,7 @@ def test_numpy_init_from_widens_and_refuses_like_pytorch(tmp_path, tiny_prepared
             start.update({k: v.copy() for k, v in params.items()})
     train_numpy(tiny_prepared, tmp_path / "n", {"hidden_dim": 24, "embed_dim": 20}, cfg,
                 init_from=tmp_path / "t" / "last", on_step=on_step, **QUIET)
-    from tangshi.model import widen
+    from tangshi.model.lm import widen
     src_model, _, _ = ckpt.load_checkpoint(tmp_path / "t" / "last")
     torch.manual_seed(cfg.seed)
     expected = widen(src_model, 20, 24).canonical_state_dict()

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tangshi import gradcheck as gc
-from tangshi import numpy_lstm as nl
-from tangshi import numpy_optim as nopt
+from tangshi.lesson import gradcheck as gc
+from tangshi.lesson import numpy_lstm as nl
+from tangshi.lesson import numpy_optim as nopt
 
 ROOT = Path(__file__).resolve().parents[1]
 PAD = gc.PAD_ID
@@ -304,7 +304,7 @@ def test_blas_threads_context_restores_the_setting():
 
 
 def test_numpy_lstm_does_not_import_torch():
-    src = (ROOT / "src" / "tangshi" / "numpy_lstm.py").read_text(encoding="utf-8")
+    src = (ROOT / "src" / "tangshi" / "lesson" / "numpy_lstm.py").read_text(encoding="utf-8")
     assert not re.search(r"^\s*(import|from)\s+torch", src, re.M)
 
 
@@ -345,13 +345,13 @@ def test_format_gradcheck_renders_a_result():
 def test_training_kernel_check_compares_fp32_with_float64(monkeypatch):
     """The training kernel's check: both paths within the fp32 tolerance of float64 autograd (and not
     0: fp32 was compared with float64, not with itself); a wrong backward is caught."""
-    from tangshi import fused_cell
-    from tangshi.model import LSTMRecurrence
+    from tangshi.model import kernels
+    from tangshi.model.lm import LSTMRecurrence
 
     res = gc.check_training_kernel(0)
     for name, v in res.items():
         if "skipped" in v:
-            assert name == "compiled cell" and fused_cell.library() is None
+            assert name == "compiled cell" and kernels.library() is None
         else:
             assert 1e-9 < v["rel_err"] < gc.TOLERANCES["kernel_rel_err"], name
     bptt = LSTMRecurrence._bptt
@@ -368,7 +368,7 @@ def test_doc_equation_tags_point_at_the_equations():
     named = re.findall(r"`(reference_lstm|numpy_lstm)\.py  # (eq \((\d+'?)\)[^`]*)`", doc)
     assert not re.search(r"(numpy|reference)_lstm\.py:\d", doc)  # no line numbers left
     for module, tag, _ in named:
-        src = (ROOT / "src" / "tangshi" / f"{module}.py").read_text(encoding="utf-8")
+        src = (ROOT / "src" / "tangshi" / "lesson" / f"{module}.py").read_text(encoding="utf-8")
         lines = [ln for ln in src.splitlines() if ln.rstrip().endswith("# " + tag) or f"# {tag}  " in ln]
         assert lines and all(not ln.lstrip().startswith("#") for ln in lines), (module, tag)
     assert sum(m == "numpy_lstm" for m, _, _ in named) >= 8  # the vectorisation section points into the twin

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tangshi.cli import main
+from tangshi.cli.main import main
 from tangshi.outputs import LOCK, MARKER, TMP_PREFIX
 
 from conftest import write_tiny_corpus
@@ -272,7 +272,7 @@ def test_train_refuses_empty_splits_and_a_vocabulary_that_does_not_cover_the_dat
 def test_a_non_finite_loss_stops_training_and_keeps_best(run_dir, tiny_prepared, capsys, monkeypatch):
     import torch
 
-    from tangshi.graphstep import TrainStep
+    from tangshi.train.graph_step import TrainStep
 
     best_before = snapshot(run_dir / "best")
     real = TrainStep.__call__
@@ -358,9 +358,9 @@ def test_metrics_reads_a_file_with_a_byte_order_mark(tmp_path, capsys):
 def test_generation_streams_in_bounded_batches(run_dir, capsys, monkeypatch):
     """Memory stays flat in --n: poems are decoded GENERATION_CHUNK at a time and handed out as
     each batch finishes; the random stream continues across batches."""
-    import tangshi.poems as poems
-    from tangshi.checkpoint import load_checkpoint
-    from tangshi.generate import DecodeOptions
+    import tangshi.decode.poems as poems
+    from tangshi.model.checkpoint import load_checkpoint
+    from tangshi.decode.search import DecodeOptions
 
     model, vocab, _ = load_checkpoint(run_dir / "best")
     opts = DecodeOptions(seed=5, top_p=0.9, temperature=0.8)
@@ -545,7 +545,7 @@ def test_a_model_too_big_for_memory_is_refused_before_allocating(tmp_path, tiny_
 def test_a_full_disk_inside_safetensors_is_one_line(tmp_path, tiny_prepared, capsys, monkeypatch):
     from safetensors import SafetensorError
 
-    import tangshi.checkpoint as ck
+    import tangshi.model.checkpoint as ck
 
     def full(*a, **k):
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")

@@ -2,9 +2,9 @@
 
 import pytest
 
-from tangshi.cli import ORIGINAL, build_parser
-from tangshi.model import ModelConfig
-from tangshi.trainconfig import config_from_preset
+from tangshi.cli.main import ORIGINAL, build_parser
+from tangshi.model.lm import ModelConfig
+from tangshi.train.config import config_from_preset
 
 
 def _resolve(argv):

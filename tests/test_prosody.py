@@ -2,10 +2,10 @@
 
 import pytest
 
-from tangshi import prosody
+from tangshi.verse import prosody
 from tangshi.text import is_han, split_clauses, to_simplified, to_traditional
 from tangshi.errors import TangshiError
-from tangshi.prosody import FORMS, PING, ZE
+from tangshi.verse.prosody import FORMS, PING, ZE
 
 CHUNWANG = "國破山河在，城春草木深。感時花濺淚，恨別鳥驚心。烽火連三月，家書抵萬金。白頭搔更短，渾欲不勝簪。"
 CHUSAI = "秦時明月漢時關，萬里長征人未還。但使龍城飛將在，不教胡馬度陰山。"

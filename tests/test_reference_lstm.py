@@ -4,9 +4,9 @@ finite differences of its own loss, and the seed's missing cell-state path visib
 import numpy as np
 import pytest
 
-from tangshi import gradcheck as gc
-from tangshi import numpy_lstm as nl
-from tangshi import reference_lstm as ref
+from tangshi.lesson import gradcheck as gc
+from tangshi.lesson import numpy_lstm as nl
+from tangshi.lesson import reference_lstm as ref
 
 CONFIGS = [gc.SmallConfig(), gc.SmallConfig(num_layers=1, tie_weights=True, relu_logits=True),
            gc.SmallConfig(embed_dim=5, num_layers=3, relu_logits=True)]

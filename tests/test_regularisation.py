@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from tangshi import trainer as train_mod  # the loop that evaluates each epoch
-from tangshi.model import ModelConfig, PoetryLM, char_dropout, locked_dropout
-from tangshi.train import TrainConfig, build_optimizer, build_scheduler, train
+from tangshi.train import loop as train_mod  # the loop that evaluates each epoch
+from tangshi.model.lm import ModelConfig, PoetryLM, char_dropout, locked_dropout
+from tangshi.train.torch_backend import TrainConfig, build_optimizer, build_scheduler, train
 
 V, E = 11, 8
 
@@ -157,7 +157,7 @@ def test_early_stop_stops_after_patience(tmp_path, tiny_prepared, monkeypatch):
 def test_dropconnect_runs_on_the_library_kernel():
     """impl nn (mkldnn/cuDNN) with weight_drop: the mask falls on weight_hh in training only, entries
     dropped get no gradient, and eval gives the same function as the tangshi kernel."""
-    from tangshi.model import ModelConfig, PoetryLM
+    from tangshi.model.lm import ModelConfig, PoetryLM
 
     torch.manual_seed(0)
     cfg = dict(vocab_size=30, pad_id=29, embed_dim=8, hidden_dim=8, num_layers=2, weight_drop=0.5)

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from judge import bodies, check_rhyme, check_strict, groups, tones
-from tangshi.bundled import bundled_model_path
-from tangshi.checkpoint import load_checkpoint
-from tangshi.cli import main
-from tangshi.generate import DecodeOptions
-from tangshi.metrics import coverage, score_couplets, score_poems
-from tangshi.poems import iter_couplets, rhyme_groups_known, write_poems
-from tangshi.prosody import checked_positions
+from tangshi.model.bundled import bundled_model_path
+from tangshi.model.checkpoint import load_checkpoint
+from tangshi.cli.main import main
+from tangshi.decode.search import DecodeOptions
+from tangshi.verse.metrics import coverage, score_couplets, score_poems
+from tangshi.decode.poems import iter_couplets, rhyme_groups_known, write_poems
+from tangshi.verse.prosody import checked_positions
 
 N = 200
 OPTS = DecodeOptions(strategy="sample", temperature=0.8, top_p=0.9, seed=11)

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tangshi.bundled import bundled_model_path
-from tangshi.checkpoint import load_checkpoint
-from tangshi.cli import main
-from tangshi.serve import MAX_BODY, MAX_N, Pool, create_app
+from tangshi.model.bundled import bundled_model_path
+from tangshi.model.checkpoint import load_checkpoint
+from tangshi.cli.main import main
+from tangshi.serve.app import MAX_BODY, MAX_N, Pool, create_app
 from tangshi.text import to_simplified
 
 CHROMIUM = "/usr/bin/chromium"

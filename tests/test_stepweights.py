@@ -3,13 +3,15 @@
 import pytest
 import torch
 
-from tangshi import fused_cell, stepweights
+from tangshi.model import kernels
+from tangshi.model import step_weights as stepweights
 from tangshi.errors import TangshiError
-from tangshi.generate import DecodeOptions
-from tangshi.model import ModelConfig, PoetryLM
-from tangshi.splits import evaluate, evaluate_steps, load_split
-from tangshi.stepweights import StepState, step_weights
-from tangshi.vocab import Vocab
+from tangshi.decode.search import DecodeOptions
+from tangshi.model.lm import ModelConfig, PoetryLM
+from tangshi.train.evaluate import evaluate, evaluate_steps
+from tangshi.data.splits import load_split
+from tangshi.model.step_weights import StepState, step_weights
+from tangshi.data.vocab import Vocab
 
 needs_fbgemm = pytest.mark.skipif(not stepweights.int8_available(), reason="no fbgemm on this CPU")
 
@@ -44,7 +46,7 @@ def test_int8_step_follows_fp32(batch):
 
 
 needs_vnni = pytest.mark.skipif(
-    fused_cell.library() is None or not fused_cell.library().gemv_int8_available(),
+    kernels.library() is None or not kernels.library().gemv_int8_available(),
     reason="the compiled int8 row kernel needs AVX-512 VNNI and a C compiler")
 
 
@@ -92,10 +94,10 @@ def test_int8_row_kernel_matches_its_formula(shape, with_bias):
 
 @needs_vnni
 def test_int8_row_kernel_off_with_the_compiled_kernels():
-    """Within `fused_cell.path(False)` a row goes through fbgemm, bit for bit its batch result."""
+    """Within `kernels.path(False)` a row goes through fbgemm, bit for bit its batch result."""
     lin = stepweights.Int8Linear(torch.randn(40, 16), None)
     x = torch.randn(1, 16)
-    with fused_cell.path(False):
+    with kernels.path(False):
         assert torch.equal(lin(x), torch.ops.quantized.linear_dynamic(x, lin.fbgemm, True))
     assert not torch.equal(lin(x), torch.ops.quantized.linear_dynamic(x, lin.fbgemm, True))
 
@@ -169,7 +171,7 @@ def test_step_path_evaluation_equals_the_forward(tiny_prepared):
 
 
 def test_precision_errors_are_one_line(monkeypatch, capsys):
-    from tangshi.cli import main
+    from tangshi.cli.main import main
 
     with pytest.raises(TangshiError, match="--precision must be one of"):
         DecodeOptions(precision="int4")
@@ -185,7 +187,7 @@ def test_precision_errors_are_one_line(monkeypatch, capsys):
 def test_eval_batch_one_row_equals_batches_in_fp32(tiny_prepared, capsys):
     """`evaluate_steps(batch=1)` (one poem at a time, as a poem decodes) gives the batch path's dev
     perplexity in fp32; `tangshi eval --batch` without --precision, or below 1, is one line."""
-    from tangshi.cli import main
+    from tangshi.cli.main import main
 
     vocab = Vocab.load(tiny_prepared / "vocab.json")
     torch.manual_seed(2)

@@ -7,17 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tangshi import checkpoint as ckpt
+from tangshi.model import checkpoint as ckpt
 from tangshi.errors import TangshiError
-from tangshi.splits import evaluate, load_split
-from tangshi.train import TrainConfig, train
+from tangshi.train.evaluate import evaluate
+from tangshi.data.splits import load_split
+from tangshi.train.torch_backend import TrainConfig, train
 
 SMALL = dict(embed_dim=16, hidden_dim=16)
 
 
 def test_tiny_model_overfits(tmp_path, tiny_source):
     """8 poems, 150 epochs: train NLL falls from ln(V)≈3.5 to below 0.5 nats (memorised)."""
-    from tangshi.data import prepare
+    from tangshi.data.prepare import prepare
 
     from conftest import write_tiny_corpus
     src = write_tiny_corpus(tmp_path / "eight", n=10)

@@ -1,9 +1,9 @@
 import torch
 import pytest
 
-from tangshi.batches import SEQ_LEN, batch_indices, encode_poems, make_batch
+from tangshi.data.batches import SEQ_LEN, batch_indices, encode_poems, make_batch
 from tangshi.errors import TangshiError
-from tangshi.vocab import Vocab
+from tangshi.data.vocab import Vocab
 
 
 def test_vocab_order_and_roundtrip(tmp_path):

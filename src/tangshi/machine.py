@@ -48,7 +48,7 @@ def cpu_name() -> str:
 @functools.lru_cache(maxsize=None)
 def cpu_identity() -> str:
     """The CPU's model name and its full feature-flag line (Linux): what code built with
-    -march=native may depend on (fused_cell.py keys its cache by it)."""
+    -march=native may depend on (model/kernels/__init__.py keys its cache by it)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             flags = next((line.strip() for line in f if line.startswith("flags")), "")

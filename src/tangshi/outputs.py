@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import TangshiError
+from tangshi.errors import TangshiError
 
 MARKER = ".tangshi-output.json"
 LOCK = ".tangshi-lock"
@@ -198,7 +198,7 @@ KINDS = {k.name: k for k in (
     Kind("model", "an exported model", "exported model", True, _legacy_model),
     Kind("run", "a training run", "training run", True, _legacy_run, CHECKPOINT_FILES),
     Kind("reports", "a reports folder", "report", False),
-    Kind("study", "an experiment's work folder", "study", False),  # runs side by side, continued (study.py)
+    Kind("study", "an experiment's work folder", "study", False),  # runs side by side, continued (experiments/study.py)
 )}
 
 

@@ -1,0 +1,105 @@
+"""The character vocabulary: sorted training characters, then the seed's four specials.
+
+Order (the seed's): every character of the training split, sorted by code point,
+then ``<EOS>``, ``<OOV>``, ``<START>``, ``<PAD>``. Saved as JSON, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tangshi.errors import TangshiError
+
+EOS, OOV, START, PAD = "<EOS>", "<OOV>", "<START>", "<PAD>"
+SPECIALS = (EOS, OOV, START, PAD)  # the seed's order, appended after the characters
+VOCAB_FORMAT = "tangshi-vocab/1"
+
+
+@dataclass(frozen=True)
+class Vocab:
+    itos: tuple[str, ...]
+
+    def __post_init__(self):
+        if tuple(self.itos[-4:]) != SPECIALS:
+            raise TangshiError(f"vocabulary must end with {', '.join(SPECIALS)}")
+        if len(set(self.itos)) != len(self.itos):
+            raise TangshiError("vocabulary has repeated entries")
+        object.__setattr__(self, "stoi", {s: i for i, s in enumerate(self.itos)})
+
+    # ids of the specials
+    @property
+    def eos_id(self) -> int: return self.stoi[EOS]
+    @property
+    def oov_id(self) -> int: return self.stoi[OOV]
+    @property
+    def start_id(self) -> int: return self.stoi[START]
+    @property
+    def pad_id(self) -> int: return self.stoi[PAD]
+
+    @property
+    def chars(self) -> tuple[str, ...]:
+        """The real characters (specials excluded)."""
+        return self.itos[: -len(SPECIALS)]
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, ch: str) -> bool:
+        return ch in self.stoi and ch not in SPECIALS
+
+    @classmethod
+    def build(cls, poems: list[str]) -> "Vocab":
+        chars = sorted(set("".join(poems)))
+        return cls(tuple(chars) + SPECIALS)
+
+    def encode(self, text: str) -> list[int]:
+        """Characters → ids; unknown characters become <OOV>."""
+        oov = self.oov_id
+        return [self.stoi.get(ch, oov) if ch not in SPECIALS else oov for ch in text]
+
+    def decode(self, ids, stop_at_eos: bool = True) -> str:
+        out = []
+        for i in ids:
+            tok = self.itos[int(i)]
+            if tok == EOS and stop_at_eos:
+                break
+            if tok in (PAD, START):
+                continue
+            out.append(tok)
+        return "".join(out)
+
+    def id_of(self, ch: str) -> int:
+        """The id of one real character, or a clear error naming it."""
+        if ch not in self:
+            raise TangshiError(f"character {ch!r} is not in the model's vocabulary")
+        return self.stoi[ch]
+
+    def to_json(self) -> dict:
+        return {"format": VOCAB_FORMAT, "itos": list(self.itos)}
+
+    @classmethod
+    def from_json(cls, obj) -> "Vocab":
+        if not isinstance(obj, dict) or obj.get("format") != VOCAB_FORMAT or not isinstance(obj.get("itos"), list):
+            raise TangshiError(f"not a tangshi vocabulary (expected format {VOCAB_FORMAT!r})")
+        bad = next((i for i, s in enumerate(obj["itos"]) if not isinstance(s, str) or not s), None)
+        if bad is not None:
+            raise TangshiError(f"not a tangshi vocabulary: entry {bad} is {obj['itos'][bad]!r}, not a character")
+        return cls(tuple(obj["itos"]))
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "Vocab":
+        path = Path(path)
+        if not path.exists():
+            raise TangshiError(f"vocabulary file not found: {path}")
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise TangshiError(f"malformed vocabulary JSON in {path}: {e}") from None
+        except OSError as e:
+            raise TangshiError(f"cannot read {path}: {e.strerror}") from None
+        return cls.from_json(obj)

@@ -1,0 +1,118 @@
+"""Characters forced at given positions: the start text (any number of whole lines and a partial
+one: a continuation), the acrostic (line k's character at position N: 藏头 N = 1, 藏尾 N = -1),
+and the parsing of keywords. A forced position allows exactly its token; the other rules are not
+asked there, but they see every forced token before decoding starts (a forced rhyme character
+narrows the rhyme groups, a forced character at a checked position the tone patterns), so no
+generated character can contradict one that is forced later."""
+
+from __future__ import annotations
+
+from tangshi.verse import prosody
+from tangshi.errors import TangshiError
+from tangshi.text import CLAUSE_SEPARATORS, as_corpus_marks, is_han
+
+
+def _line_text(k: int) -> str:
+    return f"line {k + 1}"
+
+
+def parse_start(c, start: str | None, label: str, layout) -> tuple[dict[int, int], str]:
+    """Start text of a regulated form → ({t: id}, normalised text). The text may hold any number
+    of whole lines, each closed by the form's mark ('，' after odd lines, '。' after even ones),
+    and then part of the next line. `c` is the constraint (its vocabulary lookups), `layout` the
+    form's positions (layout.positions)."""
+    text = as_corpus_marks("".join((start or "").split()))
+    forced: dict[int, int] = {}
+    if not text:
+        return forced, ""
+    n = c.form.chars_per_line
+    if len(text) > len(layout):
+        raise TangshiError(f"start text '{text}' is longer than a whole {label} ({c.form.lines} lines of {n} "
+                           "characters, each closed by its mark)")
+    out = []
+    for i, ch in enumerate(text):
+        pos = layout[i]
+        if pos.punct:
+            mark = c.form.punct(pos.line)
+            if ch != mark:
+                if prosody.is_punct(ch):
+                    raise TangshiError(f"start text '{text}': {_line_text(pos.line)} of a {label} must end with "
+                                       f"'{mark}', not '{ch}'")
+                raise TangshiError(f"start text '{text}': {_line_text(pos.line)} is longer than {n} characters; "
+                                   f"a {label} line has {n} characters and then '{mark}'")
+            forced[i] = c.stoi[mark]
+            out.append(ch)
+            continue
+        if prosody.is_punct(ch):
+            raise TangshiError(f"start text '{text}' has '{ch}' after {pos.char} characters of "
+                               f"{_line_text(pos.line)}; a {label} line has {n} characters before its mark")
+        if not is_han(ch):
+            raise TangshiError(f"start text '{text}' contains '{ch}', which is not a Chinese character")
+        tok, norm = c.token_id(ch, f"start text '{text}'")
+        forced[i] = tok
+        out.append(norm)
+    return forced, "".join(out)
+
+
+def acrostic_column(at: int, n: int, label: str) -> int:
+    """The 0-based position in the line of `--at N` (1 = first, -1 = last)."""
+    if isinstance(at, bool) or not isinstance(at, int) or at == 0 or not -n <= at <= n:
+        raise TangshiError(f"--at must be a position 1..{n} or -{n}..-1 of a {label} line (1 = first, "
+                           f"-1 = last), got {at!r}")
+    return at - 1 if at > 0 else n + at
+
+
+def parse_acrostic(c, acrostic: str | None, label: str, forced: dict[int, int], start: str,
+                   at: int = 1) -> str | None:
+    """Add the acrostic's characters to `forced` (line k's character at position `at`); returns
+    the normalised text."""
+    text = "".join((acrostic or "").split())
+    if not text:
+        return None
+    L, n = c.form.lines, c.form.chars_per_line
+    j = acrostic_column(at, n, label)
+    if len(text) != L:
+        raise TangshiError(f"acrostic '{text}' has {len(text)} characters but a {label} has {L} lines")
+    out = []
+    for k, ch in enumerate(text):
+        if not is_han(ch):
+            raise TangshiError(f"acrostic '{text}' contains '{ch}', which is not a Chinese character")
+        tok, norm = c.token_id(ch, f"acrostic '{text}'")
+        t = k * (n + 1) + j
+        if t in forced and forced[t] != tok:
+            raise TangshiError(f"start text '{start}' has '{c.itos[forced[t]]}' at {_line_text(k)}, position "
+                               f"{j + 1}, but the acrostic needs '{norm}' there")
+        forced[t] = tok
+        out.append(norm)
+    return "".join(out)
+
+
+def parse_keywords(c, keywords: str | None) -> tuple[tuple[int, ...], str]:
+    """Keywords: Chinese characters, each of which must appear in the poem (repeats count once)
+    → (ids in order, normalised text)."""
+    text = "".join((keywords or "").split())
+    ids, out = [], []
+    for ch in text:
+        if not is_han(ch):
+            raise TangshiError(f"keywords '{text}' contain '{ch}', which is not a Chinese character")
+        tok, norm = c.token_id(ch, f"keywords '{text}'")
+        if tok not in ids:
+            ids.append(tok)
+            out.append(norm)
+    return tuple(ids), "".join(out)
+
+
+def parse_free_start(c, start: str | None) -> tuple[list[int], str]:
+    """Start text of free form: any characters the vocabulary knows → (ids, normalised text). A
+    clause may not be empty (a mark at the start, or two marks in a row)."""
+    text = as_corpus_marks("".join((start or "").split()))
+    for i, ch in enumerate(text):
+        if ch in CLAUSE_SEPARATORS and (i == 0 or text[i - 1] in CLAUSE_SEPARATORS):
+            raise TangshiError(f"start text '{text}' has an empty clause: '{ch}' at position {i + 1} follows "
+                               + ("nothing" if i == 0 else "another mark"))
+    ids, out = [], []
+    for ch in text:
+        tok, norm = c.token_id(ch, f"start text '{text}'")
+        ids.append(tok)
+        out.append(norm)
+    return ids, "".join(out)

@@ -1,0 +1,86 @@
+"""Rhyme: the even lines end in one 平水韻 平聲 group.
+
+The first rhyme character may be any character of a *viable* group (one with enough characters
+in the vocabulary to finish the poem, repeats excluded when `no_repeat`); each later one must
+share a group with all earlier ones: the set of consistent groups (a bit mask, the rule's part of
+the row state) is intersected with each chosen character's groups, which handles 多音字.
+
+The set starts narrowed by what is fixed before decoding: a chosen group (`group`) and every
+rhyme character forced by the start text or the acrostic, wherever it stands in the poem. A
+request whose fixed characters share no viable group is refused here, with the reason."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tangshi.verse import prosody
+from tangshi.errors import TangshiError
+
+from .base import Rule
+from .tables import VocabTables
+
+
+def group_counts(tables: VocabTables) -> list[int]:
+    """Per 平聲 group (table order): how many Han characters of the vocabulary it holds."""
+    counts = [0] * tables.n_groups
+    for m in tables.gmask[tables.han].tolist():
+        g = 0
+        while m:
+            if m & 1:
+                counts[g] += 1
+            m >>= 1
+            g += 1
+    return counts
+
+
+class Rhyme(Rule):
+    def __init__(self, tables: VocabTables, form, no_repeat: bool, label: str, forced: dict[int, int] | None = None,
+                 layout=(), itos=(), group: str | None = None):
+        forced = forced or {}
+        slots = [p.t for p in layout if p.rhyme]
+        fixed = [(t, forced[t]) for t in slots if t in forced]
+        free = len(slots) - len(fixed)
+        need = form.n_rhymes + form.lines - 1 if no_repeat else 1
+        counts = group_counts(tables)
+        names = prosody.rhyme_table().groups
+        viable = sum(1 << g for g, c in enumerate(counts) if c >= need) if free else (1 << tables.n_groups) - 1
+        if not viable:
+            raise TangshiError(
+                f"no 平水韻 rhyme group has {need} characters in the vocabulary (the largest has "
+                f"{max(counts) if counts else 0}); cannot rhyme the {form.n_rhymes} rhyme positions of a {label}"
+                + (" without repeats (allow them with --allow-repeats)" if no_repeat else ""))
+        S = viable
+        if group is not None:
+            g = names.index(group)
+            if not viable >> g & 1:
+                raise TangshiError(f"rhyme group {group} has only {counts[g]} characters the model knows; a {label} "
+                                   f"needs {need}" + (" (fewer with --allow-repeats)" if no_repeat else ""))
+            S = 1 << g
+        for t, tok in fixed:
+            line = t // (form.chars_per_line + 1) + 1
+            ch = itos[tok]
+            if not tables.gmask[tok]:
+                raise TangshiError(f"'{ch}' ends line {line}, a rhyme position of a {label}, but it is in no 平水韻 "
+                                   "平聲 group (a 仄 character cannot rhyme); choose another character or use --no-rhyme")
+            if not S & int(tables.gmask[tok]):
+                chars = "、".join(itos[k] for _, k in fixed)
+                why = f"is not in rhyme group {group}" if group else (
+                    f"shares no 平聲 group that has {need} characters with the other rhyme characters ({chars})"
+                    if len(fixed) > 1 else f"is in no 平聲 group with {need} characters the model knows")
+                raise TangshiError(f"'{ch}' at the end of line {line} {why}; cannot rhyme this {label}")
+            S &= int(tables.gmask[tok])
+        self.initial_groups = S
+        self.gmask_np = tables.gmask & viable  # (V,) each id's viable groups
+        self.gmask = tables.gmask.tolist()
+
+    def initial(self) -> int:
+        return self.initial_groups  # S: the groups still consistent with every rhyme so far
+
+    def limit(self, pos, row, S: int):
+        return ("S", S) if pos.rhyme else None
+
+    def factor(self, key) -> np.ndarray:
+        return (self.gmask_np & key[1]) != 0
+
+    def advance(self, pos, row, S: int, tok: int) -> int:
+        return S & self.gmask[tok] if pos.rhyme else S

@@ -1,0 +1,360 @@
+"""One request → poems: script conversion, the constraint, decoding, output records."""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterator
+
+import torch
+
+from tangshi.verse import prosody
+from tangshi.errors import TangshiError, check_number
+from tangshi.decode.search import MAX_BEAM, DecodeOptions, check_start, decode, generate_seed, mean_log_prob
+from tangshi.model.lm import PoetryLM
+from tangshi.text import FORM_NAMES, as_corpus_marks, split_clauses, split_lines, to_simplified, to_traditional
+from tangshi.data.vocab import Vocab
+
+GENERATION_CHUNK = 256  # poems decoded per batch: bounds memory, and the first poems print early
+MAX_POEMS = 10_000_000
+MAX_CANDIDATES = 1000
+
+
+def to_vocab_text(text: str, vocab: Vocab, what: str) -> str:
+    """`text` as the vocabulary spells it (whitespace dropped): every character the
+    vocabulary knows is kept as typed; each unknown one is replaced by its
+    simplified → traditional form (OpenCC on the whole text, so with its phrase
+    context). Marks are read as the corpus writes them (text.as_corpus_marks: ',' and '；' are
+    '，', '.' and '？' are '。'). A character known in neither
+    form is a clear error."""
+    text = as_corpus_marks("".join((text or "").split()))
+    if all(ch in vocab for ch in text):
+        return text
+    converted = to_traditional(text)
+    if len(converted) != len(text):  # OpenCC maps character to character; never expected
+        converted = "".join(to_traditional(ch) for ch in text)
+    out = []
+    for orig, ch in zip(text, converted):
+        if orig in vocab:
+            out.append(orig)
+        elif ch in vocab:
+            out.append(ch)
+        else:
+            shown = f"'{orig}'" if orig == ch else f"'{orig}' (traditional '{ch}')"
+            raise TangshiError(f"character {shown} in the {what} is not in the model's vocabulary")
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _constraint(vocab: Vocab, form: str, **options):
+    """The request's constraint, built once per process (its vocabulary analysis
+    takes ~20 ms for V ≈ 5,400; the object holds no per-poem state)."""
+    from tangshi.decode.constraints import build_constraint
+
+    return build_constraint(vocab, form, **options)
+
+
+def rhyme_groups_known(vocab: Vocab) -> list[dict]:
+    """The 平水韻 平聲 groups in table order, each with its characters in the table and how many of
+    them the model's vocabulary knows (what --rhyme-group can choose from)."""
+    from tangshi.decode.constraints.rhyme import group_counts
+    from tangshi.decode.constraints.tables import vocab_tables
+
+    specials = frozenset((vocab.eos_id, vocab.oov_id, vocab.start_id, vocab.pad_id))
+    known = group_counts(vocab_tables(tuple(vocab.itos), specials))
+    table = prosody.rhyme_table()
+    return [{"group": g, "name": prosody.short_group_name(g), "characters": len(table.group_chars[g]), "known": k}
+            for g, k in zip(table.groups, known)]
+
+
+def _record(text: str, form: str, script: str) -> dict:
+    """One poem's output record; prosody fields are computed on the traditional text."""
+    shown = to_simplified(text) if script == "simplified" else text
+    rec = {"text": shown, "lines": split_lines(shown), "form": form}
+    f = prosody.get_form(form)
+    if f is not None:
+        rec["valid_form"] = prosody.check_form(text, f)
+        ends = prosody.rhyme_chars(text, f)
+        groups = prosody.shared_groups(ends) if ends else frozenset()
+        order = prosody.rhyme_table().groups
+        # the 平水韻 group all rhyme positions share (the first in table order if several do)
+        rec["rhyme_group"] = min(groups, key=order.index) if groups else None
+        best = prosody.best_pattern(text, f)
+        rec["tone_pattern"] = best[0].name if best else None
+        rec["tone_conformance"] = round(best[1], 4) if best else None
+    return rec
+
+
+def write_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, form: str = "free",
+                script: str = "traditional", **options) -> dict:
+    """Write `n` poems for one request; returns {"poems": [...], **request_header(...)}, the
+    record `tangshi generate --json` prints. See `iter_poems` for the options."""
+    poems = list(iter_poems(model, vocab, opts, n, form=form, script=script, **options))
+    return {"poems": poems, **request_header(form, opts, script, **options)}
+
+
+HEADER_OPTIONS = ("start", "acrostic", "at", "keywords", "rhyme_group", "candidates")  # shown when given
+
+
+def request_header(form: str, opts: DecodeOptions, script: str, **options) -> dict:
+    """The fields that follow the poems in `tangshi generate --json`: the form, strategy, seed and
+    script, then those of HEADER_OPTIONS the request gave (so that `tangshi metrics` can check them;
+    `at` only with an acrostic)."""
+    out = {"form": form, "strategy": opts.strategy, "seed": opts.seed, "script": script}
+    for k in HEADER_OPTIONS:
+        v = options.get(k)
+        if v not in (None, "") and (k != "at" or options.get("acrostic")):
+            out[k] = v
+    return out
+
+
+def iter_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, form: str = "free",
+               start: str = "", acrostic: str | None = None, rhyme: bool | None = None, tone: str = "off",
+               no_repeat: bool | None = None, script: str = "traditional", at: int = 1,
+               keywords: str | None = None, rhyme_group: str | None = None,
+               candidates: int | None = None) -> Iterator[dict]:
+    """The request's poems, one record at a time, decoded in batches of at most GENERATION_CHUNK
+    poems: memory stays flat whatever `n` is, and the first poem is ready after one batch.
+
+    form: wujue | qijue | wulv | qilv | free. start: the poem begins with it;
+    acrostic: line k has its k-th character at position `at` (1 = first, -1 = last);
+    keywords: each of its characters appears somewhere; rhyme (default on for the
+    four forms): even lines end in one 平水韻 平聲 group (`rhyme_group`: that one); tone: strict | loose | off;
+    no_repeat (default on): no clause repeats inside a poem. Simplified input is
+    accepted (converted to traditional); `script='simplified'` converts the output.
+    Impossible requests raise `TangshiError` here, before anything is generated (the checks
+    run when this is called, not when the first poem is asked for).
+    `opts.strategy == 'seed'` runs the seed's own procedure (free form, one start
+    character, no constraint). Sampling continues one random stream across batches, so the
+    first GENERATION_CHUNK poems are those of a request for exactly that many.
+    `candidates` K: sample n·K poems and return the n best by mean log-probability per token
+    (`generate.mean_log_prob`, the record's "score"), best first; the output then comes at the end.
+    """
+    if form not in FORM_NAMES:
+        raise TangshiError(f"unknown form {form!r} (choose from {', '.join(FORM_NAMES)})")
+    _check_request(opts, n, script, candidates)
+    start = to_vocab_text(start, vocab, "start text")
+    acrostic = to_vocab_text(acrostic, vocab, "acrostic") or None
+    keywords = to_vocab_text(keywords, vocab, "keywords") or None
+    no_repeat = True if no_repeat is None else bool(no_repeat)
+    rhyme = (form != "free") if rhyme is None else bool(rhyme)
+    constraint = None
+    if opts.strategy == "seed":
+        if form != "free" or acrostic or keywords or rhyme_group:
+            raise TangshiError("--strategy original (alias seed) writes the assignment's free-form text; it takes no "
+                               "form, acrostic, keywords or rhyme group: use another strategy for those")
+        if len(start) != 1:
+            raise TangshiError("--strategy original (alias seed) needs exactly one --start character, as the assignment's "
+                               "procedure has it")
+    else:
+        constraint = _constraint(vocab, form, start=start, acrostic=acrostic, rhyme=rhyme and form != "free",
+                                 tone=tone, no_repeat=no_repeat, at=at, keywords=keywords, rhyme_group=rhyme_group,
+                                 max_chars=opts.max_chars)
+        check_start(constraint, opts)  # an impossible start is refused now, not at the first batch
+    return _stream(model, vocab, opts, n, start, constraint, form, script, candidates)
+
+
+def _stream(model, vocab, opts, n, start, constraint, form, script, candidates) -> Iterator[dict]:
+    if candidates is not None:
+        return _ranked(model, vocab, opts, n, candidates, start, constraint, form, script)
+    return _poem_stream(model, vocab, opts, n, start, constraint, form, script)
+
+
+def _check_request(opts: DecodeOptions, n: int, script: str, candidates: int | None) -> None:
+    """The options every request shares: the script, the number of poems, the candidates."""
+    if script not in ("traditional", "simplified"):
+        raise TangshiError(f"unknown script {script!r} (choose from traditional, simplified)")
+    check_number("--n", n, 1, MAX_POEMS, integer=True)
+    if opts.strategy == "beam" and n > MAX_BEAM:
+        raise TangshiError(f"--n with --strategy beam must be at most {MAX_BEAM} (the beam keeps n hypotheses "
+                           f"at once), got {n}")
+    if candidates is None:
+        return
+    check_number("--candidates", candidates, 1, MAX_CANDIDATES, integer=True)
+    check_number("--n with --candidates", n * candidates, 1, MAX_POEMS, integer=True)
+    if opts.strategy != "sample":
+        why = {"beam": "already returns its best hypotheses, ranked", "greedy": "writes the same poem every time",
+               "seed": "is the assignment's fixed procedure"}[opts.strategy]
+        raise TangshiError(f"--candidates ranks sampled poems (--strategy sample); --strategy {opts.strategy} {why}")
+
+
+def _ranked(model, vocab, opts, n, k, start, constraint, form, script) -> Iterator[dict]:
+    """The n best of n·k sampled poems, best first, each with its score."""
+    texts = [t for chunk in _texts(model, vocab, opts, n * k, start, constraint) for t in chunk]
+    scores = mean_log_prob(model, vocab, texts)
+    order = sorted(range(len(texts)), key=lambda i: -scores[i])[:n]  # stable: ties keep sampling order
+    for i in order:
+        yield {**_record(texts[i], form, script), "score": round(scores[i], 4)}
+
+
+def _texts(model, vocab, opts, n, start, constraint) -> Iterator[list[str]]:
+    """Sampled texts in batches of at most GENERATION_CHUNK, one random stream across batches."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(opts.seed)
+    for done in range(0, n, GENERATION_CHUNK):
+        yield decode(model, vocab, min(GENERATION_CHUNK, n - done), opts, start=start, constraint=constraint, gen=gen)
+
+
+def _poem_stream(model, vocab, opts, n, start, constraint, form, script) -> Iterator[dict]:
+    if opts.strategy == "seed":  # one poem at a time anyway: poem i uses seed + i, as the seed's loop did
+        for i in range(n):
+            text = generate_seed(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars,
+                                 precision=opts.precision or "fp32")
+            yield _record(text, form, script)
+        return
+    if opts.strategy == "beam":  # one search returns the n best
+        for t in decode(model, vocab, n, opts, start=start, constraint=constraint):
+            yield _record(t, form, script)
+        return
+    for chunk in _texts(model, vocab, opts, n, start, constraint):
+        for t in chunk:
+            yield _record(t, form, script)
+
+
+# ---------------------------------------------------------------------------- reading poems back (tangshi metrics)
+def parse_poems(text: str, source: str = "input") -> tuple[list[str], dict]:
+    """Poems from text: the JSON `tangshi generate --json` or `tangshi couplet --json` prints (or
+    a JSON list of poems / of {"text": ...}), or plain text with one poem per line. The layout
+    `tangshi generate` prints without --json (one verse line per line, a blank
+    line between poems) is recognised when every line is a single clause.
+    Returns (poems, header): the header holds the form (None if not stated), the script, and the
+    request's fields of HEADER_OPTIONS the JSON states. A UTF-8 byte-order mark
+    (as some editors write) is ignored."""
+    text = text.lstrip("\ufeff")
+    if text.lstrip().startswith(("{", "[")):
+        return _parse_json_poems(text, source)
+    lines = [ln.strip() for ln in text.splitlines()]
+    if _verse_layout(lines):
+        poems, block = [], []
+        for ln in lines + [""]:
+            if ln:
+                block.append(ln)
+            elif block:
+                poems.append("".join(block))
+                block = []
+    else:
+        poems = [ln for ln in lines if ln]
+    if not poems:
+        raise TangshiError(f"no poems in {source}")
+    return poems, {"form": None, "script": "traditional"}
+
+
+def _verse_layout(lines: list[str]) -> bool:
+    """Every non-blank line is one clause, and each ends with its mark unless it closes its block."""
+    if sum(1 for ln in lines if ln) < 2:
+        return False
+    for i, ln in enumerate(lines):
+        if not ln:
+            continue
+        parts = split_clauses(ln)
+        if len(parts) != 1:
+            return False
+        last_in_block = i + 1 == len(lines) or not lines[i + 1]
+        if not parts[0][1] and not last_in_block:
+            return False
+    return True
+
+
+def _parse_json_poems(text: str, source: str) -> tuple[list[str], dict]:
+    import json
+
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TangshiError(f"malformed JSON in {source}: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    header = {"form": None, "script": "traditional"}
+    items = obj
+    if isinstance(obj, dict):
+        items = obj.get("poems", obj.get("couplets"))
+        for k, kind in (("form", str), ("script", str), *((k, int if k in ("at", "candidates") else str)
+                                                           for k in HEADER_OPTIONS)):
+            v = obj.get(k, header.get(k))
+            if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
+                raise TangshiError(f"{source} states {k!r} as {v!r}, which is not {'an integer' if kind is int else 'text'}")
+            header[k] = v
+        if header["form"] is not None and header["form"] not in FORM_NAMES:
+            raise TangshiError(f"{source} states an unknown form {header['form']!r}")
+    expected = ('the JSON that tangshi generate --json or tangshi couplet --json prints '
+                '({"poems": [{"text": ...}, ...]})')
+    if not isinstance(items, list):
+        raise TangshiError(f"{source} is not {expected}")
+    poems = []
+    for i, item in enumerate(items):
+        t = item.get("text") if isinstance(item, dict) else item
+        if not isinstance(t, str):
+            raise TangshiError(f"poem {i + 1} in {source} has no text; expected {expected}")
+        poems.append(t)
+    if not poems:
+        raise TangshiError(f"no poems in {source}")
+    return poems, header
+
+
+def read_poems(path: str) -> tuple[list[str], dict, str]:
+    """`parse_poems` on a file, or standard input for '-'. Returns (poems, header, source name)."""
+    import sys
+    from pathlib import Path
+
+    if path == "-":
+        return (*parse_poems(sys.stdin.read(), "standard input"), "standard input")
+    p = Path(path)
+    if p.is_dir():
+        raise TangshiError(f"{p} is a folder; give a file of poems")
+    if not p.is_file():
+        raise TangshiError(f"poems file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise TangshiError(f"{p} is not UTF-8 text") from None
+    return (*parse_poems(text, str(p)), str(p))
+
+
+def training_poems(data_dir) -> list[str]:
+    """The training poems of a prepared folder (train.txt, one poem per line)."""
+    from pathlib import Path
+
+    from tangshi.data.prepare import read_split
+
+    if not (Path(data_dir) / "train.txt").is_file():
+        raise TangshiError(f"training poems not found: {Path(data_dir) / 'train.txt'} (a folder made by tangshi data prepare)")
+    return read_split(data_dir, "train")
+
+
+# ---------------------------------------------------------------------------- couplets (tangshi couplet)
+def iter_couplets(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, first: str, n: int = 1, tone: str = "strict",
+                  script: str = "traditional", candidates: int | None = None) -> Iterator[dict]:
+    """下联 for the 上联 `first` (constraints.couplet), one record at a time:
+    {"first", "second", "text", "layout_ok", "opposed", "checked", "shared", "mirrored", "ends_ping"}
+    (metrics.score_couplet), plus "score" with `candidates`. Checks run when this is called."""
+    from tangshi.verse.metrics import score_couplet
+
+    _check_request(opts, n, script, candidates)
+    if opts.strategy == "seed":
+        raise TangshiError("--strategy original (alias seed) writes the assignment's free-form text; use another "
+                           "strategy for couplets")
+    from tangshi.decode.constraints.couplet import parse_first
+
+    first = to_vocab_text(parse_first(first)[0], vocab, "上联")  # the reasons a 上联 is refused come first
+    c = _couplet_constraint(vocab, first, tone)
+    stream = _stream(model, vocab, opts, n, c.start, c, "free", "traditional", candidates)
+
+    def record(p: dict) -> dict:
+        second = c.second(p["text"])
+        shown = to_simplified if script == "simplified" else (lambda s: s)
+        rec = {"first": shown(c.first), "second": shown(second), "text": shown(p["text"]),
+               **score_couplet(c.first, second)}
+        rec["shared"] = [shown(ch) for ch in rec["shared"]]
+        return {**rec, "score": p["score"]} if "score" in p else rec
+
+    return map(record, stream)
+
+
+@functools.lru_cache(maxsize=64)
+def _couplet_constraint(vocab: Vocab, first: str, tone: str):
+    from tangshi.decode.constraints.couplet import CoupletConstraint
+
+    return CoupletConstraint(vocab.itos, vocab, first, tone=tone)
+
+
+def couplet_header(first: str, opts: DecodeOptions, script: str, tone: str, candidates: int | None) -> dict:
+    """The fields that follow the couplets in `tangshi couplet --json`."""
+    out = {"first": first, "strategy": opts.strategy, "seed": opts.seed, "script": script, "tone": tone}
+    return {**out, "candidates": candidates} if candidates is not None else out

@@ -1,0 +1,316 @@
+"""A study: many training runs on one prepared split, run in one work folder that survives
+interruption. `tangshi experiment optimizers|init` are studies.
+
+- Each run is a `RunSpec`: a name that spells out its settings, the model options, the
+  training options and the probes its per-step hook records.
+- The run's folder `WORK/NAME` is an ordinary training run with a checkpoint every epoch. A
+  run cut short is continued from its newest checkpoint (`train --resume`), which reaches the
+  weights of an uninterrupted run, so killing a study and starting it again loses at most the
+  epoch each run was in.
+- Probes go to `WORK/NAME.probes.json` at the end of every epoch, before the epoch's checkpoint,
+  so they always cover the checkpointed steps; a resumed run records the steps after its
+  checkpoint again (the same numbers: the run is deterministic).
+- A finished run's record (spec, per-epoch history, probes, wall time, diverged or not) is
+  `WORK/NAME.json`. A study started again reads it and does not train that run again; a record
+  whose spec differs from the one asked for is refused.
+- `jobs` runs train side by side in worker processes, each with threads // jobs torch threads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tangshi.errors import TangshiError, read_json
+from tangshi.outputs import OutputFolder, oserrors_named, write_atomic
+from tangshi.train.runs import TrainingDiverged
+
+# steps at which the "symmetry" and "grads" probes are taken (those within the run)
+PROBE_STEPS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
+SYMMETRY_TOL = 1e-12  # two hidden units are "the same" when all their weights agree this closely
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of a study. `model`: ModelConfig overrides; `train`: TrainConfig fields;
+    `probes`: what the per-step hook records (see Recorder)."""
+
+    name: str
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    probes: tuple = ()
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "model": dict(self.model), "train": dict(self.train), "probes": list(self.probes)}
+
+
+# ---------------------------------------------------------------------------- what the probes measure
+def hidden_unit_signatures(state: dict, hidden: int) -> torch.Tensor:
+    """(H, K) one row per hidden unit j of layer 0 (canonical weights): its four gate columns of
+    weight_ih and weight_hh, its row of weight_hh, its four biases and its head column. Units with
+    equal rows are interchangeable: the network cannot tell them apart, and gradient descent
+    keeps them equal."""
+    H, sd = hidden, state
+    w_ih, w_hh, b = sd["lstm.0.weight_ih"], sd["lstm.0.weight_hh"], sd["lstm.0.bias"]
+    head = sd.get("head.weight", sd["embedding.weight"])
+    parts = []
+    for gate in range(4):
+        cols = slice(gate * H, (gate + 1) * H)
+        parts += [w_ih[:, cols].t(), w_hh[:, cols].t(), b[cols][:, None]]
+    parts += [w_hh, head.t()]
+    return torch.cat(parts, dim=1).double()
+
+
+def distinct_units(state: dict, hidden: int, tol: float = SYMMETRY_TOL) -> int:
+    """The number of groups of hidden units whose weights all agree within `tol`."""
+    sig = hidden_unit_signatures(state, hidden)
+    reps: list[torch.Tensor] = []
+    for row in sig:
+        if not any(float((row - r).abs().max()) <= tol for r in reps):
+            reps.append(row)
+    return len(reps)
+
+
+class Probe:
+    """What a study's per-step hook sees, the same on both backends: the canonical weights, the
+    hidden width and the gradient norm of each parameter."""
+
+    def __init__(self, backend: str, model=None, params=None, grads=None, hidden=None):
+        self.backend, self.model, self.params, self.grads, self.hidden = backend, model, params, grads, hidden
+
+    def canonical(self) -> dict[str, torch.Tensor]:
+        if self.backend == "numpy":
+            return {k: torch.from_numpy(v) for k, v in self.params.items()}
+        return self.model.canonical_state_dict()
+
+    def hidden_dim(self) -> int:
+        return self.hidden if self.backend == "numpy" else self.model.config.hidden_dim
+
+    def grad_norms(self) -> dict[str, float]:
+        """Per canonical parameter (layout-free names on both backends)."""
+        if self.backend == "numpy":
+            return {k: float(np.sqrt(np.vdot(g, g))) for k, g in (self.grads or {}).items()}
+        return {n: float(p.grad.norm()) if p.grad is not None else 0.0 for n, p in self.model.named_parameters()}
+
+
+class Recorder:
+    """The per-step hook of one run: records each probe by step, and writes them to `path`.
+
+    symmetry: distinct hidden units; grads: gradient norm of each parameter; moved: the largest
+    change of each parameter since step 0 (these three at PROBE_STEPS and at every epoch's end);
+    updates: the root-mean-square change of each parameter in every step. `initial()` rebuilds
+    the step-0 weights of a run resumed in another process."""
+
+    def __init__(self, probes: tuple, path: Path | None, initial=None):
+        self.probes, self.path, self.initial = tuple(probes), path and Path(path), initial
+        self.records: dict[int, dict] = {int(k): v for k, v in (_read_json(self.path, {}) if path else {}).items()}
+        self._prev: tuple[int, dict] | None = None
+        self._start: dict | None = None
+        self._last: tuple[int, Probe] | None = None
+
+    def __call__(self, step: int, probe: Probe) -> None:
+        self._last = (step, probe)
+        if step in PROBE_STEPS:
+            self._snapshot(step, probe)
+        if "updates" in self.probes:  # root-mean-square change of each parameter in this step
+            now = _copy(probe.canonical())
+            if self._prev is not None and self._prev[0] == step - 1:
+                self._add(step, update_rms={k: float((v - self._prev[1][k]).pow(2).mean().sqrt()) for k, v in now.items()})
+            self._prev = (step, now)
+
+    def _snapshot(self, step: int, probe: Probe) -> None:
+        if "symmetry" in self.probes:
+            self._add(step, distinct_units=distinct_units(probe.canonical(), probe.hidden_dim()))
+        if "grads" in self.probes and step > 0:
+            self._add(step, grad_norms=probe.grad_norms())
+        if "moved" in self.probes:
+            if self._start is None:
+                self._start = _copy(probe.canonical()) if step == 0 else self.initial()
+            self._add(step, moved={k: float((v.double() - self._start[k]).abs().max())
+                                   for k, v in probe.canonical().items()})
+
+    def _add(self, step: int, **rec) -> None:
+        self.records[step] = {**self.records.get(step, {}), **rec}
+
+    def end_epoch(self) -> None:
+        if self._last is not None and self._last[0] not in PROBE_STEPS:
+            self._snapshot(*self._last)
+        self.flush()
+
+    def flush(self) -> None:
+        if self.probes:
+            write_atomic(self.path, json.dumps({str(k): v for k, v in sorted(self.records.items())}))
+
+
+def _copy(state: dict) -> dict:
+    return {k: v.detach().double().clone() for k, v in state.items()}
+
+
+def initial_state(data_dir: Path, model_over: dict, seed: int) -> dict:
+    """The canonical weights a run from scratch starts with (trainer.begin seeds, then builds)."""
+    from tangshi.model.lm import ModelConfig, PoetryLM
+    from tangshi.data.vocab import Vocab
+
+    vocab = Vocab.load(Path(data_dir) / "vocab.json")
+    torch.manual_seed(seed)
+    return _copy(PoetryLM(ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **model_over)).canonical_state_dict())
+
+
+class _FlushingBackend:
+    """A training backend whose probes are written at the end of every epoch, before its checkpoint."""
+
+    def __init__(self, inner, recorder: Recorder):
+        self._inner, self._recorder = inner, recorder
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def end_epoch(self, dev_ppl: float) -> None:
+        self._inner.end_epoch(dev_ppl)
+        self._recorder.end_epoch()
+
+
+# ---------------------------------------------------------------------------- one run (in a worker)
+def train_run(spec: dict, work: str, data_dir: str, threads: int | None = None, quiet: bool = False) -> dict:
+    """Train (or continue) one run of a study; returns its record. Runs in a worker process."""
+    from threadpoolctl import threadpool_limits
+
+    from tangshi.train.runs import latest_checkpoint
+    from tangshi.train.config import TrainConfig
+    from tangshi.train.loop import Start, fit
+
+    if threads:
+        torch.set_num_threads(threads)
+    name, work = spec["name"], Path(work)
+    cfg = TrainConfig(**spec["train"])
+    recorder = Recorder(tuple(spec["probes"]), work / f"{name}.probes.json",
+                        initial=lambda: initial_state(Path(data_dir), spec["model"], cfg.seed))
+    run_dir = work / name
+    resumable = run_dir.is_dir() and latest_checkpoint(run_dir) is not None
+    if cfg.backend == "numpy":
+        from tangshi.train.numpy_backend import NumpyBackend
+
+        hidden = spec["model"].get("hidden_dim", 256)
+        inner = NumpyBackend(lambda step, params, grads, opt: recorder(step, Probe("numpy", params=params, grads=grads,
+                                                                                 hidden=hidden)))
+    else:
+        from tangshi.train.torch_backend import TorchBackend
+
+        inner = TorchBackend(lambda step, model, opt: recorder(step, Probe("torch", model=model)))
+    log = (lambda *a: None) if quiet else (lambda msg, *a: print(f"[{name}] {msg}", flush=True))
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=threads):
+        try:
+            res = fit(_FlushingBackend(inner, recorder) if spec["probes"] else inner, Path(data_dir), run_dir,
+                      spec["model"], cfg, start=Start.of(resume=resumable), progress=False, log=log,
+                      keep_epoch_checkpoints=False, replace=run_dir.exists() and not resumable)
+            hist, diverged = res["history"], False
+        except TrainingDiverged as e:  # a sweep records a diverged run instead of stopping
+            hist, diverged = e.history + [{"epoch": e.epoch, "train_loss": math.nan, "dev_nll": math.inf,
+                                           "dev_ppl": math.inf}], True
+    recorder.flush()
+    wall = hist[-1].get("wall_seconds") if hist and not diverged else None
+    return {"spec": spec, "history": hist, "diverged": diverged, "probes": {str(k): v for k, v in sorted(recorder.records.items())},
+            "best": min(hist, key=lambda h: h["dev_ppl"]) if hist else None,
+            "wall_s": round(wall if wall is not None else time.perf_counter() - t0, 1)}
+
+
+def _read_json(path: Path, default):
+    """A record or probe file of the study (errors.read_json), `default` if there is none yet."""
+    if not Path(path).exists():
+        return default
+    try:
+        return read_json(path, "study record")
+    except TangshiError as e:
+        raise TangshiError(f"{e}; remove it to record that run again") from None
+
+
+# ---------------------------------------------------------------------------- the study
+class Study:
+    """The work folder of one study: its finished runs, and the runs still to train.
+
+        with Study(work, data_dir, jobs=2) as s:
+            results = s.run([RunSpec(...), ...])   # trains what is not yet recorded
+    """
+
+    def __init__(self, work: Path, data_dir: Path, jobs: int = 1, threads: int | None = None, log=print,
+                 commit: str | None = None):
+        self.work, self.data_dir, self.jobs, self.log = Path(work), Path(data_dir), jobs, log
+        self.commit = commit  # kept in each new record: the code that trained the run
+        self.threads = max(1, (threads or torch.get_num_threads()) // jobs)
+        self.folder = OutputFolder(self.work, "study", resume=True, sources=[data_dir], option="--work")
+        self.results: dict[str, dict] = {}
+
+    def __enter__(self) -> "Study":
+        self.folder.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.folder.close()
+        return False
+
+    def recorded(self, spec: RunSpec) -> dict | None:
+        """The record of a finished run, None if it has none; a record of other settings is refused."""
+        if spec.name in self.results:
+            return self.results[spec.name]
+        rec = _read_json(self.work / f"{spec.name}.json", None)
+        if rec is None:
+            return None
+        if rec.get("spec") != spec.as_json():
+            raise TangshiError(f"{self.work / (spec.name + '.json')} records other settings than this study asks for; "
+                               "choose another --work")
+        self.results[spec.name] = rec
+        return rec
+
+    def run(self, specs: list[RunSpec]) -> dict[str, dict]:
+        """Train every run of `specs` not yet recorded (`jobs` at a time); returns all their records."""
+        todo = [s for s in specs if self.recorded(s) is None]
+        seen = set()
+        todo = [s for s in todo if not (s.name in seen or seen.add(s.name))]
+        for s in todo:  # listed before any worker writes there, so a crash never leaves an unlisted entry
+            self.folder._list([s.name, f"{s.name}.json", f"{s.name}.probes.json"])
+        if self.jobs == 1 or len(todo) <= 1:
+            for s in todo:
+                self._finish(s, train_run(s.as_json(), str(self.work), str(self.data_dir), self.threads))
+        elif todo:
+            with ProcessPoolExecutor(max_workers=min(self.jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(train_run, s.as_json(), str(self.work), str(self.data_dir), self.threads): s
+                           for s in todo}
+                for f in as_completed(futures):
+                    self._finish(futures[f], f.result())
+        return {s.name: self.results[s.name] for s in specs}
+
+    def trained(self, name: str) -> dict:
+        """When and by which commit a recorded run finished: from its record, or, for a record written
+        before records kept it, the commit unknown (None) and the record file's time."""
+        rec = self.results.get(name) or {}
+        if "trained" in rec:
+            return rec["trained"]
+        stamp = datetime.fromtimestamp((self.work / f"{name}.json").stat().st_mtime, timezone.utc)
+        return {"commit": None, "finished": f"{stamp:%Y-%m-%d %H:%M} UTC"}
+
+    def _finish(self, spec: RunSpec, rec: dict) -> None:
+        rec["trained"] = {"commit": self.commit, "finished": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"}
+        with oserrors_named(self.work):
+            write_atomic(self.work / f"{spec.name}.json", json.dumps(rec, indent=None))
+        self.results[spec.name] = rec
+        best = rec["best"]
+        what = "diverged" if rec["diverged"] else f"best dev ppl {best['dev_ppl']:.2f} at epoch {best['epoch']}"
+        self.log(f"{spec.name}: {what} ({rec['wall_s']:.0f} s)")
+
+
+def default_work(which: str, backend: str, quick: bool) -> Path:
+    """Where a study keeps its runs unless --work says otherwise: under runs/ (git-ignored)."""
+    tag = "-quick" if quick else ""
+    suffix = "" if backend == "torch" else f"-{backend}"
+    return Path("runs") / "experiments" / f"{which}{suffix}{tag}"
+

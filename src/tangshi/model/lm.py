@@ -1,0 +1,528 @@
+"""The seed's character LSTM language model, and interchangeable LSTM kernels.
+
+embedding (V, E) → L × LSTM (weight_ih (in, 4H), weight_hh (H, 4H), bias (4H),
+gates i, f, g, o) → linear head (V, H) → [ReLU, the seed's bug, optional] →
+log-softmax → NLL over real target tokens.
+
+Forward equations (the seed's Part 1 notation; docs/lstm-backprop.md):
+
+    z_t  = x_t W_ih + h_{t-1} W_hh + b                     (B, 4H)
+    i_t  = σ(z_i)   f_t = σ(z_f)   c̃_t = tanh(z_g)   o_t = σ(z_o)
+    C_t  = f_t ⊙ C_{t-1} + i_t ⊙ c̃_t
+    h_t  = o_t ⊙ tanh(C_t)
+
+Three interchangeable kernels compute the same function (`ModelConfig.impl`):
+
+* ``tangshi`` (default): the input projection of all time steps is one matrix
+  product; the time loop and its gate arithmetic run inside one
+  `torch.autograd.Function` whose backward is the hand-derived BPTT (the same
+  equations as `lesson/numpy_lstm.py`), so autograd records 2 nodes per layer instead
+  of ~12 per time step. ``fused=False`` runs the same loop with plain autograd.
+* ``seed``: the seed's loop as written: ``x_t @ weight_ih`` inside the loop.
+* ``nn``: `torch.nn.LSTM` (cuDNN on a GPU), for comparison.
+
+Parameters are always saved in one canonical layout (`canonical_state_dict`),
+whatever the kernel, so a checkpoint of one loads into the others and into the
+NumPy twin.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tangshi.model import kernels
+from tangshi.model.kernels import cell_ops
+from tangshi.model.head_loss import HeadNLL
+from tangshi.errors import TangshiError, option
+from tangshi.model.spec import param_shapes
+from tangshi.model.step_weights import StepState, cell, step_weights
+
+IMPLS = ("tangshi", "seed", "nn")
+INITS = ("xavier", "zeros", "constant", "uniform1e-4", "torch")
+CONSTANT_INIT = 0.01  # "constant": every weight and bias this value (symmetric, but not stuck like all-zero)
+SEED_UNIFORM_SCALE = 1e-4  # the seed's NumPy init draws U(-1e-4, 1e-4)
+# the training-only regularisers: they change no weight's shape, and act only while training
+DROPOUT_FIELDS = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop")
+# bounds that keep a typo from asking for terabytes: far above any size this model is trained at
+MAX_DIM, MAX_LAYERS, MAX_VOCAB = 16384, 16, 1 << 20
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    pad_id: int
+    embed_dim: int = option(256, "embedding width E")
+    hidden_dim: int = option(256, "LSTM width H")
+    num_layers: int = option(1, "stacked LSTM layers")
+    impl: str = option("tangshi", "LSTM kernel: tangshi (own, hand-written BPTT), original (the assignment's loop "
+                       "as written; alias seed), nn (torch.nn.LSTM)", choices=IMPLS)
+    fused: bool = option(True, "tangshi kernel: the hand-written BPTT autograd.Function (--no-fused: the same loop "
+                               "with plain autograd)")
+    fused_head: bool = True  # head + log-softmax + NLL in one chunked Function (training loss only; not an option)
+    relu_logits: bool = option(False, "the assignment's ReLU on the logits (off by default: it caps the model)")
+    pad_in_loss: bool = option(False, "the assignment's loss with PAD targets counted (off by default)")
+    tie_weights: bool = option(False, "the output layer shares the embedding matrix (E == H)")
+    dropout_embed: float = option(0.0, "locked (variational) dropout on the embeddings")
+    dropout_chars: float = option(0.0, "embedding dropout: whole characters (embedding rows) dropped per batch, "
+                                       "AWD-LSTM style")
+    dropout_hidden: float = option(0.0, "locked dropout between LSTM layers")
+    dropout_output: float = option(0.0, "locked dropout on the last LSTM output")
+    weight_drop: float = option(0.0, "DropConnect on weight_hh (AWD-LSTM)")
+    init: str = option("xavier", "initialisation: xavier (the assignment's), zeros, constant (every weight 0.01), "
+                                 "uniform1e-4 (the assignment's NumPy U(±1e-4)), torch (PyTorch's defaults)", choices=INITS)
+
+    def __post_init__(self):
+        if self.impl not in IMPLS:
+            raise TangshiError(f"unknown LSTM implementation {self.impl!r} (choose from {', '.join(IMPLS)})")
+        if self.init not in INITS:
+            raise TangshiError(f"unknown init {self.init!r} (choose from {', '.join(INITS)})")
+        if self.tie_weights and self.embed_dim != self.hidden_dim:
+            raise TangshiError(f"tied weights need embed_dim == hidden_dim, got {self.embed_dim} and {self.hidden_dim}")
+        for name in DROPOUT_FIELDS:
+            p = getattr(self, name)
+            if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+                raise TangshiError(f"--{name.replace('_', '-')} must be in [0, 1), got {p}")
+        for name, top in (("embed_dim", MAX_DIM), ("hidden_dim", MAX_DIM), ("num_layers", MAX_LAYERS),
+                          ("vocab_size", MAX_VOCAB)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= top:
+                raise TangshiError(f"--{name.replace('_', '-')} must be a whole number from 1 to {top}, got {v}")
+        if not isinstance(self.pad_id, int) or not 0 <= self.pad_id < self.vocab_size:
+            raise TangshiError(f"pad_id must be a vocabulary id, got {self.pad_id}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(obj) - known
+        if unknown:
+            raise TangshiError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**obj)
+
+
+# ---------------------------------------------------------------------------
+# The LSTM recurrence with a hand-written backward (BPTT), fp32.
+# ---------------------------------------------------------------------------
+
+
+class LSTMRecurrence(torch.autograd.Function):
+    """h_{1..T} from the projected inputs xz_t = x_t W_ih + b and W_hh.
+
+    forward(xz (T, B, 4H), weight_hh (H, 4H), h0 (B, H), c0 (B, H)) → hs (T, B, H), hT, cT.
+    Time-major, so every per-step slice is contiguous and neither xz nor its gradient is copied.
+    The backward is BPTT in the Part 1 notation (see docs/lstm-backprop.md):
+        δ_t      = ∂E/∂h_t  (from above) + δz_{t+1} W_hhᵀ   (the recurrent path)
+        δo_t     = δ_t ⊙ tanh(C_t) ⊙ o_t(1 − o_t)
+        δC_t     = δ_t ⊙ o_t ⊙ (1 − tanh²C_t) + δC_{t+1} ⊙ f_{t+1}   (the cell-state path)
+        δf_t     = δC_t ⊙ C_{t−1} ⊙ f_t(1 − f_t)
+        δi_t     = δC_t ⊙ c̃_t ⊙ i_t(1 − i_t)
+        δc̃_t    = δC_t ⊙ i_t ⊙ (1 − c̃_t²)
+        ∂E/∂W_hh = Σ_t h_{t−1}ᵀ δz_t,  ∂E/∂xz_t = δz_t
+
+    Under autocast (bf16 where it is fast: AMX / AVX512-BF16 CPUs, CUDA) the three products with
+    W_hh (h_{t−1} W_hh, δz_t W_hhᵀ and Σ h_{t−1}ᵀ δz_t) run in autocast's dtype, as autocast runs
+    every other matrix product; the cell state C_t, the gates and the sums stay fp32.
+
+    On the CPU each step's gate arithmetic (the lines marked below) runs as one compiled pass,
+    csrc/lstm_cell.c (kernels.py), where it could be built; the PyTorch ops here are the same
+    equations, the fallback, and the reference it is tested against (tests/test_fused_cell.py).
+    """
+
+    @staticmethod
+    def forward(ctx, xz, weight_hh, h0, c0):
+        T, B, H4 = xz.shape
+        H = H4 // 4
+        kind = xz.device.type
+        low = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+        ctx.low = low
+        with torch.autocast(device_type=kind, enabled=False):
+            xz = xz.float().contiguous()  # no copy for an fp32 projection
+            w = weight_hh.float()
+            w_low = None if low is None else w.to(low)
+            cell = kernels.library() if kind == "cpu" else None
+            # activated i, f, c̃, o: one (B, 4H) buffer per step, which the allocator reuses from step to step
+            # (glibc maps a (T, B, 4H) buffer of ≥ 32 MiB afresh every call: a page fault per 4 KiB)
+            gates = [torch.empty(B, H4, device=xz.device) for _ in range(T)]
+            # σ'(z) for i, f, o and tanh'(z) for c̃ (the compiled cell recomputes them from the gates)
+            slopes = torch.empty(T if cell is None else 0, B, H4, device=xz.device)
+            cs = torch.empty(T, B, H, device=xz.device)  # C_t
+            tcs = torch.empty(T, B, H, device=xz.device)  # tanh(C_t)
+            hs = torch.empty(T, B, H, device=xz.device)  # h_t
+            h, c = h0.float(), c0.float().contiguous()
+            for t in range(T):
+                a = gates[t]
+                if w_low is not None:  # the product in autocast's dtype, the sum in fp32
+                    torch.add(xz[t], torch.mm(h.to(w_low.dtype), w_low), out=a)
+                elif cell is not None:  # h_{t−1} W_hh here, + xz_t in the compiled pass
+                    torch.mm(h, w, out=a)
+                else:
+                    torch.addmm(xz[t], h, w, out=a)  # z_t = x_t W_ih + b + h_{t−1} W_hh   (B, 4H)
+                if cell is not None:  # the lines below, as one compiled pass (csrc/lstm_cell.c)
+                    cell.lstm_cell_forward(B, H, a.data_ptr(), None if w_low is not None else xz[t].data_ptr(),
+                                           c.data_ptr(), cs[t].data_ptr(), tcs[t].data_ptr(), hs[t].data_ptr())
+                    h, c = hs[t], cs[t]
+                    continue
+                g = torch.tanh(a[:, 2 * H : 3 * H])  # c̃_t
+                torch.sigmoid(a, out=a)  # i_t, f_t, o_t (one call over the whole block) …
+                a[:, 2 * H : 3 * H] = g  # … and c̃_t put back
+                torch.sub(a, a * a, out=slopes[t])  # σ' = σ(1 − σ)
+                torch.sub(1.0, g * g, out=slopes[t, :, 2 * H : 3 * H])  # tanh' = 1 − c̃²
+                i, f, g, o = a.chunk(4, dim=1)
+                c = torch.addcmul(f * c, i, g, out=cs[t])  # C_t = f ⊙ C_{t−1} + i ⊙ c̃
+                h = torch.mul(o, torch.tanh(c, out=tcs[t]), out=hs[t])  # h_t = o ⊙ tanh(C_t)
+        ctx.cell = cell  # the backward takes the same path (the compiled one stored no slopes)
+        ctx.save_for_backward(slopes, cs, tcs, hs, w, h0.float(), c0.float().contiguous(), *gates)
+        return hs, h.clone(), c.clone()
+
+    @staticmethod
+    def backward(ctx, d_hs, d_hT, d_cT):
+        with torch.autocast(device_type=ctx.saved_tensors[1].device.type, enabled=False):  # dtypes as written
+            return LSTMRecurrence._bptt(ctx, d_hs, d_hT, d_cT)
+
+    @staticmethod
+    def _bptt(ctx, d_hs, d_hT, d_cT):
+        slopes, cs, tcs, hs, w, h0, c0, *gates = ctx.saved_tensors
+        T, B, H = hs.shape
+        d_hs = torch.zeros_like(hs) if d_hs is None else d_hs.float()  # (T, B, H), perhaps a strided view
+        d_xz = torch.empty(T, B, 4 * H, device=hs.device)  # δz_t for every t
+        dense = torch.contiguous_format
+        d_h = torch.zeros(B, H, device=hs.device) if d_hT is None else d_hT.float().clone(memory_format=dense)
+        d_c = torch.zeros(B, H, device=hs.device) if d_cT is None else d_cT.float().clone(memory_format=dense)
+        low = ctx.low
+        w_t = w.t().contiguous() if low is None else w.t().to(low).contiguous()
+        cell = ctx.cell
+        if cell is not None and d_hs.stride(2) != 1:
+            d_hs = d_hs.contiguous()
+        for t in range(T - 1, -1, -1):
+            c_prev = cs[t - 1] if t > 0 else c0
+            tanh_c = tcs[t]
+            if cell is not None:  # the lines below, as one compiled pass (csrc/lstm_cell.c)
+                dz = d_xz[t]
+                cell.lstm_cell_backward(B, H, gates[t].data_ptr(), c_prev.data_ptr(), tanh_c.data_ptr(),
+                                        d_h.data_ptr(), d_hs[t].data_ptr(), d_hs.stride(1), d_c.data_ptr(),
+                                        dz.data_ptr())
+            else:
+                i, f, g, o = gates[t].chunk(4, dim=1)
+                delta = d_h.add_(d_hs[t])  # δ_t = ∂E/∂h_t (from above + the recurrent path)
+                d_c.addcmul_(delta * o, 1 - tanh_c * tanh_c)  # δC_t (incl. δC_{t+1} ⊙ f_{t+1})
+                dz = torch.cat([d_c * g,  # ∂E/∂i_t = δC_t ⊙ c̃_t
+                                d_c * c_prev,  # ∂E/∂f_t = δC_t ⊙ C_{t−1}
+                                d_c * i,  # ∂E/∂c̃_t = δC_t ⊙ i_t
+                                delta * tanh_c],  # ∂E/∂o_t = δ_t ⊙ tanh(C_t)
+                               dim=1, out=d_xz[t])
+                dz.mul_(slopes[t])  # δi_t, δf_t, δc̃_t, δo_t: through σ' and tanh'
+                d_c = d_c.mul_(f)  # cell-state path into δC_{t−1}
+            d_h = dz @ w_t if low is None else (dz.to(low) @ w_t).float()  # recurrent path into δ_{t−1}
+        # ∂E/∂W_hh = Σ_t h_{t−1}ᵀ δz_t: h_0's term, then t ≥ 1 as one (H, (T−1)·B) × ((T−1)·B, 4H) product
+        mm = (lambda a, b: a @ b) if low is None else (lambda a, b: (a.to(low) @ b.to(low)).float())
+        d_w = mm(h0.t(), d_xz[0])
+        if T > 1:
+            d_w += mm(hs[:-1].reshape(-1, H).t(), d_xz[1:].reshape(-1, 4 * H))
+        return d_xz, d_w, d_h, d_c
+
+
+class SeedLSTMLayer(nn.Module):
+    """One LSTM layer with the seed's parameters: weight_ih (in, 4H), weight_hh (H, 4H), bias (4H)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.weight_ih = nn.Parameter(torch.empty(input_dim, 4 * hidden_dim))
+        self.weight_hh = nn.Parameter(torch.empty(hidden_dim, 4 * hidden_dim))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_dim))
+
+    def forward(self, x: torch.Tensor, state=None, mode: str = "fused", weight_hh: torch.Tensor | None = None):
+        """x (B, T, in) → hs (B, T, H), (h_T, C_T)."""
+        B, T, _ = x.shape
+        w_hh = self.weight_hh if weight_hh is None else weight_hh
+        if state is None:
+            h = x.new_zeros(B, self.hidden_dim, dtype=torch.float32)
+            c = torch.zeros_like(h)
+        else:
+            h, c = state
+        if mode == "seed":  # the seed as written: project x_t inside the loop
+            outs = []
+            for t in range(T):
+                z = x[:, t] @ self.weight_ih + h @ w_hh + self.bias
+                h, c = cell_ops(z.float(), c)
+                outs.append(h)
+            return torch.stack(outs, dim=1), (h, c)
+        if mode == "fused":  # time-major: x is copied once (in wide), xz and δxz never (4H wide)
+            xz = torch.addmm(self.bias, x.transpose(0, 1).reshape(T * B, -1), self.weight_ih).view(T, B, -1)
+            hs, h, c = LSTMRecurrence.apply(xz, w_hh, h, c)
+            return hs.transpose(0, 1), (h, c)
+        xz = torch.addmm(self.bias, x.reshape(B * T, -1), self.weight_ih).view(B, T, -1)  # (B, T, 4H)
+        outs = []
+        for t in range(T):
+            h, c = cell_ops(torch.addmm(xz[:, t].float(), h, w_hh.float()), c)
+            outs.append(h)
+        return torch.stack(outs, dim=1), (h, c)
+
+
+def lookup(weight: torch.Tensor, ids: torch.Tensor, graph_safe: bool | None = None) -> torch.Tensor:
+    """Embedding rows for ids (…) → (…, E). On CUDA (graph_safe, the default there) this is
+    index_select, whose backward is index_add_: F.embedding's CUDA backward sorts the ids and reads
+    a count back to the host once a batch has more than 3,072–4,096 of them, which a CUDA graph
+    cannot capture. Same values, same gradients up to the order of the sums."""
+    if graph_safe is None:
+        graph_safe = ids.is_cuda
+    if graph_safe:
+        return weight.index_select(0, ids.reshape(-1)).view(*ids.shape, weight.size(1))
+    return F.embedding(ids, weight)
+
+
+def char_dropout(weight: torch.Tensor, ids: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """AWD-LSTM's embedding dropout: each character (row of the embedding) is dropped with
+    probability p for the whole batch, so every occurrence of it reads a zero vector; the rows
+    kept are scaled by 1/(1 − p). The head (tied or not) still sees the full matrix."""
+    if not training or p == 0.0:
+        return lookup(weight, ids)
+    mask = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p) / (1 - p)
+    return lookup(weight * mask, ids)
+
+
+def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Variational dropout: one mask per sequence, shared over time. x (B, T, D)."""
+    if not training or p == 0.0:
+        return x
+    mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p) / (1 - p)
+    return x * mask
+
+
+class PoetryLM(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        cfg = config
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        if cfg.impl == "nn":
+            self.lstm = nn.LSTM(cfg.embed_dim, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True)
+        else:
+            self.lstm = nn.ModuleList(
+                SeedLSTMLayer(cfg.embed_dim if l == 0 else cfg.hidden_dim, cfg.hidden_dim) for l in range(cfg.num_layers)
+            )
+        self.head = nn.Linear(cfg.hidden_dim, cfg.vocab_size)
+        if cfg.tie_weights:
+            self.head.weight = self.embedding.weight  # the same tensor
+        self.reset_parameters(cfg.init)
+
+    # -- initialisation ------------------------------------------------------
+    @torch.no_grad()
+    def reset_parameters(self, scheme: str = "xavier") -> None:
+        """xavier: Xavier-uniform matrices, zero vectors (the seed's Part 2);
+        zeros: everything 0; constant: everything CONSTANT_INIT; uniform1e-4: the seed's NumPy U(±1e-4);
+        torch: PyTorch's own defaults for nn.Embedding/nn.LSTM/nn.Linear."""
+        for name, p in self.named_parameters():
+            if scheme == "zeros":
+                p.zero_()
+            elif scheme == "constant":
+                p.fill_(CONSTANT_INIT)
+            elif scheme == "uniform1e-4":
+                p.uniform_(-SEED_UNIFORM_SCALE, SEED_UNIFORM_SCALE)
+            elif scheme == "xavier":
+                if p.dim() >= 2:
+                    nn.init.xavier_uniform_(p)
+                else:
+                    p.zero_()
+            elif scheme == "torch":
+                if name == "embedding.weight":
+                    nn.init.normal_(p)  # nn.Embedding's default
+                else:  # nn.LSTM's and nn.Linear's defaults: U(±1/√fan_in)
+                    bound = 1.0 / math.sqrt(self.config.hidden_dim)
+                    p.uniform_(-bound, bound)
+
+    # -- the body --------------------------------------------------------------
+    def hidden(self, ids: torch.Tensor, state=None):
+        """ids (B, T) → last-layer hidden states (B, T, H) and the final state."""
+        cfg = self.config
+        x = char_dropout(self.embedding.weight, ids, cfg.dropout_chars, self.training)  # (B, T, E)
+        x = locked_dropout(x, cfg.dropout_embed, self.training)
+        if cfg.impl == "nn":
+            if self.training and cfg.weight_drop > 0:  # DropConnect: the library kernel runs on dropped W_hh
+                dropped = {f"weight_hh_l{l}": F.dropout(getattr(self.lstm, f"weight_hh_l{l}"), cfg.weight_drop)
+                           for l in range(cfg.num_layers)}
+                h, new_state = torch.func.functional_call(self.lstm, dropped, (x, state))
+            else:
+                h, new_state = self.lstm(x, state)
+            return locked_dropout(h, cfg.dropout_output, self.training), new_state
+        new_state = []
+        mode = "seed" if cfg.impl == "seed" else ("fused" if cfg.fused else "plain")
+        for l, layer in enumerate(self.lstm):
+            w_hh = layer.weight_hh
+            if self.training and cfg.weight_drop > 0:
+                w_hh = F.dropout(w_hh, cfg.weight_drop, training=True)  # DropConnect on W_hh
+            x, s = layer(x, None if state is None else state[l], mode=mode, weight_hh=w_hh)
+            new_state.append(s)
+            if l < len(self.lstm) - 1:
+                x = locked_dropout(x, cfg.dropout_hidden, self.training)
+        return locked_dropout(x, cfg.dropout_output, self.training), new_state
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(…, H) → (…, V) fp32 logits (ReLU'd if the seed's bug is switched on)."""
+        out = self.head(h).float()
+        return F.relu(out) if self.config.relu_logits else out
+
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, state=None):
+        """ids (B, T) → (logits, loss).
+
+        Without targets: logits (B, T, V) of every position, loss None.
+        With targets: the loss is the mean NLL over real (non-PAD) targets, and
+        only those positions go through the head (≈40% of positions are PAD);
+        logits are then (N_real, V), or None with the fused head (`HeadNLL`),
+        which never materialises them separately. With ``pad_in_loss`` (the seed's recipe) every
+        position counts and logits are (B, T, V).
+        """
+        h, _ = self.hidden(ids, state)
+        if targets is None:
+            return self.logits(h), None
+        if self.config.pad_in_loss:
+            logits = self.logits(h)
+            loss = F.nll_loss(F.log_softmax(logits, -1).flatten(0, 1), targets.flatten())
+            return logits, loss
+        real = targets != self.config.pad_id  # (B, T)
+        if self.config.fused_head and not torch.is_autocast_enabled(h.device.type):
+            loss = HeadNLL.apply(h[real], self.head.weight, self.head.bias, targets[real], self.config.relu_logits)
+            return None, loss
+        logits = self.logits(h[real])  # (N_real, V)
+        loss = F.nll_loss(F.log_softmax(logits, -1), targets[real])
+        return logits, loss
+
+    # -- generation ----------------------------------------------------------------
+    def step(self, ids: torch.Tensor, state: "StepState | None" = None, logits: bool = True,
+             precision: str = "fp32"):
+        """One decoding step, the only one: ids (B,) long → (logits (B, V) fp32 of the next token, or
+        None when `logits` is False, and the new state). The state (every layer's h_t and C_t) is
+        carried between calls, never re-run; `state=None` starts from h_0 = C_0 = 0.
+
+        Eval semantics (no dropout) and the same equations as `forward`, computed from the
+        canonical weights, so every kernel (tangshi, seed, nn) decodes alike:
+            z_t = x_t W_ih + b + h_{t−1} W_hh;  i, f, o = σ(·), c̃ = tanh(·)
+            C_t = f ⊙ C_{t−1} + i ⊙ c̃;  h_t = o ⊙ tanh(C_t);  logits = h W_headᵀ + b_head
+        For one row the products are matrix-vector products, which read each weight once: about
+        a tenth of the fixed cost of running `forward` on one token, which matters for one poem
+        (≈ 60 steps of batch 1); the first layer's x_t W_ih + b is then computed once per token and
+        kept, and the gate arithmetic is the training forward's compiled pass. `logits=False` skips
+        the output layer for a step whose next token is forced anyway. `precision` (fp32 or int8,
+        model/step_weights.py) applies to a new state. No autograd: a caller outside `torch.no_grad()` gets
+        one (the decoders are already inside one, and a decorator's context costs µs per step)."""
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.step(ids, state, logits, precision)
+        if state is None:
+            state = StepState.start(step_weights(self, precision), ids.size(0))
+        w = state.weights
+        h_new, c_new = [], []
+        last = len(w.layers) - 1
+        out = hz = None
+        for l in range(len(w.layers)):
+            xz = w.token_gates(ids) if l == 0 else w.input_gates(l, h_new[-1])  # x_t W_ih + b
+            fused = w.cell_and_head(state.hz, xz, state.c[l]) if l == last and logits and state.hz is not None else None
+            if fused is not None:  # one row, int8: the cell and the head in one compiled call, the same values
+                h, c, out, hz = fused
+            else:
+                h, c = cell(state.hidden_gates(l), xz, state.c[l])  # h_t, C_t (model/step_weights.py)
+            h_new.append(h)
+            c_new.append(c)
+        if not logits:
+            return None, StepState(w, h_new, c_new)
+        if out is None:
+            out, hz = w.logits_and_next(h_new[-1])  # and h_t W_hh, where one product gives both
+        return (out.relu_() if self.config.relu_logits else out), StepState(w, h_new, c_new, hz)
+
+    # -- the canonical parameter layout ----------------------------------------------
+    def canonical_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters in the seed's layout, independent of the kernel:
+        embedding.weight (V, E); lstm.{l}.weight_ih (in, 4H); lstm.{l}.weight_hh (H, 4H);
+        lstm.{l}.bias (4H); head.weight (V, H) unless tied; head.bias (V)."""
+        out = {"embedding.weight": self.embedding.weight.detach()}
+        for l in range(self.config.num_layers):
+            if self.config.impl == "nn":
+                out[f"lstm.{l}.weight_ih"] = getattr(self.lstm, f"weight_ih_l{l}").detach().t()
+                out[f"lstm.{l}.weight_hh"] = getattr(self.lstm, f"weight_hh_l{l}").detach().t()
+                out[f"lstm.{l}.bias"] = (getattr(self.lstm, f"bias_ih_l{l}") + getattr(self.lstm, f"bias_hh_l{l}")).detach()
+            else:
+                layer = self.lstm[l]
+                out[f"lstm.{l}.weight_ih"] = layer.weight_ih.detach()
+                out[f"lstm.{l}.weight_hh"] = layer.weight_hh.detach()
+                out[f"lstm.{l}.bias"] = layer.bias.detach()
+        if not self.config.tie_weights:
+            out["head.weight"] = self.head.weight.detach()
+        out["head.bias"] = self.head.bias.detach()
+        return {k: v.contiguous() for k, v in out.items()}
+
+    @torch.no_grad()
+    def load_canonical_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+        expected = set(canonical_shapes(self.config))
+        missing, unexpected = expected - set(sd), set(sd) - expected
+        if missing or unexpected:
+            raise TangshiError(f"checkpoint weights do not match the config (missing {sorted(missing)}, unexpected {sorted(unexpected)})")
+        for k, shape in canonical_shapes(self.config).items():
+            if tuple(sd[k].shape) != shape:
+                raise TangshiError(f"checkpoint weight {k} has shape {tuple(sd[k].shape)}, config says {shape}")
+        self.embedding.weight.copy_(sd["embedding.weight"])
+        for l in range(self.config.num_layers):
+            w_ih, w_hh, b = sd[f"lstm.{l}.weight_ih"], sd[f"lstm.{l}.weight_hh"], sd[f"lstm.{l}.bias"]
+            if self.config.impl == "nn":
+                getattr(self.lstm, f"weight_ih_l{l}").copy_(w_ih.t())
+                getattr(self.lstm, f"weight_hh_l{l}").copy_(w_hh.t())
+                getattr(self.lstm, f"bias_ih_l{l}").copy_(b)
+                getattr(self.lstm, f"bias_hh_l{l}").zero_()
+            else:
+                self.lstm[l].weight_ih.copy_(w_ih)
+                self.lstm[l].weight_hh.copy_(w_hh)
+                self.lstm[l].bias.copy_(b)
+        if not self.config.tie_weights:
+            self.head.weight.copy_(sd["head.weight"])
+        self.head.bias.copy_(sd["head.bias"])
+
+
+@torch.no_grad()
+def widen(model: "PoetryLM", embed_dim: int, hidden_dim: int) -> "PoetryLM":
+    """A wider copy of `model` that computes exactly the same function (Net2Net's idea, Chen et al.
+    2016, done here by zeroing rather than by splitting units), so training a larger model can
+    start from a trained smaller one. The new entries are:
+
+    - embedding columns E0..E1 (and untied head columns H0..H1): zero, so the new input features
+      are 0 and the new units' outputs do not reach the logits;
+    - weights from a new input or new hidden unit into an old unit's gates: zero;
+    - every weight and bias of a new unit: freshly drawn by the model's own init (global RNG).
+
+    Gradients reach all the zeros at once (each is a product of an old signal and a new one),
+    so the new capacity starts learning on the first step.
+    """
+    cfg = model.config
+    if embed_dim < cfg.embed_dim or hidden_dim < cfg.hidden_dim:
+        raise TangshiError(f"a model can only be widened: it has embed_dim {cfg.embed_dim}, hidden_dim "
+                           f"{cfg.hidden_dim}; asked for {embed_dim}, {hidden_dim}")
+    new = PoetryLM(replace(cfg, embed_dim=embed_dim, hidden_dim=hidden_dim))
+    old, out = model.canonical_state_dict(), {k: v.clone() for k, v in new.canonical_state_dict().items()}
+    E0, H0, H1 = cfg.embed_dim, cfg.hidden_dim, hidden_dim
+    emb = torch.zeros_like(out["embedding.weight"])
+    emb[:, :E0] = old["embedding.weight"]
+    out["embedding.weight"] = emb
+    if not cfg.tie_weights:
+        head = torch.zeros_like(out["head.weight"])
+        head[:, :H0] = old["head.weight"]
+        out["head.weight"] = head
+    out["head.bias"] = old["head.bias"].clone()
+    old_units = torch.cat([torch.arange(k * H1, k * H1 + H0) for k in range(4)])  # i, f, g, o blocks
+    for l in range(cfg.num_layers):
+        for name, n_in in (("weight_ih", E0 if l == 0 else H0), ("weight_hh", H0)):
+            w = out[f"lstm.{l}.{name}"]
+            w[:, old_units] = 0.0
+            w[:n_in, old_units] = old[f"lstm.{l}.{name}"]
+        out[f"lstm.{l}.bias"][old_units] = old[f"lstm.{l}.bias"]
+    new.load_canonical_state_dict(out)
+    return new
+
+
+def canonical_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The canonical names and shapes, defined once for both implementations (model/spec.py)."""
+    return param_shapes(cfg)

@@ -1,0 +1,146 @@
+"""A training run's folder: epoch checkpoints, the `last` and `best` links, the metrics log.
+
+    RUN/.tangshi-output.json            the mark (outputs.py): kind "run", every entry written here
+    RUN/.tangshi-lock                   held (flock) while a process trains into RUN
+    RUN/poetry-gen-epoch{N}-loss{L}/    one folder per epoch, the seed's naming (L: the seed's PAD-counted dev loss)
+    RUN/last -> poetry-gen-epoch…       the newest epoch; its folder alone keeps the optimiser state
+    RUN/best -> poetry-gen-epoch…       the epoch with the lowest dev perplexity
+    RUN/metrics.jsonl                   one row per epoch, rewritten from the newest checkpoint's history
+    RUN/curves.png
+
+Why a kill at any instant loses nothing: an epoch's checkpoint is written into a temporary
+folder and renamed to its own new name; only then do `last` and `best` move, each with one
+`os.replace` of a link, and only after that is the previous epoch's optimiser state dropped.
+Whatever step a process dies at, some complete checkpoint with optimiser state exists, and
+`latest()` finds the newest one without trusting the links (tests/test_reliability.py kills a
+save at every filesystem operation in turn).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+from tangshi.model import checkpoint as ckpt
+from tangshi.errors import TangshiError
+from tangshi.outputs import OutputFolder, oserrors_named
+
+LAST, BEST, METRICS, CURVES = "last", "best", "metrics.jsonl", "curves.png"
+RESUMABLE = (ckpt.WEIGHTS, ckpt.CONFIG, ckpt.VOCAB, ckpt.OPTIM, ckpt.TRAINER)
+# free space asked for before training: the new epoch folder, beside the previous one, with room to spare
+FREE_SPACE_FACTOR = 3
+
+
+def checkpoint_name(epoch: int, loss: float) -> str:
+    """The seed's naming: poetry-gen-epoch{N}-loss{L:.6f}."""
+    return f"poetry-gen-epoch{epoch}-loss{loss:.6f}"
+
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint in a run folder that training can resume from, whatever
+    the links say; None if it holds none."""
+    best_epoch, found = -1, None
+    names = [n for n in os.listdir(run_dir) if not n.startswith(".")]
+    for n in sorted(names):
+        d = Path(run_dir) / n
+        if d.is_symlink() or not d.is_dir() or not all((d / f).is_file() for f in RESUMABLE):
+            continue  # links are followed through their folders; legacy `last` is a real folder
+        try:
+            epoch = int(json.loads((d / ckpt.TRAINER).read_text(encoding="utf-8"))["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if epoch > best_epoch:
+            best_epoch, found = epoch, d
+    return found
+
+class RunFolder:
+    """The output folder of one training run (see the module docstring)."""
+
+    def __init__(self, path: Path, *, replace: bool = False, resume: bool = False,
+                 sources: tuple = ()):
+        self.path = Path(path)
+        self.out = OutputFolder(self.path, "run", replace=replace, resume=resume, sources=sources,  # data, --init-from
+                                names=(LAST, BEST, METRICS, CURVES))
+        self._replacing = replace  # the earlier run goes when this one writes its first epoch
+
+    def __enter__(self) -> "RunFolder":
+        self.out.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.out.close()
+        return False
+
+    # -- reading
+    def _target(self, link: str) -> str | None:
+        p = self.path / link
+        return os.readlink(p) if p.is_symlink() else None
+
+    def latest(self) -> Path | None:
+        """The newest complete checkpoint that training can resume from, whatever the links say."""
+        return latest_checkpoint(self.path)
+
+    # -- writing
+    def save_epoch(self, name: str, write: Callable[[Path], None], *, improved: bool, keep_epochs: bool) -> None:
+        """Write the epoch's checkpoint (`write(folder)` fills it, optimiser state included), move
+        `last` (and `best` if `improved`) onto it, then drop what the previous epoch no longer needs.
+        With --replace, the earlier run's entries are removed first: only now, once this run has
+        passed every check and trained an epoch, so a refused or failed start loses nothing."""
+        if self._replacing:
+            self.out.forget(self.out.earlier)
+            self._replacing = False
+        prev_last, prev_best = self._target(LAST), self._target(BEST)
+        with self.out.new_dir(name) as tmp:
+            write(tmp)
+        self.out.point(LAST, name)
+        if improved:
+            self.out.point(BEST, name)
+        best = name if improved else prev_best
+        if not keep_epochs:  # only the folders a link points at stay
+            self.out.forget(sorted({prev_last, prev_best} - {None, name, best}))
+        if prev_last and prev_last != name and (self.path / prev_last).is_dir():
+            with oserrors_named(self.path / prev_last):  # a kept epoch is weights only, as the seed's were
+                (self.path / prev_last / ckpt.OPTIM).unlink(missing_ok=True)
+
+    def resumed(self, last: Path, history: list[dict]) -> None:
+        """Before training resumes from `last`: the links and metrics.jsonl are made to agree with
+        it, so no row of an epoch that `last` does not know survives, and none is repeated."""
+        if last.parent == self.path and self._target(LAST) != last.name and last.name != LAST:
+            self.out.point(LAST, last.name)
+        if history:
+            b = min(history, key=lambda h: h["dev_ppl"])
+            name = checkpoint_name(b["epoch"], b["seed_loss"])
+            if (self.path / name).is_dir() and self._target(BEST) != name:
+                self.out.point(BEST, name)
+        self.write_metrics(history)
+
+    def write_metrics(self, history: list[dict]) -> None:
+        self.out.write_file(METRICS, "".join(json.dumps(row) + "\n" for row in history))
+
+    def write_curves(self, plot: Callable[[Path], None]) -> None:
+        self.out.write_with(CURVES, plot)
+
+    def require_room(self, n_params: int) -> None:
+        """A checkpoint holds the weights and two Adam moments (fp32): refuse to start training
+        that could not write its first epoch."""
+        self.out.require_free(FREE_SPACE_FACTOR * 3 * 4 * n_params, "a checkpoint of this model")
+
+
+class TrainingDiverged(TangshiError):
+    """The loss became NaN or infinite; `epoch` is where, `history` the finished epochs before it."""
+
+    def __init__(self, message: str, epoch: int, history: list[dict]):
+        super().__init__(message)
+        self.epoch, self.history = epoch, list(history)
+
+
+def check_finite_loss(value: float, what: str, epoch: int, lr: float, history: list[dict]) -> None:
+    """A loss that is NaN or infinite ends training before anything is written for the epoch."""
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"training diverged in epoch {epoch}: the {what} is {value} (lr {lr:g}); nothing "
+                               "was saved for this epoch and best is unchanged; lower --lr or add --clip",
+                               epoch, history)
