@@ -60,7 +60,7 @@ def cmd_data_prepare(args) -> int:
 def cmd_train(args) -> int:
     from tangshi.train.torch_backend import train
     from tangshi.train.config import TrainConfig, given_options
-    from tangshi.train.loop import saved_data_dir
+    from tangshi.train.start import saved_data_dir
 
     set_threads(args.threads)
     if args.resume and args.replace:

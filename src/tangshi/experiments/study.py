@@ -186,7 +186,8 @@ def train_run(spec: dict, work: str, data_dir: str, threads: int | None = None, 
 
     from tangshi.train.runs import latest_checkpoint
     from tangshi.train.config import TrainConfig
-    from tangshi.train.loop import Start, fit
+    from tangshi.train.loop import fit
+    from tangshi.train.start import Start
 
     if threads:
         torch.set_num_threads(threads)

@@ -23,7 +23,8 @@ from tangshi.lesson import numpy_optim as nopt
 from tangshi.errors import TangshiError
 from tangshi.model.lm import DROPOUT_FIELDS, ModelConfig, PoetryLM
 from tangshi.train.config import TrainConfig
-from tangshi.train.loop import Start, fit
+from tangshi.train.loop import fit
+from tangshi.train.start import Start
 
 NUMPY_OPTIMIZERS = {"adam": nopt.Adam, "adamw": nopt.AdamW, "adagrad": nopt.Adagrad, "sgd": nopt.SGD}
 TORCH_ONLY = DROPOUT_FIELDS  # the NumPy twin trains without dropout

@@ -16,7 +16,8 @@ from tangshi.errors import TangshiError
 from tangshi.train.graph_step import TrainStep, graph_capturable_optimizer
 from tangshi.model.lm import PoetryLM
 from tangshi.train.config import EPOCH_SEED_STRIDE, TrainConfig
-from tangshi.train.loop import Begun, Start, fit
+from tangshi.train.loop import fit
+from tangshi.train.start import Begun, Start
 
 
 def bf16_is_fast(device: torch.device) -> bool:
