@@ -113,7 +113,8 @@ def test_a_study_cut_short_continues_to_the_same_run(tmp_path, tiny_prepared):
     from tangshi.experiments.study import train_run
     from tangshi.train.torch_backend import TorchBackend
     from tangshi.train.config import TrainConfig
-    from tangshi.train.loop import Start, fit
+    from tangshi.train.loop import fit
+    from tangshi.train.start import Start
 
     spec = _tiny_spec()
     with Study(tmp_path / "a", tiny_prepared) as s:

@@ -13,7 +13,9 @@ from pathlib import Path
 from tangshi.cli.common import JSON_HELP, PREPARED_DEFAULT, REPLACE_HELP, THREADS_HELP, add_all, print_json, resolve_checkpoint, set_threads
 from tangshi.errors import TangshiError, check_number, one_line
 from tangshi.cli.experiment import experiment_parser
-from tangshi.decode.request import ORIGINAL  # the assignment's recipe, kernel and procedure: "original" (alias "seed")
+from tangshi.decode.request import CoupletRequest, PoemRequest, add_options, records
+
+ORIGINAL = {"original": "seed"}  # the assignment's recipe, kernel and procedure: "original" (alias "seed")
 from tangshi.text import FORM_NAMES
 
 
@@ -138,13 +140,12 @@ def cmd_eval(args) -> int:
 # ---------------------------------------------------------------------------- generate
 def cmd_generate(args) -> int:
     from tangshi.model.checkpoint import load_checkpoint
-    from tangshi.decode.request import decode_options, poems
 
-    decode_options(args)  # bad decoding options are refused before the model is loaded
+    request = PoemRequest.from_namespace(args)  # a bad request is refused before the model is loaded
     model, vocab, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
     if args.list_rhyme_groups:
         return _list_rhyme_groups(vocab, args.json)
-    stream, header = poems(model, vocab, args)
+    stream, header = records(model, vocab, request)
     if args.json:
         _stream_json(stream, header)
     else:
@@ -181,11 +182,10 @@ def _stream_json(poems, tail: dict, key: str = "poems") -> None:
 
 def cmd_couplet(args) -> int:
     from tangshi.model.checkpoint import load_checkpoint
-    from tangshi.decode.request import couplets as couplet_request, decode_options
 
-    decode_options(args)
+    request = CoupletRequest.from_namespace(args)
     model, vocab, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
-    couplets, header = couplet_request(model, vocab, args)
+    couplets, header = records(model, vocab, request)
     if args.json:
         _stream_json(couplets, header, key="couplets")
         return 0
@@ -364,19 +364,25 @@ def _eval_parser(sub) -> None:
 
 
 def _generate_parser(sub) -> None:
-    from tangshi.decode.request import add_generate_options
-
     gp = sub.add_parser("generate", help="write poems")
-    add_generate_options(gp)
+    add_options(gp, PoemRequest)
+    gp.add_argument("--list-rhyme-groups", action="store_true",
+                    help="list the 平声 groups with how many of their characters the model knows, and exit")
+    _process_options(gp)
     gp.set_defaults(func=cmd_generate)
 
 
 def _couplet_parser(sub) -> None:
-    from tangshi.decode.request import add_couplet_options
-
     cp = sub.add_parser("couplet", help="write the 下联 of a 上联 (对联)")
-    add_couplet_options(cp)
+    add_options(cp, CoupletRequest)
+    _process_options(cp)
     cp.set_defaults(func=cmd_couplet)
+
+
+def _process_options(p) -> None:
+    """What generate and couplet take besides the request: the model and the output's format."""
+    p.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _serve_parser(sub) -> None:

@@ -131,7 +131,7 @@ def iter_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, f
     """
     if form not in FORM_NAMES:
         raise TangshiError(f"unknown form {form!r} (choose from {', '.join(FORM_NAMES)})")
-    _check_request(opts, n, script, candidates)
+    check_request(opts, n, script, candidates)
     start = to_vocab_text(start, vocab, "start text")
     acrostic = to_vocab_text(acrostic, vocab, "acrostic") or None
     keywords = to_vocab_text(keywords, vocab, "keywords") or None
@@ -159,7 +159,7 @@ def _stream(model, vocab, opts, n, start, constraint, form, script, candidates) 
     return _poem_stream(model, vocab, opts, n, start, constraint, form, script)
 
 
-def _check_request(opts: DecodeOptions, n: int, script: str, candidates: int | None) -> None:
+def check_request(opts: DecodeOptions, n: int, script: str, candidates: int | None) -> None:
     """The options every request shares: the script, the number of poems, the candidates."""
     if script not in ("traditional", "simplified"):
         raise TangshiError(f"unknown script {script!r} (choose from traditional, simplified)")
@@ -326,7 +326,7 @@ def iter_couplets(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, first: str
     (metrics.score_couplet), plus "score" with `candidates`. Checks run when this is called."""
     from tangshi.verse.metrics import score_couplet
 
-    _check_request(opts, n, script, candidates)
+    check_request(opts, n, script, candidates)
     if opts.strategy == "seed":
         raise TangshiError("--strategy original (alias seed) writes the assignment's free-form text; use another "
                            "strategy for couplets")

@@ -1,124 +1,227 @@
-"""One request for poems or a couplet, as the command line and the web API both take it: the
-options (defined once, here, on an argparse parser; `tangshi serve` builds its pydantic request
-models from the same definitions), and the request → (records, the JSON header) step that
-`tangshi generate`, `tangshi couplet` and POST /api/poems, /api/couplet share."""
+"""One request for poems (`PoemRequest`) or for the 下联 of a couplet (`CoupletRequest`): frozen
+dataclasses holding every setting of a request, each field with its default, its help and its
+choices in the field's metadata, checked once when the request is built (as whisper's
+`DecodingOptions` is). The command line's options (`add_options`) and the web API's pydantic
+models (`tangshi.serve.app`) are generated from these fields, so the library, `tangshi generate`
+and POST /api/poems have the same defaults by construction.
+
+`records(model, vocab, request)` turns a request into (a stream of records, the JSON fields that
+follow them): what `tangshi generate --json`, `tangshi couplet --json` and the API all print.
+
+This module is imported to build the command line's parser, so it imports the decoder (and with it
+torch, about 1.5 s) only inside the functions that decode: `tangshi --help` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import typing
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
+from tangshi.errors import TangshiError
 from tangshi.text import FORM_NAMES
 
-ORIGINAL = {"original": "seed"}  # the course assignment's procedure: "original"; "seed" stays as an alias
-NOT_REQUEST = ("checkpoint", "json", "list_rhyme_groups", "help", "precision")  # options of the process, not of one request
-
-
-def add_generate_options(gp) -> None:
-    """The options of `tangshi generate` (the server's POST /api/poems takes the same, by long name)."""
-    gp.add_argument("--form", default="free", choices=FORM_NAMES,
-                    help="五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free (default free)")
-    gp.add_argument("--start", default="",
-                    help="the poem begins with this text: any number of whole lines, each with its '，' or '。', "
-                         "and part of the next (a continuation)")
-    gp.add_argument("--acrostic", help="line k holds the k-th character at position --at (藏头 by default)")
-    gp.add_argument("--at", type=int, default=1,
-                    help="the acrostic's position in each line: 1 = first (藏头, default), -1 = last (藏尾), "
-                         "any position between")
-    gp.add_argument("--keywords", help="every one of these characters appears somewhere in the poem")
-    gp.add_argument("--rhyme", action=argparse.BooleanOptionalAction, default=None,
-                    help="even lines rhyme in one 平水韵 平声 group (default on for the four forms)")
-    gp.add_argument("--rhyme-group", help="rhyme in this 平水韵 平声 group: by name (東, 一東, 上平聲一東) or by one "
-                                          "of its characters (see --list-rhyme-groups)")
-    gp.add_argument("--list-rhyme-groups", action="store_true",
-                    help="list the 平声 groups with how many of their characters the model knows, and exit")
-    gp.add_argument("--tone", default="off", choices=("strict", "loose", "off"),
-                    help="平仄 of regulated verse: strict masks, loose prefers (default off)")
-    gp.add_argument("--allow-repeats", dest="no_repeat", action="store_false", default=None,
-                    help="let a line or clause repeat inside a poem (by default none does)")
-    gp.add_argument("--no-repeat", dest="no_repeat", action="store_true", help=argparse.SUPPRESS)
-    gp.add_argument("--no-no-repeat", dest="no_repeat", action="store_false", help=argparse.SUPPRESS)  # old name
-    _decoding_options(gp, "poems", ("original", "greedy", "sample", "beam", "seed"),
-                      "original (alias seed): the assignment's top-1 procedure, 95 characters; greedy; sample "
-                      "(temperature, top-k, top-p); beam (default sample)")
-
-
-def add_couplet_options(cp) -> None:
-    """The options of `tangshi couplet` (POST /api/couplet takes the same)."""
-    cp.add_argument("first", metavar="上联", help="the first line of the couplet (its closing '，' may be left out)")
-    cp.add_argument("--tone", default="strict", choices=("strict", "off"),
-                    help="strict: 平仄 opposed at each clause's 2nd, 4th, 6th and last character (default strict)")
-    _decoding_options(cp, "下联", ("greedy", "sample", "beam"), "greedy; sample (temperature, top-k, top-p); "
-                      "beam (default sample)")
-
-
-def _decoding_options(p, what: str, strategies: tuple, strategy_help: str) -> None:
-    """The options generate and couplet share: the model, decoding, how many, output."""
-    p.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
-    p.add_argument("--strategy", default="sample", choices=strategies, help=strategy_help)
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-    p.add_argument("--top-k", type=int, default=0, help="sample from the k most probable characters (0 = off)")
-    p.add_argument("--top-p", type=float, default=0.9, help="sample from the smallest set of probability p (default 0.9)")
-    p.add_argument("--beam", type=int, default=4, help="beam width (default 4)")
-    p.add_argument("--seed", type=int, default=0, help=f"random seed: the same seed writes the same {what} (default 0)")
-    p.add_argument("--n", type=int, default=1,
-                   help=f"how many {what}; they are written 256 at a time and printed as each batch finishes "
-                        "(with --json the output is one JSON object, streamed)")
-    p.add_argument("--candidates", type=int,
-                   help="sample K for each one returned and return the best by mean log-probability per token "
-                        "(shown as score); --n N returns the N best of N·K")
-    p.add_argument("--script", default="traditional", choices=("traditional", "simplified"),
-                   help="the script of the output (input may be either; default traditional)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--precision", choices=("fp32", "int8"),
-                   help="the decoding step's matrix products: int8 (fbgemm dynamic quantisation, the default on x86 "
-                        "CPUs) or fp32 (the default elsewhere, and for the assignment's procedure, which it reproduces)")
-
-
-def decode_options(ns):
+if TYPE_CHECKING:
     from tangshi.decode.search import DecodeOptions
 
-    return DecodeOptions(strategy=ORIGINAL.get(ns.strategy, ns.strategy), temperature=ns.temperature, top_k=ns.top_k,
-                         top_p=ns.top_p, beam=ns.beam, seed=ns.seed, precision=getattr(ns, "precision", None))
+STRATEGY_ALIASES = {"seed": "original"}  # the course assignment's procedure, by its older name
+TONES = ("strict", "loose", "off")
+SCRIPTS = ("traditional", "simplified")
 
 
-def poems(model, vocab, ns) -> tuple[Iterator[dict], dict]:
-    """The poems of a `tangshi generate` request (a namespace of its options) and the fields
-    that follow them in its JSON. Impossible requests raise TangshiError here."""
-    from tangshi.decode.poems import iter_poems, request_header
-
-    opts = decode_options(ns)
-    given = dict(start=ns.start, acrostic=ns.acrostic, at=ns.at, keywords=ns.keywords, rhyme_group=ns.rhyme_group,
-                 candidates=ns.candidates)
-    stream = iter_poems(model, vocab, opts, n=ns.n, form=ns.form, rhyme=ns.rhyme, tone=ns.tone,
-                        no_repeat=ns.no_repeat, script=ns.script, **given)
-    return stream, request_header(ns.form, opts, ns.script, **given)
+def _opt(default, help: str, *, choices: tuple | None = None, aliases: dict | None = None, web: bool = True,
+         flag: str | None = None, hidden: tuple = (), positional: str | None = None):
+    """A request field: its default and how the command line and the web API present it.
+    flag: the long option ("--" + the name with dashes by default); hidden: (option, value) pairs
+    accepted for backward compatibility and not shown; web=False: a setting of the process that
+    the command line takes and the web API does not (the decoding precision)."""
+    meta = {"help": help, "choices": choices, "aliases": aliases or {}, "web": web, "flag": flag,
+            "hidden": hidden, "positional": positional}
+    return field(default=default, metadata=meta)
 
 
-def couplets(model, vocab, ns) -> tuple[Iterator[dict], dict]:
-    """The 下联 of a `tangshi couplet` request and the fields that follow them in its JSON."""
-    from tangshi.decode.poems import couplet_header, iter_couplets
+_DECODING_HELP = {
+    "temperature": "sampling temperature (default 0.8)",
+    "top_k": "sample from the k most probable characters (0 = off)",
+    "top_p": "sample from the smallest set of probability p (default 0.9)",
+    "beam": "beam width (default 4)",
+    "seed": "random seed: the same seed writes the same {what} (default 0)",
+    "n": "how many {what}; they are written 256 at a time and printed as each batch finishes "
+         "(with --json the output is one JSON object, streamed)",
+    "candidates": "sample K for each one returned and return the best by mean log-probability per token "
+                  "(shown as score); --n N returns the N best of N·K",
+    "script": "the script of the output (input may be either; default traditional)",
+    "precision": "the decoding step's matrix products: int8 (fbgemm dynamic quantisation, the default on x86 "
+                 "CPUs) or fp32 (the default elsewhere, and for the assignment's procedure, which it reproduces)",
+}
 
-    opts = decode_options(ns)
-    stream = iter_couplets(model, vocab, opts, ns.first, n=ns.n, tone=ns.tone, script=ns.script,
-                           candidates=ns.candidates)
-    return stream, couplet_header(ns.first, opts, ns.script, ns.tone, ns.candidates)
+
+@dataclass(frozen=True, kw_only=True)
+class _Decoding:
+    """The settings every request shares: decoding, how many, the output's script."""
+
+    WHAT: typing.ClassVar[str] = "poems"
+    # sampling
+    strategy: str = "sample"  # redefined by each request with its own choices
+    temperature: float = _opt(0.8, _DECODING_HELP["temperature"])
+    top_k: int = _opt(0, _DECODING_HELP["top_k"])
+    top_p: float = _opt(0.9, _DECODING_HELP["top_p"])
+    beam: int = _opt(4, _DECODING_HELP["beam"])
+    seed: int = _opt(0, _DECODING_HELP["seed"])
+    # how many, and ranking
+    n: int = _opt(1, _DECODING_HELP["n"])
+    candidates: int | None = _opt(None, _DECODING_HELP["candidates"])
+    # output
+    script: str = _opt("traditional", _DECODING_HELP["script"], choices=SCRIPTS)
+    # implementation detail: how the step computes, not what it writes (not a web field)
+    precision: str | None = _opt(None, _DECODING_HELP["precision"], choices=("fp32", "int8"), web=False)
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if meta.get("aliases") and value in meta["aliases"]:
+                object.__setattr__(self, f.name, meta["aliases"][value])
+            elif meta.get("choices") and value is not None and value not in meta["choices"]:
+                raise TangshiError(f"unknown {f.name.replace('_', ' ')} {value!r} "
+                                   f"(choose from {', '.join(meta['choices'])})")
+        from tangshi.decode.poems import check_request
+
+        check_request(self.decode_options(), self.n, self.script, self.candidates)
+
+    def decode_options(self) -> DecodeOptions:
+        """The sampling settings, as the decoder takes them (checked there: the numbers' ranges)."""
+        from tangshi.decode.search import DecodeOptions
+
+        strategy = "seed" if self.strategy == "original" else self.strategy
+        return DecodeOptions(strategy=strategy, temperature=self.temperature, top_k=self.top_k,
+                             top_p=self.top_p, beam=self.beam, seed=self.seed, precision=self.precision)
+
+    @classmethod
+    def from_namespace(cls, ns: argparse.Namespace):
+        """The request an argparse namespace of `add_options(parser, cls)` holds."""
+        return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
 
 
+@dataclass(frozen=True, kw_only=True)
+class PoemRequest(_Decoding):
+    """Every setting of one request for poems (`tangshi generate`, POST /api/poems)."""
+
+    # what to write
+    form: str = _opt("free", "五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free (default free)",
+                     choices=FORM_NAMES)
+    start: str = _opt("", "the poem begins with this text: any number of whole lines, each with its '，' or '。', "
+                          "and part of the next (a continuation)")
+    acrostic: str | None = _opt(None, "line k holds the k-th character at position --at (藏头 by default)")
+    at: int = _opt(1, "the acrostic's position in each line: 1 = first (藏头, default), -1 = last (藏尾), "
+                      "any position between")
+    keywords: str | None = _opt(None, "every one of these characters appears somewhere in the poem")
+    # the rules of the form
+    rhyme: bool | None = _opt(None, "even lines rhyme in one 平水韵 平声 group (default on for the four forms)")
+    rhyme_group: str | None = _opt(None, "rhyme in this 平水韵 平声 group: by name (東, 一東, 上平聲一東) or by one of "
+                                         "its characters (see --list-rhyme-groups)")
+    tone: str = _opt("off", "平仄 of regulated verse: strict masks, loose prefers (default off)", choices=TONES)
+    allow_repeats: bool = _opt(False, "let a line or clause repeat inside a poem (by default none does)",
+                               hidden=(("--no-repeat", False), ("--no-no-repeat", True)))
+    strategy: str = _opt("sample", "original (alias seed): the assignment's top-1 procedure, 95 characters; greedy; "
+                                   "sample (temperature, top-k, top-p); beam (default sample)",
+                         choices=("original", "greedy", "sample", "beam"), aliases=STRATEGY_ALIASES)
+
+    def header(self) -> dict:
+        """The fields that follow the poems in the JSON answer."""
+        from tangshi.decode.poems import request_header
+
+        return request_header(self.form, self.decode_options(), self.script, **self._given())
+
+    def _given(self) -> dict:
+        return dict(start=self.start, acrostic=self.acrostic, at=self.at, keywords=self.keywords,
+                    rhyme_group=self.rhyme_group, candidates=self.candidates)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoupletRequest(_Decoding):
+    """Every setting of one request for the 下联 of a couplet (`tangshi couplet`, POST /api/couplet)."""
+
+    WHAT: typing.ClassVar[str] = "下联"
+    first: str = _opt("", "the first line of the couplet (its closing '，' may be left out)", positional="上联")
+    tone: str = _opt("strict", "strict: 平仄 opposed at each clause's 2nd, 4th, 6th and last character (default "
+                               "strict)", choices=("strict", "off"))
+    strategy: str = _opt("sample", "greedy; sample (temperature, top-k, top-p); beam (default sample)",
+                         choices=("greedy", "sample", "beam"))
+
+    def header(self) -> dict:
+        from tangshi.decode.poems import couplet_header
+
+        return couplet_header(self.first, self.decode_options(), self.script, self.tone, self.candidates)
+
+
+def records(model, vocab, request: PoemRequest | CoupletRequest) -> tuple[Iterator[dict], dict]:
+    """A request's records (poems or couplets, one at a time) and the fields that follow them in
+    its JSON. Impossible requests raise TangshiError here, before anything is decoded."""
+    from tangshi.decode.poems import iter_couplets, iter_poems
+
+    opts = request.decode_options()
+    if isinstance(request, CoupletRequest):
+        stream = iter_couplets(model, vocab, opts, request.first, n=request.n, tone=request.tone,
+                               script=request.script, candidates=request.candidates)
+        return stream, request.header()
+    r = request
+    stream = iter_poems(model, vocab, opts, n=r.n, form=r.form, rhyme=r.rhyme, tone=r.tone,
+                        no_repeat=not r.allow_repeats, script=r.script, **r._given())
+    return stream, request.header()
+
+
+# ---------------------------------------------------------------------------- the generated schemas
 @functools.cache
-def _actions(add) -> tuple[argparse.Action, ...]:
-    """The argparse actions `add` (add_generate_options / add_couplet_options) defines, built once."""
+def request_fields(cls) -> tuple[tuple[dataclasses.Field, typing.Any], ...]:
+    """(field, its type) for each field of a request class, in the order the help shows them:
+    the class's own fields first, then the shared decoding settings."""
+    hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    own = [n for n in cls.__dict__.get("__annotations__", {}) if n in by_name]
+    order = own + [n for n in by_name if n not in own]
+    return tuple((by_name[n], hints[n]) for n in order)
+
+
+def base_type(kind) -> type:
+    """int for `int | None`, and so on."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if args else kind
+
+
+def add_options(parser: argparse.ArgumentParser, cls) -> None:
+    """The command-line options of a request class, one per field."""
+    for f, kind in request_fields(cls):
+        meta = f.metadata
+        help_text = meta["help"].format(what=cls.WHAT)
+        base = base_type(kind)
+        if meta.get("positional"):
+            parser.add_argument(f.name, metavar=meta["positional"], help=help_text)
+            continue
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        if base is bool and f.default is None:  # --rhyme / --no-rhyme, absent: the form decides
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif base is bool:
+            parser.add_argument(flag, dest=f.name, action="store_true", default=f.default, help=help_text)
+        else:
+            choices = meta.get("choices")
+            if choices:
+                choices = (*choices, *meta.get("aliases", {}))
+            parser.add_argument(flag, dest=f.name, type=base, default=f.default, choices=choices, help=help_text)
+        for option, value in meta.get("hidden", ()):
+            parser.add_argument(option, dest=f.name, action="store_const", const=value, help=argparse.SUPPRESS)
+
+
+def web_fields(cls) -> list[tuple[dataclasses.Field, typing.Any]]:
+    """The fields a web request may give (all but the process's own settings)."""
+    return [(f, kind) for f, kind in request_fields(cls) if f.metadata.get("web", True)]
+
+
+def cli_defaults(cls) -> dict:
+    """What the command line's parser holds for each field when no option is given (positionals left out)."""
     p = argparse.ArgumentParser(add_help=False)
-    add(p)
-    return tuple(p._actions)
-
-
-def request_options(add) -> list[argparse.Action]:
-    """The options `add` defines, less NOT_REQUEST and the hidden aliases: what a web request may give."""
-    return [a for a in _actions(add) if a.dest not in NOT_REQUEST and a.help != argparse.SUPPRESS]
-
-
-def defaults(add) -> argparse.Namespace:
-    """A new namespace holding every option of `add` at its default (positionals: None)."""
-    return argparse.Namespace(**{a.dest: a.default for a in _actions(add) if a.dest != "help"})
+    add_options(p, cls)
+    return {f.name: p.get_default(f.name) for f, _ in request_fields(cls) if not f.metadata.get("positional")}

@@ -1,8 +1,8 @@
 """`tangshi serve`: the web page and its JSON API (FastAPI on uvicorn).
 
 The model is loaded once. Requests take the command line's options by their long names (the
-pydantic request models are built from `request.add_generate_options` / `add_couplet_options`,
-so the two cannot drift apart) and get exactly the JSON `tangshi generate --json` /
+pydantic request models are built from the fields of `PoemRequest` / `CoupletRequest`, as the
+command line's options are, so the two cannot drift apart) and get exactly the JSON `tangshi generate --json` /
 `tangshi couplet --json` prints. The decoding options validate themselves: a request they refuse
 gets HTTP 400 with `{"error": "<the CLI's one-line message>"}`; one that is malformed (not JSON,
 an unknown field, a wrong type, `n` over the limit) gets 422 with one line too.
@@ -56,52 +56,35 @@ def field_of(message: str) -> str | None:
     return None
 
 
-def _request_model(name: str, add):
-    """A pydantic model with one field per request option of `add`: its long name, its type, its
-    choices, its default (the command line's), its help."""
+def _request_model(name: str, cls):
+    """A pydantic model with one field per web field of the request class `cls`: its name, its
+    type, its choices, its default and its help, all read off the dataclass."""
     from pydantic import ConfigDict, Field, create_model
 
-    from tangshi.decode.request import request_options
+    from tangshi.decode.request import base_type, web_fields
 
     fields: dict[str, Any] = {}
-    for a in request_options(add):
-        key = (a.option_strings[-1] if a.option_strings else "--" + a.dest).lstrip("-").replace("-", "_")
-        if key.startswith("no_") and a.dest != key:  # --rhyme / --no-rhyme: the positive name
-            key = a.dest
-        if a.nargs == 0 and isinstance(a.const, bool):  # a flag (store_true / store_false): absent by default
-            kind, default = bool, False
-        elif a.nargs == 0:  # BooleanOptionalAction
-            kind, default = Optional[bool], a.default
-        else:
-            kind = {int: int, float: float}.get(a.type, str)
-            if a.choices:
-                kind = Literal[tuple(a.choices)]
-            default = ... if a.required or not a.option_strings else a.default
-            if default is None:
-                kind = Optional[kind]
-        limits = {}
-        if key == "n":
+    for f, kind in web_fields(cls):
+        meta, base = f.metadata, base_type(kind)
+        default = ... if meta.get("positional") else f.default
+        if meta.get("choices"):
+            choice = Literal[(*meta["choices"], *meta.get("aliases", {}))]  # type: ignore[valid-type]
+            kind = Optional[choice] if f.default is None else choice
+        limits: dict[str, Any] = {}
+        if f.name == "n":
             limits = {"ge": 1, "le": MAX_N}
-        elif key == "candidates":
+        elif f.name == "candidates":
             limits = {"ge": 1, "le": MAX_SAMPLES}
-        elif kind in (str, Optional[str]):
+        elif base is str:
             limits = {"max_length": MAX_TEXT}
-        fields[key] = (kind, Field(default, description=a.help, **limits))
+        fields[f.name] = (kind, Field(default, description=meta["help"].format(what=cls.WHAT), **limits))
     # strict: "2" is not a number and "yes" not a boolean (JSON has its own types); null is "not given"
     return create_model(name, __config__=ConfigDict(extra="forbid", strict=True), **fields)
 
 
-def _namespace(add, body) -> Any:
-    """The request as the namespace the command line would have parsed."""
-    from tangshi.decode.request import defaults
-
-    ns = defaults(add)
-    for k, v in body.model_dump().items():
-        if k == "allow_repeats":
-            ns.no_repeat = None if not v else False
-        else:
-            setattr(ns, k, v)
-    return ns
+def _request(cls, body):
+    """The request a validated body holds (a field sent as null takes its default)."""
+    return cls(**{k: v for k, v in body.model_dump().items() if v is not None})
 
 
 class Busy(Exception):
@@ -208,12 +191,12 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
     """The FastAPI application for a loaded model."""
     import torch
 
-    from tangshi.decode.request import add_couplet_options, add_generate_options, couplets, poems
+    from tangshi.decode.request import CoupletRequest, PoemRequest, records
 
     torch.set_num_threads(1)  # one thread per request: the pool gives the parallelism
     pool = Pool(workers or os.cpu_count() or 1, queue)
-    PoemsRequest = _request_model("PoemsRequest", add_generate_options)
-    CoupletRequest = _request_model("CoupletRequest", add_couplet_options)
+    PoemsBody = _request_model("PoemsRequest", PoemRequest)
+    CoupletBody = _request_model("CoupletRequest", CoupletRequest)
 
     app = FastAPI(title="tangshi", description="Classical Chinese poems from a character-level LSTM.",
                   docs_url=None, redoc_url=None)  # Swagger UI would load from a CDN; /openapi.json stays
@@ -222,14 +205,14 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
-    async def ask(body, add, run, key: str):
+    async def ask(body, cls, key: str):
         """Decode one request in the pool: {key: [records], **header}, as the command's --json."""
         samples = body.n * (body.candidates or 1)
         if samples > MAX_SAMPLES:
             return _error(422, f"n × candidates must be at most {MAX_SAMPLES}, got {samples}", "candidates")
 
         def work():
-            stream, header = run(model, vocab, _namespace(add, body))
+            stream, header = records(model, vocab, _request(cls, body))
             return {key: list(stream), **header}
 
         try:
@@ -246,16 +229,16 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
     failures = {status: {"model": Error} for status in (400, 422, 503, 504)}
 
     @app.post("/api/poems", response_model=Answer, responses=failures)
-    async def api_poems(body: PoemsRequest):  # type: ignore[valid-type]
+    async def api_poems(body: PoemsBody):  # type: ignore[valid-type]
         """Poems: the fields are `tangshi generate`'s options by long name; the answer is its --json."""
-        return await ask(body, add_generate_options, poems, "poems")
+        return await ask(body, PoemRequest, "poems")
 
     @app.post("/api/couplet", response_model=CoupletAnswer, responses=failures)
-    async def api_couplet(body: CoupletRequest):  # type: ignore[valid-type]
+    async def api_couplet(body: CoupletBody):  # type: ignore[valid-type]
         """下联 for a 上联: `tangshi couplet`'s options; the answer is its --json."""
-        return await ask(body, add_couplet_options, couplets, "couplets")
+        return await ask(body, CoupletRequest, "couplets")
 
-    _describe(app, vocab, pool, checkpoint, PoemsRequest, CoupletRequest)
+    _describe(app, vocab, pool, checkpoint, PoemsBody, CoupletBody)
     return BodyLimit(app, MAX_BODY)
 
 
