@@ -13,7 +13,7 @@ import torch
 
 from tangshi.data.batches import batch_indices, make_batch
 from tangshi.train.graph_step import TrainStep
-from tangshi.model.lm import ModelConfig, PoetryLM
+from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
 from tangshi.data.splits import load_split
 from tangshi.data.vocab import Vocab
 
@@ -30,8 +30,8 @@ def main() -> None:
     idx = batch_indices(len(split.inputs), 128, torch.Generator().manual_seed(0), lengths=split.lengths, bucket=True)[:12]
     batches = [make_batch(split.inputs, split.targets, split.lengths, i) for i in idx]
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=256, hidden_dim=256, impl=args.impl)
-    model = PoetryLM(cfg).train()
+    cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=256, hidden_dim=256)
+    model = PoetryLM(cfg, Runtime(impl=args.impl)).train()
     step = TrainStep(model, torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-4), amp=False,
                      mode="eager", batch_size=128)
     for x, y in batches[:4]:  # warm-up: the allocator's thresholds settle

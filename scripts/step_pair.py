@@ -17,7 +17,7 @@ import torch
 
 from tangshi.data.batches import batch_indices, make_batch
 from tangshi.train.graph_step import TrainStep
-from tangshi.model.lm import ModelConfig, PoetryLM
+from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
 from tangshi.data.splits import load_split
 from tangshi.data.vocab import Vocab
 
@@ -36,9 +36,9 @@ def main() -> None:
     batches = [make_batch(split.inputs, split.targets, split.lengths, i) for i in order]
     steps = {}
     for impl in ("tangshi", "nn"):
-        cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=256, hidden_dim=256, impl=impl)
+        cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=256, hidden_dim=256)
         torch.manual_seed(0)
-        model = PoetryLM(cfg).train()
+        model = PoetryLM(cfg, Runtime(impl=impl)).train()
         opt = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-4)
         steps[impl] = TrainStep(model, opt, amp=False, mode="eager", batch_size=128)
         for x, y in batches[:2]:

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from tangshi.model import kernels
-from tangshi.model.lm import LSTMRecurrence
+from tangshi.model.recurrence import LSTMRecurrence
 
-needs_cell = pytest.mark.skipif(kernels.library() is None, reason=f"fused cell: {kernels.status()}")
+needs_cell = pytest.mark.skipif(not kernels.detect().compiled, reason=f"fused cell: {kernels.detect().why}")
 
 
-def _run(xz, w, h0, c0, up, with_state_grads):
-    hs, hT, cT = LSTMRecurrence.apply(xz, w, h0, c0)
+def _run(xz, w, h0, c0, up, with_state_grads, lib=None):
+    hs, hT, cT = LSTMRecurrence.apply(xz, w, h0, c0, lib)
     loss = (hs * up).sum() + (hT.square().sum() + cT.sum() if with_state_grads else 0)
     return [hs, hT, cT, *torch.autograd.grad(loss, (xz, w, h0, c0))]
 
@@ -29,12 +29,8 @@ def test_fused_cell_equals_the_ops(T, B, H, strided, state_grads):
     h0 = torch.randn(B, H, generator=g).requires_grad_()
     c0 = torch.randn(H, B, generator=g).t().requires_grad_()  # not contiguous
     up = torch.randn(B, T, H, generator=g).transpose(0, 1) if strided else torch.randn(T, B, H, generator=g)
-    with kernels.path(compiled=False) as lib:
-        assert lib is None
-        want = _run(xz, w, h0, c0, up, state_grads)
-    with kernels.path(compiled=True) as lib:
-        assert lib is not None
-        got = _run(xz, w, h0, c0, up, state_grads)
+    want = _run(xz, w, h0, c0, up, state_grads, None)
+    got = _run(xz, w, h0, c0, up, state_grads, kernels.detect().lib)
     for name, a, b in zip(("hs", "hT", "cT", "d_xz", "d_w", "d_h0", "d_c0"), got, want):
         torch.testing.assert_close(a, b, msg=name)
 
@@ -45,7 +41,8 @@ def test_fused_cell_saturates_cleanly_and_keeps_nan():
     exp's overflow); a NaN stays NaN, so a diverged run is still caught by its loss."""
     H = 4
     z = torch.tensor([[1e4, -1e4, 100.0, -100.0] * 4])  # i, f, c̃, o blocks of 4
-    hs, _, cT = LSTMRecurrence.apply(z[None], torch.zeros(H, 4 * H), torch.zeros(1, H), torch.ones(1, H))
+    lib = kernels.detect().lib
+    hs, _, cT = LSTMRecurrence.apply(z[None], torch.zeros(H, 4 * H), torch.zeros(1, H), torch.ones(1, H), lib)
     v = torch.tensor([1e4, -1e4, 100.0, -100.0])
     i = f = o = v.sigmoid()
     g = v.tanh()
@@ -53,7 +50,7 @@ def test_fused_cell_saturates_cleanly_and_keeps_nan():
     torch.testing.assert_close(cT[0], f * 1.0 + i * g, rtol=0, atol=1e-7)
     torch.testing.assert_close(hs[0, 0], o * torch.tanh(cT[0]), rtol=0, atol=1e-7)
     z[0, 0] = float("nan")
-    hs, _, cT = LSTMRecurrence.apply(z[None], torch.zeros(H, 4 * H), torch.zeros(1, H), torch.ones(1, H))
+    hs, _, cT = LSTMRecurrence.apply(z[None], torch.zeros(H, 4 * H), torch.zeros(1, H), torch.ones(1, H), lib)
     assert torch.isnan(cT[0, 0]) and torch.isnan(hs[0, 0, 0]) and torch.isfinite(hs[0, 0, 1:]).all()
 
 
@@ -63,13 +60,14 @@ def test_without_the_cell_the_ops_run(monkeypatch, tmp_path):
     (`kernels.cell_ops`)."""
     monkeypatch.setattr(kernels, "_state", {})
     monkeypatch.setenv("TANGSHI_FUSED_CELL", "0")
-    assert kernels.library() is None and kernels.status() == "off (TANGSHI_FUSED_CELL=0)"
+    assert kernels.detect() == kernels.Kernels(None, "off (TANGSHI_FUSED_CELL=0)")
     monkeypatch.setattr(kernels, "_state", {})
     monkeypatch.delenv("TANGSHI_FUSED_CELL")
     monkeypatch.setenv("CC", "false")  # a compiler that always fails
     monkeypatch.setattr(kernels, "_cache_dir", lambda: tmp_path / "cache")
     monkeypatch.setattr(kernels.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
-    assert kernels.library() is None and kernels.status().startswith(("build failed", "no C compiler"))
+    ks = kernels.detect()
+    assert ks.lib is None and ks.why.startswith(("build failed", "no C compiler"))
     _cell = kernels.cell_ops
     g = torch.Generator().manual_seed(1)
     xz = torch.randn(5, 2, 12, generator=g, requires_grad=True)
@@ -91,8 +89,8 @@ def test_a_damaged_cached_library_is_built_again(monkeypatch, tmp_path):
     monkeypatch.setattr(kernels, "_state", {})
     lib = kernels._build(kernels._compiler())  # compiled, not loaded
     lib.write_bytes(lib.read_bytes()[:100])
-    assert kernels.library() is not None and lib.stat().st_size > 1000
-    assert kernels.status().endswith(str(lib))
+    assert kernels.detect().compiled and lib.stat().st_size > 1000
+    assert kernels.detect().why.endswith(str(lib))
 
 
 def test_a_cache_folder_others_can_write_is_not_used(monkeypatch, tmp_path):
@@ -109,6 +107,6 @@ def test_a_cache_folder_others_can_write_is_not_used(monkeypatch, tmp_path):
     monkeypatch.setattr(kernels, "_state", {})
     if kernels._compiler() is None:
         pytest.skip("no C compiler")
-    assert kernels.library() is None
-    assert kernels.status() == "build failed: no cache folder that only this user can write, for the compiled cell"
+    assert kernels.detect().lib is None
+    assert kernels.detect().why == "build failed: no cache folder that only this user can write, for the compiled cell"
     assert not list(tmp_path.rglob("*.so"))

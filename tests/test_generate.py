@@ -19,7 +19,7 @@ from tangshi.text import is_han, split_clauses
 from tangshi.model.checkpoint import save_checkpoint
 from tangshi.cli.main import main
 from tangshi.decode.search import DecodeOptions, decode, generate_seed
-from tangshi.model.lm import ModelConfig, PoetryLM
+from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
 from tangshi.decode.poems import write_poems
 from tangshi.text import to_simplified
 from tangshi.data.vocab import Vocab
@@ -137,9 +137,9 @@ def test_masks_keep_model_probabilities(monkeypatch):
             last["logits"] = out.clone()
         return out, state
 
-    def choose(lg, allowed, bias, opts, gen):
+    def choose(lg, allowed, bias, opts, gen, lib=None):
         last["allowed"] = allowed.clone()
-        tok = real_choose(lg, allowed, bias, opts, gen)
+        tok = real_choose(lg, allowed, bias, opts, gen, lib)
         assert bool(allowed.gather(1, tok[:, None]).all())
         return tok
 
@@ -240,8 +240,10 @@ def test_step_matches_the_kernels_forward():
     for cfg in ({}, {"impl": "seed"}, {"impl": "nn", "num_layers": 2}, {"relu_logits": True},
                 {"tie_weights": True, "embed_dim": 32}):
         cfg = {"embed_dim": 16, **cfg}
+        runtime = Runtime(impl=cfg.pop("impl", "tangshi"))
         torch.manual_seed(0)
-        m = PoetryLM(ModelConfig(vocab_size=len(VOCAB), pad_id=VOCAB.pad_id, hidden_dim=32, init="torch", **cfg)).eval()
+        m = PoetryLM(ModelConfig(vocab_size=len(VOCAB), pad_id=VOCAB.pad_id, hidden_dim=32, init="torch", **cfg),
+                     runtime).eval()
         seq = torch.tensor([[VOCAB.start_id] * 3, [5, 6, 7], [9, 9, 1]]).t()  # (B=3, T=3)
         full = torch.log_softmax(m(seq)[0], -1)  # (B, T, V)
         for rows in (slice(0, 3), slice(1, 2)):  # a batch, and one row (the matrix-vector path)
@@ -323,13 +325,13 @@ def _portable_build(tmp_path):
     return kernels.declare(ctypes.CDLL(str(lib)))
 
 
-@pytest.mark.skipif(kernels.library() is None, reason=f"compiled kernels: {kernels.status()}")
+@pytest.mark.skipif(not kernels.detect().compiled, reason=f"compiled kernels: {kernels.detect().why}")
 @pytest.mark.parametrize("build", ["native", "portable"])
 def test_compiled_row_sampling_equals_the_batch_path(build, tmp_path):
     """csrc/sampling.c: `sample_prepare` gives the batch path's tempered, biased, masked logits bit for
     bit, and `sample_row` its top-k/top-p filtered probabilities bit for bit and the same token from
     the same uniform number; and `_choose` through it draws what the batch path draws."""
-    lib = kernels.library() if build == "native" else _portable_build(tmp_path)
+    lib = kernels.detect().lib if build == "native" else _portable_build(tmp_path)
     if build == "portable":
         assert lib.gemv_int8_available() == 0  # no VNNI for that CPU: decoding would take fbgemm
     for trial, logits, allowed in _random_rows(400, 4):
@@ -355,7 +357,7 @@ def test_compiled_row_sampling_equals_the_batch_path(build, tmp_path):
         if build == "native":  # _choose itself, which takes the library kernels built
             opts = DecodeOptions(strategy="sample", temperature=temperature, top_k=top_k, top_p=top_p)
             expect = G._draw(batch.clone(), torch.Generator().manual_seed(trial))
-            got = G._choose(logits.clone(), allowed, bias, opts, torch.Generator().manual_seed(trial))
+            got = G._choose(logits.clone(), allowed, bias, opts, torch.Generator().manual_seed(trial), lib)
             assert torch.equal(got, expect)
 
 

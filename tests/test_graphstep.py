@@ -16,7 +16,7 @@ import torch
 from tangshi.model.checkpoint import _scalar_tensors_to_numbers
 from tangshi.errors import TangshiError
 from tangshi.train.graph_step import TrainStep, pad_batch, round_up, static_loss
-from tangshi.model.lm import ModelConfig, PoetryLM
+from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
 from tangshi.train.torch_backend import TrainConfig, build_optimizer, build_scheduler, train, use_cuda_graphs
 
 V, PAD = 23, 0
@@ -39,8 +39,9 @@ def _batch(lengths, T=None, seed=0):
 def _model(**over):
     torch.manual_seed(0)
     cfg = dict(vocab_size=V, pad_id=PAD, embed_dim=12, hidden_dim=12, init="torch")
+    runtime = {k: over.pop(k) for k in ("impl", "fused", "fused_head") if k in over}
     cfg.update(over)
-    return PoetryLM(ModelConfig(**cfg)).train()
+    return PoetryLM(ModelConfig(**cfg), Runtime(**runtime)).train()
 
 
 def _grads(model):

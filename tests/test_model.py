@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from tangshi.errors import TangshiError
-from tangshi.model.lm import ModelConfig, PoetryLM, SeedLSTMLayer, canonical_shapes
+from tangshi.model.lm import ModelConfig, PoetryLM, Runtime, canonical_shapes
+from tangshi.model.recurrence import SeedLSTMLayer
 
 V, E, H = 23, 12, 16
 
@@ -54,8 +55,8 @@ def test_model_kernels_agree(impl, fused, tie):
     """The whole model with each kernel: same loss and gradients as the plain autograd loop."""
     cfg = dict(vocab_size=V, pad_id=V - 1, embed_dim=H, hidden_dim=H, num_layers=2, tie_weights=tie)
     torch.manual_seed(1)
-    ref = PoetryLM(ModelConfig(**cfg, impl="tangshi", fused=False))
-    m = PoetryLM(ModelConfig(**cfg, impl=impl, fused=fused))
+    ref = PoetryLM(ModelConfig(**cfg), Runtime(impl="tangshi", fused=False))
+    m = PoetryLM(ModelConfig(**cfg), Runtime(impl=impl, fused=fused))
     m.load_canonical_state_dict(ref.canonical_state_dict())
     x, y = _batch()
     _, l1 = m(x, y)
@@ -116,7 +117,7 @@ def test_config_errors():
     with pytest.raises(TangshiError, match="tied weights"):
         ModelConfig(vocab_size=V, pad_id=0, embed_dim=8, hidden_dim=16, tie_weights=True)
     with pytest.raises(TangshiError, match="unknown LSTM"):
-        ModelConfig(vocab_size=V, pad_id=0, impl="gru")
+        Runtime(impl="gru")
 
 
 @pytest.mark.parametrize("compiled", [False, True])
@@ -128,13 +129,14 @@ def test_fused_head_matches_log_softmax_nll(relu, tie, compiled):
     import tangshi.model.head_loss as M
     from tangshi.model import kernels
 
-    if compiled and kernels.library() is None:
-        pytest.skip(f"the compiled kernels are not built here: {kernels.status()}")
+    ks = kernels.detect() if compiled else kernels.Kernels.off()
+    if compiled and not ks.compiled:
+        pytest.skip(f"the compiled kernels are not built here: {ks.why}")
 
     cfg = dict(vocab_size=V, pad_id=V - 1, embed_dim=H, hidden_dim=H, relu_logits=relu, tie_weights=tie)
     torch.manual_seed(3)
-    a = PoetryLM(ModelConfig(**cfg, fused_head=True))
-    b = PoetryLM(ModelConfig(**cfg, fused_head=False))
+    a = PoetryLM(ModelConfig(**cfg), Runtime(fused_head=True, kernels=ks))
+    b = PoetryLM(ModelConfig(**cfg), Runtime(fused_head=False))
     for p in a.parameters():
         torch.nn.init.uniform_(p, -0.3, 0.3)
     b.load_canonical_state_dict(a.canonical_state_dict())
@@ -142,8 +144,7 @@ def test_fused_head_matches_log_softmax_nll(relu, tie, compiled):
     old = M.HEAD_CHUNK
     M.HEAD_CHUNK = 7  # several chunks, the last one partial
     try:
-        with kernels.path(compiled):
-            _, la = a(x, y)
+        _, la = a(x, y)
     finally:
         M.HEAD_CHUNK = old
     _, lb = b(x, y)
@@ -160,16 +161,16 @@ def test_fused_head_checks_its_targets(compiled):
     from tangshi.model import kernels
     from tangshi.model.head_loss import HeadNLL
 
-    if compiled and kernels.library() is None:
-        pytest.skip(f"the compiled kernels are not built here: {kernels.status()}")
+    lib = kernels.detect().lib if compiled else None
+    if compiled and lib is None:
+        pytest.skip(f"the compiled kernels are not built here: {kernels.detect().why}")
     torch.manual_seed(0)
     h, w, b = torch.randn(10, 8), torch.randn(20, 8), torch.randn(20)
     t = torch.randint(0, 20, (10,))
-    with kernels.path(compiled):
-        assert HeadNLL.apply(h, w, b, t.int(), False).item() == HeadNLL.apply(h, w, b, t, False).item()
-        for bad in (20, -1):
-            with pytest.raises(IndexError):
-                HeadNLL.apply(h, w, b, torch.full((10,), bad), False)
+    assert HeadNLL.apply(h, w, b, t.int(), False, lib).item() == HeadNLL.apply(h, w, b, t, False, lib).item()
+    for bad in (20, -1):
+        with pytest.raises(IndexError):
+            HeadNLL.apply(h, w, b, torch.full((10,), bad), False, lib)
 
 
 def test_trimmed_batch_gives_the_same_loss_and_gradients():
@@ -207,7 +208,7 @@ def test_recurrence_products_in_bf16_under_autocast():
     gate pre-activation is z = 0.5 · H · 1 = 2 exactly (in fp32 it is 2 + 2⁻⁹); ∂E/∂h_0 is the
     sum of the bf16-rounded δz (times 1); ∂E/∂W_hh = 0.5 · bf16(δz) exactly. The cell arithmetic
     on z stays fp32, so h_1 = σ(2) tanh(σ(2) tanh 2) to fp32 rounding."""
-    from tangshi.model.lm import LSTMRecurrence
+    from tangshi.model.recurrence import LSTMRecurrence
     H = 4
     w = torch.full((H, 4 * H), 1 + 2 ** -10, requires_grad=True)
     h0 = torch.full((1, H), 0.5, requires_grad=True)
@@ -243,7 +244,7 @@ def test_widen_keeps_the_function_and_the_old_weights(impl, tie, layers, sizes):
     E0, H0, E1, H1 = sizes
     torch.manual_seed(0)
     m = PoetryLM(ModelConfig(vocab_size=20, pad_id=19, tie_weights=tie, embed_dim=E0, hidden_dim=H0,
-                             num_layers=layers, impl=impl, init="torch")).eval()
+                             num_layers=layers, init="torch"), Runtime(impl=impl)).eval()
     w = widen(m, E1, H1).eval()
     ids = torch.randint(0, 19, (3, 9))
     with torch.no_grad():

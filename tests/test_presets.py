@@ -17,7 +17,7 @@ def test_seed_preset_is_the_seeds_recipe():
     model, cfg = _resolve(["--preset", "seed"])
     m = ModelConfig(vocab_size=10, pad_id=9, **model)
     # the seed's Part 2: 256/256, 1 layer, its own gates, ReLU on the logits, PAD in the loss, untied, Xavier
-    assert (m.embed_dim, m.hidden_dim, m.num_layers, m.impl) == (256, 256, 1, "tangshi")
+    assert (m.embed_dim, m.hidden_dim, m.num_layers, cfg.impl) == (256, 256, 1, "tangshi")
     assert m.relu_logits and m.pad_in_loss and not m.tie_weights and m.init == "xavier"
     assert (m.dropout_embed, m.dropout_hidden, m.dropout_output, m.weight_drop) == (0, 0, 0, 0)
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.batch_size) == ("adam", 0.01, 1e-4, 50, 128)

@@ -157,11 +157,11 @@ def test_early_stop_stops_after_patience(tmp_path, tiny_prepared, monkeypatch):
 def test_dropconnect_runs_on_the_library_kernel():
     """impl nn (mkldnn/cuDNN) with weight_drop: the mask falls on weight_hh in training only, entries
     dropped get no gradient, and eval gives the same function as the tangshi kernel."""
-    from tangshi.model.lm import ModelConfig, PoetryLM
+    from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
 
     torch.manual_seed(0)
     cfg = dict(vocab_size=30, pad_id=29, embed_dim=8, hidden_dim=8, num_layers=2, weight_drop=0.5)
-    nn_model, own = PoetryLM(ModelConfig(**cfg, impl="nn")), PoetryLM(ModelConfig(**cfg))
+    nn_model, own = PoetryLM(ModelConfig(**cfg), Runtime(impl="nn")), PoetryLM(ModelConfig(**cfg))
     own.load_canonical_state_dict(nn_model.canonical_state_dict())
     x = torch.randint(0, 29, (4, 9))
     nn_model.eval(), own.eval()

@@ -46,7 +46,7 @@ def test_int8_step_follows_fp32(batch):
 
 
 needs_vnni = pytest.mark.skipif(
-    kernels.library() is None or not kernels.library().gemv_int8_available(),
+    not kernels.detect().compiled or not kernels.detect().lib.gemv_int8_available(),
     reason="the compiled int8 row kernel needs AVX-512 VNNI and a C compiler")
 
 
@@ -71,7 +71,7 @@ def test_int8_row_kernel_matches_its_formula(shape, with_bias):
     N, K = shape
     g = torch.Generator().manual_seed(N + K)
     w, b = torch.randn(N, K, generator=g) * 0.05, torch.randn(N, generator=g)
-    lin = stepweights.Int8Linear(w, b if with_bias else None)
+    lin = stepweights.Int8Linear(w, b if with_bias else None, kernels.detect().lib)
     assert lin.row
     x = torch.randn(1, K, generator=g)
     y = lin(x)
@@ -94,12 +94,12 @@ def test_int8_row_kernel_matches_its_formula(shape, with_bias):
 
 @needs_vnni
 def test_int8_row_kernel_off_with_the_compiled_kernels():
-    """Within `kernels.path(False)` a row goes through fbgemm, bit for bit its batch result."""
-    lin = stepweights.Int8Linear(torch.randn(40, 16), None)
+    """Without the compiled kernels a row goes through fbgemm, bit for bit its batch result."""
+    w = torch.randn(40, 16)
+    off, on = stepweights.Int8Linear(w, None), stepweights.Int8Linear(w, None, kernels.detect().lib)
     x = torch.randn(1, 16)
-    with kernels.path(False):
-        assert torch.equal(lin(x), torch.ops.quantized.linear_dynamic(x, lin.fbgemm, True))
-    assert not torch.equal(lin(x), torch.ops.quantized.linear_dynamic(x, lin.fbgemm, True))
+    assert torch.equal(off(x), torch.ops.quantized.linear_dynamic(x, off.fbgemm, True))
+    assert not torch.equal(on(x), torch.ops.quantized.linear_dynamic(x, on.fbgemm, True))
 
 
 @needs_vnni

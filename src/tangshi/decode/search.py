@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tangshi.model import kernels
 from tangshi.decode.constraints import FreeConstraint
 from tangshi.errors import TangshiError, check_number
 from tangshi.machine import threads_for
@@ -162,9 +161,10 @@ def _forced(allowed: torch.Tensor) -> torch.Tensor | None:
 
 
 def _choose(logits: torch.Tensor, allowed: torch.Tensor, bias: torch.Tensor | None, opts: DecodeOptions,
-            gen: torch.Generator) -> torch.Tensor:
-    """The next token of every row: logits (B, V) (modified in place), allowed (B, V) bool."""
-    lib = kernels.library() if logits.shape[0] == 1 and logits.device.type == "cpu" else None
+            gen: torch.Generator, lib=None) -> torch.Tensor:
+    """The next token of every row: logits (B, V) (modified in place), allowed (B, V) bool. One row
+    on the CPU is sampled by the compiled kernels `lib` where given (the model's `Runtime.kernels`)."""
+    lib = lib if logits.shape[0] == 1 and logits.device.type == "cpu" else None
     if lib is not None:
         return _choose_compiled(lib, logits, allowed, bias, opts, gen)
     logits.div_(opts.temperature)
@@ -311,6 +311,7 @@ def _decode_batch(model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, 
     free = c.max_steps is None
     max_steps = opts.max_chars + 1 if free else c.max_steps
     state = c.new_state(n)
+    lib = model.runtime.kernels.on(device)
     allowed = c.mask(state, device)  # (B, V) bool
     forced = _forced(allowed)  # every row forced (punctuation, start text, heads, <EOS>): no output layer
     logits, lstm = model.step(torch.full((n,), vocab.start_id, dtype=torch.long, device=device), None,
@@ -319,7 +320,7 @@ def _decode_batch(model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, 
     for t in range(max_steps):
         if free and t == opts.max_chars:
             break  # the length bound: the rows still writing end here
-        tok = forced if forced is not None else _choose(logits, allowed, c.bias(state, device), opts, gen)
+        tok = forced if forced is not None else _choose(logits, allowed, c.bias(state, device), opts, gen, lib)
         c.advance(state, tok)
         out.append(tok)
         if c.finished(state):

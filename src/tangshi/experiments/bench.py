@@ -16,12 +16,13 @@ from pathlib import Path
 
 import torch
 
-from tangshi.model import kernels
+from tangshi.model.kernels import detect as detect_kernels  # this process's kernels, chosen once
 from tangshi.machine import cpu_flags, cpu_name
 from tangshi.data.batches import batch_indices, make_batch
 from tangshi.errors import TangshiError
 from tangshi.train.graph_step import TrainStep
-from tangshi.model.lm import ModelConfig, PoetryLM, SeedLSTMLayer
+from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
+from tangshi.model.recurrence import SeedLSTMLayer
 from tangshi.data.splits import load_split
 from tangshi.model.step_weights import default_precision
 from tangshi.train.torch_backend import bf16_is_fast
@@ -67,12 +68,13 @@ def _median_ms(fn, repeats: int, warmup: int, device) -> float:
     return statistics.median(times)
 
 
-def _train_step_bench(name, cfg: ModelConfig, batches, device, amp, repeats, warmup, mode="eager") -> Result:
+def _train_step_bench(name, cfg: ModelConfig, batches, device, amp, repeats, warmup, mode="eager",
+                      impl: str = "tangshi") -> Result:
     """One Adam step per call (the seed's lr and weight decay), cycling through `batches`.
     mode "graph": the CUDA-graph step; its warm-up goes three times through the batches, so
     every shape has had its eager warm-up steps and its capture before the timing starts."""
     torch.manual_seed(0)
-    model = PoetryLM(cfg).to(device).train()
+    model = PoetryLM(cfg, Runtime(impl=impl, kernels=detect_kernels())).to(device).train()
     lr = torch.tensor(0.01, device=device) if mode == "graph" else 0.01
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4, **({"capturable": True} if mode == "graph" else {}))
     train_step = TrainStep(model, opt, amp=amp, mode=mode, batch_size=BATCH)
@@ -124,19 +126,19 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
     want = (lambda n: only is None or n in only)
     results: list[Result] = []
     if want("seed"):
-        results.append(_train_step_bench("seed", ModelConfig(**base, impl="seed", pad_in_loss=True), full, dev,
-                                         False, repeats, warmup))
+        results.append(_train_step_bench("seed", ModelConfig(**base, pad_in_loss=True), full, dev,
+                                         False, repeats, warmup, impl="seed"))
     if want("tangshi"):
-        r = _train_step_bench("tangshi", ModelConfig(**base, impl="tangshi"), trimmed, dev, amp, repeats, warmup)
+        r = _train_step_bench("tangshi", ModelConfig(**base), trimmed, dev, amp, repeats, warmup)
         r.note = f"fused BPTT, head on real positions, bucketed batches, bf16 autocast {'on' if amp else 'off'}"
         results.append(r)
     if want("tangshi_graph") and dev.type == "cuda":
-        r = _train_step_bench("tangshi_graph", ModelConfig(**base, impl="tangshi"), trimmed, dev, amp, repeats, warmup,
+        r = _train_step_bench("tangshi_graph", ModelConfig(**base), trimmed, dev, amp, repeats, warmup,
                               mode="graph")
         r.note = "tangshi's step replayed from CUDA graphs (one per length, padded to a multiple of 8)"
         results.append(r)
     if want("nn_lstm"):
-        r = _train_step_bench("nn_lstm", ModelConfig(**base, impl="nn"), trimmed, dev, amp, repeats, warmup)
+        r = _train_step_bench("nn_lstm", ModelConfig(**base), trimmed, dev, amp, repeats, warmup, impl="nn")
         r.note = "same step with torch.nn.LSTM"
         results.append(r)
     if want("numpy") and dev.type == "cpu":
@@ -162,25 +164,25 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
             row["kernel"] += f", {_decoding_kernels(row)}"
     return {"device": _device_name(dev), "cpu_flags": cpu_flags() if dev.type == "cpu" else None,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": dtype,
-            "bf16_autocast": amp, "fused_cell": kernels.status() if dev.type == "cpu" else None,
+            "bf16_autocast": amp, "fused_cell": detect_kernels().why if dev.type == "cpu" else None,
             "repeats": repeats, "results": rows}
 
 
 def _cell_kernel() -> str:
-    """Which way the CPU's LSTM gate arithmetic runs (kernels.py)."""
-    return "compiled gate arithmetic" if kernels.library() is not None else "gate arithmetic as torch ops"
+    """Which way the CPU's LSTM gate arithmetic runs (model/kernels)."""
+    return "compiled gate arithmetic" if detect_kernels().compiled else "gate arithmetic as torch ops"
 
 
 def _loss_kernel(amp: bool) -> str:
     """Which way a training row's loss runs (model/head_loss.py): under autocast, log_softmax + nll_loss."""
     if amp:
         return "loss: log_softmax + nll_loss under autocast"
-    return "loss: fused, compiled" if kernels.library() is not None else "loss: fused, torch ops"
+    return "loss: fused, compiled" if detect_kernels().compiled else "loss: fused, torch ops"
 
 
 def _decoding_kernels(row: dict) -> str:
     """What a CPU generation row ran: one poem (or one couplet) is one row per step, 1,000 poems a batch."""
-    lib = kernels.library()
+    lib = detect_kernels().lib
     one_row = row["name"] != "gen_wujue_1000"
     if row["dtype"] == "int8":
         product = ("the one-row int8 kernel (AVX-512 VNNI), with the last layer's gate arithmetic in the head's call"
@@ -223,7 +225,8 @@ def _layer_bench(name: str, mode: str, dev, repeats, warmup) -> Result:
         layer = SeedLSTMLayer(EMBED, HIDDEN).to(dev)
         for p in layer.parameters():
             torch.nn.init.uniform_(p, -0.1, 0.1)
-        fn = lambda: layer(x, mode="fused")[0].sum().backward()
+        lib = detect_kernels().on(dev)
+        fn = lambda: layer(x, mode="fused", lib=lib)[0].sum().backward()
         if mode == "graph":  # the same forward + backward, captured once and replayed (as in the graphed step)
             fn = _graphed(fn, dev)
     ms = _median_ms(fn, repeats, warmup, dev)

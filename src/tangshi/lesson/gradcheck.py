@@ -382,7 +382,7 @@ def check_training_kernel(seed: int, T: int = 7, B: int = 3, H: int = 5) -> dict
     through the same equations in float64: h_1..T, h_T, C_T and the gradients of xz, W_hh, h_0, C_0,
     each as max |a − b| / max |b|. Both of its paths: the PyTorch ops and the compiled cell."""
     from tangshi.model import kernels
-    from tangshi.model.lm import LSTMRecurrence
+    from tangshi.model.recurrence import LSTMRecurrence
 
     g = torch.Generator().manual_seed(seed)
     xz, w = torch.randn(T, B, 4 * H, generator=g, dtype=torch.float64) * 2, torch.randn(H, 4 * H, generator=g, dtype=torch.float64) / H ** 0.5
@@ -403,12 +403,11 @@ def check_training_kernel(seed: int, T: int = 7, B: int = 3, H: int = 5) -> dict
 
     want = run(autograd_loop, torch.float64)
     out = {}
-    for name, compiled in (("PyTorch ops", False), ("compiled cell", True)):
-        with kernels.path(compiled) as lib:
-            if compiled and lib is None:
-                out[name] = {"skipped": kernels.status()}
-                continue
-            got = run(LSTMRecurrence.apply, torch.float32)
+    for name, ks in (("PyTorch ops", kernels.Kernels.off()), ("compiled cell", kernels.detect())):
+        if not ks.compiled and name == "compiled cell":
+            out[name] = {"skipped": ks.why}
+            continue
+        got = run(lambda *a, lib=ks.lib: LSTMRecurrence.apply(*a, lib), torch.float32)
         out[name] = {"rel_err": max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(got, want))}
     return out
 

@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tangshi.errors import TangshiError
-from tangshi.model.lm import ModelConfig, PoetryLM
+from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
 from tangshi.outputs import TMP_PREFIX, fsync_dir, fsync_tree, oserrors_named, require_complete, user_file_mode
 from tangshi.data.vocab import Vocab
 
@@ -153,19 +154,21 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu", impl: str | None = None,
-                    **overrides) -> tuple[PoetryLM, Vocab, dict]:
+                    runtime: Runtime | None = None, **overrides) -> tuple[PoetryLM, Vocab, dict]:
     """Rebuild the model from a checkpoint folder alone. Returns (model in eval mode, vocab, config json).
 
-    `impl` swaps the LSTM kernel (the weights are kernel-independent); `overrides`
-    replace other ModelConfig fields (e.g. fused=False).
+    `runtime` says how the model runs (the LSTM kernel, the compiled kernels); by default the run-time
+    choices an older config.json stored, else `Runtime()`. `impl` swaps only the LSTM kernel (the
+    weights are kernel-independent); `overrides` replace ModelConfig fields.
     """
     path = Path(path)
     meta = read_config(path)
     model_cfg = dict(meta["model"])
-    if impl is not None:
-        model_cfg["impl"] = impl
     model_cfg.update(overrides)
     try:
+        runtime = runtime or Runtime.from_json(model_cfg)
+        if impl is not None:
+            runtime = replace(runtime, impl=impl)
         config = ModelConfig.from_json(model_cfg)
     except (TypeError, ValueError) as e:
         raise TangshiError(f"bad model config in {path / CONFIG}: {e}") from None
@@ -173,7 +176,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu", impl: str | 
     if len(vocab) != config.vocab_size:
         raise TangshiError(f"checkpoint vocabulary has {len(vocab)} entries but the model expects {config.vocab_size}")
     weights = load_weights(path)
-    model = PoetryLM(config)
+    model = PoetryLM(config, runtime)
     try:
         model.load_canonical_state_dict({k: v.float() for k, v in weights.items()})
     except (KeyError, RuntimeError, ValueError) as e:

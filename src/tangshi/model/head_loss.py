@@ -2,14 +2,13 @@
 positions and its gradients, chunk by chunk (`PoetryLM.forward` uses it when autocast is off).
 
 Its elementwise work per chunk runs in one compiled call (csrc/head_nll.c) where the compiled
-kernels are built (kernels.py), else as PyTorch ops; the matrix products stay in PyTorch.
+kernels are given (`kernels.Kernels`), else as PyTorch ops; the matrix products stay in PyTorch.
 """
 
 from __future__ import annotations
 
 import torch
 
-from tangshi.model import kernels
 
 HEAD_CHUNK = 512  # rows of (N, V) logits per chunk: 512 × 5359 fp32 ≈ 11 MB, near cache size
 
@@ -25,7 +24,7 @@ class HeadNLL(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h, weight, bias, targets, relu: bool):
+    def forward(ctx, h, weight, bias, targets, relu: bool, lib=None):
         N = h.shape[0]
         h32, w32, b32 = h.float(), weight.float(), bias.float()
         # logits → p → ∂E/∂s, in place, one (≤ HEAD_CHUNK, V) buffer per chunk: buffers that the allocator
@@ -33,7 +32,7 @@ class HeadNLL(torch.autograd.Function):
         ctx.dtypes = (h.dtype, weight.dtype, bias.dtype)
         if N and not (0 <= int(targets.min()) and int(targets.max()) < weight.shape[0]):
             raise IndexError(f"a target id lies outside the vocabulary (size {weight.shape[0]})")
-        lib = kernels.library() if h.device.type == "cpu" else None
+        lib = lib if h.device.type == "cpu" else None  # the compiled kernels, where the caller has them
         if lib is not None:
             b32, targets = b32.contiguous(), targets.to(torch.int64).contiguous()
         chunks = []
@@ -88,4 +87,4 @@ class HeadNLL(torch.autograd.Function):
             d_b += d_s.sum(0)  # not addmv with ones (4× faster): MKL's gemv sums in another order on another
             # thread count, and a resumed run must equal the uninterrupted one bit for bit (tests/test_crash_safety.py)
             r0 = r1
-        return d_h.to(ctx.dtypes[0]), d_w.to(ctx.dtypes[1]), d_b.to(ctx.dtypes[2]), None, None
+        return d_h.to(ctx.dtypes[0]), d_w.to(ctx.dtypes[1]), d_b.to(ctx.dtypes[2]), None, None, None

@@ -11,7 +11,8 @@ Forward equations (the seed's Part 1 notation; docs/lstm-backprop.md):
     C_t  = f_t ⊙ C_{t-1} + i_t ⊙ c̃_t
     h_t  = o_t ⊙ tanh(C_t)
 
-Three interchangeable kernels compute the same function (`ModelConfig.impl`):
+Three interchangeable kernels compute the same function (`Runtime.impl`: how the model runs, not
+what it is, so it is not part of `ModelConfig` or a checkpoint):
 
 * ``tangshi`` (default): the input projection of all time steps is one matrix
   product; the time loop and its gate arithmetic run inside one
@@ -29,15 +30,15 @@ NumPy twin.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tangshi.model import kernels
-from tangshi.model.kernels import cell_ops
+from tangshi.model.kernels import Kernels, detect
 from tangshi.model.head_loss import HeadNLL
+from tangshi.model.recurrence import SeedLSTMLayer
 from tangshi.errors import TangshiError, option
 from tangshi.model.spec import param_shapes
 from tangshi.model.step_weights import StepState, cell, step_weights
@@ -59,11 +60,6 @@ class ModelConfig:
     embed_dim: int = option(256, "embedding width E")
     hidden_dim: int = option(256, "LSTM width H")
     num_layers: int = option(1, "stacked LSTM layers")
-    impl: str = option("tangshi", "LSTM kernel: tangshi (own, hand-written BPTT), original (the assignment's loop "
-                       "as written; alias seed), nn (torch.nn.LSTM)", choices=IMPLS)
-    fused: bool = option(True, "tangshi kernel: the hand-written BPTT autograd.Function (--no-fused: the same loop "
-                               "with plain autograd)")
-    fused_head: bool = True  # head + log-softmax + NLL in one chunked Function (training loss only; not an option)
     relu_logits: bool = option(False, "the assignment's ReLU on the logits (off by default: it caps the model)")
     pad_in_loss: bool = option(False, "the assignment's loss with PAD targets counted (off by default)")
     tie_weights: bool = option(False, "the output layer shares the embedding matrix (E == H)")
@@ -77,8 +73,6 @@ class ModelConfig:
                                  "uniform1e-4 (the assignment's NumPy U(±1e-4)), torch (PyTorch's defaults)", choices=INITS)
 
     def __post_init__(self):
-        if self.impl not in IMPLS:
-            raise TangshiError(f"unknown LSTM implementation {self.impl!r} (choose from {', '.join(IMPLS)})")
         if self.init not in INITS:
             raise TangshiError(f"unknown init {self.init!r} (choose from {', '.join(INITS)})")
         if self.tie_weights and self.embed_dim != self.hidden_dim:
@@ -100,6 +94,9 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, obj: dict) -> "ModelConfig":
+        """A stored config; the run-time keys older checkpoints stored with it (impl, fused,
+        fused_head: see `Runtime.from_json`) are left to the runtime."""
+        obj = {k: v for k, v in obj.items() if k not in RUNTIME_KEYS}
         known = {f.name for f in fields(cls)}
         unknown = set(obj) - known
         if unknown:
@@ -107,163 +104,29 @@ class ModelConfig:
         return cls(**obj)
 
 
-# ---------------------------------------------------------------------------
-# The LSTM recurrence with a hand-written backward (BPTT), fp32.
-# ---------------------------------------------------------------------------
+RUNTIME_KEYS = ("impl", "fused", "fused_head")  # stored in ModelConfig by older checkpoints
 
 
-class LSTMRecurrence(torch.autograd.Function):
-    """h_{1..T} from the projected inputs xz_t = x_t W_ih + b and W_hh.
+@dataclass(frozen=True)
+class Runtime:
+    """How a model runs, not what it is: the LSTM kernel, whether the own kernel's time loop is the
+    hand-written BPTT Function, whether the training loss is the fused head, and the compiled
+    kernels (chosen once per process, `kernels.detect`). Checkpoints do not store it; every kernel
+    computes the same function from the same canonical weights."""
 
-    forward(xz (T, B, 4H), weight_hh (H, 4H), h0 (B, H), c0 (B, H)) → hs (T, B, H), hT, cT.
-    Time-major, so every per-step slice is contiguous and neither xz nor its gradient is copied.
-    The backward is BPTT in the Part 1 notation (see docs/lstm-backprop.md):
-        δ_t      = ∂E/∂h_t  (from above) + δz_{t+1} W_hhᵀ   (the recurrent path)
-        δo_t     = δ_t ⊙ tanh(C_t) ⊙ o_t(1 − o_t)
-        δC_t     = δ_t ⊙ o_t ⊙ (1 − tanh²C_t) + δC_{t+1} ⊙ f_{t+1}   (the cell-state path)
-        δf_t     = δC_t ⊙ C_{t−1} ⊙ f_t(1 − f_t)
-        δi_t     = δC_t ⊙ c̃_t ⊙ i_t(1 − i_t)
-        δc̃_t    = δC_t ⊙ i_t ⊙ (1 − c̃_t²)
-        ∂E/∂W_hh = Σ_t h_{t−1}ᵀ δz_t,  ∂E/∂xz_t = δz_t
+    impl: str = "tangshi"  # tangshi (own, hand-written BPTT), seed (the assignment's loop as written), nn
+    fused: bool = True  # tangshi kernel: the BPTT autograd.Function (False: the same loop, plain autograd)
+    fused_head: bool = True  # head + log-softmax + NLL in one chunked Function (training loss only)
+    kernels: Kernels = field(default_factory=detect, compare=False)
 
-    Under autocast (bf16 where it is fast: AMX / AVX512-BF16 CPUs, CUDA) the three products with
-    W_hh (h_{t−1} W_hh, δz_t W_hhᵀ and Σ h_{t−1}ᵀ δz_t) run in autocast's dtype, as autocast runs
-    every other matrix product; the cell state C_t, the gates and the sums stay fp32.
+    def __post_init__(self):
+        if self.impl not in IMPLS:
+            raise TangshiError(f"unknown LSTM implementation {self.impl!r} (choose from {', '.join(IMPLS)})")
 
-    On the CPU each step's gate arithmetic (the lines marked below) runs as one compiled pass,
-    csrc/lstm_cell.c (kernels.py), where it could be built; the PyTorch ops here are the same
-    equations, the fallback, and the reference it is tested against (tests/test_fused_cell.py).
-    """
-
-    @staticmethod
-    def forward(ctx, xz, weight_hh, h0, c0):
-        T, B, H4 = xz.shape
-        H = H4 // 4
-        kind = xz.device.type
-        low = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
-        ctx.low = low
-        with torch.autocast(device_type=kind, enabled=False):
-            xz = xz.float().contiguous()  # no copy for an fp32 projection
-            w = weight_hh.float()
-            w_low = None if low is None else w.to(low)
-            cell = kernels.library() if kind == "cpu" else None
-            # activated i, f, c̃, o: one (B, 4H) buffer per step, which the allocator reuses from step to step
-            # (glibc maps a (T, B, 4H) buffer of ≥ 32 MiB afresh every call: a page fault per 4 KiB)
-            gates = [torch.empty(B, H4, device=xz.device) for _ in range(T)]
-            # σ'(z) for i, f, o and tanh'(z) for c̃ (the compiled cell recomputes them from the gates)
-            slopes = torch.empty(T if cell is None else 0, B, H4, device=xz.device)
-            cs = torch.empty(T, B, H, device=xz.device)  # C_t
-            tcs = torch.empty(T, B, H, device=xz.device)  # tanh(C_t)
-            hs = torch.empty(T, B, H, device=xz.device)  # h_t
-            h, c = h0.float(), c0.float().contiguous()
-            for t in range(T):
-                a = gates[t]
-                if w_low is not None:  # the product in autocast's dtype, the sum in fp32
-                    torch.add(xz[t], torch.mm(h.to(w_low.dtype), w_low), out=a)
-                elif cell is not None:  # h_{t−1} W_hh here, + xz_t in the compiled pass
-                    torch.mm(h, w, out=a)
-                else:
-                    torch.addmm(xz[t], h, w, out=a)  # z_t = x_t W_ih + b + h_{t−1} W_hh   (B, 4H)
-                if cell is not None:  # the lines below, as one compiled pass (csrc/lstm_cell.c)
-                    cell.lstm_cell_forward(B, H, a.data_ptr(), None if w_low is not None else xz[t].data_ptr(),
-                                           c.data_ptr(), cs[t].data_ptr(), tcs[t].data_ptr(), hs[t].data_ptr())
-                    h, c = hs[t], cs[t]
-                    continue
-                g = torch.tanh(a[:, 2 * H : 3 * H])  # c̃_t
-                torch.sigmoid(a, out=a)  # i_t, f_t, o_t (one call over the whole block) …
-                a[:, 2 * H : 3 * H] = g  # … and c̃_t put back
-                torch.sub(a, a * a, out=slopes[t])  # σ' = σ(1 − σ)
-                torch.sub(1.0, g * g, out=slopes[t, :, 2 * H : 3 * H])  # tanh' = 1 − c̃²
-                i, f, g, o = a.chunk(4, dim=1)
-                c = torch.addcmul(f * c, i, g, out=cs[t])  # C_t = f ⊙ C_{t−1} + i ⊙ c̃
-                h = torch.mul(o, torch.tanh(c, out=tcs[t]), out=hs[t])  # h_t = o ⊙ tanh(C_t)
-        ctx.cell = cell  # the backward takes the same path (the compiled one stored no slopes)
-        ctx.save_for_backward(slopes, cs, tcs, hs, w, h0.float(), c0.float().contiguous(), *gates)
-        return hs, h.clone(), c.clone()
-
-    @staticmethod
-    def backward(ctx, d_hs, d_hT, d_cT):
-        with torch.autocast(device_type=ctx.saved_tensors[1].device.type, enabled=False):  # dtypes as written
-            return LSTMRecurrence._bptt(ctx, d_hs, d_hT, d_cT)
-
-    @staticmethod
-    def _bptt(ctx, d_hs, d_hT, d_cT):
-        slopes, cs, tcs, hs, w, h0, c0, *gates = ctx.saved_tensors
-        T, B, H = hs.shape
-        d_hs = torch.zeros_like(hs) if d_hs is None else d_hs.float()  # (T, B, H), perhaps a strided view
-        d_xz = torch.empty(T, B, 4 * H, device=hs.device)  # δz_t for every t
-        dense = torch.contiguous_format
-        d_h = torch.zeros(B, H, device=hs.device) if d_hT is None else d_hT.float().clone(memory_format=dense)
-        d_c = torch.zeros(B, H, device=hs.device) if d_cT is None else d_cT.float().clone(memory_format=dense)
-        low = ctx.low
-        w_t = w.t().contiguous() if low is None else w.t().to(low).contiguous()
-        cell = ctx.cell
-        if cell is not None and d_hs.stride(2) != 1:
-            d_hs = d_hs.contiguous()
-        for t in range(T - 1, -1, -1):
-            c_prev = cs[t - 1] if t > 0 else c0
-            tanh_c = tcs[t]
-            if cell is not None:  # the lines below, as one compiled pass (csrc/lstm_cell.c)
-                dz = d_xz[t]
-                cell.lstm_cell_backward(B, H, gates[t].data_ptr(), c_prev.data_ptr(), tanh_c.data_ptr(),
-                                        d_h.data_ptr(), d_hs[t].data_ptr(), d_hs.stride(1), d_c.data_ptr(),
-                                        dz.data_ptr())
-            else:
-                i, f, g, o = gates[t].chunk(4, dim=1)
-                delta = d_h.add_(d_hs[t])  # δ_t = ∂E/∂h_t (from above + the recurrent path)
-                d_c.addcmul_(delta * o, 1 - tanh_c * tanh_c)  # δC_t (incl. δC_{t+1} ⊙ f_{t+1})
-                dz = torch.cat([d_c * g,  # ∂E/∂i_t = δC_t ⊙ c̃_t
-                                d_c * c_prev,  # ∂E/∂f_t = δC_t ⊙ C_{t−1}
-                                d_c * i,  # ∂E/∂c̃_t = δC_t ⊙ i_t
-                                delta * tanh_c],  # ∂E/∂o_t = δ_t ⊙ tanh(C_t)
-                               dim=1, out=d_xz[t])
-                dz.mul_(slopes[t])  # δi_t, δf_t, δc̃_t, δo_t: through σ' and tanh'
-                d_c = d_c.mul_(f)  # cell-state path into δC_{t−1}
-            d_h = dz @ w_t if low is None else (dz.to(low) @ w_t).float()  # recurrent path into δ_{t−1}
-        # ∂E/∂W_hh = Σ_t h_{t−1}ᵀ δz_t: h_0's term, then t ≥ 1 as one (H, (T−1)·B) × ((T−1)·B, 4H) product
-        mm = (lambda a, b: a @ b) if low is None else (lambda a, b: (a.to(low) @ b.to(low)).float())
-        d_w = mm(h0.t(), d_xz[0])
-        if T > 1:
-            d_w += mm(hs[:-1].reshape(-1, H).t(), d_xz[1:].reshape(-1, 4 * H))
-        return d_xz, d_w, d_h, d_c
-
-
-class SeedLSTMLayer(nn.Module):
-    """One LSTM layer with the seed's parameters: weight_ih (in, 4H), weight_hh (H, 4H), bias (4H)."""
-
-    def __init__(self, input_dim: int, hidden_dim: int):
-        super().__init__()
-        self.hidden_dim = hidden_dim
-        self.weight_ih = nn.Parameter(torch.empty(input_dim, 4 * hidden_dim))
-        self.weight_hh = nn.Parameter(torch.empty(hidden_dim, 4 * hidden_dim))
-        self.bias = nn.Parameter(torch.empty(4 * hidden_dim))
-
-    def forward(self, x: torch.Tensor, state=None, mode: str = "fused", weight_hh: torch.Tensor | None = None):
-        """x (B, T, in) → hs (B, T, H), (h_T, C_T)."""
-        B, T, _ = x.shape
-        w_hh = self.weight_hh if weight_hh is None else weight_hh
-        if state is None:
-            h = x.new_zeros(B, self.hidden_dim, dtype=torch.float32)
-            c = torch.zeros_like(h)
-        else:
-            h, c = state
-        if mode == "seed":  # the seed as written: project x_t inside the loop
-            outs = []
-            for t in range(T):
-                z = x[:, t] @ self.weight_ih + h @ w_hh + self.bias
-                h, c = cell_ops(z.float(), c)
-                outs.append(h)
-            return torch.stack(outs, dim=1), (h, c)
-        if mode == "fused":  # time-major: x is copied once (in wide), xz and δxz never (4H wide)
-            xz = torch.addmm(self.bias, x.transpose(0, 1).reshape(T * B, -1), self.weight_ih).view(T, B, -1)
-            hs, h, c = LSTMRecurrence.apply(xz, w_hh, h, c)
-            return hs.transpose(0, 1), (h, c)
-        xz = torch.addmm(self.bias, x.reshape(B * T, -1), self.weight_ih).view(B, T, -1)  # (B, T, 4H)
-        outs = []
-        for t in range(T):
-            h, c = cell_ops(torch.addmm(xz[:, t].float(), h, w_hh.float()), c)
-            outs.append(h)
-        return torch.stack(outs, dim=1), (h, c)
+    @classmethod
+    def from_json(cls, obj: dict) -> "Runtime":
+        """The run-time choices an older config.json stored in its model config, as defaults."""
+        return cls(**{k: obj[k] for k in RUNTIME_KEYS if k in obj})
 
 
 def lookup(weight: torch.Tensor, ids: torch.Tensor, graph_safe: bool | None = None) -> torch.Tensor:
@@ -297,12 +160,13 @@ def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 class PoetryLM(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, runtime: Runtime | None = None):
         super().__init__()
         self.config = config
+        self.runtime = runtime = runtime or Runtime()
         cfg = config
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
-        if cfg.impl == "nn":
+        if runtime.impl == "nn":
             self.lstm = nn.LSTM(cfg.embed_dim, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True)
         else:
             self.lstm = nn.ModuleList(
@@ -344,7 +208,8 @@ class PoetryLM(nn.Module):
         cfg = self.config
         x = char_dropout(self.embedding.weight, ids, cfg.dropout_chars, self.training)  # (B, T, E)
         x = locked_dropout(x, cfg.dropout_embed, self.training)
-        if cfg.impl == "nn":
+        rt = self.runtime
+        if rt.impl == "nn":
             if self.training and cfg.weight_drop > 0:  # DropConnect: the library kernel runs on dropped W_hh
                 dropped = {f"weight_hh_l{l}": F.dropout(getattr(self.lstm, f"weight_hh_l{l}"), cfg.weight_drop)
                            for l in range(cfg.num_layers)}
@@ -353,12 +218,13 @@ class PoetryLM(nn.Module):
                 h, new_state = self.lstm(x, state)
             return locked_dropout(h, cfg.dropout_output, self.training), new_state
         new_state = []
-        mode = "seed" if cfg.impl == "seed" else ("fused" if cfg.fused else "plain")
+        mode = "seed" if rt.impl == "seed" else ("fused" if rt.fused else "plain")
+        lib = rt.kernels.on(x.device)
         for l, layer in enumerate(self.lstm):
             w_hh = layer.weight_hh
             if self.training and cfg.weight_drop > 0:
                 w_hh = F.dropout(w_hh, cfg.weight_drop, training=True)  # DropConnect on W_hh
-            x, s = layer(x, None if state is None else state[l], mode=mode, weight_hh=w_hh)
+            x, s = layer(x, None if state is None else state[l], mode=mode, weight_hh=w_hh, lib=lib)
             new_state.append(s)
             if l < len(self.lstm) - 1:
                 x = locked_dropout(x, cfg.dropout_hidden, self.training)
@@ -387,8 +253,9 @@ class PoetryLM(nn.Module):
             loss = F.nll_loss(F.log_softmax(logits, -1).flatten(0, 1), targets.flatten())
             return logits, loss
         real = targets != self.config.pad_id  # (B, T)
-        if self.config.fused_head and not torch.is_autocast_enabled(h.device.type):
-            loss = HeadNLL.apply(h[real], self.head.weight, self.head.bias, targets[real], self.config.relu_logits)
+        if self.runtime.fused_head and not torch.is_autocast_enabled(h.device.type):
+            loss = HeadNLL.apply(h[real], self.head.weight, self.head.bias, targets[real], self.config.relu_logits,
+                                 self.runtime.kernels.on(h.device))
             return None, loss
         logits = self.logits(h[real])  # (N_real, V)
         loss = F.nll_loss(F.log_softmax(logits, -1), targets[real])
@@ -427,7 +294,7 @@ class PoetryLM(nn.Module):
             if fused is not None:  # one row, int8: the cell and the head in one compiled call, the same values
                 h, c, out, hz = fused
             else:
-                h, c = cell(state.hidden_gates(l), xz, state.c[l])  # h_t, C_t (model/step_weights.py)
+                h, c = cell(state.hidden_gates(l), xz, state.c[l], w.lib)  # h_t, C_t (model/step_weights.py)
             h_new.append(h)
             c_new.append(c)
         if not logits:
@@ -443,7 +310,7 @@ class PoetryLM(nn.Module):
         lstm.{l}.bias (4H); head.weight (V, H) unless tied; head.bias (V)."""
         out = {"embedding.weight": self.embedding.weight.detach()}
         for l in range(self.config.num_layers):
-            if self.config.impl == "nn":
+            if self.runtime.impl == "nn":
                 out[f"lstm.{l}.weight_ih"] = getattr(self.lstm, f"weight_ih_l{l}").detach().t()
                 out[f"lstm.{l}.weight_hh"] = getattr(self.lstm, f"weight_hh_l{l}").detach().t()
                 out[f"lstm.{l}.bias"] = (getattr(self.lstm, f"bias_ih_l{l}") + getattr(self.lstm, f"bias_hh_l{l}")).detach()
@@ -469,7 +336,7 @@ class PoetryLM(nn.Module):
         self.embedding.weight.copy_(sd["embedding.weight"])
         for l in range(self.config.num_layers):
             w_ih, w_hh, b = sd[f"lstm.{l}.weight_ih"], sd[f"lstm.{l}.weight_hh"], sd[f"lstm.{l}.bias"]
-            if self.config.impl == "nn":
+            if self.runtime.impl == "nn":
                 getattr(self.lstm, f"weight_ih_l{l}").copy_(w_ih.t())
                 getattr(self.lstm, f"weight_hh_l{l}").copy_(w_hh.t())
                 getattr(self.lstm, f"bias_ih_l{l}").copy_(b)
@@ -501,7 +368,7 @@ def widen(model: "PoetryLM", embed_dim: int, hidden_dim: int) -> "PoetryLM":
     if embed_dim < cfg.embed_dim or hidden_dim < cfg.hidden_dim:
         raise TangshiError(f"a model can only be widened: it has embed_dim {cfg.embed_dim}, hidden_dim "
                            f"{cfg.hidden_dim}; asked for {embed_dim}, {hidden_dim}")
-    new = PoetryLM(replace(cfg, embed_dim=embed_dim, hidden_dim=hidden_dim))
+    new = PoetryLM(replace(cfg, embed_dim=embed_dim, hidden_dim=hidden_dim), model.runtime)
     old, out = model.canonical_state_dict(), {k: v.clone() for k, v in new.canonical_state_dict().items()}
     E0, H0, H1 = cfg.embed_dim, cfg.hidden_dim, hidden_dim
     emb = torch.zeros_like(out["embedding.weight"])

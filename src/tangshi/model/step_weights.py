@@ -22,6 +22,7 @@ weights.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 from dataclasses import dataclass, field
 
 import torch
@@ -60,11 +61,12 @@ class Int8Linear:
     about 0.8× fbgemm's time for the 6,837 × 512 output layer, 0.55× for a 2,048 × 512 W_hh. That
     path needs `in` to be a multiple of 8 and otherwise falls back to fbgemm too."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, lib=None):
         # copies: the layouts are built later, from the weights as they are now (a parameter may change)
         self.weight = weight.detach().float().clone(memory_format=torch.contiguous_format)
         self.bias = None if bias is None else bias.detach().float().clone()
         self.N, self.K = self.weight.shape
+        self.lib = lib  # the compiled kernels (`kernels.Kernels.lib`), or None: fbgemm for every row
         self._q = self._fbgemm = self._row = None  # each built at its first use (a poem needs only one layout)
 
     @property
@@ -90,9 +92,9 @@ class Int8Linear:
     def row(self):
         """(weights [N/16][K/4][16][4], row sums, scales) for csrc/gemv_int8.c, or False where that
         kernel is not built for this CPU or K is not a multiple of 8."""
-        lib = kernels.library()
+        lib = self.lib
         if lib is None:
-            return False  # not built (or switched off for now: `kernels.path`)
+            return False  # not built, or switched off
         if self._row is None:
             self._row = False
             if lib.gemv_int8_available() and self.K % 8 == 0:
@@ -111,7 +113,7 @@ class Int8Linear:
         if not row:
             return torch.ops.quantized.linear_dynamic(x.contiguous(), self.fbgemm, True)
         w, rowsum, scale = row
-        lib = kernels.library()
+        lib = self.lib
         x = x.float().contiguous()
         y = torch.empty(1, self.N)
         q = torch.empty(self.K, dtype=torch.uint8)
@@ -131,7 +133,7 @@ class Int8Linear:
         H = c_prev.shape[1]
         buf = torch.empty(1, self.N + 7 * H + self.K // 4 + 1)  # y, C_t, h_t, then scratch: 5H floats, K bytes
         p, f = buf.data_ptr(), buf.element_size()
-        kernels.library().lstm_step_row_int8(
+        self.lib.lstm_step_row_int8(
             H, hz.data_ptr(), xz.data_ptr(), c_prev.data_ptr(), p + (self.N + 2 * H) * f, p + self.N * f,
             p + (self.N + H) * f, self.N, w.data_ptr(), rowsum.data_ptr(), scale.data_ptr(),
             None if self.bias is None else self.bias.data_ptr(), p, p + (self.N + 7 * H) * f)
@@ -157,6 +159,7 @@ class StepWeights:
     packed: tuple = ()  # int8: per layer (weight_ihᵀ with the bias, weight_hhᵀ), then the head with its bias
     xz_rows: dict = field(default_factory=dict, compare=False)  # token id → its (1, 4H) x W_ih + b, layer 0
     head_and_hh: "Int8Linear | None" = None  # int8, one row: [head; last layer's W_hhᵀ], both read h_t
+    lib: Any = None  # the compiled kernels the model runs with (`Runtime.kernels`), or None
 
     @classmethod
     def of(cls, model, precision: str = "fp32") -> "StepWeights":
@@ -167,13 +170,15 @@ class StepWeights:
         layers = [(sd[f"lstm.{l}.weight_ih"], sd[f"lstm.{l}.weight_hh"], sd[f"lstm.{l}.bias"])
                   for l in range(cfg.num_layers)]
         head_w, head_b = sd[head_weight_name(cfg)], sd["head.bias"]
+        lib = model.runtime.kernels.on(head_b.device)
         if precision == "int8":
-            packed = tuple((Int8Linear(w_ih.t(), b), Int8Linear(w_hh.t(), None)) for w_ih, w_hh, b in layers)
-            both = Int8Linear(torch.cat([head_w, layers[-1][1].t()]), torch.cat([head_b, torch.zeros(4 * cfg.hidden_dim)]))
+            packed = tuple((Int8Linear(w_ih.t(), b, lib), Int8Linear(w_hh.t(), None, lib)) for w_ih, w_hh, b in layers)
+            both = Int8Linear(torch.cat([head_w, layers[-1][1].t()]), torch.cat([head_b, torch.zeros(4 * cfg.hidden_dim)]),
+                              lib)
             return cls(sd["embedding.weight"], layers, [], head_w, head_b, precision,
-                       packed + (Int8Linear(head_w, head_b),), head_and_hh=both)
+                       packed + (Int8Linear(head_w, head_b, lib),), head_and_hh=both, lib=lib)
         return cls(sd["embedding.weight"], layers, [(w_ih.t().contiguous(), w_hh.t().contiguous())
-                                                   for w_ih, w_hh, _ in layers], head_w, head_b)
+                                                   for w_ih, w_hh, _ in layers], head_w, head_b, lib=lib)
 
     def input_gates(self, l: int, x: torch.Tensor) -> torch.Tensor:
         """x W_ih + b (B, 4H) of layer l's input x (B, in): a new tensor."""
@@ -237,15 +242,14 @@ class StepWeights:
         return torch.nn.functional.linear(h, self.head_w, self.head_b)
 
 
-def cell(a: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def cell(a: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor, lib=None) -> tuple[torch.Tensor, torch.Tensor]:
     """One step's gate arithmetic (eval): a = h_{t−1} W_hh (B, 4H, overwritten: the gates or z) plus
     xz = x_t W_ih + b (read only) is z_t; returns h_t and C_t (B, H), new tensors:
         i, f, o = σ(z), c̃ = tanh(z);  C_t = f ⊙ C_{t−1} + i ⊙ c̃;  h_t = o ⊙ tanh(C_t)
-    On the CPU in the training forward's compiled pass (csrc/lstm_cell.c) where it is built, else
-    as PyTorch ops."""
+    On the CPU in the training forward's compiled pass (csrc/lstm_cell.c) where `lib`, the compiled
+    kernels, is given, else as PyTorch ops."""
     B, H = c_prev.shape
-    lib = kernels.library() if a.device.type == "cpu" else None
-    if lib is not None:
+    if lib is not None and a.device.type == "cpu":
         c_prev = c_prev.contiguous()
         h, c, tc = torch.empty(B, H), torch.empty(B, H), torch.empty(B, H)
         lib.lstm_cell_forward(B, H, a.data_ptr(), xz.contiguous().data_ptr(), c_prev.data_ptr(), c.data_ptr(),

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from tangshi.errors import TangshiError, check_number, option
-from tangshi.model.lm import ModelConfig
+from tangshi.model.lm import IMPLS, ModelConfig, RUNTIME_KEYS, Runtime
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine", "plateau")
@@ -48,6 +48,15 @@ class TrainConfig:
     backend: str = option("torch", "torch, or numpy: the hand-written BPTT twin (Adam/Adagrad/SGD/AdamW, constant "
                                    "lr, no dropout)", choices=BACKENDS)
     max_steps: int = option(0, "steps per epoch at most (0 = all): smoke tests")
+    # how the model runs while training (`Runtime`): not part of the model, so not in its config
+    impl: str = option("tangshi", "LSTM kernel: tangshi (own, hand-written BPTT), original (the assignment's loop "
+                                  "as written; alias seed), nn (torch.nn.LSTM)", choices=IMPLS)
+    fused: bool = option(True, "tangshi kernel: the hand-written BPTT autograd.Function (--no-fused: the same loop "
+                               "with plain autograd)")
+
+    def runtime(self) -> Runtime:
+        """How the model runs in this training run."""
+        return Runtime(impl=self.impl, fused=self.fused)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -70,6 +79,8 @@ class TrainConfig:
         check_number("--max-steps", self.max_steps, 0, 1 << 40, integer=True)
         check_number("graph_len_multiple", self.graph_len_multiple, 1, 64, integer=True)
         check_device(self.device)
+        if self.impl not in IMPLS:
+            raise TangshiError(f"unknown LSTM implementation {self.impl!r} (choose from {', '.join(IMPLS)})")
 
 
 # Presets: (model overrides, train overrides). `seed` is the seed's recipe exactly.
@@ -158,8 +169,12 @@ def check_resume_options(source: Path, model_cfg: ModelConfig, saved: TrainConfi
 
 
 def saved_train_config(meta: dict, source: Path) -> TrainConfig:
+    """The training config a checkpoint records; older checkpoints stored the kernel (impl, fused)
+    in the model config instead, and it is read from there."""
     try:
-        return TrainConfig(**meta["train"]["config"])
+        model = meta.get("model") or {}
+        kernel = {k: model[k] for k in RUNTIME_KEYS if k in model and k != "fused_head"}
+        return TrainConfig(**{**kernel, **meta["train"]["config"]})
     except (KeyError, TypeError) as e:
         raise TangshiError(f"{source / 'config.json'} holds no usable training config ({e}); "
                            "continue from its weights with --init-from instead") from None

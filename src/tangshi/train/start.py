@@ -62,11 +62,11 @@ def begin(run: RunFolder, start: Start, vocab: Vocab, data_dir: Path, model_over
         last = run.latest()
         if last is None:
             raise TangshiError(f"nothing to resume in {run.path}: it holds no complete checkpoint with optimiser state")
-        model, ck_vocab, ck_meta = ckpt.load_checkpoint(last)
+        saved = saved_train_config(ckpt.read_config(last), last)
+        model, ck_vocab, ck_meta = ckpt.load_checkpoint(last, runtime=saved.runtime())  # the run's own kernel
         _same_vocab(ck_vocab, vocab, last, data_dir)
         if data_meta is not None:
             check_same_data(ck_meta["train"].get("data_meta") or {}, data_meta, ck_meta["train"].get("data"), data_dir)
-        saved = saved_train_config(ck_meta, last)
         if resume_check is not None:
             check_resume_options(last, model.config, saved, *resume_check)
         epochs = saved.epochs
@@ -85,7 +85,7 @@ def begin(run: RunFolder, start: Start, vocab: Vocab, data_dir: Path, model_over
         return Begun(model.train(), replace(saved, epochs=epochs, device=cfg.device), state["history"],
                      state["epoch"] + 1, (tensors, state), last, meta)
     if start.mode == "init":
-        model, ck_vocab, init_meta = ckpt.load_checkpoint(start.path)
+        model, ck_vocab, init_meta = ckpt.load_checkpoint(start.path, runtime=cfg.runtime())
         _same_vocab(ck_vocab, vocab, start.path, data_dir)
         source_cfg = model.config
         check_memory(replace(source_cfg, **{k: model_over[k] for k in ("embed_dim", "hidden_dim") if k in model_over}))
@@ -100,7 +100,7 @@ def begin(run: RunFolder, start: Start, vocab: Vocab, data_dir: Path, model_over
     model_cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **model_over)
     check_memory(model_cfg)
     torch.manual_seed(cfg.seed)  # the same initial weights for both backends
-    return Begun(PoetryLM(model_cfg).train(), cfg, [], meta={})
+    return Begun(PoetryLM(model_cfg, cfg.runtime()).train(), cfg, [], meta={})
 
 
 # training holds each weight about five times in fp32: the weight, its gradient, two Adam moments,
@@ -133,7 +133,7 @@ def _same_vocab(ck_vocab: Vocab, vocab: Vocab, path: Path, data_dir: Path) -> No
 
 
 # model options that --init-from may change: they act in training only, not on the weights' shapes
-TRAINING_ONLY_MODEL_FIELDS = (*DROPOUT_FIELDS, "fused", "fused_head")
+TRAINING_ONLY_MODEL_FIELDS = DROPOUT_FIELDS
 
 
 def _with_overrides(model: PoetryLM, model_over: dict, source: Path) -> PoetryLM:
@@ -151,7 +151,7 @@ def _with_overrides(model: PoetryLM, model_over: dict, source: Path) -> PoetryLM
     changes = {k: v for k, v in model_over.items() if k in TRAINING_ONLY_MODEL_FIELDS}
     if not changes:
         return model
-    new = PoetryLM(replace(cfg, **changes))
+    new = PoetryLM(replace(cfg, **changes), model.runtime)
     new.load_canonical_state_dict(model.canonical_state_dict())
     return new
 

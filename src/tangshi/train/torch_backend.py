@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 
 from tangshi.model import checkpoint as ckpt
-from tangshi.model import kernels
 from tangshi.errors import TangshiError
 from tangshi.train.graph_step import TrainStep, graph_capturable_optimizer
 from tangshi.model.lm import PoetryLM
@@ -120,8 +119,8 @@ class TorchBackend:
         if mode == "graph":
             log(f"CUDA graphs: the step is captured once per batch shape (lengths padded to a multiple of "
                 f"{cfg.graph_len_multiple}) and replayed")
-        if device.type == "cpu" and model.config.impl == "tangshi":
-            log(f"LSTM gate arithmetic: {kernels.status()}")
+        if device.type == "cpu" and model.runtime.impl == "tangshi":
+            log(f"LSTM gate arithmetic: {model.runtime.kernels.why}")
         if self.on_step is not None and begun.start_epoch == 1:
             self.on_step(0, model, self.optimizer)
 

@@ -16,17 +16,17 @@ write is never used) under a name that hashes the source, the compiler, its flag
 model and flags, so a home directory shared by different machines never loads code built for
 another CPU. A build takes about a second.
 
-Where there is no compiler, the build fails, or ``TANGSHI_FUSED_CELL=0`` is set, `library()` is
-None: the recurrence runs the same equations as PyTorch ops and decoding samples in NumPy;
-`status()` says which and why.
+Where there is no compiler, the build fails, or ``TANGSHI_FUSED_CELL=0`` is set, `detect()` gives
+no library: the recurrence runs the same equations as PyTorch ops and decoding samples in NumPy;
+its `why` says which and why.
 The matrix products stay in PyTorch (in bf16 under autocast); the gate arithmetic here is fp32
 either way. CUDA never uses it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
+from dataclasses import dataclass
 import hashlib
 import os
 import platform
@@ -46,9 +46,10 @@ HEADERS = (Path(__file__).with_name("csrc") / "common.h",)  # included by the so
 FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC")
 ENV = "TANGSHI_FUSED_CELL"  # 0 turns the fused cell off
 BUILD_TIMEOUT_S = 120
+LIBRARY = "tangshi-kernels"  # the shared library: the four sources' kernels, one file
 
 _lock = threading.Lock()
-_state: dict = {}  # "lib": the loaded library or None, "why": a sentence
+_state: dict = {}  # "kernels": the Kernels of this process, once detected
 
 
 def cell_ops(z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,8 +86,8 @@ def _build(cc: str, again: bool = False) -> Path:
                                     cpu_identity()])
                          .encode()).hexdigest()[:16]
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"tangshi-{os.getuid()}"):
-        lib = folder / f"lstm_cell-{key}.so"
-        tmp = folder / f".lstm_cell-{key}.{os.getpid()}.so"
+        lib = folder / f"{LIBRARY}-{key}.so"
+        tmp = folder / f".{LIBRARY}-{key}.{os.getpid()}.so"
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not _private(folder):
@@ -150,30 +151,35 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     return lib, f"compiled ({Path(cc).name} {' '.join(FLAGS[:3])}): {path}"
 
 
-def library() -> ctypes.CDLL | None:
-    """The compiled cell, built and loaded once per process; None where it is not available."""
-    if "lib" not in _state:
+@dataclass(frozen=True)
+class Kernels:
+    """Which compiled kernels this process runs, and why not where it runs none: chosen once, at
+    start-up (`detect`), and handed to whatever computes (the model's recurrence, the training
+    loss, the decoding step, the sampler), which never asks again. `Kernels.off(why)` runs the same
+    equations as PyTorch ops (the fallback, and the reference the compiled kernels are tested against)."""
+
+    lib: ctypes.CDLL | None
+    why: str
+
+    @property
+    def compiled(self) -> bool:
+        return self.lib is not None
+
+    def on(self, device: torch.device | str) -> ctypes.CDLL | None:
+        """The library for work on `device`: the kernels are CPU code."""
+        return self.lib if torch.device(device).type == "cpu" else None
+
+    @classmethod
+    def off(cls, why: str = "off (PyTorch ops asked for)") -> "Kernels":
+        return cls(None, why)
+
+
+def detect() -> Kernels:
+    """This machine's kernels: built (or found in the cache) and loaded at the first call, then the
+    same object for the life of the process. None are used where there is no compiler, the build
+    fails, or TANGSHI_FUSED_CELL=0 is set; `why` says which."""
+    if "kernels" not in _state:
         with _lock:
-            if "lib" not in _state:
-                _state["lib"], _state["why"] = _load()
-    return _state["lib"]
-
-
-def status() -> str:
-    """Which path the fp32 CPU recurrence takes, and why (for `tangshi bench` and bug reports)."""
-    library()
-    return _state["why"]
-
-
-@contextlib.contextmanager
-def path(compiled: bool):
-    """Within: the recurrence takes the compiled cell (if it is available) or the PyTorch ops; for
-    `tangshi gradcheck` and the tests, which compare the two. Not for concurrent use."""
-    lib = library()
-    before = dict(_state)
-    _state["lib"] = lib if compiled else None
-    try:
-        yield _state["lib"]
-    finally:
-        _state.clear()
-        _state.update(before)
+            if "kernels" not in _state:
+                _state["kernels"] = Kernels(*_load())
+    return _state["kernels"]
