@@ -13,7 +13,7 @@ from pathlib import Path
 from tangshi.cli.common import JSON_HELP, PREPARED_DEFAULT, REPLACE_HELP, THREADS_HELP, add_all, print_json, resolve_checkpoint, set_threads
 from tangshi.errors import TangshiError, check_number, one_line
 from tangshi.cli.experiment import experiment_parser
-from tangshi.decode.request import CoupletRequest, PoemRequest, add_options, records
+from tangshi.decode.request import CoupletRequest, PoemRequest, add_options
 
 ORIGINAL = {"original": "seed"}  # the assignment's recipe, kernel and procedure: "original" (alias "seed")
 from tangshi.text import FORM_NAMES
@@ -139,13 +139,13 @@ def cmd_eval(args) -> int:
 
 # ---------------------------------------------------------------------------- generate
 def cmd_generate(args) -> int:
-    from tangshi.model.checkpoint import load_checkpoint
+    from tangshi.api import load
 
     request = PoemRequest.from_namespace(args)  # a bad request is refused before the model is loaded
-    model, vocab, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    poet = load(resolve_checkpoint(args.checkpoint))
     if args.list_rhyme_groups:
-        return _list_rhyme_groups(vocab, args.json)
-    stream, header = records(model, vocab, request)
+        return _list_rhyme_groups(poet.vocab, args.json)
+    stream, header = poet.records(request)
     if args.json:
         _stream_json(stream, header)
     else:
@@ -181,11 +181,10 @@ def _stream_json(poems, tail: dict, key: str = "poems") -> None:
 
 
 def cmd_couplet(args) -> int:
-    from tangshi.model.checkpoint import load_checkpoint
+    from tangshi.api import load
 
     request = CoupletRequest.from_namespace(args)
-    model, vocab, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
-    couplets, header = records(model, vocab, request)
+    couplets, header = load(resolve_checkpoint(args.checkpoint)).records(request)
     if args.json:
         _stream_json(couplets, header, key="couplets")
         return 0

@@ -191,10 +191,12 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
     """The FastAPI application for a loaded model."""
     import torch
 
-    from tangshi.decode.request import CoupletRequest, PoemRequest, records
+    from tangshi.api import Poet
+    from tangshi.decode.request import CoupletRequest, PoemRequest
 
     torch.set_num_threads(1)  # one thread per request: the pool gives the parallelism
     pool = Pool(workers or os.cpu_count() or 1, queue)
+    poet = Poet(model, vocab)
     PoemsBody = _request_model("PoemsRequest", PoemRequest)
     CoupletBody = _request_model("CoupletRequest", CoupletRequest)
 
@@ -212,7 +214,7 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
             return _error(422, f"n × candidates must be at most {MAX_SAMPLES}, got {samples}", "candidates")
 
         def work():
-            stream, header = records(model, vocab, _request(cls, body))
+            stream, header = poet.records(_request(cls, body))
             return {key: list(stream), **header}
 
         try:
@@ -337,8 +339,7 @@ def serve(checkpoint: str | None, host: str, port: int, workers: int | None, que
 
     import uvicorn
 
-    from tangshi.model.bundled import bundled_model_path
-    from tangshi.model.checkpoint import load_checkpoint
+    from tangshi.api import load
     from tangshi.errors import check_number
 
     check_number("--port", port, 0, 65535, integer=True)
@@ -346,9 +347,9 @@ def serve(checkpoint: str | None, host: str, port: int, workers: int | None, que
     check_number("--timeout", timeout, 0, 86_400, lo_open=True)
     if workers is not None:
         check_number("--workers", workers, 1, 1024, integer=True)
-    path = checkpoint or bundled_model_path()
-    model, vocab, _ = load_checkpoint(path)
-    app = create_app(model, vocab, workers=workers, queue=queue, timeout=timeout, checkpoint=str(path))
+    poet = load(checkpoint)
+    app = create_app(poet.model, poet.vocab, workers=workers, queue=queue, timeout=timeout,
+                     checkpoint=str(poet.checkpoint))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
