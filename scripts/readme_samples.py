@@ -1,9 +1,10 @@
-"""Rewrite the README's sample outputs: every `$ tangshi …` line inside a ```text block that follows
-a line starting "Real output of the bundled model" or the heading "### Poems from the bundled model"
-is run again, and the lines after it (up to the next blank line) are replaced by what it prints.
-A command with --json shows its poems' text and, in its trailing comment, the first poem's score.
+"""Rewrite the sample outputs of the README and the docs: every `$ tangshi …` line inside a ```text
+block that follows a line starting "Real output of the bundled model" or a heading "Poems from the
+bundled model" is run again, and the lines after it (up to the next blank line) are replaced by what
+it prints. A command with --json shows its poems' text and, in its trailing comment, the first
+poem's score.
 
-    python scripts/readme_samples.py [README.md]
+    python scripts/readme_samples.py [FILE ...]   (default: README.md docs/commands.md docs/results.md)
 """
 
 import json
@@ -13,7 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-MARKERS = ("Real output of the bundled model", "### Poems from the bundled model")
+MARKERS = ("Real output of the bundled model", "## Poems from the bundled model", "### Poems from the bundled model")
+DEFAULT_FILES = ("README.md", "docs/commands.md", "docs/results.md")
 
 
 def run(command: str) -> tuple[list[str], str]:
@@ -57,6 +59,7 @@ def rewrite(text: str) -> str:
 
 
 if __name__ == "__main__":
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    path.write_text(rewrite(path.read_text(encoding="utf-8")), encoding="utf-8")
-    print(f"rewrote the samples in {path}")
+    for name in sys.argv[1:] or DEFAULT_FILES:
+        path = Path(name)
+        path.write_text(rewrite(path.read_text(encoding="utf-8")), encoding="utf-8")
+        print(f"rewrote the samples in {path}")
