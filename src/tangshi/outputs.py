@@ -11,24 +11,29 @@ opens it through `OutputFolder`, and nowhere else decides what may be overwritte
 - Replacing earlier output of the same kind needs `replace=True` (the commands' `--replace`).
   Even then only the entries the mark lists are removed; a file tangshi did not write is
   never touched, and a name tangshi would write that is held by a foreign file is refused.
+- Plan, check, then act: whatever replaces or removes entries (--replace, an epoch written
+  again, `last`/`best` moved, old epochs dropped, leftovers of a killed process cleared) first
+  checks every entry it will touch, files inside folders included, and refuses with one line
+  naming any file tangshi did not write, before it changes anything.
 - The output folder must not be, contain, or lie inside a folder the command reads.
 - While a command writes, it holds `fcntl.flock` on `.tangshi-lock`, so a second process
   writing the same folder exits with one line instead of interleaving with the first.
 - New content is written under a `.tangshi-tmp-*` name inside the folder and moved into
   place with one `os.replace`, then the folder is fsynced. Leftover temporary entries of a
   killed process are removed when the folder is next opened.
-- An output made of several files (a prepared split, an exported model, the poems) is first
-  marked "writing" and only marked "complete" once every file is in place, so a reader can
-  tell a half-replaced folder from a finished one (`require_complete`).
+- An output made of several files (a prepared split, an exported model, the poems) replaces the
+  earlier one under an undo record (`OutputFolder.replacing`): the mark says "writing" while the
+  earlier entries wait in an undo folder, and "complete" once every new file is in place. A
+  failure puts the earlier output back at once; a killed process's is put back when the folder
+  is next opened, and until then readers refuse the folder (`require_complete`). So a reader
+  sees the earlier output or the new one, never a mix.
 - Every `OSError` becomes one `TangshiError` line that names the path.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import itertools
 import json
 import os
 import re
@@ -40,96 +45,16 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from tangshi.errors import TangshiError
+from tangshi.files import (TMP_PREFIX, describe_oserror, foreign_inside, fsync_dir, fsync_tree, oserrors_named,
+                           remove_entry, tmp_name, write_atomic)
 
 MARKER = ".tangshi-output.json"
 LOCK = ".tangshi-lock"
-TMP_PREFIX = ".tangshi-tmp-"
 MARKER_FORMAT = "tangshi-output/1"
 # temporary names an older tangshi gave a run's entries while replacing them: .NAME.tmp-XXXX, .NAME.old-PID
 LEGACY_TMP = re.compile(r"^\.(last|best|poetry-gen-epoch\d+-loss[-0-9.naninf]+)\.(tmp|old)-[A-Za-z0-9_]+$")
 # entries in a folder that are tangshi's own bookkeeping, never the user's content
 INTERNAL = (MARKER, LOCK)
-_counter = itertools.count()
-
-
-# ---------------------------------------------------------------------------- errors in the user's words
-def describe_oserror(e: OSError, path: Path | str | None = None, verb: str | None = "cannot write") -> str:
-    """One line for an OSError: what failed and on which path."""
-    where = path if path is not None else (e.filename or "")
-    reason = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-              errno.EPERM: "operation not permitted", errno.ENOTDIR: "a part of the path is a file, not a folder",
-              errno.ENAMETOOLONG: "the path is too long", errno.EISDIR: "it is a folder, not a file",
-              errno.ENOENT: "no such file or folder"}.get(e.errno, e.strerror or str(e))
-    if not where:
-        return reason
-    return f"{verb} {where}: {reason}" if verb else f"{where}: {reason}"
-
-
-@contextlib.contextmanager
-def oserrors_named(path: Path | str):
-    """Turn any OSError raised inside into a one-line TangshiError naming `path`."""
-    try:
-        yield
-    except OSError as e:
-        raise TangshiError(describe_oserror(e, e.filename or path)) from None
-
-
-def user_file_mode() -> int:
-    """The mode a new file gets from the user's umask (0o644 under the usual 022)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or new entry in `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(path: Path) -> None:
-    """fsync every file under `path` (a staged folder) before it is renamed into view."""
-    for f in sorted(Path(path).rglob("*")):
-        if f.is_file() and not f.is_symlink():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file so that a reader (or a crash) sees the old content or the new, never a mix."""
-    path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{next(_counter)}-{path.name}")
-    with oserrors_named(path):
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data.encode("utf-8") if isinstance(data, str) else data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        fsync_dir(path.parent)
-
-
-def remove_entry(path: Path, known_files: Iterable[str] = ()) -> None:
-    """Remove one entry tangshi wrote: a link or file is unlinked; a folder loses the files
-    tangshi writes into such a folder (`known_files`) and is removed if that empties it.
-    A file someone added inside is left, with its folder."""
-    path = Path(path)
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        for name in known_files:
-            with contextlib.suppress(FileNotFoundError):
-                (path / name).unlink()
-        with contextlib.suppress(OSError):
-            path.rmdir()
 
 
 def _size(n: int) -> str:
@@ -174,12 +99,8 @@ def _legacy_run(path: Path, entries: list[str]) -> bool:
     if not entries or not all(RUN_NAME.match(n) or LEGACY_TMP.match(n) for n in entries):
         return False
     dirs = [n for n in entries if (path / n).is_dir() and not LEGACY_TMP.match(n)]
-    return bool(dirs) and all(_is_checkpoint(path / n) and _only_known(path / n, CHECKPOINT_FILES) for n in dirs)
-
-
-def _only_known(folder: Path, names) -> bool:
-    """The folder holds nothing but files tangshi writes into such a folder."""
-    return set(os.listdir(folder)) <= set(names)
+    return bool(dirs) and all(_is_checkpoint(path / n) and not foreign_inside(path / n, CHECKPOINT_FILES)
+                              for n in dirs)
 
 
 def _legacy_model(path: Path, entries: list[str]) -> bool:
@@ -219,7 +140,8 @@ def read_marker(path: Path) -> dict | None:
     except (ValueError, RecursionError):
         obj = None
     if (not isinstance(obj, dict) or obj.get("format") != MARKER_FORMAT or not isinstance(obj.get("kind"), str)
-            or not isinstance(obj.get("entries"), list) or not all(_plain_name(n) for n in obj["entries"])):
+            or not isinstance(obj.get("entries"), list) or not all(_plain_name(n) for n in obj["entries"])
+            or not _undo_name(obj.get("undo", TMP_PREFIX))):
         raise TangshiError(f"{f} is damaged; remove it only if everything in {path} may be treated as not tangshi's")
     return obj
 
@@ -228,6 +150,33 @@ def _plain_name(n) -> bool:
     """An entry of the mark names something directly inside the folder, nothing else."""
     return (isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\0" not in n
             and not n.startswith(TMP_PREFIX) and n not in INTERNAL)
+
+
+def _undo_name(n) -> bool:
+    """The undo folder a mark names is one of tangshi's temporary entries directly inside the folder."""
+    return isinstance(n, str) and n.startswith(TMP_PREFIX) and "/" not in n and "\0" not in n
+
+
+def _undo_folder(path: Path, mark: dict | None) -> Path | None:
+    """The undo folder of a replacement a killed process left half-done, None if there is none."""
+    if not mark or mark.get("state") != "writing" or "undo" not in mark:
+        return None
+    undo = Path(path) / mark["undo"]
+    return undo if undo.is_dir() and not undo.is_symlink() and (undo / MARKER).is_file() else None
+
+
+def _settled_mark(path: Path) -> dict | None:
+    """The folder's mark as it is once a replacement a killed process left half-done is undone."""
+    mark = read_marker(path)
+    undo = _undo_folder(path, mark)
+    return (read_marker(undo) or mark) if undo is not None else mark
+
+
+def _foreign_message(files: list[Path], why: str) -> str:
+    shown = ", ".join(str(f) for f in files[:3]) + (f" (+{len(files) - 3} more)" if len(files) > 3 else "")
+    it = "it" if len(files) == 1 else "them"
+    return (f"{shown} {'was' if len(files) == 1 else 'were'} not written by tangshi, and {why} would remove {it}; "
+            f"nothing was changed: move {it} out and run again")
 
 
 def require_complete(path: Path, command: str) -> None:
@@ -316,7 +265,7 @@ class OutputFolder:
             return
         with oserrors_named(p):
             entries = user_entries(p)
-        mark = read_marker(p)
+        mark = _settled_mark(p)
         if mark is None:
             if not entries:
                 self.mark, self.earlier = None, []
@@ -341,6 +290,8 @@ class OutputFolder:
             raise TangshiError(f"{self.option} {p} holds {what}{by}; pass {hint} to start over "
                                "(only tangshi's own files are removed)")
         self.mark, self.earlier = mark, listed
+        if self.replace and not self.resume:  # all that --replace will remove, checked before anything is
+            self.require_removable(clash, "--replace")
 
     def _new_mark(self, entries: list[str], command: str | None = None) -> dict:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -360,16 +311,21 @@ class OutputFolder:
     def open(self) -> "OutputFolder":
         self.check()
         p = self.path
-        with oserrors_named(p):
-            if not p.exists():
-                self._new_parents = [a for a in p.parents if not a.exists()]
-                p.mkdir(parents=True)
-                self._created = True
-        self._lock_fd = fd = self._lock()
+        try:
+            with oserrors_named(p):
+                if not p.exists():
+                    self._new_parents = [a for a in p.parents if not a.exists()]
+                    self._created = True
+                    p.mkdir(parents=True)
+            self._lock_fd = fd = self._lock()
+        except BaseException:
+            self._remove_created()
+            raise
         try:
             with oserrors_named(p / LOCK):
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, str(os.getpid()).encode(), 0)
+            self._recover()  # a replacement a killed process left half-done is undone first
             self.check()  # again, under the lock: another process may have written meanwhile
             self._remove_stale()
             if self.mark is None:
@@ -411,13 +367,7 @@ class OutputFolder:
         so a command that failed leaves nothing behind."""
         if self._lock_fd is None:
             return
-        with contextlib.suppress(OSError):
-            if self._created and not user_entries(self.path):
-                for n in os.listdir(self.path):
-                    remove_entry(self.path / n)
-                self.path.rmdir()
-                for a in self._new_parents:  # innermost first; stops at the first that is not empty
-                    a.rmdir()
+        self._remove_created()
         with contextlib.suppress(OSError):
             os.unlink(self.path / LOCK)  # while still holding it: see _lock
         with contextlib.suppress(OSError):
@@ -426,16 +376,55 @@ class OutputFolder:
             os.close(self._lock_fd)
         self._lock_fd = None
 
+    def _remove_created(self) -> None:
+        """Remove the folder (and the parents) this command created, if it holds no output."""
+        with contextlib.suppress(OSError):
+            if self._created and not user_entries(self.path):
+                for n in os.listdir(self.path):
+                    remove_entry(self.path / n)
+                self.path.rmdir()
+        with contextlib.suppress(OSError):
+            for a in self._new_parents:  # innermost first; stops at the first that is not empty
+                a.rmdir()
+
     def _remove_stale(self) -> None:
-        """Temporary entries left by a process that was killed while writing here."""
-        with oserrors_named(self.path):
-            for n in os.listdir(self.path):
-                if n.startswith(TMP_PREFIX) or (LEGACY_TMP.match(n) and self.kind.name == "run"):
-                    e = self.path / n
-                    if e.is_dir() and not e.is_symlink():
-                        shutil.rmtree(e)
-                    else:
-                        e.unlink()
+        """Temporary entries left by a process that was killed while writing here: all are
+        checked (they hold only what tangshi writes there) before any is removed."""
+        p = self.path
+        with oserrors_named(p):
+            stale = [p / n for n in sorted(os.listdir(p))
+                     if n.startswith(TMP_PREFIX) or (LEGACY_TMP.match(n) and self.kind.name == "run")]
+            foreign = [f for e in stale for f in self._foreign_in_temporary(e)]
+            if foreign:
+                raise TangshiError(_foreign_message(foreign, "clearing what an interrupted tangshi left"))
+            for e in stale:
+                if e.is_dir() and not e.is_symlink():
+                    shutil.rmtree(e)
+                else:
+                    e.unlink()
+
+    def _foreign_in_temporary(self, e: Path) -> list[Path]:
+        """What a leftover temporary entry holds that tangshi would not have written there: an undo
+        folder holds entries of this folder; any other holds plain files (a checkpoint's, for a run)."""
+        if e.is_symlink() or not e.is_dir():
+            return []
+        if e.name.endswith("-undo"):
+            return [f for c in sorted(e.iterdir()) for f in foreign_inside(c, self.kind.dir_files)]
+        known = set(self.kind.dir_files)
+        return [c for c in sorted(e.iterdir()) if c.is_symlink() or not c.is_file() or (known and c.name not in known)]
+
+    def require_removable(self, names: Iterable[str], why: str) -> None:
+        """Plan before acting: each existing entry of `names` must be listed in the mark and hold
+        nothing tangshi did not write, else one line names what is foreign and nothing is touched."""
+        p, names = self.path, list(names)
+        with oserrors_named(p):
+            unlisted = [n for n in names if n not in self.mark["entries"] and os.path.lexists(p / n)]
+            if unlisted:
+                raise TangshiError(f"{p / unlisted[0]} was not written by tangshi; move it or choose another "
+                                   f"{self.option}")
+            foreign = [f for n in names for f in foreign_inside(p / n, self.kind.dir_files)]
+        if foreign:
+            raise TangshiError(_foreign_message(foreign, why))
 
     def _write_mark(self) -> None:
         self.mark["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -453,9 +442,10 @@ class OutputFolder:
             self.mark["entries"] = sorted(self.mark["entries"] + new)
             self._write_mark()
 
-    def forget(self, names: Iterable[str]) -> None:
-        """Remove entries tangshi wrote here (listed in the mark); anything else stays."""
+    def forget(self, names: Iterable[str], why: str = "removing tangshi's earlier entries") -> None:
+        """Remove entries tangshi wrote here (listed in the mark), once all are checked; anything else stays."""
         names = [n for n in names if n in self.mark["entries"]]
+        self.require_removable(names, why)
         with oserrors_named(self.path):
             for n in names:
                 remove_entry(self.path / n, self.kind.dir_files)
@@ -463,18 +453,83 @@ class OutputFolder:
         self.mark["entries"] = sorted(n for n in self.mark["entries"] if n not in names or os.path.lexists(self.path / n))
         self._write_mark()
 
+    # -- replacing, with an undo record
+    @contextlib.contextmanager
+    def replacing(self, names: Iterable[str]):
+        """Move the entries `names` (checked first with `require_removable`) aside into an undo folder
+        while the body writes their successors (listing each new entry with `_list`). Once the body is
+        done the mark says "complete" and the undo folder goes. If the body fails, what it wrote is
+        removed and the entries and the mark come back byte for byte; if the process is killed, that
+        happens when the folder is next opened (`_recover`), and readers refuse it until then."""
+        p = self.path
+        names = [n for n in names if os.path.lexists(p / n)]
+        undo = self._tmp_name("undo")
+        with oserrors_named(p / MARKER):
+            old_text = (p / MARKER).read_bytes()
+        try:
+            with oserrors_named(p):
+                undo.mkdir()
+                write_atomic(undo / MARKER, old_text)
+                self.mark.update(state="writing", undo=undo.name)
+                self._write_mark()
+                for n in names:
+                    os.replace(p / n, undo / n)
+                fsync_dir(undo)
+                fsync_dir(p)
+            yield
+            with oserrors_named(p):
+                self.mark.pop("undo")
+                self.mark.update(state="complete", entries=sorted(n for n in self.mark["entries"]
+                                                                  if os.path.lexists(p / n)))
+                self._write_mark()
+        except BaseException:
+            with contextlib.suppress(Exception):  # else it is undone when the folder is next opened
+                self._roll_back(undo, old_text, self.mark["entries"])
+            raise
+        with contextlib.suppress(OSError):
+            self._drop_undo(undo)
+
+    def _roll_back(self, undo: Path, old_text: bytes, entries: list[str]) -> None:
+        """Undo a replacement: remove what it put in place, move the earlier entries back, restore the mark."""
+        p, old = self.path, json.loads(old_text)
+        for n in entries:
+            if (n not in old["entries"] or os.path.lexists(undo / n)) and os.path.lexists(p / n):
+                remove_entry(p / n, self.kind.dir_files)
+        for n in old["entries"]:
+            if os.path.lexists(undo / n):
+                os.replace(undo / n, p / n)
+        write_atomic(p / MARKER, old_text)
+        self.mark = old
+        self._drop_undo(undo)
+
+    def _drop_undo(self, undo: Path) -> None:
+        """Remove an undo folder: the entries in it were checked before they were moved there."""
+        if undo.is_dir():
+            for c in undo.iterdir():
+                remove_entry(c, self.kind.dir_files)
+            undo.rmdir()  # fails, and leaves it, if something foreign was put inside meanwhile
+        fsync_dir(self.path)
+
+    def _recover(self) -> None:
+        """Undo the replacement a killed process left half-done (see `replacing`)."""
+        mark = read_marker(self.path)
+        undo = _undo_folder(self.path, mark)
+        if undo is not None:
+            with oserrors_named(self.path):
+                self._roll_back(undo, (undo / MARKER).read_bytes(), mark["entries"])
+
     # -- writing
     def _tmp_name(self, label: str) -> Path:
-        return self.path / f"{TMP_PREFIX}{os.getpid()}-{next(_counter)}-{label}"
+        return tmp_name(self.path, label)
 
     @contextlib.contextmanager
     def staged(self):
         """Yield an empty temporary folder inside the output; on success its files replace the
         earlier output (all of it for a whole kind; the same names for several outputs side by side)."""
         stage = self._tmp_name("stage")
-        with oserrors_named(stage):
-            stage.mkdir()
         try:
+            with oserrors_named(stage):
+                stage.mkdir()
             with oserrors_named(stage):
                 yield stage
             self._commit(stage)
@@ -483,39 +538,34 @@ class OutputFolder:
                 shutil.rmtree(stage)
 
     def _commit(self, stage: Path) -> None:
+        """The staged files replace the earlier output (under an undo record: `replacing`)."""
         p = self.path
         with oserrors_named(p):
             new = sorted(os.listdir(stage))
-            foreign = [n for n in new if n not in self.mark["entries"] and os.path.lexists(p / n)]
-            if foreign:
-                raise TangshiError(f"{p / foreign[0]} was not written by tangshi; move it or choose another {self.option}")
-            fsync_tree(stage)
             old = [n for n in self.earlier if n not in new] if self.kind.whole else []
-            self.mark["state"] = "writing"  # readers refuse the folder until every file is in place
-            self.mark["entries"] = sorted(set(self.mark["entries"]) | set(new))
-            self._write_mark()
-            for n in new:
-                dst = p / n
-                if dst.is_dir() and not dst.is_symlink():
-                    remove_entry(dst, self.kind.dir_files)
-                os.replace(stage / n, dst)
-            fsync_dir(p)
-        if old:
-            self.forget(old)
-        self.mark["state"] = "complete"
-        self._write_mark()
+            self.require_removable(new + old, "--replace")
+            fsync_tree(stage)
+        with self.replacing(new + old):
+            with oserrors_named(p):
+                self._list(new)
+                for n in new:
+                    os.replace(stage / n, p / n)
+                fsync_dir(p)
 
     @contextlib.contextmanager
     def new_dir(self, name: str):
         """Yield a temporary folder that becomes the entry `name` in one rename (a checkpoint)."""
+        why = f"writing {name} again"
+        self.require_removable([name], why)  # before the work, and again before the rename
         tmp = self._tmp_name(name)
-        with oserrors_named(tmp):
-            tmp.mkdir()
         try:
+            with oserrors_named(tmp):
+                tmp.mkdir()
             with oserrors_named(tmp):
                 yield tmp
             with oserrors_named(self.path / name):
                 fsync_tree(tmp)
+                self.require_removable([name], why)
                 self._list([name])
                 dst = self.path / name
                 if os.path.lexists(dst):  # the same epoch written again after a resume
@@ -551,17 +601,20 @@ class OutputFolder:
         tmp = self._tmp_name(name)
         with oserrors_named(dst):
             legacy = dst.is_dir() and not dst.is_symlink()  # a folder from before links: moved aside, then removed
-            if legacy and not _only_known(dst, self.kind.dir_files):
-                raise TangshiError(f"{dst} holds files tangshi did not write; move them out")
+            self.require_removable([name], f"moving {name}")
             self._list([name])
-            os.symlink(target, tmp)
-            if legacy:
-                aside = self._tmp_name(f"{name}-old")
-                os.replace(dst, aside)
-                os.replace(tmp, dst)
-                remove_entry(aside, self.kind.dir_files)
-            else:
-                os.replace(tmp, dst)
+            try:
+                os.symlink(target, tmp)
+                if legacy:
+                    aside = self._tmp_name(f"{name}-old")
+                    os.replace(dst, aside)
+                    os.replace(tmp, dst)
+                    remove_entry(aside, self.kind.dir_files)
+                else:
+                    os.replace(tmp, dst)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)  # a link that failed to move into place
             fsync_dir(self.path)
 
     def require_free(self, nbytes: int, what: str) -> None:

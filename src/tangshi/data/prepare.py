@@ -27,7 +27,8 @@ from pathlib import Path
 
 from tangshi.data import corpus
 from tangshi.errors import TangshiError, read_json
-from tangshi.outputs import OutputFolder, describe_oserror, require_complete
+from tangshi.files import describe_oserror
+from tangshi.outputs import OutputFolder, require_complete
 from tangshi.data.vocab import Vocab
 
 DATA_DIR = Path("data")
@@ -222,9 +223,10 @@ def default_prepared_name(n_poems: int | None, seed: int) -> str:
 def require_prepared(data_dir: Path) -> Path:
     """The prepared folder, or a clear error saying how to make it."""
     data_dir = Path(data_dir)
+    if data_dir.is_dir():  # a folder being replaced lacks some files: say so, not that it is missing
+        require_complete(data_dir, "tangshi data prepare")
     if not (data_dir / "vocab.json").exists():
         raise TangshiError(f"prepared data folder not found: {data_dir} (run `tangshi data prepare`)")
-    require_complete(data_dir, "tangshi data prepare")
     return data_dir
 
 
@@ -232,9 +234,9 @@ def read_split(data_dir: Path, split: str) -> list[str]:
     f = Path(data_dir) / f"{split}.txt"
     if not Path(data_dir).is_dir():
         raise TangshiError(f"prepared data folder not found: {data_dir} (run `tangshi data prepare`)")
+    require_complete(Path(data_dir), "tangshi data prepare")
     if not f.exists():
         raise TangshiError(f"{f} is missing (run `tangshi data prepare`)")
-    require_complete(Path(data_dir), "tangshi data prepare")
     try:
         text = f.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:

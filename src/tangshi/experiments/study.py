@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from tangshi.errors import TangshiError, read_json
-from tangshi.outputs import OutputFolder, oserrors_named, write_atomic
+from tangshi.files import oserrors_named, write_atomic
+from tangshi.outputs import OutputFolder
 from tangshi.train.runs import TrainingDiverged
 
 # steps at which the "symmetry" and "grads" probes are taken (those within the run)

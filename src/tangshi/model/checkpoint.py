@@ -28,7 +28,8 @@ from safetensors.torch import load_file, save_file
 
 from tangshi.errors import TangshiError
 from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
-from tangshi.outputs import TMP_PREFIX, fsync_dir, fsync_tree, oserrors_named, require_complete, user_file_mode
+from tangshi.files import TMP_PREFIX, fsync_dir, fsync_tree, oserrors_named, user_file_mode
+from tangshi.outputs import require_complete
 from tangshi.data.vocab import Vocab
 
 CHECKPOINT_FORMAT = "tangshi-checkpoint/1"
@@ -126,9 +127,9 @@ def read_config(path: Path) -> dict:
     path = Path(path)
     if not path.is_dir():
         raise TangshiError(f"checkpoint not found: {path}")
+    require_complete(path, "tangshi export")  # a folder being replaced lacks files: say so, not that they are missing
     if not (path / CONFIG).exists() and any((path / n / CONFIG).exists() for n in ("best", "last")):
         raise TangshiError(f"{path} is a training run, not a checkpoint: use {path / 'best'} or {path / 'last'}")
-    require_complete(path, "tangshi export")
     cfg = _read_json(path / CONFIG)
     if not isinstance(cfg, dict) or cfg.get("format") != CHECKPOINT_FORMAT:
         raise TangshiError(f"{path / CONFIG} is not a tangshi checkpoint config (format {CHECKPOINT_FORMAT})")

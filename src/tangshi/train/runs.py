@@ -18,6 +18,7 @@ save at every filesystem operation in turn).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,7 +27,8 @@ from typing import Callable
 
 from tangshi.model import checkpoint as ckpt
 from tangshi.errors import TangshiError
-from tangshi.outputs import OutputFolder, oserrors_named
+from tangshi.files import oserrors_named
+from tangshi.outputs import OutputFolder
 
 LAST, BEST, METRICS, CURVES = "last", "best", "metrics.jsonl", "curves.png"
 RESUMABLE = (ckpt.WEIGHTS, ckpt.CONFIG, ckpt.VOCAB, ckpt.OPTIM, ckpt.TRAINER)
@@ -88,20 +90,28 @@ class RunFolder:
     def save_epoch(self, name: str, write: Callable[[Path], None], *, improved: bool, keep_epochs: bool) -> None:
         """Write the epoch's checkpoint (`write(folder)` fills it, optimiser state included), move
         `last` (and `best` if `improved`) onto it, then drop what the previous epoch no longer needs.
-        With --replace, the earlier run's entries are removed first: only now, once this run has
-        passed every check and trained an epoch, so a refused or failed start loses nothing."""
-        if self._replacing:
-            self.out.forget(self.out.earlier)
-            self._replacing = False
-        prev_last, prev_best = self._target(LAST), self._target(BEST)
-        with self.out.new_dir(name) as tmp:
-            write(tmp)
-        self.out.point(LAST, name)
-        if improved:
-            self.out.point(BEST, name)
+        Plan, check, then act: every entry this save replaces or removes is checked first (a file
+        tangshi did not write, anywhere inside, is refused with one line and nothing changes).
+        With --replace, the earlier run's entries go only now, once this run has passed every check
+        and trained an epoch, and under an undo record: until the new epoch, `last` and `best` are
+        in place, a failure (or a kill, at the next open) puts the earlier run back as it was."""
+        earlier = list(self.out.earlier) if self._replacing else []
+        prev_last, prev_best = (None, None) if earlier else (self._target(LAST), self._target(BEST))
         best = name if improved else prev_best
-        if not keep_epochs:  # only the folders a link points at stay
-            self.out.forget(sorted({prev_last, prev_best} - {None, name, best}))
+        drop = [] if keep_epochs else sorted({prev_last, prev_best} - {None, name, best})
+        self.out.require_removable(earlier, "--replace")
+        self.out.require_removable(drop, "dropping an earlier epoch (--no-epoch-checkpoints)")
+        if name not in earlier:
+            self.out.require_removable([name], f"writing {name} again")
+        with self.out.replacing(earlier) if earlier else contextlib.nullcontext():
+            with self.out.new_dir(name) as tmp:
+                write(tmp)
+            self.out.point(LAST, name)
+            if improved:
+                self.out.point(BEST, name)
+        self._replacing = False
+        if drop:  # only the folders a link points at stay
+            self.out.forget(drop, "dropping an earlier epoch (--no-epoch-checkpoints)")
         if prev_last and prev_last != name and (self.path / prev_last).is_dir():
             with oserrors_named(self.path / prev_last):  # a kept epoch is weights only, as the seed's were
                 (self.path / prev_last / ckpt.OPTIM).unlink(missing_ok=True)
