@@ -5,6 +5,7 @@
   and the folder usable again once the file is moved out (plan, check, then act).
 - `data prepare` and `export` interrupted at every filesystem operation, by a kill or a failing
   write: a reader finds the earlier output or the new one, never a mix; the next run succeeds.
+- A checkpoint is one thing: its config.json records vocab.json's and model.safetensors' sha256.
 """
 
 import errno
@@ -297,7 +298,7 @@ def test_prepare_interrupted_at_every_step_leaves_the_old_output_or_the_new(tmp_
 def _exported(out):
     from tangshi.model.checkpoint import load_checkpoint
 
-    load_checkpoint(out)  # refuses a half-written folder
+    load_checkpoint(out)  # refuses a half-written folder, and (its record) a mix of vocabulary and weights
     names = ("model.safetensors", "config.json", "vocab.json", "MODEL_CARD.md")
     return "new", {n: (out / n).read_bytes() for n in names}
 
@@ -375,4 +376,92 @@ def test_a_replaced_run_interrupted_at_every_step_of_its_first_save_comes_back(t
     act = lambda case: train(tiny_prepared, case, small, cfg, replace=True, stop_after_epoch=1, **QUIET)  # noqa: E731
     k, seen = _each_moment(make_case, act, settle, rerun, kill)
     assert k > 25 and seen == {"old", "new"}, (k, seen)
+
+
+# ---------------------------------------------------------------------------- 3. a checkpoint is one thing
+@pytest.fixture
+def ck(tmp_path, tiny_prepared, quick_curves):
+    """A small trained checkpoint, copied out of its run."""
+    from tangshi.train.torch_backend import TrainConfig, train
+
+    train(tiny_prepared, tmp_path / "run", dict(embed_dim=8, hidden_dim=8), TrainConfig(epochs=1, batch_size=16),
+          **QUIET)
+    shutil.copytree(tmp_path / "run" / "last", tmp_path / "ck")
+    return tmp_path / "ck"
+
+
+def _swap_two_entries(vocab_file, i=0, j=1):
+    obj = json.loads(vocab_file.read_text(encoding="utf-8"))
+    obj["itos"][i], obj["itos"][j] = obj["itos"][j], obj["itos"][i]
+    vocab_file.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+
+
+def test_config_records_the_files_of_the_checkpoint(ck):
+    from tangshi.data.vocab import Vocab
+    from tangshi.model.checkpoint import vocab_fingerprint
+
+    rec = json.loads((ck / "config.json").read_text(encoding="utf-8"))["files"]
+    for name in ("model.safetensors", "vocab.json"):
+        assert rec[name]["sha256"] == hashlib.sha256((ck / name).read_bytes()).hexdigest()
+    vocab = Vocab.load(ck / "vocab.json")
+    assert rec["vocab.json"]["size"] == len(vocab) and rec["vocab.json"]["order_sha256"] == vocab_fingerprint(vocab)
+
+
+def test_a_vocabulary_with_two_entries_swapped_is_refused(ck, capsys):
+    from tangshi.model.checkpoint import load_checkpoint
+
+    _swap_two_entries(ck / "vocab.json")
+    before = tree(ck)
+    with pytest.raises(TangshiError, match="another order") as e:
+        load_checkpoint(ck)
+    assert str(ck / "vocab.json") in str(e.value) and str(ck / "model.safetensors") in str(e.value)
+    one_line_error(*run(["generate", "--checkpoint", ck, "--n", "1"], capsys)[::2],
+                   f"{ck / 'vocab.json'} does not match {ck / 'model.safetensors'}")
+    assert tree(ck) == before
+
+
+def test_weights_changed_after_the_checkpoint_was_written_are_refused(ck, capsys):
+    from safetensors.torch import load_file, save_file
+
+    w = load_file(str(ck / "model.safetensors"))
+    w["head.bias"][0] += 1.0
+    save_file(w, str(ck / "model.safetensors"))
+    one_line_error(*run(["generate", "--checkpoint", ck, "--n", "1"], capsys)[::2],
+                   f"{ck / 'model.safetensors'} does not match {ck / 'vocab.json'}")
+
+
+def test_a_checkpoint_without_the_record_loads_with_one_note(ck, capsys):
+    from tangshi.model.checkpoint import load_checkpoint
+
+    recorded, _, _ = load_checkpoint(ck)
+    cfg = json.loads((ck / "config.json").read_text(encoding="utf-8"))
+    del cfg["files"]
+    (ck / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    capsys.readouterr()
+    old, _, _ = load_checkpoint(ck)
+    load_checkpoint(ck)
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("note: ") and "records no sha256" in err, err
+    assert all(torch.equal(a, b) for a, b in zip(recorded.state_dict().values(), old.state_dict().values()))
+    _swap_two_entries(ck / "vocab.json")  # unchecked: it loads (the note said so), as before the record
+    load_checkpoint(ck)
+
+
+def test_the_bundled_model_is_checked_without_a_record_and_quietly(tmp_path, capsys):
+    from tangshi.model.bundled import bundled_model_path
+    from tangshi.model.checkpoint import load_checkpoint
+
+    bundled = bundled_model_path()
+    assert "files" not in json.loads((bundled / "config.json").read_text(encoding="utf-8"))  # shipped before it
+    started = time.perf_counter()
+    load_checkpoint(bundled)
+    seconds = time.perf_counter() - started
+    assert capsys.readouterr().err == ""
+    assert seconds < 5, seconds  # hashing 11 MB is a small part of it
+    copy = tmp_path / "bundled"
+    shutil.copytree(bundled, copy)
+    _swap_two_entries(copy / "vocab.json", 100, 200)
+    with pytest.raises(TangshiError, match="not the vocabulary these weights were released with") as e:
+        load_checkpoint(copy)
+    assert str(copy / "vocab.json") in str(e.value) and str(copy / "model.safetensors") in str(e.value)
 

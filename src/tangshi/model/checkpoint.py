@@ -1,24 +1,28 @@
 """Checkpoints: a folder of safetensors weights + JSON config + JSON vocabulary.
 
     <name>/model.safetensors     canonical weights (model.canonical_state_dict)
-    <name>/config.json           {"format", "model": ModelConfig, "train": {...}, "metrics": {...}}
+    <name>/config.json           {"format", "model": ModelConfig, "train": {...}, "metrics": {...}, "files": {...}}
     <name>/vocab.json            the vocabulary (vocab.Vocab)
     <name>/optimizer.safetensors optimiser tensors      (training checkpoints only)
     <name>/trainer.json          optimiser hyper-parameters, scheduler, epoch, history
 
-Everything loads without pickle. A checkpoint is written into a temporary folder and
-renamed into view in one step (`write_checkpoint` + `outputs.OutputFolder`), so a crash
-never leaves a half-written checkpoint under a real name. A training run never replaces a
-checkpoint in place: each epoch is a new folder, and `last`/`best` are links moved onto it
-atomically (`train/runs.py`).
+A checkpoint is one thing: config.json's "files" records the sha256 of model.safetensors and
+vocab.json (and the vocabulary's size and order), and loading refuses a vocabulary or weights
+that are not the ones recorded. Everything loads without pickle. A checkpoint is written into
+a temporary folder and renamed into view in one step (`write_checkpoint` + `outputs.OutputFolder`),
+so a crash never leaves a half-written checkpoint under a real name. A training run never
+replaces a checkpoint in place: each epoch is a new folder, and `last`/`best` are links moved
+onto it atomically (`train/runs.py`).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,12 +32,19 @@ from safetensors.torch import load_file, save_file
 
 from tangshi.errors import TangshiError
 from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
-from tangshi.files import TMP_PREFIX, fsync_dir, fsync_tree, oserrors_named, user_file_mode
+from tangshi.files import (TMP_PREFIX, describe_oserror, fsync_dir, fsync_tree, oserrors_named, sha256_file,
+                           user_file_mode)
 from tangshi.outputs import require_complete
 from tangshi.data.vocab import Vocab
 
 CHECKPOINT_FORMAT = "tangshi-checkpoint/1"
 WEIGHTS, CONFIG, VOCAB, OPTIM, TRAINER = "model.safetensors", "config.json", "vocab.json", "optimizer.safetensors", "trainer.json"
+RECORD = "files"  # config.json's record of the files that make one checkpoint
+# checkpoints written before config.json kept the record, known by their files' sha256: the bundled
+# model (models/tangshi-default), which is verified so, silently, and never rewritten for it
+KNOWN_UNRECORDED = ({WEIGHTS: "8ca37376edf6235e769431e640b5bfd4bb35c03685891b1ddff98c5070e79926",
+                     VOCAB: "e2f894bd8e3c7bf4e0bff574222a7ef228778551915ccf2849d103b4f55bf62f"},)
+_noted: set[str] = set()  # checkpoints without a record, each noted once per process
 
 
 def _scalar_tensors_to_numbers(obj):
@@ -82,13 +93,61 @@ def write_checkpoint(folder: Path, model: PoetryLM, vocab: Vocab, *, train_meta:
             how = f" in {str(dtype).removeprefix('torch.')} (its range is ±{torch.finfo(dtype).max:.4g})" if dtype else ""
             raise TangshiError(f"the weights are not finite{how}: {name} holds NaN or infinity; nothing was written")
     _save_tensors(weights, folder / WEIGHTS, metadata={"format": CHECKPOINT_FORMAT})
-    _write_json(folder / CONFIG, {"format": CHECKPOINT_FORMAT, "model": model.config.to_json(),
-                                  "train": train_meta or {}, "metrics": metrics or {}})
     vocab.save(folder / VOCAB)
+    _write_json(folder / CONFIG, {"format": CHECKPOINT_FORMAT, "model": model.config.to_json(),
+                                  "train": train_meta or {}, "metrics": metrics or {},
+                                  RECORD: file_record(folder, vocab)})
     if optimizer_state is not None:
         tensors, state = optimizer_state
         _save_tensors({k: v.contiguous() for k, v in tensors.items()}, folder / OPTIM)
         _write_json(folder / TRAINER, state)
+
+
+def vocab_fingerprint(vocab: Vocab) -> str:
+    """The sha256 of the vocabulary's entries in order: what the weights' rows mean."""
+    return hashlib.sha256(json.dumps(list(vocab.itos), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def file_record(folder: Path, vocab: Vocab) -> dict:
+    """config.json's record of the weights and the vocabulary written beside it."""
+    return {WEIGHTS: {"sha256": sha256_file(folder / WEIGHTS)},
+            VOCAB: {"sha256": sha256_file(folder / VOCAB), "size": len(vocab),
+                    "order_sha256": vocab_fingerprint(vocab)}}
+
+
+def verify_files(path: Path, cfg: dict, vocab: Vocab) -> None:
+    """Refuse, in one line naming both files, a vocabulary or weights that are not the ones
+    config.json records. A checkpoint written before the record is checked against the known
+    ones (the bundled model), else loads with a one-line note on stderr, once."""
+    path, rec = Path(path), cfg.get(RECORD)
+    try:
+        got = {WEIGHTS: sha256_file(path / WEIGHTS), VOCAB: sha256_file(path / VOCAB)}
+    except OSError as e:
+        raise TangshiError(describe_oserror(e, verb="cannot read")) from None
+    w, v = path / WEIGHTS, path / VOCAB
+    if rec is None:
+        known = next((k for k in KNOWN_UNRECORDED if k[WEIGHTS] == got[WEIGHTS]), None)
+        if known is not None and known[VOCAB] != got[VOCAB]:
+            raise TangshiError(f"{v} does not match {w}: it is not the vocabulary these weights were released with "
+                               f"(its sha256 is {got[VOCAB][:12]}…, not {known[VOCAB][:12]}…)")
+        if known is None and str(path.resolve()) not in _noted:
+            _noted.add(str(path.resolve()))
+            print(f"note: {path / CONFIG} records no sha256 of {VOCAB} and {WEIGHTS} (an older tangshi wrote it), so "
+                  "their match is not checked; export the checkpoint again to record it", file=sys.stderr)
+        return
+    if not (isinstance(rec, dict) and all(isinstance(rec.get(n), dict) and isinstance(rec[n].get("sha256"), str)
+                                          for n in (WEIGHTS, VOCAB))):
+        raise TangshiError(f"{path / CONFIG}: its {RECORD!r} record (the sha256 of {WEIGHTS} and {VOCAB}) is damaged")
+    if got[VOCAB] != rec[VOCAB]["sha256"]:
+        size, order = rec[VOCAB].get("size"), rec[VOCAB].get("order_sha256")
+        why = (f"it holds {len(vocab)} entries, the weights were trained with {size}" if size != len(vocab) else
+               "its entries are in another order than the weights were trained with"
+               if order != vocab_fingerprint(vocab) else "its bytes are not the ones recorded with the weights")
+        raise TangshiError(f"{v} does not match {w}: {why} ({CONFIG} records its sha256); "
+                           "the vocabulary was changed after the checkpoint was written")
+    if got[WEIGHTS] != rec[WEIGHTS]["sha256"]:
+        raise TangshiError(f"{w} does not match {v}: its sha256 is not the one {CONFIG} records; "
+                           "the weights were changed after the checkpoint was written")
 
 
 def _save_tensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
@@ -177,6 +236,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu", impl: str | 
     if len(vocab) != config.vocab_size:
         raise TangshiError(f"checkpoint vocabulary has {len(vocab)} entries but the model expects {config.vocab_size}")
     weights = load_weights(path)
+    verify_files(path, meta, vocab)
     model = PoetryLM(config, runtime)
     try:
         model.load_canonical_state_dict({k: v.float() for k, v in weights.items()})
