@@ -6,6 +6,7 @@
 - `data prepare` and `export` interrupted at every filesystem operation, by a kill or a failing
   write: a reader finds the earlier output or the new one, never a mix; the next run succeeds.
 - A checkpoint is one thing: its config.json records vocab.json's and model.safetensors' sha256.
+- Messages name what the user gave (a file and key, not an option never typed).
 """
 
 import errno
@@ -464,4 +465,27 @@ def test_the_bundled_model_is_checked_without_a_record_and_quietly(tmp_path, cap
     with pytest.raises(TangshiError, match="not the vocabulary these weights were released with") as e:
         load_checkpoint(copy)
     assert str(copy / "vocab.json") in str(e.value) and str(copy / "model.safetensors") in str(e.value)
+
+
+# ---------------------------------------------------------------------------- 4. messages name what the user gave
+@pytest.mark.parametrize("key, value, words", [
+    ("hidden_dim", 10_000_000, "hidden_dim must be a whole number"),
+    ("num_layers", 0, "num_layers must be a whole number"),
+    ("dropout_output", 1.5, "dropout_output must be a finite number"),
+])
+def test_a_bad_value_in_a_checkpoints_config_names_the_file_and_key(ck, capsys, key, value, words):
+    cfg = json.loads((ck / "config.json").read_text(encoding="utf-8"))
+    cfg["model"][key] = value
+    (ck / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    code, _, err = run(["generate", "--checkpoint", ck, "--n", "1"], capsys)
+    one_line_error(code, err, f"{ck / 'config.json'}: {words}", str(value))
+    assert "--" + key.replace("_", "-") not in err  # an option the user never gave
+
+
+def test_a_checkpoint_that_is_a_file_says_so(tmp_path, capsys):
+    f = tmp_path / "some" / "file.txt"
+    f.parent.mkdir()
+    f.write_text("not a checkpoint", encoding="utf-8")
+    for command in (["generate"], ["eval", "--data", tmp_path]):
+        one_line_error(*run([*command, "--checkpoint", f], capsys)[::2], f"{f} is a file, not a checkpoint folder")
 

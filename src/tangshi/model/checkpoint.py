@@ -30,7 +30,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tangshi.errors import TangshiError
+from tangshi.errors import TangshiError, check_number
 from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
 from tangshi.files import (TMP_PREFIX, describe_oserror, fsync_dir, fsync_tree, oserrors_named, sha256_file,
                            user_file_mode)
@@ -150,6 +150,22 @@ def verify_files(path: Path, cfg: dict, vocab: Vocab) -> None:
                            "the weights were changed after the checkpoint was written")
 
 
+def check_saved_model(where: Path, saved: dict) -> None:
+    """The sizes and rates a checkpoint's config.json gives, each refused as the file's value (the
+    file and the key named, not an option the user never gave) before they make a model."""
+    from tangshi.model.lm import DROPOUT_FIELDS, MAX_DIM, MAX_LAYERS, MAX_VOCAB
+
+    for key, top in (("vocab_size", MAX_VOCAB), ("embed_dim", MAX_DIM), ("hidden_dim", MAX_DIM),
+                     ("num_layers", MAX_LAYERS)):
+        if key in saved:
+            check_number(f"{where}: {key}", saved[key], 1, top, integer=True)
+    for key in DROPOUT_FIELDS:
+        if key in saved:
+            check_number(f"{where}: {key}", saved[key], 0, 1, hi_open=True)
+    if "pad_id" in saved and "vocab_size" in saved:
+        check_number(f"{where}: pad_id", saved["pad_id"], 0, saved["vocab_size"], integer=True, hi_open=True)
+
+
 def _save_tensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
     """safetensors' save_file, its failures as OSError (a full disk is one), with the user's umask
     (safetensors writes 0600; a checkpoint is an ordinary file)."""
@@ -184,6 +200,8 @@ def save_checkpoint(path: Path, model: PoetryLM, vocab: Vocab, **kwargs) -> Path
 
 def read_config(path: Path) -> dict:
     path = Path(path)
+    if path.is_file():
+        raise TangshiError(f"{path} is a file, not a checkpoint folder (one holding {CONFIG}, {VOCAB} and {WEIGHTS})")
     if not path.is_dir():
         raise TangshiError(f"checkpoint not found: {path}")
     require_complete(path, "tangshi export")  # a folder being replaced lacks files: say so, not that they are missing
@@ -223,6 +241,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu", impl: str | 
     """
     path = Path(path)
     meta = read_config(path)
+    check_saved_model(path / CONFIG, meta["model"])
     model_cfg = dict(meta["model"])
     model_cfg.update(overrides)
     try:
