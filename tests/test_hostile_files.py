@@ -7,6 +7,7 @@
   write: a reader finds the earlier output or the new one, never a mix; the next run succeeds.
 - A checkpoint is one thing: its config.json records vocab.json's and model.safetensors' sha256.
 - Messages name what the user gave (a file and key, not an option never typed).
+- The bundled model is replaced only when asked by name (replace_bundled).
 """
 
 import errno
@@ -489,3 +490,34 @@ def test_a_checkpoint_that_is_a_file_says_so(tmp_path, capsys):
     for command in (["generate"], ["eval", "--data", tmp_path]):
         one_line_error(*run([*command, "--checkpoint", f], capsys)[::2], f"{f} is a file, not a checkpoint folder")
 
+
+# ---------------------------------------------------------------------------- 5. the bundled model is protected
+def test_export_replaces_the_bundled_model_only_when_asked_by_name(tmp_path, ck, monkeypatch):
+    from tangshi.model.bundled import export_model
+
+    bundled = tmp_path / "models" / "tangshi-default"
+    export_model(ck, bundled)
+    monkeypatch.setenv("TANGSHI_MODEL", str(bundled))
+    (tmp_path / "alias").symlink_to(tmp_path / "models")
+    before, logged = tree(bundled), []
+    for out in (bundled, tmp_path / "models" / "x" / ".." / "tangshi-default", tmp_path / "alias" / "tangshi-default"):
+        with pytest.raises(TangshiError, match="--replace-bundled") as e:
+            export_model(ck, out, replace=True, log=logged.append)
+        assert str(bundled) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(TangshiError, match="inside the bundled model's folder"):
+        export_model(ck, bundled / "sub", replace_bundled=True)
+    assert tree(bundled) == before and logged == []
+    export_model(ck, bundled, dtype="fp32", replace_bundled=True, log=logged.append)
+    assert len(logged) == 1 and logged[0].startswith(f"replaced the bundled model {bundled}"), logged
+    assert tree(bundled) != before
+    assert json.loads((bundled / "config.json").read_text(encoding="utf-8"))["files"]
+
+
+def test_export_to_the_bundled_model_from_the_command_line_is_refused(tmp_path, ck, capsys, monkeypatch):
+    bundled = tmp_path / "tangshi-default"
+    assert run(["export", "--checkpoint", ck, "--out", bundled], capsys)[0] == 0
+    monkeypatch.setenv("TANGSHI_MODEL", str(bundled))
+    before = tree(bundled)
+    one_line_error(*run(["export", "--checkpoint", ck, "--out", bundled, "--replace"], capsys)[::2],
+                   str(bundled), "--replace-bundled")
+    assert tree(bundled) == before

@@ -57,14 +57,17 @@ EXPORT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.fl
 
 
 def export_model(checkpoint: Path, out: Path, dtype: str = "fp16", train_command: str | list[str] | None = None,
-                 replace: bool = False) -> dict:
+                 replace: bool = False, replace_bundled: bool = False, log=print) -> dict:
     """Copy a checkpoint's weights at a smaller dtype, with its config and vocabulary (no
     optimiser state), and write MODEL_CARD.md beside them from the run's own records.
     `train_command` (one or more) replaces the recorded commands of the last stages, in order,
-    for records written before a command was kept."""
+    for records written before a command was kept. The bundled model's folder is replaced only
+    with `replace_bundled` (the CLI's --replace-bundled), and `log` then says what was replaced."""
     if dtype not in EXPORT_DTYPES:
         raise TangshiError(f"unknown dtype {dtype!r} (choose from {', '.join(EXPORT_DTYPES)})")
     checkpoint, out = Path(checkpoint), Path(out)
+    replaced = _bundled_guard(out, replace_bundled)
+    replace = replace or replaced is not None
     model, vocab, meta = load_checkpoint(checkpoint)
     train_meta = meta.get("train", {})
     commands = [train_command] if isinstance(train_command, str) else list(train_command or [])
@@ -86,7 +89,30 @@ def export_model(checkpoint: Path, out: Path, dtype: str = "fp16", train_command
                              dtype=EXPORT_DTYPES[dtype])
             (stage / "MODEL_CARD.md").write_text(card, encoding="utf-8")
             size = sum(f.stat().st_size for f in stage.iterdir())
+    if replaced is not None:
+        log(f"replaced the bundled model {out} ({replaced}) with an export of {checkpoint}")
     return {"out": str(out), "bytes": size, "dev_ppl": meta.get("metrics", {}).get("dev_ppl")}
+
+
+def _bundled_guard(out: Path, replace_bundled: bool) -> str | None:
+    """Refuse an --out that is (or lies inside) the bundled model's folder, unless `replace_bundled`
+    and it is that folder. Returns, when the bundled model is to be replaced, what it was."""
+    try:
+        bundled, here = bundled_model_path().resolve(), out.resolve()
+    except (TangshiError, RuntimeError, OSError):  # no bundled model (nothing to protect), or a loop of links
+        return None
+    if bundled in here.parents:
+        raise TangshiError(f"--out {out} lies inside the bundled model's folder {bundled}; choose another folder")
+    if here != bundled or not bundled.exists():
+        return None
+    if not replace_bundled:
+        raise TangshiError(f"--out {out} is the bundled model's folder ({bundled}), which generate and eval use "
+                           "when no --checkpoint is given; pass --replace-bundled to replace it")
+    try:
+        ppl = json.loads((bundled / "config.json").read_text(encoding="utf-8"))["metrics"]["dev_ppl"]
+        return f"dev ppl {ppl:.2f}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its config.json unreadable"
 
 
 def training_stages(train_meta: dict, history: list[dict], command: str | None) -> list[dict]:
