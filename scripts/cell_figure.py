@@ -65,7 +65,7 @@ ax.text(6.6, 4.85, "$C_t = f_t \\odot C_{t-1} + i_t \\odot \\tilde c_t$  (eq 4)"
 ax.text(7.6, 1.8, "$h_t = o_t \\odot \\tanh C_t$  (eq 5)", fontsize=9, color="#555")
 # backward paths
 arrow((9.1, 5.55), (0.9, 5.55), color="#1f6fb4", lw=2.2)
-ax.text(5.0, 5.75, "cell-state path: $\\delta C_{t-1} {+}{=} \\delta C_t \\odot f_t$  (eq 12) — the seed dropped it",
+ax.text(5.0, 5.75, "cell-state path: $\\delta C_{t-1} {+}{=} \\delta C_t \\odot f_t$  (eq 12) — the assignment dropped it",
         ha="center", fontsize=10, color="#1f6fb4")
 arrow((7.4, 1.0), (0.9, 1.0), color="#d9730d", lw=2.2)
 ax.text(5.6, 0.68, "through $h_{t-1}$: $\\delta h_{t-1} {+}{=} \\sum_g W_{gh}^\\top\\, \\delta z_{g,t}$  (eq 10)",

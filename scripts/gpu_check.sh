@@ -38,7 +38,7 @@ from tangshi.experiments.bench import format_bench
 print(format_bench(json.load(open(sys.argv[1]))))
 PYEOF
 
-# 3. The 50-epoch run on the 10k split (the seed's hyper-parameters with the loss done right),
+# 3. The 50-epoch run on the 10k split (the assignment's hyper-parameters with the loss done right),
 #    dev evaluation every epoch included; wall time from the command's start to its end.
 stamp "train $EPOCHS epochs"
 s=$(date +%s.%N)

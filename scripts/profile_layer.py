@@ -11,7 +11,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from tangshi.model.kernels import detect
-from tangshi.model.recurrence import SeedLSTMLayer
+from tangshi.model.recurrence import OriginalLSTMLayer
 
 B, T, E, H = 128, 64, 256, 256
 
@@ -24,7 +24,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.randn(B, T, E, requires_grad=True)
-    ours = SeedLSTMLayer(E, H)
+    ours = OriginalLSTMLayer(E, H)
     for p in ours.parameters():
         torch.nn.init.uniform_(p, -0.1, 0.1)
     nn_lstm = torch.nn.LSTM(E, H, batch_first=True)

@@ -27,7 +27,7 @@ def test_end_to_end(tmp_path, tiny_source, capsys):
     assert code == 0 and "best dev perplexity" in out
     code, out, _ = run(["eval", "--checkpoint", str(tmp_path / "run" / "best"), "--data", str(prep), "--json"], capsys)
     ev = json.loads(out)
-    assert code == 0 and {"dev_ppl", "dev_nll", "seed_loss", "seed_ppl", "tokens"} <= ev.keys()
+    assert code == 0 and {"dev_ppl", "dev_nll", "original_loss", "original_ppl", "tokens"} <= ev.keys()
     assert ev["tokens"] == 12 * 25  # 12 dev quatrains × (24 characters + <EOS>)
     code, out, _ = run(["generate", "--checkpoint", str(tmp_path / "run" / "best"), "--start", "春",
                         "--strategy", "seed", "--json"], capsys)

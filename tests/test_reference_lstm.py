@@ -1,5 +1,5 @@
 """The assignment-notation LSTM (reference_lstm.py): the same loss and gradients as the fast twin,
-finite differences of its own loss, and the seed's missing cell-state path visible in its gradients."""
+finite differences of its own loss, and the assignment's missing cell-state path visible in its gradients."""
 
 import numpy as np
 import pytest

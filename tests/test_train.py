@@ -49,12 +49,12 @@ def test_checkpoint_roundtrip_identical_logprobs(tmp_path, tiny_prepared):
     assert names == ["config.json", "model.safetensors", "optimizer.safetensors", "trainer.json", "vocab.json"]
 
 
-def test_epoch_checkpoints_named_like_the_seed(tmp_path, tiny_prepared):
+def test_epoch_checkpoints_named_like_the_assignment(tmp_path, tiny_prepared):
     train(tiny_prepared, tmp_path / "run", SMALL, TrainConfig(epochs=2, batch_size=16), progress=False, log=lambda *a: None)
     rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     for r in rows:
-        assert (tmp_path / "run" / f"poetry-gen-epoch{r['epoch']}-loss{r['seed_loss']:.6f}").is_dir()
+        assert (tmp_path / "run" / f"poetry-gen-epoch{r['epoch']}-loss{r['original_loss']:.6f}").is_dir()
     assert (tmp_path / "run" / "best").is_dir() and (tmp_path / "run" / "curves.png").stat().st_size > 1000
     best = min(rows, key=lambda r: r["dev_ppl"])
     assert json.loads((tmp_path / "run" / "best" / "config.json").read_text())["metrics"]["epoch"] == best["epoch"]
@@ -91,8 +91,8 @@ def test_evaluate_matches_hand_computation(tmp_path, tiny_prepared):
     real = dev.targets != vocab.pad_id
     assert res["tokens"] == int(real.sum()) == int(dev.lengths.sum())
     assert math.isclose(res["dev_ppl"], math.exp(nll[real].mean().item()), rel_tol=1e-5)
-    assert math.isclose(res["seed_loss"], nll.mean().item(), rel_tol=1e-5)
-    assert math.isclose(res["seed_ppl"], 2 ** nll.mean().item(), rel_tol=1e-5)
+    assert math.isclose(res["original_loss"], nll.mean().item(), rel_tol=1e-5)
+    assert math.isclose(res["original_ppl"], 2 ** nll.mean().item(), rel_tol=1e-5)
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path, tiny_prepared):

@@ -9,10 +9,10 @@ from tangshi.errors import TangshiError, check_number
 
 
 def experiment_parser(sub) -> None:
-    x = sub.add_parser("experiment", help="reproducible reports: optimisers, initialisation, the seed's BPTT errors")
+    x = sub.add_parser("experiment", help="reproducible reports: optimisers, initialisation, the assignment's BPTT errors")
     add_all(x, [
         ("which", dict(choices=("optimizers", "init", "backprop", "distance"),
-                       help="which experiment (backprop: the seed's three gradient errors, in training on a memory "
+                       help="which experiment (backprop: the assignment's three gradient errors, in training on a memory "
                             "task; distance: ‖δh_t‖ and ‖δC_t‖ against distance on real poems)")),
         ("--checkpoint", dict(help="distance: the model (default: the bundled one)")),
         ("--data", dict(default=str(PREPARED_DEFAULT), help=f"prepared folder (default {PREPARED_DEFAULT})")),

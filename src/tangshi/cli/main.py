@@ -15,7 +15,7 @@ from tangshi.errors import TangshiError, check_number, one_line
 from tangshi.cli.experiment import experiment_parser
 from tangshi.decode.request import CoupletRequest, PoemRequest, add_options
 
-ORIGINAL = {"original": "seed"}  # the assignment's recipe, kernel and procedure: "original" (alias "seed")
+from tangshi.model.spec import OLD_NAMES
 from tangshi.text import FORM_NAMES
 
 
@@ -67,8 +67,8 @@ def cmd_train(args) -> int:
     set_threads(args.threads)
     if args.resume and args.replace:
         raise TangshiError("--resume continues the run and --replace starts it over; give one of them")
-    given = {k: ORIGINAL.get(getattr(args, k), getattr(args, k)) for k in args.model_opts}
-    model_over, train_over = given_options(ORIGINAL.get(args.preset, args.preset), given,
+    given = {k: getattr(args, k) for k in args.model_opts}
+    model_over, train_over = given_options(args.preset, given,
                                            {k: getattr(args, k) for k in args.train_opts})
     cfg = TrainConfig(**train_over)
     common = dict(resume=args.resume, replace=args.replace, progress=not args.quiet,
@@ -133,7 +133,7 @@ def cmd_eval(args) -> int:
               f"through the decoding step in {args.precision}")
     else:
         print(f"dev perplexity {res['dev_ppl']:.3f} (mean NLL {res['dev_nll']:.4f} over {res['tokens']} tokens); "
-              f"seed's PAD-counted loss {res['seed_loss']:.4f}, seed's 2**loss {res['seed_ppl']:.3f}")
+              f"assignment's PAD-counted loss {res['original_loss']:.4f}, assignment's 2**loss {res['original_ppl']:.3f}")
     return 0
 
 
@@ -281,8 +281,8 @@ def config_options(group, cls) -> tuple[str, ...]:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"] + default)
         else:
             choices = meta.get("choices")
-            if choices is not None and "seed" in choices:
-                choices = (*choices, *ORIGINAL)
+            if choices is not None and "original" in choices:
+                choices = (*choices, *OLD_NAMES)  # the older name is still accepted
             group.add_argument(flag, type=_TYPES[kind], choices=choices, default=None, help=meta["help"] + default)
         names.append(f.name)
     return tuple(names)
@@ -431,7 +431,7 @@ def _bench_parser(sub) -> None:
         ("--repeats", dict(type=int, default=5, help="timed repetitions (the median is reported)")),
         ("--warmup", dict(type=int, default=2, help="untimed repetitions first (default 2)")),
         ("--checkpoint", dict(help="model for the generation timings (default: the bundled model)")),
-        ("--only", dict(help="comma-separated subset: seed,tangshi,tangshi_graph (cuda),nn_lstm,numpy,layer_tangshi,"
+        ("--only", dict(help="comma-separated subset: original,tangshi,tangshi_graph (cuda),nn_lstm,numpy,layer_tangshi,"
                              "layer_nn,gen_qilv,gen_wujue_1000,gen_qilv_keywords,gen_couplet")),
         ("--threads", dict(type=int, help=THREADS_HELP)),
         ("--dtype", dict(default="auto", choices=("auto", "fp32", "bf16"),
@@ -472,7 +472,7 @@ def cmd_bench(args) -> int:
     set_threads(args.threads)
     check_number("--repeats", args.repeats, 1, 10_000, integer=True)
     check_number("--warmup", args.warmup, 0, 10_000, integer=True)
-    only = tuple(args.only.split(",")) if args.only else None
+    only = tuple(args.only.split(",")) if args.only is not None else None
     res = run_bench(Path(args.data), device=args.device, repeats=args.repeats, warmup=args.warmup,
                     checkpoint=Path(args.checkpoint) if args.checkpoint else None, only=only, dtype=args.dtype)
     if args.json:

@@ -14,7 +14,7 @@ import torch
 
 from tangshi.data.vocab import Vocab
 
-SEQ_LEN = 64  # the seed's sequence length: <START> + 63 characters
+SEQ_LEN = 64  # the assignment's sequence length: <START> + 63 characters
 
 
 def encode_poems(poems: list[str], vocab: Vocab, seq_len: int = SEQ_LEN) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -43,7 +43,7 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator, shuffle: 
                   lengths: torch.Tensor | None = None, bucket: bool = False) -> list[torch.Tensor]:
     """Index lists for one epoch.
 
-    Without `bucket`: a random permutation cut into batches (the seed's order).
+    Without `bucket`: a random permutation cut into batches (the assignment's order).
     With `bucket`: the permutation is cut into chunks of 50 batches, each chunk
     is sorted by length and cut into batches, and the batches are shuffled, so
     poems of similar length share a batch while the order stays random.

@@ -1,6 +1,6 @@
 """chinese-poetry JSON → cleaned poems → length filter → deterministic sample → split.
 
-Cleaning rules (the seed's, made exact):
+Cleaning rules (the assignment's, made exact):
 
 1. A poem is its ``paragraphs`` joined with nothing between them.
 2. ASCII punctuation is first mapped to its full-width form (``,`` → ``，`` …),
@@ -36,9 +36,9 @@ from tangshi.errors import TangshiError, read_json
 from tangshi.outputs import require_complete
 from tangshi.text import ASCII_TO_FULL, HAN_CLASS, LINE_MARKS, TO_LINE_MARKS
 
-MIN_CHARS = 10  # the seed's lower bound on a poem's length
-MAX_CHARS = 63  # 63 characters + <EOS> = 64 = the seed's sequence length
-SAMPLE_SIZE = 10_000  # the seed samples 10,000 poems
+MIN_CHARS = 10  # the assignment's lower bound on a poem's length
+MAX_CHARS = 63  # 63 characters + <EOS> = 64 = the assignment's sequence length
+SAMPLE_SIZE = 10_000  # the assignment samples 10,000 poems
 TRAIN_FRACTION = 0.8  # 80% train / 20% dev
 LOST_CHAR = "□"
 FILE_GLOB = "poet.tang.*.json"

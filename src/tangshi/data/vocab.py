@@ -1,6 +1,6 @@
-"""The character vocabulary: sorted training characters, then the seed's four specials.
+"""The character vocabulary: sorted training characters, then the assignment's four specials.
 
-Order (the seed's): every character of the training split, sorted by code point,
+Order (the assignment's): every character of the training split, sorted by code point,
 then ``<EOS>``, ``<OOV>``, ``<START>``, ``<PAD>``. Saved as JSON, never pickle.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from tangshi.errors import TangshiError
 
 EOS, OOV, START, PAD = "<EOS>", "<OOV>", "<START>", "<PAD>"
-SPECIALS = (EOS, OOV, START, PAD)  # the seed's order, appended after the characters
+SPECIALS = (EOS, OOV, START, PAD)  # the assignment's order, appended after the characters
 VOCAB_FORMAT = "tangshi-vocab/1"
 
 

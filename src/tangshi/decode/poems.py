@@ -9,7 +9,7 @@ import torch
 
 from tangshi.verse import prosody
 from tangshi.errors import TangshiError, check_number
-from tangshi.decode.search import MAX_BEAM, DecodeOptions, check_start, decode, generate_seed, mean_log_prob
+from tangshi.decode.search import MAX_BEAM, DecodeOptions, check_start, decode, generate_original, mean_log_prob
 from tangshi.model.lm import PoetryLM
 from tangshi.text import FORM_NAMES, as_corpus_marks, split_clauses, split_lines, to_simplified, to_traditional
 from tangshi.data.vocab import Vocab
@@ -123,7 +123,7 @@ def iter_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, f
     accepted (converted to traditional); `script='simplified'` converts the output.
     Impossible requests raise `TangshiError` here, before anything is generated (the checks
     run when this is called, not when the first poem is asked for).
-    `opts.strategy == 'seed'` runs the seed's own procedure (free form, one start
+    `opts.strategy == 'original'` runs the assignment's own procedure (free form, one start
     character, no constraint). Sampling continues one random stream across batches, so the
     first GENERATION_CHUNK poems are those of a request for exactly that many.
     `candidates` K: sample n·K poems and return the n best by mean log-probability per token
@@ -138,7 +138,7 @@ def iter_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, f
     no_repeat = True if no_repeat is None else bool(no_repeat)
     rhyme = (form != "free") if rhyme is None else bool(rhyme)
     constraint = None
-    if opts.strategy == "seed":
+    if opts.strategy == "original":
         if form != "free" or acrostic or keywords or rhyme_group:
             raise TangshiError("--strategy original (alias seed) writes the assignment's free-form text; it takes no "
                                "form, acrostic, keywords or rhyme group: use another strategy for those")
@@ -173,7 +173,7 @@ def check_request(opts: DecodeOptions, n: int, script: str, candidates: int | No
     check_number("--n with --candidates", n * candidates, 1, MAX_POEMS, integer=True)
     if opts.strategy != "sample":
         why = {"beam": "already returns its best hypotheses, ranked", "greedy": "writes the same poem every time",
-               "seed": "is the assignment's fixed procedure"}[opts.strategy]
+               "original": "is the assignment's fixed procedure"}[opts.strategy]
         raise TangshiError(f"--candidates ranks sampled poems (--strategy sample); --strategy {opts.strategy} {why}")
 
 
@@ -195,9 +195,9 @@ def _texts(model, vocab, opts, n, start, constraint) -> Iterator[list[str]]:
 
 
 def _poem_stream(model, vocab, opts, n, start, constraint, form, script) -> Iterator[dict]:
-    if opts.strategy == "seed":  # one poem at a time anyway: poem i uses seed + i, as the seed's loop did
+    if opts.strategy == "original":  # one poem at a time anyway: poem i uses seed + i, as the assignment's loop did
         for i in range(n):
-            text = generate_seed(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars,
+            text = generate_original(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars,
                                  precision=opts.precision or "fp32")
             yield _record(text, form, script)
         return
@@ -327,7 +327,7 @@ def iter_couplets(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, first: str
     from tangshi.verse.metrics import score_couplet
 
     check_request(opts, n, script, candidates)
-    if opts.strategy == "seed":
+    if opts.strategy == "original":
         raise TangshiError("--strategy original (alias seed) writes the assignment's free-form text; use another "
                            "strategy for couplets")
     from tangshi.decode.constraints.couplet import parse_first

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 
 from tangshi.errors import TangshiError
+from tangshi.model.spec import OLD_NAMES
 from tangshi.text import FORM_NAMES
 
 if TYPE_CHECKING:
     from tangshi.decode.search import DecodeOptions
 
-STRATEGY_ALIASES = {"seed": "original"}  # the course assignment's procedure, by its older name
+STRATEGY_ALIASES = OLD_NAMES  # the course assignment's procedure, by its older name
 TONES = ("strict", "loose", "off")
 SCRIPTS = ("traditional", "simplified")
 
@@ -96,8 +97,7 @@ class _Decoding:
         """The sampling settings, as the decoder takes them (checked there: the numbers' ranges)."""
         from tangshi.decode.search import DecodeOptions
 
-        strategy = "seed" if self.strategy == "original" else self.strategy
-        return DecodeOptions(strategy=strategy, temperature=self.temperature, top_k=self.top_k,
+        return DecodeOptions(strategy=self.strategy, temperature=self.temperature, top_k=self.top_k,
                              top_p=self.top_p, beam=self.beam, seed=self.seed, precision=self.precision)
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Decoding: the seed's procedure, greedy, sampling (temperature, top-k, top-p) and beam search.
+"""Decoding: the assignment's procedure, greedy, sampling (temperature, top-k, top-p) and beam search.
 
 All strategies run the LSTM one step at a time (`PoetryLM.step`) for a whole batch
 of poems at once, with its state carried; the prefix is never re-run. Constraints (forms, rhyme, tone, acrostic, no repeats;
@@ -34,13 +34,13 @@ import torch
 from tangshi.decode.constraints import FreeConstraint
 from tangshi.errors import TangshiError, check_number
 from tangshi.machine import threads_for
-from tangshi.model.lm import PoetryLM
+from tangshi.model.lm import OLD_NAMES, PoetryLM
 from tangshi.model.step_weights import PRECISIONS, default_precision
 from tangshi.text import CLAUSE_SEPARATORS
 from tangshi.data.vocab import Vocab
 
-STRATEGIES = ("seed", "greedy", "sample", "beam")
-SEED_MAX_CHARS = 95  # the seed stops its generated text at 95 characters
+STRATEGIES = ("original", "greedy", "sample", "beam")
+ORIGINAL_MAX_CHARS = 95  # the assignment stops its generated text at 95 characters
 FREE_MAX_CHARS = 63  # other strategies in free form: the training length bound
 MAX_TEMPERATURE = 100.0
 MAX_BEAM = 256  # beam search keeps max(beam, n) hypotheses at once
@@ -56,11 +56,12 @@ class DecodeOptions:
     beam: int = 4
     seed: int = 0
     max_chars: int | None = None  # free form: characters (punctuation included) before <EOS> is forced;
-    # None: the strategy's own bound (the assignment's procedure writes SEED_MAX_CHARS, the others FREE_MAX_CHARS)
+    # None: the strategy's own bound (the assignment's procedure writes ORIGINAL_MAX_CHARS, the others FREE_MAX_CHARS)
     precision: str | None = None  # the step's products (model/step_weights.py); None: int8 on x86 CPUs, else fp32
     # (the assignment's procedure: fp32 unless asked, so that it reproduces the assignment's text)
 
     def __post_init__(self):
+        object.__setattr__(self, "strategy", OLD_NAMES.get(self.strategy, self.strategy))
         if self.strategy not in STRATEGIES:
             raise TangshiError(f"unknown strategy {self.strategy!r} (choose from {', '.join(STRATEGIES)})")
         check_number("--temperature", self.temperature, 0, MAX_TEMPERATURE, lo_open=True)
@@ -69,7 +70,7 @@ class DecodeOptions:
         check_number("--beam", self.beam, 1, MAX_BEAM, integer=True)
         check_number("--seed", self.seed, 0, MAX_SEED, integer=True)
         if self.max_chars is None:
-            object.__setattr__(self, "max_chars", SEED_MAX_CHARS if self.strategy == "seed" else FREE_MAX_CHARS)
+            object.__setattr__(self, "max_chars", ORIGINAL_MAX_CHARS if self.strategy == "original" else FREE_MAX_CHARS)
         check_number("max_chars", self.max_chars, 1, 1 << 16, integer=True)
         if self.precision is not None and self.precision not in PRECISIONS:
             raise TangshiError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
@@ -78,15 +79,15 @@ class DecodeOptions:
         return self.precision or default_precision(device)
 
 
-# ---------------------------------------------------------------------------- the seed's procedure
+# ---------------------------------------------------------------------------- the assignment's procedure
 @torch.no_grad()
-def generate_seed(model: PoetryLM, vocab: Vocab, start: str, seed: int = 0,
-                  max_chars: int = SEED_MAX_CHARS, precision: str = "fp32") -> str:
-    """The seed's procedure: feed <START> and the start character, then repeatedly
+def generate_original(model: PoetryLM, vocab: Vocab, start: str, seed: int = 0,
+                  max_chars: int = ORIGINAL_MAX_CHARS, precision: str = "fp32") -> str:
+    """The assignment's procedure: feed <START> and the start character, then repeatedly
     take the top-1 token; when it is <EOS>, continue from a uniformly random
     character instead (the LSTM state is kept); stop at `max_chars` characters.
 
-    Runs `model.step` one poem at a time, exactly as the seed did (no batching, so
+    Runs `model.step` one poem at a time, exactly as the assignment did (no batching, so
     that no change of matrix-product shapes can flip an argmax)."""
     rng = random.Random(seed)
     model.eval()
@@ -285,13 +286,13 @@ def decode(model: PoetryLM, vocab: Vocab, n: int, opts: DecodeOptions, start: st
 
     `constraint` (constraints.py) carries the form, rhyme, tone, acrostic, start
     text and repeat rules; without one, `start` is forced and nothing else.
-    `strategy='seed'` ignores both and runs `generate_seed` (seed + i for poem i).
+    `strategy='original'` ignores both and runs `generate_original` (seed + i for poem i).
     `gen` (sampling): the random stream to draw from, so that consecutive batches continue
     one stream; by default a new one seeded with `opts.seed`."""
     if n < 1:
         raise TangshiError(f"the number of poems must be at least 1, got {n}")
-    if opts.strategy == "seed":
-        return [generate_seed(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars,
+    if opts.strategy == "original":
+        return [generate_original(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars,
                               precision=opts.precision or "fp32") for i in range(n)]
     if constraint is None:
         constraint = _plain_constraint(vocab, start)

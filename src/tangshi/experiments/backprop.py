@@ -1,11 +1,11 @@
-"""`tangshi experiment backprop`: the seed's three gradient errors, shown in training.
+"""`tangshi experiment backprop`: the assignment's three gradient errors, shown in training.
 
 A memory task: each sequence is T symbols drawn uniformly from an alphabet of A; the target at
 position t is the symbol seen K steps earlier (no target for the first K positions). A model that
 remembers nothing scores ln A nats (chance); one that carries the symbol through K steps of its
 cell state scores less. The same small LSTM (the NumPy twin, 1 layer) is trained from the same
-weights on the same batches four times: with correct BPTT, and with each of the seed's errors
-(gradcheck.seed_gradients): no cell-state path; input-weight gradient from the last step only;
+weights on the same batches four times: with correct BPTT, and with each of the assignment's errors
+(gradcheck.assignment_gradients): no cell-state path; input-weight gradient from the last step only;
 b_i and b_o given b_f's gradient. The report's table and verdict are computed from the runs.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from tangshi.lesson import numpy_lstm as nl
 from tangshi.lesson import numpy_optim as nopt
-from tangshi.lesson.gradcheck import SEED_ERRORS, seed_gradients
+from tangshi.lesson.gradcheck import ASSIGNMENT_ERRORS, assignment_gradients
 from tangshi.outputs import OutputFolder
 
 PAD = 0
@@ -68,7 +68,7 @@ def train_variant(task: Task, error: str | None) -> dict:
     curve = []
     for step in range(1, task.steps + 1):
         x, y = batch(task, rng)
-        loss, grads = seed_gradients(params, cfg, x, y, error, pad_id=PAD)
+        loss, grads = assignment_gradients(params, cfg, x, y, error, pad_id=PAD)
         opt.step(grads)
         if step % 50 == 0 or step == 1:
             curve.append((step, float(loss), float(nl.forward(params, cfg, dev[0], dev[1], PAD)[0])))
@@ -80,11 +80,11 @@ def run_backprop(out, task: Task = Task(), argv=None, replace: bool = False, log
 
     with OutputFolder(out, "reports", replace=replace, names=list(NAMES.values())) as folder:
         runs = []
-        for error in (None, *SEED_ERRORS):
+        for error in (None, *ASSIGNMENT_ERRORS):
             runs.append(train_variant(task, error))
             log(f"{LABELS[error]}: dev loss {runs[-1]['first_dev']:.3f} -> {runs[-1]['final_dev']:.3f} nats")
         chance = math.log(task.alphabet)
-        report = _header("The seed's gradient errors, in training", argv) + _report(runs, task, chance)
+        report = _header("The assignment's gradient errors, in training", argv) + _report(runs, task, chance)
         with folder.staged() as stage:
             _plot(runs, stage / NAMES["curves"], chance, task)
             (stage / NAMES["md"]).write_text(report, encoding="utf-8")
@@ -137,7 +137,7 @@ def _plot(runs: list[dict], path, chance: float, task: Task) -> None:
                 color="grey")
     ax.set_xlabel("step")
     ax.set_ylabel("dev loss (nats)")
-    ax.set_title(f"recall the symbol {task.lag} steps back: correct BPTT vs the seed's errors")
+    ax.set_title(f"recall the symbol {task.lag} steps back: correct BPTT vs the assignment's errors")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

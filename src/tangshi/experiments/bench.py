@@ -1,6 +1,6 @@
 """`tangshi bench`: training-step and generation speed, side by side in one process.
 
-Every variant runs at the seed's shape (batch 128, length ≤ 64, embedding 256,
+Every variant runs at the assignment's shape (batch 128, length ≤ 64, embedding 256,
 hidden 256, the real vocabulary and real batches of the 10k split), after
 warm-up, and reports the median of N timed repetitions. Throughput is counted
 in real (non-PAD) target tokens per second, the only fair unit when variants
@@ -20,9 +20,10 @@ from tangshi.model.kernels import detect as detect_kernels  # this process's ker
 from tangshi.machine import cpu_flags, cpu_name
 from tangshi.data.batches import batch_indices, make_batch
 from tangshi.errors import TangshiError
+from tangshi.model.spec import OLD_NAMES
 from tangshi.train.graph_step import TrainStep
 from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
-from tangshi.model.recurrence import SeedLSTMLayer
+from tangshi.model.recurrence import OriginalLSTMLayer
 from tangshi.data.splits import load_split
 from tangshi.model.step_weights import default_precision
 from tangshi.train.torch_backend import bf16_is_fast
@@ -41,7 +42,7 @@ class Result:
     def as_dict(self, ref: dict[str, float]) -> dict:
         tps = self.real_tokens / (self.ms / 1e3) if self.real_tokens else None
         d = {"name": self.name, "ms": round(self.ms, 3), "real_tokens_per_s": round(tps) if tps else None}
-        refs = ("layer_nn",) if self.name.startswith("layer_") else ("seed", "nn_lstm")
+        refs = ("layer_nn",) if self.name.startswith("layer_") else ("original", "nn_lstm")
         for key in refs:
             if key in ref and tps:
                 d[f"speedup_vs_{key}"] = round(tps / ref[key], 3)
@@ -70,7 +71,7 @@ def _median_ms(fn, repeats: int, warmup: int, device) -> float:
 
 def _train_step_bench(name, cfg: ModelConfig, batches, device, amp, repeats, warmup, mode="eager",
                       impl: str = "tangshi") -> Result:
-    """One Adam step per call (the seed's lr and weight decay), cycling through `batches`.
+    """One Adam step per call (the assignment's lr and weight decay), cycling through `batches`.
     mode "graph": the CUDA-graph step; its warm-up goes three times through the batches, so
     every shape has had its eager warm-up steps and its capture before the timing starts."""
     torch.manual_seed(0)
@@ -93,7 +94,7 @@ def _train_step_bench(name, cfg: ModelConfig, batches, device, amp, repeats, war
 
 
 DTYPES = ("auto", "fp32", "bf16")
-KERNELS = {"seed": "the assignment's loop (autograd)", "tangshi": "tangshi (hand-written BPTT)",
+KERNELS = {"original": "the assignment's loop (autograd)", "tangshi": "tangshi (hand-written BPTT)",
            "tangshi_graph": "tangshi (hand-written BPTT), CUDA graphs", "nn_lstm": "torch.nn.LSTM",
            "numpy": "NumPy twin (hand-written BPTT)", "layer_tangshi": "tangshi (hand-written BPTT)",
            "layer_tangshi_graph": "tangshi, CUDA graphs", "layer_nn": "torch.nn.LSTM",
@@ -102,70 +103,95 @@ KERNELS = {"seed": "the assignment's loop (autograd)", "tangshi": "tangshi (hand
 GENERATION_ROWS = ("gen_qilv", "gen_qilv_fp32", "gen_wujue_1000", "gen_qilv_keywords", "gen_couplet")
 
 
+TRAINING_ROWS = ("original", "tangshi", "tangshi_graph", "nn_lstm", "numpy", "layer_tangshi", "layer_tangshi_graph",
+                 "layer_nn")
+
+
+def check_rows(only: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """`--only`'s row names, checked (the older name `seed` is `original`); None: every row."""
+    if only is None:
+        return None
+    names = tuple(OLD_NAMES.get(n.strip(), n.strip()) for n in only)
+    unknown = [n for n in names if n not in KERNELS]
+    if not names or unknown:
+        raise TangshiError(f"--only: unknown row {(unknown or [''])[0]!r} (choose from {', '.join(KERNELS)})")
+    return names
+
+
 def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int = 2,
               checkpoint: Path | None = None, only: tuple[str, ...] | None = None, dtype: str = "auto") -> dict:
     """`dtype`: the training rows' autocast: auto (bf16 where it is fast), fp32, or bf16 (also
     where it is emulated, to compare). The result records what ran: device, CPU flags, threads,
-    dtype, and each row's kernel."""
+    dtype, and each row's kernel. The training rows read the prepared split in `data_dir`; the
+    generation rows need only a model."""
     if dtype not in DTYPES:
         raise TangshiError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    only = check_rows(only)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TangshiError("--device cuda asked for, but no CUDA device is available")
-    vocab = Vocab.load(Path(data_dir) / "vocab.json")
-    split = load_split(Path(data_dir), "train", vocab)
-    g = torch.Generator().manual_seed(0)
+    amp = bf16_is_fast(dev) if dtype == "auto" else dtype == "bf16"
+    want = (lambda n: only is None or n in only)
+    results: list[Result] = []
+    if any(want(name) for name in TRAINING_ROWS):
+        results += _training_rows(Path(data_dir), dev, amp, want, repeats, warmup)
+    if any(want(name) for name in GENERATION_ROWS):
+        results.extend(_generation_bench(checkpoint, dev, want))
+    ref = {r.name: r.real_tokens / (r.ms / 1e3) for r in results if r.real_tokens}
+    rows = [_describe_row(r.as_dict(ref), dev, amp) for r in results]
+    return {"device": _device_name(dev), "cpu_flags": cpu_flags() if dev.type == "cpu" else None,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": dtype,
+            "bf16_autocast": amp, "fused_cell": detect_kernels().why if dev.type == "cpu" else None,
+            "repeats": repeats, "results": rows}
+
+
+def _training_rows(data_dir: Path, dev, amp: bool, want, repeats: int, warmup: int) -> list[Result]:
+    """The training-step and layer rows wanted, on the assignment's shape and the split's real batches."""
+    vocab = Vocab.load(data_dir / "vocab.json")
+    split = load_split(data_dir, "train", vocab)
     n_batches = repeats + warmup
-    plain = batch_indices(len(split.inputs), BATCH, g)[:n_batches]
+    plain = batch_indices(len(split.inputs), BATCH, torch.Generator().manual_seed(0))[:n_batches]
     bucketed = batch_indices(len(split.inputs), BATCH, torch.Generator().manual_seed(0),
                              lengths=split.lengths, bucket=True)[:n_batches]
     full = [tuple(t.to(dev) for t in make_batch(split.inputs, split.targets, split.lengths, i, trim=False)) for i in plain]
     trimmed = [tuple(t.to(dev) for t in make_batch(split.inputs, split.targets, split.lengths, i)) for i in bucketed]
-    amp = bf16_is_fast(dev) if dtype == "auto" else dtype == "bf16"
     base = dict(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=EMBED, hidden_dim=HIDDEN)
-    want = (lambda n: only is None or n in only)
     results: list[Result] = []
-    if want("seed"):
-        results.append(_train_step_bench("seed", ModelConfig(**base, pad_in_loss=True), full, dev,
-                                         False, repeats, warmup, impl="seed"))
-    if want("tangshi"):
-        r = _train_step_bench("tangshi", ModelConfig(**base), trimmed, dev, amp, repeats, warmup)
-        r.note = f"fused BPTT, head on real positions, bucketed batches, bf16 autocast {'on' if amp else 'off'}"
-        results.append(r)
-    if want("tangshi_graph") and dev.type == "cuda":
-        r = _train_step_bench("tangshi_graph", ModelConfig(**base), trimmed, dev, amp, repeats, warmup,
-                              mode="graph")
-        r.note = "tangshi's step replayed from CUDA graphs (one per length, padded to a multiple of 8)"
-        results.append(r)
-    if want("nn_lstm"):
-        r = _train_step_bench("nn_lstm", ModelConfig(**base), trimmed, dev, amp, repeats, warmup, impl="nn")
-        r.note = "same step with torch.nn.LSTM"
-        results.append(r)
+    if want("original"):
+        results.append(_train_step_bench("original", ModelConfig(**base, pad_in_loss=True), full, dev,
+                                         False, repeats, warmup, impl="original"))
+    steps = (("tangshi", "eager", "tangshi", f"fused BPTT, head on real positions, bucketed batches, bf16 autocast "
+                                             f"{'on' if amp else 'off'}"),
+             ("tangshi_graph", "graph", "tangshi", "tangshi's step replayed from CUDA graphs (one per length, padded "
+                                                   "to a multiple of 8)"),
+             ("nn_lstm", "eager", "nn", "same step with torch.nn.LSTM"))
+    for name, mode, impl, note in steps:
+        if want(name) and (mode != "graph" or dev.type == "cuda"):
+            r = _train_step_bench(name, ModelConfig(**base), trimmed, dev, amp, repeats, warmup, mode=mode, impl=impl)
+            r.note = note
+            results.append(r)
     if want("numpy") and dev.type == "cpu":
         results.append(_numpy_bench(base, trimmed, repeats, warmup))
     for name, mode in (("layer_tangshi", "fused"), ("layer_tangshi_graph", "graph"), ("layer_nn", "nn")):
         if want(name) and (mode != "graph" or dev.type == "cuda"):
             results.append(_layer_bench(name, mode, dev, repeats, warmup))
-    if any(want(name) for name in GENERATION_ROWS):
-        results.extend(_generation_bench(checkpoint, dev, want))
-    ref = {r.name: r.real_tokens / (r.ms / 1e3) for r in results if r.real_tokens}
-    rows = [r.as_dict(ref) for r in results]
-    cell = _cell_kernel() if dev.type == "cpu" else "gate arithmetic as torch ops"
-    for row in rows:  # what each row ran: the layer rows and the assignment's row are fp32 by design
-        row["kernel"] = KERNELS.get(row["name"], row["name"])
-        if row["name"] in ("tangshi", "layer_tangshi"):
-            row["kernel"] += f", {cell}"
-        if row["name"] in ("tangshi", "nn_lstm") and dev.type == "cpu":
-            row["kernel"] += f", {_loss_kernel(amp)}"
-        row["dtype"] = "bf16" if amp and row["name"] in ("tangshi", "tangshi_graph", "nn_lstm") else "fp32"
-        if row["name"] in GENERATION_ROWS and row["name"] != "gen_qilv_fp32":
-            row["dtype"] = default_precision(dev)  # decoding's own precision (model/step_weights.py)
-        if row["name"] in GENERATION_ROWS and dev.type == "cpu":
-            row["kernel"] += f", {_decoding_kernels(row)}"
-    return {"device": _device_name(dev), "cpu_flags": cpu_flags() if dev.type == "cpu" else None,
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": dtype,
-            "bf16_autocast": amp, "fused_cell": detect_kernels().why if dev.type == "cpu" else None,
-            "repeats": repeats, "results": rows}
+    return results
+
+
+def _describe_row(row: dict, dev, amp: bool) -> dict:
+    """What a row ran: its kernel and dtype (the layer rows and the assignment's row are fp32 by design)."""
+    name = row["name"]
+    row["kernel"] = KERNELS.get(name, name)
+    if name in ("tangshi", "layer_tangshi"):
+        row["kernel"] += f", {_cell_kernel() if dev.type == 'cpu' else 'gate arithmetic as torch ops'}"
+    if name in ("tangshi", "nn_lstm") and dev.type == "cpu":
+        row["kernel"] += f", {_loss_kernel(amp)}"
+    row["dtype"] = "bf16" if amp and name in ("tangshi", "tangshi_graph", "nn_lstm") else "fp32"
+    if name in GENERATION_ROWS and name != "gen_qilv_fp32":
+        row["dtype"] = default_precision(dev)  # decoding's own precision (model/step_weights.py)
+    if name in GENERATION_ROWS and dev.type == "cpu":
+        row["kernel"] += f", {_decoding_kernels(row)}"
+    return row
 
 
 def _cell_kernel() -> str:
@@ -222,7 +248,7 @@ def _layer_bench(name: str, mode: str, dev, repeats, warmup) -> Result:
         layer = torch.nn.LSTM(EMBED, HIDDEN, batch_first=True).to(dev)
         fn = lambda: layer(x)[0].sum().backward()
     else:
-        layer = SeedLSTMLayer(EMBED, HIDDEN).to(dev)
+        layer = OriginalLSTMLayer(EMBED, HIDDEN).to(dev)
         for p in layer.parameters():
             torch.nn.init.uniform_(p, -0.1, 0.1)
         lib = detect_kernels().on(dev)
@@ -291,10 +317,10 @@ def format_bench(res: dict) -> str:
     lines = [f"device {res['device']} | CPU flags {flags} | threads {res['threads']} | torch {res['torch']} | "
              f"bf16 autocast {res['bf16_autocast']} (--dtype {res.get('dtype', 'auto')})"
              + (f" | gate arithmetic: {res['fused_cell']}" if res.get("fused_cell") else ""),
-             f"{'name':<16}{'ms':>10}{'real tok/s':>13}{'vs seed':>9}{'vs nn':>8}  note"]
+             f"{'name':<16}{'ms':>10}{'real tok/s':>13}{'vs original':>12}{'vs nn':>8}  note"]
     # layer rows: "vs nn" is against layer_nn; their tokens are all B×T positions
     for r in res["results"]:
         tps = f"{r['real_tokens_per_s']:,}" if r.get("real_tokens_per_s") else "-"
-        lines.append(f"{r['name']:<16}{r['ms']:>10.1f}{tps:>13}{r.get('speedup_vs_seed', '-'):>9}"
+        lines.append(f"{r['name']:<16}{r['ms']:>10.1f}{tps:>13}{r.get('speedup_vs_original', '-'):>12}"
                      f"{r.get('speedup_vs_nn_lstm', r.get('speedup_vs_layer_nn', '-')):>8}  {r.get('note', '')}")
     return "\n".join(lines)

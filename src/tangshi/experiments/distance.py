@@ -4,7 +4,7 @@ For each poem, the loss is the model's −ln p(<EOS>) at the poem's last step T 
 (`reference_lstm.LstmLayer.calc_delta`, the code docs/lstm-backprop.md points into) gives
 δh_t = ∂E/∂h_t and δC_t = ∂E/∂C_t for every earlier step. The report plots their norms against the
 distance T − t, as the geometric mean over the poems, once with correct BPTT and once without the
-cell-state path (the seed's first error: δC_{t+1} ⊙ f_{t+1} dropped). The top layer's deltas are shown.
+cell-state path (the assignment's first error: δC_{t+1} ⊙ f_{t+1} dropped). The top layer's deltas are shown.
 """
 
 import json
@@ -52,7 +52,7 @@ def run_distance(checkpoint, data_dir, out, n_poems: int = 100, argv=None, repla
     if not poems:
         raise TangshiError(f"no dev poem in {data_dir} has {MIN_CHARS} characters the model knows")
     D = MIN_CHARS  # distances 0 … D − 1 are measured on every poem
-    logs = {k: np.zeros(D) for k in ("dh", "dC", "dh_seed", "dC_seed")}
+    logs = {k: np.zeros(D) for k in ("dh", "dC", "dh_original", "dC_original")}
     with OutputFolder(out, "reports", replace=replace, names=list(NAMES.values())) as folder:
         for k, poem in enumerate(poems):
             ids = [vocab.start_id] + vocab.encode(poem)
@@ -87,7 +87,7 @@ def _ratio(curve: list[float], d: int) -> float:
 
 def _report(res: dict) -> str:
     c = res["curves"]
-    rows = "\n".join(f"| {d} | {c['dh'][d]:.2e} | {c['dC'][d]:.2e} | {c['dh_seed'][d]:.2e} | {c['dC_seed'][d]:.2e} |"
+    rows = "\n".join(f"| {d} | {c['dh'][d]:.2e} | {c['dC'][d]:.2e} | {c['dh_original'][d]:.2e} | {c['dC_original'][d]:.2e} |"
                      for d in (0, 1, 2, 5, 10, 20, 30, res["distances"] - 1))
     far = res["distances"] - 1
     return f"""
@@ -101,8 +101,8 @@ top layer's ‖δh_t‖ and ‖δC_t‖ at distance T − t, with correct BPTT a
 {rows}
 
 From distance 0 to {far}, ‖δC_t‖ falls by a factor {1 / _ratio(c['dC'], far):.3g} with correct BPTT and by
-{1 / _ratio(c['dC_seed'], far):.3g} without the cell-state path; ‖δh_t‖ by {1 / _ratio(c['dh'], far):.3g} and
-{1 / _ratio(c['dh_seed'], far):.3g}. At distance 0 the two agree (nothing has come back through time yet).
+{1 / _ratio(c['dC_original'], far):.3g} without the cell-state path; ‖δh_t‖ by {1 / _ratio(c['dh'], far):.3g} and
+{1 / _ratio(c['dh_original'], far):.3g}. At distance 0 the two agree (nothing has come back through time yet).
 
 ![‖δh_t‖ and ‖δC_t‖ against distance]({NAMES['plot']})
 """
@@ -118,8 +118,8 @@ def _plot(curves: dict, path, n: int) -> None:
     d = range(len(curves["dh"]))
     ax.semilogy(d, curves["dC"], "-", color="C0", linewidth=2, label="‖δC_t‖, correct BPTT")
     ax.semilogy(d, curves["dh"], "-", color="C1", linewidth=2, label="‖δh_t‖, correct BPTT")
-    ax.semilogy(d, curves["dC_seed"], "--", color="C0", linewidth=1.5, label="‖δC_t‖, no cell-state path")
-    ax.semilogy(d, curves["dh_seed"], "--", color="C1", linewidth=1.5, label="‖δh_t‖, no cell-state path")
+    ax.semilogy(d, curves["dC_original"], "--", color="C0", linewidth=1.5, label="‖δC_t‖, no cell-state path")
+    ax.semilogy(d, curves["dh_original"], "--", color="C1", linewidth=1.5, label="‖δh_t‖, no cell-state path")
     ax.set_xlabel("distance T − t (steps back from the loss)")
     ax.set_ylabel("norm (geometric mean over poems)")
     ax.set_title(f"gradient of −ln p(<EOS>) at the last step, {n} poems, bundled model")

@@ -1,10 +1,10 @@
-"""`tangshi experiment init`: the seed's Part 5 (why all-zero weights fail and Xavier works),
+"""`tangshi experiment init`: the assignment's Part 5 (why all-zero weights fail and Xavier works),
 with arms that tell "symmetric" from "stuck".
 
 Five initialisations: zeros; a constant 0.01 (every unit the same, but not zero: symmetric, not
-stuck); U(±1e-4), the seed's NumPy init; Xavier, the seed's PyTorch init; PyTorch's defaults.
-Each is trained with the seed's recipe (Adam 0.01, weight decay 1e-4, no ReLU) for `epochs`,
-and for `variant_epochs` in three variants: plain SGD, and each optimiser with the seed's ReLU
+stuck); U(±1e-4), the assignment's NumPy init; Xavier, the assignment's PyTorch init; PyTorch's defaults.
+Each is trained with the assignment's recipe (Adam 0.01, weight decay 1e-4, no ReLU) for `epochs`,
+and for `variant_epochs` in three variants: plain SGD, and each optimiser with the assignment's ReLU
 on the logits. Every run records distinct hidden units, the gradient norm of each parameter and
 how far each parameter moved, over steps. The verdicts are computed from those numbers.
 """
@@ -25,8 +25,8 @@ from tangshi.experiments.study import SYMMETRY_TOL, RunSpec, Study
 ARMS = ("zeros", "constant", "uniform1e-4", "xavier", "torch")
 LABELS = {"zeros": "all zeros", "constant": f"constant {CONSTANT_INIT:g}", "uniform1e-4": "U(±1e-4)",
           "xavier": "Xavier", "torch": "PyTorch default"}
-VARIANTS = (("adam", False), ("sgd", False), ("adam", True), ("sgd", True))  # the first: the seed's recipe
-LR = {"adam": 0.01, "sgd": 1.0}  # Adam: the seed's; SGD: plain (no momentum), no clipping
+VARIANTS = (("adam", False), ("sgd", False), ("adam", True), ("sgd", True))  # the first: the assignment's recipe
+LR = {"adam": 0.01, "sgd": 1.0}  # Adam: the assignment's; SGD: plain (no momentum), no clipping
 NAMES = {"md": "init.md", "json": "init.json", "curves": "init_curves.png", "units": "init_units.png",
          "grads": "init_grads.png"}
 FORMAT = "tangshi-init/2"
@@ -35,8 +35,8 @@ TRAINS = 0.95  # a run "trains" when its best dev perplexity is more than 5% bel
 
 @dataclass(frozen=True)
 class Budget:
-    epochs: int = 20  # the five arms with the seed's recipe
-    variant_epochs: int = 5  # SGD, and the seed's ReLU
+    epochs: int = 20  # the five arms with the assignment's recipe
+    variant_epochs: int = 5  # SGD, and the assignment's ReLU
     batch_size: int = 128
     model: dict = field(default_factory=dict)
 
@@ -145,9 +145,9 @@ def verdicts(doc: dict, table: list[dict]) -> list[str]:
                "the model can learn character frequencies and nothing else.")
         if any(r["relu"] for r in zero):
             why += " Under ReLU even the bias's gradient is 0, because ReLU's derivative at 0 is 0."
-        seed_zero = _pick(table).get("zeros")
-        if seed_zero and seed_zero["best"] > uni:
-            why += (f" With the seed's recipe it ends above the unigram perplexity ({seed_zero['best']:.2f} > {uni:.2f}): "
+        original_zero = _pick(table).get("zeros")
+        if original_zero and original_zero["best"] > uni:
+            why += (f" With the assignment's recipe it ends above the unigram perplexity ({original_zero['best']:.2f} > {uni:.2f}): "
                     "Adam moves each bias by about lr = 0.01 a step, and the unigram log-probabilities span many nats.")
         out.append("1. *All-zero weights fail.* — " + ("**confirmed**" if stuck else "**refuted**") +
                    f" (unigram perplexity {uni:.2f}): " + "; ".join(parts) + "." + (why if stuck else ""))
@@ -163,27 +163,27 @@ def verdicts(doc: dict, table: list[dict]) -> list[str]:
                    + f" ({sum(r['trains'] for r in const)} of {len(const)} more than 5% below the unigram perplexity {uni:.2f})"
                    + (". The network trains as if it had one hidden unit: symmetry, not zero, is what all-zero weights "
                       "cannot escape, and a constant init cannot escape it either." if sym else "."))
-    seed = _pick(table)
-    random_arms = [a for a in ("uniform1e-4", "xavier", "torch") if a in seed]
-    if "xavier" in seed and len(random_arms) > 1:
-        ranked = sorted(random_arms, key=lambda a: seed[a]["best"])
-        x = seed["xavier"]
+    orig = _pick(table)
+    random_arms = [a for a in ("uniform1e-4", "xavier", "torch") if a in orig]
+    if "xavier" in orig and len(random_arms) > 1:
+        ranked = sorted(random_arms, key=lambda a: orig[a]["best"])
+        x = orig["xavier"]
         hidden = x["units"].get(0)
-        broken = all(seed[a]["units_end"] == hidden for a in random_arms)
-        below = [a for a in random_arms if seed[a]["trains"]]
-        order = " < ".join(f"{LABELS[a]} {seed[a]['best']:.2f}" for a in ranked)
+        broken = all(orig[a]["units_end"] == hidden for a in random_arms)
+        below = [a for a in random_arms if orig[a]["trains"]]
+        order = " < ".join(f"{LABELS[a]} {orig[a]['best']:.2f}" for a in ranked)
         if ranked[0] == "xavier":
-            lead = f"Xavier is best, {seed[ranked[1]]['best'] - x['best']:.2f} points ahead of {LABELS[ranked[1]]}"
+            lead = f"Xavier is best, {orig[ranked[1]]['best'] - x['best']:.2f} points ahead of {LABELS[ranked[1]]}"
         else:
             lead = (f"Xavier is not the best here: {LABELS[ranked[0]]} beats it by "
-                    f"{x['best'] - seed[ranked[0]]['best']:.2f} points")
-        text = (f"3. *Xavier works.* — with the seed's recipe ({_epochs(x['epochs'])}, Adam), "
+                    f"{x['best'] - orig[ranked[0]]['best']:.2f} points")
+        text = (f"3. *Xavier works.* — with the assignment's recipe ({_epochs(x['epochs'])}, Adam), "
                 + ("every random init keeps all its units distinct" if broken else "not every random init keeps its units distinct")
                 + f" and {len(below)} of {len(random_arms)} end more than 5% below the unigram perplexity; best dev ppl {order}. {lead}.")
         sgd = _pick(table, "sgd")
         if "xavier" in sgd and "uniform1e-4" in sgd:
             a, u = sgd["xavier"], sgd["uniform1e-4"]
-            gap_sgd, gap_adam = u["best"] - a["best"], seed["uniform1e-4"]["best"] - x["best"]
+            gap_sgd, gap_adam = u["best"] - a["best"], orig["uniform1e-4"]["best"] - x["best"]
             text += (f" Under plain SGD ({_epochs(a['epochs'])}), where the step is the raw gradient, U(±1e-4) ends "
                      f"{gap_sgd:+.2f} points from Xavier; under Adam {gap_adam:+.2f}. "
                      + ("The tiny init loses more where the step is the raw gradient: Adam divides each step by the "
@@ -197,7 +197,7 @@ def verdicts(doc: dict, table: list[dict]) -> list[str]:
 def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = False) -> str:
     b = doc["budget"]
     model = "the tiny model of --quick " + json.dumps(b["model"]) if b["model"] else \
-        "the seed's model (embedding 256, 1×LSTM 256, PAD masked)"
+        "the assignment's model (embedding 256, 1×LSTM 256, PAD masked)"
     lines = [render_header(f"Initialisation: zeros, constant, U(±1e-4), Xavier, PyTorch's default ({doc['backend']} "
                            "backend)", doc["header"], rendered_again), ""]
     if doc.get("missing"):
@@ -206,9 +206,9 @@ def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = Fal
                      "uses the finished runs only; the same command without `--partial` continues the study.\n")
     lines.append(f"Data: `{doc['data']}` ({doc['data_meta']}). Every run: {model}, batch {b['batch_size']}, seed 0, "
                  "weight decay 1e-4; only the initialisation, the optimiser and the ReLU differ.\n")
-    lines.append(f"**Budget.** The seed's recipe (Adam lr 0.01, no ReLU): **{b['epochs']} epochs** for each arm. "
+    lines.append(f"**Budget.** The assignment's recipe (Adam lr 0.01, no ReLU): **{b['epochs']} epochs** for each arm. "
                  f"Variants, {_epochs(b['variant_epochs'])} each (enough to show symmetry): plain SGD lr {LR['sgd']:g} "
-                 "(no momentum, no clipping), and the seed's ReLU on the logits with each optimiser"
+                 "(no momentum, no clipping), and the assignment's ReLU on the logits with each optimiser"
                  + (" (the NumPy backend runs no ReLU variant)" if doc["backend"] == "numpy" else "") + ".\n")
     lines.append(f"Distinct units = groups of hidden units whose weights (gate columns of weight_ih and weight_hh, row "
                  f"of weight_hh, biases, head column) agree within {SYMMETRY_TOL:g}. Unigram perplexity of the dev "
@@ -223,14 +223,14 @@ def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = Fal
         lines.append(f"| {LABELS[r['arm']]} | {variant_name(r['optimizer'], r['relu'])} | {r['epochs']} | {best} | "
                      f"{u} | {', '.join(r['still']) or '-'} | {r['wall_s']:.0f} |")
     lines.append(f"\n![curves]({names['curves']})\n\n![distinct units]({names['units']})\n\n![gradient norms]({names['grads']})\n")
-    seed = _pick(table)
-    if seed:
-        params = list(next(iter(seed.values()))["step1"])
-        lines.append("## Gradient norm of each parameter at step 1 (the seed's recipe)\n")
-        lines.append("| parameter | " + " | ".join(LABELS[a] for a in seed) + " |")
-        lines.append("|---|" + "---|" * len(seed))
+    orig = _pick(table)
+    if orig:
+        params = list(next(iter(orig.values()))["step1"])
+        lines.append("## Gradient norm of each parameter at step 1 (the assignment's recipe)\n")
+        lines.append("| parameter | " + " | ".join(LABELS[a] for a in orig) + " |")
+        lines.append("|---|" + "---|" * len(orig))
         for p in params:
-            lines.append(f"| {p} | " + " | ".join(f"{seed[a]['step1'].get(p, 0):.3g}" for a in seed) + " |")
+            lines.append(f"| {p} | " + " | ".join(f"{orig[a]['step1'].get(p, 0):.3g}" for a in orig) + " |")
     lines.append("\n## Verdicts (computed from the numbers above)\n")
     lines += verdicts(doc, table)
     return "\n".join(lines) + "\n"
@@ -295,17 +295,17 @@ def _plot_units(doc, table, path):
 
 def _plot_grads(doc, table, path):
     plt = pyplot()
-    seed = _pick(table)
-    params = list(next(iter(seed.values()))["step1"]) if seed else []
+    orig = _pick(table)
+    params = list(next(iter(orig.values()))["step1"]) if orig else []
     cols = min(3, max(1, len(params)))
     rows = max(1, math.ceil(len(params) / cols))
     fig, grid = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.3 * rows), squeeze=False)
-    fig.suptitle("gradient norm per parameter over steps (the seed's recipe; zero norms not drawn)")
+    fig.suptitle("gradient norm per parameter over steps (the assignment's recipe; zero norms not drawn)")
     axes = list(grid.flat)
     for ax in axes[len(params):]:
         ax.axis("off")
     for ax, p in zip(axes, params):
-        for arm, r in seed.items():
+        for arm, r in orig.items():
             pts = [(s, v["grad_norms"][p]) for s, v in sorted((int(k), v) for k, v in doc["runs"][r["name"]]["probes"].items())
                    if "grad_norms" in v and v["grad_norms"].get(p, 0) > 0]
             ax.plot([s for s, _ in pts], [g for _, g in pts], color=COLOURS[arm], marker=".", label=LABELS[arm])
@@ -315,5 +315,5 @@ def _plot_grads(doc, table, path):
     for ax in grid[:, 0]:
         ax.set_ylabel("‖gradient‖")
     if not params:
-        axes[0].text(0.5, 0.5, "no run with the seed's recipe is finished yet", ha="center", transform=axes[0].transAxes)
+        axes[0].text(0.5, 0.5, "no run with the assignment's recipe is finished yet", ha="center", transform=axes[0].transAxes)
     _finish(fig, axes, path, plt)

@@ -1,10 +1,10 @@
-"""`tangshi experiment optimizers`: the seed's Part 6 (Adam against Adagrad), with AdamW and SGD,
+"""`tangshi experiment optimizers`: the assignment's Part 6 (Adam against Adagrad), with AdamW and SGD,
 measured so that it can conclude.
 
 1. Learning-rate sweep (seed 0, `sweep_epochs`): each optimiser starts on three rungs of a
    1-3-10 ladder and the grid widens one rung towards its best until the best is strictly inside
    (a diverged rung counts as a bracket), at most MAX_GRID rungs.
-2. Final comparison (`epochs`): each optimiser at its best rate, seeds 0..seeds-1, with the seed's
+2. Final comparison (`epochs`): each optimiser at its best rate, seeds 0..seeds-1, with the assignment's
    coupled weight decay 1e-4; Adam and Adagrad also with weight decay 0 (the control that
    separates the optimiser from coupled L2). Seed 0 of each records the root-mean-square update
    of every parameter at every step.
@@ -29,7 +29,7 @@ LADDER = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 OPTIMIZERS = ("adam", "adagrad", "adamw", "sgd")
 START = {"adam": 1e-2, "adagrad": 3e-2, "adamw": 1e-2, "sgd": 0.3}  # the middle rung of each first grid
 MAX_GRID = 7
-SEED_WD = 1e-4  # the seed's weight decay: coupled L2 for adam/adagrad/sgd, decoupled for adamw
+ORIGINAL_WD = 1e-4  # the assignment's weight decay: coupled L2 for adam/adagrad/sgd, decoupled for adamw
 CONTROLS = ("adam", "adagrad")  # also run with weight decay 0
 MOMENTUM = 0.9
 NAMES = {"md": "optimizers.md", "json": "optimizers.json", "final": "optimizers_final.png",
@@ -73,7 +73,7 @@ def sweep_state(opt: str, study: Study, b: Budget, backend: str) -> tuple[list[R
     i = LADDER.index(START[opt])
     grid = [i - 1, i, i + 1]
     while True:
-        specs = [_spec("sweep", opt, LADDER[k], SEED_WD, b.sweep_epochs, 0, b, backend) for k in grid]
+        specs = [_spec("sweep", opt, LADDER[k], ORIGINAL_WD, b.sweep_epochs, 0, b, backend) for k in grid]
         recs = [study.recorded(s) for s in specs]
         if any(r is None for r in recs):
             return specs, {"lrs": [LADDER[k] for k in grid], "runs": [s.name for s, r in zip(specs, recs) if r],
@@ -94,7 +94,7 @@ def sweep_state(opt: str, study: Study, b: Budget, backend: str) -> tuple[list[R
 def final_specs(opt: str, lr: float, b: Budget, backend: str) -> list[dict]:
     """The final comparison's groups for `opt`: [{optimizer, lr, wd, specs}] (weight decay 1e-4, and 0 for CONTROLS)."""
     groups = []
-    for wd in (SEED_WD, 0.0) if opt in CONTROLS else (SEED_WD,):
+    for wd in (ORIGINAL_WD, 0.0) if opt in CONTROLS else (ORIGINAL_WD,):
         specs = [_spec("final", opt, lr, wd, b.epochs, s, b, backend, probes=("updates",) if s == 0 else ())
                  for s in range(b.seeds)]
         groups.append({"optimizer": opt, "lr": lr, "wd": wd, "specs": specs})
@@ -176,12 +176,12 @@ def _final_table(doc: dict) -> list[dict]:
     return rows
 
 
-def _row(finals, opt, wd=SEED_WD):
+def _row(finals, opt, wd=ORIGINAL_WD):
     return next((r for r in finals if r["optimizer"] == opt and r["wd"] == wd), None)
 
 
 def update_decay(doc: dict, row: dict) -> dict | None:
-    """How the seed-0 run's per-parameter RMS update changes: mean over the first epoch's steps
+    """How the assignment-0 run's per-parameter RMS update changes: mean over the first epoch's steps
     against the mean over the last epoch's, per parameter."""
     rec = doc["runs"][row["runs"][0]]
     steps = {int(k): v["update_rms"] for k, v in rec.get("probes", {}).items() if "update_rms" in v}
@@ -218,7 +218,7 @@ def verdicts(doc: dict, finals: list[dict]) -> list[str]:
             out.append(claim + f"**partly**: {facts}; Adagrad's shrinks, but not clearly more than Adam's.")
         else:
             out.append(claim + f"**refuted** at this budget: {facts}.")
-    ranked = sorted((r for r in finals if r["wd"] == SEED_WD), key=lambda r: r["best"]["mean"])
+    ranked = sorted((r for r in finals if r["wd"] == ORIGINAL_WD), key=lambda r: r["best"]["mean"])
     if len(ranked) >= 2:
         win = ranked[0]
         rest = ", ".join(f"{r['optimizer']} {r['best']['mean']:.2f}" for r in ranked[1:])
@@ -231,13 +231,13 @@ def verdicts(doc: dict, finals: list[dict]) -> list[str]:
         else:
             word = "refuted"
         sep = "every seed of the winner beats every seed of the others" if clear else \
-            "the seeds' ranges overlap: " + ", ".join(r["optimizer"] for r in ranked[1:] if not separated(win["best"], r["best"]))
+            "the assignment's ranges overlap: " + ", ".join(r["optimizer"] for r in ranked[1:] if not separated(win["best"], r["best"]))
         out.append(f"2. *\"Adam might be the best overall choice.\"* — **{word}**: {head}; {sep}.")
         if ada and adam:
             gap = ada["best"]["mean"] - adam["best"]["mean"]
             who = "Adam beats Adagrad" if gap > 0 else "Adagrad beats Adam"
             solid = separated(adam["best"], ada["best"]) if gap > 0 else separated(ada["best"], adam["best"])
-            out.append(f"   The seed's own question, Adam against Adagrad: {who} by {abs(gap):.2f} points "
+            out.append(f"   The assignment's own question, Adam against Adagrad: {who} by {abs(gap):.2f} points "
                        f"({'on every seed' if solid else 'not on every seed'}).")
     else:
         out.append("2. *\"Adam might be the best overall choice.\"* — **not measured**: fewer than two optimisers "
@@ -256,7 +256,7 @@ def _wd_verdict(finals) -> str:
     for o, a, z in pairs:
         d = a["best"]["mean"] - z["best"]["mean"]
         tag = "on every seed" if (separated(z["best"], a["best"]) if d > 0 else separated(a["best"], z["best"])) else \
-            "within the seeds' spread"
+            "within the assignment's spread"
         parts.append(f"{o}: wd 1e-4 {a['best']['mean']:.2f} vs wd 0 {z['best']['mean']:.2f} "
                      f"({'costs' if d > 0 else 'gains'} {abs(d):.2f} points, {tag})")
     text = claim + "; ".join(parts) + "."
@@ -266,7 +266,7 @@ def _wd_verdict(finals) -> str:
         same = not separated(adamw["best"], adam0["best"]) and not separated(adam0["best"], adamw["best"])
         text += (f" AdamW (decoupled decay, lr·wd ≈ 0 per step) {adamw['best']['mean']:.2f} against Adam without decay "
                  f"{adam0['best']['mean']:.2f}: "
-                 + ("the seeds' ranges overlap, so AdamW's lead over Adam is the cost of coupled L2, not a better "
+                 + ("the assignment's ranges overlap, so AdamW's lead over Adam is the cost of coupled L2, not a better "
                     "optimiser." if same else f"{'AdamW' if d > 0 else 'Adam'} is ahead on every seed by {abs(d):.2f}."))
     return text
 
@@ -274,9 +274,9 @@ def _wd_verdict(finals) -> str:
 # ---------------------------------------------------------------------------- the report
 def render(doc: dict, finals: list[dict], names: dict, rendered_again: bool = False) -> str:
     b = doc["budget"]
-    title = f"Adam vs Adagrad (and AdamW, SGD) on the seed's model, {doc['backend']} backend"
+    title = f"Adam vs Adagrad (and AdamW, SGD) on the assignment's model, {doc['backend']} backend"
     model = "the tiny model of --quick " + json.dumps(b["model"]) if b["model"] else \
-        "the seed's model (embedding 256, 1×LSTM 256, no ReLU, PAD masked)"
+        "the assignment's model (embedding 256, 1×LSTM 256, no ReLU, PAD masked)"
     lines = [render_header(title, doc["header"], rendered_again), ""]
     if doc.get("missing") or not all(g["done"] for g in doc["grids"].values()):
         lines.append(f"> **Incomplete** (`--partial`): {len(doc['runs'])} runs are finished and {len(doc['missing'])} "
@@ -330,7 +330,7 @@ def _plot_final(doc, finals, path):
         n = min(len(h) for h in hists)
         ep = list(range(1, n + 1))
         vals = [[h[e]["dev_ppl"] for h in hists] for e in range(n)]
-        style = "-" if r["wd"] == SEED_WD else "--"
+        style = "-" if r["wd"] == ORIGINAL_WD else "--"
         ax.plot(ep, [sum(v) / len(v) for v in vals], style, color=COLOURS[r["optimizer"]], marker=".",
                 label=f"{r['optimizer']} lr {r['lr']:g}, wd {r['wd']:g}")
         ax.fill_between(ep, [min(v) for v in vals], [max(v) for v in vals], color=COLOURS[r["optimizer"]], alpha=0.15)
@@ -371,7 +371,7 @@ def _plot_sweep(doc, path):
 
 def _plot_updates(doc, finals, path):
     plt = pyplot()
-    rows = [r for r in finals if r["wd"] == SEED_WD]
+    rows = [r for r in finals if r["wd"] == ORIGINAL_WD]
     series = {}
     for r in rows:
         rec = doc["runs"][r["runs"][0]]

@@ -11,7 +11,7 @@ parameter,
 then runs each NumPy optimiser next to its torch.optim twin for 10 steps, checks the
 assignment-notation LSTM (lesson/reference_lstm.py) and the fp32 training kernel (`LSTMRecurrence`,
 both its PyTorch-ops path and its compiled cell) against float64 autograd, and measures what
-the seed's three gradient errors cost.  `format_gradcheck(result)` renders it.
+the assignment's three gradient errors cost.  `format_gradcheck(result)` renders it.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def fd_rel_errors(params, config, inputs, targets, grads, max_elements: int | No
 
 def torch_reference_logits(params_t: dict, config: Any, inputs) -> torch.Tensor:
     """The one plain-torch reference of the model, in the canonical (x @ W) layout and the Part 1
-    equations, with no kernel and no trick: (B, T, V) logits (ReLU'd with the seed's bug on).
+    equations, with no kernel and no trick: (B, T, V) logits (ReLU'd with the assignment's bug on).
     gradcheck and the tests compare every implementation against it."""
     H, L = config.hidden_dim, config.num_layers
     inp = torch.as_tensor(inputs)
@@ -278,7 +278,7 @@ def compare_optimizer(make_np, make_torch, params, config, inputs, targets, step
 
 
 # ----------------------------------------------------------------------------------
-# the seed's errors
+# the assignment's errors
 # ----------------------------------------------------------------------------------
 
 
@@ -286,11 +286,11 @@ def _rel(bad: np.ndarray, good: np.ndarray) -> float:
     return float(np.linalg.norm(bad - good) / np.linalg.norm(good))
 
 
-SEED_ERRORS = ("no_cell_state_path", "input_weights_last_step_only", "bias_i_o_set_to_delta_f")
+ASSIGNMENT_ERRORS = ("no_cell_state_path", "input_weights_last_step_only", "bias_i_o_set_to_delta_f")
 
 
-def seed_gradients(params, config, inputs, targets, error: str | None = None, pad_id: int = PAD_ID):
-    """(loss, gradients) of the fast twin, correct (`error=None`) or with one of the seed's three
+def assignment_gradients(params, config, inputs, targets, error: str | None = None, pad_id: int = PAD_ID):
+    """(loss, gradients) of the fast twin, correct (`error=None`) or with one of the assignment's three
     errors: (1) δC_{t−1} without the cell-state path δC_t ⊙ f_t; (2) the input weights' gradient from
     each sequence's last time step only; (3) the gradients of b_i and b_o set to b_f's."""
     loss, cache = nl.forward(params, config, inputs, targets, pad_id)
@@ -311,19 +311,19 @@ def seed_gradients(params, config, inputs, targets, error: str | None = None, pa
             db[0:H] = db[H : 2 * H]
             db[3 * H : 4 * H] = db[H : 2 * H]
     elif error is not None:
-        raise ValueError(f"unknown error {error!r} (one of {', '.join(SEED_ERRORS)})")
+        raise ValueError(f"unknown error {error!r} (one of {', '.join(ASSIGNMENT_ERRORS)})")
     return loss, grads
 
 
-def seed_errors(params, config, inputs, targets) -> dict[str, dict[str, float]]:
-    """Relative error ||g_seed - g|| / ||g|| per affected parameter for the seed's three gradient bugs."""
+def assignment_errors(params, config, inputs, targets) -> dict[str, dict[str, float]]:
+    """Relative error ||g_seed - g|| / ||g|| per affected parameter for the assignment's three gradient bugs."""
     H = config.hidden_dim
-    _, good = seed_gradients(params, config, inputs, targets)
+    _, good = assignment_gradients(params, config, inputs, targets)
     out: dict[str, dict[str, float]] = {}
-    for error in SEED_ERRORS:
-        _, bad = seed_gradients(params, config, inputs, targets, error)
+    for error in ASSIGNMENT_ERRORS:
+        _, bad = assignment_gradients(params, config, inputs, targets, error)
         out[error] = {k: _rel(bad[k], good[k]) for k in good if not np.array_equal(bad[k], good[k])}
-    bad = seed_gradients(params, config, inputs, targets, "bias_i_o_set_to_delta_f")[1]
+    bad = assignment_gradients(params, config, inputs, targets, "bias_i_o_set_to_delta_f")[1]
     by_gate = {}
     for l in range(config.num_layers):  # and the two gates the third error hits, separately
         b, g = bad[f"lstm.{l}.bias"], good[f"lstm.{l}.bias"]
@@ -462,7 +462,7 @@ def _run_gradcheck(seed: int) -> dict:
         "reference_lstm": reference,
         "training_kernel": kernel,
         "optimizers": optimizers,
-        "seed_errors": seed_errors(params, base, inputs, targets),
+        "assignment_errors": assignment_errors(params, base, inputs, targets),
         "tolerances": dict(tol),
     }
 
@@ -503,8 +503,8 @@ def format_gradcheck(result: dict) -> str:
                  f"(tolerance {tol['kernel_rel_err']:.0e}):")
     lines += [f"  {k:<24} " + (f"{v['rel_err']:.2e}" if "rel_err" in v else f"skipped: {v['skipped']}")
               for k, v in result["training_kernel"].items()] + [""]
-    lines.append("the seed's errors, ||g_seed - g|| / ||g||:")
-    for bug, d in result["seed_errors"].items():
+    lines.append("the assignment's errors, ||g_seed - g|| / ||g||:")
+    for bug, d in result["assignment_errors"].items():
         lines.append(f"  {bug}:")
         for k, v in d.items():
             lines.append(f"    {k:<22} {v:.3f}")

@@ -271,7 +271,7 @@ def _lstm_layer_backward(
 
     dh_in (P, H) is the gradient reaching h_t from outside the recurrence (the head for
     the top layer, the layer above otherwise).  Returns (dx, dW_ih, dW_hh, db, dZ).
-    cell_path=False drops the delta_C_{t+1} * f_{t+1} term (only to measure the seed's error).
+    cell_path=False drops the delta_C_{t+1} * f_{t+1} term (only to measure the assignment's error).
     """
     gates, C, tanhC, h_prev, x = lc["gates"], lc["C"], lc["tanhC"], lc["h_prev"], lc["x"]
     P, H4 = gates.shape

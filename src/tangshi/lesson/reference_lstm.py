@@ -1,4 +1,4 @@
-"""The LSTM of the course assignment's Part 1, in its own notation: the seed's `LstmLayer`, corrected.
+"""The LSTM of the course assignment's Part 1, in its own notation: the assignment's `LstmLayer`, corrected.
 
 Column vectors, one sequence, an explicit loop over t, and one weight matrix per gate and input, as
 the assignment writes them (no packing, no buffers, no tricks): for t = 1 … T, with h_0 = C_0 = 0,
@@ -12,7 +12,7 @@ the assignment writes them (no packing, no buffers, no tricks): for t = 1 … T,
 
 The backward pass takes δh_t = ∂E/∂h_t from above (the output layer, or the layer above) and runs
 BPTT with both paths back in time: through h_{t−1} (every gate's W_·h) and through C_{t−1} (δC_t ⊙
-f_t), the path the seed's code forgot. Method names are the seed's: `forward`, `calc_delta`,
+f_t), the path the assignment's code forgot. Method names are the assignment's: `forward`, `calc_delta`,
 `calc_gradient`, `update`. Lines carry the equation tags of docs/lstm-backprop.md.
 
 The fast twin (lesson/numpy_lstm.py) computes the same equations for a whole batch at once, with the four
@@ -76,7 +76,7 @@ class LstmLayer:
     def calc_delta(self, dh_above: list[np.ndarray], cell_path: bool = True) -> None:
         """BPTT. dh_above[t−1] = ∂E/∂h_t from outside the recurrence (t = 1 … T). Leaves, for every t,
         the gates' pre-activation deltas δz_f, δz_i, δz_c, δz_o (each (H, 1)) in self.delta[g][t].
-        `cell_path=False` drops δC_{t+1} ⊙ f_{t+1}: the seed's first error, for comparison only."""
+        `cell_path=False` drops δC_{t+1} ⊙ f_{t+1}: the assignment's first error, for comparison only."""
         T, H = len(self.x) - 1, self.H
         self.delta = {g: [None] * (T + 2) for g in GATES}
         self.dh, self.dC = [None] * (T + 1), [None] * (T + 1)  # δh_t and δC_t, kept for the lesson's figures
@@ -110,7 +110,7 @@ class LstmLayer:
         return [sum(self.W_x[g].T @ d[g][t] for g in GATES) for t in range(1, T + 1)]  # eq (19) dE/dx_t
 
     def update(self, learning_rate: float) -> None:
-        """Plain gradient descent, as the seed's `update`."""
+        """Plain gradient descent, as the assignment's `update`."""
         for g in GATES:
             self.W_h[g] -= learning_rate * self.W_h_grad[g]
             self.W_x[g] -= learning_rate * self.W_x_grad[g]

@@ -189,7 +189,7 @@ A character-level LSTM language model of the Complete Tang Poems (全唐詩), us
 | regularisation | locked dropout {cfg.dropout_embed} (embedding) / {cfg.dropout_output} (output), character dropout {cfg.dropout_chars}, DropConnect {cfg.weight_drop} on weight_hh |
 | optimisation | {optim} |
 | data | chinese-poetry 全唐詩 (58 files, sha256-checked), cleaned as in `data/corpus.py`: {dm.get('poems_read')} poems read, {dm.get('in_range')} of 10–63 characters; sample `{dm.get('sample')}`, split seed {dm.get('seed')}: {dm.get('train')} train / {dm.get('dev')} dev |
-| dev perplexity | **{m.get('dev_ppl', float('nan')):.2f}** at epoch {best_epoch} of {n_epochs} (exp of the mean NLL over dev characters + `<EOS>`, PAD excluded); the seed's PAD-counted loss {m.get('seed_loss', float('nan')):.4f} |
+| dev perplexity | **{m.get('dev_ppl', float('nan')):.2f}** at epoch {best_epoch} of {n_epochs} (exp of the mean NLL over dev characters + `<EOS>`, PAD excluded); the assignment's PAD-counted loss {m.get('original_loss', m.get('seed_loss', float('nan'))):.4f} |
 {status}| training time | {secs / 60:.1f} min of training steps ({n_epochs} epochs, dev evaluation not counted) on {_cpu_name()} |
 | weights | {dtype} safetensors, exported {datetime.now(timezone.utc):%Y-%m-%d} |
 | command | {cmds} |

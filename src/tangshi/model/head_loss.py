@@ -19,7 +19,7 @@ class HeadNLL(torch.autograd.Function):
     forward(h (N, H), weight (V, H), bias (V,), targets (N,), relu) → scalar loss.
     Works chunk by chunk so the (N, V) array is touched while it is in cache, and
     computes exp once: p = softmax(s), loss = mean(log Σ exp s − s_target),
-    ∂E/∂s = (p − onehot(target)) / N (⊙ [s > 0] with the seed's ReLU). The backward
+    ∂E/∂s = (p − onehot(target)) / N (⊙ [s > 0] with the assignment's ReLU). The backward
     is then three matrix products. Same numbers as log_softmax + nll_loss.
     """
 

@@ -1,10 +1,10 @@
-"""The seed's character LSTM language model, and interchangeable LSTM kernels.
+"""The assignment's character LSTM language model, and interchangeable LSTM kernels.
 
 embedding (V, E) → L × LSTM (weight_ih (in, 4H), weight_hh (H, 4H), bias (4H),
-gates i, f, g, o) → linear head (V, H) → [ReLU, the seed's bug, optional] →
+gates i, f, g, o) → linear head (V, H) → [ReLU, the assignment's bug, optional] →
 log-softmax → NLL over real target tokens.
 
-Forward equations (the seed's Part 1 notation; docs/lstm-backprop.md):
+Forward equations (the assignment's Part 1 notation; docs/lstm-backprop.md):
 
     z_t  = x_t W_ih + h_{t-1} W_hh + b                     (B, 4H)
     i_t  = σ(z_i)   f_t = σ(z_f)   c̃_t = tanh(z_g)   o_t = σ(z_o)
@@ -19,7 +19,7 @@ what it is, so it is not part of `ModelConfig` or a checkpoint):
   `torch.autograd.Function` whose backward is the hand-derived BPTT (the same
   equations as `lesson/numpy_lstm.py`), so autograd records 2 nodes per layer instead
   of ~12 per time step. ``fused=False`` runs the same loop with plain autograd.
-* ``seed``: the seed's loop as written: ``x_t @ weight_ih`` inside the loop.
+* ``original``: the assignment's loop as written: ``x_t @ weight_ih`` inside the loop.
 * ``nn``: `torch.nn.LSTM` (cuDNN on a GPU), for comparison.
 
 Parameters are always saved in one canonical layout (`canonical_state_dict`),
@@ -38,15 +38,15 @@ import torch.nn.functional as F
 
 from tangshi.model.kernels import Kernels, detect
 from tangshi.model.head_loss import HeadNLL
-from tangshi.model.recurrence import SeedLSTMLayer
+from tangshi.model.recurrence import OriginalLSTMLayer
 from tangshi.errors import TangshiError, option
-from tangshi.model.spec import param_shapes
+from tangshi.model.spec import OLD_NAMES, param_shapes
 from tangshi.model.step_weights import StepState, cell, step_weights
 
-IMPLS = ("tangshi", "seed", "nn")
+IMPLS = ("tangshi", "original", "nn")
 INITS = ("xavier", "zeros", "constant", "uniform1e-4", "torch")
 CONSTANT_INIT = 0.01  # "constant": every weight and bias this value (symmetric, but not stuck like all-zero)
-SEED_UNIFORM_SCALE = 1e-4  # the seed's NumPy init draws U(-1e-4, 1e-4)
+ORIGINAL_UNIFORM_SCALE = 1e-4  # the assignment's NumPy init draws U(-1e-4, 1e-4)
 # the training-only regularisers: they change no weight's shape, and act only while training
 DROPOUT_FIELDS = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop")
 # bounds that keep a typo from asking for terabytes: far above any size this model is trained at
@@ -114,12 +114,13 @@ class Runtime:
     kernels (chosen once per process, `kernels.detect`). Checkpoints do not store it; every kernel
     computes the same function from the same canonical weights."""
 
-    impl: str = "tangshi"  # tangshi (own, hand-written BPTT), seed (the assignment's loop as written), nn
+    impl: str = "tangshi"  # tangshi (own, hand-written BPTT), original (the assignment's loop as written), nn
     fused: bool = True  # tangshi kernel: the BPTT autograd.Function (False: the same loop, plain autograd)
     fused_head: bool = True  # head + log-softmax + NLL in one chunked Function (training loss only)
     kernels: Kernels = field(default_factory=detect, compare=False)
 
     def __post_init__(self):
+        object.__setattr__(self, "impl", OLD_NAMES.get(self.impl, self.impl))
         if self.impl not in IMPLS:
             raise TangshiError(f"unknown LSTM implementation {self.impl!r} (choose from {', '.join(IMPLS)})")
 
@@ -170,7 +171,7 @@ class PoetryLM(nn.Module):
             self.lstm = nn.LSTM(cfg.embed_dim, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True)
         else:
             self.lstm = nn.ModuleList(
-                SeedLSTMLayer(cfg.embed_dim if l == 0 else cfg.hidden_dim, cfg.hidden_dim) for l in range(cfg.num_layers)
+                OriginalLSTMLayer(cfg.embed_dim if l == 0 else cfg.hidden_dim, cfg.hidden_dim) for l in range(cfg.num_layers)
             )
         self.head = nn.Linear(cfg.hidden_dim, cfg.vocab_size)
         if cfg.tie_weights:
@@ -180,8 +181,8 @@ class PoetryLM(nn.Module):
     # -- initialisation ------------------------------------------------------
     @torch.no_grad()
     def reset_parameters(self, scheme: str = "xavier") -> None:
-        """xavier: Xavier-uniform matrices, zero vectors (the seed's Part 2);
-        zeros: everything 0; constant: everything CONSTANT_INIT; uniform1e-4: the seed's NumPy U(±1e-4);
+        """xavier: Xavier-uniform matrices, zero vectors (the assignment's Part 2);
+        zeros: everything 0; constant: everything CONSTANT_INIT; uniform1e-4: the assignment's NumPy U(±1e-4);
         torch: PyTorch's own defaults for nn.Embedding/nn.LSTM/nn.Linear."""
         for name, p in self.named_parameters():
             if scheme == "zeros":
@@ -189,7 +190,7 @@ class PoetryLM(nn.Module):
             elif scheme == "constant":
                 p.fill_(CONSTANT_INIT)
             elif scheme == "uniform1e-4":
-                p.uniform_(-SEED_UNIFORM_SCALE, SEED_UNIFORM_SCALE)
+                p.uniform_(-ORIGINAL_UNIFORM_SCALE, ORIGINAL_UNIFORM_SCALE)
             elif scheme == "xavier":
                 if p.dim() >= 2:
                     nn.init.xavier_uniform_(p)
@@ -218,7 +219,7 @@ class PoetryLM(nn.Module):
                 h, new_state = self.lstm(x, state)
             return locked_dropout(h, cfg.dropout_output, self.training), new_state
         new_state = []
-        mode = "seed" if rt.impl == "seed" else ("fused" if rt.fused else "plain")
+        mode = "original" if rt.impl == "original" else ("fused" if rt.fused else "plain")
         lib = rt.kernels.on(x.device)
         for l, layer in enumerate(self.lstm):
             w_hh = layer.weight_hh
@@ -231,7 +232,7 @@ class PoetryLM(nn.Module):
         return locked_dropout(x, cfg.dropout_output, self.training), new_state
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """(…, H) → (…, V) fp32 logits (ReLU'd if the seed's bug is switched on)."""
+        """(…, H) → (…, V) fp32 logits (ReLU'd if the assignment's bug is switched on)."""
         out = self.head(h).float()
         return F.relu(out) if self.config.relu_logits else out
 
@@ -242,7 +243,7 @@ class PoetryLM(nn.Module):
         With targets: the loss is the mean NLL over real (non-PAD) targets, and
         only those positions go through the head (≈40% of positions are PAD);
         logits are then (N_real, V), or None with the fused head (`HeadNLL`),
-        which never materialises them separately. With ``pad_in_loss`` (the seed's recipe) every
+        which never materialises them separately. With ``pad_in_loss`` (the assignment's recipe) every
         position counts and logits are (B, T, V).
         """
         h, _ = self.hidden(ids, state)
@@ -269,7 +270,7 @@ class PoetryLM(nn.Module):
         carried between calls, never re-run; `state=None` starts from h_0 = C_0 = 0.
 
         Eval semantics (no dropout) and the same equations as `forward`, computed from the
-        canonical weights, so every kernel (tangshi, seed, nn) decodes alike:
+        canonical weights, so every kernel (tangshi, original, nn) decodes alike:
             z_t = x_t W_ih + b + h_{t−1} W_hh;  i, f, o = σ(·), c̃ = tanh(·)
             C_t = f ⊙ C_{t−1} + i ⊙ c̃;  h_t = o ⊙ tanh(C_t);  logits = h W_headᵀ + b_head
         For one row the products are matrix-vector products, which read each weight once: about
@@ -305,7 +306,7 @@ class PoetryLM(nn.Module):
 
     # -- the canonical parameter layout ----------------------------------------------
     def canonical_state_dict(self) -> dict[str, torch.Tensor]:
-        """Parameters in the seed's layout, independent of the kernel:
+        """Parameters in the assignment's layout, independent of the kernel:
         embedding.weight (V, E); lstm.{l}.weight_ih (in, 4H); lstm.{l}.weight_hh (H, 4H);
         lstm.{l}.bias (4H); head.weight (V, H) unless tied; head.bias (V)."""
         out = {"embedding.weight": self.embedding.weight.detach()}

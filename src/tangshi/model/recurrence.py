@@ -1,6 +1,6 @@
 """The LSTM recurrence of `PoetryLM`'s own kernel: `LSTMRecurrence`, the time loop with a
 hand-written backward (BPTT in the Part 1 notation of docs/lstm-backprop.md), and
-`SeedLSTMLayer`, one layer with the assignment's parameter layout that runs it (or the
+`OriginalLSTMLayer`, one layer with the assignment's parameter layout that runs it (or the
 assignment's own loop, or plain autograd).
 """
 
@@ -128,8 +128,8 @@ class LSTMRecurrence(torch.autograd.Function):
         return d_xz, d_w, d_h, d_c
 
 
-class SeedLSTMLayer(nn.Module):
-    """One LSTM layer with the seed's parameters: weight_ih (in, 4H), weight_hh (H, 4H), bias (4H)."""
+class OriginalLSTMLayer(nn.Module):
+    """One LSTM layer with the assignment's parameters: weight_ih (in, 4H), weight_hh (H, 4H), bias (4H)."""
 
     def __init__(self, input_dim: int, hidden_dim: int):
         super().__init__()
@@ -140,7 +140,7 @@ class SeedLSTMLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, state=None, mode: str = "fused", weight_hh: torch.Tensor | None = None,
                 lib=None):
-        """x (B, T, in) → hs (B, T, H), (h_T, C_T). mode: seed (the assignment's loop as written),
+        """x (B, T, in) → hs (B, T, H), (h_T, C_T). mode: original (the assignment's loop as written),
         fused (`LSTMRecurrence`, with the compiled kernels `lib` where given) or plain (autograd)."""
         B, T, _ = x.shape
         w_hh = self.weight_hh if weight_hh is None else weight_hh
@@ -149,7 +149,7 @@ class SeedLSTMLayer(nn.Module):
             c = torch.zeros_like(h)
         else:
             h, c = state
-        if mode == "seed":  # the seed as written: project x_t inside the loop
+        if mode == "original":  # the assignment's loop as written: project x_t inside the loop
             outs = []
             for t in range(T):
                 z = x[:, t] @ self.weight_ih + h @ w_hh + self.bias

@@ -12,7 +12,7 @@ checkpoint of either therefore loads into the other.
     head.weight        (V, H)       absent when tied to the embedding (E == H)
     head.bias          (V,)
 
-The four gate blocks of every 4H axis are in the order i, f, c̃ (called g), o, the seed's.
+The four gate blocks of every 4H axis are in the order i, f, c̃ (called g), o, the assignment's.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from typing import Any, NamedTuple
 
 GATES = ("i", "f", "g", "o")  # the order of the four H-wide blocks of a 4H axis
 
+# the name older tangshi gave the course assignment's recipe, LSTM loop and decoding procedure: still read
+OLD_NAMES = {"seed": "original"}
+
 
 class Dims(NamedTuple):
     V: int  # vocabulary size (characters + the four specials)
@@ -28,7 +31,7 @@ class Dims(NamedTuple):
     H: int  # hidden width
     L: int  # LSTM layers
     tie: bool  # head.weight is embedding.weight
-    relu: bool  # the seed's ReLU on the logits
+    relu: bool  # the assignment's ReLU on the logits
 
 
 def dims(config: Any) -> Dims:

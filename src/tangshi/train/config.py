@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from tangshi.errors import TangshiError, check_number, option
-from tangshi.model.lm import IMPLS, ModelConfig, RUNTIME_KEYS, Runtime
+from tangshi.model.lm import IMPLS, OLD_NAMES, RUNTIME_KEYS, ModelConfig, Runtime
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine", "plateau")
@@ -79,13 +79,14 @@ class TrainConfig:
         check_number("--max-steps", self.max_steps, 0, 1 << 40, integer=True)
         check_number("graph_len_multiple", self.graph_len_multiple, 1, 64, integer=True)
         check_device(self.device)
+        object.__setattr__(self, "impl", OLD_NAMES.get(self.impl, self.impl))
         if self.impl not in IMPLS:
             raise TangshiError(f"unknown LSTM implementation {self.impl!r} (choose from {', '.join(IMPLS)})")
 
 
-# Presets: (model overrides, train overrides). `seed` is the seed's recipe exactly.
+# Presets: (model overrides, train overrides). `original` is the assignment's recipe exactly (alias `seed`).
 PRESETS = {
-    "seed": (dict(relu_logits=True, pad_in_loss=True, tie_weights=False),
+    "original": (dict(relu_logits=True, pad_in_loss=True, tie_weights=False),
              dict(optimizer="adam", lr=0.01, weight_decay=1e-4, epochs=50, schedule="constant", clip=0.0, bucket=False)),
     # the best measured recipe on the 10k split (docs/training.md, run F2)
     "default": (dict(tie_weights=True, init="torch", dropout_embed=0.2, dropout_output=0.4, weight_drop=0.3),
@@ -133,6 +134,7 @@ def given_options(preset: str | None, model_args: dict, train_args: dict) -> tup
     (explicit options win; None means not given)."""
     model_over, train_over = {}, {}
     if preset is not None:
+        preset = OLD_NAMES.get(preset, preset)
         if preset not in PRESETS:
             raise TangshiError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
         model_over, train_over = dict(PRESETS[preset][0]), dict(PRESETS[preset][1])

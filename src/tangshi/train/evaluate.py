@@ -23,8 +23,8 @@ def evaluate(model: PoetryLM, split: Split, device="cpu", amp: bool = False) -> 
 
     dev_nll  = mean −ln p over real target tokens (characters + <EOS>, PAD excluded)
     dev_ppl  = exp(dev_nll)
-    seed_loss = the seed's NLLLoss: mean −ln p over all positions, PAD targets included
-    seed_ppl  = the seed's figure 2**seed_loss (base 2 applied to a natural-log loss)
+    original_loss = the assignment's NLLLoss: mean −ln p over all positions, PAD targets included
+    original_ppl  = the assignment's figure 2**original_loss (base 2 applied to a natural-log loss)
     """
     was_training = model.training
     model.eval()
@@ -46,9 +46,9 @@ def evaluate(model: PoetryLM, split: Split, device="cpu", amp: bool = False) -> 
     if n_real == 0:
         raise TangshiError("no dev poems to evaluate: the split is empty")
     dev_nll = nll_real / n_real
-    seed_loss = nll_all / max(n_all, 1)
-    return {"dev_nll": dev_nll, "dev_ppl": math.exp(dev_nll), "seed_loss": seed_loss,
-            "seed_ppl": 2.0 ** seed_loss, "tokens": n_real}
+    original_loss = nll_all / max(n_all, 1)
+    return {"dev_nll": dev_nll, "dev_ppl": math.exp(dev_nll), "original_loss": original_loss,
+            "original_ppl": 2.0 ** original_loss, "tokens": n_real}
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ graphed step differs from the eager one in ways that leave its numbers unchanged
   keeps lr and its step count on the device (`capturable=True`), so the schedule
   still moves the learning rate between replays.
 
-With the seed's PAD-counted loss nothing is padded: every distinct shape gets a graph.
+With the assignment's PAD-counted loss nothing is padded: every distinct shape gets a graph.
 `static_loss` and the padding run on any device, so the CPU tests check that the
 graphed step's loss and gradients equal the eager step's; the capture itself needs CUDA.
 """
@@ -57,7 +57,7 @@ def pad_batch(x: torch.Tensor, y: torch.Tensor, rows: int, length: int, pad_id: 
 
 def static_loss(model: PoetryLM, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The training loss without host synchronisation: the head runs at every position
-    and PAD targets are ignored (counted, with the seed's `pad_in_loss`)."""
+    and PAD targets are ignored (counted, with the assignment's `pad_in_loss`)."""
     h, _ = model.hidden(x)
     logits = model.logits(h)  # (B, L, V) fp32
     ignore = -100 if model.config.pad_in_loss else model.config.pad_id
@@ -109,7 +109,7 @@ class TrainStep:
         return len(self._captured)
 
     def fit(self, x: torch.Tensor, y: torch.Tensor):
-        """The batch padded to its graph's shape (unchanged with the seed's PAD-counted loss)."""
+        """The batch padded to its graph's shape (unchanged with the assignment's PAD-counted loss)."""
         if self.model.config.pad_in_loss:
             return x, y
         rows = max(self.batch_size or 0, x.shape[0])

@@ -169,20 +169,20 @@ def fit(backend, data_dir: Path, out_dir: Path, model_over: dict | None, cfg: Tr
 
 def end_epoch(run: RunFolder, history: list[dict], row: dict, model: PoetryLM, vocab: Vocab, train_meta: dict,
               optimizer_state: tuple[dict, dict, dict], keep_epoch_checkpoints: bool = True, log=print) -> bool:
-    """Shared by both backends: log the epoch, write its checkpoint (the seed-named folder, with
+    """Shared by both backends: log the epoch, write its checkpoint (the assignment-named folder, with
     optimiser state) and move `last` (and `best`) onto it, then rewrite metrics.jsonl.
     Returns whether this epoch has the best dev perplexity so far."""
     improved = not history or row["dev_ppl"] < min(h["dev_ppl"] for h in history)
     history.append(row)
     tag = f" [{row['backend']}]" if "backend" in row else ""
     log(f"epoch {row['epoch']:3d}{tag} | train loss {row['train_loss']:.4f} | dev loss {row['dev_nll']:.4f} "
-        f"| dev ppl {row['dev_ppl']:.2f} | seed's loss (PAD counted) {row['seed_loss']:.4f} "
-        f"| seed's 2**loss ppl {row['seed_ppl']:.2f} | {row['real_tokens_per_s']:,} tok/s | {row['epoch_seconds']:.1f}s")
+        f"| dev ppl {row['dev_ppl']:.2f} | assignment's loss (PAD counted) {row['original_loss']:.4f} "
+        f"| assignment's 2**loss ppl {row['original_ppl']:.2f} | {row['real_tokens_per_s']:,} tok/s | {row['epoch_seconds']:.1f}s")
     best = min(history, key=lambda h: h["dev_ppl"])
     meta = {**train_meta, "best_epoch": best["epoch"]}
     tensors, opt_json, trainer_extra = optimizer_state
     trainer_state = {"epoch": row["epoch"], "optimizer": opt_json, "history": history, **trainer_extra}
-    run.save_epoch(checkpoint_name(row["epoch"], row["seed_loss"]),
+    run.save_epoch(checkpoint_name(row["epoch"], row["original_loss"]),
                    lambda folder: ckpt.write_checkpoint(folder, model, vocab, train_meta=meta, metrics=row,
                                                         optimizer_state=(tensors, trainer_state)),
                    improved=improved, keep_epochs=keep_epoch_checkpoints)

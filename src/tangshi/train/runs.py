@@ -2,7 +2,7 @@
 
     RUN/.tangshi-output.json            the mark (outputs.py): kind "run", every entry written here
     RUN/.tangshi-lock                   held (flock) while a process trains into RUN
-    RUN/poetry-gen-epoch{N}-loss{L}/    one folder per epoch, the seed's naming (L: the seed's PAD-counted dev loss)
+    RUN/poetry-gen-epoch{N}-loss{L}/    one folder per epoch, the assignment's naming (L: the assignment's PAD-counted dev loss)
     RUN/last -> poetry-gen-epoch…       the newest epoch; its folder alone keeps the optimiser state
     RUN/best -> poetry-gen-epoch…       the epoch with the lowest dev perplexity
     RUN/metrics.jsonl                   one row per epoch, rewritten from the newest checkpoint's history
@@ -37,7 +37,7 @@ FREE_SPACE_FACTOR = 3
 
 
 def checkpoint_name(epoch: int, loss: float) -> str:
-    """The seed's naming: poetry-gen-epoch{N}-loss{L:.6f}."""
+    """The assignment's naming: poetry-gen-epoch{N}-loss{L:.6f}."""
     return f"poetry-gen-epoch{epoch}-loss{loss:.6f}"
 
 
@@ -113,7 +113,7 @@ class RunFolder:
         if drop:  # only the folders a link points at stay
             self.out.forget(drop, "dropping an earlier epoch (--no-epoch-checkpoints)")
         if prev_last and prev_last != name and (self.path / prev_last).is_dir():
-            with oserrors_named(self.path / prev_last):  # a kept epoch is weights only, as the seed's were
+            with oserrors_named(self.path / prev_last):  # a kept epoch is weights only, as the assignment's were
                 (self.path / prev_last / ckpt.OPTIM).unlink(missing_ok=True)
 
     def resumed(self, last: Path, history: list[dict]) -> None:
@@ -123,7 +123,7 @@ class RunFolder:
             self.out.point(LAST, last.name)
         if history:
             b = min(history, key=lambda h: h["dev_ppl"])
-            name = checkpoint_name(b["epoch"], b["seed_loss"])
+            name = checkpoint_name(b["epoch"], b.get("original_loss", b.get("seed_loss")))  # older runs: seed_loss
             if (self.path / name).is_dir() and self._target(BEST) != name:
                 self.out.point(BEST, name)
         self.write_metrics(history)

@@ -5,7 +5,7 @@
  * divisions, the target's correction), each over the whole (rows, V) chunk.
  *
  * Per row r with target t = targets[r] (0 <= t < V, checked by the caller), s the row of h Wᵀ:
- *     v = s + b;  with the seed's ReLU: live = v > 0, v = max(v, 0)
+ *     v = s + b;  with the assignment's ReLU: live = v > 0, v = max(v, 0)
  *     m = max v;  e = exp(v − m);  z = Σ e
  *     loss_r = log z + m − v_t                          (−log softmax(v)_t)
  *     s ← (e / z − onehot(t)) ⊙ live / N                 (∂E/∂v of the mean over N rows)
