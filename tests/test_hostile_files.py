@@ -521,3 +521,7 @@ def test_export_to_the_bundled_model_from_the_command_line_is_refused(tmp_path, 
     one_line_error(*run(["export", "--checkpoint", ck, "--out", bundled, "--replace"], capsys)[::2],
                    str(bundled), "--replace-bundled")
     assert tree(bundled) == before
+    code, out, err = run(["export", "--checkpoint", ck, "--out", bundled, "--dtype", "fp32", "--replace-bundled"], capsys)
+    assert code == 0, err
+    assert f"replaced the bundled model {bundled}" in out + err
+    assert tree(bundled) != before  # fp32 weights, not the fp16 ones it held

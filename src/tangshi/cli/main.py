@@ -451,6 +451,8 @@ def _export_parser(sub) -> None:
         ("--train-command", dict(action="append", help="the command that trained it, for the card (default: as "
                                  "recorded); give it k times to replace the last k stages' commands, oldest first")),
         ("--replace", dict(action="store_true", help=REPLACE_HELP)),
+        ("--replace-bundled", dict(action="store_true", help="allow --out to be the package's own bundled model "
+                                   "(models/tangshi-default), which is otherwise refused; says what it replaced")),
     ])
     ex.set_defaults(func=cmd_export)
 
@@ -486,7 +488,7 @@ def cmd_export(args) -> int:
     from tangshi.model.bundled import export_model
 
     res = export_model(Path(args.checkpoint), Path(args.out), dtype=args.dtype, train_command=args.train_command,
-                       replace=args.replace)
+                       replace=args.replace or args.replace_bundled, replace_bundled=args.replace_bundled)
     print(f"wrote {res['out']} ({res['bytes'] / 1e6:.1f} MB, dev ppl {res['dev_ppl']})")
     return 0
 
@@ -523,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 1
     except OSError as e:  # the safety net: every writer names its path itself (outputs.oserrors_named)
-        from tangshi.outputs import describe_oserror
+        from tangshi.files import describe_oserror
 
         print(f"tangshi: error: {describe_oserror(e, verb=None)}", file=sys.stderr)
         return 2
