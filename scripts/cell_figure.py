@@ -24,8 +24,18 @@ def box(x, y, text, w=0.9, h=0.55, color="#f3eee2"):
 
 
 def arrow(a, b, color="black", style="-|>", lw=1.4, rad=0.0, ls="-"):
-    ax.add_patch(FancyArrowPatch(a, b, arrowstyle=style, mutation_scale=12, color=color, lw=lw, linestyle=ls,
-                                 connectionstyle=f"arc3,rad={rad}"))
+    ax.add_patch(
+        FancyArrowPatch(
+            a,
+            b,
+            arrowstyle=style,
+            mutation_scale=12,
+            color=color,
+            lw=lw,
+            linestyle=ls,
+            connectionstyle=f"arc3,rad={rad}",
+        )
+    )
 
 
 ax.add_patch(FancyBboxPatch((1.6, 0.9), 6.8, 4.3, boxstyle="round,pad=0.1", fc="#fbf8f1", ec="#999"))
@@ -65,11 +75,23 @@ ax.text(6.6, 4.85, "$C_t = f_t \\odot C_{t-1} + i_t \\odot \\tilde c_t$  (eq 4)"
 ax.text(7.6, 1.8, "$h_t = o_t \\odot \\tanh C_t$  (eq 5)", fontsize=9, color="#555")
 # backward paths
 arrow((9.1, 5.55), (0.9, 5.55), color="#1f6fb4", lw=2.2)
-ax.text(5.0, 5.75, "cell-state path: $\\delta C_{t-1} {+}{=} \\delta C_t \\odot f_t$  (eq 12) — the assignment dropped it",
-        ha="center", fontsize=10, color="#1f6fb4")
+ax.text(
+    5.0,
+    5.75,
+    "cell-state path: $\\delta C_{t-1} {+}{=} \\delta C_t \\odot f_t$  (eq 12) — the assignment dropped it",
+    ha="center",
+    fontsize=10,
+    color="#1f6fb4",
+)
 arrow((7.4, 1.0), (0.9, 1.0), color="#d9730d", lw=2.2)
-ax.text(5.6, 0.68, "through $h_{t-1}$: $\\delta h_{t-1} {+}{=} \\sum_g W_{gh}^\\top\\, \\delta z_{g,t}$  (eq 10)",
-        ha="center", fontsize=10, color="#d9730d")
+ax.text(
+    5.6,
+    0.68,
+    "through $h_{t-1}$: $\\delta h_{t-1} {+}{=} \\sum_g W_{gh}^\\top\\, \\delta z_{g,t}$  (eq 10)",
+    ha="center",
+    fontsize=10,
+    color="#d9730d",
+)
 fig.tight_layout()
 fig.savefig(OUT, dpi=110)
 print("wrote", OUT)

@@ -19,10 +19,10 @@ import torch
 import tangshi.decode.search as G
 import tangshi.model.lm as M
 import tangshi.model.step_weights as SW
+from tangshi.decode.poems import write_poems
+from tangshi.decode.search import DecodeOptions
 from tangshi.model.bundled import bundled_model_path
 from tangshi.model.checkpoint import load_checkpoint
-from tangshi.decode.search import DecodeOptions
-from tangshi.decode.poems import write_poems
 
 TOTAL, CALLS = collections.Counter(), collections.Counter()
 
@@ -36,6 +36,7 @@ def timed(name, fn):
         finally:
             TOTAL[name] += time.perf_counter() - t0
             CALLS[name] += 1
+
     return wrapper
 
 
@@ -46,8 +47,9 @@ def in_the_loop(model, vocab, precision: str, poems: int) -> None:
     SW.StepWeights.token_gates = timed("  x W_ih + b (token_gates)", SW.StepWeights.token_gates)
     SW.StepWeights.hidden_gates = timed("  h W_hh alone (hidden_gates)", SW.StepWeights.hidden_gates)
     SW.StepWeights.logits_and_next = timed("  the head (logits_and_next)", SW.StepWeights.logits_and_next)
-    SW.StepWeights.cell_and_head = timed("  gate arithmetic + the head, one call (cell_and_head)",
-                                         SW.StepWeights.cell_and_head)
+    SW.StepWeights.cell_and_head = timed(
+        "  gate arithmetic + the head, one call (cell_and_head)", SW.StepWeights.cell_and_head
+    )
     decode_batch = G._decode_batch
 
     def wrapped(model, vocab, n, opts, c, device, gen):
@@ -58,20 +60,32 @@ def in_the_loop(model, vocab, precision: str, poems: int) -> None:
 
     G._decode_batch = wrapped
     for i in range(3):
-        write_poems(model, vocab, DecodeOptions(strategy="sample", temperature=0.8, top_p=0.9, seed=i,
-                                                precision=precision), n=1, form="qilv")
+        write_poems(
+            model,
+            vocab,
+            DecodeOptions(strategy="sample", temperature=0.8, top_p=0.9, seed=i, precision=precision),
+            n=1,
+            form="qilv",
+        )
     TOTAL.clear()
     CALLS.clear()
     t0 = time.perf_counter()
     for i in range(poems):
-        write_poems(model, vocab, DecodeOptions(strategy="sample", temperature=0.8, top_p=0.9, seed=100 + i,
-                                                precision=precision), n=1, form="qilv")
+        write_poems(
+            model,
+            vocab,
+            DecodeOptions(strategy="sample", temperature=0.8, top_p=0.9, seed=100 + i, precision=precision),
+            n=1,
+            form="qilv",
+        )
     whole = (time.perf_counter() - t0) / poems * 1e3
     print(f"## {precision}: {whole:.1f} ms per 七言律诗 over {poems} poems, each part timed inside the loop")
     print("| part | ms per poem | calls per poem | µs per call |\n|---|---|---|---|")
     for name in TOTAL:
-        print(f"| {name} | {TOTAL[name] / poems * 1e3:.2f} | {CALLS[name] / poems:.1f} | "
-              f"{TOTAL[name] / CALLS[name] * 1e6:.1f} |")
+        print(
+            f"| {name} | {TOTAL[name] / poems * 1e3:.2f} | {CALLS[name] / poems:.1f} | "
+            f"{TOTAL[name] / CALLS[name] * 1e6:.1f} |"
+        )
     G._decode_batch = decode_batch
 
 
@@ -98,8 +112,10 @@ def after_the_head(model) -> None:
     print("\n## alone, and right after the output layer's product (µs per call)")
     print("| call | alone | after the head | after a 3.5 MB fill |\n|---|---|---|---|")
     for name, fn in (("gate arithmetic (stepweights.cell)", gates), ("h W_hh, int8 (1 MB)", product)):
-        print(f"| {name} | {per_call(fn):.1f} | {per_call(fn, lambda: head(h)):.1f} | "
-              f"{per_call(fn, lambda: fill.fill_(1)):.1f} |")
+        print(
+            f"| {name} | {per_call(fn):.1f} | {per_call(fn, lambda: head(h)):.1f} | "
+            f"{per_call(fn, lambda: fill.fill_(1)):.1f} |"
+        )
 
 
 def main() -> None:

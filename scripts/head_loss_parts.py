@@ -44,9 +44,11 @@ def main() -> None:
                 fwd[compiled].append(t1 - t0)
                 both[compiled].append(t2 - t0)
     for compiled in (True, False):
-        print(f"{'compiled (csrc/head_nll.c)' if compiled else 'PyTorch ops':27s} forward "
-              f"{statistics.median(fwd[compiled]) * 1e3:5.0f} ms, forward + backward "
-              f"{statistics.median(both[compiled]) * 1e3:5.0f} ms ({args.threads} thread(s), median of {args.rounds})")
+        print(
+            f"{'compiled (csrc/head_nll.c)' if compiled else 'PyTorch ops':27s} forward "
+            f"{statistics.median(fwd[compiled]) * 1e3:5.0f} ms, forward + backward "
+            f"{statistics.median(both[compiled]) * 1e3:5.0f} ms ({args.threads} thread(s), median of {args.rounds})"
+        )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def main() -> None:
     for bits, group in ((8, K), (4, K), (4, 64), (4, 32)):
         wq = fake_quant(w0, group, bits)
         # the output layer only: with tied weights the embedding stays as it is (decoding reads it in fp32)
-        model.logits = lambda h, wq=wq: (lambda s: s.relu() if relu else s)(torch.nn.functional.linear(h, wq, b).float())
+        model.logits = lambda h, wq=wq: (lambda s: s.relu() if relu else s)(
+            torch.nn.functional.linear(h, wq, b).float()
+        )
         where = "per row" if group == K else f"per {group} weights"
         print(f"int{bits} head, one scale {where}: dev perplexity {evaluate(model, split)['dev_ppl']:.3f}", flush=True)
 

@@ -30,8 +30,11 @@ def rss_kb(pid: int) -> int:
 
 def start_server(extra: list[str]) -> tuple[subprocess.Popen, str, Path]:
     log = Path(tempfile.mkstemp(prefix="tangshi-serve-", suffix=".log")[1])
-    proc = subprocess.Popen([sys.executable, "-m", "tangshi", "serve", "--port", "0", *extra],
-                            stderr=open(log, "w"), stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tangshi", "serve", "--port", "0", *extra],
+        stderr=open(log, "w"),
+        stdout=subprocess.DEVNULL,
+    )
     for _ in range(600):
         m = re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())
         if m:
@@ -72,9 +75,16 @@ def one_run(base: str, clients: int, requests: int) -> dict:
     wall = time.perf_counter() - t0
     latencies.sort()
     q = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"requests": len(latencies), "errors": len(errors), "first_errors": errors[:3],
-            "p50_ms": round(q[49] * 1e3, 1), "p95_ms": round(q[94] * 1e3, 1), "max_ms": round(latencies[-1] * 1e3, 1),
-            "wall_s": round(wall, 2), "requests_per_s": round(len(latencies) / wall, 2)}
+    return {
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "p50_ms": round(q[49] * 1e3, 1),
+        "p95_ms": round(q[94] * 1e3, 1),
+        "max_ms": round(latencies[-1] * 1e3, 1),
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 2),
+    }
 
 
 def main() -> int:
@@ -97,16 +107,26 @@ def main() -> int:
     finally:
         proc.send_signal(2)
         proc.wait(30)
-    out = {"clients": args.clients, "requests_per_client": args.requests, "workers": health["workers"],
-           "queue": health["queue"], "request": {"form": "qijue", "n": 1}, "runs": runs}
+    out = {
+        "clients": args.clients,
+        "requests_per_client": args.requests,
+        "workers": health["workers"],
+        "queue": health["queue"],
+        "request": {"form": "qijue", "n": 1},
+        "runs": runs,
+    }
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=1))
     else:
-        print(f"{args.clients} clients × {args.requests} requests (one 七言绝句 each), server: {health['workers']} "
-              f"workers, queue {health['queue']}")
+        print(
+            f"{args.clients} clients × {args.requests} requests (one 七言绝句 each), server: {health['workers']} "
+            f"workers, queue {health['queue']}"
+        )
         for i, r in enumerate(runs, 1):
-            print(f"run {i}: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, max {r['max_ms']} ms, {r['errors']} errors, "
-                  f"{r['requests_per_s']} requests/s; server RSS {r['rss_before_kb']:,} → {r['rss_after_kb']:,} KB")
+            print(
+                f"run {i}: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, max {r['max_ms']} ms, {r['errors']} errors, "
+                f"{r['requests_per_s']} requests/s; server RSS {r['rss_before_kb']:,} → {r['rss_after_kb']:,} KB"
+            )
     return 1 if any(r["errors"] for r in runs) else 0
 
 

@@ -9,10 +9,10 @@ import time
 
 import torch
 
+from tangshi.decode.poems import write_poems
+from tangshi.decode.search import DecodeOptions
 from tangshi.model.bundled import bundled_model_path
 from tangshi.model.checkpoint import load_checkpoint
-from tangshi.decode.search import DecodeOptions
-from tangshi.decode.poems import write_poems
 
 
 def main() -> None:
@@ -31,7 +31,9 @@ def main() -> None:
         write_poems(model, vocab, opts, n=1, form=args.form)
         ts.append(time.perf_counter() - t0)
     ts.sort()
-    print(f"median {ts[len(ts) // 2] * 1e3:.1f} ms min {ts[0] * 1e3:.1f} max {ts[-1] * 1e3:.1f} ({args.n} poems, {args.form})")
+    print(
+        f"median {ts[len(ts) // 2] * 1e3:.1f} ms min {ts[0] * 1e3:.1f} max {ts[-1] * 1e3:.1f} ({args.n} poems, {args.form})"
+    )
 
 
 if __name__ == "__main__":

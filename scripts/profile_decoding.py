@@ -12,10 +12,10 @@ import time
 
 import torch
 
+from tangshi.decode.poems import write_poems
+from tangshi.decode.search import DecodeOptions
 from tangshi.model.bundled import bundled_model_path
 from tangshi.model.checkpoint import load_checkpoint
-from tangshi.decode.search import DecodeOptions
-from tangshi.decode.poems import write_poems
 
 
 def main() -> None:

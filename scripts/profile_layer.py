@@ -28,8 +28,10 @@ def main() -> None:
     for p in ours.parameters():
         torch.nn.init.uniform_(p, -0.1, 0.1)
     nn_lstm = torch.nn.LSTM(E, H, batch_first=True)
-    runs = {"tangshi": lambda: ours(x, mode="fused", lib=detect().on(x.device))[0].sum().backward(),
-            "nn.LSTM": lambda: nn_lstm(x)[0].sum().backward()}
+    runs = {
+        "tangshi": lambda: ours(x, mode="fused", lib=detect().on(x.device))[0].sum().backward(),
+        "nn.LSTM": lambda: nn_lstm(x)[0].sum().backward(),
+    }
     for name, fn in runs.items():
         for _ in range(3):
             fn()

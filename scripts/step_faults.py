@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 
 from tangshi.data.batches import batch_indices, make_batch
-from tangshi.train.graph_step import TrainStep
-from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
 from tangshi.data.splits import load_split
 from tangshi.data.vocab import Vocab
+from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
+from tangshi.train.graph_step import TrainStep
 
 
 def main() -> None:
@@ -27,13 +27,16 @@ def main() -> None:
     d = Path(args.data)
     vocab = Vocab.load(d / "vocab.json")
     split = load_split(d, "train", vocab)
-    idx = batch_indices(len(split.inputs), 128, torch.Generator().manual_seed(0), lengths=split.lengths, bucket=True)[:12]
+    idx = batch_indices(len(split.inputs), 128, torch.Generator().manual_seed(0), lengths=split.lengths, bucket=True)[
+        :12
+    ]
     batches = [make_batch(split.inputs, split.targets, split.lengths, i) for i in idx]
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=256, hidden_dim=256)
     model = PoetryLM(cfg, Runtime(impl=args.impl)).train()
-    step = TrainStep(model, torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-4), amp=False,
-                     mode="eager", batch_size=128)
+    step = TrainStep(
+        model, torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-4), amp=False, mode="eager", batch_size=128
+    )
     for x, y in batches[:4]:  # warm-up: the allocator's thresholds settle
         step(x, y)
     f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from tangshi.data.batches import batch_indices, make_batch
-from tangshi.train.graph_step import TrainStep
-from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
 from tangshi.data.splits import load_split
 from tangshi.data.vocab import Vocab
+from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
+from tangshi.train.graph_step import TrainStep
 
 
 def main() -> None:
@@ -31,8 +31,9 @@ def main() -> None:
     d = Path(args.data)
     vocab = Vocab.load(d / "vocab.json")
     split = load_split(d, "train", vocab)
-    order = batch_indices(len(split.inputs), 128, torch.Generator().manual_seed(0), lengths=split.lengths,
-                          bucket=True)[:12]
+    order = batch_indices(len(split.inputs), 128, torch.Generator().manual_seed(0), lengths=split.lengths, bucket=True)[
+        :12
+    ]
     batches = [make_batch(split.inputs, split.targets, split.lengths, i) for i in order]
     steps = {}
     for impl in ("tangshi", "nn"):
@@ -50,9 +51,11 @@ def main() -> None:
             step(x, y)
             times[k].append(time.perf_counter() - t0)
     ratio = [a / b for a, b in zip(times["nn"], times["tangshi"])]
-    print(f"tangshi {statistics.median(times['tangshi']) * 1e3:.0f} ms, nn.LSTM {statistics.median(times['nn']) * 1e3:.0f} "
-          f"ms per step ({args.threads} thread(s), medians of {len(ratio)}); nn / tangshi per batch: median "
-          f"{statistics.median(ratio):.3f}, range {min(ratio):.2f}–{max(ratio):.2f}")
+    print(
+        f"tangshi {statistics.median(times['tangshi']) * 1e3:.0f} ms, nn.LSTM {statistics.median(times['nn']) * 1e3:.0f} "
+        f"ms per step ({args.threads} thread(s), medians of {len(ratio)}); nn / tangshi per batch: median "
+        f"{statistics.median(ratio):.3f}, range {min(ratio):.2f}–{max(ratio):.2f}"
+    )
 
 
 if __name__ == "__main__":

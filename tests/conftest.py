@@ -17,7 +17,14 @@ def write_tiny_corpus(folder: Path, n: int = 60, seed: int = 0) -> Path:
     poems = []
     for i in range(n):
         lines = ["".join(rng.choice(TINY_CHARS) for _ in range(5)) + ("，" if k % 2 == 0 else "。") for k in range(4)]
-        poems.append({"author": "無名", "title": f"詩{i}", "paragraphs": [lines[0] + lines[1], lines[2] + lines[3]], "id": str(i)})
+        poems.append(
+            {
+                "author": "無名",
+                "title": f"詩{i}",
+                "paragraphs": [lines[0] + lines[1], lines[2] + lines[3]],
+                "id": str(i),
+            }
+        )
     (folder / "poet.tang.0.json").write_text(json.dumps(poems, ensure_ascii=False), encoding="utf-8")
     return folder
 
@@ -42,10 +49,14 @@ _BROWSER = {}
 def pytest_runtest_logreport(report):
     if report.nodeid.endswith("test_page_in_chromium") and (report.when == "call" or report.outcome != "passed"):
         _BROWSER["outcome"] = report.outcome
-        _BROWSER["why"] = report.longrepr[2] if report.outcome == "skipped" and isinstance(report.longrepr, tuple) else ""
+        _BROWSER["why"] = (
+            report.longrepr[2] if report.outcome == "skipped" and isinstance(report.longrepr, tuple) else ""
+        )
 
 
 def pytest_terminal_summary(terminalreporter):
     if _BROWSER:  # so that a CI log shows whether the page was driven in Chromium, not just a dot
-        terminalreporter.write_line(f"browser test (Playwright, /usr/bin/chromium): {_BROWSER['outcome']}"
-                                    + (f" ({_BROWSER['why']})" if _BROWSER["why"] else ""))
+        terminalreporter.write_line(
+            f"browser test (Playwright, /usr/bin/chromium): {_BROWSER['outcome']}"
+            + (f" ({_BROWSER['why']})" if _BROWSER["why"] else "")
+        )

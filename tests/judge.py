@@ -5,8 +5,8 @@ import json
 
 import opencc
 
-from tangshi.verse import prosody
 from tangshi.text import is_han
+from tangshi.verse import prosody
 
 FORMS = {"wujue": (4, 5), "qijue": (4, 7), "wulv": (8, 5), "qilv": (8, 7)}
 
@@ -53,7 +53,7 @@ def groups(ch):
 
 def bodies(text, form):
     L, n = FORMS[form]
-    lines = [text[k * (n + 1):(k + 1) * (n + 1)] for k in range(L)]
+    lines = [text[k * (n + 1) : (k + 1) * (n + 1)] for k in range(L)]
     assert "".join(lines) == text, f"{text!r} is not {L} lines of {n}"
     for k, line in enumerate(lines):
         assert len(line) == n + 1 and line[-1] == ("，" if k % 2 == 0 else "。"), (k, line, text)
@@ -74,11 +74,12 @@ def fits(ch, req):
 
 def check_strict(text, form):
     lines = bodies(text, form)
-    ok = [p for p in prosody.tone_patterns(form)
-          if all(fits(c, req) for body, line in zip(lines, p.lines) for c, req in zip(body, line))]
+    ok = [
+        p
+        for p in prosody.tone_patterns(form)
+        if all(fits(c, req) for body, line in zip(lines, p.lines) for c, req in zip(body, line))
+    ]
     assert ok, f"no strict pattern fits {text}"
     checked = {1, 3, 5, len(lines[0]) - 1} & set(range(len(lines[0])))
     for p in ok:  # the patterns leave exactly the 2nd/4th/6th/last characters fixed
         assert {j for j, r in enumerate(p.lines[0]) if r != "中"} == checked
-
-

@@ -24,7 +24,9 @@ def test_write_gives_the_command_lines_poems(poet, capsys):
     cli = json.loads(capsys.readouterr().out)["poems"]
     assert [p.text for p in got] == [p["text"] for p in cli]
     for p, c in zip(got, cli, strict=True):
-        assert p.lines == tuple(c["lines"]) and p.rhyme_group == c["rhyme_group"] and p.tone_pattern == c["tone_pattern"]
+        assert (
+            p.lines == tuple(c["lines"]) and p.rhyme_group == c["rhyme_group"] and p.tone_pattern == c["tone_pattern"]
+        )
         assert [ln[0] for ln in p.lines] == list("春夏秋冬")  # the acrostic, read off the typed result
         assert p.valid_form is True and p.score is None
 

@@ -10,12 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import SHARED_POEMS
+from tangshi.cli.main import main
 from tangshi.model.bundled import bundled_model_path, rebuild_dev_split
 from tangshi.model.checkpoint import load_checkpoint
-from tangshi.cli.main import main
 from tangshi.verse.prosody import FORMS, check_form, rhyme_ok
-
-from conftest import SHARED_POEMS
 
 
 def test_bundled_model_is_small_and_complete():
@@ -28,8 +27,14 @@ def test_bundled_model_is_small_and_complete():
 def test_generates_offline_without_a_data_folder(tmp_path):
     """A fresh process in an empty folder (no data/, no network needed) writes a valid 五言绝句."""
     env = {k: v for k, v in os.environ.items() if k != "TANGSHI_MODEL"}
-    p = subprocess.run([sys.executable, "-m", "tangshi", "generate", "--form", "wujue", "--n", "3", "--json"],
-                       cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "tangshi", "generate", "--form", "wujue", "--n", "3", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     poems = [q["text"] for q in json.loads(p.stdout)["poems"]]
     assert len(poems) == 3

@@ -17,35 +17,99 @@ def run(argv, capsys):
 
 def test_end_to_end(tmp_path, tiny_source, capsys):
     prep = tmp_path / "prep"
-    code, out, _ = run(["data", "prepare", "--source", str(tiny_source), "--out", str(prep), "--poems", "all", "--json"], capsys)
+    code, out, _ = run(
+        ["data", "prepare", "--source", str(tiny_source), "--out", str(prep), "--poems", "all", "--json"], capsys
+    )
     assert code == 0
     s = json.loads(out)
     assert {"poems_read", "dropped", "in_range", "train", "dev", "vocab_size", "dev_oov_rate", "out"} <= s.keys()
     assert (s["poems_read"], s["train"], s["dev"]) == (60, 48, 12)
-    code, out, _ = run(["train", "--data", str(prep), "--out", str(tmp_path / "run"), "--epochs", "1",
-                        "--batch-size", "16", "--embed-dim", "16", "--hidden-dim", "16", "--quiet"], capsys)
+    code, out, _ = run(
+        [
+            "train",
+            "--data",
+            str(prep),
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--embed-dim",
+            "16",
+            "--hidden-dim",
+            "16",
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0 and "best dev perplexity" in out
     code, out, _ = run(["eval", "--checkpoint", str(tmp_path / "run" / "best"), "--data", str(prep), "--json"], capsys)
     ev = json.loads(out)
     assert code == 0 and {"dev_ppl", "dev_nll", "original_loss", "original_ppl", "tokens"} <= ev.keys()
     assert ev["tokens"] == 12 * 25  # 12 dev quatrains × (24 characters + <EOS>)
-    code, out, _ = run(["generate", "--checkpoint", str(tmp_path / "run" / "best"), "--start", "春",
-                        "--strategy", "seed", "--json"], capsys)
+    code, out, _ = run(
+        ["generate", "--checkpoint", str(tmp_path / "run" / "best"), "--start", "春", "--strategy", "seed", "--json"],
+        capsys,
+    )
     poem = json.loads(out)["poems"][0]["text"]
     assert code == 0 and poem.startswith("春") and len(poem) == 95
-    code, out, _ = run(["generate", "--checkpoint", str(tmp_path / "run" / "best"), "--start", "春",
-                        "--n", "3", "--seed", "1", "--json"], capsys)
+    code, out, _ = run(
+        [
+            "generate",
+            "--checkpoint",
+            str(tmp_path / "run" / "best"),
+            "--start",
+            "春",
+            "--n",
+            "3",
+            "--seed",
+            "1",
+            "--json",
+        ],
+        capsys,
+    )
     poems = json.loads(out)["poems"]
     assert code == 0 and len(poems) == 3 and all(p["text"].startswith("春") for p in poems)
-    code2, out2, _ = run(["generate", "--checkpoint", str(tmp_path / "run" / "best"), "--start", "春",
-                          "--n", "3", "--seed", "1", "--json"], capsys)
+    code2, out2, _ = run(
+        [
+            "generate",
+            "--checkpoint",
+            str(tmp_path / "run" / "best"),
+            "--start",
+            "春",
+            "--n",
+            "3",
+            "--seed",
+            "1",
+            "--json",
+        ],
+        capsys,
+    )
     assert out2 == out  # --seed makes sampling reproducible
 
 
 @pytest.fixture
 def trained(tmp_path, tiny_prepared, capsys):
-    code, _, _ = run(["train", "--data", str(tiny_prepared), "--out", str(tmp_path / "run"), "--epochs", "1",
-                      "--batch-size", "16", "--embed-dim", "8", "--hidden-dim", "8", "--quiet"], capsys)
+    code, _, _ = run(
+        [
+            "train",
+            "--data",
+            str(tiny_prepared),
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--embed-dim",
+            "8",
+            "--hidden-dim",
+            "8",
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0
     return tmp_path / "run" / "best"
 
@@ -67,8 +131,9 @@ def test_malformed_json_overwrites_nothing(tmp_path, tiny_source, capsys):
     assert run(["data", "prepare", "--source", str(tiny_source), "--out", str(out), "--poems", "all"], capsys)[0] == 0
     before = (out / "train.txt").read_bytes()
     (tiny_source / "poet.tang.1000.json").write_text('[{"paragraphs": ["春', encoding="utf-8")
-    code, _, err = run(["data", "prepare", "--source", str(tiny_source), "--out", str(out), "--poems", "all",
-                        "--replace"], capsys)
+    code, _, err = run(
+        ["data", "prepare", "--source", str(tiny_source), "--out", str(out), "--poems", "all", "--replace"], capsys
+    )
     _one_line_error(code, err, "malformed JSON")
     assert (out / "train.txt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prep", "raw"]  # no temp folder left behind
@@ -94,8 +159,9 @@ def test_missing_train_data(tmp_path, capsys):
 
 
 def test_no_traceback_in_a_real_process(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "tangshi", "eval", "--checkpoint", str(tmp_path / "x")],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "tangshi", "eval", "--checkpoint", str(tmp_path / "x")], capture_output=True, text=True
+    )
     assert p.returncode == 2
     assert p.stderr.strip() == f"tangshi: error: checkpoint not found: {tmp_path / 'x'}"
 

@@ -7,10 +7,17 @@ import math
 import pytest
 import torch
 
-from tangshi.verse import prosody
-from tangshi.text import is_han, split_clauses
-from tangshi.decode.constraints import DecodeState, build_constraint, FormConstraint, FreeConstraint, SpecialIds, make_constraint
+from tangshi.decode.constraints import (
+    DecodeState,
+    FormConstraint,
+    FreeConstraint,
+    SpecialIds,
+    build_constraint,
+    make_constraint,
+)
 from tangshi.errors import TangshiError
+from tangshi.text import is_han, split_clauses
+from tangshi.verse import prosody
 from tangshi.verse.prosody import FORMS, PING, ZE
 
 SPECIALS = ["<EOS>", "<OOV>", "<START>", "<PAD>"]
@@ -198,8 +205,11 @@ def test_no_repeat_against_adversarial_greedy():
 def test_tight_vocabulary_never_dead_ends():
     # exactly one viable 平 group with n_rhymes + lines - 1 = 5 characters (wujue)
     table = prosody.rhyme_table()
-    dong = [c for c in table.group_chars["上平聲一東"] if prosody.tones(c) == {PING}
-            and prosody.rhyme_groups(c) == {"上平聲一東"}][:5]
+    dong = [
+        c
+        for c in table.group_chars["上平聲一東"]
+        if prosody.tones(c) == {PING} and prosody.rhyme_groups(c) == {"上平聲一東"}
+    ][:5]
     others = [table.group_chars[g][0] for g in table.groups[1:6]]  # 1 char in 5 groups
     ze = [c for c, t in table.char_tones.items() if t == frozenset({ZE})][:6]
     itos = sorted(set(dong + others + ze + ["，", "。"])) + SPECIALS
@@ -367,7 +377,7 @@ def test_free_constraint():
         assert [itos[i] for i in ids[:3]] == list("春風，")
         assert not {sp.oov, sp.start, sp.pad} & set(ids)
         if sp.eos in ids:
-            assert set(ids[ids.index(sp.eos):]) == {sp.eos}
+            assert set(ids[ids.index(sp.eos) :]) == {sp.eos}
 
 
 # ------------------------------------------------------- impossible requests
@@ -552,13 +562,16 @@ def test_continuation_narrows_the_rhyme_group():
         assert all("下平聲十一尤" in prosody.rhyme_groups(ch) for ch in ends), text
 
 
-@pytest.mark.parametrize("bad, match", [
-    ("白日依山盡，黃河入海流，", "line 2 of a 五言絕句 must end with '。', not '，'"),
-    ("白日依山盡，黃河入海流。欲窮千里目，更上一層樓。春", "longer than a whole"),
-    ("白日依山盡，黃河入海", None),  # a partial second line is fine
-    ("白日依山盡，黃河入海東南，", "line 2 is longer than 5 characters"),
-    ("白日依山盡，黃河入。", "has '。' after 3 characters of line 2"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("白日依山盡，黃河入海流，", "line 2 of a 五言絕句 must end with '。', not '，'"),
+        ("白日依山盡，黃河入海流。欲窮千里目，更上一層樓。春", "longer than a whole"),
+        ("白日依山盡，黃河入海", None),  # a partial second line is fine
+        ("白日依山盡，黃河入海東南，", "line 2 is longer than 5 characters"),
+        ("白日依山盡，黃河入。", "has '。' after 3 characters of line 2"),
+    ],
+)
 def test_continuation_that_breaks_the_form(bad, match):
     if match is None:
         make_constraint(ITOS, SP, "wujue", start=bad)
@@ -588,10 +601,14 @@ def test_acrostic_at_any_position(form, at):
     # the hidden characters follow one strict pattern at column j; at the rhyme positions they rhyme (一東)
     pattern = prosody.tone_patterns(form)[0].lines
     dong = iter(ch for ch in ITOS if prosody.rhyme_groups(ch) == {"上平聲一東"} and prosody.tones(ch) == {PING})
-    single = {t: iter([ch for ch in ITOS if prosody.tones(ch) == {t} and "上平聲一東" not in prosody.rhyme_groups(ch)])
-              for t in (PING, ZE)}
-    text = [next(dong) if j == f.chars_per_line - 1 and k % 2 else next(single[pattern[k][j].replace("中", ZE)])
-            for k in range(f.lines)]
+    single = {
+        t: iter([ch for ch in ITOS if prosody.tones(ch) == {t} and "上平聲一東" not in prosody.rhyme_groups(ch)])
+        for t in (PING, ZE)
+    }
+    text = [
+        next(dong) if j == f.chars_per_line - 1 and k % 2 else next(single[pattern[k][j].replace("中", ZE)])
+        for k in range(f.lines)
+    ]
     text = "".join(text)
     for tone in ("strict", "off"):
         c = make_constraint(ITOS, SP, form, acrostic=text, at=at, rhyme=True, tone=tone)
@@ -622,8 +639,9 @@ def test_keywords_always_appear(form, tone):
 
 
 def test_keywords_with_a_continuation_and_an_acrostic():
-    c = make_constraint(ITOS, SP, "qijue", start="春風不度玉門關，", acrostic="春秋花月", keywords="雨看",
-                        tone="strict")
+    c = make_constraint(
+        ITOS, SP, "qijue", start="春風不度玉門關，", acrostic="春秋花月", keywords="雨看", tone="strict"
+    )
     for poem in decode_avoiding(c, 40, seed=7, avoid="雨看"):
         check_poem(poem, "qijue", start="春風不度玉門關，", acrostic="春秋花月", strict=True)
         assert "雨" in poem and "看" in poem
@@ -673,5 +691,7 @@ def test_rhyme_group_errors():
     with pytest.raises(TangshiError, match="regulated form"):
         make_constraint(ITOS, SP, "free", rhyme_group="東")
     small = make_itos(per_group=4)  # each group 4 characters: a 五絕 without repeats needs 2 + 4 - 1 = 5
-    with pytest.raises(TangshiError, match=r"rhyme group 上平聲三江 has only \d characters the model knows; a 五言絕句 needs 5"):
+    with pytest.raises(
+        TangshiError, match=r"rhyme group 上平聲三江 has only \d characters the model knows; a 五言絕句 needs 5"
+    ):
         make_constraint(small, None, "wujue", rhyme_group="江")

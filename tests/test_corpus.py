@@ -2,29 +2,34 @@ import json
 
 import pytest
 
+from conftest import SHARED_POEMS
 from tangshi.data import corpus
-from tangshi.errors import TangshiError
 from tangshi.data.prepare import prepare
 from tangshi.data.vocab import Vocab
+from tangshi.errors import TangshiError
 
-from conftest import SHARED_POEMS
 
-
-@pytest.mark.parametrize("paragraphs, expected", [
-    (["床前明月光，疑是地上霜。"], "床前明月光，疑是地上霜。"),
-    # bracketed notes of every kind are deleted, brackets included
-    (["白日依山盡（一作落），黃河入海流。"], "白日依山盡，黃河入海流。"),
-    (["欲窮千里目(一作望)，更上一層樓[注]。"], "欲窮千里目，更上一層樓。"),
-    (["春眠不覺曉{x}，處處聞啼鳥《題》。【甲】夜來〖乙〗風雨聲，花落知多少。"], "春眠不覺曉，處處聞啼鳥。夜來風雨聲，花落知多少。"),
-    # nested brackets
-    (["山中（注（又注）終）相送罷，日暮掩柴扉。"], "山中相送罷，日暮掩柴扉。"),
-    # ？！ end a sentence → 。 ; ；：、 separate clauses → ，
-    (["君自故鄉來，應知故鄉事？來日綺窗前；寒梅著花未！"], "君自故鄉來，應知故鄉事。來日綺窗前，寒梅著花未。"),
-    # digits, Latin letters, spaces, quotes and other symbols are deleted
-    (["“紅豆生南國”，12春來 發幾枝abc。"], "紅豆生南國，春來發幾枝。"),
-    # runs of punctuation collapse; no leading punctuation
-    (["。，空山不見人，，但聞人語響。。"], "空山不見人，但聞人語響。"),
-])
+@pytest.mark.parametrize(
+    "paragraphs, expected",
+    [
+        (["床前明月光，疑是地上霜。"], "床前明月光，疑是地上霜。"),
+        # bracketed notes of every kind are deleted, brackets included
+        (["白日依山盡（一作落），黃河入海流。"], "白日依山盡，黃河入海流。"),
+        (["欲窮千里目(一作望)，更上一層樓[注]。"], "欲窮千里目，更上一層樓。"),
+        (
+            ["春眠不覺曉{x}，處處聞啼鳥《題》。【甲】夜來〖乙〗風雨聲，花落知多少。"],
+            "春眠不覺曉，處處聞啼鳥。夜來風雨聲，花落知多少。",
+        ),
+        # nested brackets
+        (["山中（注（又注）終）相送罷，日暮掩柴扉。"], "山中相送罷，日暮掩柴扉。"),
+        # ？！ end a sentence → 。 ; ；：、 separate clauses → ，
+        (["君自故鄉來，應知故鄉事？來日綺窗前；寒梅著花未！"], "君自故鄉來，應知故鄉事。來日綺窗前，寒梅著花未。"),
+        # digits, Latin letters, spaces, quotes and other symbols are deleted
+        (["“紅豆生南國”，12春來 發幾枝abc。"], "紅豆生南國，春來發幾枝。"),
+        # runs of punctuation collapse; no leading punctuation
+        (["。，空山不見人，，但聞人語響。。"], "空山不見人，但聞人語響。"),
+    ],
+)
 def test_clean_poem(paragraphs, expected):
     assert corpus.clean_poem(paragraphs) == expected
 

@@ -20,8 +20,8 @@ import time
 import pytest
 import torch
 
-from tangshi.model import checkpoint as ckpt
 from tangshi.errors import TangshiError
+from tangshi.model import checkpoint as ckpt
 from tangshi.outputs import TMP_PREFIX, read_marker
 from tangshi.train.torch_backend import TrainConfig, train
 

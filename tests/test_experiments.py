@@ -7,15 +7,17 @@ import os
 import pytest
 import torch
 
-from tangshi.experiments import optimizers as optimizer_study
 from tangshi.cli.main import main
 from tangshi.errors import TangshiError
-from tangshi.model.lm import ModelConfig, PoetryLM
+from tangshi.experiments import optimizers as optimizer_study
 from tangshi.experiments.study import Probe, Recorder, RunSpec, Study, distinct_units
+from tangshi.model.lm import ModelConfig, PoetryLM
 
 
 def _study_cli(which, prepared, out, work, *extra):
-    return main(["experiment", which, "--quick", "--data", str(prepared), "--out", str(out), "--work", str(work), *extra])
+    return main(
+        ["experiment", which, "--quick", "--data", str(prepared), "--out", str(out), "--work", str(work), *extra]
+    )
 
 
 def test_optimizers_quick_report_follows_its_json(tmp_path, tiny_prepared, capsys):
@@ -30,8 +32,11 @@ def test_optimizers_quick_report_follows_its_json(tmp_path, tiny_prepared, capsy
         k = scores.index(min(scores))
         assert g["best_lr"] == doc["runs"][g["runs"][k]]["spec"]["train"]["lr"]
         assert g["bracketed"] == (0 < k < len(scores) - 1)
-        assert g["bracketed"] or len(scores) == optimizer_study.MAX_GRID or g["best_lr"] in (
-            optimizer_study.LADDER[0], optimizer_study.LADDER[-1])
+        assert (
+            g["bracketed"]
+            or len(scores) == optimizer_study.MAX_GRID
+            or g["best_lr"] in (optimizer_study.LADDER[0], optimizer_study.LADDER[-1])
+        )
     finals = {(f["optimizer"], f["wd"]): f for f in doc["finals"]}
     assert set(finals) == {(o, 1e-4) for o in optimizer_study.OPTIMIZERS} | {(o, 0.0) for o in optimizer_study.CONTROLS}
     for f in finals.values():
@@ -69,12 +74,15 @@ class _FakeStudy:
         return {"diverged": s is None, "best": None if s is None else {"dev_ppl": s, "epoch": 1}}
 
 
-@pytest.mark.parametrize("score,grid,best,inside", [
-    (lambda lr: (math.log10(lr) + 2) ** 2 + 10, [3e-3, 1e-2, 3e-2], 1e-2, True),   # best in the middle already
-    (lambda lr: (math.log10(lr) + 3.2) ** 2 + 10, [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], 1e-3, True),  # widened downwards
-    (lambda lr: None if lr > 0.05 else -lr, [3e-3, 1e-2, 3e-2, 0.1], 3e-2, True),  # a diverged rung brackets
-    (lambda lr: -lr, [3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0], 3.0, False),  # stops at MAX_GRID, says so
-])
+@pytest.mark.parametrize(
+    "score,grid,best,inside",
+    [
+        (lambda lr: (math.log10(lr) + 2) ** 2 + 10, [3e-3, 1e-2, 3e-2], 1e-2, True),  # best in the middle already
+        (lambda lr: (math.log10(lr) + 3.2) ** 2 + 10, [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], 1e-3, True),  # widened downwards
+        (lambda lr: None if lr > 0.05 else -lr, [3e-3, 1e-2, 3e-2, 0.1], 3e-2, True),  # a diverged rung brackets
+        (lambda lr: -lr, [3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0], 3.0, False),  # stops at MAX_GRID, says so
+    ],
+)
 def test_sweep_widens_until_the_best_is_inside(score, grid, best, inside):
     specs, state = optimizer_study.sweep_state("adam", _FakeStudy(score), optimizer_study.QUICK, "torch")
     assert state["lrs"] == grid and state["best_lr"] == best and state["bracketed"] is inside
@@ -102,19 +110,22 @@ def test_update_probe_is_the_step_taken():
 
 
 def _tiny_spec(**train):
-    return RunSpec("r", dict(embed_dim=8, hidden_dim=8, init="xavier"),
-                   dict(epochs=3, batch_size=16, optimizer="adam", lr=0.01, amp=False, **train),
-                   ("symmetry", "grads", "moved", "updates"))
+    return RunSpec(
+        "r",
+        dict(embed_dim=8, hidden_dim=8, init="xavier"),
+        dict(epochs=3, batch_size=16, optimizer="adam", lr=0.01, amp=False, **train),
+        ("symmetry", "grads", "moved", "updates"),
+    )
 
 
 def test_a_study_cut_short_continues_to_the_same_run(tmp_path, tiny_prepared):
     """Killed after epoch 1 (simulated: the run stopped there, no record), the study continues it:
     history and every probe equal those of an uninterrupted study."""
     from tangshi.experiments.study import train_run
-    from tangshi.train.torch_backend import TorchBackend
     from tangshi.train.config import TrainConfig
     from tangshi.train.loop import fit
     from tangshi.train.start import Start
+    from tangshi.train.torch_backend import TorchBackend
 
     spec = _tiny_spec()
     with Study(tmp_path / "a", tiny_prepared) as s:
@@ -123,9 +134,18 @@ def test_a_study_cut_short_continues_to_the_same_run(tmp_path, tiny_prepared):
     rec = Recorder(spec.probes, tmp_path / "b" / "r.probes.json")
     from tangshi.experiments.study import _FlushingBackend
 
-    fit(_FlushingBackend(TorchBackend(lambda step, model, opt: rec(step, Probe("torch", model=model))), rec),
-        tiny_prepared, tmp_path / "b" / "r", spec.model, TrainConfig(**spec.train), start=Start.of(), progress=False,
-        log=lambda *a: None, keep_epoch_checkpoints=False, stop_after_epoch=1)
+    fit(
+        _FlushingBackend(TorchBackend(lambda step, model, opt: rec(step, Probe("torch", model=model))), rec),
+        tiny_prepared,
+        tmp_path / "b" / "r",
+        spec.model,
+        TrainConfig(**spec.train),
+        start=Start.of(),
+        progress=False,
+        log=lambda *a: None,
+        keep_epoch_checkpoints=False,
+        stop_after_epoch=1,
+    )
     cont = train_run(spec.as_json(), str(tmp_path / "b"), str(tiny_prepared), quiet=True)
     assert [h["dev_ppl"] for h in cont["history"]] == [h["dev_ppl"] for h in whole["history"]]
     a, b = whole["probes"], cont["probes"]
@@ -141,8 +161,12 @@ def test_a_study_cut_short_continues_to_the_same_run(tmp_path, tiny_prepared):
 def test_a_record_of_other_settings_is_refused(tmp_path, tiny_prepared):
     with Study(tmp_path / "w", tiny_prepared) as s:
         s.run([_tiny_spec()])
-    other = RunSpec("r", dict(embed_dim=8, hidden_dim=8, init="xavier"),
-                    dict(epochs=3, batch_size=16, optimizer="adam", lr=0.02, amp=False), ())
+    other = RunSpec(
+        "r",
+        dict(embed_dim=8, hidden_dim=8, init="xavier"),
+        dict(epochs=3, batch_size=16, optimizer="adam", lr=0.02, amp=False),
+        (),
+    )
     with Study(tmp_path / "w", tiny_prepared) as s, pytest.raises(TangshiError, match="other settings"):
         s.run([other])
 
@@ -152,8 +176,10 @@ def test_init_quick_tells_symmetric_from_stuck(tmp_path, tiny_prepared, capsys):
     assert _study_cli("init", tiny_prepared, out, tmp_path / "work") == 0
     doc = json.loads((out / "init.json").read_text(encoding="utf-8"))
     text = (out / "init.md").read_text(encoding="utf-8")
-    runs = {(r["spec"]["model"]["init"], r["spec"]["train"]["optimizer"], r["spec"]["model"]["relu_logits"]): r
-            for r in doc["runs"].values()}
+    runs = {
+        (r["spec"]["model"]["init"], r["spec"]["train"]["optimizer"], r["spec"]["model"]["relu_logits"]): r
+        for r in doc["runs"].values()
+    }
     assert len(runs) == 5 * 4
     everything = set(runs["xavier", "adam", False]["probes"]["1"]["moved"])
     for (arm, opt, relu), r in runs.items():
@@ -204,11 +230,14 @@ def test_adagrad_step_falls_monotonically():
     torch.manual_seed(0)
     m = PoetryLM(ModelConfig(vocab_size=11, pad_id=10, embed_dim=8, hidden_dim=8))
     opt = torch.optim.Adagrad(m.parameters(), lr=0.05)
-    x = torch.randint(0, 10, (4, 7)); y = torch.randint(0, 10, (4, 7))
+    x = torch.randint(0, 10, (4, 7))
+    y = torch.randint(0, 10, (4, 7))
     steps = []
     for _ in range(15):
         _, loss = m(x, y)
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         G = torch.cat([opt.state[p]["sum"].flatten() for p in m.parameters()])
         steps.append(float((0.05 / (G.sqrt() + 1e-10)).median()))
     assert all(b <= a for a, b in zip(steps, steps[1:]))
@@ -218,8 +247,22 @@ def test_adagrad_step_falls_monotonically():
 @pytest.mark.parametrize("which", ["optimizers", "init"])
 def test_missing_data_is_one_line_and_creates_nothing(tmp_path, capsys, which):
     out = tmp_path / "reports"
-    assert main(["experiment", which, "--quick", "--data", str(tmp_path / "nope"), "--out", str(out),
-                 "--work", str(tmp_path / "w")]) == 2
+    assert (
+        main(
+            [
+                "experiment",
+                which,
+                "--quick",
+                "--data",
+                str(tmp_path / "nope"),
+                "--out",
+                str(out),
+                "--work",
+                str(tmp_path / "w"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope" in err and not out.exists() and not (tmp_path / "w").exists()
 
@@ -228,8 +271,8 @@ def test_backprop_experiment_separates_correct_bptt_from_the_missing_cell_path(t
     """Recall 8 steps back: correct BPTT leaves chance; without the cell-state path it stays there."""
     import math
 
-    from tangshi.experiments.backprop import Task, train_variant
     from tangshi.cli.main import main
+    from tangshi.experiments.backprop import Task, train_variant
 
     task = Task(steps=300)
     chance = math.log(task.alphabet)
@@ -239,8 +282,12 @@ def test_backprop_experiment_separates_correct_bptt_from_the_missing_cell_path(t
     assert main(["experiment", "backprop", "--quick", "--out", str(tmp_path / "r")]) == 0
     report = (tmp_path / "r" / "backprop.md").read_text(encoding="utf-8")
     runs = json.loads((tmp_path / "r" / "backprop.json").read_text(encoding="utf-8"))["runs"]
-    assert [r["error"] for r in runs] == [None, "no_cell_state_path", "input_weights_last_step_only",
-                                          "bias_i_o_set_to_delta_f"]
+    assert [r["error"] for r in runs] == [
+        None,
+        "no_cell_state_path",
+        "input_weights_last_step_only",
+        "bias_i_o_set_to_delta_f",
+    ]
     assert all(f"{r['final_dev']:.3f}" in report for r in runs)  # the table is the runs' numbers
     assert (tmp_path / "r" / "backprop_curves.png").stat().st_size > 10_000
 
@@ -257,6 +304,7 @@ def test_a_work_folder_holding_other_files_is_refused(tmp_path, tiny_prepared, c
 
 def _final(opt, wd, seeds):
     from tangshi.experiments.report import summary
+
     return {"optimizer": opt, "wd": wd, "best": summary(seeds), "runs": [f"final-{opt}-wd{wd}-s0"]}
 
 
@@ -264,12 +312,17 @@ def test_optimizer_verdicts_follow_the_numbers():
     """The verdicts' words come from the assignment's numbers: who wins, whether every seed agrees, and
     what coupled weight decay costs (hand-made seeds; no update probes, so verdict 1 is 'not measured')."""
     from tangshi.experiments.optimizers import verdicts
-    finals = [_final("adam", 1e-4, [200.0, 202.0, 204.0]), _final("adagrad", 1e-4, [230.0, 231.0, 240.0]),
-              _final("adamw", 1e-4, [190.0, 195.0, 199.0]), _final("adam", 0.0, [191.0, 194.0, 198.0]),
-              _final("adagrad", 0.0, [232.0, 235.0, 236.0])]
+
+    finals = [
+        _final("adam", 1e-4, [200.0, 202.0, 204.0]),
+        _final("adagrad", 1e-4, [230.0, 231.0, 240.0]),
+        _final("adamw", 1e-4, [190.0, 195.0, 199.0]),
+        _final("adam", 0.0, [191.0, 194.0, 198.0]),
+        _final("adagrad", 0.0, [232.0, 235.0, 236.0]),
+    ]
     doc = {"runs": {r["runs"][0]: {"probes": {}, "diverged": False, "history": []} for r in finals}}
     text = "\n".join(verdicts(doc, finals))
-    assert "1. *\"Adagrad's learning rate decays towards zero.\"* — **not measured**" in text
+    assert '1. *"Adagrad\'s learning rate decays towards zero."* — **not measured**' in text
     assert "**confirmed for the Adam family (as AdamW)**: " in text and "then adam 202.00, adagrad 233.67" in text
     assert "every seed of the winner beats every seed of the others" in text
     assert "Adam beats Adagrad by 31.67 points (on every seed)" in text
@@ -278,13 +331,16 @@ def test_optimizer_verdicts_follow_the_numbers():
     assert "the assignment's ranges overlap, so AdamW's lead over Adam is the cost of coupled L2" in text
     # Adagrad best, ranges overlapping Adam's: refuted, and not on every seed
     finals = [_final("adam", 1e-4, [200.0, 210.0, 220.0]), _final("adagrad", 1e-4, [195.0, 205.0, 206.0])]
-    text = "\n".join(verdicts(doc | {"runs": {r["runs"][0]: {"probes": {}, "diverged": False, "history": []}
-                                             for r in finals}}, finals))
+    text = "\n".join(
+        verdicts(
+            doc | {"runs": {r["runs"][0]: {"probes": {}, "diverged": False, "history": []} for r in finals}}, finals
+        )
+    )
     assert "**refuted**: " in text and "the assignment's ranges overlap: adam" in text
     assert "Adagrad beats Adam by 8.00 points (not on every seed)" in text
     assert "3. *What coupled weight decay costs.* — **not measured**" in text
     # one optimiser only: the comparison is not measured
-    assert "2. *\"Adam might be the best overall choice.\"* — **not measured**" in "\n".join(verdicts(doc, finals[:1]))
+    assert '2. *"Adam might be the best overall choice."* — **not measured**' in "\n".join(verdicts(doc, finals[:1]))
 
 
 def test_trained_line_names_each_commit_and_the_unrecorded(tmp_path):
@@ -292,12 +348,15 @@ def test_trained_line_names_each_commit_and_the_unrecorded(tmp_path):
     written before records kept their commit is dated by its file and named as such."""
     from tangshi.experiments.report import trained_line
 
-    stamps = [{"commit": "abc1234", "finished": "2026-12-01 10:00 UTC"},
-              {"commit": "abc1234", "finished": "2026-12-01 11:00 UTC"},
-              {"commit": None, "finished": "2026-11-30 09:00 UTC"}]
+    stamps = [
+        {"commit": "abc1234", "finished": "2026-12-01 10:00 UTC"},
+        {"commit": "abc1234", "finished": "2026-12-01 11:00 UTC"},
+        {"commit": None, "finished": "2026-11-30 09:00 UTC"},
+    ]
     assert trained_line(stamps) == (
         "1 by a commit their records do not name (written before records kept it), finished 2026-11-30 09:00 UTC; "
-        "2 at commit `abc1234`, finished 2026-12-01 10:00 UTC – 2026-12-01 11:00 UTC")
+        "2 at commit `abc1234`, finished 2026-12-01 10:00 UTC – 2026-12-01 11:00 UTC"
+    )
     (tmp_path / "old-run.json").write_text("{}", encoding="utf-8")
     os.utime(tmp_path / "old-run.json", (1796000000, 1796000000))  # 2026-11-30 00:53 UTC
     study = Study(tmp_path, tmp_path, commit="def5678")

@@ -4,20 +4,30 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tangshi.model import checkpoint as ckpt
 from tangshi.cli.main import main
-from tangshi.train.evaluate import evaluate
 from tangshi.data.splits import load_split
+from tangshi.model import checkpoint as ckpt
+from tangshi.train.evaluate import evaluate
 from tangshi.train.torch_backend import TrainConfig, train
 
 
 def test_export_fp16_roundtrip_and_card(tmp_path, tiny_prepared, capsys):
-    train(tiny_prepared, tmp_path / "run", dict(embed_dim=16, hidden_dim=16, tie_weights=True),
-          TrainConfig(epochs=2, batch_size=16), progress=False, log=lambda *a: None)
+    train(
+        tiny_prepared,
+        tmp_path / "run",
+        dict(embed_dim=16, hidden_dim=16, tie_weights=True),
+        TrainConfig(epochs=2, batch_size=16),
+        progress=False,
+        log=lambda *a: None,
+    )
     out = tmp_path / "models" / "m"
     assert main(["export", "--checkpoint", str(tmp_path / "run" / "best"), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir() if p.name != ".tangshi-output.json") == [
-        "MODEL_CARD.md", "config.json", "model.safetensors", "vocab.json"]
+        "MODEL_CARD.md",
+        "config.json",
+        "model.safetensors",
+        "vocab.json",
+    ]
     w = ckpt.load_weights(out)
     assert all(v.dtype == torch.float16 for v in w.values())
     a, vocab, meta = ckpt.load_checkpoint(tmp_path / "run" / "best")
@@ -35,8 +45,14 @@ def test_init_from_applies_dropout_and_card_tells_both_stages(tmp_path, tiny_pre
     base = dict(embed_dim=16, hidden_dim=16, tie_weights=True)
     train(tiny_prepared, tmp_path / "s1", base, TrainConfig(epochs=2, batch_size=16), **quiet)
     # stage 2 continues stage 1's weights with new dropout: the option must take effect, not be dropped
-    train(tiny_prepared, tmp_path / "s2", {**base, "dropout_output": 0.25}, TrainConfig(epochs=3, batch_size=16),
-          init_from=tmp_path / "s1" / "best", **quiet)
+    train(
+        tiny_prepared,
+        tmp_path / "s2",
+        {**base, "dropout_output": 0.25},
+        TrainConfig(epochs=3, batch_size=16),
+        init_from=tmp_path / "s1" / "best",
+        **quiet,
+    )
     m2, _, meta2 = ckpt.load_checkpoint(tmp_path / "s2" / "last")
     assert m2.config.dropout_output == 0.25
     lin = meta2["train"]["init_from"]
@@ -48,15 +64,33 @@ def test_init_from_applies_dropout_and_card_tells_both_stages(tmp_path, tiny_pre
     assert "| 5 | 2 |" in card and "| 1 | 1 |" in card  # epochs numbered across both stages
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--hidden-dim", "8", "--embed-dim", "8"], ["only be widened", "16", "8"]),
-    (["--num-layers", "2"], ["num_layers=1", "num_layers=2"]),
-])
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--hidden-dim", "8", "--embed-dim", "8"], ["only be widened", "16", "8"]),
+        (["--num-layers", "2"], ["num_layers=1", "num_layers=2"]),
+    ],
+)
 def test_init_from_rejects_a_shape_it_cannot_grow_into(tmp_path, tiny_prepared, capsys, flags, words):
     quiet = dict(progress=False, log=lambda *a: None)
-    train(tiny_prepared, tmp_path / "s1", dict(embed_dim=16, hidden_dim=16), TrainConfig(epochs=1, batch_size=16), **quiet)
-    rc = main(["train", "--data", str(tiny_prepared), "--out", str(tmp_path / "s2"), "--quiet", "--epochs", "1",
-               "--init-from", str(tmp_path / "s1" / "last"), *flags])
+    train(
+        tiny_prepared, tmp_path / "s1", dict(embed_dim=16, hidden_dim=16), TrainConfig(epochs=1, batch_size=16), **quiet
+    )
+    rc = main(
+        [
+            "train",
+            "--data",
+            str(tiny_prepared),
+            "--out",
+            str(tmp_path / "s2"),
+            "--quiet",
+            "--epochs",
+            "1",
+            "--init-from",
+            str(tmp_path / "s1" / "last"),
+            *flags,
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and all(w in err for w in words) and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s2" / "last").exists()
@@ -74,13 +108,22 @@ def test_widened_run_starts_as_its_source_and_the_card_says_so(tmp_path, tiny_pr
     def first_step(step, model, optimizer):
         if step == 1:  # called after the step, with the step's gradients still in place
             seen["grads"] = {n: p.grad.clone() for n, p in model.named_parameters()}
+
     from tangshi.model.lm import widen
+
     torch.manual_seed(0)
     wide = widen(src, 24, 24)
     dev = load_split(tiny_prepared, "dev", vocab)
     assert evaluate(wide, dev)["dev_ppl"] == pytest.approx(src_meta["metrics"]["dev_ppl"], rel=1e-5)
-    train(tiny_prepared, tmp_path / "s2", {**base, "embed_dim": 24, "hidden_dim": 24},
-          TrainConfig(epochs=1, batch_size=16), init_from=tmp_path / "s1" / "best", on_step=first_step, **quiet)
+    train(
+        tiny_prepared,
+        tmp_path / "s2",
+        {**base, "embed_dim": 24, "hidden_dim": 24},
+        TrainConfig(epochs=1, batch_size=16),
+        init_from=tmp_path / "s1" / "best",
+        on_step=first_step,
+        **quiet,
+    )
     g = seen["grads"]
     # the zero blocks learn from the first step: new embedding columns, and new-unit -> old-unit weights
     assert g["embedding.weight"][:, 16:].abs().sum() > 0 and g["lstm.0.weight_hh"][16:, :16].abs().sum() > 0
@@ -88,13 +131,43 @@ def test_widened_run_starts_as_its_source_and_the_card_says_so(tmp_path, tiny_pr
     assert (m2.config.embed_dim, m2.config.hidden_dim) == (24, 24)
     assert meta2["train"]["init_from"]["widened_from"] == {"embed_dim": 16, "hidden_dim": 16}
     out = tmp_path / "m"
-    assert main(["export", "--checkpoint", str(tmp_path / "s2" / "last"), "--out", str(out),
-                 "--train-command", "first run", "--train-command", "second run"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(tmp_path / "s2" / "last"),
+                "--out",
+                str(out),
+                "--train-command",
+                "first run",
+                "--train-command",
+                "second run",
+            ]
+        )
+        == 0
+    )
     card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "stage 1: `first run`" in card and "stage 2: `second run`" in card
     assert "widened from embedding/hidden 16/16" in card and "embedding 24" in card
-    assert main(["export", "--checkpoint", str(tmp_path / "s2" / "last"), "--out", str(tmp_path / "m3"),
-                 "--train-command", "a", "--train-command", "b", "--train-command", "c"]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(tmp_path / "s2" / "last"),
+                "--out",
+                str(tmp_path / "m3"),
+                "--train-command",
+                "a",
+                "--train-command",
+                "b",
+                "--train-command",
+                "c",
+            ]
+        )
+        == 2
+    )
     assert "3 --train-command values for a model trained in 2 stage(s)" in capsys.readouterr().err
 
 

@@ -6,10 +6,9 @@ import tarfile
 
 import pytest
 
+from conftest import SHARED_POEMS
 from tangshi.data.prepare import fetch, manifest, sha256
 from tangshi.errors import TangshiError
-
-from conftest import SHARED_POEMS
 
 needs_shared = pytest.mark.skipif(not SHARED_POEMS.exists(), reason="../shared poems not present")
 

@@ -16,8 +16,10 @@ def _run(xz, w, h0, c0, up, with_state_grads, lib=None):
 
 
 @needs_cell
-@pytest.mark.parametrize("T, B, H, strided, state_grads", [(7, 3, 5, False, True), (12, 8, 16, True, False),
-                                                            (1, 1, 1, True, True), (20, 4, 33, False, False)])
+@pytest.mark.parametrize(
+    "T, B, H, strided, state_grads",
+    [(7, 3, 5, False, True), (12, 8, 16, True, False), (1, 1, 1, True, True), (20, 4, 33, False, False)],
+)
 def test_fused_cell_equals_the_ops(T, B, H, strided, state_grads):
     """Outputs and every gradient (xz, W_hh, h_0, C_0) within fp32's own tolerance (assert_close's
     defaults for float32), for odd sizes (H not a multiple of the vector width), a gradient from
@@ -25,7 +27,7 @@ def test_fused_cell_equals_the_ops(T, B, H, strided, state_grads):
     and with and without gradients into the last state."""
     g = torch.Generator().manual_seed(T * 100 + H)
     xz = (torch.randn(T, B, 4 * H, generator=g) * 2).requires_grad_()
-    w = (torch.randn(H, 4 * H, generator=g) / H ** 0.5).requires_grad_()
+    w = (torch.randn(H, 4 * H, generator=g) / H**0.5).requires_grad_()
     h0 = torch.randn(B, H, generator=g).requires_grad_()
     c0 = torch.randn(H, B, generator=g).t().requires_grad_()  # not contiguous
     up = torch.randn(B, T, H, generator=g).transpose(0, 1) if strided else torch.randn(T, B, H, generator=g)

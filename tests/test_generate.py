@@ -13,18 +13,19 @@ import random
 import pytest
 import torch
 
-from tangshi.model import kernels
-from tangshi.decode import search as G
-from tangshi.text import is_han, split_clauses
-from tangshi.model.checkpoint import save_checkpoint
+from judge import FORMS, GROUP_CHARS, GROUPS, TONES
+from judge import bodies as _bodies
+from judge import check_rhyme as _check_rhyme
+from judge import check_strict as _check_strict
 from tangshi.cli.main import main
-from tangshi.decode.search import DecodeOptions, decode, generate_original
-from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
-from tangshi.decode.poems import write_poems
-from tangshi.text import to_simplified
 from tangshi.data.vocab import Vocab
-
-from judge import FORMS, GROUP_CHARS, GROUPS, TONES, bodies as _bodies, check_rhyme as _check_rhyme, check_strict as _check_strict
+from tangshi.decode import search as G
+from tangshi.decode.poems import write_poems
+from tangshi.decode.search import DecodeOptions, decode, generate_original
+from tangshi.model import kernels
+from tangshi.model.checkpoint import save_checkpoint
+from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
+from tangshi.text import is_han, split_clauses, to_simplified
 
 POEM = "白日依山盡，黃河入海流。欲窮千里目，更上一層樓。"
 
@@ -42,7 +43,9 @@ VOCAB = _make_vocab()
 
 def _model(vocab=VOCAB, seed=0, **cfg):
     torch.manual_seed(seed)
-    model = PoetryLM(ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=16, hidden_dim=32, init="torch", **cfg))
+    model = PoetryLM(
+        ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=16, hidden_dim=32, init="torch", **cfg)
+    )
     return model.eval()
 
 
@@ -163,8 +166,13 @@ def test_masks_keep_model_probabilities(monkeypatch):
 def test_forced_steps_skip_the_output_layer(monkeypatch):
     calls = []
     real = PoetryLM.step
-    monkeypatch.setattr(PoetryLM, "step", lambda self, ids, state=None, logits=True, precision="fp32":
-                        (logits and calls.append(1)) or real(self, ids, state, logits, precision))
+    monkeypatch.setattr(
+        PoetryLM,
+        "step",
+        lambda self, ids, state=None, logits=True, precision="fp32": (
+            (logits and calls.append(1)) or real(self, ids, state, logits, precision)
+        ),
+    )
     write_poems(MODEL, VOCAB, sample(0), n=2, form="wujue", acrostic="白黃欲更")
     assert len(calls) == 4 * 5 - 4  # 20 characters, 4 of them the acrostic heads; no punctuation, no <EOS>
 
@@ -237,13 +245,19 @@ def test_original_strategy_matches_the_assignments_procedure(eos_bias):
 
 def test_step_matches_the_kernels_forward():
     """model.step (the decoding path, from the canonical weights) gives every kernel's forward."""
-    for cfg in ({}, {"impl": "seed"}, {"impl": "nn", "num_layers": 2}, {"relu_logits": True},
-                {"tie_weights": True, "embed_dim": 32}):
+    for cfg in (
+        {},
+        {"impl": "seed"},
+        {"impl": "nn", "num_layers": 2},
+        {"relu_logits": True},
+        {"tie_weights": True, "embed_dim": 32},
+    ):
         cfg = {"embed_dim": 16, **cfg}
         runtime = Runtime(impl=cfg.pop("impl", "tangshi"))
         torch.manual_seed(0)
-        m = PoetryLM(ModelConfig(vocab_size=len(VOCAB), pad_id=VOCAB.pad_id, hidden_dim=32, init="torch", **cfg),
-                     runtime).eval()
+        m = PoetryLM(
+            ModelConfig(vocab_size=len(VOCAB), pad_id=VOCAB.pad_id, hidden_dim=32, init="torch", **cfg), runtime
+        ).eval()
         seq = torch.tensor([[VOCAB.start_id] * 3, [5, 6, 7], [9, 9, 1]]).t()  # (B=3, T=3)
         full = torch.log_softmax(m(seq)[0], -1)  # (B, T, V)
         for rows in (slice(0, 3), slice(1, 2)):  # a batch, and one row (the matrix-vector path)
@@ -343,7 +357,9 @@ def test_compiled_row_sampling_equals_the_batch_path(build, tmp_path):
             want.add_(bias)
         want.masked_fill_(~allowed, float("-inf"))
         got = logits.clone()
-        lib.sample_prepare(V, got.data_ptr(), allowed.data_ptr(), None if bias is None else bias.data_ptr(), temperature)
+        lib.sample_prepare(
+            V, got.data_ptr(), allowed.data_ptr(), None if bias is None else bias.data_ptr(), temperature
+        )
         assert torch.equal(got, want), trial
         p = torch.softmax(want, 1)
         top_k, top_p = (0, 1, 5, 50)[trial % 4], (1.0, 0.9, 0.5, 0.99, 0.3)[trial % 5]
@@ -351,7 +367,9 @@ def test_compiled_row_sampling_equals_the_batch_path(build, tmp_path):
         for seed in range(3):
             u = float(torch.rand(1, generator=torch.Generator().manual_seed(seed))[0])
             one, work = p.clone(), torch.empty(V + 16)
-            idx = lib.sample_row(V, one.data_ptr(), top_k if top_k < V else 0, top_p < 1.0, 1.0 - top_p, u, work.data_ptr())
+            idx = lib.sample_row(
+                V, one.data_ptr(), top_k if top_k < V else 0, top_p < 1.0, 1.0 - top_p, u, work.data_ptr()
+            )
             assert torch.equal(one, batch), (trial, V, top_k, top_p)
             assert idx == int(G._draw(batch.clone(), torch.Generator().manual_seed(seed))[0]), (trial, seed)
         if build == "native":  # _choose itself, which takes the library kernels built
@@ -426,18 +444,31 @@ def test_cli_n_reproducible_with_seed(ckpt, capsys):
     assert code == 0 and len(out.split()) == 8 and out == to_simplified(out)
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--form", "wujue", "--acrostic", "白日依"], "acrostic '白日依' has 3 characters"),
-    (["--form", "qilv", "--acrostic", "白日依山盡黃河入海"], "has 9 characters"),
-    (["--form", "wujue", "--start", "白日依山盡黃"], "line 1 is longer than 5 characters"),
-    (["--form", "wujue", "--start", "龘"], "龘"),
-    (["--form", "free", "--start", "白龘"], "龘"),
-    (["--form", "qijue", "--acrostic", "白日依龘"], "龘"),
-    (["--form", "free", "--acrostic", "白日"], "acrostic"),
-    (["--form", "free", "--tone", "strict"], "tone 'strict'"),
-    (["--strategy", "seed", "--form", "wujue", "--start", "白"], "strategy original (alias seed)"),
-], ids=["acrostic-short", "acrostic-long", "start-too-long", "missing-char", "missing-char-free",
-        "missing-acrostic-char", "acrostic-free", "tone-free", "seed-form"])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--form", "wujue", "--acrostic", "白日依"], "acrostic '白日依' has 3 characters"),
+        (["--form", "qilv", "--acrostic", "白日依山盡黃河入海"], "has 9 characters"),
+        (["--form", "wujue", "--start", "白日依山盡黃"], "line 1 is longer than 5 characters"),
+        (["--form", "wujue", "--start", "龘"], "龘"),
+        (["--form", "free", "--start", "白龘"], "龘"),
+        (["--form", "qijue", "--acrostic", "白日依龘"], "龘"),
+        (["--form", "free", "--acrostic", "白日"], "acrostic"),
+        (["--form", "free", "--tone", "strict"], "tone 'strict'"),
+        (["--strategy", "seed", "--form", "wujue", "--start", "白"], "strategy original (alias seed)"),
+    ],
+    ids=[
+        "acrostic-short",
+        "acrostic-long",
+        "start-too-long",
+        "missing-char",
+        "missing-char-free",
+        "missing-acrostic-char",
+        "acrostic-free",
+        "tone-free",
+        "seed-form",
+    ],
+)
 def test_cli_impossible_requests(ckpt, capsys, argv, words):
     code, out, err = run(["generate", "--checkpoint", ckpt] + argv, capsys)
     lines = err.strip().splitlines()
@@ -476,7 +507,7 @@ def _known(m):
     assert m["repeated_clause_rate"] == pytest.approx(1 / 8)
     chars = (POEM + POEM2).replace("，", "").replace("。", "")
     assert m["distinct_1"] == pytest.approx(len(set(chars)) / 40)
-    bigrams = [c[i:i + 2] for c in (POEM + POEM2).replace("。", "，").split("，") if c for i in range(4)]
+    bigrams = [c[i : i + 2] for c in (POEM + POEM2).replace("。", "，").split("，") if c for i in range(4)]
     assert m["distinct_2"] == pytest.approx(len(set(bigrams)) / 32)
     assert m["mean_chars"] == 20.0
 
@@ -519,8 +550,9 @@ def test_cli_metrics_known_answers(tmp_path, capsys, monkeypatch):
 
 
 def test_cli_metrics_of_generated_poems(ckpt, tmp_path, capsys):
-    code, out, _ = run(["generate", "--checkpoint", ckpt, "--form", "qijue", "--n", 6, "--tone", "strict", "--json"],
-                       capsys)
+    code, out, _ = run(
+        ["generate", "--checkpoint", ckpt, "--form", "qijue", "--n", 6, "--tone", "strict", "--json"], capsys
+    )
     f = tmp_path / "gen.json"
     f.write_text(out, encoding="utf-8")
     (tmp_path / "train.txt").write_text(POEM + "\n", encoding="utf-8")
@@ -531,13 +563,16 @@ def test_cli_metrics_of_generated_poems(ckpt, tmp_path, capsys):
     assert m["repeated_clause_rate"] == 0.0 and m["mean_chars"] == 28.0
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "poems file not found"),
-    ('{"poems": [', "malformed JSON"),
-    ('{"poems": 3}', "is not the JSON"),
-    ('[{"title": 1}]', "has no text"),
-    ("\n\n", "no poems"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "poems file not found"),
+        ('{"poems": [', "malformed JSON"),
+        ('{"poems": 3}', "is not the JSON"),
+        ('[{"title": 1}]', "has no text"),
+        ("\n\n", "no poems"),
+    ],
+)
 def test_cli_metrics_bad_input(tmp_path, capsys, content, words):
     f = tmp_path / "in.txt"
     if content is not None:

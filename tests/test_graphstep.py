@@ -13,10 +13,10 @@ import math
 import pytest
 import torch
 
-from tangshi.model.checkpoint import _scalar_tensors_to_numbers
 from tangshi.errors import TangshiError
-from tangshi.train.graph_step import TrainStep, pad_batch, round_up, static_loss
+from tangshi.model.checkpoint import _scalar_tensors_to_numbers
 from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
+from tangshi.train.graph_step import TrainStep, pad_batch, round_up, static_loss
 from tangshi.train.torch_backend import TrainConfig, build_optimizer, build_scheduler, train, use_cuda_graphs
 
 V, PAD = 23, 0
@@ -70,8 +70,9 @@ def test_fit_rounds_length_and_fills_rows():
     assert tuple(step.fit(x, y)[0].shape) == (3, 64)
 
 
-@pytest.mark.parametrize("over", [dict(), dict(tie_weights=True), dict(impl="nn"), dict(num_layers=2),
-                                  dict(fused_head=False)])
+@pytest.mark.parametrize(
+    "over", [dict(), dict(tie_weights=True), dict(impl="nn"), dict(num_layers=2), dict(fused_head=False)]
+)
 def test_static_loss_and_gradients_equal_the_eager_step(over):
     """Padding rows and columns and taking the loss over all positions with PAD ignored gives
     the eager loss (real positions only) and the same gradients, to fp32 rounding."""
@@ -127,15 +128,27 @@ TINY = dict(embed_dim=16, hidden_dim=16, tie_weights=True, init="torch")
 
 def _cfg(**over):
     # fp32 pinned: the tolerances below are fp32's (bf16 autocast switches itself on where bf16 is fast)
-    base = dict(epochs=2, batch_size=16, optimizer="adamw", lr=1e-2, weight_decay=0.1, schedule="cosine", clip=1.0,
-                amp=False)
+    base = dict(
+        epochs=2, batch_size=16, optimizer="adamw", lr=1e-2, weight_decay=0.1, schedule="cosine", clip=1.0, amp=False
+    )
     base.update(over)
     return TrainConfig(**base)
 
 
 def test_training_run_in_static_mode_matches_eager(tmp_path, tiny_prepared):
-    runs = {m: train(tiny_prepared, tmp_path / m, TINY, _cfg(), progress=False, log=lambda *a: None,
-                     keep_epoch_checkpoints=False, step_mode=m) for m in ("eager", "static")}
+    runs = {
+        m: train(
+            tiny_prepared,
+            tmp_path / m,
+            TINY,
+            _cfg(),
+            progress=False,
+            log=lambda *a: None,
+            keep_epoch_checkpoints=False,
+            step_mode=m,
+        )
+        for m in ("eager", "static")
+    }
     for a, b in zip(runs["eager"]["history"], runs["static"]["history"]):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
         assert b["dev_ppl"] == pytest.approx(a["dev_ppl"], rel=1e-4)

@@ -21,11 +21,10 @@ import time
 import pytest
 import torch
 
+from conftest import write_tiny_corpus
 from tangshi.cli.main import main
 from tangshi.errors import TangshiError
 from tangshi.outputs import LOCK, MARKER, TMP_PREFIX, OutputFolder, read_marker, user_entries
-
-from conftest import write_tiny_corpus
 from test_crash_safety import KILLED, Interrupt
 
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "16", "--quiet"]
@@ -84,8 +83,9 @@ def quick_curves(monkeypatch):
 
 # ---------------------------------------------------------------------------- 1. plan, check, then act
 @pytest.mark.parametrize("which", [0, 2])  # the note in epoch 1's folder, then in epoch 3's
-def test_replace_with_a_note_inside_a_checkpoint_is_refused_and_changes_nothing(tmp_path, tiny_prepared, capsys,
-                                                                                quick_curves, which):
+def test_replace_with_a_note_inside_a_checkpoint_is_refused_and_changes_nothing(
+    tmp_path, tiny_prepared, capsys, quick_curves, which
+):
     run_dir = tmp_path / "rep1"
     argv = ["train", "--data", tiny_prepared, "--out", run_dir, "--epochs", "3", *TINY]
     assert run(argv, capsys)[0] == 0
@@ -113,8 +113,11 @@ def test_dropping_an_epoch_that_holds_a_users_file_is_refused(tmp_path, tiny_pre
     (kept,) = epoch_folders(run_dir)  # epoch 2: last and best; epoch 3 improves, so epoch 2 is to be dropped
     (run_dir / kept / "mine.txt").write_text("mine", encoding="utf-8")
     before = tree(run_dir)
-    one_line_error(*run(argv + ["--resume", "--epochs", "3"], capsys)[::2], str(run_dir / kept / "mine.txt"),
-                   "dropping an earlier epoch")
+    one_line_error(
+        *run(argv + ["--resume", "--epochs", "3"], capsys)[::2],
+        str(run_dir / kept / "mine.txt"),
+        "dropping an earlier epoch",
+    )
     assert tree(run_dir) == before
     (run_dir / kept / "mine.txt").unlink()
     assert run(argv + ["--resume", "--epochs", "3"], capsys)[0] == 0
@@ -153,8 +156,9 @@ def test_a_leftover_temporary_holding_a_users_file_is_refused(tmp_path, tiny_pre
     (left / "model.safetensors").write_bytes(b"half")
     (left / "thesis.tex").write_text("mine", encoding="utf-8")
     before = tree(run_dir)
-    one_line_error(*run(argv + ["--resume", "--epochs", "2"], capsys)[::2], str(left / "thesis.tex"),
-                   "not written by tangshi")
+    one_line_error(
+        *run(argv + ["--resume", "--epochs", "2"], capsys)[::2], str(left / "thesis.tex"), "not written by tangshi"
+    )
     assert tree(run_dir) == before
     (left / "thesis.tex").unlink()
     assert run(argv + ["--resume", "--epochs", "2"], capsys)[0] == 0
@@ -180,6 +184,7 @@ def _interrupted(fn, k: int, kill: bool) -> str:
     as one line. Returns "done" if fn ran to its end before moment k, "failed" if it raised,
     "interrupted" if it was killed or went on past the failure (pathlib's mkdir does)."""
     if not kill:
+
         def fail():
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -290,8 +295,11 @@ def test_prepare_interrupted_at_every_step_leaves_the_old_output_or_the_new(tmp_
         prepare(raw, case, None, 5, replace=case.exists() and bool(user_entries(case)))
         assert _prepared(case) == new
         assert not [n for n in os.listdir(case) if n.startswith(TMP_PREFIX) or n == LOCK]
-        assert set(read_marker(case)["entries"]) == set(user_entries(case)) == {"train.txt", "dev.txt", "vocab.json",
-                                                                               "meta.json"}
+        assert (
+            set(read_marker(case)["entries"])
+            == set(user_entries(case))
+            == {"train.txt", "dev.txt", "vocab.json", "meta.json"}
+        )
 
     k, seen = _each_moment(make_case, lambda case: prepare(raw, case, None, 5, replace=earlier), settle, rerun, kill)
     assert k > 25 and seen == {"old", "new"}, (k, seen)
@@ -307,13 +315,15 @@ def _exported(out):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize("kill", [True, False], ids=["kill", "ENOSPC"])
-def test_export_interrupted_at_every_step_leaves_the_old_model_or_the_new(tmp_path, tiny_prepared, kill,
-                                                                           quick_curves, one_thread):
+def test_export_interrupted_at_every_step_leaves_the_old_model_or_the_new(
+    tmp_path, tiny_prepared, kill, quick_curves, one_thread
+):
     from tangshi.model.bundled import export_model
     from tangshi.train.torch_backend import TrainConfig, train
 
-    train(tiny_prepared, tmp_path / "run", dict(embed_dim=8, hidden_dim=8), TrainConfig(epochs=2, batch_size=16),
-          **QUIET)
+    train(
+        tiny_prepared, tmp_path / "run", dict(embed_dim=8, hidden_dim=8), TrainConfig(epochs=2, batch_size=16), **QUIET
+    )
     first, second = (tmp_path / "run" / n for n in epoch_folders(tmp_path / "run"))
     export_model(second, tmp_path / "ref" / "m")
     new = _exported(tmp_path / "ref" / "m")
@@ -340,8 +350,9 @@ def test_export_interrupted_at_every_step_leaves_the_old_model_or_the_new(tmp_pa
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize("kill", [True, False], ids=["kill", "ENOSPC"])
-def test_a_replaced_run_interrupted_at_every_step_of_its_first_save_comes_back(tmp_path, tiny_prepared, kill,
-                                                                                quick_curves, one_thread):
+def test_a_replaced_run_interrupted_at_every_step_of_its_first_save_comes_back(
+    tmp_path, tiny_prepared, kill, quick_curves, one_thread
+):
     """--replace of a training run: the earlier run goes only under an undo record, so an
     interruption before the new epoch, `last` and `best` are in place leaves the earlier run
     byte for byte (after the next open, for a kill); after that, the new run resumes to its end."""
@@ -386,8 +397,9 @@ def ck(tmp_path, tiny_prepared, quick_curves):
     """A small trained checkpoint, copied out of its run."""
     from tangshi.train.torch_backend import TrainConfig, train
 
-    train(tiny_prepared, tmp_path / "run", dict(embed_dim=8, hidden_dim=8), TrainConfig(epochs=1, batch_size=16),
-          **QUIET)
+    train(
+        tiny_prepared, tmp_path / "run", dict(embed_dim=8, hidden_dim=8), TrainConfig(epochs=1, batch_size=16), **QUIET
+    )
     shutil.copytree(tmp_path / "run" / "last", tmp_path / "ck")
     return tmp_path / "ck"
 
@@ -417,8 +429,10 @@ def test_a_vocabulary_with_two_entries_swapped_is_refused(ck, capsys):
     with pytest.raises(TangshiError, match="another order") as e:
         load_checkpoint(ck)
     assert str(ck / "vocab.json") in str(e.value) and str(ck / "model.safetensors") in str(e.value)
-    one_line_error(*run(["generate", "--checkpoint", ck, "--n", "1"], capsys)[::2],
-                   f"{ck / 'vocab.json'} does not match {ck / 'model.safetensors'}")
+    one_line_error(
+        *run(["generate", "--checkpoint", ck, "--n", "1"], capsys)[::2],
+        f"{ck / 'vocab.json'} does not match {ck / 'model.safetensors'}",
+    )
     assert tree(ck) == before
 
 
@@ -428,8 +442,10 @@ def test_weights_changed_after_the_checkpoint_was_written_are_refused(ck, capsys
     w = load_file(str(ck / "model.safetensors"))
     w["head.bias"][0] += 1.0
     save_file(w, str(ck / "model.safetensors"))
-    one_line_error(*run(["generate", "--checkpoint", ck, "--n", "1"], capsys)[::2],
-                   f"{ck / 'model.safetensors'} does not match {ck / 'vocab.json'}")
+    one_line_error(
+        *run(["generate", "--checkpoint", ck, "--n", "1"], capsys)[::2],
+        f"{ck / 'model.safetensors'} does not match {ck / 'vocab.json'}",
+    )
 
 
 def test_a_checkpoint_without_the_record_loads_with_one_note(ck, capsys):
@@ -469,11 +485,14 @@ def test_the_bundled_model_is_checked_without_a_record_and_quietly(tmp_path, cap
 
 
 # ---------------------------------------------------------------------------- 4. messages name what the user gave
-@pytest.mark.parametrize("key, value, words", [
-    ("hidden_dim", 10_000_000, "hidden_dim must be a whole number"),
-    ("num_layers", 0, "num_layers must be a whole number"),
-    ("dropout_output", 1.5, "dropout_output must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("hidden_dim", 10_000_000, "hidden_dim must be a whole number"),
+        ("num_layers", 0, "num_layers must be a whole number"),
+        ("dropout_output", 1.5, "dropout_output must be a finite number"),
+    ],
+)
 def test_a_bad_value_in_a_checkpoints_config_names_the_file_and_key(ck, capsys, key, value, words):
     cfg = json.loads((ck / "config.json").read_text(encoding="utf-8"))
     cfg["model"][key] = value
@@ -518,10 +537,15 @@ def test_export_to_the_bundled_model_from_the_command_line_is_refused(tmp_path, 
     assert run(["export", "--checkpoint", ck, "--out", bundled], capsys)[0] == 0
     monkeypatch.setenv("TANGSHI_MODEL", str(bundled))
     before = tree(bundled)
-    one_line_error(*run(["export", "--checkpoint", ck, "--out", bundled, "--replace"], capsys)[::2],
-                   str(bundled), "--replace-bundled")
+    one_line_error(
+        *run(["export", "--checkpoint", ck, "--out", bundled, "--replace"], capsys)[::2],
+        str(bundled),
+        "--replace-bundled",
+    )
     assert tree(bundled) == before
-    code, out, err = run(["export", "--checkpoint", ck, "--out", bundled, "--dtype", "fp32", "--replace-bundled"], capsys)
+    code, out, err = run(
+        ["export", "--checkpoint", ck, "--out", bundled, "--dtype", "fp32", "--replace-bundled"], capsys
+    )
     assert code == 0, err
     assert f"replaced the bundled model {bundled}" in out + err
     assert tree(bundled) != before  # fp32 weights, not the fp16 ones it held

@@ -29,13 +29,19 @@ def test_worked_example_by_hand(capsys):
         Cs.append(C)
         gates.append((f, i, c, o))
     for step, (f, i, c, o), C, h in zip(res["steps"], gates, Cs[1:], hs[1:]):
-        assert (step["f"], step["i"], step["c~"], step["o"], step["C"], step["h"]) == pytest.approx((f, i, c, o, C, h), abs=1e-12)
+        assert (step["f"], step["i"], step["c~"], step["o"], step["C"], step["h"]) == pytest.approx(
+            (f, i, c, o, C, h), abs=1e-12
+        )
     # backward, written out: step 2 has only the loss; step 1 gets δh through W_·h and δC through f_2
     (f1, i1, c1, o1), (f2, i2, c2, o2) = gates
     dh2 = hs[2] - TARGET
     dC2 = dh2 * o2 * (1 - math.tanh(Cs[2]) ** 2)
-    dz2 = {"o": dh2 * math.tanh(Cs[2]) * o2 * (1 - o2), "f": dC2 * Cs[1] * f2 * (1 - f2),
-           "i": dC2 * c2 * i2 * (1 - i2), "c": dC2 * i2 * (1 - c2 ** 2)}
+    dz2 = {
+        "o": dh2 * math.tanh(Cs[2]) * o2 * (1 - o2),
+        "f": dC2 * Cs[1] * f2 * (1 - f2),
+        "i": dC2 * c2 * i2 * (1 - i2),
+        "c": dC2 * i2 * (1 - c2**2),
+    }
     dh1 = wfh * dz2["f"] + wih * dz2["i"] + wch * dz2["c"] + woh * dz2["o"]
     dC1 = dh1 * o1 * (1 - math.tanh(Cs[1]) ** 2) + dC2 * f2
     s1, s2 = res["steps"]
@@ -51,9 +57,14 @@ def test_worked_example_by_hand(capsys):
 def test_distance_deltas_are_autograds():
     rng = np.random.default_rng(0)
     V, D, H, T = 13, 5, 6, 9
-    params = {"embedding.weight": rng.normal(size=(V, D)), "lstm.0.weight_ih": rng.normal(size=(D, 4 * H)) * 0.5,
-              "lstm.0.weight_hh": rng.normal(size=(H, 4 * H)) * 0.5, "lstm.0.bias": rng.normal(size=4 * H) * 0.1,
-              "head.weight": rng.normal(size=(V, H)), "head.bias": rng.normal(size=V)}
+    params = {
+        "embedding.weight": rng.normal(size=(V, D)),
+        "lstm.0.weight_ih": rng.normal(size=(D, 4 * H)) * 0.5,
+        "lstm.0.weight_hh": rng.normal(size=(H, 4 * H)) * 0.5,
+        "lstm.0.bias": rng.normal(size=4 * H) * 0.1,
+        "head.weight": rng.normal(size=(V, H)),
+        "head.bias": rng.normal(size=V),
+    }
 
     class Config:
         num_layers, tie_weights = 1, False

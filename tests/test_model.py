@@ -62,7 +62,8 @@ def test_model_kernels_agree(impl, fused, tie):
     _, l1 = m(x, y)
     _, l2 = ref(x, y)
     assert abs(l1.item() - l2.item()) < 1e-5
-    l1.backward(); l2.backward()
+    l1.backward()
+    l2.backward()
     assert (m.embedding.weight.grad - ref.embedding.weight.grad).abs().max() < 1e-5
     assert (m.head.bias.grad - ref.head.bias.grad).abs().max() < 1e-5
 
@@ -149,7 +150,8 @@ def test_fused_head_matches_log_softmax_nll(relu, tie, compiled):
         M.HEAD_CHUNK = old
     _, lb = b(x, y)
     assert abs(la.item() - lb.item()) < 1e-6
-    (la * 2.5).backward(); (lb * 2.5).backward()
+    (la * 2.5).backward()
+    (lb * 2.5).backward()
     for (n, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
         assert (pa.grad - pb.grad).abs().max() < 1e-6, n
 
@@ -209,8 +211,9 @@ def test_recurrence_products_in_bf16_under_autocast():
     sum of the bf16-rounded δz (times 1); ∂E/∂W_hh = 0.5 · bf16(δz) exactly. The cell arithmetic
     on z stays fp32, so h_1 = σ(2) tanh(σ(2) tanh 2) to fp32 rounding."""
     from tangshi.model.recurrence import LSTMRecurrence
+
     H = 4
-    w = torch.full((H, 4 * H), 1 + 2 ** -10, requires_grad=True)
+    w = torch.full((H, 4 * H), 1 + 2**-10, requires_grad=True)
     h0 = torch.full((1, H), 0.5, requires_grad=True)
     xz = torch.zeros(1, 1, 4 * H, requires_grad=True)
 
@@ -221,30 +224,42 @@ def test_recurrence_products_in_bf16_under_autocast():
 
     hs, (d_xz, d_w, d_h0) = run(True)
     s2, t2 = torch.sigmoid(torch.tensor(2.0)), torch.tanh(torch.tensor(2.0))
-    assert hs.dtype == torch.float32 and torch.allclose(hs, (s2 * torch.tanh(s2 * t2)).expand(1, 1, H), rtol=0, atol=2e-7)
+    assert hs.dtype == torch.float32 and torch.allclose(
+        hs, (s2 * torch.tanh(s2 * t2)).expand(1, 1, H), rtol=0, atol=2e-7
+    )
     dz = d_xz[0]  # (1, 4H) δz_0, fp32
     assert torch.equal(d_w, (0.5 * dz.bfloat16().float()).expand(H, 4 * H))
     assert torch.equal(d_h0, dz.bfloat16().double().sum().float().bfloat16().float().expand(1, H))
     hs32, (_, d_w32, _) = run(False)  # fp32 products: z = 2 + 2⁻⁹, and δW_hh unrounded
-    z32 = torch.tensor(0.5 * H * (1 + 2 ** -10))
+    z32 = torch.tensor(0.5 * H * (1 + 2**-10))
     s, t = torch.sigmoid(z32), torch.tanh(z32)
     assert torch.allclose(hs32, (s * torch.tanh(s * t)).expand(1, 1, H), rtol=0, atol=2e-7)
     assert (hs32 - hs).abs().min() > 1e-4 and not torch.equal(d_w32, d_w)
 
 
-@pytest.mark.parametrize("impl, tie, layers, sizes", [
-    ("tangshi", True, 1, (8, 8, 12, 12)), ("tangshi", False, 2, (5, 6, 7, 11)),
-    ("nn", True, 2, (8, 8, 12, 12)), ("original", False, 1, (5, 6, 5, 9)),
-])
+@pytest.mark.parametrize(
+    "impl, tie, layers, sizes",
+    [
+        ("tangshi", True, 1, (8, 8, 12, 12)),
+        ("tangshi", False, 2, (5, 6, 7, 11)),
+        ("nn", True, 2, (8, 8, 12, 12)),
+        ("original", False, 1, (5, 6, 5, 9)),
+    ],
+)
 def test_widen_keeps_the_function_and_the_old_weights(impl, tie, layers, sizes):
     """widen(): the wider model's log-probabilities equal the original's (eval mode, the same
     inputs); every old weight sits unchanged in its gate block; the blocks that would let a new
     unit or a new input reach an old unit, or the logits, are exactly zero."""
     from tangshi.model.lm import widen
+
     E0, H0, E1, H1 = sizes
     torch.manual_seed(0)
-    m = PoetryLM(ModelConfig(vocab_size=20, pad_id=19, tie_weights=tie, embed_dim=E0, hidden_dim=H0,
-                             num_layers=layers, init="torch"), Runtime(impl=impl)).eval()
+    m = PoetryLM(
+        ModelConfig(
+            vocab_size=20, pad_id=19, tie_weights=tie, embed_dim=E0, hidden_dim=H0, num_layers=layers, init="torch"
+        ),
+        Runtime(impl=impl),
+    ).eval()
     w = widen(m, E1, H1).eval()
     ids = torch.randint(0, 19, (3, 9))
     with torch.no_grad():
@@ -265,6 +280,6 @@ def test_widen_keeps_the_function_and_the_old_weights(impl, tie, layers, sizes):
             assert torch.equal(new[f"lstm.{l}.bias"][new_cols], old[f"lstm.{l}.bias"][old_cols])
             assert not new[f"lstm.{l}.weight_ih"][n_in:, new_cols].any()
             assert not new[f"lstm.{l}.weight_hh"][H0:, new_cols].any()
-            assert new[f"lstm.{l}.weight_hh"][:, k * H1 + H0:(k + 1) * H1].abs().sum() > 0  # new units are drawn
+            assert new[f"lstm.{l}.weight_hh"][:, k * H1 + H0 : (k + 1) * H1].abs().sum() > 0  # new units are drawn
     with pytest.raises(TangshiError, match="only be widened"):
         widen(m, E0 - 1, H0)

@@ -7,15 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tangshi.model import checkpoint as ckpt
-from tangshi.lesson import numpy_lstm as nl
-from tangshi.cli.main import main
-from tangshi.errors import TangshiError
-from tangshi.train.numpy_backend import train_numpy
-from tangshi.data.splits import load_split
-from tangshi.train.torch_backend import TrainConfig, train
-
 from conftest import SHARED_POEMS
+from tangshi.cli.main import main
+from tangshi.data.splits import load_split
+from tangshi.errors import TangshiError
+from tangshi.lesson import numpy_lstm as nl
+from tangshi.model import checkpoint as ckpt
+from tangshi.train.numpy_backend import train_numpy
+from tangshi.train.torch_backend import TrainConfig, train
 
 SMALL = dict(embed_dim=16, hidden_dim=16)
 QUIET = dict(progress=False, log=lambda *a: None)
@@ -67,8 +66,8 @@ def test_numpy_resume_and_torch_only_options(tmp_path, tiny_prepared):
 def test_numpy_and_torch_logprobs_on_a_real_batch(tmp_path):
     from tangshi.data.batches import encode_poems
     from tangshi.data.corpus import load_poems
-    from tangshi.model.lm import ModelConfig, PoetryLM
     from tangshi.data.vocab import Vocab
+    from tangshi.model.lm import ModelConfig, PoetryLM
 
     poems, _ = load_poems(SHARED_POEMS)
     batch = poems[:32]
@@ -96,9 +95,18 @@ def test_numpy_init_from_widens_and_refuses_like_pytorch(tmp_path, tiny_prepared
     def on_step(step, params, grads, opt):
         if step == 0:
             start.update({k: v.copy() for k, v in params.items()})
-    train_numpy(tiny_prepared, tmp_path / "n", {"hidden_dim": 24, "embed_dim": 20}, cfg,
-                init_from=tmp_path / "t" / "last", on_step=on_step, **QUIET)
+
+    train_numpy(
+        tiny_prepared,
+        tmp_path / "n",
+        {"hidden_dim": 24, "embed_dim": 20},
+        cfg,
+        init_from=tmp_path / "t" / "last",
+        on_step=on_step,
+        **QUIET,
+    )
     from tangshi.model.lm import widen
+
     src_model, _, _ = ckpt.load_checkpoint(tmp_path / "t" / "last")
     torch.manual_seed(cfg.seed)
     expected = widen(src_model, 20, 24).canonical_state_dict()

@@ -70,7 +70,11 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"L{c.num_layers}-E{c.embed_dim}H{c.hidden_dim}-tie{int(c.tie_weights)}-relu{int(c.relu_logits)}")
+@pytest.mark.parametrize(
+    "cfg",
+    CONFIGS,
+    ids=lambda c: f"L{c.num_layers}-E{c.embed_dim}H{c.hidden_dim}-tie{int(c.tie_weights)}-relu{int(c.relu_logits)}",
+)
 def test_gradients_match_torch_autograd_float64(cfg):
     cfg, params, inputs, targets = problem(cfg, seed=1, B=4, T=9)
     loss, grads = nl.loss_and_grads(params, cfg, inputs, targets, PAD)
@@ -173,12 +177,16 @@ def test_optimizer_defaults_match_torch():
     assert nopt.Adagrad({"w": np.zeros(1)}, lr=0.1).eps == 1e-10
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: nopt.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
-    lambda p: nopt.Adam(p, lr=0.01, weight_decay=0.01),
-    lambda p: nopt.AdamW(p, lr=0.01, weight_decay=0.1),
-    lambda p: nopt.Adagrad(p, lr=0.1, weight_decay=0.01, initial_accumulator_value=0.1),
-], ids=["SGD", "Adam", "AdamW", "Adagrad"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: nopt.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+        lambda p: nopt.Adam(p, lr=0.01, weight_decay=0.01),
+        lambda p: nopt.AdamW(p, lr=0.01, weight_decay=0.1),
+        lambda p: nopt.Adagrad(p, lr=0.1, weight_decay=0.01, initial_accumulator_value=0.1),
+    ],
+    ids=["SGD", "Adam", "AdamW", "Adagrad"],
+)
 def test_optimizer_state_dict_round_trip(make):
     cfg, params, inputs, targets = problem(Cfg(), seed=10)
     pa = {k: v.copy() for k, v in params.items()}
@@ -323,12 +331,33 @@ def test_assignment_errors_are_large():
 
 def test_format_gradcheck_renders_a_result():
     res = {
-        "ok": True, "seed": 0,
-        "model": {"config": {"vocab_size": 11, "embed_dim": 6, "hidden_dim": 6, "num_layers": 2, "tie_weights": False, "relu_logits": False},
-                  "batch": [3, 7], "real_targets": 14, "dtype": "float64", "fd_step": 1e-3, "fd_floor": 1e-5},
+        "ok": True,
+        "seed": 0,
+        "model": {
+            "config": {
+                "vocab_size": 11,
+                "embed_dim": 6,
+                "hidden_dim": 6,
+                "num_layers": 2,
+                "tie_weights": False,
+                "relu_logits": False,
+            },
+            "batch": [3, 7],
+            "real_targets": 14,
+            "dtype": "float64",
+            "fd_step": 1e-3,
+            "fd_floor": 1e-5,
+        },
         "loss": {"loss": 2.5, "torch_loss_abs_diff": 0.0, "torch_nn_loss_abs_diff": 0.0},
         "params": {"embedding.weight": {"fd_rel_err": 1e-8, "torch_abs_diff": 1e-17, "torch_nn_abs_diff": 1e-17}},
-        "variants": {"tied": {"fd_rel_err": 1e-8, "torch_abs_diff": 1e-17, "loss_abs_diff": 0.0, "fd_elements_skipped_at_relu_kinks": 2}},
+        "variants": {
+            "tied": {
+                "fd_rel_err": 1e-8,
+                "torch_abs_diff": 1e-17,
+                "loss_abs_diff": 0.0,
+                "fd_elements_skipped_at_relu_kinks": 2,
+            }
+        },
         "optimizers": {"SGD": 1e-16},
         "reference_lstm": {"2 layers": {"fd_rel_err": 1e-8, "twin_abs_diff": 1e-17, "twin_loss_abs_diff": 0.0}},
         "training_kernel": {"PyTorch ops": {"rel_err": 5e-7}, "compiled cell": {"skipped": "no C compiler"}},
@@ -355,8 +384,11 @@ def test_training_kernel_check_compares_fp32_with_float64(monkeypatch):
         else:
             assert 1e-9 < v["rel_err"] < gc.TOLERANCES["kernel_rel_err"], name
     bptt = LSTMRecurrence._bptt
-    monkeypatch.setattr(LSTMRecurrence, "_bptt", staticmethod(
-        lambda ctx, *g: tuple(t * 1.001 if t is not None else None for t in bptt(ctx, *g))))
+    monkeypatch.setattr(
+        LSTMRecurrence,
+        "_bptt",
+        staticmethod(lambda ctx, *g: tuple(t * 1.001 if t is not None else None for t in bptt(ctx, *g))),
+    )
     assert all(v["rel_err"] > 1e-4 for v in gc.check_training_kernel(0).values() if "rel_err" in v)
 
 

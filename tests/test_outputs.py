@@ -10,10 +10,9 @@ import sys
 
 import pytest
 
+from conftest import write_tiny_corpus
 from tangshi.cli.main import main
 from tangshi.outputs import LOCK, MARKER, TMP_PREFIX
-
-from conftest import write_tiny_corpus
 
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "16", "--quiet"]
 
@@ -65,8 +64,9 @@ def _writers(tmp_path, tiny_source, tiny_prepared, run_dir, out):
 
 
 @pytest.mark.parametrize("command", ["prepare", "train", "export", "experiment", "fetch"])
-def test_a_folder_with_foreign_files_is_refused_even_with_replace(tmp_path, tiny_source, tiny_prepared, run_dir,
-                                                                   capsys, command):
+def test_a_folder_with_foreign_files_is_refused_even_with_replace(
+    tmp_path, tiny_source, tiny_prepared, run_dir, capsys, command
+):
     out = tmp_path / "project"
     out.mkdir()
     (out / "thesis.tex").write_text("three years of work", encoding="utf-8")
@@ -82,8 +82,9 @@ def test_a_folder_with_foreign_files_is_refused_even_with_replace(tmp_path, tiny
 
 
 @pytest.mark.parametrize("command", ["prepare", "train", "export", "experiment"])
-def test_a_second_run_is_refused_and_replace_removes_only_tangshis_files(tmp_path, tiny_source, tiny_prepared,
-                                                                        run_dir, capsys, command):
+def test_a_second_run_is_refused_and_replace_removes_only_tangshis_files(
+    tmp_path, tiny_source, tiny_prepared, run_dir, capsys, command
+):
     out = tmp_path / "out"
     argv = _writers(tmp_path, tiny_source, tiny_prepared, run_dir, out)[command]
     code, _, err = run(argv, capsys)
@@ -100,7 +101,8 @@ def test_a_second_run_is_refused_and_replace_removes_only_tangshis_files(tmp_pat
     assert code == 0, err
     assert (out / "my-notes.txt").read_text(encoding="utf-8") == "mine"
     assert set(json.loads((out / MARKER).read_text(encoding="utf-8"))["entries"]) == {
-        n for n in os.listdir(out) if not n.startswith(".") and n != "my-notes.txt"}
+        n for n in os.listdir(out) if not n.startswith(".") and n != "my-notes.txt"
+    }
     assert not [n for n in os.listdir(out) if n.startswith(TMP_PREFIX) or n == LOCK]
 
 
@@ -143,10 +145,18 @@ def test_a_second_process_writing_the_same_folder_gets_one_line(tmp_path, tiny_p
     import subprocess
 
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from tangshi.outputs import OutputFolder\n"
-        f"o = OutputFolder({str(out)!r}, 'run').open(); print('locked', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from tangshi.outputs import OutputFolder\n"
+                f"o = OutputFolder({str(out)!r}, 'run').open(); print('locked', flush=True); time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         code, _, err = run(["train", "--data", tiny_prepared, "--out", out, "--epochs", "1", *TINY], capsys)
@@ -165,8 +175,22 @@ def test_resume_options_that_conflict_are_refused(run_dir, tiny_prepared, capsys
         code, _, err = run(["train", "--data", tiny_prepared, "--out", run_dir, "--resume", *opt, "--quiet"], capsys)
         one_line_error(code, err, "--resume", "conflicts with the run's saved")
     assert snapshot(run_dir) == before
-    code, _, err = run(["train", "--data", tiny_prepared, "--out", run_dir, "--resume", "--epochs", "3",
-                        "--hidden-dim", "8", "--quiet"], capsys)  # the same value, and a longer constant schedule
+    code, _, err = run(
+        [
+            "train",
+            "--data",
+            tiny_prepared,
+            "--out",
+            run_dir,
+            "--resume",
+            "--epochs",
+            "3",
+            "--hidden-dim",
+            "8",
+            "--quiet",
+        ],
+        capsys,
+    )  # the same value, and a longer constant schedule
     assert code == 0, err
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
@@ -178,8 +202,9 @@ def test_resume_rewrites_the_log_from_the_checkpoint_and_clears_stale_temporarie
     log.write_text("\n".join(rows + rows[-1:] + ['{"epoch": 7, "orphan": true}']) + "\n", encoding="utf-8")
     (run_dir / f"{TMP_PREFIX}123-0-poetry-gen-epoch3").mkdir()  # a killed save
     (run_dir / f"{TMP_PREFIX}123-0-poetry-gen-epoch3" / "model.safetensors").write_bytes(b"half")
-    code, _, err = run(["train", "--data", tiny_prepared, "--out", run_dir, "--resume", "--epochs", "3", "--quiet"],
-                       capsys)
+    code, _, err = run(
+        ["train", "--data", tiny_prepared, "--out", run_dir, "--resume", "--epochs", "3", "--quiet"], capsys
+    )
     assert code == 0, err
     assert [json.loads(x)["epoch"] for x in log.read_text(encoding="utf-8").splitlines()] == [1, 2, 3]
     assert not [n for n in os.listdir(run_dir) if n.startswith(TMP_PREFIX)]
@@ -199,7 +224,6 @@ def test_a_run_written_before_links_resumes(tmp_path, run_dir, tiny_prepared, ca
 
 def test_a_failing_write_is_one_line_and_found_before_training(tmp_path, tiny_prepared, capsys, monkeypatch):
     import shutil as sh
-
     from collections import namedtuple
 
     usage = namedtuple("usage", "total used free")
@@ -235,8 +259,9 @@ def test_a_read_only_folder_is_one_line(tmp_path, tiny_prepared, capsys):
 def test_files_follow_the_users_umask(tmp_path, tiny_source, tiny_prepared, capsys):
     old = os.umask(0o027)
     try:
-        code, _, err = run(["train", "--data", tiny_prepared, "--out", tmp_path / "run", "--epochs", "1", *TINY],
-                           capsys)
+        code, _, err = run(
+            ["train", "--data", tiny_prepared, "--out", tmp_path / "run", "--epochs", "1", *TINY], capsys
+        )
         assert code == 0, err
     finally:
         os.umask(old)
@@ -284,8 +309,9 @@ def test_a_non_finite_loss_stops_training_and_keeps_best(run_dir, tiny_prepared,
         return loss * float("nan") if calls["n"] >= 2 else loss
 
     monkeypatch.setattr(TrainStep, "__call__", diverging)
-    code, _, err = run(["train", "--data", tiny_prepared, "--out", run_dir, "--resume", "--epochs", "4", "--quiet"],
-                       capsys)
+    code, _, err = run(
+        ["train", "--data", tiny_prepared, "--out", run_dir, "--resume", "--epochs", "4", "--quiet"], capsys
+    )
     one_line_error(code, err, "training diverged in epoch 3", "nan", "best is unchanged")
     assert snapshot(run_dir / "best") == best_before
     assert json.loads((run_dir / "last" / "trainer.json").read_text(encoding="utf-8"))["epoch"] == 2
@@ -294,32 +320,52 @@ def test_a_non_finite_loss_stops_training_and_keeps_best(run_dir, tiny_prepared,
 
 
 BAD_OPTIONS = [
-    (["train", "--lr", "nan"], "--lr"), (["train", "--lr", "inf"], "--lr"), (["train", "--lr", "0"], "--lr"),
-    (["train", "--weight-decay", "-1"], "--weight-decay"), (["train", "--threads", "-2"], "--threads"),
-    (["train", "--device", "tpu"], "--device"), (["train", "--seed", "1" * 25], "--seed"),
-    (["train", "--epochs", "0"], "--epochs"), (["train", "--batch-size", "-3"], "--batch-size"),
-    (["train", "--clip", "-1"], "--clip"), (["train", "--warmup", "2"], "--warmup"),
-    (["train", "--momentum", "1.5"], "--momentum"), (["train", "--dropout-output", "1"], "--dropout-output"),
-    (["train", "--hidden-dim", "0"], "--hidden-dim"), (["train", "--embed-dim", "99999999"], "--embed-dim"),
-    (["train", "--early-stop", "-1"], "--early-stop"), (["train", "--max-steps", "-1"], "--max-steps"),
+    (["train", "--lr", "nan"], "--lr"),
+    (["train", "--lr", "inf"], "--lr"),
+    (["train", "--lr", "0"], "--lr"),
+    (["train", "--weight-decay", "-1"], "--weight-decay"),
+    (["train", "--threads", "-2"], "--threads"),
+    (["train", "--device", "tpu"], "--device"),
+    (["train", "--seed", "1" * 25], "--seed"),
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--batch-size", "-3"], "--batch-size"),
+    (["train", "--clip", "-1"], "--clip"),
+    (["train", "--warmup", "2"], "--warmup"),
+    (["train", "--momentum", "1.5"], "--momentum"),
+    (["train", "--dropout-output", "1"], "--dropout-output"),
+    (["train", "--hidden-dim", "0"], "--hidden-dim"),
+    (["train", "--embed-dim", "99999999"], "--embed-dim"),
+    (["train", "--early-stop", "-1"], "--early-stop"),
+    (["train", "--max-steps", "-1"], "--max-steps"),
     (["train", "--plateau-factor", "1"], "--plateau-factor"),
-    (["eval", "--limit", "-5"], "--limit"), (["eval", "--limit", "0"], "--limit"), (["eval", "--device", "x"], "--device"),
-    (["generate", "--n", "0"], "--n"), (["generate", "--n", "-4"], "--n"), (["generate", "--temperature", "nan"],
-                                                                         "--temperature"),
-    (["generate", "--top-p", "0"], "--top-p"), (["generate", "--top-k", "-1"], "--top-k"),
-    (["generate", "--beam", "0"], "--beam"), (["generate", "--seed", "-1"], "--seed"),
+    (["eval", "--limit", "-5"], "--limit"),
+    (["eval", "--limit", "0"], "--limit"),
+    (["eval", "--device", "x"], "--device"),
+    (["generate", "--n", "0"], "--n"),
+    (["generate", "--n", "-4"], "--n"),
+    (["generate", "--temperature", "nan"], "--temperature"),
+    (["generate", "--top-p", "0"], "--top-p"),
+    (["generate", "--top-k", "-1"], "--top-k"),
+    (["generate", "--beam", "0"], "--beam"),
+    (["generate", "--seed", "-1"], "--seed"),
     (["generate", "--strategy", "beam", "--n", "100000"], "--n"),
-    (["data", "prepare", "--seed", "-1"], "--seed"), (["bench", "--repeats", "0"], "--repeats"),
-    (["bench", "--threads", "0"], "--threads"), (["experiment", "init", "--epochs", "0"], "--epochs"),
+    (["data", "prepare", "--seed", "-1"], "--seed"),
+    (["bench", "--repeats", "0"], "--repeats"),
+    (["bench", "--threads", "0"], "--threads"),
+    (["experiment", "init", "--epochs", "0"], "--epochs"),
 ]
 
 
 @pytest.mark.parametrize("argv,option", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
 def test_each_bad_option_is_one_line_naming_it(tmp_path, tiny_prepared, run_dir, capsys, argv, option):
-    extra = {"train": ["--data", tiny_prepared, "--out", tmp_path / "new"],
-             "eval": ["--checkpoint", run_dir / "best", "--data", tiny_prepared],
-             "generate": ["--checkpoint", run_dir / "best"], "data": ["--out", tmp_path / "new"],
-             "bench": [], "experiment": ["--data", tiny_prepared, "--out", tmp_path / "new"]}[argv[0]]
+    extra = {
+        "train": ["--data", tiny_prepared, "--out", tmp_path / "new"],
+        "eval": ["--checkpoint", run_dir / "best", "--data", tiny_prepared],
+        "generate": ["--checkpoint", run_dir / "best"],
+        "data": ["--out", tmp_path / "new"],
+        "bench": [],
+        "experiment": ["--data", tiny_prepared, "--out", tmp_path / "new"],
+    }[argv[0]]
     code, _, err = run(argv + extra, capsys)
     one_line_error(code, err, option, argv[argv.index(option) + 1] if option in argv else "")
     assert not (tmp_path / "new").exists()
@@ -359,8 +405,8 @@ def test_generation_streams_in_bounded_batches(run_dir, capsys, monkeypatch):
     """Memory stays flat in --n: poems are decoded GENERATION_CHUNK at a time and handed out as
     each batch finishes; the random stream continues across batches."""
     import tangshi.decode.poems as poems
-    from tangshi.model.checkpoint import load_checkpoint
     from tangshi.decode.search import DecodeOptions
+    from tangshi.model.checkpoint import load_checkpoint
 
     model, vocab, _ = load_checkpoint(run_dir / "best")
     opts = DecodeOptions(seed=5, top_p=0.9, temperature=0.8)
@@ -375,8 +421,9 @@ def test_generation_streams_in_bounded_batches(run_dir, capsys, monkeypatch):
     alone = poems.write_poems(model, vocab, opts, n=256, start="春")["poems"]
     assert [first] + rest[:255] == alone
     monkeypatch.undo()
-    code, out, err = run(["generate", "--checkpoint", run_dir / "best", "--start", "春", "--n", "300", "--seed", "5",
-                          "--json"], capsys)
+    code, out, err = run(
+        ["generate", "--checkpoint", run_dir / "best", "--start", "春", "--n", "300", "--seed", "5", "--json"], capsys
+    )
     assert code == 0, err
     want = poems.write_poems(model, vocab, DecodeOptions(seed=5, top_p=0.9, temperature=0.8), n=300, start="春")
     assert out == json.dumps(want, ensure_ascii=False, indent=1) + "\n"  # streamed, yet the same bytes
@@ -384,8 +431,22 @@ def test_generation_streams_in_bounded_batches(run_dir, capsys, monkeypatch):
 
 def test_replace_never_removes_the_checkpoint_it_starts_from(run_dir, tiny_prepared, capsys):
     before = snapshot(run_dir)
-    code, _, err = run(["train", "--data", tiny_prepared, "--out", run_dir, "--replace", "--init-from",
-                        run_dir / "best", "--epochs", "1", "--quiet"], capsys)
+    code, _, err = run(
+        [
+            "train",
+            "--data",
+            tiny_prepared,
+            "--out",
+            run_dir,
+            "--replace",
+            "--init-from",
+            run_dir / "best",
+            "--epochs",
+            "1",
+            "--quiet",
+        ],
+        capsys,
+    )
     one_line_error(code, err, "overlaps", str(run_dir / "best"))
     assert snapshot(run_dir) == before
 
@@ -404,10 +465,15 @@ def test_argument_errors_are_one_line_too(argv, capsys):
 def test_a_refused_replace_keeps_the_earlier_run(run_dir, tiny_prepared, tmp_path, capsys):
     before = snapshot(run_dir)
     (tmp_path / "notckpt").mkdir()
-    for bad in (["--hidden-dim", "0"], ["--dropout-embed", "1"], ["--init-from", tmp_path / "notckpt"],
-                ["--tie-weights", "--embed-dim", "8", "--hidden-dim", "16"]):
-        code, _, err = run(["train", "--data", tiny_prepared, "--out", run_dir, "--replace", "--epochs", "1",
-                            "--quiet", *bad], capsys)
+    for bad in (
+        ["--hidden-dim", "0"],
+        ["--dropout-embed", "1"],
+        ["--init-from", tmp_path / "notckpt"],
+        ["--tie-weights", "--embed-dim", "8", "--hidden-dim", "16"],
+    ):
+        code, _, err = run(
+            ["train", "--data", tiny_prepared, "--out", run_dir, "--replace", "--epochs", "1", "--quiet", *bad], capsys
+        )
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert snapshot(run_dir) == before, bad
 
@@ -454,8 +520,11 @@ def test_export_refuses_weights_that_overflow_the_dtype_and_keeps_the_earlier_ex
     w["head.bias"][0] = 1e30  # finite in fp32, infinite in fp16
     save_file(w, str(big / "model.safetensors"))
     _record_files_again(big)  # a checkpoint written so, not one changed afterwards
-    one_line_error(*run(["export", "--checkpoint", big, "--out", out, "--replace"], capsys)[::2],
-                   "not finite in float16", "head.bias")
+    one_line_error(
+        *run(["export", "--checkpoint", big, "--out", out, "--replace"], capsys)[::2],
+        "not finite in float16",
+        "head.bias",
+    )
     assert snapshot(out) == before
 
 
@@ -471,11 +540,15 @@ def _record_files_again(ck):
 def test_a_run_never_overwrites_a_file_it_did_not_write(tmp_path, tiny_prepared, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    (out / MARKER).write_text(json.dumps({"format": "tangshi-output/1", "kind": "run", "command": "",
-                                          "state": "complete", "entries": []}), encoding="utf-8")
+    (out / MARKER).write_text(
+        json.dumps({"format": "tangshi-output/1", "kind": "run", "command": "", "state": "complete", "entries": []}),
+        encoding="utf-8",
+    )
     (out / "metrics.jsonl").write_text("mine", encoding="utf-8")
-    one_line_error(*run(["train", "--data", tiny_prepared, "--out", out, "--epochs", "1", *TINY], capsys)[::2],
-                   "metrics.jsonl was not written by tangshi")
+    one_line_error(
+        *run(["train", "--data", tiny_prepared, "--out", out, "--epochs", "1", *TINY], capsys)[::2],
+        "metrics.jsonl was not written by tangshi",
+    )
     assert (out / "metrics.jsonl").read_text(encoding="utf-8") == "mine"
     assert sorted(os.listdir(out)) == [MARKER, "metrics.jsonl"]
 
@@ -498,8 +571,9 @@ def test_odd_paths_and_archives_are_one_line(tmp_path, tiny_source, capsys):
     data = (tmp_path / "ok.tgz").read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
     for archive in (evil, truncated):
-        code, _, err = run(["data", "fetch", "--from", archive, "--dest", tmp_path / "d", "--offline", "--no-npm"],
-                           capsys)
+        code, _, err = run(
+            ["data", "fetch", "--from", archive, "--dest", tmp_path / "d", "--offline", "--no-npm"], capsys
+        )
         one_line_error(code, err, str(archive))
     assert not (tmp_path / "escaped.json").exists() and not (tmp_path / "d").exists()
     deep = tmp_path / "deep"
@@ -515,31 +589,40 @@ def test_damaged_prepared_folders_are_one_line(tmp_path, tiny_prepared, run_dir,
     good_vocab = json.dumps(vocab)
     vocab["itos"][0] = ["a"]
     (bad / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    one_line_error(*run(["train", "--data", bad, "--out", tmp_path / "r", "--epochs", "1", *TINY], capsys)[::2],
-                   "not a character")
+    one_line_error(
+        *run(["train", "--data", bad, "--out", tmp_path / "r", "--epochs", "1", *TINY], capsys)[::2], "not a character"
+    )
     (bad / "vocab.json").write_text(good_vocab, encoding="utf-8")
     first = (bad / "dev.txt").read_text(encoding="utf-8").splitlines()[0]
     with open(bad / "dev.txt", "a", encoding="utf-8") as f:
         f.write(first * 5 + "\n")  # 120 characters: longer than the model's window
     one_line_error(*run(["eval", "--checkpoint", run_dir / "best", "--data", bad], capsys)[::2], "dev.txt", "fit")
-    one_line_error(*run(["eval", "--checkpoint", run_dir / "best", "--data", tiny_prepared, "--device", "cuda"],
-                        capsys)[::2], "no CUDA device") if not __import__("torch").cuda.is_available() else None
+    one_line_error(
+        *run(["eval", "--checkpoint", run_dir / "best", "--data", tiny_prepared, "--device", "cuda"], capsys)[::2],
+        "no CUDA device",
+    ) if not __import__("torch").cuda.is_available() else None
     half = tmp_path / "half"
     shutil.copytree(tiny_prepared, half)
     mark = json.loads((half / MARKER).read_text(encoding="utf-8"))
     (half / MARKER).write_text(json.dumps({**mark, "state": "writing"}), encoding="utf-8")
-    for argv in (["eval", "--checkpoint", run_dir / "best", "--data", half],
-                 ["train", "--data", half, "--out", tmp_path / "r2", "--epochs", "1", *TINY]):
+    for argv in (
+        ["eval", "--checkpoint", run_dir / "best", "--data", half],
+        ["train", "--data", half, "--out", tmp_path / "r2", "--epochs", "1", *TINY],
+    ):
         one_line_error(*run(argv, capsys)[::2], "half-written")
 
 
 def test_resume_keeps_to_the_runs_own_data(tmp_path, tiny_source, run_dir, tiny_prepared, capsys, monkeypatch):
     other = tmp_path / "other"
-    assert run(["data", "prepare", "--source", tiny_source, "--out", other, "--poems", "all", "--seed", "5"],
-               capsys)[0] == 0
+    assert (
+        run(["data", "prepare", "--source", tiny_source, "--out", other, "--poems", "all", "--seed", "5"], capsys)[0]
+        == 0
+    )
     before = snapshot(run_dir)
-    one_line_error(*run(["train", "--data", other, "--out", run_dir, "--resume", "--epochs", "3", "--quiet"],
-                        capsys)[::2], "not the data this run trained on")
+    one_line_error(
+        *run(["train", "--data", other, "--out", run_dir, "--resume", "--epochs", "3", "--quiet"], capsys)[::2],
+        "not the data this run trained on",
+    )
     assert snapshot(run_dir) == before
     monkeypatch.chdir(tmp_path)  # no data/prepared here: the run's own folder must be found
     code, _, err = run(["train", "--out", run_dir, "--resume", "--epochs", "3", "--quiet"], capsys)
@@ -547,8 +630,24 @@ def test_resume_keeps_to_the_runs_own_data(tmp_path, tiny_source, run_dir, tiny_
 
 
 def test_a_model_too_big_for_memory_is_refused_before_allocating(tmp_path, tiny_prepared, capsys):
-    one_line_error(*run(["train", "--data", tiny_prepared, "--out", tmp_path / "big", "--embed-dim", "16384",
-                         "--hidden-dim", "16384", "--quiet"], capsys)[::2], "GB of memory")
+    one_line_error(
+        *run(
+            [
+                "train",
+                "--data",
+                tiny_prepared,
+                "--out",
+                tmp_path / "big",
+                "--embed-dim",
+                "16384",
+                "--hidden-dim",
+                "16384",
+                "--quiet",
+            ],
+            capsys,
+        )[::2],
+        "GB of memory",
+    )
     assert not (tmp_path / "big").exists()
 
 
@@ -561,8 +660,10 @@ def test_a_full_disk_inside_safetensors_is_one_line(tmp_path, tiny_prepared, cap
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
     monkeypatch.setattr(ck, "save_file", full)
-    one_line_error(*run(["train", "--data", tiny_prepared, "--out", tmp_path / "r", "--epochs", "1", *TINY],
-                        capsys)[::2], "no space left")
+    one_line_error(
+        *run(["train", "--data", tiny_prepared, "--out", tmp_path / "r", "--epochs", "1", *TINY], capsys)[::2],
+        "no space left",
+    )
 
 
 def test_hidden_user_folders_and_files_inside_checkpoints_survive(run_dir, tiny_prepared, tmp_path, capsys):
@@ -570,14 +671,17 @@ def test_hidden_user_folders_and_files_inside_checkpoints_survive(run_dir, tiny_
     checkpoint holds a user's file is not taken for tangshi's."""
     (run_dir / ".notes.tmp-1").mkdir()  # looks like a temporary name, but not one tangshi ever wrote
     (run_dir / ".notes.tmp-1" / "draft.txt").write_text("mine", encoding="utf-8")
-    code, _, err = run(["train", "--data", tiny_prepared, "--out", run_dir, "--resume", "--epochs", "3", "--quiet"],
-                       capsys)
+    code, _, err = run(
+        ["train", "--data", tiny_prepared, "--out", run_dir, "--resume", "--epochs", "3", "--quiet"], capsys
+    )
     assert code == 0, err
     assert (run_dir / ".notes.tmp-1" / "draft.txt").read_text(encoding="utf-8") == "mine"
     old = tmp_path / "old"
     shutil.copytree(run_dir, old, symlinks=False, ignore=shutil.ignore_patterns(".notes.tmp-1"))
     (old / MARKER).unlink()
     (old / "last" / "my-notes.txt").write_text("mine", encoding="utf-8")
-    one_line_error(*run(["train", "--data", tiny_prepared, "--out", old, "--resume", "--epochs", "4", "--quiet"],
-                        capsys)[::2], "did not write")
+    one_line_error(
+        *run(["train", "--data", tiny_prepared, "--out", old, "--resume", "--epochs", "4", "--quiet"], capsys)[::2],
+        "did not write",
+    )
     assert (old / "last" / "my-notes.txt").read_text(encoding="utf-8") == "mine"

@@ -9,8 +9,9 @@ from tangshi.train.config import config_from_preset
 
 def _resolve(argv):
     args = build_parser().parse_args(["train", *argv])  # the options come from the config dataclasses
-    return config_from_preset(args.preset, {k: getattr(args, k) for k in args.model_opts},
-                              {k: getattr(args, k) for k in args.train_opts})
+    return config_from_preset(
+        args.preset, {k: getattr(args, k) for k in args.model_opts}, {k: getattr(args, k) for k in args.train_opts}
+    )
 
 
 def test_original_preset_is_the_assignments_recipe():
@@ -48,14 +49,24 @@ def test_unknown_preset_is_an_argparse_error(bad, capsys):
 def test_default_preset_is_the_measured_recipe():
     # docs/training.md, run F2: the values that reached the 10k split's best dev perplexity
     model, cfg = _resolve(["--preset", "default"])
-    m = ModelConfig(vocab_size=10, pad_id=9, embed_dim=8, hidden_dim=8, **{k: v for k, v in model.items()
-                                                                          if k not in ("embed_dim", "hidden_dim")})
+    m = ModelConfig(
+        vocab_size=10,
+        pad_id=9,
+        embed_dim=8,
+        hidden_dim=8,
+        **{k: v for k, v in model.items() if k not in ("embed_dim", "hidden_dim")},
+    )
     assert m.tie_weights and m.init == "torch" and not m.relu_logits and not m.pad_in_loss
     assert (m.dropout_embed, m.dropout_chars, m.dropout_output, m.weight_drop) == (0.2, 0.0, 0.4, 0.3)
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.epochs) == ("adamw", 3e-3, 0.1, 32, 40)
     assert (cfg.schedule, cfg.warmup, cfg.clip, cfg.bucket) == ("cosine", 0.05, 1.0, True)
     old, old_cfg = _resolve(["--preset", "awd-v1"])  # session 1's preset, still reachable
-    assert (old["dropout_output"], old_cfg.schedule, old_cfg.batch_size, old_cfg.weight_decay) == (0.3, "onecycle", 128, 0.01)
+    assert (old["dropout_output"], old_cfg.schedule, old_cfg.batch_size, old_cfg.weight_decay) == (
+        0.3,
+        "onecycle",
+        128,
+        0.01,
+    )
 
 
 def test_original_is_the_assignments_name_and_seed_its_alias():

@@ -2,9 +2,9 @@
 
 import pytest
 
-from tangshi.verse import prosody
-from tangshi.text import is_han, split_clauses, to_simplified, to_traditional
 from tangshi.errors import TangshiError
+from tangshi.text import is_han, split_clauses, to_simplified, to_traditional
+from tangshi.verse import prosody
 from tangshi.verse.prosody import FORMS, PING, ZE
 
 CHUNWANG = "國破山河在，城春草木深。感時花濺淚，恨別鳥驚心。烽火連三月，家書抵萬金。白頭搔更短，渾欲不勝簪。"

@@ -8,8 +8,11 @@ from tangshi.lesson import gradcheck as gc
 from tangshi.lesson import numpy_lstm as nl
 from tangshi.lesson import reference_lstm as ref
 
-CONFIGS = [gc.SmallConfig(), gc.SmallConfig(num_layers=1, tie_weights=True, relu_logits=True),
-           gc.SmallConfig(embed_dim=5, num_layers=3, relu_logits=True)]
+CONFIGS = [
+    gc.SmallConfig(),
+    gc.SmallConfig(num_layers=1, tie_weights=True, relu_logits=True),
+    gc.SmallConfig(embed_dim=5, num_layers=3, relu_logits=True),
+]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=["2 layers", "tied+relu", "3 layers, E != H"])
@@ -41,7 +44,9 @@ def test_without_the_cell_state_path_the_recurrent_gradients_are_wrong():
 def test_layer_update_is_gradient_descent():
     rng = np.random.default_rng(0)
     E, H = 3, 4
-    layer = ref.LstmLayer.from_canonical(rng.normal(size=(E, 4 * H)), rng.normal(size=(H, 4 * H)), rng.normal(size=4 * H))
+    layer = ref.LstmLayer.from_canonical(
+        rng.normal(size=(E, 4 * H)), rng.normal(size=(H, 4 * H)), rng.normal(size=4 * H)
+    )
     xs = [rng.normal(size=(E, 1)) for _ in range(5)]
     hs = layer.forward(xs)
     layer.calc_delta([np.ones_like(h) for h in hs])  # E = Σ_t Σ h_t

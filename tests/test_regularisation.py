@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from tangshi.train import loop as train_mod  # the loop that evaluates each epoch
 from tangshi.model.lm import ModelConfig, PoetryLM, char_dropout, locked_dropout
+from tangshi.train import loop as train_mod  # the loop that evaluates each epoch
 from tangshi.train.torch_backend import TrainConfig, build_optimizer, build_scheduler, train
 
 V, E = 11, 8
@@ -130,8 +130,15 @@ def test_clipping_bounds_the_gradient_norm(tmp_path, tiny_prepared):
             norms.append(math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters() if p.grad is not None)))
 
     cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, clip=1e-3)
-    train(tiny_prepared, tmp_path / "run", dict(embed_dim=16, hidden_dim=16), cfg,
-          progress=False, log=lambda *a: None, on_step=on_step)
+    train(
+        tiny_prepared,
+        tmp_path / "run",
+        dict(embed_dim=16, hidden_dim=16),
+        cfg,
+        progress=False,
+        log=lambda *a: None,
+        on_step=on_step,
+    )
     assert norms and max(norms) <= 1e-3 * (1 + 1e-5)
 
 
@@ -148,8 +155,9 @@ def test_early_stop_stops_after_patience(tmp_path, tiny_prepared, monkeypatch):
 
     monkeypatch.setattr(train_mod, "evaluate", fake_evaluate)
     cfg = TrainConfig(epochs=6, batch_size=16, early_stop=2)
-    res = train(tiny_prepared, tmp_path / "run", dict(embed_dim=16, hidden_dim=16), cfg,
-                progress=False, log=lambda *a: None)
+    res = train(
+        tiny_prepared, tmp_path / "run", dict(embed_dim=16, hidden_dim=16), cfg, progress=False, log=lambda *a: None
+    )
     rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and res["best"]["epoch"] == 2
 

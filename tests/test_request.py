@@ -30,7 +30,15 @@ def test_library_cli_and_web_defaults_agree(cls, argv):
 
 def test_cli_defaults_are_the_ones_the_help_promises():
     r = PoemRequest()
-    assert (r.temperature, r.top_p, r.top_k, r.strategy, r.form, r.tone, r.n) == (0.8, 0.9, 0, "sample", "free", "off", 1)
+    assert (r.temperature, r.top_p, r.top_k, r.strategy, r.form, r.tone, r.n) == (
+        0.8,
+        0.9,
+        0,
+        "sample",
+        "free",
+        "off",
+        1,
+    )
     assert CoupletRequest(first="x").tone == "strict"
 
 
@@ -42,11 +50,17 @@ def test_old_names_still_parse():
     assert PoemRequest.from_namespace(ns).allow_repeats is False
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"temperature": 0}, "--temperature"), ({"n": 0}, "--n"), ({"form": "sonnet"}, "unknown form 'sonnet'"),
-    ({"candidates": 3, "strategy": "greedy"}, "--candidates"), ({"script": "latin"}, "unknown script"),
-    ({"top_p": 1.5}, "--top-p"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"temperature": 0}, "--temperature"),
+        ({"n": 0}, "--n"),
+        ({"form": "sonnet"}, "unknown form 'sonnet'"),
+        ({"candidates": 3, "strategy": "greedy"}, "--candidates"),
+        ({"script": "latin"}, "unknown script"),
+        ({"top_p": 1.5}, "--top-p"),
+    ],
+)
 def test_a_bad_request_is_refused_when_built(kwargs, fragment):
     with pytest.raises(TangshiError, match=fragment.replace("-", r"\-")):
         PoemRequest(**kwargs)

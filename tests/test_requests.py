@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from judge import bodies, check_rhyme, check_strict, groups, tones
+from tangshi.cli.main import main
+from tangshi.decode.poems import iter_couplets, rhyme_groups_known, write_poems
+from tangshi.decode.search import DecodeOptions
 from tangshi.model.bundled import bundled_model_path
 from tangshi.model.checkpoint import load_checkpoint
-from tangshi.cli.main import main
-from tangshi.decode.search import DecodeOptions
 from tangshi.verse.metrics import coverage, score_couplets, score_poems
-from tangshi.decode.poems import iter_couplets, rhyme_groups_known, write_poems
 from tangshi.verse.prosody import checked_positions
 
 N = 200
@@ -25,10 +25,28 @@ TWO_LINES = {5: "白日依山盡，黃河入海流。", 7: "兩個黃鸝鳴翠�
 # 藏尾: the even lines' characters rhyme (一東), the odd ones are 仄 (strict tones put 仄 there)
 HIDDEN = {4: "月紅雪中", 8: "月紅雪中夜風木空"}
 # first lines of Tang poems: 5 and 7 characters, one with a reduplication (萋萋), one ending in 平 (光)
-FIRSTS = ["白日依山盡", "床前明月光", "春眠不覺曉", "紅豆生南國", "空山新雨後", "千山鳥飛絕", "國破山河在",
-          "海上生明月", "獨在異鄉爲異客", "兩個黃鸝鳴翠柳", "朝辭白帝彩雲間", "故人西辭黃鶴樓", "月落烏啼霜滿天",
-          "晴川歷歷漢陽樹", "芳草萋萋鸚鵡洲", "無邊落木蕭蕭下", "細雨濕流光", "落霞與孤鶩齊飛", "清明時節雨紛紛",
-          "大漠孤煙直"]
+FIRSTS = [
+    "白日依山盡",
+    "床前明月光",
+    "春眠不覺曉",
+    "紅豆生南國",
+    "空山新雨後",
+    "千山鳥飛絕",
+    "國破山河在",
+    "海上生明月",
+    "獨在異鄉爲異客",
+    "兩個黃鸝鳴翠柳",
+    "朝辭白帝彩雲間",
+    "故人西辭黃鶴樓",
+    "月落烏啼霜滿天",
+    "晴川歷歷漢陽樹",
+    "芳草萋萋鸚鵡洲",
+    "無邊落木蕭蕭下",
+    "細雨濕流光",
+    "落霞與孤鶩齊飛",
+    "清明時節雨紛紛",
+    "大漠孤煙直",
+]
 
 
 @pytest.fixture(scope="module")
@@ -134,18 +152,31 @@ def test_rhyme_group_listing_counts_the_vocabulary(bundled):
         assert r["known"] == sum(1 for ch in vocab.chars if r["group"] in groups(ch)), r["group"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["generate", "--form", "wujue", "--start", "白日依山盡，黃河入海流。欲窮千里目，更上一層", "--keywords", "月"],
-     "keyword '月' fits no free position"),
-    (["couplet", "白日ab"], "contains 'a', which is not a Chinese character"),
-    (["couplet", "白"], "needs at least 2"),
-    (["generate", "--form", "qijue", "--rhyme-group", "xyz"], "unknown rhyme group"),
-    (["generate", "--form", "wujue", "--start", "白日依山盡。"], "must end with '，', not '。'"),
-    (["generate", "--form", "wujue", "--acrostic", "春夏秋冬", "--at", "-1"], "ends line 2, a rhyme position"),
-    (["generate", "--form", "wujue", "--acrostic", "春夏秋冬", "--at", "6"], "--at must be a position"),
-    (["generate", "--form", "wujue", "--candidates", "3", "--strategy", "greedy"], "--candidates ranks sampled"),
-    (["generate", "--form", "wujue", "--candidates", "0"], "--candidates"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            [
+                "generate",
+                "--form",
+                "wujue",
+                "--start",
+                "白日依山盡，黃河入海流。欲窮千里目，更上一層",
+                "--keywords",
+                "月",
+            ],
+            "keyword '月' fits no free position",
+        ),
+        (["couplet", "白日ab"], "contains 'a', which is not a Chinese character"),
+        (["couplet", "白"], "needs at least 2"),
+        (["generate", "--form", "qijue", "--rhyme-group", "xyz"], "unknown rhyme group"),
+        (["generate", "--form", "wujue", "--start", "白日依山盡。"], "must end with '，', not '。'"),
+        (["generate", "--form", "wujue", "--acrostic", "春夏秋冬", "--at", "-1"], "ends line 2, a rhyme position"),
+        (["generate", "--form", "wujue", "--acrostic", "春夏秋冬", "--at", "6"], "--at must be a position"),
+        (["generate", "--form", "wujue", "--candidates", "3", "--strategy", "greedy"], "--candidates ranks sampled"),
+        (["generate", "--form", "wujue", "--candidates", "0"], "--candidates"),
+    ],
+)
 def test_impossible_requests_get_one_line(capsys, argv, message):
     assert main(argv) == 2
     out, err = capsys.readouterr()
@@ -153,8 +184,25 @@ def test_impossible_requests_get_one_line(capsys, argv, message):
 
 
 def test_metrics_reads_the_request_from_the_json(bundled, capsys, tmp_path):
-    assert main(["generate", "--form", "qijue", "--acrostic", "月紅雪中", "--at", "-1", "--keywords", "山",
-                 "--n", "5", "--json"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--form",
+                "qijue",
+                "--acrostic",
+                "月紅雪中",
+                "--at",
+                "-1",
+                "--keywords",
+                "山",
+                "--n",
+                "5",
+                "--json",
+            ]
+        )
+        == 0
+    )
     f = tmp_path / "p.json"
     f.write_text(capsys.readouterr().out, encoding="utf-8")
     header = json.loads(f.read_text(encoding="utf-8"))

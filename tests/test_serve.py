@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tangshi.cli.main import main
 from tangshi.model.bundled import bundled_model_path
 from tangshi.model.checkpoint import load_checkpoint
-from tangshi.cli.main import main
 from tangshi.serve.app import MAX_BODY, MAX_N, Pool, create_app
 from tangshi.text import to_simplified
 
@@ -47,13 +47,46 @@ def cli_json(capsys, argv):
 def test_poems_are_what_generate_prints(client, capsys):
     got = client.post("/api/poems", json={"form": "qijue", "acrostic": "春夏秋冬", "n": 2, "seed": 1})
     assert got.status_code == 200
-    assert got.json() == cli_json(capsys, ["generate", "--form", "qijue", "--acrostic", "春夏秋冬", "--n", "2",
-                                           "--seed", "1"])
-    body = {"form": "wulv", "start": "白日依山盡，黃河入海流。", "keywords": "月", "tone": "strict", "n": 3, "seed": 4,
-            "candidates": 2, "script": "simplified", "allow_repeats": True, "temperature": 1.1, "top_p": 0.95}
-    argv = ["generate", "--form", "wulv", "--start", "白日依山盡，黃河入海流。", "--keywords", "月", "--tone", "strict",
-            "--n", "3", "--seed", "4", "--candidates", "2", "--script", "simplified", "--allow-repeats",
-            "--temperature", "1.1", "--top-p", "0.95"]
+    assert got.json() == cli_json(
+        capsys, ["generate", "--form", "qijue", "--acrostic", "春夏秋冬", "--n", "2", "--seed", "1"]
+    )
+    body = {
+        "form": "wulv",
+        "start": "白日依山盡，黃河入海流。",
+        "keywords": "月",
+        "tone": "strict",
+        "n": 3,
+        "seed": 4,
+        "candidates": 2,
+        "script": "simplified",
+        "allow_repeats": True,
+        "temperature": 1.1,
+        "top_p": 0.95,
+    }
+    argv = [
+        "generate",
+        "--form",
+        "wulv",
+        "--start",
+        "白日依山盡，黃河入海流。",
+        "--keywords",
+        "月",
+        "--tone",
+        "strict",
+        "--n",
+        "3",
+        "--seed",
+        "4",
+        "--candidates",
+        "2",
+        "--script",
+        "simplified",
+        "--allow-repeats",
+        "--temperature",
+        "1.1",
+        "--top-p",
+        "0.95",
+    ]
     assert client.post("/api/poems", json=body).json() == cli_json(capsys, argv)
 
 
@@ -67,27 +100,46 @@ def test_defaults_are_the_command_lines(client, capsys):
     assert client.post("/api/poems", json={}).json() == cli_json(capsys, ["generate"])
 
 
-@pytest.mark.parametrize("path, body, status, message, field", [
-    ("/api/poems", {"form": "sonnet"}, 422, "form: Input should be", "form"),
-    ("/api/poems", {"form": "qijue", "acrostic": "春夏秋"}, 400,
-     "acrostic '春夏秋' has 3 characters but a 七言絕句 has 4 lines", "acrostic"),
-    ("/api/poems", {"n": MAX_N + 1}, 422, f"n: Input should be less than or equal to {MAX_N}", "n"),
-    ("/api/poems", {"n": 50, "candidates": 9}, 422, "n × candidates must be at most", "candidates"),
-    ("/api/poems", {"checkpoint": "/etc/passwd"}, 422, "unknown field 'checkpoint'", "checkpoint"),
-    ("/api/poems", {"temperature": -1}, 400, "--temperature must be a finite number > 0", "temperature"),
-    ("/api/poems", {"n": "two"}, 422, "n: Input should be a valid integer", "n"),
-    ("/api/poems", {"form": "wujue", "keywords": "月，"}, 400, "contain '，', which is not a Chinese character", "keywords"),
-    ("/api/poems", {"form": "wujue", "at": 9, "acrostic": "春夏秋冬"}, 400, "--at must be a position", "at"),
-    ("/api/poems", {"start": "白" * 201}, 422, "start: String should have at most 200 characters", "start"),
-    ("/api/couplet", {"first": "ab"}, 400, "上联 'ab' contains 'a', which is not a Chinese character", "first"),
-    ("/api/couplet", {}, 422, "first: Field required", "first"),
-    ("/api/poems", {"n": "2"}, 422, "n: Input should be a valid integer", "n"),  # strict: JSON has its own types
-    ("/api/poems", {"rhyme": "yes"}, 422, "rhyme: Input should be a valid boolean", "rhyme"),
-    ("/api/poems", {"candidates": -1}, 422, "candidates: Input should be greater than or equal to 1", "candidates"),
-    ("/api/poems", {"form": "wujue", "rhyme_group": "東", "rhyme": False}, 400, "cannot be given with --no-rhyme",
-     "rhyme_group"),
-    ("/api/poems", {"start": "。。"}, 400, "has an empty clause", "start"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, message, field",
+    [
+        ("/api/poems", {"form": "sonnet"}, 422, "form: Input should be", "form"),
+        (
+            "/api/poems",
+            {"form": "qijue", "acrostic": "春夏秋"},
+            400,
+            "acrostic '春夏秋' has 3 characters but a 七言絕句 has 4 lines",
+            "acrostic",
+        ),
+        ("/api/poems", {"n": MAX_N + 1}, 422, f"n: Input should be less than or equal to {MAX_N}", "n"),
+        ("/api/poems", {"n": 50, "candidates": 9}, 422, "n × candidates must be at most", "candidates"),
+        ("/api/poems", {"checkpoint": "/etc/passwd"}, 422, "unknown field 'checkpoint'", "checkpoint"),
+        ("/api/poems", {"temperature": -1}, 400, "--temperature must be a finite number > 0", "temperature"),
+        ("/api/poems", {"n": "two"}, 422, "n: Input should be a valid integer", "n"),
+        (
+            "/api/poems",
+            {"form": "wujue", "keywords": "月，"},
+            400,
+            "contain '，', which is not a Chinese character",
+            "keywords",
+        ),
+        ("/api/poems", {"form": "wujue", "at": 9, "acrostic": "春夏秋冬"}, 400, "--at must be a position", "at"),
+        ("/api/poems", {"start": "白" * 201}, 422, "start: String should have at most 200 characters", "start"),
+        ("/api/couplet", {"first": "ab"}, 400, "上联 'ab' contains 'a', which is not a Chinese character", "first"),
+        ("/api/couplet", {}, 422, "first: Field required", "first"),
+        ("/api/poems", {"n": "2"}, 422, "n: Input should be a valid integer", "n"),  # strict: JSON has its own types
+        ("/api/poems", {"rhyme": "yes"}, 422, "rhyme: Input should be a valid boolean", "rhyme"),
+        ("/api/poems", {"candidates": -1}, 422, "candidates: Input should be greater than or equal to 1", "candidates"),
+        (
+            "/api/poems",
+            {"form": "wujue", "rhyme_group": "東", "rhyme": False},
+            400,
+            "cannot be given with --no-rhyme",
+            "rhyme_group",
+        ),
+        ("/api/poems", {"start": "。。"}, 400, "has an empty clause", "start"),
+    ],
+)
 def test_bad_requests_get_one_line(client, path, body, status, message, field):
     r = client.post(path, json=body)
     assert r.status_code == status, r.text
@@ -98,8 +150,12 @@ def test_bad_requests_get_one_line(client, path, body, status, message, field):
 
 
 def test_every_error_has_one_shape(client):
-    for method, path, status in (("get", "/nowhere", 404), ("get", "/static/../x", 404), ("get", "/api/poems", 405),
-                                 ("delete", "/api/couplet", 405)):
+    for method, path, status in (
+        ("get", "/nowhere", 404),
+        ("get", "/static/../x", 404),
+        ("get", "/api/poems", 405),
+        ("delete", "/api/couplet", 405),
+    ):
         r = getattr(client, method)(path)
         assert r.status_code == status and set(r.json()) == {"error", "field"} and r.json()["field"] is None, r.text
     r = client.post("/api/poems", content=b'{"start": "\xff"}', headers={"content-type": "application/json"})
@@ -128,14 +184,52 @@ def test_controls_endpoints(client, loaded):
     forms = client.get("/api/forms").json()
     assert [f["name"] for f in forms["forms"]] == ["wujue", "qijue", "wulv", "qilv", "free"]
     props = forms["poems"]
-    assert props["temperature"]["default"] == 0.8 and props["top_p"]["default"] == 0.9 and props["n"]["maximum"] == MAX_N
-    assert {"form", "start", "acrostic", "at", "keywords", "rhyme", "rhyme_group", "tone", "allow_repeats", "strategy",
-            "temperature", "top_k", "top_p", "beam", "seed", "n", "candidates", "script"} == set(props)
-    assert set(forms["couplet"]) == {"first", "tone", "strategy", "temperature", "top_k", "top_p", "beam", "seed", "n",
-                                     "candidates", "script"}
+    assert (
+        props["temperature"]["default"] == 0.8 and props["top_p"]["default"] == 0.9 and props["n"]["maximum"] == MAX_N
+    )
+    assert {
+        "form",
+        "start",
+        "acrostic",
+        "at",
+        "keywords",
+        "rhyme",
+        "rhyme_group",
+        "tone",
+        "allow_repeats",
+        "strategy",
+        "temperature",
+        "top_k",
+        "top_p",
+        "beam",
+        "seed",
+        "n",
+        "candidates",
+        "script",
+    } == set(props)
+    assert set(forms["couplet"]) == {
+        "first",
+        "tone",
+        "strategy",
+        "temperature",
+        "top_k",
+        "top_p",
+        "beam",
+        "seed",
+        "n",
+        "candidates",
+        "script",
+    }
     groups = client.get("/api/rhyme-groups").json()["groups"]
     assert len(groups) == 30 and groups[0]["group"] == "上平聲一東" and groups[0]["known"] > 0
-    assert client.get("/api/tones", params={"text": "白日依山東行"}).json()["tones"] == ["仄", "仄", "平", "平", "平", "平仄"]
+    assert client.get("/api/tones", params={"text": "白日依山東行"}).json()["tones"] == [
+        "仄",
+        "仄",
+        "平",
+        "平",
+        "平",
+        "平仄",
+    ]
     health = client.get("/api/health").json()
     assert health["status"] == "ok" and health["vocabulary"] == len(loaded[1])
     assert client.get("/docs").status_code == 404  # Swagger UI would need a CDN
@@ -188,8 +282,9 @@ def test_full_queue_answers_503_and_slow_requests_504(loaded):
 def _serve(tmp_path):
     """A real `tangshi serve` on a free loopback port; returns (process, base URL)."""
     log = tmp_path / "serve.log"
-    proc = subprocess.Popen([sys.executable, "-m", "tangshi", "serve", "--port", "0"], stderr=open(log, "w"),
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tangshi", "serve", "--port", "0"], stderr=open(log, "w"), stdout=subprocess.DEVNULL
+    )
     for _ in range(300):
         m = re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())
         if m:
@@ -211,9 +306,16 @@ def test_page_in_chromium(tmp_path):
     proc, base = _serve(tmp_path)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking"])
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-background-networking",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(base + "/")
             page.wait_for_selector("body[data-ready=true]")
@@ -231,8 +333,10 @@ def test_page_in_chromium(tmp_path):
             page.check("input[name=script][value=simplified]")
             page.click("#write")
             want = [to_simplified(ln) for ln in lines]
-            page.wait_for_function("w => [...document.querySelectorAll('.poem .line')].map(e => e.dataset.text)"
-                                   ".join('|') === w", arg="|".join(want))
+            page.wait_for_function(
+                "w => [...document.querySelectorAll('.poem .line')].map(e => e.dataset.text).join('|') === w",
+                arg="|".join(want),
+            )
             assert "script=simplified" in page.url
             simplified = page.eval_on_selector_all(".poem .line", "els => els.map(e => e.dataset.text)")
             assert simplified == [to_simplified(ln) for ln in lines] != lines  # the same poem, simplified

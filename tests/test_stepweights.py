@@ -3,23 +3,24 @@
 import pytest
 import torch
 
+from tangshi.data.splits import load_split
+from tangshi.data.vocab import Vocab
+from tangshi.decode.search import DecodeOptions
+from tangshi.errors import TangshiError
 from tangshi.model import kernels
 from tangshi.model import step_weights as stepweights
-from tangshi.errors import TangshiError
-from tangshi.decode.search import DecodeOptions
 from tangshi.model.lm import ModelConfig, PoetryLM
-from tangshi.train.evaluate import evaluate, evaluate_steps
-from tangshi.data.splits import load_split
 from tangshi.model.step_weights import StepState, step_weights
-from tangshi.data.vocab import Vocab
+from tangshi.train.evaluate import evaluate, evaluate_steps
 
 needs_fbgemm = pytest.mark.skipif(not stepweights.int8_available(), reason="no fbgemm on this CPU")
 
 
 def _model(**kw):
     torch.manual_seed(0)
-    return PoetryLM(ModelConfig(**{**dict(vocab_size=50, pad_id=49, embed_dim=32, hidden_dim=32, num_layers=2,
-                                          init="torch"), **kw})).eval()
+    return PoetryLM(
+        ModelConfig(**{**dict(vocab_size=50, pad_id=49, embed_dim=32, hidden_dim=32, num_layers=2, init="torch"), **kw})
+    ).eval()
 
 
 def _run(model, ids, precision):
@@ -47,7 +48,8 @@ def test_int8_step_follows_fp32(batch):
 
 needs_vnni = pytest.mark.skipif(
     not kernels.detect().compiled or not kernels.detect().lib.gemv_int8_available(),
-    reason="the compiled int8 row kernel needs AVX-512 VNNI and a C compiler")
+    reason="the compiled int8 row kernel needs AVX-512 VNNI and a C compiler",
+)
 
 
 def _row_reference(lin, x):
@@ -196,8 +198,10 @@ def test_eval_batch_one_row_equals_batches_in_fp32(tiny_prepared, capsys):
     one, many = evaluate_steps(m, split, "fp32", batch=1), evaluate_steps(m, split, "fp32")
     assert one["tokens"] == many["tokens"] == split.real_tokens
     assert one["dev_ppl"] == pytest.approx(many["dev_ppl"], rel=1e-6)
-    for argv, msg in ((["eval", "--batch", "1"], "--batch applies to evaluation through the decoding step"),
-                      (["eval", "--precision", "fp32", "--batch", "0"], "--batch must be at least 1, got 0")):
+    for argv, msg in (
+        (["eval", "--batch", "1"], "--batch applies to evaluation through the decoding step"),
+        (["eval", "--precision", "fp32", "--batch", "0"], "--batch must be at least 1, got 0"),
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and msg in err

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tangshi.model import checkpoint as ckpt
-from tangshi.errors import TangshiError
-from tangshi.train.evaluate import evaluate
 from tangshi.data.splits import load_split
+from tangshi.errors import TangshiError
+from tangshi.model import checkpoint as ckpt
+from tangshi.train.evaluate import evaluate
 from tangshi.train.torch_backend import TrainConfig, train
 
 SMALL = dict(embed_dim=16, hidden_dim=16)
@@ -18,22 +18,34 @@ SMALL = dict(embed_dim=16, hidden_dim=16)
 
 def test_tiny_model_overfits(tmp_path, tiny_source):
     """8 poems, 150 epochs: train NLL falls from ln(V)≈3.5 to below 0.5 nats (memorised)."""
+    from conftest import write_tiny_corpus
     from tangshi.data.prepare import prepare
 
-    from conftest import write_tiny_corpus
     src = write_tiny_corpus(tmp_path / "eight", n=10)
     prepare(src, tmp_path / "p", None, 0)
-    res = train(tmp_path / "p", tmp_path / "run", dict(embed_dim=32, hidden_dim=64),
-                TrainConfig(epochs=150, batch_size=8, lr=0.01, weight_decay=0.0), progress=False,
-                log=lambda *a: None, keep_epoch_checkpoints=False)
+    res = train(
+        tmp_path / "p",
+        tmp_path / "run",
+        dict(embed_dim=32, hidden_dim=64),
+        TrainConfig(epochs=150, batch_size=8, lr=0.01, weight_decay=0.0),
+        progress=False,
+        log=lambda *a: None,
+        keep_epoch_checkpoints=False,
+    )
     first, last = res["history"][0]["train_loss"], res["history"][-1]["train_loss"]
     assert first > 3.0
     assert last < 0.5
 
 
 def test_checkpoint_roundtrip_identical_logprobs(tmp_path, tiny_prepared):
-    train(tiny_prepared, tmp_path / "run", dict(SMALL, num_layers=2, tie_weights=True),
-          TrainConfig(epochs=1, batch_size=16), progress=False, log=lambda *a: None)
+    train(
+        tiny_prepared,
+        tmp_path / "run",
+        dict(SMALL, num_layers=2, tie_weights=True),
+        TrainConfig(epochs=1, batch_size=16),
+        progress=False,
+        log=lambda *a: None,
+    )
     model, vocab, meta = ckpt.load_checkpoint(tmp_path / "run" / "last")
     model2, _, _ = ckpt.load_checkpoint(tmp_path / "run" / "last", impl="nn")
     ckpt.save_checkpoint(tmp_path / "copy", model, vocab)
@@ -50,7 +62,14 @@ def test_checkpoint_roundtrip_identical_logprobs(tmp_path, tiny_prepared):
 
 
 def test_epoch_checkpoints_named_like_the_assignment(tmp_path, tiny_prepared):
-    train(tiny_prepared, tmp_path / "run", SMALL, TrainConfig(epochs=2, batch_size=16), progress=False, log=lambda *a: None)
+    train(
+        tiny_prepared,
+        tmp_path / "run",
+        SMALL,
+        TrainConfig(epochs=2, batch_size=16),
+        progress=False,
+        log=lambda *a: None,
+    )
     rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     for r in rows:
@@ -82,7 +101,14 @@ def test_resume_matches_uninterrupted(tmp_path, tiny_prepared, schedule):
 
 
 def test_evaluate_matches_hand_computation(tmp_path, tiny_prepared):
-    train(tiny_prepared, tmp_path / "run", SMALL, TrainConfig(epochs=1, batch_size=16), progress=False, log=lambda *a: None)
+    train(
+        tiny_prepared,
+        tmp_path / "run",
+        SMALL,
+        TrainConfig(epochs=1, batch_size=16),
+        progress=False,
+        log=lambda *a: None,
+    )
     model, vocab, _ = ckpt.load_checkpoint(tmp_path / "run" / "last")
     dev = load_split(tiny_prepared, "dev", vocab)
     res = evaluate(model, dev)
@@ -96,7 +122,14 @@ def test_evaluate_matches_hand_computation(tmp_path, tiny_prepared):
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path, tiny_prepared):
-    train(tiny_prepared, tmp_path / "run", SMALL, TrainConfig(epochs=1, batch_size=16), progress=False, log=lambda *a: None)
+    train(
+        tiny_prepared,
+        tmp_path / "run",
+        SMALL,
+        TrainConfig(epochs=1, batch_size=16),
+        progress=False,
+        log=lambda *a: None,
+    )
     w = tmp_path / "run" / "last" / "model.safetensors"
     data = w.read_bytes()
     w.write_bytes(data[: len(data) // 2])
@@ -120,5 +153,7 @@ def test_resume_keeps_the_first_command_and_lists_the_resumes(tmp_path, tiny_pre
     train(tiny_prepared, tmp_path / "run", None, cfg, resume=True, **quiet)
     meta = json.loads((tmp_path / "run" / "last" / "config.json").read_text(encoding="utf-8"))["train"]
     assert meta["command"] == "tangshi train --out run"
-    assert meta["resumes"] == [{"after_epoch": 1, "command": "tangshi train --out run --resume"},
-                               {"after_epoch": 2, "command": "tangshi train --out run --resume --threads 2"}]
+    assert meta["resumes"] == [
+        {"after_epoch": 1, "command": "tangshi train --out run --resume"},
+        {"after_epoch": 2, "command": "tangshi train --out run --resume --threads 2"},
+    ]

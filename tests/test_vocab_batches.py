@@ -1,9 +1,9 @@
-import torch
 import pytest
+import torch
 
 from tangshi.data.batches import SEQ_LEN, batch_indices, encode_poems, make_batch
-from tangshi.errors import TangshiError
 from tangshi.data.vocab import Vocab
+from tangshi.errors import TangshiError
 
 
 def test_vocab_order_and_roundtrip(tmp_path):

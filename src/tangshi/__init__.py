@@ -16,14 +16,18 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "load": "tangshi.api", "Poet": "tangshi.api", "PoemResult": "tangshi.api", "CoupletResult": "tangshi.api",
-    "PoemRequest": "tangshi.decode.request", "CoupletRequest": "tangshi.decode.request",
+    "load": "tangshi.api",
+    "Poet": "tangshi.api",
+    "PoemResult": "tangshi.api",
+    "CoupletResult": "tangshi.api",
+    "PoemRequest": "tangshi.decode.request",
+    "CoupletRequest": "tangshi.decode.request",
     "TangshiError": "tangshi.errors",
 }
 __all__ = [*_PUBLIC, "__version__"]
 
 if TYPE_CHECKING:
-    from tangshi.api import CoupletResult, Poet, PoemResult, load
+    from tangshi.api import CoupletResult, PoemResult, Poet, load
     from tangshi.decode.request import CoupletRequest, PoemRequest
     from tangshi.errors import TangshiError
 

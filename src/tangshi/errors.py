@@ -10,16 +10,25 @@ class TangshiError(Exception):
     """A user-facing error: bad input, a missing file, an impossible request."""
 
 
-def check_number(option: str, value, lo: float, hi: float, *, integer: bool = False, lo_open: bool = False,
-                 hi_open: bool = False) -> None:
+def check_number(
+    option: str, value, lo: float, hi: float, *, integer: bool = False, lo_open: bool = False, hi_open: bool = False
+) -> None:
     """Raise one TangshiError naming `option` unless `value` is a finite number in the range
     (lo, hi bounds closed unless said open; `integer`: a whole number)."""
     import math
 
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)) \
-            or value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
+    if (
+        isinstance(value, bool)
+        or not ok_type
+        or (not integer and not math.isfinite(value))
+        or value < lo
+        or value > hi
+        or (lo_open and value == lo)
+        or (hi_open and value == hi)
+    ):
         kind = "a whole number" if integer else "a finite number"
+
         def show(x):
             return str(int(x)) if float(x).is_integer() else f"{x:g}"
 

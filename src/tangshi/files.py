@@ -9,8 +9,8 @@ import errno
 import hashlib
 import itertools
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tangshi.errors import TangshiError
 
@@ -21,11 +21,17 @@ _counter = itertools.count()
 def describe_oserror(e: OSError, path: Path | str | None = None, verb: str | None = "cannot write") -> str:
     """One line for an OSError: what failed and on which path."""
     where = path if path is not None else (e.filename or "")
-    reason = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-              errno.EPERM: "operation not permitted", errno.ENOTDIR: "a part of the path is a file, not a folder",
-              errno.ENAMETOOLONG: "the path is too long", errno.EISDIR: "it is a folder, not a file",
-              errno.ENOENT: "no such file or folder"}.get(e.errno, e.strerror or str(e))
+    reason = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.ENAMETOOLONG: "the path is too long",
+        errno.EISDIR: "it is a folder, not a file",
+        errno.ENOENT: "no such file or folder",
+    }.get(e.errno, e.strerror or str(e))
     if not where:
         return reason
     return f"{verb} {where}: {reason}" if verb else f"{where}: {reason}"
@@ -110,8 +116,11 @@ def foreign_inside(path: Path, known_files: Iterable[str] = ()) -> list[Path]:
     if path.is_symlink() or not path.is_dir():
         return []
     known = set(known_files)
-    return [path / n for n in sorted(os.listdir(path))
-            if n not in known or (path / n).is_symlink() or not (path / n).is_file()]
+    return [
+        path / n
+        for n in sorted(os.listdir(path))
+        if n not in known or (path / n).is_symlink() or not (path / n).is_file()
+    ]
 
 
 def sha256_file(path: Path) -> str:

@@ -27,12 +27,17 @@ def memory_available() -> int | None:
 def cpu_flags() -> dict[str, bool]:
     """The CPU features the speed of a step depends on, as PyTorch sees them (AMX and AVX512-BF16
     make bf16 matrix products fast; without them bf16 is emulated and slower)."""
-    probes = {"amx": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported",
-              "avx512": "_is_avx512_supported", "avx512_vnni": "_is_vnni_supported", "avx2": "_is_avx2_supported"}
+    probes = {
+        "amx": "_is_amx_tile_supported",
+        "avx512_bf16": "_is_avx512_bf16_supported",
+        "avx512": "_is_avx512_supported",
+        "avx512_vnni": "_is_vnni_supported",
+        "avx2": "_is_avx2_supported",
+    }
     return {name: bool(getattr(torch.cpu, probe, lambda: False)()) for name, probe in probes.items()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_name() -> str:
     """The CPU's model name (/proc/cpuinfo), else what `platform` knows, else 'unknown CPU'."""
     try:
@@ -45,7 +50,7 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_identity() -> str:
     """The CPU's model name and its full feature-flag line (Linux): what code built with
     -march=native may depend on (model/kernels/__init__.py keys its cache by it)."""
@@ -74,8 +79,7 @@ class threads_for:
 
     def __init__(self, batch: int, device: torch.device):
         self.before = torch.get_num_threads()
-        self.single = (device.type == "cpu" and self.before > 1
-                       and (batch <= SMALL_BATCH or _cpu_saturated()))
+        self.single = device.type == "cpu" and self.before > 1 and (batch <= SMALL_BATCH or _cpu_saturated())
 
     def __enter__(self):
         if self.single:

@@ -39,14 +39,23 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable
 
 from tangshi.errors import TangshiError
-from tangshi.files import (TMP_PREFIX, describe_oserror, foreign_inside, fsync_dir, fsync_tree, oserrors_named,
-                           remove_entry, tmp_name, write_atomic)
+from tangshi.files import (
+    TMP_PREFIX,
+    describe_oserror,
+    foreign_inside,
+    fsync_dir,
+    fsync_tree,
+    oserrors_named,
+    remove_entry,
+    tmp_name,
+    write_atomic,
+)
 
 MARKER = ".tangshi-output.json"
 LOCK = ".tangshi-lock"
@@ -85,8 +94,11 @@ def _json_ok(path: Path, key: str | None = None) -> bool:
 
 def _is_checkpoint(path: Path) -> bool:
     try:
-        return json.loads((path / "config.json").read_text(encoding="utf-8")).get("format", "").startswith(
-            "tangshi-checkpoint/")
+        return (
+            json.loads((path / "config.json").read_text(encoding="utf-8"))
+            .get("format", "")
+            .startswith("tangshi-checkpoint/")
+        )
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -99,28 +111,34 @@ def _legacy_run(path: Path, entries: list[str]) -> bool:
     if not entries or not all(RUN_NAME.match(n) or LEGACY_TMP.match(n) for n in entries):
         return False
     dirs = [n for n in entries if (path / n).is_dir() and not LEGACY_TMP.match(n)]
-    return bool(dirs) and all(_is_checkpoint(path / n) and not foreign_inside(path / n, CHECKPOINT_FILES)
-                              for n in dirs)
+    return bool(dirs) and all(_is_checkpoint(path / n) and not foreign_inside(path / n, CHECKPOINT_FILES) for n in dirs)
 
 
 def _legacy_model(path: Path, entries: list[str]) -> bool:
-    return (set(entries) <= {"model.safetensors", "config.json", "vocab.json", "MODEL_CARD.md"}
-            and _is_checkpoint(path))
+    return set(entries) <= {"model.safetensors", "config.json", "vocab.json", "MODEL_CARD.md"} and _is_checkpoint(path)
 
 
 def _legacy_prepared(path: Path, entries: list[str]) -> bool:
-    return (set(entries) <= {"train.txt", "dev.txt", "vocab.json", "meta.json"}
-            and _json_ok(path / "meta.json", "poems_read") and _json_ok(path / "vocab.json"))
+    return (
+        set(entries) <= {"train.txt", "dev.txt", "vocab.json", "meta.json"}
+        and _json_ok(path / "meta.json", "poems_read")
+        and _json_ok(path / "vocab.json")
+    )
 
 
-KINDS = {k.name: k for k in (
-    Kind("poems", "a folder of fetched poems", "copy of the poems", True),  # data.fetch recognises its own
-    Kind("prepared", "a prepared data folder", "prepared split", True, _legacy_prepared),
-    Kind("model", "an exported model", "exported model", True, _legacy_model),
-    Kind("run", "a training run", "training run", True, _legacy_run, CHECKPOINT_FILES),
-    Kind("reports", "a reports folder", "report", False),
-    Kind("study", "an experiment's work folder", "study", False),  # runs side by side, continued (experiments/study.py)
-)}
+KINDS = {
+    k.name: k
+    for k in (
+        Kind("poems", "a folder of fetched poems", "copy of the poems", True),  # data.fetch recognises its own
+        Kind("prepared", "a prepared data folder", "prepared split", True, _legacy_prepared),
+        Kind("model", "an exported model", "exported model", True, _legacy_model),
+        Kind("run", "a training run", "training run", True, _legacy_run, CHECKPOINT_FILES),
+        Kind("reports", "a reports folder", "report", False),
+        Kind(
+            "study", "an experiment's work folder", "study", False
+        ),  # runs side by side, continued (experiments/study.py)
+    )
+}
 
 
 # ---------------------------------------------------------------------------- the mark
@@ -139,17 +157,28 @@ def read_marker(path: Path) -> dict | None:
         obj = json.loads(text)
     except (ValueError, RecursionError):
         obj = None
-    if (not isinstance(obj, dict) or obj.get("format") != MARKER_FORMAT or not isinstance(obj.get("kind"), str)
-            or not isinstance(obj.get("entries"), list) or not all(_plain_name(n) for n in obj["entries"])
-            or not _undo_name(obj.get("undo", TMP_PREFIX))):
+    if (
+        not isinstance(obj, dict)
+        or obj.get("format") != MARKER_FORMAT
+        or not isinstance(obj.get("kind"), str)
+        or not isinstance(obj.get("entries"), list)
+        or not all(_plain_name(n) for n in obj["entries"])
+        or not _undo_name(obj.get("undo", TMP_PREFIX))
+    ):
         raise TangshiError(f"{f} is damaged; remove it only if everything in {path} may be treated as not tangshi's")
     return obj
 
 
 def _plain_name(n) -> bool:
     """An entry of the mark names something directly inside the folder, nothing else."""
-    return (isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\0" not in n
-            and not n.startswith(TMP_PREFIX) and n not in INTERNAL)
+    return (
+        isinstance(n, str)
+        and n not in ("", ".", "..")
+        and "/" not in n
+        and "\0" not in n
+        and not n.startswith(TMP_PREFIX)
+        and n not in INTERNAL
+    )
 
 
 def _undo_name(n) -> bool:
@@ -175,16 +204,20 @@ def _settled_mark(path: Path) -> dict | None:
 def _foreign_message(files: list[Path], why: str) -> str:
     shown = ", ".join(str(f) for f in files[:3]) + (f" (+{len(files) - 3} more)" if len(files) > 3 else "")
     it = "it" if len(files) == 1 else "them"
-    return (f"{shown} {'was' if len(files) == 1 else 'were'} not written by tangshi, and {why} would remove {it}; "
-            f"nothing was changed: move {it} out and run again")
+    return (
+        f"{shown} {'was' if len(files) == 1 else 'were'} not written by tangshi, and {why} would remove {it}; "
+        f"nothing was changed: move {it} out and run again"
+    )
 
 
 def require_complete(path: Path, command: str) -> None:
     """Refuse to read a folder whose mark says a write into it did not finish."""
     mark = read_marker(path)
     if mark is not None and mark.get("state") != "complete":
-        raise TangshiError(f"{path} was left half-written by an interrupted `{mark.get('command') or command}`; "
-                           f"run it again with --replace")
+        raise TangshiError(
+            f"{path} was left half-written by an interrupted `{mark.get('command') or command}`; "
+            f"run it again with --replace"
+        )
 
 
 def command_line() -> str | None:
@@ -201,8 +234,7 @@ def _overlaps(a: Path, b: Path) -> bool:
 
 def user_entries(path: Path) -> list[str]:
     """The folder's entries less tangshi's bookkeeping (the mark, the lock, temporary entries)."""
-    return sorted(n for n in os.listdir(path)
-                  if n not in INTERNAL and not n.startswith(TMP_PREFIX))
+    return sorted(n for n in os.listdir(path) if n not in INTERNAL and not n.startswith(TMP_PREFIX))
 
 
 # ---------------------------------------------------------------------------- the folder
@@ -220,9 +252,18 @@ class OutputFolder:
     entries this command will write, checked before any work is done. `option`: the option
     that named the folder, for messages."""
 
-    def __init__(self, path: Path | str, kind: str, *, replace: bool = False, resume: bool = False,
-                 sources: Iterable[Path | str | None] = (), names: Iterable[str] = (), option: str = "--out",
-                 legacy: Callable[[Path, list[str]], bool] | None = None):
+    def __init__(
+        self,
+        path: Path | str,
+        kind: str,
+        *,
+        replace: bool = False,
+        resume: bool = False,
+        sources: Iterable[Path | str | None] = (),
+        names: Iterable[str] = (),
+        option: str = "--out",
+        legacy: Callable[[Path, list[str]], bool] | None = None,
+    ):
         self.path = Path(path)
         self.kind = KINDS[kind]
         self.legacy = legacy or self.kind.legacy  # how to recognise this kind written before the mark
@@ -272,8 +313,10 @@ class OutputFolder:
                 return
             if self.legacy is None or not self.legacy(p, entries):
                 shown = ", ".join(repr(n) for n in entries[:3]) + (" …" if len(entries) > 3 else "")
-                raise TangshiError(f"{self.option} {p} already holds files tangshi did not write ({shown}); "
-                                   "choose a new or empty folder")
+                raise TangshiError(
+                    f"{self.option} {p} already holds files tangshi did not write ({shown}); "
+                    "choose a new or empty folder"
+                )
             mark = self._new_mark(entries, command="")  # written by tangshi before the mark existed
         if mark.get("kind") != k.name:
             other = KINDS[mark["kind"]].what if mark.get("kind") in KINDS else f"tangshi's {mark.get('kind')!r} output"
@@ -287,20 +330,26 @@ class OutputFolder:
             what = f"an earlier {k.thing}" if k.whole else f"{clash[0]} from an earlier {k.thing}"
             by = f" (written by `{mark['command']}`)" if mark.get("command") and k.whole else ""
             hint = "--resume to continue it or --replace" if k.name == "run" else "--replace"
-            raise TangshiError(f"{self.option} {p} holds {what}{by}; pass {hint} to start over "
-                               "(only tangshi's own files are removed)")
+            raise TangshiError(
+                f"{self.option} {p} holds {what}{by}; pass {hint} to start over (only tangshi's own files are removed)"
+            )
         self.mark, self.earlier = mark, listed
         if self.replace and not self.resume:  # all that --replace will remove, checked before anything is
             self.require_removable(clash, "--replace")
 
     def _new_mark(self, entries: list[str], command: str | None = None) -> dict:
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        return {"format": MARKER_FORMAT, "kind": self.kind.name,
-                "command": (command_line() or "") if command is None else command, "created": now,
-                "state": "complete", "entries": sorted(entries)}
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        return {
+            "format": MARKER_FORMAT,
+            "kind": self.kind.name,
+            "command": (command_line() or "") if command is None else command,
+            "created": now,
+            "state": "complete",
+            "entries": sorted(entries),
+        }
 
     # -- claiming the folder
-    def __enter__(self) -> "OutputFolder":
+    def __enter__(self) -> OutputFolder:
         self.open()
         return self
 
@@ -308,7 +357,7 @@ class OutputFolder:
         self.close()
         return False
 
-    def open(self) -> "OutputFolder":
+    def open(self) -> OutputFolder:
         self.check()
         p = self.path
         try:
@@ -352,8 +401,10 @@ class OutputFolder:
             except BlockingIOError:
                 pid = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
                 os.close(fd)
-                raise TangshiError(f"{self.path} is being written by another tangshi process (pid {pid}); "
-                                   "wait for it to finish or choose another folder") from None
+                raise TangshiError(
+                    f"{self.path} is being written by another tangshi process (pid {pid}); "
+                    "wait for it to finish or choose another folder"
+                ) from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(lock).st_ino
             except FileNotFoundError:
@@ -392,8 +443,11 @@ class OutputFolder:
         checked (they hold only what tangshi writes there) before any is removed."""
         p = self.path
         with oserrors_named(p):
-            stale = [p / n for n in sorted(os.listdir(p))
-                     if n.startswith(TMP_PREFIX) or (LEGACY_TMP.match(n) and self.kind.name == "run")]
+            stale = [
+                p / n
+                for n in sorted(os.listdir(p))
+                if n.startswith(TMP_PREFIX) or (LEGACY_TMP.match(n) and self.kind.name == "run")
+            ]
             foreign = [f for e in stale for f in self._foreign_in_temporary(e)]
             if foreign:
                 raise TangshiError(_foreign_message(foreign, "clearing what an interrupted tangshi left"))
@@ -420,14 +474,15 @@ class OutputFolder:
         with oserrors_named(p):
             unlisted = [n for n in names if n not in self.mark["entries"] and os.path.lexists(p / n)]
             if unlisted:
-                raise TangshiError(f"{p / unlisted[0]} was not written by tangshi; move it or choose another "
-                                   f"{self.option}")
+                raise TangshiError(
+                    f"{p / unlisted[0]} was not written by tangshi; move it or choose another {self.option}"
+                )
             foreign = [f for n in names for f in foreign_inside(p / n, self.kind.dir_files)]
         if foreign:
             raise TangshiError(_foreign_message(foreign, why))
 
     def _write_mark(self) -> None:
-        self.mark["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.mark["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
         write_atomic(self.path / MARKER, json.dumps(self.mark, ensure_ascii=False, indent=1))
 
     def _list(self, names: Iterable[str]) -> None:
@@ -436,8 +491,9 @@ class OutputFolder:
         new = [n for n in names if n not in self.mark["entries"]]
         for n in new:
             if os.path.lexists(self.path / n):
-                raise TangshiError(f"{self.path / n} was not written by tangshi; move it or choose another "
-                                   f"{self.option}")
+                raise TangshiError(
+                    f"{self.path / n} was not written by tangshi; move it or choose another {self.option}"
+                )
         if new:
             self.mark["entries"] = sorted(self.mark["entries"] + new)
             self._write_mark()
@@ -450,7 +506,9 @@ class OutputFolder:
             for n in names:
                 remove_entry(self.path / n, self.kind.dir_files)
             fsync_dir(self.path)
-        self.mark["entries"] = sorted(n for n in self.mark["entries"] if n not in names or os.path.lexists(self.path / n))
+        self.mark["entries"] = sorted(
+            n for n in self.mark["entries"] if n not in names or os.path.lexists(self.path / n)
+        )
         self._write_mark()
 
     # -- replacing, with an undo record
@@ -479,8 +537,9 @@ class OutputFolder:
             yield
             with oserrors_named(p):
                 self.mark.pop("undo")
-                self.mark.update(state="complete", entries=sorted(n for n in self.mark["entries"]
-                                                                  if os.path.lexists(p / n)))
+                self.mark.update(
+                    state="complete", entries=sorted(n for n in self.mark["entries"] if os.path.lexists(p / n))
+                )
                 self._write_mark()
         except BaseException:
             with contextlib.suppress(Exception):  # else it is undone when the folder is next opened
@@ -545,12 +604,11 @@ class OutputFolder:
             old = [n for n in self.earlier if n not in new] if self.kind.whole else []
             self.require_removable(new + old, "--replace")
             fsync_tree(stage)
-        with self.replacing(new + old):
-            with oserrors_named(p):
-                self._list(new)
-                for n in new:
-                    os.replace(stage / n, p / n)
-                fsync_dir(p)
+        with self.replacing(new + old), oserrors_named(p):
+            self._list(new)
+            for n in new:
+                os.replace(stage / n, p / n)
+            fsync_dir(p)
 
     @contextlib.contextmanager
     def new_dir(self, name: str):
@@ -622,4 +680,6 @@ class OutputFolder:
         with oserrors_named(self.path):
             free = shutil.disk_usage(self.path).free
         if free < nbytes:
-            raise TangshiError(f"only {_size(free)} free on the device of {self.path}; {what} needs about {_size(nbytes)}")
+            raise TangshiError(
+                f"only {_size(free)} free on the device of {self.path}; {what} needs about {_size(nbytes)}"
+            )

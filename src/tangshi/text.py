@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Container
-from functools import lru_cache
+from functools import cache
 
 # Han characters: CJK Unified Ideographs and Extension A, the compatibility blocks, the
 # supplementary planes (Extensions B–H, where many rare Tang characters live) and 〇.
-HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x323AF), (0x2F800, 0x2FA1F),
-              (0x3007, 0x3007))
+HAN_RANGES = (
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0x20000, 0x323AF),
+    (0x2F800, 0x2FA1F),
+    (0x3007, 0x3007),
+)
 HAN_CLASS = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in HAN_RANGES)  # inside a regex [...]
 _HAN = re.compile(f"[{HAN_CLASS}]")
 
 COMMA = "，"
 PERIOD = "。"
-ASCII_TO_FULL = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ";": "；", ":": "：",
-                               "(": "（", ")": "）"})
+ASCII_TO_FULL = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ";": "；", ":": "：", "(": "（", ")": "）"})
 TO_LINE_MARKS = str.maketrans({"？": "。", "！": "。", "；": "，", "：": "，", "、": "，"})  # as the corpus is cleaned
 CLAUSE_SEPARATORS = "，。？！；"  # what ends a clause in any text a user gives
 LINE_MARKS = COMMA + PERIOD  # what ends a line of a cleaned or generated poem
@@ -57,7 +62,7 @@ def split_lines(text: str) -> list[str]:
     return _LINE.findall(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _converter(config: str):
     import opencc
 

@@ -10,11 +10,12 @@ from tangshi.errors import check_number
 
 PREPARED_DEFAULT = Path("data/prepared/10000-seed0")
 MAX_THREADS = 1024
-REPLACE_HELP = ("replace the earlier output of this command in the folder (only the files tangshi wrote there "
-                "are removed; a folder holding anything else is still refused)")
+REPLACE_HELP = (
+    "replace the earlier output of this command in the folder (only the files tangshi wrote there "
+    "are removed; a folder holding anything else is still refused)"
+)
 JSON_HELP = "print the result as JSON"
-THREADS_HELP = ("CPU threads for torch and for NumPy's BLAS (default: their own choice; 1 is faster on a busy "
-                "machine)")
+THREADS_HELP = "CPU threads for torch and for NumPy's BLAS (default: their own choice; 1 is faster on a busy machine)"
 _BLAS_LIMIT = []  # the threadpoolctl limit set by --threads, kept for the life of the command
 
 
@@ -25,7 +26,6 @@ def print_json(obj) -> None:
 def set_threads(n: int | None) -> None:
     if n is not None:
         import torch
-
         from threadpoolctl import threadpool_limits
 
         check_number("--threads", n, 1, MAX_THREADS, integer=True)

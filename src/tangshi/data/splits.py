@@ -11,8 +11,9 @@ import torch
 
 from tangshi.data.batches import encode_poems
 from tangshi.data.prepare import read_meta, read_split, require_prepared
-from tangshi.errors import TangshiError, check_number
 from tangshi.data.vocab import Vocab
+from tangshi.errors import TangshiError, check_number
+
 
 @dataclass
 class Split:
@@ -20,7 +21,7 @@ class Split:
     targets: torch.Tensor  # (N, 64)
     lengths: torch.Tensor  # (N,) real target tokens
 
-    def head(self, n: int) -> "Split":
+    def head(self, n: int) -> Split:
         """The first `n` poems (n >= 1)."""
         check_number("--limit", n, 1, 1 << 40, integer=True)
         return Split(self.inputs[:n], self.targets[:n], self.lengths[:n])
@@ -54,6 +55,8 @@ def open_prepared(data_dir: Path) -> tuple[Vocab, dict, Split, Split]:
             raise TangshiError(f"{data_dir / (name + '.txt')} holds no poems; run `tangshi data prepare` again")
     missing = sorted({ch for p in poems["train"] for ch in p if ch not in vocab})
     if missing:
-        raise TangshiError(f"{data_dir / 'vocab.json'} does not cover {data_dir / 'train.txt'}: {len(missing)} "
-                           f"characters are missing (e.g. {''.join(missing[:5])}); run `tangshi data prepare` again")
+        raise TangshiError(
+            f"{data_dir / 'vocab.json'} does not cover {data_dir / 'train.txt'}: {len(missing)} "
+            f"characters are missing (e.g. {''.join(missing[:5])}); run `tangshi data prepare` again"
+        )
     return vocab, meta, *(encode_split(poems[n], vocab, data_dir / f"{n}.txt") for n in ("train", "dev"))

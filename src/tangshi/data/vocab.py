@@ -30,13 +30,20 @@ class Vocab:
 
     # ids of the specials
     @property
-    def eos_id(self) -> int: return self.stoi[EOS]
+    def eos_id(self) -> int:
+        return self.stoi[EOS]
+
     @property
-    def oov_id(self) -> int: return self.stoi[OOV]
+    def oov_id(self) -> int:
+        return self.stoi[OOV]
+
     @property
-    def start_id(self) -> int: return self.stoi[START]
+    def start_id(self) -> int:
+        return self.stoi[START]
+
     @property
-    def pad_id(self) -> int: return self.stoi[PAD]
+    def pad_id(self) -> int:
+        return self.stoi[PAD]
 
     @property
     def chars(self) -> tuple[str, ...]:
@@ -50,7 +57,7 @@ class Vocab:
         return ch in self.stoi and ch not in SPECIALS
 
     @classmethod
-    def build(cls, poems: list[str]) -> "Vocab":
+    def build(cls, poems: list[str]) -> Vocab:
         chars = sorted(set("".join(poems)))
         return cls(tuple(chars) + SPECIALS)
 
@@ -80,7 +87,7 @@ class Vocab:
         return {"format": VOCAB_FORMAT, "itos": list(self.itos)}
 
     @classmethod
-    def from_json(cls, obj) -> "Vocab":
+    def from_json(cls, obj) -> Vocab:
         if not isinstance(obj, dict) or obj.get("format") != VOCAB_FORMAT or not isinstance(obj.get("itos"), list):
             raise TangshiError(f"not a tangshi vocabulary (expected format {VOCAB_FORMAT!r})")
         bad = next((i for i, s in enumerate(obj["itos"]) if not isinstance(s, str) or not s), None)
@@ -92,7 +99,7 @@ class Vocab:
         Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path) -> "Vocab":
+    def load(cls, path: Path) -> Vocab:
         path = Path(path)
         if not path.exists():
             raise TangshiError(f"vocabulary file not found: {path}")

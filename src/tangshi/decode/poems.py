@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
-from tangshi.verse import prosody
-from tangshi.errors import TangshiError, check_number
+from tangshi.data.vocab import Vocab
 from tangshi.decode.search import MAX_BEAM, DecodeOptions, check_start, decode, generate_original, mean_log_prob
+from tangshi.errors import TangshiError, check_number
 from tangshi.model.lm import PoetryLM
 from tangshi.text import FORM_NAMES, as_corpus_marks, split_clauses, split_lines, to_simplified, to_traditional
-from tangshi.data.vocab import Vocab
+from tangshi.verse import prosody
 
 GENERATION_CHUNK = 256  # poems decoded per batch: bounds memory, and the first poems print early
 MAX_POEMS = 10_000_000
@@ -62,8 +62,10 @@ def rhyme_groups_known(vocab: Vocab) -> list[dict]:
     specials = frozenset((vocab.eos_id, vocab.oov_id, vocab.start_id, vocab.pad_id))
     known = group_counts(vocab_tables(tuple(vocab.itos), specials))
     table = prosody.rhyme_table()
-    return [{"group": g, "name": prosody.short_group_name(g), "characters": len(table.group_chars[g]), "known": k}
-            for g, k in zip(table.groups, known)]
+    return [
+        {"group": g, "name": prosody.short_group_name(g), "characters": len(table.group_chars[g]), "known": k}
+        for g, k in zip(table.groups, known)
+    ]
 
 
 def _record(text: str, form: str, script: str) -> dict:
@@ -84,8 +86,15 @@ def _record(text: str, form: str, script: str) -> dict:
     return rec
 
 
-def write_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, form: str = "free",
-                script: str = "traditional", **options) -> dict:
+def write_poems(
+    model: PoetryLM,
+    vocab: Vocab,
+    opts: DecodeOptions,
+    n: int = 1,
+    form: str = "free",
+    script: str = "traditional",
+    **options,
+) -> dict:
     """Write `n` poems for one request; returns {"poems": [...], **request_header(...)}, the
     record `tangshi generate --json` prints. See `iter_poems` for the options."""
     poems = list(iter_poems(model, vocab, opts, n, form=form, script=script, **options))
@@ -107,11 +116,23 @@ def request_header(form: str, opts: DecodeOptions, script: str, **options) -> di
     return out
 
 
-def iter_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, form: str = "free",
-               start: str = "", acrostic: str | None = None, rhyme: bool | None = None, tone: str = "off",
-               no_repeat: bool | None = None, script: str = "traditional", at: int = 1,
-               keywords: str | None = None, rhyme_group: str | None = None,
-               candidates: int | None = None) -> Iterator[dict]:
+def iter_poems(
+    model: PoetryLM,
+    vocab: Vocab,
+    opts: DecodeOptions,
+    n: int = 1,
+    form: str = "free",
+    start: str = "",
+    acrostic: str | None = None,
+    rhyme: bool | None = None,
+    tone: str = "off",
+    no_repeat: bool | None = None,
+    script: str = "traditional",
+    at: int = 1,
+    keywords: str | None = None,
+    rhyme_group: str | None = None,
+    candidates: int | None = None,
+) -> Iterator[dict]:
     """The request's poems, one record at a time, decoded in batches of at most GENERATION_CHUNK
     poems: memory stays flat whatever `n` is, and the first poem is ready after one batch.
 
@@ -140,15 +161,29 @@ def iter_poems(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int = 1, f
     constraint = None
     if opts.strategy == "original":
         if form != "free" or acrostic or keywords or rhyme_group:
-            raise TangshiError("--strategy original (alias seed) writes the assignment's free-form text; it takes no "
-                               "form, acrostic, keywords or rhyme group: use another strategy for those")
+            raise TangshiError(
+                "--strategy original (alias seed) writes the assignment's free-form text; it takes no "
+                "form, acrostic, keywords or rhyme group: use another strategy for those"
+            )
         if len(start) != 1:
-            raise TangshiError("--strategy original (alias seed) needs exactly one --start character, as the assignment's "
-                               "procedure has it")
+            raise TangshiError(
+                "--strategy original (alias seed) needs exactly one --start character, as the assignment's "
+                "procedure has it"
+            )
     else:
-        constraint = _constraint(vocab, form, start=start, acrostic=acrostic, rhyme=rhyme and form != "free",
-                                 tone=tone, no_repeat=no_repeat, at=at, keywords=keywords, rhyme_group=rhyme_group,
-                                 max_chars=opts.max_chars)
+        constraint = _constraint(
+            vocab,
+            form,
+            start=start,
+            acrostic=acrostic,
+            rhyme=rhyme and form != "free",
+            tone=tone,
+            no_repeat=no_repeat,
+            at=at,
+            keywords=keywords,
+            rhyme_group=rhyme_group,
+            max_chars=opts.max_chars,
+        )
         check_start(constraint, opts)  # an impossible start is refused now, not at the first batch
     return _stream(model, vocab, opts, n, start, constraint, form, script, candidates)
 
@@ -165,15 +200,19 @@ def check_request(opts: DecodeOptions, n: int, script: str, candidates: int | No
         raise TangshiError(f"unknown script {script!r} (choose from traditional, simplified)")
     check_number("--n", n, 1, MAX_POEMS, integer=True)
     if opts.strategy == "beam" and n > MAX_BEAM:
-        raise TangshiError(f"--n with --strategy beam must be at most {MAX_BEAM} (the beam keeps n hypotheses "
-                           f"at once), got {n}")
+        raise TangshiError(
+            f"--n with --strategy beam must be at most {MAX_BEAM} (the beam keeps n hypotheses at once), got {n}"
+        )
     if candidates is None:
         return
     check_number("--candidates", candidates, 1, MAX_CANDIDATES, integer=True)
     check_number("--n with --candidates", n * candidates, 1, MAX_POEMS, integer=True)
     if opts.strategy != "sample":
-        why = {"beam": "already returns its best hypotheses, ranked", "greedy": "writes the same poem every time",
-               "original": "is the assignment's fixed procedure"}[opts.strategy]
+        why = {
+            "beam": "already returns its best hypotheses, ranked",
+            "greedy": "writes the same poem every time",
+            "original": "is the assignment's fixed procedure",
+        }[opts.strategy]
         raise TangshiError(f"--candidates ranks sampled poems (--strategy sample); --strategy {opts.strategy} {why}")
 
 
@@ -197,8 +236,9 @@ def _texts(model, vocab, opts, n, start, constraint) -> Iterator[list[str]]:
 def _poem_stream(model, vocab, opts, n, start, constraint, form, script) -> Iterator[dict]:
     if opts.strategy == "original":  # one poem at a time anyway: poem i uses seed + i, as the assignment's loop did
         for i in range(n):
-            text = generate_original(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars,
-                                 precision=opts.precision or "fp32")
+            text = generate_original(
+                model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars, precision=opts.precision or "fp32"
+            )
             yield _record(text, form, script)
         return
     if opts.strategy == "beam":  # one search returns the n best
@@ -265,16 +305,22 @@ def _parse_json_poems(text: str, source: str) -> tuple[list[str], dict]:
     items = obj
     if isinstance(obj, dict):
         items = obj.get("poems", obj.get("couplets"))
-        for k, kind in (("form", str), ("script", str), *((k, int if k in ("at", "candidates") else str)
-                                                           for k in HEADER_OPTIONS)):
+        for k, kind in (
+            ("form", str),
+            ("script", str),
+            *((k, int if k in ("at", "candidates") else str) for k in HEADER_OPTIONS),
+        ):
             v = obj.get(k, header.get(k))
             if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
-                raise TangshiError(f"{source} states {k!r} as {v!r}, which is not {'an integer' if kind is int else 'text'}")
+                raise TangshiError(
+                    f"{source} states {k!r} as {v!r}, which is not {'an integer' if kind is int else 'text'}"
+                )
             header[k] = v
         if header["form"] is not None and header["form"] not in FORM_NAMES:
             raise TangshiError(f"{source} states an unknown form {header['form']!r}")
-    expected = ('the JSON that tangshi generate --json or tangshi couplet --json prints '
-                '({"poems": [{"text": ...}, ...]})')
+    expected = (
+        'the JSON that tangshi generate --json or tangshi couplet --json prints ({"poems": [{"text": ...}, ...]})'
+    )
     if not isinstance(items, list):
         raise TangshiError(f"{source} is not {expected}")
     poems = []
@@ -314,13 +360,23 @@ def training_poems(data_dir) -> list[str]:
     from tangshi.data.prepare import read_split
 
     if not (Path(data_dir) / "train.txt").is_file():
-        raise TangshiError(f"training poems not found: {Path(data_dir) / 'train.txt'} (a folder made by tangshi data prepare)")
+        raise TangshiError(
+            f"training poems not found: {Path(data_dir) / 'train.txt'} (a folder made by tangshi data prepare)"
+        )
     return read_split(data_dir, "train")
 
 
 # ---------------------------------------------------------------------------- couplets (tangshi couplet)
-def iter_couplets(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, first: str, n: int = 1, tone: str = "strict",
-                  script: str = "traditional", candidates: int | None = None) -> Iterator[dict]:
+def iter_couplets(
+    model: PoetryLM,
+    vocab: Vocab,
+    opts: DecodeOptions,
+    first: str,
+    n: int = 1,
+    tone: str = "strict",
+    script: str = "traditional",
+    candidates: int | None = None,
+) -> Iterator[dict]:
     """下联 for the 上联 `first` (constraints.couplet), one record at a time:
     {"first", "second", "text", "layout_ok", "opposed", "checked", "shared", "mirrored", "ends_ping"}
     (metrics.score_couplet), plus "score" with `candidates`. Checks run when this is called."""
@@ -328,8 +384,9 @@ def iter_couplets(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, first: str
 
     check_request(opts, n, script, candidates)
     if opts.strategy == "original":
-        raise TangshiError("--strategy original (alias seed) writes the assignment's free-form text; use another "
-                           "strategy for couplets")
+        raise TangshiError(
+            "--strategy original (alias seed) writes the assignment's free-form text; use another strategy for couplets"
+        )
     from tangshi.decode.constraints.couplet import parse_first
 
     first = to_vocab_text(parse_first(first)[0], vocab, "上联")  # the reasons a 上联 is refused come first
@@ -339,8 +396,12 @@ def iter_couplets(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, first: str
     def record(p: dict) -> dict:
         second = c.second(p["text"])
         shown = to_simplified if script == "simplified" else (lambda s: s)
-        rec = {"first": shown(c.first), "second": shown(second), "text": shown(p["text"]),
-               **score_couplet(c.first, second)}
+        rec = {
+            "first": shown(c.first),
+            "second": shown(second),
+            "text": shown(p["text"]),
+            **score_couplet(c.first, second),
+        }
         rec["shared"] = [shown(ch) for ch in rec["shared"]]
         return {**rec, "score": p["score"]} if "score" in p else rec
 

@@ -19,8 +19,8 @@ import dataclasses
 import functools
 import typing
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tangshi.errors import TangshiError
 from tangshi.model.spec import OLD_NAMES
@@ -34,14 +34,30 @@ TONES = ("strict", "loose", "off")
 SCRIPTS = ("traditional", "simplified")
 
 
-def _opt(default, help: str, *, choices: tuple | None = None, aliases: dict | None = None, web: bool = True,
-         flag: str | None = None, hidden: tuple = (), positional: str | None = None):
+def _opt(
+    default,
+    help: str,
+    *,
+    choices: tuple | None = None,
+    aliases: dict | None = None,
+    web: bool = True,
+    flag: str | None = None,
+    hidden: tuple = (),
+    positional: str | None = None,
+):
     """A request field: its default and how the command line and the web API present it.
     flag: the long option ("--" + the name with dashes by default); hidden: (option, value) pairs
     accepted for backward compatibility and not shown; web=False: a setting of the process that
     the command line takes and the web API does not (the decoding precision)."""
-    meta = {"help": help, "choices": choices, "aliases": aliases or {}, "web": web, "flag": flag,
-            "hidden": hidden, "positional": positional}
+    meta = {
+        "help": help,
+        "choices": choices,
+        "aliases": aliases or {},
+        "web": web,
+        "flag": flag,
+        "hidden": hidden,
+        "positional": positional,
+    }
     return field(default=default, metadata=meta)
 
 
@@ -52,12 +68,12 @@ _DECODING_HELP = {
     "beam": "beam width (default 4)",
     "seed": "random seed: the same seed writes the same {what} (default 0)",
     "n": "how many {what}; they are written 256 at a time and printed as each batch finishes "
-         "(with --json the output is one JSON object, streamed)",
+    "(with --json the output is one JSON object, streamed)",
     "candidates": "sample K for each one returned and return the best by mean log-probability per token "
-                  "(shown as score); --n N returns the N best of N·K",
+    "(shown as score); --n N returns the N best of N·K",
     "script": "the script of the output (input may be either; default traditional)",
     "precision": "the decoding step's matrix products: int8 (fbgemm dynamic quantisation, the default on x86 "
-                 "CPUs) or fp32 (the default elsewhere, and for the assignment's procedure, which it reproduces)",
+    "CPUs) or fp32 (the default elsewhere, and for the assignment's procedure, which it reproduces)",
 }
 
 
@@ -87,8 +103,9 @@ class _Decoding:
             if meta.get("aliases") and value in meta["aliases"]:
                 object.__setattr__(self, f.name, meta["aliases"][value])
             elif meta.get("choices") and value is not None and value not in meta["choices"]:
-                raise TangshiError(f"unknown {f.name.replace('_', ' ')} {value!r} "
-                                   f"(choose from {', '.join(meta['choices'])})")
+                raise TangshiError(
+                    f"unknown {f.name.replace('_', ' ')} {value!r} (choose from {', '.join(meta['choices'])})"
+                )
         from tangshi.decode.poems import check_request
 
         check_request(self.decode_options(), self.n, self.script, self.candidates)
@@ -97,8 +114,15 @@ class _Decoding:
         """The sampling settings, as the decoder takes them (checked there: the numbers' ranges)."""
         from tangshi.decode.search import DecodeOptions
 
-        return DecodeOptions(strategy=self.strategy, temperature=self.temperature, top_k=self.top_k,
-                             top_p=self.top_p, beam=self.beam, seed=self.seed, precision=self.precision)
+        return DecodeOptions(
+            strategy=self.strategy,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            beam=self.beam,
+            seed=self.seed,
+            precision=self.precision,
+        )
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace):
@@ -111,24 +135,39 @@ class PoemRequest(_Decoding):
     """Every setting of one request for poems (`tangshi generate`, POST /api/poems)."""
 
     # what to write
-    form: str = _opt("free", "五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free (default free)",
-                     choices=FORM_NAMES)
-    start: str = _opt("", "the poem begins with this text: any number of whole lines, each with its '，' or '。', "
-                          "and part of the next (a continuation)")
+    form: str = _opt(
+        "free", "五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free (default free)", choices=FORM_NAMES
+    )
+    start: str = _opt(
+        "",
+        "the poem begins with this text: any number of whole lines, each with its '，' or '。', "
+        "and part of the next (a continuation)",
+    )
     acrostic: str | None = _opt(None, "line k holds the k-th character at position --at (藏头 by default)")
-    at: int = _opt(1, "the acrostic's position in each line: 1 = first (藏头, default), -1 = last (藏尾), "
-                      "any position between")
+    at: int = _opt(
+        1, "the acrostic's position in each line: 1 = first (藏头, default), -1 = last (藏尾), any position between"
+    )
     keywords: str | None = _opt(None, "every one of these characters appears somewhere in the poem")
     # the rules of the form
     rhyme: bool | None = _opt(None, "even lines rhyme in one 平水韵 平声 group (default on for the four forms)")
-    rhyme_group: str | None = _opt(None, "rhyme in this 平水韵 平声 group: by name (東, 一東, 上平聲一東) or by one of "
-                                         "its characters (see --list-rhyme-groups)")
+    rhyme_group: str | None = _opt(
+        None,
+        "rhyme in this 平水韵 平声 group: by name (東, 一東, 上平聲一東) or by one of "
+        "its characters (see --list-rhyme-groups)",
+    )
     tone: str = _opt("off", "平仄 of regulated verse: strict masks, loose prefers (default off)", choices=TONES)
-    allow_repeats: bool = _opt(False, "let a line or clause repeat inside a poem (by default none does)",
-                               hidden=(("--no-repeat", False), ("--no-no-repeat", True)))
-    strategy: str = _opt("sample", "original (alias seed): the assignment's top-1 procedure, 95 characters; greedy; "
-                                   "sample (temperature, top-k, top-p); beam (default sample)",
-                         choices=("original", "greedy", "sample", "beam"), aliases=STRATEGY_ALIASES)
+    allow_repeats: bool = _opt(
+        False,
+        "let a line or clause repeat inside a poem (by default none does)",
+        hidden=(("--no-repeat", False), ("--no-no-repeat", True)),
+    )
+    strategy: str = _opt(
+        "sample",
+        "original (alias seed): the assignment's top-1 procedure, 95 characters; greedy; "
+        "sample (temperature, top-k, top-p); beam (default sample)",
+        choices=("original", "greedy", "sample", "beam"),
+        aliases=STRATEGY_ALIASES,
+    )
 
     def header(self) -> dict:
         """The fields that follow the poems in the JSON answer."""
@@ -137,8 +176,14 @@ class PoemRequest(_Decoding):
         return request_header(self.form, self.decode_options(), self.script, **self._given())
 
     def _given(self) -> dict:
-        return dict(start=self.start, acrostic=self.acrostic, at=self.at, keywords=self.keywords,
-                    rhyme_group=self.rhyme_group, candidates=self.candidates)
+        return dict(
+            start=self.start,
+            acrostic=self.acrostic,
+            at=self.at,
+            keywords=self.keywords,
+            rhyme_group=self.rhyme_group,
+            candidates=self.candidates,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,10 +192,16 @@ class CoupletRequest(_Decoding):
 
     WHAT: typing.ClassVar[str] = "下联"
     first: str = _opt("", "the first line of the couplet (its closing '，' may be left out)", positional="上联")
-    tone: str = _opt("strict", "strict: 平仄 opposed at each clause's 2nd, 4th, 6th and last character (default "
-                               "strict)", choices=("strict", "off"))
-    strategy: str = _opt("sample", "greedy; sample (temperature, top-k, top-p); beam (default sample)",
-                         choices=("greedy", "sample", "beam"))
+    tone: str = _opt(
+        "strict",
+        "strict: 平仄 opposed at each clause's 2nd, 4th, 6th and last character (default strict)",
+        choices=("strict", "off"),
+    )
+    strategy: str = _opt(
+        "sample",
+        "greedy; sample (temperature, top-k, top-p); beam (default sample)",
+        choices=("greedy", "sample", "beam"),
+    )
 
     def header(self) -> dict:
         from tangshi.decode.poems import couplet_header
@@ -165,12 +216,30 @@ def records(model, vocab, request: PoemRequest | CoupletRequest) -> tuple[Iterat
 
     opts = request.decode_options()
     if isinstance(request, CoupletRequest):
-        stream = iter_couplets(model, vocab, opts, request.first, n=request.n, tone=request.tone,
-                               script=request.script, candidates=request.candidates)
+        stream = iter_couplets(
+            model,
+            vocab,
+            opts,
+            request.first,
+            n=request.n,
+            tone=request.tone,
+            script=request.script,
+            candidates=request.candidates,
+        )
         return stream, request.header()
     r = request
-    stream = iter_poems(model, vocab, opts, n=r.n, form=r.form, rhyme=r.rhyme, tone=r.tone,
-                        no_repeat=not r.allow_repeats, script=r.script, **r._given())
+    stream = iter_poems(
+        model,
+        vocab,
+        opts,
+        n=r.n,
+        form=r.form,
+        rhyme=r.rhyme,
+        tone=r.tone,
+        no_repeat=not r.allow_repeats,
+        script=r.script,
+        **r._given(),
+    )
     return stream, request.header()
 
 

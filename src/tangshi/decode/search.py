@@ -31,13 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tangshi.data.vocab import Vocab
 from tangshi.decode.constraints import FreeConstraint
 from tangshi.errors import TangshiError, check_number
 from tangshi.machine import threads_for
 from tangshi.model.lm import OLD_NAMES, PoetryLM
 from tangshi.model.step_weights import PRECISIONS, default_precision
 from tangshi.text import CLAUSE_SEPARATORS
-from tangshi.data.vocab import Vocab
 
 STRATEGIES = ("original", "greedy", "sample", "beam")
 ORIGINAL_MAX_CHARS = 95  # the assignment stops its generated text at 95 characters
@@ -81,8 +81,14 @@ class DecodeOptions:
 
 # ---------------------------------------------------------------------------- the assignment's procedure
 @torch.no_grad()
-def generate_original(model: PoetryLM, vocab: Vocab, start: str, seed: int = 0,
-                  max_chars: int = ORIGINAL_MAX_CHARS, precision: str = "fp32") -> str:
+def generate_original(
+    model: PoetryLM,
+    vocab: Vocab,
+    start: str,
+    seed: int = 0,
+    max_chars: int = ORIGINAL_MAX_CHARS,
+    precision: str = "fp32",
+) -> str:
     """The assignment's procedure: feed <START> and the start character, then repeatedly
     take the top-1 token; when it is <EOS>, continue from a uniformly random
     character instead (the LSTM state is kept); stop at `max_chars` characters.
@@ -161,8 +167,14 @@ def _forced(allowed: torch.Tensor) -> torch.Tensor | None:
     return torch.from_numpy(a.argmax(axis=1))
 
 
-def _choose(logits: torch.Tensor, allowed: torch.Tensor, bias: torch.Tensor | None, opts: DecodeOptions,
-            gen: torch.Generator, lib=None) -> torch.Tensor:
+def _choose(
+    logits: torch.Tensor,
+    allowed: torch.Tensor,
+    bias: torch.Tensor | None,
+    opts: DecodeOptions,
+    gen: torch.Generator,
+    lib=None,
+) -> torch.Tensor:
     """The next token of every row: logits (B, V) (modified in place), allowed (B, V) bool. One row
     on the CPU is sampled by the compiled kernels `lib` where given (the model's `Runtime.kernels`)."""
     lib = lib if logits.shape[0] == 1 and logits.device.type == "cpu" else None
@@ -182,8 +194,14 @@ def _choose(logits: torch.Tensor, allowed: torch.Tensor, bias: torch.Tensor | No
     return _draw(p, gen)
 
 
-def _choose_compiled(lib, logits: torch.Tensor, allowed: torch.Tensor, bias: torch.Tensor | None,
-                     opts: DecodeOptions, gen: torch.Generator) -> torch.Tensor:
+def _choose_compiled(
+    lib,
+    logits: torch.Tensor,
+    allowed: torch.Tensor,
+    bias: torch.Tensor | None,
+    opts: DecodeOptions,
+    gen: torch.Generator,
+) -> torch.Tensor:
     """`_choose` for one row on the CPU in two compiled calls (csrc/sampling.c) around torch's
     softmax: the same arithmetic, the same filtered probabilities and the same draw from `gen`
     (tests/test_generate.py), at a tenth of the time of the NumPy row path."""
@@ -197,8 +215,9 @@ def _choose_compiled(lib, logits: torch.Tensor, allowed: torch.Tensor, bias: tor
     top_k = opts.top_k if 0 < opts.top_k < V else 0
     u, work = _row_scratch(V)
     u = u.uniform_(0.0, 1.0, generator=gen).item()  # torch.rand(1, generator=gen)'s value, without a new tensor
-    return torch.from_numpy(np.array([lib.sample_row(V, p.data_ptr(), top_k, opts.top_p < 1.0, 1.0 - opts.top_p,
-                                                     u, work.data_ptr())]))
+    return torch.from_numpy(
+        np.array([lib.sample_row(V, p.data_ptr(), top_k, opts.top_p < 1.0, 1.0 - opts.top_p, u, work.data_ptr())])
+    )
 
 
 _SCRATCH = threading.local()
@@ -255,8 +274,9 @@ def _plain_constraint(vocab: Vocab, start: str) -> FreeConstraint:
 
 def check_start(constraint, opts: DecodeOptions) -> None:
     if constraint.max_steps is None and len(constraint.start) > opts.max_chars:
-        raise TangshiError(f"start text '{constraint.start}' is longer than a free-form poem may be "
-                           f"({opts.max_chars} characters)")
+        raise TangshiError(
+            f"start text '{constraint.start}' is longer than a free-form poem may be ({opts.max_chars} characters)"
+        )
 
 
 _CLAUSE = re.compile(f"[^{CLAUSE_SEPARATORS}]+[{CLAUSE_SEPARATORS}]?")
@@ -280,8 +300,15 @@ def _finish_texts(vocab: Vocab, rows, constraint) -> list[str]:
 
 
 @torch.no_grad()
-def decode(model: PoetryLM, vocab: Vocab, n: int, opts: DecodeOptions, start: str = "",
-           constraint=None, gen: torch.Generator | None = None) -> list[str]:
+def decode(
+    model: PoetryLM,
+    vocab: Vocab,
+    n: int,
+    opts: DecodeOptions,
+    start: str = "",
+    constraint=None,
+    gen: torch.Generator | None = None,
+) -> list[str]:
     """Generate `n` poems in one batch; returns their texts (without <EOS>).
 
     `constraint` (constraints.py) carries the form, rhyme, tone, acrostic, start
@@ -292,8 +319,12 @@ def decode(model: PoetryLM, vocab: Vocab, n: int, opts: DecodeOptions, start: st
     if n < 1:
         raise TangshiError(f"the number of poems must be at least 1, got {n}")
     if opts.strategy == "original":
-        return [generate_original(model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars,
-                              precision=opts.precision or "fp32") for i in range(n)]
+        return [
+            generate_original(
+                model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars, precision=opts.precision or "fp32"
+            )
+            for i in range(n)
+        ]
     if constraint is None:
         constraint = _plain_constraint(vocab, start)
     check_start(constraint, opts)
@@ -306,8 +337,9 @@ def decode(model: PoetryLM, vocab: Vocab, n: int, opts: DecodeOptions, start: st
         return _decode_batch(model, vocab, n, opts, constraint, device, gen)
 
 
-def _decode_batch(model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, device,
-                  gen: torch.Generator) -> list[str]:
+def _decode_batch(
+    model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, device, gen: torch.Generator
+) -> list[str]:
     c = constraint
     free = c.max_steps is None
     max_steps = opts.max_chars + 1 if free else c.max_steps
@@ -315,8 +347,12 @@ def _decode_batch(model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, 
     lib = model.runtime.kernels.on(device)
     allowed = c.mask(state, device)  # (B, V) bool
     forced = _forced(allowed)  # every row forced (punctuation, start text, heads, <EOS>): no output layer
-    logits, lstm = model.step(torch.full((n,), vocab.start_id, dtype=torch.long, device=device), None,
-                              logits=forced is None, precision=opts.precision_on(device))
+    logits, lstm = model.step(
+        torch.full((n,), vocab.start_id, dtype=torch.long, device=device),
+        None,
+        logits=forced is None,
+        precision=opts.precision_on(device),
+    )
     out = []  # each step's tokens (n,); a row ends at its <EOS>, or at the length bound
     for t in range(max_steps):
         if free and t == opts.max_chars:
@@ -333,8 +369,9 @@ def _decode_batch(model, vocab: Vocab, n: int, opts: DecodeOptions, constraint, 
 
 
 @torch.no_grad()
-def beam_search(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, start: str = "", constraint=None,
-                n_best: int = 1) -> list[str]:
+def beam_search(
+    model: PoetryLM, vocab: Vocab, opts: DecodeOptions, start: str = "", constraint=None, n_best: int = 1
+) -> list[str]:
     """Beam search over K = max(beam, n_best) hypotheses (score = sum of the model's
     log-probs; masks applied per hypothesis, tone 'loose' penalties added).
     Finished hypotheses (ending in <EOS>) are kept aside and the `n_best` best by
@@ -347,8 +384,9 @@ def beam_search(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, start: str =
     K = max(opts.beam, n_best)
     V = len(vocab)
     with threads_for(K, device):
-        logits, lstm = model.step(torch.tensor([vocab.start_id], device=device), None,
-                                  precision=opts.precision_on(device))
+        logits, lstm = model.step(
+            torch.tensor([vocab.start_id], device=device), None, precision=opts.precision_on(device)
+        )
         state = c.new_state(1)
         prefixes: list[list[int]] = [[]]
         scores = torch.zeros(1, device=device)

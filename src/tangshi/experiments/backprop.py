@@ -24,9 +24,12 @@ from tangshi.outputs import OutputFolder
 
 PAD = 0
 NAMES = {"md": "backprop.md", "json": "backprop.json", "curves": "backprop_curves.png"}
-LABELS = {None: "correct BPTT", "no_cell_state_path": "no cell-state path (δC_t ⊙ f_t dropped)",
-          "input_weights_last_step_only": "input weights from the last step only",
-          "bias_i_o_set_to_delta_f": "b_i, b_o given b_f's gradient"}
+LABELS = {
+    None: "correct BPTT",
+    "no_cell_state_path": "no cell-state path (δC_t ⊙ f_t dropped)",
+    "input_weights_last_step_only": "input weights from the last step only",
+    "bias_i_o_set_to_delta_f": "b_i, b_o given b_f's gradient",
+}
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,9 @@ def run_backprop(out, task: Task = Task(), argv=None, replace: bool = False, log
         with folder.staged() as stage:
             _plot(runs, stage / NAMES["curves"], chance, task)
             (stage / NAMES["md"]).write_text(report, encoding="utf-8")
-            (stage / NAMES["json"]).write_text(json.dumps({"task": task.__dict__, "chance": chance, "runs": runs},
-                                                          indent=1), encoding="utf-8")
+            (stage / NAMES["json"]).write_text(
+                json.dumps({"task": task.__dict__, "chance": chance, "runs": runs}, indent=1), encoding="utf-8"
+            )
     return {"runs": runs, "chance": chance, "report": str(folder.path / NAMES["md"])}
 
 
@@ -106,8 +110,9 @@ def _verdict(run: dict, correct: dict, chance: float) -> str:
 
 def _report(runs: list[dict], task: Task, chance: float) -> str:
     correct = runs[0]
-    rows = "\n".join(f"| {r['label']} | {r['first_dev']:.3f} | {r['final_dev']:.3f} | {_verdict(r, correct, chance)} |"
-                     for r in runs)
+    rows = "\n".join(
+        f"| {r['label']} | {r['first_dev']:.3f} | {r['final_dev']:.3f} | {_verdict(r, correct, chance)} |" for r in runs
+    )
     return f"""
 Task: sequences of {task.length} symbols from an alphabet of {task.alphabet}; the target at position
 t is the symbol seen {task.lag} steps earlier. Chance is ln {task.alphabet} = {chance:.3f} nats. Model: the NumPy twin,
@@ -118,7 +123,7 @@ every run starts from the same weights and sees the same batches. Dev loss: 512 
 |---|---|---|---|
 {rows}
 
-![dev loss of each gradient over steps]({NAMES['curves']})
+![dev loss of each gradient over steps]({NAMES["curves"]})
 """
 
 
@@ -133,8 +138,9 @@ def _plot(runs: list[dict], path, chance: float, task: Task) -> None:
         steps, _, dev = zip(*r["curve"])
         ax.plot(steps, dev, style, linewidth=2, label=r["label"])
     ax.axhline(chance, color="grey", linewidth=1)
-    ax.annotate(f"chance, ln {task.alphabet}", (task.steps, chance), textcoords="offset points", xytext=(-80, 4),
-                color="grey")
+    ax.annotate(
+        f"chance, ln {task.alphabet}", (task.steps, chance), textcoords="offset points", xytext=(-80, 4), color="grey"
+    )
     ax.set_xlabel("step")
     ax.set_ylabel("dev loss (nats)")
     ax.set_title(f"recall the symbol {task.lag} steps back: correct BPTT vs the assignment's errors")

@@ -16,18 +16,18 @@ from pathlib import Path
 
 import torch
 
-from tangshi.model.kernels import detect as detect_kernels  # this process's kernels, chosen once
-from tangshi.machine import cpu_flags, cpu_name
 from tangshi.data.batches import batch_indices, make_batch
+from tangshi.data.splits import load_split
+from tangshi.data.vocab import Vocab
 from tangshi.errors import TangshiError
-from tangshi.model.spec import OLD_NAMES
-from tangshi.train.graph_step import TrainStep
+from tangshi.machine import cpu_flags, cpu_name
+from tangshi.model.kernels import detect as detect_kernels  # this process's kernels, chosen once
 from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
 from tangshi.model.recurrence import OriginalLSTMLayer
-from tangshi.data.splits import load_split
+from tangshi.model.spec import OLD_NAMES
 from tangshi.model.step_weights import default_precision
+from tangshi.train.graph_step import TrainStep
 from tangshi.train.torch_backend import bf16_is_fast
-from tangshi.data.vocab import Vocab
 
 BATCH, SEQ, EMBED, HIDDEN = 128, 64, 256, 256
 
@@ -69,15 +69,18 @@ def _median_ms(fn, repeats: int, warmup: int, device) -> float:
     return statistics.median(times)
 
 
-def _train_step_bench(name, cfg: ModelConfig, batches, device, amp, repeats, warmup, mode="eager",
-                      impl: str = "tangshi") -> Result:
+def _train_step_bench(
+    name, cfg: ModelConfig, batches, device, amp, repeats, warmup, mode="eager", impl: str = "tangshi"
+) -> Result:
     """One Adam step per call (the assignment's lr and weight decay), cycling through `batches`.
     mode "graph": the CUDA-graph step; its warm-up goes three times through the batches, so
     every shape has had its eager warm-up steps and its capture before the timing starts."""
     torch.manual_seed(0)
     model = PoetryLM(cfg, Runtime(impl=impl, kernels=detect_kernels())).to(device).train()
     lr = torch.tensor(0.01, device=device) if mode == "graph" else 0.01
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4, **({"capturable": True} if mode == "graph" else {}))
+    opt = torch.optim.Adam(
+        model.parameters(), lr=lr, weight_decay=1e-4, **({"capturable": True} if mode == "graph" else {})
+    )
     train_step = TrainStep(model, opt, amp=amp, mode=mode, batch_size=BATCH)
     it = {"k": 0}
 
@@ -94,17 +97,34 @@ def _train_step_bench(name, cfg: ModelConfig, batches, device, amp, repeats, war
 
 
 DTYPES = ("auto", "fp32", "bf16")
-KERNELS = {"original": "the assignment's loop (autograd)", "tangshi": "tangshi (hand-written BPTT)",
-           "tangshi_graph": "tangshi (hand-written BPTT), CUDA graphs", "nn_lstm": "torch.nn.LSTM",
-           "numpy": "NumPy twin (hand-written BPTT)", "layer_tangshi": "tangshi (hand-written BPTT)",
-           "layer_tangshi_graph": "tangshi, CUDA graphs", "layer_nn": "torch.nn.LSTM",
-           "gen_qilv": "PoetryLM.step", "gen_qilv_fp32": "PoetryLM.step", "gen_wujue_1000": "PoetryLM.step",
-           "gen_qilv_keywords": "PoetryLM.step", "gen_couplet": "PoetryLM.step"}
+KERNELS = {
+    "original": "the assignment's loop (autograd)",
+    "tangshi": "tangshi (hand-written BPTT)",
+    "tangshi_graph": "tangshi (hand-written BPTT), CUDA graphs",
+    "nn_lstm": "torch.nn.LSTM",
+    "numpy": "NumPy twin (hand-written BPTT)",
+    "layer_tangshi": "tangshi (hand-written BPTT)",
+    "layer_tangshi_graph": "tangshi, CUDA graphs",
+    "layer_nn": "torch.nn.LSTM",
+    "gen_qilv": "PoetryLM.step",
+    "gen_qilv_fp32": "PoetryLM.step",
+    "gen_wujue_1000": "PoetryLM.step",
+    "gen_qilv_keywords": "PoetryLM.step",
+    "gen_couplet": "PoetryLM.step",
+}
 GENERATION_ROWS = ("gen_qilv", "gen_qilv_fp32", "gen_wujue_1000", "gen_qilv_keywords", "gen_couplet")
 
 
-TRAINING_ROWS = ("original", "tangshi", "tangshi_graph", "nn_lstm", "numpy", "layer_tangshi", "layer_tangshi_graph",
-                 "layer_nn")
+TRAINING_ROWS = (
+    "original",
+    "tangshi",
+    "tangshi_graph",
+    "nn_lstm",
+    "numpy",
+    "layer_tangshi",
+    "layer_tangshi_graph",
+    "layer_nn",
+)
 
 
 def check_rows(only: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -118,8 +138,15 @@ def check_rows(only: tuple[str, ...] | None) -> tuple[str, ...] | None:
     return names
 
 
-def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int = 2,
-              checkpoint: Path | None = None, only: tuple[str, ...] | None = None, dtype: str = "auto") -> dict:
+def run_bench(
+    data_dir: Path,
+    device: str = "cpu",
+    repeats: int = 5,
+    warmup: int = 2,
+    checkpoint: Path | None = None,
+    only: tuple[str, ...] | None = None,
+    dtype: str = "auto",
+) -> dict:
     """`dtype`: the training rows' autocast: auto (bf16 where it is fast), fp32, or bf16 (also
     where it is emulated, to compare). The result records what ran: device, CPU flags, threads,
     dtype, and each row's kernel. The training rows read the prepared split in `data_dir`; the
@@ -131,7 +158,7 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TangshiError("--device cuda asked for, but no CUDA device is available")
     amp = bf16_is_fast(dev) if dtype == "auto" else dtype == "bf16"
-    want = (lambda n: only is None or n in only)
+    want = lambda n: only is None or n in only
     results: list[Result] = []
     if any(want(name) for name in TRAINING_ROWS):
         results += _training_rows(Path(data_dir), dev, amp, want, repeats, warmup)
@@ -139,10 +166,17 @@ def run_bench(data_dir: Path, device: str = "cpu", repeats: int = 5, warmup: int
         results.extend(_generation_bench(checkpoint, dev, want))
     ref = {r.name: r.real_tokens / (r.ms / 1e3) for r in results if r.real_tokens}
     rows = [_describe_row(r.as_dict(ref), dev, amp) for r in results]
-    return {"device": _device_name(dev), "cpu_flags": cpu_flags() if dev.type == "cpu" else None,
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": dtype,
-            "bf16_autocast": amp, "fused_cell": detect_kernels().why if dev.type == "cpu" else None,
-            "repeats": repeats, "results": rows}
+    return {
+        "device": _device_name(dev),
+        "cpu_flags": cpu_flags() if dev.type == "cpu" else None,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "dtype": dtype,
+        "bf16_autocast": amp,
+        "fused_cell": detect_kernels().why if dev.type == "cpu" else None,
+        "repeats": repeats,
+        "results": rows,
+    }
 
 
 def _training_rows(data_dir: Path, dev, amp: bool, want, repeats: int, warmup: int) -> list[Result]:
@@ -151,20 +185,36 @@ def _training_rows(data_dir: Path, dev, amp: bool, want, repeats: int, warmup: i
     split = load_split(data_dir, "train", vocab)
     n_batches = repeats + warmup
     plain = batch_indices(len(split.inputs), BATCH, torch.Generator().manual_seed(0))[:n_batches]
-    bucketed = batch_indices(len(split.inputs), BATCH, torch.Generator().manual_seed(0),
-                             lengths=split.lengths, bucket=True)[:n_batches]
-    full = [tuple(t.to(dev) for t in make_batch(split.inputs, split.targets, split.lengths, i, trim=False)) for i in plain]
+    bucketed = batch_indices(
+        len(split.inputs), BATCH, torch.Generator().manual_seed(0), lengths=split.lengths, bucket=True
+    )[:n_batches]
+    full = [
+        tuple(t.to(dev) for t in make_batch(split.inputs, split.targets, split.lengths, i, trim=False)) for i in plain
+    ]
     trimmed = [tuple(t.to(dev) for t in make_batch(split.inputs, split.targets, split.lengths, i)) for i in bucketed]
     base = dict(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=EMBED, hidden_dim=HIDDEN)
     results: list[Result] = []
     if want("original"):
-        results.append(_train_step_bench("original", ModelConfig(**base, pad_in_loss=True), full, dev,
-                                         False, repeats, warmup, impl="original"))
-    steps = (("tangshi", "eager", "tangshi", f"fused BPTT, head on real positions, bucketed batches, bf16 autocast "
-                                             f"{'on' if amp else 'off'}"),
-             ("tangshi_graph", "graph", "tangshi", "tangshi's step replayed from CUDA graphs (one per length, padded "
-                                                   "to a multiple of 8)"),
-             ("nn_lstm", "eager", "nn", "same step with torch.nn.LSTM"))
+        results.append(
+            _train_step_bench(
+                "original", ModelConfig(**base, pad_in_loss=True), full, dev, False, repeats, warmup, impl="original"
+            )
+        )
+    steps = (
+        (
+            "tangshi",
+            "eager",
+            "tangshi",
+            f"fused BPTT, head on real positions, bucketed batches, bf16 autocast {'on' if amp else 'off'}",
+        ),
+        (
+            "tangshi_graph",
+            "graph",
+            "tangshi",
+            "tangshi's step replayed from CUDA graphs (one per length, padded to a multiple of 8)",
+        ),
+        ("nn_lstm", "eager", "nn", "same step with torch.nn.LSTM"),
+    )
     for name, mode, impl, note in steps:
         if want(name) and (mode != "graph" or dev.type == "cuda"):
             r = _train_step_bench(name, ModelConfig(**base), trimmed, dev, amp, repeats, warmup, mode=mode, impl=impl)
@@ -211,8 +261,11 @@ def _decoding_kernels(row: dict) -> str:
     lib = detect_kernels().lib
     one_row = row["name"] != "gen_wujue_1000"
     if row["dtype"] == "int8":
-        product = ("the one-row int8 kernel (AVX-512 VNNI), with the last layer's gate arithmetic in the head's call"
-                   if one_row and lib is not None and lib.gemv_int8_available() else "fbgemm int8")
+        product = (
+            "the one-row int8 kernel (AVX-512 VNNI), with the last layer's gate arithmetic in the head's call"
+            if one_row and lib is not None and lib.gemv_int8_available()
+            else "fbgemm int8"
+        )
     else:
         product = "fp32 matrix-vector products"
     sampler = "compiled sampler" if one_row and lib is not None else "torch/NumPy sampling"
@@ -274,10 +327,10 @@ def _graphed(fn, dev):
 
 
 def _generation_bench(checkpoint, dev, want) -> list[Result]:
+    from tangshi.decode.poems import iter_couplets, write_poems
+    from tangshi.decode.search import DecodeOptions
     from tangshi.model.bundled import bundled_model_path
     from tangshi.model.checkpoint import load_checkpoint
-    from tangshi.decode.search import DecodeOptions
-    from tangshi.decode.poems import iter_couplets, write_poems
 
     try:
         model, vocab, _ = load_checkpoint(checkpoint or bundled_model_path(), device=dev)
@@ -297,8 +350,9 @@ def _generation_bench(checkpoint, dev, want) -> list[Result]:
         ms = _median_ms(lambda: write_poems(model, vocab, opts, n=1000, form="wujue"), 3, 1, dev)
         out.append(Result("gen_wujue_1000", ms, 0, "1,000 五言绝句 in one batch, rhyme on, sampling"))
     if want("gen_qilv_keywords"):
-        ms = _median_ms(lambda: write_poems(model, vocab, opts, n=1, form="qilv", keywords="月山酒", tone="strict"),
-                        5, 1, dev)
+        ms = _median_ms(
+            lambda: write_poems(model, vocab, opts, n=1, form="qilv", keywords="月山酒", tone="strict"), 5, 1, dev
+        )
         out.append(Result("gen_qilv_keywords", ms, 0, "one 七言律诗 with --keywords 月山酒 --tone strict"))
     if want("gen_couplet"):
         ms = _median_ms(lambda: list(iter_couplets(model, vocab, opts, "兩個黃鸝鳴翠柳", n=1)), 5, 1, dev)
@@ -314,13 +368,17 @@ def _device_name(dev) -> str:
 
 def format_bench(res: dict) -> str:
     flags = ", ".join(k for k, v in (res.get("cpu_flags") or {}).items() if v) or "-"
-    lines = [f"device {res['device']} | CPU flags {flags} | threads {res['threads']} | torch {res['torch']} | "
-             f"bf16 autocast {res['bf16_autocast']} (--dtype {res.get('dtype', 'auto')})"
-             + (f" | gate arithmetic: {res['fused_cell']}" if res.get("fused_cell") else ""),
-             f"{'name':<16}{'ms':>10}{'real tok/s':>13}{'vs original':>12}{'vs nn':>8}  note"]
+    lines = [
+        f"device {res['device']} | CPU flags {flags} | threads {res['threads']} | torch {res['torch']} | "
+        f"bf16 autocast {res['bf16_autocast']} (--dtype {res.get('dtype', 'auto')})"
+        + (f" | gate arithmetic: {res['fused_cell']}" if res.get("fused_cell") else ""),
+        f"{'name':<16}{'ms':>10}{'real tok/s':>13}{'vs original':>12}{'vs nn':>8}  note",
+    ]
     # layer rows: "vs nn" is against layer_nn; their tokens are all B×T positions
     for r in res["results"]:
         tps = f"{r['real_tokens_per_s']:,}" if r.get("real_tokens_per_s") else "-"
-        lines.append(f"{r['name']:<16}{r['ms']:>10.1f}{tps:>13}{r.get('speedup_vs_original', '-'):>12}"
-                     f"{r.get('speedup_vs_nn_lstm', r.get('speedup_vs_layer_nn', '-')):>8}  {r.get('note', '')}")
+        lines.append(
+            f"{r['name']:<16}{r['ms']:>10.1f}{tps:>13}{r.get('speedup_vs_original', '-'):>12}"
+            f"{r.get('speedup_vs_nn_lstm', r.get('speedup_vs_layer_nn', '-')):>8}  {r.get('note', '')}"
+        )
     return "\n".join(lines)

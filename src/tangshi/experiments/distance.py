@@ -11,8 +11,8 @@ import json
 
 import numpy as np
 
-from tangshi.outputs import OutputFolder
 from tangshi.lesson.reference_lstm import LstmLayer
+from tangshi.outputs import OutputFolder
 
 NAMES = {"md": "distance.md", "json": "distance.json", "plot": "distance.png"}
 MIN_CHARS = 40  # poems at least this long, so that distances up to 40 are measured on every poem
@@ -24,8 +24,9 @@ def poem_deltas(params: dict, config, ids: list[int], eos: int, cell_path: bool)
     xs = [params["embedding.weight"][i].reshape(-1, 1) for i in ids]
     layers = []
     for l in range(config.num_layers):
-        layer = LstmLayer.from_canonical(params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"],
-                                         params[f"lstm.{l}.bias"])
+        layer = LstmLayer.from_canonical(
+            params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"], params[f"lstm.{l}.bias"]
+        )
         xs = layer.forward(xs)
         layers.append(layer)
     s = W_head @ xs[-1] + params["head.bias"].reshape(-1, 1)
@@ -36,15 +37,17 @@ def poem_deltas(params: dict, config, ids: list[int], eos: int, cell_path: bool)
     top = layers[-1]
     top.calc_delta(dh, cell_path=cell_path)
     T = len(ids)
-    return (np.array([np.linalg.norm(top.dh[t]) for t in range(1, T + 1)]),
-            np.array([np.linalg.norm(top.dC[t]) for t in range(1, T + 1)]))
+    return (
+        np.array([np.linalg.norm(top.dh[t]) for t in range(1, T + 1)]),
+        np.array([np.linalg.norm(top.dC[t]) for t in range(1, T + 1)]),
+    )
 
 
 def run_distance(checkpoint, data_dir, out, n_poems: int = 100, argv=None, replace: bool = False, log=print) -> dict:
-    from tangshi.model.checkpoint import load_checkpoint
     from tangshi.data.prepare import read_split
     from tangshi.errors import TangshiError
     from tangshi.experiments.report import _header
+    from tangshi.model.checkpoint import load_checkpoint
 
     model, vocab, _ = load_checkpoint(checkpoint)
     params = {k: v.double().numpy() for k, v in model.canonical_state_dict().items()}
@@ -63,12 +66,18 @@ def run_distance(checkpoint, data_dir, out, n_poems: int = 100, argv=None, repla
             if (k + 1) % 25 == 0:
                 log(f"{k + 1} poems")
         curves = {k: np.exp(v).tolist() for k, v in logs.items()}
-        res = {"checkpoint": _shown(checkpoint), "data": str(data_dir), "poems": len(poems), "distances": D,
-               "curves": curves}
+        res = {
+            "checkpoint": _shown(checkpoint),
+            "data": str(data_dir),
+            "poems": len(poems),
+            "distances": D,
+            "curves": curves,
+        }
         with folder.staged() as stage:
             _plot(curves, stage / NAMES["plot"], len(poems))
-            (stage / NAMES["md"]).write_text(_header("How far back the gradient reaches", argv) + _report(res),
-                                             encoding="utf-8")
+            (stage / NAMES["md"]).write_text(
+                _header("How far back the gradient reaches", argv) + _report(res), encoding="utf-8"
+            )
             (stage / NAMES["json"]).write_text(json.dumps(res, indent=1), encoding="utf-8")
     return {**res, "report": str(folder.path / NAMES["md"])}
 
@@ -87,11 +96,13 @@ def _ratio(curve: list[float], d: int) -> float:
 
 def _report(res: dict) -> str:
     c = res["curves"]
-    rows = "\n".join(f"| {d} | {c['dh'][d]:.2e} | {c['dC'][d]:.2e} | {c['dh_original'][d]:.2e} | {c['dC_original'][d]:.2e} |"
-                     for d in (0, 1, 2, 5, 10, 20, 30, res["distances"] - 1))
+    rows = "\n".join(
+        f"| {d} | {c['dh'][d]:.2e} | {c['dC'][d]:.2e} | {c['dh_original'][d]:.2e} | {c['dC_original'][d]:.2e} |"
+        for d in (0, 1, 2, 5, 10, 20, 30, res["distances"] - 1)
+    )
     far = res["distances"] - 1
     return f"""
-Model: {res['checkpoint']}. Poems: the first {res['poems']} of {res['data']}/dev.txt with at least {MIN_CHARS}
+Model: {res["checkpoint"]}. Poems: the first {res["poems"]} of {res["data"]}/dev.txt with at least {MIN_CHARS}
 characters (the bundled model may have trained on some of them; that does not matter here). For each
 poem, E = −ln p(<EOS>) at its last step T; the table gives the geometric mean over the poems of the
 top layer's ‖δh_t‖ and ‖δC_t‖ at distance T − t, with correct BPTT and without the cell-state path.
@@ -100,11 +111,11 @@ top layer's ‖δh_t‖ and ‖δC_t‖ at distance T − t, with correct BPTT a
 |---|---|---|---|---|
 {rows}
 
-From distance 0 to {far}, ‖δC_t‖ falls by a factor {1 / _ratio(c['dC'], far):.3g} with correct BPTT and by
-{1 / _ratio(c['dC_original'], far):.3g} without the cell-state path; ‖δh_t‖ by {1 / _ratio(c['dh'], far):.3g} and
-{1 / _ratio(c['dh_original'], far):.3g}. At distance 0 the two agree (nothing has come back through time yet).
+From distance 0 to {far}, ‖δC_t‖ falls by a factor {1 / _ratio(c["dC"], far):.3g} with correct BPTT and by
+{1 / _ratio(c["dC_original"], far):.3g} without the cell-state path; ‖δh_t‖ by {1 / _ratio(c["dh"], far):.3g} and
+{1 / _ratio(c["dh_original"], far):.3g}. At distance 0 the two agree (nothing has come back through time yet).
 
-![‖δh_t‖ and ‖δC_t‖ against distance]({NAMES['plot']})
+![‖δh_t‖ and ‖δC_t‖ against distance]({NAMES["plot"]})
 """
 
 
@@ -128,4 +139,3 @@ def _plot(curves: dict, path, n: int) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-

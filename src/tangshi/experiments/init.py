@@ -17,18 +17,40 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tangshi.data.prepare import require_prepared
-from tangshi.experiments.report import COLOURS, LINESTYLES, data_meta, header_fields, plain_log_ticks, pyplot, render_header, replot_report, stage_report, trained_line, unigram_perplexity
+from tangshi.experiments.report import (
+    COLOURS,
+    LINESTYLES,
+    data_meta,
+    header_fields,
+    plain_log_ticks,
+    pyplot,
+    render_header,
+    replot_report,
+    stage_report,
+    trained_line,
+    unigram_perplexity,
+)
+from tangshi.experiments.study import SYMMETRY_TOL, RunSpec, Study
 from tangshi.model.lm import CONSTANT_INIT
 from tangshi.outputs import OutputFolder
-from tangshi.experiments.study import SYMMETRY_TOL, RunSpec, Study
 
 ARMS = ("zeros", "constant", "uniform1e-4", "xavier", "torch")
-LABELS = {"zeros": "all zeros", "constant": f"constant {CONSTANT_INIT:g}", "uniform1e-4": "U(±1e-4)",
-          "xavier": "Xavier", "torch": "PyTorch default"}
+LABELS = {
+    "zeros": "all zeros",
+    "constant": f"constant {CONSTANT_INIT:g}",
+    "uniform1e-4": "U(±1e-4)",
+    "xavier": "Xavier",
+    "torch": "PyTorch default",
+}
 VARIANTS = (("adam", False), ("sgd", False), ("adam", True), ("sgd", True))  # the first: the assignment's recipe
 LR = {"adam": 0.01, "sgd": 1.0}  # Adam: the assignment's; SGD: plain (no momentum), no clipping
-NAMES = {"md": "init.md", "json": "init.json", "curves": "init_curves.png", "units": "init_units.png",
-         "grads": "init_grads.png"}
+NAMES = {
+    "md": "init.md",
+    "json": "init.json",
+    "curves": "init_curves.png",
+    "units": "init_units.png",
+    "grads": "init_grads.png",
+}
 FORMAT = "tangshi-init/2"
 TRAINS = 0.95  # a run "trains" when its best dev perplexity is more than 5% below the unigram perplexity
 
@@ -59,17 +81,37 @@ def specs(b: Budget, backend: str) -> list[RunSpec]:
             continue
         epochs = b.epochs if k == 0 else b.variant_epochs
         for arm in ARMS:
-            train = dict(epochs=epochs, optimizer=opt, lr=LR[opt], weight_decay=1e-4, momentum=0.0, seed=0,
-                         batch_size=b.batch_size, backend=backend, amp=False)
+            train = dict(
+                epochs=epochs,
+                optimizer=opt,
+                lr=LR[opt],
+                weight_decay=1e-4,
+                momentum=0.0,
+                seed=0,
+                batch_size=b.batch_size,
+                backend=backend,
+                amp=False,
+            )
             model = {**b.model, "init": arm, "relu_logits": relu}
-            out.append(RunSpec(f"{arm}-{opt}{'-relu' if relu else ''}-e{epochs}", model, train,
-                               ("symmetry", "grads", "moved")))
+            out.append(
+                RunSpec(f"{arm}-{opt}{'-relu' if relu else ''}-e{epochs}", model, train, ("symmetry", "grads", "moved"))
+            )
     return out
 
 
-def run_study(data_dir: Path, out: Path, budget: Budget = Budget(), backend: str = "torch",
-              argv: list[str] | None = None, work: Path | None = None, jobs: int = 1, threads: int | None = None,
-              log=print, replace: bool = False, partial: bool = False) -> dict:
+def run_study(
+    data_dir: Path,
+    out: Path,
+    budget: Budget = Budget(),
+    backend: str = "torch",
+    argv: list[str] | None = None,
+    work: Path | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    log=print,
+    replace: bool = False,
+    partial: bool = False,
+) -> dict:
     """Train the runs not yet recorded and write the report; with `partial`, train nothing and
     report the runs finished so far."""
     data_dir, out = require_prepared(data_dir), Path(out)  # fail before creating anything
@@ -86,10 +128,17 @@ def run_study(data_dir: Path, out: Path, budget: Budget = Budget(), backend: str
                 study.run(plan)
         recorded = {s.name: study.recorded(s) for s in plan}
         header["trained"] = trained_line([study.trained(n) for n, r in recorded.items() if r is not None])
-        doc = {"format": FORMAT, "backend": backend, "header": header, "data": str(data_dir),
-               "data_meta": data_meta(data_dir), "budget": asdict(budget), "unigram_ppl": unigram_perplexity(data_dir),
-               "runs": {n: r for n, r in recorded.items() if r is not None},
-               "missing": [n for n, r in recorded.items() if r is None]}
+        doc = {
+            "format": FORMAT,
+            "backend": backend,
+            "header": header,
+            "data": str(data_dir),
+            "data_meta": data_meta(data_dir),
+            "budget": asdict(budget),
+            "unigram_ppl": unigram_perplexity(data_dir),
+            "runs": {n: r for n, r in recorded.items() if r is not None},
+            "missing": [n for n, r in recorded.items() if r is None],
+        }
         write_report(folder, doc, names)
     return {"doc": doc, "report": str(folder.path / names["md"])}
 
@@ -100,10 +149,18 @@ def replot(out: Path, backend: str = "torch") -> dict:
 
 def write_report(folder: OutputFolder, doc: dict, names: dict, rendered_again: bool = False) -> None:
     table = facts(doc)
-    stage_report(folder, doc, names, {"curves": lambda p: _plot_curves(doc, table, p),
-                                      "units": lambda p: _plot_units(doc, table, p),
-                                      "grads": lambda p: _plot_grads(doc, table, p)},
-                 render(doc, table, names, rendered_again), rendered_again)
+    stage_report(
+        folder,
+        doc,
+        names,
+        {
+            "curves": lambda p: _plot_curves(doc, table, p),
+            "units": lambda p: _plot_units(doc, table, p),
+            "grads": lambda p: _plot_grads(doc, table, p),
+        },
+        render(doc, table, names, rendered_again),
+        rendered_again,
+    )
 
 
 # ---------------------------------------------------------------------------- the numbers
@@ -118,12 +175,25 @@ def facts(doc: dict) -> list[dict]:
         moved = probes.get(last, {}).get("moved", {})
         step1 = probes.get(1, {}).get("grad_norms", {})
         best = math.inf if rec["diverged"] else rec["best"]["dev_ppl"]
-        rows.append({"name": name, "arm": spec["model"]["init"], "optimizer": spec["train"]["optimizer"],
-                     "relu": spec["model"]["relu_logits"], "epochs": spec["train"]["epochs"], "best": best,
-                     "best_epoch": rec["best"]["epoch"] if rec["best"] else None, "units": units,
-                     "units_end": units[max(units)] if units else None, "moved": moved, "step1": step1,
-                     "still": sorted(k for k, v in moved.items() if v == 0), "diverged": rec["diverged"],
-                     "trains": best < TRAINS * doc["unigram_ppl"], "wall_s": rec["wall_s"]})
+        rows.append(
+            {
+                "name": name,
+                "arm": spec["model"]["init"],
+                "optimizer": spec["train"]["optimizer"],
+                "relu": spec["model"]["relu_logits"],
+                "epochs": spec["train"]["epochs"],
+                "best": best,
+                "best_epoch": rec["best"]["epoch"] if rec["best"] else None,
+                "units": units,
+                "units_end": units[max(units)] if units else None,
+                "moved": moved,
+                "step1": step1,
+                "still": sorted(k for k, v in moved.items() if v == 0),
+                "diverged": rec["diverged"],
+                "trains": best < TRAINS * doc["unigram_ppl"],
+                "wall_s": rec["wall_s"],
+            }
+        )
     return rows
 
 
@@ -138,31 +208,56 @@ def verdicts(doc: dict, table: list[dict]) -> list[str]:
         parts = []
         for r in zero:
             moved = sorted(set(r["moved"]) - set(r["still"]))
-            parts.append(f"{variant_name(r['optimizer'], r['relu'])}: {r['units_end']} distinct unit(s), parameters "
-                         f"that moved: {', '.join(moved) or 'none'}, best dev ppl {r['best']:.2f}")
+            parts.append(
+                f"{variant_name(r['optimizer'], r['relu'])}: {r['units_end']} distinct unit(s), parameters "
+                f"that moved: {', '.join(moved) or 'none'}, best dev ppl {r['best']:.2f}"
+            )
         stuck = all(set(r["moved"]) - set(r["still"]) <= {"head.bias"} for r in zero)
-        why = (" With every weight 0, h_t = 0 at every step, so every gradient but the output bias's is exactly 0: "
-               "the model can learn character frequencies and nothing else.")
+        why = (
+            " With every weight 0, h_t = 0 at every step, so every gradient but the output bias's is exactly 0: "
+            "the model can learn character frequencies and nothing else."
+        )
         if any(r["relu"] for r in zero):
             why += " Under ReLU even the bias's gradient is 0, because ReLU's derivative at 0 is 0."
         original_zero = _pick(table).get("zeros")
         if original_zero and original_zero["best"] > uni:
-            why += (f" With the assignment's recipe it ends above the unigram perplexity ({original_zero['best']:.2f} > {uni:.2f}): "
-                    "Adam moves each bias by about lr = 0.01 a step, and the unigram log-probabilities span many nats.")
-        out.append("1. *All-zero weights fail.* — " + ("**confirmed**" if stuck else "**refuted**") +
-                   f" (unigram perplexity {uni:.2f}): " + "; ".join(parts) + "." + (why if stuck else ""))
+            why += (
+                f" With the assignment's recipe it ends above the unigram perplexity ({original_zero['best']:.2f} > {uni:.2f}): "
+                "Adam moves each bias by about lr = 0.01 a step, and the unigram log-probabilities span many nats."
+            )
+        out.append(
+            "1. *All-zero weights fail.* — "
+            + ("**confirmed**" if stuck else "**refuted**")
+            + f" (unigram perplexity {uni:.2f}): "
+            + "; ".join(parts)
+            + "."
+            + (why if stuck else "")
+        )
     const = [r for r in table if r["arm"] == "constant"]
     if const:
         sym = all(set(r["units"].values()) == {1} for r in const)
         moving = all(not r["still"] for r in const)
-        word = "**symmetric but not stuck**" if sym and moving else "**symmetric and stuck**" if sym else "**not symmetric**"
-        out.append(f"2. *A constant non-zero init.* — {word}: in every variant the hidden units stay "
-                   + ("exactly one distinct unit at every recorded step" if sym else "distinct (see the table)")
-                   + (", while every parameter moves" if moving else "") + "; best dev ppl "
-                   + ", ".join(f"{variant_name(r['optimizer'], r['relu'])} {r['best']:.2f}" for r in const)
-                   + f" ({sum(r['trains'] for r in const)} of {len(const)} more than 5% below the unigram perplexity {uni:.2f})"
-                   + (". The network trains as if it had one hidden unit: symmetry, not zero, is what all-zero weights "
-                      "cannot escape, and a constant init cannot escape it either." if sym else "."))
+        word = (
+            "**symmetric but not stuck**"
+            if sym and moving
+            else "**symmetric and stuck**"
+            if sym
+            else "**not symmetric**"
+        )
+        out.append(
+            f"2. *A constant non-zero init.* — {word}: in every variant the hidden units stay "
+            + ("exactly one distinct unit at every recorded step" if sym else "distinct (see the table)")
+            + (", while every parameter moves" if moving else "")
+            + "; best dev ppl "
+            + ", ".join(f"{variant_name(r['optimizer'], r['relu'])} {r['best']:.2f}" for r in const)
+            + f" ({sum(r['trains'] for r in const)} of {len(const)} more than 5% below the unigram perplexity {uni:.2f})"
+            + (
+                ". The network trains as if it had one hidden unit: symmetry, not zero, is what all-zero weights "
+                "cannot escape, and a constant init cannot escape it either."
+                if sym
+                else "."
+            )
+        )
     orig = _pick(table)
     random_arms = [a for a in ("uniform1e-4", "xavier", "torch") if a in orig]
     if "xavier" in orig and len(random_arms) > 1:
@@ -175,20 +270,33 @@ def verdicts(doc: dict, table: list[dict]) -> list[str]:
         if ranked[0] == "xavier":
             lead = f"Xavier is best, {orig[ranked[1]]['best'] - x['best']:.2f} points ahead of {LABELS[ranked[1]]}"
         else:
-            lead = (f"Xavier is not the best here: {LABELS[ranked[0]]} beats it by "
-                    f"{x['best'] - orig[ranked[0]]['best']:.2f} points")
-        text = (f"3. *Xavier works.* — with the assignment's recipe ({_epochs(x['epochs'])}, Adam), "
-                + ("every random init keeps all its units distinct" if broken else "not every random init keeps its units distinct")
-                + f" and {len(below)} of {len(random_arms)} end more than 5% below the unigram perplexity; best dev ppl {order}. {lead}.")
+            lead = (
+                f"Xavier is not the best here: {LABELS[ranked[0]]} beats it by "
+                f"{x['best'] - orig[ranked[0]]['best']:.2f} points"
+            )
+        text = (
+            f"3. *Xavier works.* — with the assignment's recipe ({_epochs(x['epochs'])}, Adam), "
+            + (
+                "every random init keeps all its units distinct"
+                if broken
+                else "not every random init keeps its units distinct"
+            )
+            + f" and {len(below)} of {len(random_arms)} end more than 5% below the unigram perplexity; best dev ppl {order}. {lead}."
+        )
         sgd = _pick(table, "sgd")
         if "xavier" in sgd and "uniform1e-4" in sgd:
             a, u = sgd["xavier"], sgd["uniform1e-4"]
             gap_sgd, gap_adam = u["best"] - a["best"], orig["uniform1e-4"]["best"] - x["best"]
-            text += (f" Under plain SGD ({_epochs(a['epochs'])}), where the step is the raw gradient, U(±1e-4) ends "
-                     f"{gap_sgd:+.2f} points from Xavier; under Adam {gap_adam:+.2f}. "
-                     + ("The tiny init loses more where the step is the raw gradient: Adam divides each step by the "
-                        "parameter's own gradient scale, so tiny weights with tiny gradients still move." if gap_sgd > gap_adam
-                        else "The tiny init does not lose more under SGD at this budget."))
+            text += (
+                f" Under plain SGD ({_epochs(a['epochs'])}), where the step is the raw gradient, U(±1e-4) ends "
+                f"{gap_sgd:+.2f} points from Xavier; under Adam {gap_adam:+.2f}. "
+                + (
+                    "The tiny init loses more where the step is the raw gradient: Adam divides each step by the "
+                    "parameter's own gradient scale, so tiny weights with tiny gradients still move."
+                    if gap_sgd > gap_adam
+                    else "The tiny init does not lose more under SGD at this budget."
+                )
+            )
         out.append(text)
     return out
 
@@ -196,33 +304,58 @@ def verdicts(doc: dict, table: list[dict]) -> list[str]:
 # ---------------------------------------------------------------------------- the report
 def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = False) -> str:
     b = doc["budget"]
-    model = "the tiny model of --quick " + json.dumps(b["model"]) if b["model"] else \
-        "the assignment's model (embedding 256, 1×LSTM 256, PAD masked)"
-    lines = [render_header(f"Initialisation: zeros, constant, U(±1e-4), Xavier, PyTorch's default ({doc['backend']} "
-                           "backend)", doc["header"], rendered_again), ""]
+    model = (
+        "the tiny model of --quick " + json.dumps(b["model"])
+        if b["model"]
+        else "the assignment's model (embedding 256, 1×LSTM 256, PAD masked)"
+    )
+    lines = [
+        render_header(
+            f"Initialisation: zeros, constant, U(±1e-4), Xavier, PyTorch's default ({doc['backend']} backend)",
+            doc["header"],
+            rendered_again,
+        ),
+        "",
+    ]
     if doc.get("missing"):
-        lines.append(f"> **Incomplete** (`--partial`): {len(doc['runs'])} of {len(doc['runs']) + len(doc['missing'])} "
-                     f"runs are finished; still to train: {', '.join(doc['missing'])}. Every number and verdict below "
-                     "uses the finished runs only; the same command without `--partial` continues the study.\n")
-    lines.append(f"Data: `{doc['data']}` ({doc['data_meta']}). Every run: {model}, batch {b['batch_size']}, seed 0, "
-                 "weight decay 1e-4; only the initialisation, the optimiser and the ReLU differ.\n")
-    lines.append(f"**Budget.** The assignment's recipe (Adam lr 0.01, no ReLU): **{b['epochs']} epochs** for each arm. "
-                 f"Variants, {_epochs(b['variant_epochs'])} each (enough to show symmetry): plain SGD lr {LR['sgd']:g} "
-                 "(no momentum, no clipping), and the assignment's ReLU on the logits with each optimiser"
-                 + (" (the NumPy backend runs no ReLU variant)" if doc["backend"] == "numpy" else "") + ".\n")
-    lines.append(f"Distinct units = groups of hidden units whose weights (gate columns of weight_ih and weight_hh, row "
-                 f"of weight_hh, biases, head column) agree within {SYMMETRY_TOL:g}. Unigram perplexity of the dev "
-                 f"set (training-set character frequencies): **{doc['unigram_ppl']:.2f}**.\n")
+        lines.append(
+            f"> **Incomplete** (`--partial`): {len(doc['runs'])} of {len(doc['runs']) + len(doc['missing'])} "
+            f"runs are finished; still to train: {', '.join(doc['missing'])}. Every number and verdict below "
+            "uses the finished runs only; the same command without `--partial` continues the study.\n"
+        )
+    lines.append(
+        f"Data: `{doc['data']}` ({doc['data_meta']}). Every run: {model}, batch {b['batch_size']}, seed 0, "
+        "weight decay 1e-4; only the initialisation, the optimiser and the ReLU differ.\n"
+    )
+    lines.append(
+        f"**Budget.** The assignment's recipe (Adam lr 0.01, no ReLU): **{b['epochs']} epochs** for each arm. "
+        f"Variants, {_epochs(b['variant_epochs'])} each (enough to show symmetry): plain SGD lr {LR['sgd']:g} "
+        "(no momentum, no clipping), and the assignment's ReLU on the logits with each optimiser"
+        + (" (the NumPy backend runs no ReLU variant)" if doc["backend"] == "numpy" else "")
+        + ".\n"
+    )
+    lines.append(
+        f"Distinct units = groups of hidden units whose weights (gate columns of weight_ih and weight_hh, row "
+        f"of weight_hh, biases, head column) agree within {SYMMETRY_TOL:g}. Unigram perplexity of the dev "
+        f"set (training-set character frequencies): **{doc['unigram_ppl']:.2f}**.\n"
+    )
     shown = (0, 1, 10, 100)
-    lines.append("| init | variant | epochs | best dev ppl | distinct units at step " + " / ".join(map(str, shown))
-                 + " / the run's last step | parameters that never moved | wall s |")
+    lines.append(
+        "| init | variant | epochs | best dev ppl | distinct units at step "
+        + " / ".join(map(str, shown))
+        + " / the run's last step | parameters that never moved | wall s |"
+    )
     lines.append("|---|---|---|---|---|---|---|")
     for r in table:
         u = " / ".join(str(r["units"].get(s, "-")) for s in shown) + f" / {r['units_end']}"
         best = "diverged" if r["diverged"] else f"{r['best']:.2f}"
-        lines.append(f"| {LABELS[r['arm']]} | {variant_name(r['optimizer'], r['relu'])} | {r['epochs']} | {best} | "
-                     f"{u} | {', '.join(r['still']) or '-'} | {r['wall_s']:.0f} |")
-    lines.append(f"\n![curves]({names['curves']})\n\n![distinct units]({names['units']})\n\n![gradient norms]({names['grads']})\n")
+        lines.append(
+            f"| {LABELS[r['arm']]} | {variant_name(r['optimizer'], r['relu'])} | {r['epochs']} | {best} | "
+            f"{u} | {', '.join(r['still']) or '-'} | {r['wall_s']:.0f} |"
+        )
+    lines.append(
+        f"\n![curves]({names['curves']})\n\n![distinct units]({names['units']})\n\n![gradient norms]({names['grads']})\n"
+    )
     orig = _pick(table)
     if orig:
         params = list(next(iter(orig.values()))["step1"])
@@ -255,7 +388,9 @@ def _finish(fig, axes, path, plt):
     handles, labels = axes[0].get_legend_handles_labels()
     if labels:
         fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, 0))
-    fig.tight_layout(rect=(0, 0.08, 1, 1)); fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _plot_curves(doc, table, path):
@@ -267,10 +402,18 @@ def _plot_curves(doc, table, path):
             if (r["optimizer"], r["relu"]) != (opt, relu):
                 continue
             h = [x for x in doc["runs"][r["name"]]["history"] if math.isfinite(x["dev_ppl"])]
-            ax.plot([x["epoch"] for x in h], [x["dev_ppl"] for x in h], color=COLOURS[r["arm"]], marker=".",
-                    label=LABELS[r["arm"]])
+            ax.plot(
+                [x["epoch"] for x in h],
+                [x["dev_ppl"] for x in h],
+                color=COLOURS[r["arm"]],
+                marker=".",
+                label=LABELS[r["arm"]],
+            )
         ax.axhline(doc["unigram_ppl"], color="k", ls=":", lw=1)
-        ax.set_title(variant_name(opt, relu)); ax.set_xlabel("epoch"); ax.set_yscale("log"); ax.grid(alpha=0.3, which="both")
+        ax.set_title(variant_name(opt, relu))
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
         plain_log_ticks(ax, "y")
     axes[0].set_ylabel("dev perplexity")
     _finish(fig, axes, path, plt)
@@ -279,14 +422,25 @@ def _plot_curves(doc, table, path):
 def _plot_units(doc, table, path):
     plt = pyplot()
     vs = _variants(table)
-    fig, axes = _grid(plt, len(vs), "distinct hidden units over steps (arms that agree draw over each other)",
-                      sharey=True)
+    fig, axes = _grid(
+        plt, len(vs), "distinct hidden units over steps (arms that agree draw over each other)", sharey=True
+    )
     for ax, (opt, relu) in zip(axes, vs):
         for k, r in enumerate(t for t in table if (t["optimizer"], t["relu"]) == (opt, relu)):
             xs = [max(s, 0.5) for s in r["units"]]  # step 0 drawn at 0.5 on the log axis
-            ax.plot(xs, list(r["units"].values()), color=COLOURS[r["arm"]], marker="o", ms=3,
-                    ls=LINESTYLES[k % len(LINESTYLES)], label=LABELS[r["arm"]])
-        ax.set_title(variant_name(opt, relu)); ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("step (0 at 0.5)")
+            ax.plot(
+                xs,
+                list(r["units"].values()),
+                color=COLOURS[r["arm"]],
+                marker="o",
+                ms=3,
+                ls=LINESTYLES[k % len(LINESTYLES)],
+                label=LABELS[r["arm"]],
+            )
+        ax.set_title(variant_name(opt, relu))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("step (0 at 0.5)")
         ax.grid(alpha=0.3, which="both")
         plain_log_ticks(ax)
     axes[0].set_ylabel("distinct units")
@@ -302,18 +456,26 @@ def _plot_grads(doc, table, path):
     fig, grid = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.3 * rows), squeeze=False)
     fig.suptitle("gradient norm per parameter over steps (the assignment's recipe; zero norms not drawn)")
     axes = list(grid.flat)
-    for ax in axes[len(params):]:
+    for ax in axes[len(params) :]:
         ax.axis("off")
     for ax, p in zip(axes, params):
         for arm, r in orig.items():
-            pts = [(s, v["grad_norms"][p]) for s, v in sorted((int(k), v) for k, v in doc["runs"][r["name"]]["probes"].items())
-                   if "grad_norms" in v and v["grad_norms"].get(p, 0) > 0]
+            pts = [
+                (s, v["grad_norms"][p])
+                for s, v in sorted((int(k), v) for k, v in doc["runs"][r["name"]]["probes"].items())
+                if "grad_norms" in v and v["grad_norms"].get(p, 0) > 0
+            ]
             ax.plot([s for s, _ in pts], [g for _, g in pts], color=COLOURS[arm], marker=".", label=LABELS[arm])
-        ax.set_title(p, fontsize=9); ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("step")
+        ax.set_title(p, fontsize=9)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
         ax.grid(alpha=0.3, which="both")
         plain_log_ticks(ax, "x")
     for ax in grid[:, 0]:
         ax.set_ylabel("‖gradient‖")
     if not params:
-        axes[0].text(0.5, 0.5, "no run with the assignment's recipe is finished yet", ha="center", transform=axes[0].transAxes)
+        axes[0].text(
+            0.5, 0.5, "no run with the assignment's recipe is finished yet", ha="center", transform=axes[0].transAxes
+        )
     _finish(fig, axes, path, plt)

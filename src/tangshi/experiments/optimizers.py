@@ -21,9 +21,23 @@ from pathlib import Path
 
 from tangshi.data.prepare import require_prepared
 from tangshi.errors import TangshiError
-from tangshi.experiments.report import COLOURS, data_meta, fmt_summary, header_fields, plain_log_ticks, pyplot, render_header, replot_report, separated, stage_report, summary, thin, trained_line
-from tangshi.outputs import OutputFolder
+from tangshi.experiments.report import (
+    COLOURS,
+    data_meta,
+    fmt_summary,
+    header_fields,
+    plain_log_ticks,
+    pyplot,
+    render_header,
+    replot_report,
+    separated,
+    stage_report,
+    summary,
+    thin,
+    trained_line,
+)
 from tangshi.experiments.study import RunSpec, Study
+from tangshi.outputs import OutputFolder
 
 LADDER = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 OPTIMIZERS = ("adam", "adagrad", "adamw", "sgd")
@@ -32,8 +46,13 @@ MAX_GRID = 7
 ORIGINAL_WD = 1e-4  # the assignment's weight decay: coupled L2 for adam/adagrad/sgd, decoupled for adamw
 CONTROLS = ("adam", "adagrad")  # also run with weight decay 0
 MOMENTUM = 0.9
-NAMES = {"md": "optimizers.md", "json": "optimizers.json", "final": "optimizers_final.png",
-         "sweep": "optimizers_sweep.png", "updates": "optimizers_updates.png"}
+NAMES = {
+    "md": "optimizers.md",
+    "json": "optimizers.json",
+    "final": "optimizers_final.png",
+    "sweep": "optimizers_sweep.png",
+    "updates": "optimizers_updates.png",
+}
 FORMAT = "tangshi-optimizers/2"
 
 
@@ -54,13 +73,25 @@ QUICK = Budget(epochs=2, sweep_epochs=1, seeds=2, batch_size=16, model=dict(embe
 
 
 def names_for(backend: str) -> dict:
-    return NAMES if backend == "torch" else {k: v.replace("optimizers", f"optimizers-{backend}") for k, v in NAMES.items()}
+    return (
+        NAMES if backend == "torch" else {k: v.replace("optimizers", f"optimizers-{backend}") for k, v in NAMES.items()}
+    )
 
 
-def _spec(kind: str, opt: str, lr: float, wd: float, epochs: int, seed: int, b: Budget, backend: str,
-          probes=()) -> RunSpec:
-    train = dict(epochs=epochs, optimizer=opt, lr=lr, weight_decay=wd, momentum=MOMENTUM, seed=seed,
-                 batch_size=b.batch_size, backend=backend, amp=False)
+def _spec(
+    kind: str, opt: str, lr: float, wd: float, epochs: int, seed: int, b: Budget, backend: str, probes=()
+) -> RunSpec:
+    train = dict(
+        epochs=epochs,
+        optimizer=opt,
+        lr=lr,
+        weight_decay=wd,
+        momentum=MOMENTUM,
+        seed=seed,
+        batch_size=b.batch_size,
+        backend=backend,
+        amp=False,
+    )
     return RunSpec(f"{kind}-{opt}-lr{lr:g}-wd{wd:g}-e{epochs}-s{seed}", dict(b.model), train, tuple(probes))
 
 
@@ -76,8 +107,11 @@ def sweep_state(opt: str, study: Study, b: Budget, backend: str) -> tuple[list[R
         specs = [_spec("sweep", opt, LADDER[k], ORIGINAL_WD, b.sweep_epochs, 0, b, backend) for k in grid]
         recs = [study.recorded(s) for s in specs]
         if any(r is None for r in recs):
-            return specs, {"lrs": [LADDER[k] for k in grid], "runs": [s.name for s, r in zip(specs, recs) if r],
-                           "done": False}
+            return specs, {
+                "lrs": [LADDER[k] for k in grid],
+                "runs": [s.name for s, r in zip(specs, recs) if r],
+                "done": False,
+            }
         scores = [_score(r) for r in recs]
         best = min(range(len(grid)), key=lambda j: scores[j])
         inside = 0 < best < len(grid) - 1
@@ -87,16 +121,23 @@ def sweep_state(opt: str, study: Study, b: Budget, backend: str) -> tuple[list[R
         elif not inside and can_grow and best == len(grid) - 1 and grid[-1] < len(LADDER) - 1:
             grid.append(grid[-1] + 1)
         else:
-            return specs, {"lrs": [LADDER[k] for k in grid], "best_lr": LADDER[grid[best]], "bracketed": inside,
-                           "runs": [s.name for s in specs], "done": True}
+            return specs, {
+                "lrs": [LADDER[k] for k in grid],
+                "best_lr": LADDER[grid[best]],
+                "bracketed": inside,
+                "runs": [s.name for s in specs],
+                "done": True,
+            }
 
 
 def final_specs(opt: str, lr: float, b: Budget, backend: str) -> list[dict]:
     """The final comparison's groups for `opt`: [{optimizer, lr, wd, specs}] (weight decay 1e-4, and 0 for CONTROLS)."""
     groups = []
     for wd in (ORIGINAL_WD, 0.0) if opt in CONTROLS else (ORIGINAL_WD,):
-        specs = [_spec("final", opt, lr, wd, b.epochs, s, b, backend, probes=("updates",) if s == 0 else ())
-                 for s in range(b.seeds)]
+        specs = [
+            _spec("final", opt, lr, wd, b.epochs, s, b, backend, probes=("updates",) if s == 0 else ())
+            for s in range(b.seeds)
+        ]
         groups.append({"optimizer": opt, "lr": lr, "wd": wd, "specs": specs})
     return groups
 
@@ -113,9 +154,19 @@ def _plan(study: Study, budget: Budget, backend: str) -> tuple[dict, list[dict],
     return grids, groups, todo + [s for g in groups for s in g["specs"]]
 
 
-def run_study(data_dir: Path, out: Path, budget: Budget = Budget(), backend: str = "torch",
-              argv: list[str] | None = None, work: Path | None = None, jobs: int = 1,
-              threads: int | None = None, log=print, replace: bool = False, partial: bool = False) -> dict:
+def run_study(
+    data_dir: Path,
+    out: Path,
+    budget: Budget = Budget(),
+    backend: str = "torch",
+    argv: list[str] | None = None,
+    work: Path | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    log=print,
+    replace: bool = False,
+    partial: bool = False,
+) -> dict:
     """Train what the study still needs (sweeps until bracketed, then the finals) and write the
     report; with `partial`, train nothing and report the runs finished so far."""
     data_dir, out = require_prepared(data_dir), Path(out)  # fail before creating anything
@@ -136,12 +187,24 @@ def run_study(data_dir: Path, out: Path, budget: Budget = Budget(), backend: str
                     study.run(missing)
         recorded = {s.name: study.recorded(s) for s in todo}
         header["trained"] = trained_line([study.trained(n) for n, r in recorded.items() if r is not None])
-        doc = {"format": FORMAT, "backend": backend, "header": header, "data": str(data_dir),
-               "data_meta": data_meta(data_dir), "budget": asdict(budget), "grids": grids,
-               "finals": [{**{k: v for k, v in g.items() if k != "specs"},
-                           "runs": [s.name for s in g["specs"] if recorded[s.name] is not None]} for g in groups],
-               "runs": {n: _kept(r) for n, r in recorded.items() if r is not None},
-               "missing": [n for n, r in recorded.items() if r is None]}
+        doc = {
+            "format": FORMAT,
+            "backend": backend,
+            "header": header,
+            "data": str(data_dir),
+            "data_meta": data_meta(data_dir),
+            "budget": asdict(budget),
+            "grids": grids,
+            "finals": [
+                {
+                    **{k: v for k, v in g.items() if k != "specs"},
+                    "runs": [s.name for s in g["specs"] if recorded[s.name] is not None],
+                }
+                for g in groups
+            ],
+            "runs": {n: _kept(r) for n, r in recorded.items() if r is not None},
+            "missing": [n for n, r in recorded.items() if r is None],
+        }
         doc["finals"] = [g for g in doc["finals"] if g["runs"]]
         write_report(folder, doc, names)
     return {"doc": doc, "report": str(folder.path / names["md"])}
@@ -158,10 +221,18 @@ def replot(out: Path, backend: str = "torch") -> dict:
 
 def write_report(folder: OutputFolder, doc: dict, names: dict, rendered_again: bool = False) -> None:
     finals = _final_table(doc)
-    stage_report(folder, doc, names, {"final": lambda p: _plot_final(doc, finals, p),
-                                      "sweep": lambda p: _plot_sweep(doc, p),
-                                      "updates": lambda p: _plot_updates(doc, finals, p)},
-                 render(doc, finals, names, rendered_again), rendered_again)
+    stage_report(
+        folder,
+        doc,
+        names,
+        {
+            "final": lambda p: _plot_final(doc, finals, p),
+            "sweep": lambda p: _plot_sweep(doc, p),
+            "updates": lambda p: _plot_updates(doc, finals, p),
+        },
+        render(doc, finals, names, rendered_again),
+        rendered_again,
+    )
 
 
 # ---------------------------------------------------------------------------- the numbers
@@ -169,10 +240,15 @@ def _final_table(doc: dict) -> list[dict]:
     rows = []
     for g in doc["finals"]:
         recs = [doc["runs"][n] for n in g["runs"]]
-        rows.append({**g, "best": summary([_score(r) for r in recs]),
-                     "final": summary([math.inf if r["diverged"] else r["history"][-1]["dev_ppl"] for r in recs]),
-                     "epoch": summary([r["best"]["epoch"] for r in recs if r["best"]]),
-                     "wall_s": sum(r["wall_s"] for r in recs)})
+        rows.append(
+            {
+                **g,
+                "best": summary([_score(r) for r in recs]),
+                "final": summary([math.inf if r["diverged"] else r["history"][-1]["dev_ppl"] for r in recs]),
+                "epoch": summary([r["best"]["epoch"] for r in recs if r["best"]]),
+                "wall_s": sum(r["wall_s"] for r in recs),
+            }
+        )
     return rows
 
 
@@ -203,17 +279,21 @@ def verdicts(doc: dict, finals: list[dict]) -> list[str]:
     out = []
     ada, adam = _row(finals, "adagrad"), _row(finals, "adam")
     da, dm = (update_decay(doc, r) if r else None for r in (ada, adam))
-    claim = "1. *\"Adagrad's learning rate decays towards zero.\"* — "
+    claim = '1. *"Adagrad\'s learning rate decays towards zero."* — '
     if not (da and dm):
         out.append(claim + "**not measured**: a seed-0 run with update probes is missing or diverged.")
     else:
         e = len(doc["runs"][ada["runs"][0]]["history"])
         span = lambda d: f"×{d['min']:.2g}–×{d['max']:.2g}"
-        facts = (f"from epoch 1 to epoch {e}, Adagrad's root-mean-square update per step shrinks {span(da)} across "
-                 f"the parameters; Adam's changes {span(dm)} (a ratio below 1 means it grew)")
+        facts = (
+            f"from epoch 1 to epoch {e}, Adagrad's root-mean-square update per step shrinks {span(da)} across "
+            f"the parameters; Adam's changes {span(dm)} (a ratio below 1 means it grew)"
+        )
         if da["min"] > 2 and da["min"] > dm["max"]:
-            out.append(claim + f"**confirmed**: {facts}. G only accumulates, so lr/(√G+ε) falls roughly as 1/√t; "
-                       "it never reaches zero in finite training, but it keeps shrinking while Adam's does not.")
+            out.append(
+                claim + f"**confirmed**: {facts}. G only accumulates, so lr/(√G+ε) falls roughly as 1/√t; "
+                "it never reaches zero in finite training, but it keeps shrinking while Adam's does not."
+            )
         elif da["min"] > 1:
             out.append(claim + f"**partly**: {facts}; Adagrad's shrinks, but not clearly more than Adam's.")
         else:
@@ -223,25 +303,35 @@ def verdicts(doc: dict, finals: list[dict]) -> list[str]:
         win = ranked[0]
         rest = ", ".join(f"{r['optimizer']} {r['best']['mean']:.2f}" for r in ranked[1:])
         clear = all(separated(win["best"], r["best"]) for r in ranked[1:])
-        head = (f"best dev perplexity (mean of {win['best']['n']} seeds, each at its best rate, weight decay 1e-4): "
-                f"{win['optimizer']} {win['best']['mean']:.2f}, then {rest}")
+        head = (
+            f"best dev perplexity (mean of {win['best']['n']} seeds, each at its best rate, weight decay 1e-4): "
+            f"{win['optimizer']} {win['best']['mean']:.2f}, then {rest}"
+        )
         if win["optimizer"] in ("adam", "adamw"):
             who = "confirmed" if win["optimizer"] == "adam" else "confirmed for the Adam family (as AdamW)"
             word = who if clear else who + ", but not on every seed"
         else:
             word = "refuted"
-        sep = "every seed of the winner beats every seed of the others" if clear else \
-            "the assignment's ranges overlap: " + ", ".join(r["optimizer"] for r in ranked[1:] if not separated(win["best"], r["best"]))
-        out.append(f"2. *\"Adam might be the best overall choice.\"* — **{word}**: {head}; {sep}.")
+        sep = (
+            "every seed of the winner beats every seed of the others"
+            if clear
+            else "the assignment's ranges overlap: "
+            + ", ".join(r["optimizer"] for r in ranked[1:] if not separated(win["best"], r["best"]))
+        )
+        out.append(f'2. *"Adam might be the best overall choice."* — **{word}**: {head}; {sep}.')
         if ada and adam:
             gap = ada["best"]["mean"] - adam["best"]["mean"]
             who = "Adam beats Adagrad" if gap > 0 else "Adagrad beats Adam"
             solid = separated(adam["best"], ada["best"]) if gap > 0 else separated(ada["best"], adam["best"])
-            out.append(f"   The assignment's own question, Adam against Adagrad: {who} by {abs(gap):.2f} points "
-                       f"({'on every seed' if solid else 'not on every seed'}).")
+            out.append(
+                f"   The assignment's own question, Adam against Adagrad: {who} by {abs(gap):.2f} points "
+                f"({'on every seed' if solid else 'not on every seed'})."
+            )
     else:
-        out.append("2. *\"Adam might be the best overall choice.\"* — **not measured**: fewer than two optimisers "
-                   "have final runs with weight decay 1e-4.")
+        out.append(
+            '2. *"Adam might be the best overall choice."* — **not measured**: fewer than two optimisers '
+            "have final runs with weight decay 1e-4."
+        )
     out.append(_wd_verdict(finals))
     return out
 
@@ -255,19 +345,30 @@ def _wd_verdict(finals) -> str:
     parts = []
     for o, a, z in pairs:
         d = a["best"]["mean"] - z["best"]["mean"]
-        tag = "on every seed" if (separated(z["best"], a["best"]) if d > 0 else separated(a["best"], z["best"])) else \
-            "within the assignment's spread"
-        parts.append(f"{o}: wd 1e-4 {a['best']['mean']:.2f} vs wd 0 {z['best']['mean']:.2f} "
-                     f"({'costs' if d > 0 else 'gains'} {abs(d):.2f} points, {tag})")
+        tag = (
+            "on every seed"
+            if (separated(z["best"], a["best"]) if d > 0 else separated(a["best"], z["best"]))
+            else "within the assignment's spread"
+        )
+        parts.append(
+            f"{o}: wd 1e-4 {a['best']['mean']:.2f} vs wd 0 {z['best']['mean']:.2f} "
+            f"({'costs' if d > 0 else 'gains'} {abs(d):.2f} points, {tag})"
+        )
     text = claim + "; ".join(parts) + "."
     adamw, adam0 = _row(finals, "adamw"), _row(finals, "adam", 0.0)
     if adamw and adam0:
         d = adam0["best"]["mean"] - adamw["best"]["mean"]
         same = not separated(adamw["best"], adam0["best"]) and not separated(adam0["best"], adamw["best"])
-        text += (f" AdamW (decoupled decay, lr·wd ≈ 0 per step) {adamw['best']['mean']:.2f} against Adam without decay "
-                 f"{adam0['best']['mean']:.2f}: "
-                 + ("the assignment's ranges overlap, so AdamW's lead over Adam is the cost of coupled L2, not a better "
-                    "optimiser." if same else f"{'AdamW' if d > 0 else 'Adam'} is ahead on every seed by {abs(d):.2f}."))
+        text += (
+            f" AdamW (decoupled decay, lr·wd ≈ 0 per step) {adamw['best']['mean']:.2f} against Adam without decay "
+            f"{adam0['best']['mean']:.2f}: "
+            + (
+                "the assignment's ranges overlap, so AdamW's lead over Adam is the cost of coupled L2, not a better "
+                "optimiser."
+                if same
+                else f"{'AdamW' if d > 0 else 'Adam'} is ahead on every seed by {abs(d):.2f}."
+            )
+        )
     return text
 
 
@@ -275,19 +376,28 @@ def _wd_verdict(finals) -> str:
 def render(doc: dict, finals: list[dict], names: dict, rendered_again: bool = False) -> str:
     b = doc["budget"]
     title = f"Adam vs Adagrad (and AdamW, SGD) on the assignment's model, {doc['backend']} backend"
-    model = "the tiny model of --quick " + json.dumps(b["model"]) if b["model"] else \
-        "the assignment's model (embedding 256, 1×LSTM 256, no ReLU, PAD masked)"
+    model = (
+        "the tiny model of --quick " + json.dumps(b["model"])
+        if b["model"]
+        else "the assignment's model (embedding 256, 1×LSTM 256, no ReLU, PAD masked)"
+    )
     lines = [render_header(title, doc["header"], rendered_again), ""]
     if doc.get("missing") or not all(g["done"] for g in doc["grids"].values()):
-        lines.append(f"> **Incomplete** (`--partial`): {len(doc['runs'])} runs are finished and {len(doc['missing'])} "
-                     "runs of the plan so far are still to train (a sweep that is not finished may add more, and its "
-                     "optimiser's final runs are not planned yet). Every number and verdict below uses the finished "
-                     "runs only; the same command without `--partial` continues the study.\n")
-    lines.append(f"Data: `{doc['data']}` ({doc['data_meta']}). Every run: {model}, batch {b['batch_size']}, "
-                 f"constant learning rate, the same batch order for the same seed; SGD with momentum {MOMENTUM}.\n")
-    lines.append(f"**Budget.** Learning-rate sweeps: {b['sweep_epochs']} epoch{'s' if b['sweep_epochs'] != 1 else ''}, seed 0, weight decay 1e-4. "
-                 f"Final comparison: **{b['epochs']} epochs**, seeds 0–{b['seeds'] - 1}, each optimiser at the best "
-                 "rate of its sweep. Best dev perplexity = the lowest of the run's epochs.\n")
+        lines.append(
+            f"> **Incomplete** (`--partial`): {len(doc['runs'])} runs are finished and {len(doc['missing'])} "
+            "runs of the plan so far are still to train (a sweep that is not finished may add more, and its "
+            "optimiser's final runs are not planned yet). Every number and verdict below uses the finished "
+            "runs only; the same command without `--partial` continues the study.\n"
+        )
+    lines.append(
+        f"Data: `{doc['data']}` ({doc['data_meta']}). Every run: {model}, batch {b['batch_size']}, "
+        f"constant learning rate, the same batch order for the same seed; SGD with momentum {MOMENTUM}.\n"
+    )
+    lines.append(
+        f"**Budget.** Learning-rate sweeps: {b['sweep_epochs']} epoch{'s' if b['sweep_epochs'] != 1 else ''}, seed 0, weight decay 1e-4. "
+        f"Final comparison: **{b['epochs']} epochs**, seeds 0–{b['seeds'] - 1}, each optimiser at the best "
+        "rate of its sweep. Best dev perplexity = the lowest of the run's epochs.\n"
+    )
     lines.append("## Learning-rate sweeps\n")
     used = sorted({doc["runs"][n]["spec"]["train"]["lr"] for g in doc["grids"].values() for n in g.get("runs", [])})
     lines.append("Best dev perplexity of each sweep run; the best of each row in bold.\n")
@@ -298,23 +408,36 @@ def render(doc: dict, finals: list[dict], names: dict, rendered_again: bool = Fa
         cells = []
         for lr in used:
             rec = by_lr.get(lr)
-            cells.append("" if rec is None else "diverged" if rec["diverged"] else
-                         (f"**{rec['best']['dev_ppl']:.1f}**" if lr == g.get("best_lr") else f"{rec['best']['dev_ppl']:.1f}"))
+            cells.append(
+                ""
+                if rec is None
+                else "diverged"
+                if rec["diverged"]
+                else (
+                    f"**{rec['best']['dev_ppl']:.1f}**" if lr == g.get("best_lr") else f"{rec['best']['dev_ppl']:.1f}"
+                )
+            )
         best = f"{g['best_lr']:g}" if "best_lr" in g else "-"
         inside = "not finished" if not g["done"] else "yes" if g["bracketed"] else "**no**"
         lines.append(f"| {opt} | " + " | ".join(cells) + f" | {best} | {inside} |")
     lines.append(f"\n![every sweep run]({names['sweep']})\n")
     lines.append(f"## Final comparison ({b['epochs']} epochs)\n")
     lines.append("Dev perplexity as mean ± standard deviation (min–max) over the seeds.\n")
-    lines.append("| optimiser | lr | weight decay | best dev ppl | last-epoch dev ppl | best epoch (mean) | wall s (all seeds) |")
+    lines.append(
+        "| optimiser | lr | weight decay | best dev ppl | last-epoch dev ppl | best epoch (mean) | wall s (all seeds) |"
+    )
     lines.append("|---|---|---|---|---|---|---|")
     for r in finals:
-        lines.append(f"| {r['optimizer']} | {r['lr']:g} | {r['wd']:g} | {fmt_summary(r['best'])} | "
-                     f"{fmt_summary(r['final'])} | {r['epoch']['mean']:.1f} | {r['wall_s']:.0f} |")
+        lines.append(
+            f"| {r['optimizer']} | {r['lr']:g} | {r['wd']:g} | {fmt_summary(r['best'])} | "
+            f"{fmt_summary(r['final'])} | {r['epoch']['mean']:.1f} | {r['wall_s']:.0f} |"
+        )
     lines.append(f"\n![final comparison]({names['final']})\n")
     lines.append(f"![update size]({names['updates']})\n")
-    lines.append("The update plot is the root-mean-square change of each parameter tensor in each step (seed 0, weight "
-                 "decay 1e-4), measured on the weights themselves: the step an optimiser actually takes.\n")
+    lines.append(
+        "The update plot is the root-mean-square change of each parameter tensor in each step (seed 0, weight "
+        "decay 1e-4), measured on the weights themselves: the step an optimiser actually takes.\n"
+    )
     lines.append("## Verdicts (computed from the tables above)\n")
     lines += verdicts(doc, finals)
     return "\n".join(lines) + "\n"
@@ -331,20 +454,31 @@ def _plot_final(doc, finals, path):
         ep = list(range(1, n + 1))
         vals = [[h[e]["dev_ppl"] for h in hists] for e in range(n)]
         style = "-" if r["wd"] == ORIGINAL_WD else "--"
-        ax.plot(ep, [sum(v) / len(v) for v in vals], style, color=COLOURS[r["optimizer"]], marker=".",
-                label=f"{r['optimizer']} lr {r['lr']:g}, wd {r['wd']:g}")
+        ax.plot(
+            ep,
+            [sum(v) / len(v) for v in vals],
+            style,
+            color=COLOURS[r["optimizer"]],
+            marker=".",
+            label=f"{r['optimizer']} lr {r['lr']:g}, wd {r['wd']:g}",
+        )
         ax.fill_between(ep, [min(v) for v in vals], [max(v) for v in vals], color=COLOURS[r["optimizer"]], alpha=0.15)
     if not ax.lines:  # a partial report before any final run is finished
         ax.axis("off")
         ax.text(0.5, 0.5, "no final run is finished yet", ha="center", va="center", transform=ax.transAxes)
-        fig.savefig(path, dpi=110); plt.close(fig)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
         return
-    ax.set_xlabel("epoch"); ax.set_ylabel("dev perplexity"); ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev perplexity")
+    ax.set_yscale("log")
     ax.set_title(f"each optimiser at its best rate: mean of {doc['budget']['seeds']} seeds, band = min–max")
     ax.grid(alpha=0.3, which="both")
     plain_log_ticks(ax, "y")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _plot_sweep(doc, path):
@@ -357,16 +491,27 @@ def _plot_sweep(doc, path):
             h = [x for x in rec["history"] if math.isfinite(x["dev_ppl"])]
             lr = rec["spec"]["train"]["lr"]
             k = LADDER.index(lr) if lr in LADDER else 0  # each rung its own line style and marker, in every panel
-            ax.plot([x["epoch"] for x in h], [x["dev_ppl"] for x in h], linestyle=("-", "--", ":", "-.")[k % 4],
-                    color=COLOURS[opt], marker="os^"[k % 3], ms=4,
-                    label=f"lr {lr:g}" + (" (diverged)" if rec["diverged"] else ""))
-        ax.set_title(opt); ax.set_xlabel("epoch"); ax.set_yscale("log"); ax.grid(alpha=0.3, which="both")
+            ax.plot(
+                [x["epoch"] for x in h],
+                [x["dev_ppl"] for x in h],
+                linestyle=("-", "--", ":", "-.")[k % 4],
+                color=COLOURS[opt],
+                marker="os^"[k % 3],
+                ms=4,
+                label=f"lr {lr:g}" + (" (diverged)" if rec["diverged"] else ""),
+            )
+        ax.set_title(opt)
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
         plain_log_ticks(ax, "y")
         if ax.lines:
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, ncol=2)
     axes[0][0].set_ylabel("dev perplexity")
     fig.suptitle(f"learning-rate sweeps ({doc['budget']['sweep_epochs']} epochs, seed 0)")
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _plot_updates(doc, finals, path):
@@ -383,7 +528,8 @@ def _plot_updates(doc, finals, path):
         fig, ax = plt.subplots(figsize=(8, 2.5))
         ax.axis("off")
         ax.text(0.5, 0.5, "no final run (seed 0) is finished yet: no update sizes to draw", ha="center", va="center")
-        fig.savefig(path, dpi=110); plt.close(fig)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
         return
     cols = min(3, len(params))
     nrow = math.ceil(len(params) / cols)
@@ -392,9 +538,12 @@ def _plot_updates(doc, finals, path):
         for opt, (lr, pts) in series.items():
             xs = [s for s, v in pts if v.get(p, 0) > 0]
             ax.plot(xs, [v[p] for s, v in pts if v.get(p, 0) > 0], color=COLOURS[opt], lw=1, label=f"{opt} lr {lr:g}")
-        ax.set_title(p, fontsize=9); ax.set_yscale("log"); ax.set_xscale("log"); ax.grid(alpha=0.3, which="both")
+        ax.set_title(p, fontsize=9)
+        ax.set_yscale("log")
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3, which="both")
         plain_log_ticks(ax, "x")
-    for ax in axes.flat[len(params):]:
+    for ax in axes.flat[len(params) :]:
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("step")
@@ -402,4 +551,6 @@ def _plot_updates(doc, finals, path):
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, bbox_to_anchor=(0.5, 0))
     fig.suptitle("the step each optimiser takes, per parameter (seed 0)")
-    fig.tight_layout(rect=(0, 0.06, 1, 1)); fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -13,44 +13,64 @@ import platform
 import statistics
 import subprocess
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from tangshi.data.prepare import read_split
-from tangshi.errors import TangshiError, read_json
-from tangshi.outputs import OutputFolder
-from tangshi.machine import cpu_name
 from tangshi.data.vocab import Vocab
+from tangshi.errors import TangshiError, read_json
+from tangshi.machine import cpu_name
+from tangshi.outputs import OutputFolder
 
 # one colour per optimiser / initialisation, the same in every plot (matplotlib's tab10)
-COLOURS = {"adam": "tab:blue", "adagrad": "tab:orange", "adamw": "tab:green", "sgd": "tab:red",
-           "zeros": "tab:gray", "constant": "tab:brown", "uniform1e-4": "tab:purple", "xavier": "tab:blue",
-           "torch": "tab:green"}
+COLOURS = {
+    "adam": "tab:blue",
+    "adagrad": "tab:orange",
+    "adamw": "tab:green",
+    "sgd": "tab:red",
+    "zeros": "tab:gray",
+    "constant": "tab:brown",
+    "uniform1e-4": "tab:purple",
+    "xavier": "tab:blue",
+    "torch": "tab:green",
+}
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 3)))
 
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+            ).stdout.strip()
+            or "unknown"
+        )
     except OSError:
         return "unknown"
 
 
 def header_fields(argv: list[str] | None) -> dict:
     """What a report's header records, taken when the experiment runs (kept in its JSON)."""
-    return {"command": "tangshi " + " ".join(argv) if argv else "(called from Python)", "commit": commit(),
-            "date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-            "hardware": f"{cpu_name()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, "
-                        f"numpy {np.__version__}, Python {platform.python_version()}"}
+    return {
+        "command": "tangshi " + " ".join(argv) if argv else "(called from Python)",
+        "commit": commit(),
+        "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "hardware": f"{cpu_name()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, "
+        f"numpy {np.__version__}, Python {platform.python_version()}",
+    }
 
 
 def render_header(title: str, fields: dict, rendered_again: bool = False) -> str:
-    lines = [f"# {title}\n", f"- command: `{fields['command']}`", f"- commit: `{fields['commit']}`",
-             f"- date: {fields['date']}", f"- hardware: {fields['hardware']}"]
+    lines = [
+        f"# {title}\n",
+        f"- command: `{fields['command']}`",
+        f"- commit: `{fields['commit']}`",
+        f"- date: {fields['date']}",
+        f"- hardware: {fields['hardware']}",
+    ]
     for extra in fields.get("continued", []):
         lines.append(f"- continued: `{extra['command']}` at commit `{extra['commit']}`, {extra['date']}")
     if rendered_again:
@@ -109,8 +129,13 @@ def summary(values: list[float]) -> dict:
     vals = [float(v) for v in values]
     if not vals or not all(math.isfinite(v) for v in vals):
         return {"n": len(vals), "mean": math.inf, "std": math.nan, "min": math.inf, "max": math.inf}
-    return {"n": len(vals), "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-            "min": min(vals), "max": max(vals)}
+    return {
+        "n": len(vals),
+        "mean": statistics.fmean(vals),
+        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+        "min": min(vals),
+        "max": max(vals),
+    }
 
 
 def separated(a: dict, b: dict) -> bool:
@@ -175,8 +200,9 @@ def replot_report(out: Path, names: dict, fmt: str, write) -> dict:
     return {"doc": doc, "report": str(folder.path / names["md"])}
 
 
-def stage_report(folder: OutputFolder, doc: dict, names: dict, plots: dict, markdown: str,
-                 rendered_again: bool = False) -> None:
+def stage_report(
+    folder: OutputFolder, doc: dict, names: dict, plots: dict, markdown: str, rendered_again: bool = False
+) -> None:
     """Write a study's report in one step: each `plots[key](path)` draws names[key], then the
     Markdown, then (unless rendered again from it) the JSON."""
     with folder.staged() as stage:

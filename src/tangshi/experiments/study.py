@@ -23,7 +23,7 @@ import math
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -125,7 +125,9 @@ class Recorder:
         if "updates" in self.probes:  # root-mean-square change of each parameter in this step
             now = _copy(probe.canonical())
             if self._prev is not None and self._prev[0] == step - 1:
-                self._add(step, update_rms={k: float((v - self._prev[1][k]).pow(2).mean().sqrt()) for k, v in now.items()})
+                self._add(
+                    step, update_rms={k: float((v - self._prev[1][k]).pow(2).mean().sqrt()) for k, v in now.items()}
+                )
             self._prev = (step, now)
 
     def _snapshot(self, step: int, probe: Probe) -> None:
@@ -136,8 +138,9 @@ class Recorder:
         if "moved" in self.probes:
             if self._start is None:
                 self._start = _copy(probe.canonical()) if step == 0 else self.initial()
-            self._add(step, moved={k: float((v.double() - self._start[k]).abs().max())
-                                   for k, v in probe.canonical().items()})
+            self._add(
+                step, moved={k: float((v.double() - self._start[k]).abs().max()) for k, v in probe.canonical().items()}
+            )
 
     def _add(self, step: int, **rec) -> None:
         self.records[step] = {**self.records.get(step, {}), **rec}
@@ -158,8 +161,8 @@ def _copy(state: dict) -> dict:
 
 def initial_state(data_dir: Path, model_over: dict, seed: int) -> dict:
     """The canonical weights a run from scratch starts with (trainer.begin seeds, then builds)."""
-    from tangshi.model.lm import ModelConfig, PoetryLM
     from tangshi.data.vocab import Vocab
+    from tangshi.model.lm import ModelConfig, PoetryLM
 
     vocab = Vocab.load(Path(data_dir) / "vocab.json")
     torch.manual_seed(seed)
@@ -185,25 +188,29 @@ def train_run(spec: dict, work: str, data_dir: str, threads: int | None = None, 
     """Train (or continue) one run of a study; returns its record. Runs in a worker process."""
     from threadpoolctl import threadpool_limits
 
-    from tangshi.train.runs import latest_checkpoint
     from tangshi.train.config import TrainConfig
     from tangshi.train.loop import fit
+    from tangshi.train.runs import latest_checkpoint
     from tangshi.train.start import Start
 
     if threads:
         torch.set_num_threads(threads)
     name, work = spec["name"], Path(work)
     cfg = TrainConfig(**spec["train"])
-    recorder = Recorder(tuple(spec["probes"]), work / f"{name}.probes.json",
-                        initial=lambda: initial_state(Path(data_dir), spec["model"], cfg.seed))
+    recorder = Recorder(
+        tuple(spec["probes"]),
+        work / f"{name}.probes.json",
+        initial=lambda: initial_state(Path(data_dir), spec["model"], cfg.seed),
+    )
     run_dir = work / name
     resumable = run_dir.is_dir() and latest_checkpoint(run_dir) is not None
     if cfg.backend == "numpy":
         from tangshi.train.numpy_backend import NumpyBackend
 
         hidden = spec["model"].get("hidden_dim", 256)
-        inner = NumpyBackend(lambda step, params, grads, opt: recorder(step, Probe("numpy", params=params, grads=grads,
-                                                                                 hidden=hidden)))
+        inner = NumpyBackend(
+            lambda step, params, grads, opt: recorder(step, Probe("numpy", params=params, grads=grads, hidden=hidden))
+        )
     else:
         from tangshi.train.torch_backend import TorchBackend
 
@@ -212,18 +219,34 @@ def train_run(spec: dict, work: str, data_dir: str, threads: int | None = None, 
     t0 = time.perf_counter()
     with threadpool_limits(limits=threads):
         try:
-            res = fit(_FlushingBackend(inner, recorder) if spec["probes"] else inner, Path(data_dir), run_dir,
-                      spec["model"], cfg, start=Start.of(resume=resumable), progress=False, log=log,
-                      keep_epoch_checkpoints=False, replace=run_dir.exists() and not resumable)
+            res = fit(
+                _FlushingBackend(inner, recorder) if spec["probes"] else inner,
+                Path(data_dir),
+                run_dir,
+                spec["model"],
+                cfg,
+                start=Start.of(resume=resumable),
+                progress=False,
+                log=log,
+                keep_epoch_checkpoints=False,
+                replace=run_dir.exists() and not resumable,
+            )
             hist, diverged = res["history"], False
         except TrainingDiverged as e:  # a sweep records a diverged run instead of stopping
-            hist, diverged = e.history + [{"epoch": e.epoch, "train_loss": math.nan, "dev_nll": math.inf,
-                                           "dev_ppl": math.inf}], True
+            hist, diverged = (
+                e.history + [{"epoch": e.epoch, "train_loss": math.nan, "dev_nll": math.inf, "dev_ppl": math.inf}],
+                True,
+            )
     recorder.flush()
     wall = hist[-1].get("wall_seconds") if hist and not diverged else None
-    return {"spec": spec, "history": hist, "diverged": diverged, "probes": {str(k): v for k, v in sorted(recorder.records.items())},
-            "best": min(hist, key=lambda h: h["dev_ppl"]) if hist else None,
-            "wall_s": round(wall if wall is not None else time.perf_counter() - t0, 1)}
+    return {
+        "spec": spec,
+        "history": hist,
+        "diverged": diverged,
+        "probes": {str(k): v for k, v in sorted(recorder.records.items())},
+        "best": min(hist, key=lambda h: h["dev_ppl"]) if hist else None,
+        "wall_s": round(wall if wall is not None else time.perf_counter() - t0, 1),
+    }
 
 
 def _read_json(path: Path, default):
@@ -240,19 +263,26 @@ def _read_json(path: Path, default):
 class Study:
     """The work folder of one study: its finished runs, and the runs still to train.
 
-        with Study(work, data_dir, jobs=2) as s:
-            results = s.run([RunSpec(...), ...])   # trains what is not yet recorded
+    with Study(work, data_dir, jobs=2) as s:
+        results = s.run([RunSpec(...), ...])   # trains what is not yet recorded
     """
 
-    def __init__(self, work: Path, data_dir: Path, jobs: int = 1, threads: int | None = None, log=print,
-                 commit: str | None = None):
+    def __init__(
+        self,
+        work: Path,
+        data_dir: Path,
+        jobs: int = 1,
+        threads: int | None = None,
+        log=print,
+        commit: str | None = None,
+    ):
         self.work, self.data_dir, self.jobs, self.log = Path(work), Path(data_dir), jobs, log
         self.commit = commit  # kept in each new record: the code that trained the run
         self.threads = max(1, (threads or torch.get_num_threads()) // jobs)
         self.folder = OutputFolder(self.work, "study", resume=True, sources=[data_dir], option="--work")
         self.results: dict[str, dict] = {}
 
-    def __enter__(self) -> "Study":
+    def __enter__(self) -> Study:
         self.folder.open()
         return self
 
@@ -268,8 +298,10 @@ class Study:
         if rec is None:
             return None
         if rec.get("spec") != spec.as_json():
-            raise TangshiError(f"{self.work / (spec.name + '.json')} records other settings than this study asks for; "
-                               "choose another --work")
+            raise TangshiError(
+                f"{self.work / (spec.name + '.json')} records other settings than this study asks for; "
+                "choose another --work"
+            )
         self.results[spec.name] = rec
         return rec
 
@@ -285,8 +317,10 @@ class Study:
                 self._finish(s, train_run(s.as_json(), str(self.work), str(self.data_dir), self.threads))
         elif todo:
             with ProcessPoolExecutor(max_workers=min(self.jobs, len(todo)), mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(train_run, s.as_json(), str(self.work), str(self.data_dir), self.threads): s
-                           for s in todo}
+                futures = {
+                    pool.submit(train_run, s.as_json(), str(self.work), str(self.data_dir), self.threads): s
+                    for s in todo
+                }
                 for f in as_completed(futures):
                     self._finish(futures[f], f.result())
         return {s.name: self.results[s.name] for s in specs}
@@ -297,11 +331,11 @@ class Study:
         rec = self.results.get(name) or {}
         if "trained" in rec:
             return rec["trained"]
-        stamp = datetime.fromtimestamp((self.work / f"{name}.json").stat().st_mtime, timezone.utc)
+        stamp = datetime.fromtimestamp((self.work / f"{name}.json").stat().st_mtime, UTC)
         return {"commit": None, "finished": f"{stamp:%Y-%m-%d %H:%M} UTC"}
 
     def _finish(self, spec: RunSpec, rec: dict) -> None:
-        rec["trained"] = {"commit": self.commit, "finished": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"}
+        rec["trained"] = {"commit": self.commit, "finished": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"}
         with oserrors_named(self.work):
             write_atomic(self.work / f"{spec.name}.json", json.dumps(rec, indent=None))
         self.results[spec.name] = rec
@@ -315,4 +349,3 @@ def default_work(which: str, backend: str, quick: bool) -> Path:
     tag = "-quick" if quick else ""
     suffix = "" if backend == "torch" else f"-{backend}"
     return Path("runs") / "experiments" / f"{which}{suffix}{tag}"
-

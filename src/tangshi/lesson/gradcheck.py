@@ -27,8 +27,13 @@ from tangshi.lesson import numpy_lstm as nl
 from tangshi.lesson import numpy_optim as nopt
 from tangshi.lesson import reference_lstm
 
-TOLERANCES = {"fd_rel_err": 1e-6, "torch_abs_diff": 1e-9, "optimizer_abs_diff": 1e-12, "twin_abs_diff": 1e-10,
-              "kernel_rel_err": 1e-5}  # the training kernel is fp32 (ε ≈ 1.2e-7): ~80 ulps of headroom
+TOLERANCES = {
+    "fd_rel_err": 1e-6,
+    "torch_abs_diff": 1e-9,
+    "optimizer_abs_diff": 1e-12,
+    "twin_abs_diff": 1e-10,
+    "kernel_rel_err": 1e-5,
+}  # the training kernel is fp32 (ε ≈ 1.2e-7): ~80 ulps of headroom
 FD_STEP = 1e-3  # step of the five-point stencil
 # Element-wise relative error |a - n| / max(|a|, |n|, FD_FLOOR): for gradient elements
 # below FD_FLOOR (e.g. exact zeros: embedding rows of unused ids) the comparison becomes
@@ -79,8 +84,9 @@ def _relu_pattern(params, config, inputs, targets):
     return nl.logits(params, config, inputs)[targets != PAD_ID] > 0
 
 
-def fd_rel_errors(params, config, inputs, targets, grads, max_elements: int | None = None, seed: int = 0, names=None,
-                  loss_fn=None):
+def fd_rel_errors(
+    params, config, inputs, targets, grads, max_elements: int | None = None, seed: int = 0, names=None, loss_fn=None
+):
     """Largest element-wise relative error per parameter, and how many elements were skipped.
 
     Numerical derivative: the five-point central stencil
@@ -112,7 +118,9 @@ def fd_rel_errors(params, config, inputs, targets, grads, max_elements: int | No
             for s in (2.0, 1.0, -1.0, -2.0):
                 flat[k] = orig + s * FD_STEP
                 losses.append(loss_fn(params, config, inputs, targets))
-                if base_pattern is not None and not np.array_equal(_relu_pattern(params, config, inputs, targets), base_pattern):
+                if base_pattern is not None and not np.array_equal(
+                    _relu_pattern(params, config, inputs, targets), base_pattern
+                ):
                     keep[j] = False
             flat[k] = orig
             num[j] = (-losses[0] + 8.0 * losses[1] - 8.0 * losses[2] + losses[3]) / (12.0 * FD_STEP)
@@ -327,8 +335,11 @@ def assignment_errors(params, config, inputs, targets) -> dict[str, dict[str, fl
     by_gate = {}
     for l in range(config.num_layers):  # and the two gates the third error hits, separately
         b, g = bad[f"lstm.{l}.bias"], good[f"lstm.{l}.bias"]
-        by_gate |= {f"lstm.{l}.bias": _rel(b, g), f"lstm.{l}.bias[i]": _rel(b[0:H], g[0:H]),
-                    f"lstm.{l}.bias[o]": _rel(b[3 * H :], g[3 * H :])}
+        by_gate |= {
+            f"lstm.{l}.bias": _rel(b, g),
+            f"lstm.{l}.bias[i]": _rel(b[0:H], g[0:H]),
+            f"lstm.{l}.bias[o]": _rel(b[3 * H :], g[3 * H :]),
+        }
     out["bias_i_o_set_to_delta_f"] = by_gate
     return out
 
@@ -373,8 +384,11 @@ def check_reference(config, seed: int, max_elements: int | None = None) -> dict:
         return reference_lstm.loss_and_grads(p, c, x, y, PAD_ID)[0]
 
     fd, _ = fd_rel_errors(params, config, inputs, targets, grads, max_elements, seed, loss_fn=ref_loss)
-    return {"fd_rel_err": max(fd.values()), "twin_abs_diff": max(float(np.abs(grads[k] - twin[k]).max()) for k in grads),
-            "twin_loss_abs_diff": abs(loss - twin_loss)}
+    return {
+        "fd_rel_err": max(fd.values()),
+        "twin_abs_diff": max(float(np.abs(grads[k] - twin[k]).max()) for k in grads),
+        "twin_loss_abs_diff": abs(loss - twin_loss),
+    }
 
 
 def check_training_kernel(seed: int, T: int = 7, B: int = 3, H: int = 5) -> dict:
@@ -385,7 +399,10 @@ def check_training_kernel(seed: int, T: int = 7, B: int = 3, H: int = 5) -> dict
     from tangshi.model.recurrence import LSTMRecurrence
 
     g = torch.Generator().manual_seed(seed)
-    xz, w = torch.randn(T, B, 4 * H, generator=g, dtype=torch.float64) * 2, torch.randn(H, 4 * H, generator=g, dtype=torch.float64) / H ** 0.5
+    xz, w = (
+        torch.randn(T, B, 4 * H, generator=g, dtype=torch.float64) * 2,
+        torch.randn(H, 4 * H, generator=g, dtype=torch.float64) / H**0.5,
+    )
     h0, c0, up = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((B, H), (B, H), (T, B, H)))
 
     def run(fn, dtype):
@@ -415,9 +432,12 @@ def check_training_kernel(seed: int, T: int = 7, B: int = 3, H: int = 5) -> dict
 def _run_gradcheck(seed: int) -> dict:
     base = SmallConfig()
     per, info = _check_config(base, seed)
-    reference = {"2 layers": check_reference(base, seed, REFERENCE_FD_ELEMENTS),
-                 "tied+relu, 1 layer": check_reference(SmallConfig(num_layers=1, tie_weights=True, relu_logits=True),
-                                                       seed + 1, REFERENCE_FD_ELEMENTS)}
+    reference = {
+        "2 layers": check_reference(base, seed, REFERENCE_FD_ELEMENTS),
+        "tied+relu, 1 layer": check_reference(
+            SmallConfig(num_layers=1, tie_weights=True, relu_logits=True), seed + 1, REFERENCE_FD_ELEMENTS
+        ),
+    }
     variants = {}
     for name, cfg in {
         "tied+relu, 1 layer": SmallConfig(num_layers=1, tie_weights=True, relu_logits=True),
@@ -432,24 +452,37 @@ def _run_gradcheck(seed: int) -> dict:
             "fd_elements_skipped_at_relu_kinks": sum(v.get("fd_skipped_at_relu_kinks", 0) for v in vp.values()),
         }
     _, params, inputs, targets = small_problem(seed, base)
-    optimizers = {name: compare_optimizer(mk_np, mk_t, params, base, inputs, targets) for name, (mk_np, mk_t) in OPTIMIZER_CASES.items()}
+    optimizers = {
+        name: compare_optimizer(mk_np, mk_t, params, base, inputs, targets)
+        for name, (mk_np, mk_t) in OPTIMIZER_CASES.items()
+    }
     kernel = check_training_kernel(seed)
     tol = TOLERANCES
-    ok = (
-        all(v.get("rel_err", 0.0) < tol["kernel_rel_err"] for v in kernel.values()) and (
+    ok = all(v.get("rel_err", 0.0) < tol["kernel_rel_err"] for v in kernel.values()) and (
         all(v["fd_rel_err"] < tol["fd_rel_err"] for v in per.values())
         and all(max(v["torch_abs_diff"], v["torch_nn_abs_diff"]) < tol["torch_abs_diff"] for v in per.values())
         and max(info["torch_loss_abs_diff"], info["torch_nn_loss_abs_diff"]) < tol["torch_abs_diff"]
-        and all(v["fd_rel_err"] < tol["fd_rel_err"] and v["torch_abs_diff"] < tol["torch_abs_diff"] and v["loss_abs_diff"] < tol["torch_abs_diff"] for v in variants.values())
+        and all(
+            v["fd_rel_err"] < tol["fd_rel_err"]
+            and v["torch_abs_diff"] < tol["torch_abs_diff"]
+            and v["loss_abs_diff"] < tol["torch_abs_diff"]
+            for v in variants.values()
+        )
         and all(v < tol["optimizer_abs_diff"] for v in optimizers.values())
-        and all(r["fd_rel_err"] < tol["fd_rel_err"] and max(r["twin_abs_diff"], r["twin_loss_abs_diff"]) < tol["twin_abs_diff"]
-                for r in reference.values())
-    ))
+        and all(
+            r["fd_rel_err"] < tol["fd_rel_err"]
+            and max(r["twin_abs_diff"], r["twin_loss_abs_diff"]) < tol["twin_abs_diff"]
+            for r in reference.values()
+        )
+    )
     return {
         "ok": bool(ok),
         "seed": seed,
         "model": {
-            "config": {k: getattr(base, k) for k in ("vocab_size", "embed_dim", "hidden_dim", "num_layers", "tie_weights", "relu_logits")},
+            "config": {
+                k: getattr(base, k)
+                for k in ("vocab_size", "embed_dim", "hidden_dim", "num_layers", "tie_weights", "relu_logits")
+            },
             "batch": list(inputs.shape),
             "real_targets": int(np.count_nonzero(targets != PAD_ID)),
             "dtype": "float64",
@@ -483,7 +516,9 @@ def format_gradcheck(result: dict) -> str:
     lines.append("")
     w = max(len(k) for k in result["params"]) + 2
     lines.append(f"{'parameter':<{w}}{'fd rel err':>12}{'|torch|':>12}{'|nn.LSTM|':>12}")
-    lines.append(f"{'(tolerance)':<{w}}{tol['fd_rel_err']:>12.0e}{tol['torch_abs_diff']:>12.0e}{tol['torch_abs_diff']:>12.0e}")
+    lines.append(
+        f"{'(tolerance)':<{w}}{tol['fd_rel_err']:>12.0e}{tol['torch_abs_diff']:>12.0e}{tol['torch_abs_diff']:>12.0e}"
+    )
     for k, v in result["params"].items():
         lines.append(f"{k:<{w}}{v['fd_rel_err']:>12.2e}{v['torch_abs_diff']:>12.2e}{v['torch_nn_abs_diff']:>12.2e}")
     lines.append("")
@@ -491,18 +526,29 @@ def format_gradcheck(result: dict) -> str:
     for k, v in result["variants"].items():
         skip = v.get("fd_elements_skipped_at_relu_kinks", 0)
         note = f"   ({skip} FD element{'s' if skip != 1 else ''} skipped at ReLU kinks)" if skip else ""
-        lines.append(f"  {k:<24} fd rel err {v['fd_rel_err']:.2e}   |torch| {v['torch_abs_diff']:.2e}   |loss| {v['loss_abs_diff']:.1e}{note}")
+        lines.append(
+            f"  {k:<24} fd rel err {v['fd_rel_err']:.2e}   |torch| {v['torch_abs_diff']:.2e}   |loss| {v['loss_abs_diff']:.1e}{note}"
+        )
     lines.append("")
     lines.append(f"optimisers vs torch.optim, 10 steps, max |p - p_torch| (tolerance {tol['optimizer_abs_diff']:.0e}):")
     lines += [f"  {k:<58} {v:.2e}" for k, v in result["optimizers"].items()] + [""]
-    lines.append(f"the assignment-notation LSTM (lesson/reference_lstm.py) vs finite differences and vs the fast twin "
-                 f"(tolerance {tol['twin_abs_diff']:.0e}):")
-    lines += [f"  {k:<24} fd rel err {v['fd_rel_err']:.2e}   |twin| {v['twin_abs_diff']:.2e}   "
-              f"|loss| {v['twin_loss_abs_diff']:.1e}" for k, v in result["reference_lstm"].items()] + [""]
-    lines.append(f"the training kernel (LSTMRecurrence, fp32) vs autograd in float64, max relative error "
-                 f"(tolerance {tol['kernel_rel_err']:.0e}):")
-    lines += [f"  {k:<24} " + (f"{v['rel_err']:.2e}" if "rel_err" in v else f"skipped: {v['skipped']}")
-              for k, v in result["training_kernel"].items()] + [""]
+    lines.append(
+        f"the assignment-notation LSTM (lesson/reference_lstm.py) vs finite differences and vs the fast twin "
+        f"(tolerance {tol['twin_abs_diff']:.0e}):"
+    )
+    lines += [
+        f"  {k:<24} fd rel err {v['fd_rel_err']:.2e}   |twin| {v['twin_abs_diff']:.2e}   "
+        f"|loss| {v['twin_loss_abs_diff']:.1e}"
+        for k, v in result["reference_lstm"].items()
+    ] + [""]
+    lines.append(
+        f"the training kernel (LSTMRecurrence, fp32) vs autograd in float64, max relative error "
+        f"(tolerance {tol['kernel_rel_err']:.0e}):"
+    )
+    lines += [
+        f"  {k:<24} " + (f"{v['rel_err']:.2e}" if "rel_err" in v else f"skipped: {v['skipped']}")
+        for k, v in result["training_kernel"].items()
+    ] + [""]
     lines.append("the assignment's errors, ||g_seed - g|| / ||g||:")
     for bug, d in result["assignment_errors"].items():
         lines.append(f"  {bug}:")

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -138,7 +139,9 @@ def _check_batch(inputs: Any, targets: Any | None, V: int) -> tuple[np.ndarray, 
     if targets is not None:
         targets = np.asarray(targets)
         if targets.shape != inputs.shape or not np.issubdtype(targets.dtype, np.integer):
-            raise ValueError(f"targets must be an integer array of shape {inputs.shape}, got {targets.dtype} {targets.shape}")
+            raise ValueError(
+                f"targets must be an integer array of shape {inputs.shape}, got {targets.dtype} {targets.shape}"
+            )
     return inputs.astype(np.int64, copy=False), (None if targets is None else targets.astype(np.int64, copy=False))
 
 
@@ -193,7 +196,7 @@ def _buf(ws: Workspace | None, key: str, shape: tuple[int, ...], dtype: Any) -> 
 LOOP_BLAS_THREADS: int | None = 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _controller():
     from threadpoolctl import ThreadpoolController
 
@@ -213,7 +216,13 @@ def blas_threads(n: int | None):
 
 
 def _lstm_layer_forward(
-    x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, b: np.ndarray, pk: _Packing, ws: Workspace | None = None, key: str = ""
+    x: np.ndarray,
+    W_ih: np.ndarray,
+    W_hh: np.ndarray,
+    b: np.ndarray,
+    pk: _Packing,
+    ws: Workspace | None = None,
+    key: str = "",
 ) -> dict:
     """One LSTM layer over packed inputs x (P, in).  Returns the cache dict for backward."""
     P = x.shape[0]
@@ -336,8 +345,9 @@ def _lstm_layer_backward(
     return (*_layer_weight_grads(x, h_prev, dZ, W_ih, pk, need_dx, ws, dx_key), dZ)
 
 
-def _delta_h(delta_h: np.ndarray, dh_in: np.ndarray, dZ: np.ndarray, W_hh_T: np.ndarray, s: int, e: int,
-             s_next: int, n_next: int) -> None:
+def _delta_h(
+    delta_h: np.ndarray, dh_in: np.ndarray, dZ: np.ndarray, W_hh_T: np.ndarray, s: int, e: int, s_next: int, n_next: int
+) -> None:
     """delta_t = dE/dh_t into `delta_h` (n, H): the direct gradient plus, for the rows still alive at
     t+1, the recurrent part dz_{t+1} W_hh^T."""
     if n_next:
@@ -367,7 +377,9 @@ def _layer_weight_grads(x, h_prev, dZ, W_ih, pk: _Packing, need_dx: bool, ws, dx
 # --------------------------------------------------------------------------------------
 
 
-def _head_loss(h_sel: np.ndarray, W_head: np.ndarray, b_head: np.ndarray, tgt: np.ndarray, relu: bool, ws: Workspace | None = None):
+def _head_loss(
+    h_sel: np.ndarray, W_head: np.ndarray, b_head: np.ndarray, tgt: np.ndarray, relu: bool, ws: Workspace | None = None
+):
     """Mean NLL over the N real positions and dE/dlogits (N, V), chunk by chunk."""
     N = h_sel.shape[0]
     V = W_head.shape[0]
@@ -405,7 +417,14 @@ def _head_loss(h_sel: np.ndarray, W_head: np.ndarray, b_head: np.ndarray, tgt: n
 # --------------------------------------------------------------------------------------
 
 
-def forward(params: Mapping[str, np.ndarray], config: Any, inputs: Any, targets: Any, pad_id: int, workspace: Workspace | None = None):
+def forward(
+    params: Mapping[str, np.ndarray],
+    config: Any,
+    inputs: Any,
+    targets: Any,
+    pad_id: int,
+    workspace: Workspace | None = None,
+):
     """Loss (mean NLL over targets != pad_id) and the cache backward() needs.
 
     inputs, targets: integer arrays (B, T).  Returns (loss: float, cache: dict).
@@ -425,18 +444,26 @@ def forward(params: Mapping[str, np.ndarray], config: Any, inputs: Any, targets:
     lengths = np.where(real.any(axis=1), last, 0)
     pk = _pack(lengths)
     ids = _packed(inputs, pk)  # (P,)
-    x = np.take(params["embedding.weight"], ids, axis=0, out=_buf(ws, "x0", (ids.size, d.E), dtype))  # eq (1)  x_t = embedding[id_t]   (P, E)
+    x = np.take(
+        params["embedding.weight"], ids, axis=0, out=_buf(ws, "x0", (ids.size, d.E), dtype)
+    )  # eq (1)  x_t = embedding[id_t]   (P, E)
     layers = []
     for l in range(d.L):
-        lc = _lstm_layer_forward(x, params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"], params[f"lstm.{l}.bias"], pk, ws, f"{l}.")
+        lc = _lstm_layer_forward(
+            x, params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"], params[f"lstm.{l}.bias"], pk, ws, f"{l}."
+        )
         layers.append(lc)
         x = lc["h"]  # eq (1)  the next layer's x_t is this layer's h_t   (P, H)
     tgt_packed = _packed(targets, pk)  # (P,)
     sel = np.flatnonzero(tgt_packed != pad_id)  # (N,) packed rows with a real target
     tgt = tgt_packed[sel]  # (N,)
     if tgt.min() < 0 or tgt.max() >= d.V:
-        raise ValueError(f"target ids other than pad_id={pad_id} must lie in [0, {d.V}), got [{tgt.min()}, {tgt.max()}]")
-    h_sel = np.take(x, sel, axis=0, out=_buf(ws, "h_sel", (sel.size, d.H), dtype))  # (N, H) top-layer h_t at the real positions
+        raise ValueError(
+            f"target ids other than pad_id={pad_id} must lie in [0, {d.V}), got [{tgt.min()}, {tgt.max()}]"
+        )
+    h_sel = np.take(
+        x, sel, axis=0, out=_buf(ws, "h_sel", (sel.size, d.H), dtype)
+    )  # (N, H) top-layer h_t at the real positions
     W_head = params["embedding.weight"] if d.tie else params["head.weight"]
     loss, dlogits, db_head = _head_loss(h_sel, W_head, params["head.bias"], tgt, d.relu, ws)
     cache = {
@@ -464,7 +491,9 @@ def _backward(cache: dict, cell_path: bool = True, keep_dz: bool = False) -> dic
     grads: dict[str, np.ndarray] = {}
     dW_head = dlogits.T @ h_sel  # eq (9)  dE/dW_head = sum_t (dE/ds_t)^T h_t   (V, H)
     ws = cache["workspace"]
-    dh_sel = np.matmul(dlogits, W_head, out=_buf(ws, "dh_sel", (sel.size, d.H), dtype))  # eq (10) head part of delta_t   (N, H)
+    dh_sel = np.matmul(
+        dlogits, W_head, out=_buf(ws, "dh_sel", (sel.size, d.H), dtype)
+    )  # eq (10) head part of delta_t   (N, H)
     P = cache["ids"].shape[0]
     dh = _buf(ws, "dh_top", (P, d.H), dtype)  # (P, H) zero where the target is PAD
     dh.fill(0.0)
@@ -472,8 +501,15 @@ def _backward(cache: dict, cell_path: bool = True, keep_dz: bool = False) -> dic
     dzs = {}
     for l in range(d.L - 1, -1, -1):
         dx, dW_ih, dW_hh, db, dZ = _lstm_layer_backward(
-            cache["layers"][l], dh, params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"], pk, True, cell_path,
-            None if keep_dz else ws, f"dx{l % 2}",
+            cache["layers"][l],
+            dh,
+            params[f"lstm.{l}.weight_ih"],
+            params[f"lstm.{l}.weight_hh"],
+            pk,
+            True,
+            cell_path,
+            None if keep_dz else ws,
+            f"dx{l % 2}",
         )
         grads[f"lstm.{l}.weight_ih"] = dW_ih
         grads[f"lstm.{l}.weight_hh"] = dW_hh
@@ -540,7 +576,9 @@ def logits(params: Mapping[str, np.ndarray], config: Any, inputs: Any) -> np.nda
     pk = _pack(np.full(B, T, dtype=np.int64))  # every position alive; order = identity
     x = params["embedding.weight"][_packed(inputs, pk)]  # (T*B, E), step-major
     for l in range(d.L):
-        x = _lstm_layer_forward(x, params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"], params[f"lstm.{l}.bias"], pk)["h"]
+        x = _lstm_layer_forward(
+            x, params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"], params[f"lstm.{l}.bias"], pk
+        )["h"]
     W_head = params["embedding.weight"] if d.tie else params["head.weight"]
     s = x @ W_head.T  # eq (6)  (T*B, V)
     s += params["head.bias"]

@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,15 @@ class SGD(_Optimizer):
     hyper_names = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
     buffer_names = ("momentum_buffer",)
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ):
         super().__init__(params)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
@@ -140,9 +149,21 @@ class Adam(_Optimizer):
     buffer_names = ("exp_avg", "exp_avg_sq")
     decoupled = False
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
         super().__init__(params)
-        self.lr, self.betas, self.eps, self.weight_decay = float(lr), (float(betas[0]), float(betas[1])), float(eps), float(weight_decay)
+        self.lr, self.betas, self.eps, self.weight_decay = (
+            float(lr),
+            (float(betas[0]), float(betas[1])),
+            float(eps),
+            float(weight_decay),
+        )
 
     def _update(self, name, p, g):
         beta1, beta2 = self.betas
@@ -182,7 +203,14 @@ class AdamW(Adam):
     kind = "AdamW"
     decoupled = True
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ):
         super().__init__(params, lr, betas, eps, weight_decay)
 
 
@@ -194,7 +222,15 @@ class Adagrad(_Optimizer):
     hyper_names = ("lr", "lr_decay", "eps", "weight_decay", "initial_accumulator_value")
     buffer_names = ("sum",)
 
-    def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10, weight_decay: float = 0.0, initial_accumulator_value: float = 0.0, lr_decay: float = 0.0):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        eps: float = 1e-10,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        lr_decay: float = 0.0,
+    ):
         super().__init__(params)
         self.lr, self.lr_decay, self.eps = float(lr), float(lr_decay), float(eps)
         self.weight_decay, self.initial_accumulator_value = float(weight_decay), float(initial_accumulator_value)
@@ -220,5 +256,7 @@ class Adagrad(_Optimizer):
     def effective_step_size(self) -> float:
         """Median over all parameter elements of clr / (sqrt(G) + eps)."""
         clr = self._clr(self.steps)
-        vals = np.concatenate([(clr / (np.sqrt(G.astype(np.float64)) + self.eps)).ravel() for G in self.state["sum"].values()])
+        vals = np.concatenate(
+            [(clr / (np.sqrt(G.astype(np.float64)) + self.eps)).ravel() for G in self.state["sum"].values()]
+        )
         return float(np.median(vals))

@@ -43,7 +43,7 @@ class LstmLayer:
         self.b = {g: np.zeros((H, 1), dtype) for g in GATES}  # b_f, b_i, b_c, b_o
 
     @classmethod
-    def from_canonical(cls, weight_ih: np.ndarray, weight_hh: np.ndarray, bias: np.ndarray) -> "LstmLayer":
+    def from_canonical(cls, weight_ih: np.ndarray, weight_hh: np.ndarray, bias: np.ndarray) -> LstmLayer:
         """From the canonical row-vector weights: weight_ih (E, 4H), weight_hh (H, 4H), bias (4H,)."""
         H = weight_hh.shape[0]
         layer = cls(weight_ih.shape[0], H, weight_ih.dtype)
@@ -126,8 +126,9 @@ class LstmLayer:
         return g_ih, g_hh, g_b
 
 
-def loss_and_grads(params: dict, config, inputs: np.ndarray, targets: np.ndarray, pad_id: int,
-                   cell_path: bool = True) -> tuple[float, dict]:
+def loss_and_grads(
+    params: dict, config, inputs: np.ndarray, targets: np.ndarray, pad_id: int, cell_path: bool = True
+) -> tuple[float, dict]:
     """The whole model (embedding → LstmLayer × L → output layer → softmax → mean NLL over the
     targets that are not PAD), one sequence at a time, in the canonical parameter names."""
     V, L = config.vocab_size, config.num_layers
@@ -141,8 +142,9 @@ def loss_and_grads(params: dict, config, inputs: np.ndarray, targets: np.ndarray
         xs = [params["embedding.weight"][i].reshape(-1, 1) for i in ids]  # eq (1) x_t = Emb[id_t]
         layers = []
         for l in range(L):
-            layer = LstmLayer.from_canonical(params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"],
-                                             params[f"lstm.{l}.bias"])
+            layer = LstmLayer.from_canonical(
+                params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"], params[f"lstm.{l}.bias"]
+            )
             xs = layer.forward(xs)  # eq (1) the next layer's x_t is this layer's h_t
             layers.append(layer)
         dh = []

@@ -47,16 +47,35 @@ def run_worked_example() -> dict:
     v = lambda a: float(a[0, 0]) + 0.0  # noqa: E731  (+ 0.0: no "-0.0" where δz_f_1 is exactly 0, as C_0 = 0)
     steps = []
     for t in (1, 2):
-        steps.append({"t": t, "x": INPUTS[t - 1], "f": v(layer.f[t]), "i": v(layer.i[t]), "c~": v(layer.c[t]),
-                      "o": v(layer.o[t]), "C": v(layer.C[t]), "h": v(layer.h[t]), "dh": v(layer.dh[t]),
-                      "dC": v(layer.dC[t]), **{f"dz_{g}": v(layer.delta[g][t]) for g in GATES}})
+        steps.append(
+            {
+                "t": t,
+                "x": INPUTS[t - 1],
+                "f": v(layer.f[t]),
+                "i": v(layer.i[t]),
+                "c~": v(layer.c[t]),
+                "o": v(layer.o[t]),
+                "C": v(layer.C[t]),
+                "h": v(layer.h[t]),
+                "dh": v(layer.dh[t]),
+                "dC": v(layer.dC[t]),
+                **{f"dz_{g}": v(layer.delta[g][t]) for g in GATES},
+            }
+        )
     grads = []
     for g in GATES:
         for kind, analytic in (("h", layer.W_h_grad[g]), ("x", layer.W_x_grad[g]), ("b", layer.b_grad[g])):
             name = f"b_{g}" if kind == "b" else f"W_{g}{kind}"
             grads.append({"name": name, "analytic": v(analytic), "finite_difference": _fd(g, kind)})
-    return {"weights": WEIGHTS, "inputs": INPUTS, "target": TARGET, "loss": E, "steps": steps, "gradients": grads,
-            "max_abs_diff": max(abs(r["analytic"] - r["finite_difference"]) for r in grads)}
+    return {
+        "weights": WEIGHTS,
+        "inputs": INPUTS,
+        "target": TARGET,
+        "loss": E,
+        "steps": steps,
+        "gradients": grads,
+        "max_abs_diff": max(abs(r["analytic"] - r["finite_difference"]) for r in grads),
+    }
 
 
 def _fd(g: str, kind: str) -> float:
@@ -78,16 +97,25 @@ def _label(text: str, width: int = 10) -> str:
 
 def format_worked_example(res: dict) -> str:
     w = res["weights"]
-    lines = ["Worked example: H = 1, D = 1, T = 2, E = ½ (h_2 − y)²; docs/lstm-backprop.md, 'A worked example'",
-             "weights (W_·h, W_·x, b_·): " + "; ".join(f"{g}: {w[g][0]:+}, {w[g][1]:+}, {w[g][2]:+}" for g in GATES),
-             f"x_1 = {res['inputs'][0]:+}, x_2 = {res['inputs'][1]:+}, y = {res['target']}, h_0 = C_0 = 0", "",
-             "forward           t = 1        t = 2"]
+    lines = [
+        "Worked example: H = 1, D = 1, T = 2, E = ½ (h_2 − y)²; docs/lstm-backprop.md, 'A worked example'",
+        "weights (W_·h, W_·x, b_·): " + "; ".join(f"{g}: {w[g][0]:+}, {w[g][1]:+}, {w[g][2]:+}" for g in GATES),
+        f"x_1 = {res['inputs'][0]:+}, x_2 = {res['inputs'][1]:+}, y = {res['target']}, h_0 = C_0 = 0",
+        "",
+        "forward           t = 1        t = 2",
+    ]
     s1, s2 = res["steps"]
     for key, label in (("f", "f_t"), ("i", "i_t"), ("c~", "c̃_t"), ("o", "o_t"), ("C", "C_t"), ("h", "h_t")):
         lines.append(f"  {_label(label)} {s1[key]:>12.6f} {s2[key]:>12.6f}")
     lines += [f"  E = ½ (h_2 − y)² = {res['loss']:.6f}", "", "backward (BPTT)   t = 1        t = 2"]
-    for key, label in (("dh", "δh_t"), ("dC", "δC_t"), ("dz_f", "δz_f"), ("dz_i", "δz_i"), ("dz_c", "δz_c"),
-                       ("dz_o", "δz_o")):
+    for key, label in (
+        ("dh", "δh_t"),
+        ("dC", "δC_t"),
+        ("dz_f", "δz_f"),
+        ("dz_i", "δz_i"),
+        ("dz_c", "δz_c"),
+        ("dz_o", "δz_o"),
+    ):
         lines.append(f"  {_label(label)} {s1[key]:>12.6f} {s2[key]:>12.6f}")
     lines += ["", "gradient      analytic     finite diff."]
     for r in res["gradients"]:

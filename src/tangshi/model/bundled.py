@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import json
+import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
 
 import torch
 
 from tangshi.data import corpus
-from tangshi.model.checkpoint import load_checkpoint, write_checkpoint
-from tangshi.machine import cpu_name
-from tangshi.outputs import OutputFolder
-from tangshi.errors import TangshiError
-from tangshi.data.splits import Split
 from tangshi.data.batches import encode_poems
+from tangshi.data.splits import Split
 from tangshi.data.vocab import Vocab
+from tangshi.errors import TangshiError
+from tangshi.machine import cpu_name
+from tangshi.model.checkpoint import load_checkpoint, write_checkpoint
+from tangshi.outputs import OutputFolder
 
 BUNDLED_NAME = "tangshi-default"
 ENV_VAR = "TANGSHI_MODEL"  # overrides the bundled model's path
@@ -33,8 +32,10 @@ def bundled_model_path() -> Path:
         cand = root / "models" / BUNDLED_NAME
         if (cand / "config.json").exists():
             return cand
-    raise TangshiError(f"no --checkpoint given and no bundled model found (models/{BUNDLED_NAME}); "
-                       f"train one with `tangshi train` or set {ENV_VAR}")
+    raise TangshiError(
+        f"no --checkpoint given and no bundled model found (models/{BUNDLED_NAME}); "
+        f"train one with `tangshi train` or set {ENV_VAR}"
+    )
 
 
 def rebuild_dev_split(meta: dict, vocab: Vocab, source: Path) -> Split:
@@ -46,8 +47,10 @@ def rebuild_dev_split(meta: dict, vocab: Vocab, source: Path) -> Split:
     poems, _ = corpus.load_poems(Path(source))
     train, dev = corpus.sample_and_split(poems, n, int(data_meta["seed"]))
     if len(train) != data_meta["train"] or len(dev) != data_meta["dev"]:
-        raise TangshiError(f"the poems in {source} do not rebuild the checkpoint's split "
-                           f"({len(train)}/{len(dev)} vs {data_meta['train']}/{data_meta['dev']})")
+        raise TangshiError(
+            f"the poems in {source} do not rebuild the checkpoint's split "
+            f"({len(train)}/{len(dev)} vs {data_meta['train']}/{data_meta['dev']})"
+        )
     if Vocab.build(train) != vocab:
         raise TangshiError(f"the poems in {source} do not rebuild the checkpoint's vocabulary")
     return Split(*encode_poems(dev, vocab))
@@ -56,8 +59,15 @@ def rebuild_dev_split(meta: dict, vocab: Vocab, source: Path) -> Split:
 EXPORT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-def export_model(checkpoint: Path, out: Path, dtype: str = "fp16", train_command: str | list[str] | None = None,
-                 replace: bool = False, replace_bundled: bool = False, log=print) -> dict:
+def export_model(
+    checkpoint: Path,
+    out: Path,
+    dtype: str = "fp16",
+    train_command: str | list[str] | None = None,
+    replace: bool = False,
+    replace_bundled: bool = False,
+    log=print,
+) -> dict:
     """Copy a checkpoint's weights at a smaller dtype, with its config and vocabulary (no
     optimiser state), and write MODEL_CARD.md beside them from the run's own records.
     `train_command` (one or more) replaces the recorded commands of the last stages, in order,
@@ -83,12 +93,12 @@ def export_model(checkpoint: Path, out: Path, dtype: str = "fp16", train_command
         except (OSError, ValueError) as e:
             raise TangshiError(f"cannot read {run_dir / 'metrics.jsonl'}: {e}") from None
     card = _model_card(out, model.config, meta, history, dtype, commands)
-    with OutputFolder(out, "model", replace=replace, sources=[checkpoint]) as folder:
-        with folder.staged() as stage:
-            write_checkpoint(stage, model, vocab, train_meta=train_meta, metrics=meta.get("metrics", {}),
-                             dtype=EXPORT_DTYPES[dtype])
-            (stage / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-            size = sum(f.stat().st_size for f in stage.iterdir())
+    with OutputFolder(out, "model", replace=replace, sources=[checkpoint]) as folder, folder.staged() as stage:
+        write_checkpoint(
+            stage, model, vocab, train_meta=train_meta, metrics=meta.get("metrics", {}), dtype=EXPORT_DTYPES[dtype]
+        )
+        (stage / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+        size = sum(f.stat().st_size for f in stage.iterdir())
     if replaced is not None:
         log(f"replaced the bundled model {out} ({replaced}) with an export of {checkpoint}")
     return {"out": str(out), "bytes": size, "dev_ppl": meta.get("metrics", {}).get("dev_ppl")}
@@ -106,8 +116,10 @@ def _bundled_guard(out: Path, replace_bundled: bool) -> str | None:
     if here != bundled or not bundled.exists():
         return None
     if not replace_bundled:
-        raise TangshiError(f"--out {out} is the bundled model's folder ({bundled}), which generate and eval use "
-                           "when no --checkpoint is given; pass --replace-bundled to replace it")
+        raise TangshiError(
+            f"--out {out} is the bundled model's folder ({bundled}), which generate and eval use "
+            "when no --checkpoint is given; pass --replace-bundled to replace it"
+        )
     try:
         ppl = json.loads((bundled / "config.json").read_text(encoding="utf-8"))["metrics"]["dev_ppl"]
         return f"dev ppl {ppl:.2f}"
@@ -119,13 +131,27 @@ def training_stages(train_meta: dict, history: list[dict], command: str | None) 
     """The runs behind a checkpoint, oldest first: each --init-from source, then the run itself.
     A stage's "widened_from" gives the (smaller) model sizes it started from, when it was widened."""
     stages, lin = [], train_meta.get("init_from")
-    stages.append({"command": command, "history": history, "config": train_meta.get("config", {}),
-                   "resumes": train_meta.get("resumes") or [], "widened_from": (lin or {}).get("widened_from")})
+    stages.append(
+        {
+            "command": command,
+            "history": history,
+            "config": train_meta.get("config", {}),
+            "resumes": train_meta.get("resumes") or [],
+            "widened_from": (lin or {}).get("widened_from"),
+        }
+    )
     while lin:
         parent = lin.get("init_from")
-        stages.insert(0, {"command": lin.get("command"), "history": lin.get("history", []),
-                          "config": lin.get("config") or {}, "resumes": lin.get("resumes") or [],
-                          "widened_from": (parent or {}).get("widened_from")})
+        stages.insert(
+            0,
+            {
+                "command": lin.get("command"),
+                "history": lin.get("history", []),
+                "config": lin.get("config") or {},
+                "resumes": lin.get("resumes") or [],
+                "widened_from": (parent or {}).get("widened_from"),
+            },
+        )
         lin = parent
     return stages
 
@@ -134,25 +160,35 @@ def _stage_command(i: int, st: dict, many: bool) -> str:
     text = (f"stage {i}: " if many else "") + f"`{st['command'] or 'not recorded'}`"
     if i > 1:
         w = st.get("widened_from")
-        text += (f" (continues stage {i - 1}'s weights with a fresh optimiser"
-                 + (f", widened from embedding/hidden {w['embed_dim']}/{w['hidden_dim']} so that it starts as the "
-                    "same function" if w else "") + ")")
+        text += (
+            f" (continues stage {i - 1}'s weights with a fresh optimiser"
+            + (
+                f", widened from embedding/hidden {w['embed_dim']}/{w['hidden_dim']} so that it starts as the "
+                "same function"
+                if w
+                else ""
+            )
+            + ")"
+        )
     if st.get("resumes"):
-        text += ("; interrupted and continued exactly (same batches, dropout masks and schedule) with "
-                 + "; ".join(f"`{r['command']}` after epoch {r['after_epoch']}" for r in st["resumes"]))
+        text += "; interrupted and continued exactly (same batches, dropout masks and schedule) with " + "; ".join(
+            f"`{r['command']}` after epoch {r['after_epoch']}" for r in st["resumes"]
+        )
     return text
 
 
 def _opt_text(tc: dict) -> str:
-    return (f"{tc.get('optimizer')} lr {tc.get('lr')} wd {tc.get('weight_decay')}, {tc.get('schedule')} schedule, "
-            f"clip {tc.get('clip')}, batch {tc.get('batch_size')}, {tc.get('epochs')} epochs, seed {tc.get('seed')}")
+    return (
+        f"{tc.get('optimizer')} lr {tc.get('lr')} wd {tc.get('weight_decay')}, {tc.get('schedule')} schedule, "
+        f"clip {tc.get('clip')}, batch {tc.get('batch_size')}, {tc.get('epochs')} epochs, seed {tc.get('seed')}"
+    )
 
 
 def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, commands: list[str]) -> str:
     train_meta, m = meta.get("train", {}), meta.get("metrics", {})
     dm = train_meta.get("data_meta", {})
     stages = training_stages(train_meta, history, train_meta.get("command"))
-    for st, c in zip(stages[len(stages) - len(commands):], commands):
+    for st, c in zip(stages[len(stages) - len(commands) :], commands):
         st["command"] = c
     secs = sum(h.get("epoch_seconds", 0) for st in stages for h in st["history"])
     n_epochs = sum(len(st["history"]) for st in stages)
@@ -160,24 +196,34 @@ def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, com
     optim = "<br>".join((f"stage {i}: " if many else "") + _opt_text(st["config"]) for i, st in enumerate(stages, 1))
     cmds = "<br>".join(_stage_command(i, st, many) for i, st in enumerate(stages, 1))
     if any("--preset" in (st["command"] or "") for st in stages):
-        cmds += ("<br>`--preset` names the preset as it was when the stage ran (presets change as the study "
-                 "finds better recipes); the optimisation row gives each stage's actual values")
+        cmds += (
+            "<br>`--preset` names the preset as it was when the stage ran (presets change as the study "
+            "finds better recipes); the optimisation row gives each stage's actual values"
+        )
     rows, epoch = [], 0
     for i, st in enumerate(stages, 1):
         for h in st["history"]:
             epoch += 1
-            cells = [str(epoch)] + ([str(i)] if many else []) + [
-                f"{h['train_loss']:.4f}", f"{h['dev_ppl']:.2f}", f"{h.get('epoch_seconds', 0):.0f}"]
+            cells = (
+                [str(epoch)]
+                + ([str(i)] if many else [])
+                + [f"{h['train_loss']:.4f}", f"{h['dev_ppl']:.2f}", f"{h.get('epoch_seconds', 0):.0f}"]
+            )
             rows.append("| " + " | ".join(cells) + " |")
-    head = ("| epoch | stage | train loss | dev ppl | seconds |\n|---|---|---|---|---|" if many else
-            "| epoch | train loss | dev ppl | seconds |\n|---|---|---|---|")
+    head = (
+        "| epoch | stage | train loss | dev ppl | seconds |\n|---|---|---|---|---|"
+        if many
+        else "| epoch | train loss | dev ppl | seconds |\n|---|---|---|---|"
+    )
     rows = "\n".join(rows)
     best_epoch = sum(len(st["history"]) for st in stages[:-1]) + int(m.get("epoch") or 0)
     planned, done = stages[-1]["config"].get("epochs"), len(stages[-1]["history"])
     status = ""
     if planned and done < planned:
-        status = (f"| status | exported after {done} of the {planned} epochs its schedule plans; the run goes on "
-                  f"with `--resume`, and a later export replaces these weights |\n")
+        status = (
+            f"| status | exported after {done} of the {planned} epochs its schedule plans; the run goes on "
+            f"with `--resume`, and a later export replaces these weights |\n"
+        )
     return f"""# {out.name}: the bundled tangshi model
 
 A character-level LSTM language model of the Complete Tang Poems (全唐詩), used by
@@ -185,13 +231,13 @@ A character-level LSTM language model of the Complete Tang Poems (全唐詩), us
 
 | | |
 |---|---|
-| architecture | embedding {cfg.embed_dim} → {cfg.num_layers} × LSTM {cfg.hidden_dim} (tangshi's own kernel) → linear head{' tied to the embedding' if cfg.tie_weights else ''}, vocabulary {cfg.vocab_size} |
+| architecture | embedding {cfg.embed_dim} → {cfg.num_layers} × LSTM {cfg.hidden_dim} (tangshi's own kernel) → linear head{" tied to the embedding" if cfg.tie_weights else ""}, vocabulary {cfg.vocab_size} |
 | regularisation | locked dropout {cfg.dropout_embed} (embedding) / {cfg.dropout_output} (output), character dropout {cfg.dropout_chars}, DropConnect {cfg.weight_drop} on weight_hh |
 | optimisation | {optim} |
-| data | chinese-poetry 全唐詩 (58 files, sha256-checked), cleaned as in `data/corpus.py`: {dm.get('poems_read')} poems read, {dm.get('in_range')} of 10–63 characters; sample `{dm.get('sample')}`, split seed {dm.get('seed')}: {dm.get('train')} train / {dm.get('dev')} dev |
-| dev perplexity | **{m.get('dev_ppl', float('nan')):.2f}** at epoch {best_epoch} of {n_epochs} (exp of the mean NLL over dev characters + `<EOS>`, PAD excluded); the assignment's PAD-counted loss {m.get('original_loss', m.get('seed_loss', float('nan'))):.4f} |
+| data | chinese-poetry 全唐詩 (58 files, sha256-checked), cleaned as in `data/corpus.py`: {dm.get("poems_read")} poems read, {dm.get("in_range")} of 10–63 characters; sample `{dm.get("sample")}`, split seed {dm.get("seed")}: {dm.get("train")} train / {dm.get("dev")} dev |
+| dev perplexity | **{m.get("dev_ppl", float("nan")):.2f}** at epoch {best_epoch} of {n_epochs} (exp of the mean NLL over dev characters + `<EOS>`, PAD excluded); the assignment's PAD-counted loss {m.get("original_loss", m.get("seed_loss", float("nan"))):.4f} |
 {status}| training time | {secs / 60:.1f} min of training steps ({n_epochs} epochs, dev evaluation not counted) on {_cpu_name()} |
-| weights | {dtype} safetensors, exported {datetime.now(timezone.utc):%Y-%m-%d} |
+| weights | {dtype} safetensors, exported {datetime.now(UTC):%Y-%m-%d} |
 | command | {cmds} |
 | reproduce the eval | `tangshi eval --json` (rebuilds this dev split from `data/quantangshi`) |
 

@@ -30,20 +30,37 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tangshi.errors import TangshiError, check_number
-from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
-from tangshi.files import (TMP_PREFIX, describe_oserror, fsync_dir, fsync_tree, oserrors_named, sha256_file,
-                           user_file_mode)
-from tangshi.outputs import require_complete
 from tangshi.data.vocab import Vocab
+from tangshi.errors import TangshiError, check_number
+from tangshi.files import (
+    TMP_PREFIX,
+    describe_oserror,
+    fsync_dir,
+    fsync_tree,
+    oserrors_named,
+    sha256_file,
+    user_file_mode,
+)
+from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
+from tangshi.outputs import require_complete
 
 CHECKPOINT_FORMAT = "tangshi-checkpoint/1"
-WEIGHTS, CONFIG, VOCAB, OPTIM, TRAINER = "model.safetensors", "config.json", "vocab.json", "optimizer.safetensors", "trainer.json"
+WEIGHTS, CONFIG, VOCAB, OPTIM, TRAINER = (
+    "model.safetensors",
+    "config.json",
+    "vocab.json",
+    "optimizer.safetensors",
+    "trainer.json",
+)
 RECORD = "files"  # config.json's record of the files that make one checkpoint
 # checkpoints written before config.json kept the record, known by their files' sha256: the bundled
 # model (models/tangshi-default), which is verified so, silently, and never rewritten for it
-KNOWN_UNRECORDED = ({WEIGHTS: "8ca37376edf6235e769431e640b5bfd4bb35c03685891b1ddff98c5070e79926",
-                     VOCAB: "e2f894bd8e3c7bf4e0bff574222a7ef228778551915ccf2849d103b4f55bf62f"},)
+KNOWN_UNRECORDED = (
+    {
+        WEIGHTS: "8ca37376edf6235e769431e640b5bfd4bb35c03685891b1ddff98c5070e79926",
+        VOCAB: "e2f894bd8e3c7bf4e0bff574222a7ef228778551915ccf2849d103b4f55bf62f",
+    },
+)
 _noted: set[str] = set()  # checkpoints without a record, each noted once per process
 
 
@@ -77,9 +94,16 @@ def _read_json(path: Path):
         raise TangshiError(f"cannot read {path}: {e.strerror}") from None
 
 
-def write_checkpoint(folder: Path, model: PoetryLM, vocab: Vocab, *, train_meta: dict | None = None,
-                     metrics: dict | None = None, optimizer_state: tuple[dict, dict] | None = None,
-                     dtype: torch.dtype | None = None) -> None:
+def write_checkpoint(
+    folder: Path,
+    model: PoetryLM,
+    vocab: Vocab,
+    *,
+    train_meta: dict | None = None,
+    metrics: dict | None = None,
+    optimizer_state: tuple[dict, dict] | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
     """Write a checkpoint's files into `folder` (an empty temporary folder that the caller then
     renames into view: `OutputFolder.new_dir`, `OutputFolder.staged` or `save_checkpoint`).
     `optimizer_state` = (tensors, json_state)."""
@@ -90,13 +114,22 @@ def write_checkpoint(folder: Path, model: PoetryLM, vocab: Vocab, *, train_meta:
     weights = {k: v.contiguous().clone() for k, v in weights.items()}
     for name, w in weights.items():  # a model that would not load again is never written
         if not bool(torch.isfinite(w).all()):
-            how = f" in {str(dtype).removeprefix('torch.')} (its range is ±{torch.finfo(dtype).max:.4g})" if dtype else ""
+            how = (
+                f" in {str(dtype).removeprefix('torch.')} (its range is ±{torch.finfo(dtype).max:.4g})" if dtype else ""
+            )
             raise TangshiError(f"the weights are not finite{how}: {name} holds NaN or infinity; nothing was written")
     _save_tensors(weights, folder / WEIGHTS, metadata={"format": CHECKPOINT_FORMAT})
     vocab.save(folder / VOCAB)
-    _write_json(folder / CONFIG, {"format": CHECKPOINT_FORMAT, "model": model.config.to_json(),
-                                  "train": train_meta or {}, "metrics": metrics or {},
-                                  RECORD: file_record(folder, vocab)})
+    _write_json(
+        folder / CONFIG,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "model": model.config.to_json(),
+            "train": train_meta or {},
+            "metrics": metrics or {},
+            RECORD: file_record(folder, vocab),
+        },
+    )
     if optimizer_state is not None:
         tensors, state = optimizer_state
         _save_tensors({k: v.contiguous() for k, v in tensors.items()}, folder / OPTIM)
@@ -110,9 +143,10 @@ def vocab_fingerprint(vocab: Vocab) -> str:
 
 def file_record(folder: Path, vocab: Vocab) -> dict:
     """config.json's record of the weights and the vocabulary written beside it."""
-    return {WEIGHTS: {"sha256": sha256_file(folder / WEIGHTS)},
-            VOCAB: {"sha256": sha256_file(folder / VOCAB), "size": len(vocab),
-                    "order_sha256": vocab_fingerprint(vocab)}}
+    return {
+        WEIGHTS: {"sha256": sha256_file(folder / WEIGHTS)},
+        VOCAB: {"sha256": sha256_file(folder / VOCAB), "size": len(vocab), "order_sha256": vocab_fingerprint(vocab)},
+    }
 
 
 def verify_files(path: Path, cfg: dict, vocab: Vocab) -> None:
@@ -128,26 +162,41 @@ def verify_files(path: Path, cfg: dict, vocab: Vocab) -> None:
     if rec is None:
         known = next((k for k in KNOWN_UNRECORDED if k[WEIGHTS] == got[WEIGHTS]), None)
         if known is not None and known[VOCAB] != got[VOCAB]:
-            raise TangshiError(f"{v} does not match {w}: it is not the vocabulary these weights were released with "
-                               f"(its sha256 is {got[VOCAB][:12]}…, not {known[VOCAB][:12]}…)")
+            raise TangshiError(
+                f"{v} does not match {w}: it is not the vocabulary these weights were released with "
+                f"(its sha256 is {got[VOCAB][:12]}…, not {known[VOCAB][:12]}…)"
+            )
         if known is None and str(path.resolve()) not in _noted:
             _noted.add(str(path.resolve()))
-            print(f"note: {path / CONFIG} records no sha256 of {VOCAB} and {WEIGHTS} (an older tangshi wrote it), so "
-                  "their match is not checked; export the checkpoint again to record it", file=sys.stderr)
+            print(
+                f"note: {path / CONFIG} records no sha256 of {VOCAB} and {WEIGHTS} (an older tangshi wrote it), so "
+                "their match is not checked; export the checkpoint again to record it",
+                file=sys.stderr,
+            )
         return
-    if not (isinstance(rec, dict) and all(isinstance(rec.get(n), dict) and isinstance(rec[n].get("sha256"), str)
-                                          for n in (WEIGHTS, VOCAB))):
+    if not (
+        isinstance(rec, dict)
+        and all(isinstance(rec.get(n), dict) and isinstance(rec[n].get("sha256"), str) for n in (WEIGHTS, VOCAB))
+    ):
         raise TangshiError(f"{path / CONFIG}: its {RECORD!r} record (the sha256 of {WEIGHTS} and {VOCAB}) is damaged")
     if got[VOCAB] != rec[VOCAB]["sha256"]:
         size, order = rec[VOCAB].get("size"), rec[VOCAB].get("order_sha256")
-        why = (f"it holds {len(vocab)} entries, the weights were trained with {size}" if size != len(vocab) else
-               "its entries are in another order than the weights were trained with"
-               if order != vocab_fingerprint(vocab) else "its bytes are not the ones recorded with the weights")
-        raise TangshiError(f"{v} does not match {w}: {why} ({CONFIG} records its sha256); "
-                           "the vocabulary was changed after the checkpoint was written")
+        why = (
+            f"it holds {len(vocab)} entries, the weights were trained with {size}"
+            if size != len(vocab)
+            else "its entries are in another order than the weights were trained with"
+            if order != vocab_fingerprint(vocab)
+            else "its bytes are not the ones recorded with the weights"
+        )
+        raise TangshiError(
+            f"{v} does not match {w}: {why} ({CONFIG} records its sha256); "
+            "the vocabulary was changed after the checkpoint was written"
+        )
     if got[WEIGHTS] != rec[WEIGHTS]["sha256"]:
-        raise TangshiError(f"{w} does not match {v}: its sha256 is not the one {CONFIG} records; "
-                           "the weights were changed after the checkpoint was written")
+        raise TangshiError(
+            f"{w} does not match {v}: its sha256 is not the one {CONFIG} records; "
+            "the weights were changed after the checkpoint was written"
+        )
 
 
 def check_saved_model(where: Path, saved: dict) -> None:
@@ -155,8 +204,12 @@ def check_saved_model(where: Path, saved: dict) -> None:
     file and the key named, not an option the user never gave) before they make a model."""
     from tangshi.model.lm import DROPOUT_FIELDS, MAX_DIM, MAX_LAYERS, MAX_VOCAB
 
-    for key, top in (("vocab_size", MAX_VOCAB), ("embed_dim", MAX_DIM), ("hidden_dim", MAX_DIM),
-                     ("num_layers", MAX_LAYERS)):
+    for key, top in (
+        ("vocab_size", MAX_VOCAB),
+        ("embed_dim", MAX_DIM),
+        ("hidden_dim", MAX_DIM),
+        ("num_layers", MAX_LAYERS),
+    ):
         if key in saved:
             check_number(f"{where}: {key}", saved[key], 1, top, integer=True)
     for key in DROPOUT_FIELDS:
@@ -211,7 +264,7 @@ def read_config(path: Path) -> dict:
     if not isinstance(cfg, dict) or cfg.get("format") != CHECKPOINT_FORMAT:
         raise TangshiError(f"{path / CONFIG} is not a tangshi checkpoint config (format {CHECKPOINT_FORMAT})")
     if not isinstance(cfg.get("model"), dict):
-        raise TangshiError(f"{path / CONFIG} has no model config (its \"model\" entry is missing or not an object)")
+        raise TangshiError(f'{path / CONFIG} has no model config (its "model" entry is missing or not an object)')
     for key in ("train", "metrics"):
         if not isinstance(cfg.get(key, {}), dict):
             raise TangshiError(f"{path / CONFIG}: its {key!r} entry is not an object")
@@ -231,8 +284,9 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     return weights
 
 
-def load_checkpoint(path: Path, device: str | torch.device = "cpu", impl: str | None = None,
-                    runtime: Runtime | None = None, **overrides) -> tuple[PoetryLM, Vocab, dict]:
+def load_checkpoint(
+    path: Path, device: str | torch.device = "cpu", impl: str | None = None, runtime: Runtime | None = None, **overrides
+) -> tuple[PoetryLM, Vocab, dict]:
     """Rebuild the model from a checkpoint folder alone. Returns (model in eval mode, vocab, config json).
 
     `runtime` says how the model runs (the LSTM kernel, the compiled kernels); by default the run-time
@@ -260,8 +314,9 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu", impl: str | 
     try:
         model.load_canonical_state_dict({k: v.float() for k, v in weights.items()})
     except (KeyError, RuntimeError, ValueError) as e:
-        raise TangshiError(f"checkpoint weights {path / WEIGHTS} do not fit its model config: "
-                           f"{str(e).splitlines()[0]}") from None
+        raise TangshiError(
+            f"checkpoint weights {path / WEIGHTS} do not fit its model config: {str(e).splitlines()[0]}"
+        ) from None
     return model.to(device).eval(), vocab, meta
 
 
@@ -307,6 +362,8 @@ def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, tor
         st.setdefault(int(pid), {})[key] = val
     # how the optimiser runs (capturable for CUDA graphs, foreach, fused) is the built optimiser's,
     # not the saved one's, so a CPU run can resume on a GPU with graphs and back
-    groups = [{**saved, **{k: cur[k] for k in RUN_FLAGS if k in cur}}
-              for saved, cur in zip(state["param_groups"], optimizer.param_groups)]
+    groups = [
+        {**saved, **{k: cur[k] for k in RUN_FLAGS if k in cur}}
+        for saved, cur in zip(state["param_groups"], optimizer.param_groups)
+    ]
     optimizer.load_state_dict({"state": st, "param_groups": groups})

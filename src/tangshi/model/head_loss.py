@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 
-
 HEAD_CHUNK = 512  # rows of (N, V) logits per chunk: 512 × 5359 fp32 ≈ 11 MB, near cache size
 
 
@@ -30,7 +29,7 @@ class HeadNLL(torch.autograd.Function):
         # logits → p → ∂E/∂s, in place, one (≤ HEAD_CHUNK, V) buffer per chunk: buffers that the allocator
         # reuses from step to step, where one (N, V) buffer (~135 MB) would be mapped afresh, a page fault per 4 KiB
         ctx.dtypes = (h.dtype, weight.dtype, bias.dtype)
-        if N and not (0 <= int(targets.min()) and int(targets.max()) < weight.shape[0]):
+        if N and not (int(targets.min()) >= 0 and int(targets.max()) < weight.shape[0]):
             raise IndexError(f"a target id lies outside the vocabulary (size {weight.shape[0]})")
         lib = lib if h.device.type == "cpu" else None  # the compiled kernels, where the caller has them
         if lib is not None:
@@ -41,8 +40,9 @@ class HeadNLL(torch.autograd.Function):
             r1 = min(r0 + HEAD_CHUNK, N)
             if lib is not None:  # h Wᵀ, then bias, softmax, loss and ∂E/∂s in one compiled call (csrc/head_nll.c)
                 s = torch.mm(h32[r0:r1], w32.t())
-                total += lib.head_nll_rows(r1 - r0, s.shape[1], s.data_ptr(), b32.data_ptr(),
-                                           targets[r0:r1].data_ptr(), int(relu), N)
+                total += lib.head_nll_rows(
+                    r1 - r0, s.shape[1], s.data_ptr(), b32.data_ptr(), targets[r0:r1].data_ptr(), int(relu), N
+                )
             else:
                 s = torch.addmm(b32, h32[r0:r1], w32.t())  # s = h Wᵀ + b
                 total += HeadNLL._chunk_ops(s, targets[r0:r1], relu, N)

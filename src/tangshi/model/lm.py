@@ -36,10 +36,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tangshi.model.kernels import Kernels, detect
-from tangshi.model.head_loss import HeadNLL
-from tangshi.model.recurrence import OriginalLSTMLayer
 from tangshi.errors import TangshiError, option
+from tangshi.model.head_loss import HeadNLL
+from tangshi.model.kernels import Kernels, detect
+from tangshi.model.recurrence import OriginalLSTMLayer
 from tangshi.model.spec import OLD_NAMES, param_shapes
 from tangshi.model.step_weights import StepState, cell, step_weights
 
@@ -64,13 +64,18 @@ class ModelConfig:
     pad_in_loss: bool = option(False, "the assignment's loss with PAD targets counted (off by default)")
     tie_weights: bool = option(False, "the output layer shares the embedding matrix (E == H)")
     dropout_embed: float = option(0.0, "locked (variational) dropout on the embeddings")
-    dropout_chars: float = option(0.0, "embedding dropout: whole characters (embedding rows) dropped per batch, "
-                                       "AWD-LSTM style")
+    dropout_chars: float = option(
+        0.0, "embedding dropout: whole characters (embedding rows) dropped per batch, AWD-LSTM style"
+    )
     dropout_hidden: float = option(0.0, "locked dropout between LSTM layers")
     dropout_output: float = option(0.0, "locked dropout on the last LSTM output")
     weight_drop: float = option(0.0, "DropConnect on weight_hh (AWD-LSTM)")
-    init: str = option("xavier", "initialisation: xavier (the assignment's), zeros, constant (every weight 0.01), "
-                                 "uniform1e-4 (the assignment's NumPy U(±1e-4)), torch (PyTorch's defaults)", choices=INITS)
+    init: str = option(
+        "xavier",
+        "initialisation: xavier (the assignment's), zeros, constant (every weight 0.01), "
+        "uniform1e-4 (the assignment's NumPy U(±1e-4)), torch (PyTorch's defaults)",
+        choices=INITS,
+    )
 
     def __post_init__(self):
         if self.init not in INITS:
@@ -81,8 +86,12 @@ class ModelConfig:
             p = getattr(self, name)
             if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
                 raise TangshiError(f"--{name.replace('_', '-')} must be in [0, 1), got {p}")
-        for name, top in (("embed_dim", MAX_DIM), ("hidden_dim", MAX_DIM), ("num_layers", MAX_LAYERS),
-                          ("vocab_size", MAX_VOCAB)):
+        for name, top in (
+            ("embed_dim", MAX_DIM),
+            ("hidden_dim", MAX_DIM),
+            ("num_layers", MAX_LAYERS),
+            ("vocab_size", MAX_VOCAB),
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= top:
                 raise TangshiError(f"--{name.replace('_', '-')} must be a whole number from 1 to {top}, got {v}")
@@ -93,7 +102,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, obj: dict) -> "ModelConfig":
+    def from_json(cls, obj: dict) -> ModelConfig:
         """A stored config; the run-time keys older checkpoints stored with it (impl, fused,
         fused_head: see `Runtime.from_json`) are left to the runtime."""
         obj = {k: v for k, v in obj.items() if k not in RUNTIME_KEYS}
@@ -125,7 +134,7 @@ class Runtime:
             raise TangshiError(f"unknown LSTM implementation {self.impl!r} (choose from {', '.join(IMPLS)})")
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Runtime":
+    def from_json(cls, obj: dict) -> Runtime:
         """The run-time choices an older config.json stored in its model config, as defaults."""
         return cls(**{k: obj[k] for k in RUNTIME_KEYS if k in obj})
 
@@ -171,7 +180,8 @@ class PoetryLM(nn.Module):
             self.lstm = nn.LSTM(cfg.embed_dim, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True)
         else:
             self.lstm = nn.ModuleList(
-                OriginalLSTMLayer(cfg.embed_dim if l == 0 else cfg.hidden_dim, cfg.hidden_dim) for l in range(cfg.num_layers)
+                OriginalLSTMLayer(cfg.embed_dim if l == 0 else cfg.hidden_dim, cfg.hidden_dim)
+                for l in range(cfg.num_layers)
             )
         self.head = nn.Linear(cfg.hidden_dim, cfg.vocab_size)
         if cfg.tie_weights:
@@ -212,8 +222,10 @@ class PoetryLM(nn.Module):
         rt = self.runtime
         if rt.impl == "nn":
             if self.training and cfg.weight_drop > 0:  # DropConnect: the library kernel runs on dropped W_hh
-                dropped = {f"weight_hh_l{l}": F.dropout(getattr(self.lstm, f"weight_hh_l{l}"), cfg.weight_drop)
-                           for l in range(cfg.num_layers)}
+                dropped = {
+                    f"weight_hh_l{l}": F.dropout(getattr(self.lstm, f"weight_hh_l{l}"), cfg.weight_drop)
+                    for l in range(cfg.num_layers)
+                }
                 h, new_state = torch.func.functional_call(self.lstm, dropped, (x, state))
             else:
                 h, new_state = self.lstm(x, state)
@@ -255,16 +267,21 @@ class PoetryLM(nn.Module):
             return logits, loss
         real = targets != self.config.pad_id  # (B, T)
         if self.runtime.fused_head and not torch.is_autocast_enabled(h.device.type):
-            loss = HeadNLL.apply(h[real], self.head.weight, self.head.bias, targets[real], self.config.relu_logits,
-                                 self.runtime.kernels.on(h.device))
+            loss = HeadNLL.apply(
+                h[real],
+                self.head.weight,
+                self.head.bias,
+                targets[real],
+                self.config.relu_logits,
+                self.runtime.kernels.on(h.device),
+            )
             return None, loss
         logits = self.logits(h[real])  # (N_real, V)
         loss = F.nll_loss(F.log_softmax(logits, -1), targets[real])
         return logits, loss
 
     # -- generation ----------------------------------------------------------------
-    def step(self, ids: torch.Tensor, state: "StepState | None" = None, logits: bool = True,
-             precision: str = "fp32"):
+    def step(self, ids: torch.Tensor, state: StepState | None = None, logits: bool = True, precision: str = "fp32"):
         """One decoding step, the only one: ids (B,) long → (logits (B, V) fp32 of the next token, or
         None when `logits` is False, and the new state). The state (every layer's h_t and C_t) is
         carried between calls, never re-run; `state=None` starts from h_0 = C_0 = 0.
@@ -314,7 +331,9 @@ class PoetryLM(nn.Module):
             if self.runtime.impl == "nn":
                 out[f"lstm.{l}.weight_ih"] = getattr(self.lstm, f"weight_ih_l{l}").detach().t()
                 out[f"lstm.{l}.weight_hh"] = getattr(self.lstm, f"weight_hh_l{l}").detach().t()
-                out[f"lstm.{l}.bias"] = (getattr(self.lstm, f"bias_ih_l{l}") + getattr(self.lstm, f"bias_hh_l{l}")).detach()
+                out[f"lstm.{l}.bias"] = (
+                    getattr(self.lstm, f"bias_ih_l{l}") + getattr(self.lstm, f"bias_hh_l{l}")
+                ).detach()
             else:
                 layer = self.lstm[l]
                 out[f"lstm.{l}.weight_ih"] = layer.weight_ih.detach()
@@ -330,7 +349,9 @@ class PoetryLM(nn.Module):
         expected = set(canonical_shapes(self.config))
         missing, unexpected = expected - set(sd), set(sd) - expected
         if missing or unexpected:
-            raise TangshiError(f"checkpoint weights do not match the config (missing {sorted(missing)}, unexpected {sorted(unexpected)})")
+            raise TangshiError(
+                f"checkpoint weights do not match the config (missing {sorted(missing)}, unexpected {sorted(unexpected)})"
+            )
         for k, shape in canonical_shapes(self.config).items():
             if tuple(sd[k].shape) != shape:
                 raise TangshiError(f"checkpoint weight {k} has shape {tuple(sd[k].shape)}, config says {shape}")
@@ -352,7 +373,7 @@ class PoetryLM(nn.Module):
 
 
 @torch.no_grad()
-def widen(model: "PoetryLM", embed_dim: int, hidden_dim: int) -> "PoetryLM":
+def widen(model: PoetryLM, embed_dim: int, hidden_dim: int) -> PoetryLM:
     """A wider copy of `model` that computes exactly the same function (Net2Net's idea, Chen et al.
     2016, done here by zeroing rather than by splitting units), so training a larger model can
     start from a trained smaller one. The new entries are:
@@ -367,8 +388,10 @@ def widen(model: "PoetryLM", embed_dim: int, hidden_dim: int) -> "PoetryLM":
     """
     cfg = model.config
     if embed_dim < cfg.embed_dim or hidden_dim < cfg.hidden_dim:
-        raise TangshiError(f"a model can only be widened: it has embed_dim {cfg.embed_dim}, hidden_dim "
-                           f"{cfg.hidden_dim}; asked for {embed_dim}, {hidden_dim}")
+        raise TangshiError(
+            f"a model can only be widened: it has embed_dim {cfg.embed_dim}, hidden_dim "
+            f"{cfg.hidden_dim}; asked for {embed_dim}, {hidden_dim}"
+        )
     new = PoetryLM(replace(cfg, embed_dim=embed_dim, hidden_dim=hidden_dim), model.runtime)
     old, out = model.canonical_state_dict(), {k: v.clone() for k, v in new.canonical_state_dict().items()}
     E0, H0, H1 = cfg.embed_dim, cfg.hidden_dim, hidden_dim

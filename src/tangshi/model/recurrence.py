@@ -65,8 +65,16 @@ class LSTMRecurrence(torch.autograd.Function):
                 else:
                     torch.addmm(xz[t], h, w, out=a)  # z_t = x_t W_ih + b + h_{t−1} W_hh   (B, 4H)
                 if cell is not None:  # the lines below, as one compiled pass (csrc/lstm_cell.c)
-                    cell.lstm_cell_forward(B, H, a.data_ptr(), None if w_low is not None else xz[t].data_ptr(),
-                                           c.data_ptr(), cs[t].data_ptr(), tcs[t].data_ptr(), hs[t].data_ptr())
+                    cell.lstm_cell_forward(
+                        B,
+                        H,
+                        a.data_ptr(),
+                        None if w_low is not None else xz[t].data_ptr(),
+                        c.data_ptr(),
+                        cs[t].data_ptr(),
+                        tcs[t].data_ptr(),
+                        hs[t].data_ptr(),
+                    )
                     h, c = hs[t], cs[t]
                     continue
                 g = torch.tanh(a[:, 2 * H : 3 * H])  # c̃_t
@@ -105,18 +113,32 @@ class LSTMRecurrence(torch.autograd.Function):
             tanh_c = tcs[t]
             if cell is not None:  # the lines below, as one compiled pass (csrc/lstm_cell.c)
                 dz = d_xz[t]
-                cell.lstm_cell_backward(B, H, gates[t].data_ptr(), c_prev.data_ptr(), tanh_c.data_ptr(),
-                                        d_h.data_ptr(), d_hs[t].data_ptr(), d_hs.stride(1), d_c.data_ptr(),
-                                        dz.data_ptr())
+                cell.lstm_cell_backward(
+                    B,
+                    H,
+                    gates[t].data_ptr(),
+                    c_prev.data_ptr(),
+                    tanh_c.data_ptr(),
+                    d_h.data_ptr(),
+                    d_hs[t].data_ptr(),
+                    d_hs.stride(1),
+                    d_c.data_ptr(),
+                    dz.data_ptr(),
+                )
             else:
                 i, f, g, o = gates[t].chunk(4, dim=1)
                 delta = d_h.add_(d_hs[t])  # δ_t = ∂E/∂h_t (from above + the recurrent path)
                 d_c.addcmul_(delta * o, 1 - tanh_c * tanh_c)  # δC_t (incl. δC_{t+1} ⊙ f_{t+1})
-                dz = torch.cat([d_c * g,  # ∂E/∂i_t = δC_t ⊙ c̃_t
-                                d_c * c_prev,  # ∂E/∂f_t = δC_t ⊙ C_{t−1}
-                                d_c * i,  # ∂E/∂c̃_t = δC_t ⊙ i_t
-                                delta * tanh_c],  # ∂E/∂o_t = δ_t ⊙ tanh(C_t)
-                               dim=1, out=d_xz[t])
+                dz = torch.cat(
+                    [
+                        d_c * g,  # ∂E/∂i_t = δC_t ⊙ c̃_t
+                        d_c * c_prev,  # ∂E/∂f_t = δC_t ⊙ C_{t−1}
+                        d_c * i,  # ∂E/∂c̃_t = δC_t ⊙ i_t
+                        delta * tanh_c,
+                    ],  # ∂E/∂o_t = δ_t ⊙ tanh(C_t)
+                    dim=1,
+                    out=d_xz[t],
+                )
                 dz.mul_(slopes[t])  # δi_t, δf_t, δc̃_t, δo_t: through σ' and tanh'
                 d_c = d_c.mul_(f)  # cell-state path into δC_{t−1}
             d_h = dz @ w_t if low is None else (dz.to(low) @ w_t).float()  # recurrent path into δ_{t−1}
@@ -138,8 +160,9 @@ class OriginalLSTMLayer(nn.Module):
         self.weight_hh = nn.Parameter(torch.empty(hidden_dim, 4 * hidden_dim))
         self.bias = nn.Parameter(torch.empty(4 * hidden_dim))
 
-    def forward(self, x: torch.Tensor, state=None, mode: str = "fused", weight_hh: torch.Tensor | None = None,
-                lib=None):
+    def forward(
+        self, x: torch.Tensor, state=None, mode: str = "fused", weight_hh: torch.Tensor | None = None, lib=None
+    ):
         """x (B, T, in) → hs (B, T, H), (h_T, C_T). mode: original (the assignment's loop as written),
         fused (`LSTMRecurrence`, with the compiled kernels `lib` where given) or plain (autograd)."""
         B, T, _ = x.shape

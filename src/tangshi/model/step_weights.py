@@ -22,13 +22,13 @@ weights.
 from __future__ import annotations
 
 import warnings
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from tangshi.model import kernels
 from tangshi.errors import TangshiError
+from tangshi.model import kernels
 from tangshi.model.spec import head_weight_name
 
 PRECISIONS = ("fp32", "int8")
@@ -77,8 +77,7 @@ class Int8Linear:
             scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
             with warnings.catch_warnings():  # torch 2.13 announces the quantised tensor types' removal (pinned)
                 warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
-                self._q = torch.quantize_per_channel(w, scale, torch.zeros(w.size(0), dtype=torch.long), 0,
-                                                     torch.qint8)
+                self._q = torch.quantize_per_channel(w, scale, torch.zeros(w.size(0), dtype=torch.long), 0, torch.qint8)
         return self._q
 
     @property
@@ -104,8 +103,11 @@ class Int8Linear:
                 sp = torch.zeros(n16 * 16)
                 sp[: self.N] = self.q.q_per_channel_scales().float()
                 # one 64-byte load holds 4 columns of 16 rows (csrc/gemv_int8.c)
-                self._row = (wp.view(n16, 16, self.K // 4, 4).permute(0, 2, 1, 3).contiguous(),
-                             wp.sum(dim=1, dtype=torch.int32), sp)
+                self._row = (
+                    wp.view(n16, 16, self.K // 4, 4).permute(0, 2, 1, 3).contiguous(),
+                    wp.sum(dim=1, dtype=torch.int32),
+                    sp,
+                )
         return self._row
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,8 +119,17 @@ class Int8Linear:
         x = x.float().contiguous()
         y = torch.empty(1, self.N)
         q = torch.empty(self.K, dtype=torch.uint8)
-        lib.gemv_int8(self.N, self.K, w.data_ptr(), rowsum.data_ptr(), scale.data_ptr(),
-                      None if self.bias is None else self.bias.data_ptr(), x.data_ptr(), y.data_ptr(), q.data_ptr())
+        lib.gemv_int8(
+            self.N,
+            self.K,
+            w.data_ptr(),
+            rowsum.data_ptr(),
+            scale.data_ptr(),
+            None if self.bias is None else self.bias.data_ptr(),
+            x.data_ptr(),
+            y.data_ptr(),
+            q.data_ptr(),
+        )
         return y
 
     def after_cell(self, hz: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor):
@@ -134,9 +145,21 @@ class Int8Linear:
         buf = torch.empty(1, self.N + 7 * H + self.K // 4 + 1)  # y, C_t, h_t, then scratch: 5H floats, K bytes
         p, f = buf.data_ptr(), buf.element_size()
         self.lib.lstm_step_row_int8(
-            H, hz.data_ptr(), xz.data_ptr(), c_prev.data_ptr(), p + (self.N + 2 * H) * f, p + self.N * f,
-            p + (self.N + H) * f, self.N, w.data_ptr(), rowsum.data_ptr(), scale.data_ptr(),
-            None if self.bias is None else self.bias.data_ptr(), p, p + (self.N + 7 * H) * f)
+            H,
+            hz.data_ptr(),
+            xz.data_ptr(),
+            c_prev.data_ptr(),
+            p + (self.N + 2 * H) * f,
+            p + self.N * f,
+            p + (self.N + H) * f,
+            self.N,
+            w.data_ptr(),
+            rowsum.data_ptr(),
+            scale.data_ptr(),
+            None if self.bias is None else self.bias.data_ptr(),
+            p,
+            p + (self.N + 7 * H) * f,
+        )
         return buf.split_with_sizes([self.N, H, H, buf.shape[1] - self.N - 2 * H], dim=1)[:3]  # C, not Tensor.split
 
 
@@ -158,27 +181,44 @@ class StepWeights:
     precision: str = "fp32"
     packed: tuple = ()  # int8: per layer (weight_ihᵀ with the bias, weight_hhᵀ), then the head with its bias
     xz_rows: dict = field(default_factory=dict, compare=False)  # token id → its (1, 4H) x W_ih + b, layer 0
-    head_and_hh: "Int8Linear | None" = None  # int8, one row: [head; last layer's W_hhᵀ], both read h_t
+    head_and_hh: Int8Linear | None = None  # int8, one row: [head; last layer's W_hhᵀ], both read h_t
     lib: Any = None  # the compiled kernels the model runs with (`Runtime.kernels`), or None
 
     @classmethod
-    def of(cls, model, precision: str = "fp32") -> "StepWeights":
+    def of(cls, model, precision: str = "fp32") -> StepWeights:
         """Built from the canonical weights, so from any kernel."""
         check_precision(precision, model.head.bias.device)
         cfg = model.config
         sd = {k: v.float() for k, v in model.canonical_state_dict().items()}
-        layers = [(sd[f"lstm.{l}.weight_ih"], sd[f"lstm.{l}.weight_hh"], sd[f"lstm.{l}.bias"])
-                  for l in range(cfg.num_layers)]
+        layers = [
+            (sd[f"lstm.{l}.weight_ih"], sd[f"lstm.{l}.weight_hh"], sd[f"lstm.{l}.bias"]) for l in range(cfg.num_layers)
+        ]
         head_w, head_b = sd[head_weight_name(cfg)], sd["head.bias"]
         lib = model.runtime.kernels.on(head_b.device)
         if precision == "int8":
             packed = tuple((Int8Linear(w_ih.t(), b, lib), Int8Linear(w_hh.t(), None, lib)) for w_ih, w_hh, b in layers)
-            both = Int8Linear(torch.cat([head_w, layers[-1][1].t()]), torch.cat([head_b, torch.zeros(4 * cfg.hidden_dim)]),
-                              lib)
-            return cls(sd["embedding.weight"], layers, [], head_w, head_b, precision,
-                       packed + (Int8Linear(head_w, head_b, lib),), head_and_hh=both, lib=lib)
-        return cls(sd["embedding.weight"], layers, [(w_ih.t().contiguous(), w_hh.t().contiguous())
-                                                   for w_ih, w_hh, _ in layers], head_w, head_b, lib=lib)
+            both = Int8Linear(
+                torch.cat([head_w, layers[-1][1].t()]), torch.cat([head_b, torch.zeros(4 * cfg.hidden_dim)]), lib
+            )
+            return cls(
+                sd["embedding.weight"],
+                layers,
+                [],
+                head_w,
+                head_b,
+                precision,
+                packed + (Int8Linear(head_w, head_b, lib),),
+                head_and_hh=both,
+                lib=lib,
+            )
+        return cls(
+            sd["embedding.weight"],
+            layers,
+            [(w_ih.t().contiguous(), w_hh.t().contiguous()) for w_ih, w_hh, _ in layers],
+            head_w,
+            head_b,
+            lib=lib,
+        )
 
     def input_gates(self, l: int, x: torch.Tensor) -> torch.Tensor:
         """x W_ih + b (B, 4H) of layer l's input x (B, in): a new tensor."""
@@ -252,8 +292,9 @@ def cell(a: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor, lib=None) -> t
     if lib is not None and a.device.type == "cpu":
         c_prev = c_prev.contiguous()
         h, c, tc = torch.empty(B, H), torch.empty(B, H), torch.empty(B, H)
-        lib.lstm_cell_forward(B, H, a.data_ptr(), xz.contiguous().data_ptr(), c_prev.data_ptr(), c.data_ptr(),
-                              tc.data_ptr(), h.data_ptr())
+        lib.lstm_cell_forward(
+            B, H, a.data_ptr(), xz.contiguous().data_ptr(), c_prev.data_ptr(), c.data_ptr(), tc.data_ptr(), h.data_ptr()
+        )
         return h, c
     return kernels.cell_ops(a.add_(xz), c_prev)
 
@@ -280,7 +321,7 @@ class StepState:
     hz: torch.Tensor | None = None  # the last layer's h_t W_hh, when the head's product gave it too
 
     @classmethod
-    def start(cls, weights: StepWeights, batch: int) -> "StepState":
+    def start(cls, weights: StepWeights, batch: int) -> StepState:
         zeros = torch.zeros(batch, weights.layers[0][1].shape[0], device=weights.head_b.device)
         return cls(weights, [zeros] * len(weights.layers), [zeros] * len(weights.layers))
 
@@ -290,8 +331,11 @@ class StepState:
             return self.hz.clone()
         return self.weights.hidden_gates(l, self.h[l])
 
-    def select(self, rows: torch.Tensor) -> "StepState":
+    def select(self, rows: torch.Tensor) -> StepState:
         """Keep (and repeat) rows: beam reordering."""
-        return StepState(self.weights, [h.index_select(0, rows) for h in self.h],
-                         [c.index_select(0, rows) for c in self.c],
-                         None if self.hz is None else self.hz.index_select(0, rows))
+        return StepState(
+            self.weights,
+            [h.index_select(0, rows) for h in self.h],
+            [c.index_select(0, rows) for c in self.c],
+            None if self.hz is None else self.hz.index_select(0, rows),
+        )

@@ -41,12 +41,28 @@ WEB_FILES = ("index.html", "app.js", "style.css")
 
 # which field a refusal names, read off the CLI's message (the page shows it beside that field);
 # an option's name must end there (--n is not --no-rhyme)
-_FIELDS = tuple((re.compile(pattern), name) for pattern, name in (
-    (r"--at\b", "at"), (r"--n\b", "n"), (r"--candidates\b", "candidates"), (r"--temperature\b", "temperature"),
-    (r"--top-p\b", "top_p"), (r"--top-k\b", "top_k"), (r"--beam\b", "beam"), (r"--seed\b", "seed"),
-    (r"--rhyme-group\b|rhyme group", "rhyme_group"), (r"^acrostic|the acrostic", "acrostic"),
-    (r"^keywords?\b", "keywords"), (r"start text", "start"), (r"上联", "first"), (r"^unknown tone|tone mode", "tone"),
-    (r"--strategy\b", "strategy"), (r"^unknown form", "form"), (r"script", "script")))
+_FIELDS = tuple(
+    (re.compile(pattern), name)
+    for pattern, name in (
+        (r"--at\b", "at"),
+        (r"--n\b", "n"),
+        (r"--candidates\b", "candidates"),
+        (r"--temperature\b", "temperature"),
+        (r"--top-p\b", "top_p"),
+        (r"--top-k\b", "top_k"),
+        (r"--beam\b", "beam"),
+        (r"--seed\b", "seed"),
+        (r"--rhyme-group\b|rhyme group", "rhyme_group"),
+        (r"^acrostic|the acrostic", "acrostic"),
+        (r"^keywords?\b", "keywords"),
+        (r"start text", "start"),
+        (r"上联", "first"),
+        (r"^unknown tone|tone mode", "tone"),
+        (r"--strategy\b", "strategy"),
+        (r"^unknown form", "form"),
+        (r"script", "script"),
+    )
+)
 
 
 def field_of(message: str) -> str | None:
@@ -108,8 +124,9 @@ class Pool:
 
     async def run(self, fn, timeout: float):
         if not self.slots.acquire(blocking=False):
-            raise Busy(f"the server is busy ({self.workers} requests running and {self.queue} waiting); "
-                       "try again in a moment")
+            raise Busy(
+                f"the server is busy ({self.workers} requests running and {self.queue} waiting); try again in a moment"
+            )
         with self._count:
             self.pending += 1
         try:
@@ -149,7 +166,7 @@ class CoupletAnswer(BaseModel):  # the record `tangshi couplet --json` prints
 
 class Error(BaseModel):
     error: str
-    field: Optional[str] = None
+    field: str | None = None
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -186,8 +203,9 @@ def _web_file(name: str) -> str:
     return resources.files("tangshi.serve").joinpath("web", name).read_text(encoding="utf-8")
 
 
-def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, timeout: float = DEFAULT_TIMEOUT,
-               checkpoint: str = ""):
+def create_app(
+    model, vocab, *, workers: int | None = None, queue: int = 32, timeout: float = DEFAULT_TIMEOUT, checkpoint: str = ""
+):
     """The FastAPI application for a loaded model."""
     import torch
 
@@ -200,8 +218,12 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
     PoemsBody = _request_model("PoemsRequest", PoemRequest)
     CoupletBody = _request_model("CoupletRequest", CoupletRequest)
 
-    app = FastAPI(title="tangshi", description="Classical Chinese poems from a character-level LSTM.",
-                  docs_url=None, redoc_url=None)  # Swagger UI would load from a CDN; /openapi.json stays
+    app = FastAPI(
+        title="tangshi",
+        description="Classical Chinese poems from a character-level LSTM.",
+        docs_url=None,
+        redoc_url=None,
+    )  # Swagger UI would load from a CDN; /openapi.json stays
     app.state.pool = pool
 
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -247,20 +269,24 @@ def create_app(model, vocab, *, workers: int | None = None, queue: int = 32, tim
 def _describe(app, vocab, pool: Pool, checkpoint: str, PoemsRequest, CoupletRequest) -> None:
     """The routes that describe rather than decode: the page's controls, the rhyme groups, the
     tones of a text, health, and the page itself."""
-    from tangshi.verse import prosody
     from tangshi.decode.poems import rhyme_groups_known
     from tangshi.text import FORM_NAMES
+    from tangshi.verse import prosody
 
     @app.get("/api/forms")
     def api_forms():
         """What the page needs to build its controls: forms, choices, defaults and limits."""
-        forms = [{"name": f.name, "label": f.label, "lines": f.lines, "chars_per_line": f.chars_per_line}
-                 for f in prosody.FORMS.values()] + [{"name": "free", "label": "自由", "lines": None,
-                                                      "chars_per_line": None}]
+        forms = [
+            {"name": f.name, "label": f.label, "lines": f.lines, "chars_per_line": f.chars_per_line}
+            for f in prosody.FORMS.values()
+        ] + [{"name": "free", "label": "自由", "lines": None, "chars_per_line": None}]
         assert [f["name"] for f in forms] == list(FORM_NAMES)
-        return {"forms": forms, "poems": PoemsRequest.model_json_schema()["properties"],
-                "couplet": CoupletRequest.model_json_schema()["properties"],
-                "limits": {"n": MAX_N, "samples": MAX_SAMPLES, "text": MAX_TEXT, "body_bytes": MAX_BODY}}
+        return {
+            "forms": forms,
+            "poems": PoemsRequest.model_json_schema()["properties"],
+            "couplet": CoupletRequest.model_json_schema()["properties"],
+            "limits": {"n": MAX_N, "samples": MAX_SAMPLES, "text": MAX_TEXT, "body_bytes": MAX_BODY},
+        }
 
     @app.get("/api/rhyme-groups")
     def api_rhyme_groups():
@@ -276,8 +302,13 @@ def _describe(app, vocab, pool: Pool, checkpoint: str, PoemsRequest, CoupletRequ
 
     @app.get("/api/health")
     def api_health():
-        return {"status": "ok", "checkpoint": checkpoint, "vocabulary": len(vocab),
-                "workers": pool.workers, "queue": pool.queue}
+        return {
+            "status": "ok",
+            "checkpoint": checkpoint,
+            "vocabulary": len(vocab),
+            "workers": pool.workers,
+            "queue": pool.queue,
+        }
 
     pages = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 
@@ -327,13 +358,19 @@ class BodyLimit:
         import json
 
         body = json.dumps({"error": f"the request body is larger than {self.limit} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
-def serve(checkpoint: str | None, host: str, port: int, workers: int | None, queue: int, timeout: float,
-          log=print) -> None:
+def serve(
+    checkpoint: str | None, host: str, port: int, workers: int | None, queue: int, timeout: float, log=print
+) -> None:
     """Load the model, bind, and serve until Ctrl-C (uvicorn stops cleanly on SIGINT/SIGTERM)."""
     import socket
 
@@ -348,8 +385,9 @@ def serve(checkpoint: str | None, host: str, port: int, workers: int | None, que
     if workers is not None:
         check_number("--workers", workers, 1, 1024, integer=True)
     poet = load(checkpoint)
-    app = create_app(poet.model, poet.vocab, workers=workers, queue=queue, timeout=timeout,
-                     checkpoint=str(poet.checkpoint))
+    app = create_app(
+        poet.model, poet.vocab, workers=workers, queue=queue, timeout=timeout, checkpoint=str(poet.checkpoint)
+    )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -362,8 +400,11 @@ def serve(checkpoint: str | None, host: str, port: int, workers: int | None, que
     bound = sock.getsockname()[1]
     if host not in ("127.0.0.1", "localhost", "::1"):
         log(f"warning: listening on {host}, reachable from other machines; tangshi serve has no authentication")
-    log(f"tangshi serve: http://{'[' + host + ']' if ':' in host else host}:{bound}/ "
-        f"({app.state.pool.workers} workers, queue {queue}); Ctrl-C stops it", flush=True)
+    log(
+        f"tangshi serve: http://{'[' + host + ']' if ':' in host else host}:{bound}/ "
+        f"({app.state.pool.workers} workers, queue {queue}); Ctrl-C stops it",
+        flush=True,
+    )
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
     try:
         uvicorn.Server(config).run(sockets=[sock])
@@ -372,10 +413,11 @@ def serve(checkpoint: str | None, host: str, port: int, workers: int | None, que
     pool = app.state.pool
     dropped = pool.pending
     pool.stop()
-    log("tangshi serve: stopped" + (f" ({dropped} request(s) still decoding were dropped)" if dropped else ""),
-        flush=True)
+    log(
+        "tangshi serve: stopped" + (f" ({dropped} request(s) still decoding were dropped)" if dropped else ""),
+        flush=True,
+    )
     if dropped:  # a worker thread inside torch cannot be stopped; exit without waiting for it
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
-

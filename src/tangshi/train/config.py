@@ -39,20 +39,31 @@ class TrainConfig:
     early_stop: int = option(0, "stop after N epochs without a better dev perplexity (0 = off)")
     seed: int = option(0, "random seed of the initial weights, the batch order and dropout")
     bucket: bool = option(True, "length-bucketed, trimmed batches")
-    amp: bool | None = option(None, "bf16 autocast for the big matrix products (default: where bf16 is fast: CUDA, "
-                                    "CPUs with AMX or AVX512-BF16)")
+    amp: bool | None = option(
+        None,
+        "bf16 autocast for the big matrix products (default: where bf16 is fast: CUDA, CPUs with AMX or AVX512-BF16)",
+    )
     device: str = option("cpu", "cpu, cuda or cuda:N")
-    cuda_graph: bool | None = option(None, "CUDA: capture the whole step in CUDA graphs and replay it (default: on "
-                                           "with adam/adamw)")
+    cuda_graph: bool | None = option(
+        None, "CUDA: capture the whole step in CUDA graphs and replay it (default: on with adam/adamw)"
+    )
     graph_len_multiple: int = 8  # graphed batches are padded to a multiple of this length (one graph per length)
-    backend: str = option("torch", "torch, or numpy: the hand-written BPTT twin (Adam/Adagrad/SGD/AdamW, constant "
-                                   "lr, no dropout)", choices=BACKENDS)
+    backend: str = option(
+        "torch",
+        "torch, or numpy: the hand-written BPTT twin (Adam/Adagrad/SGD/AdamW, constant lr, no dropout)",
+        choices=BACKENDS,
+    )
     max_steps: int = option(0, "steps per epoch at most (0 = all): smoke tests")
     # how the model runs while training (`Runtime`): not part of the model, so not in its config
-    impl: str = option("tangshi", "LSTM kernel: tangshi (own, hand-written BPTT), original (the assignment's loop "
-                                  "as written; alias seed), nn (torch.nn.LSTM)", choices=IMPLS)
-    fused: bool = option(True, "tangshi kernel: the hand-written BPTT autograd.Function (--no-fused: the same loop "
-                               "with plain autograd)")
+    impl: str = option(
+        "tangshi",
+        "LSTM kernel: tangshi (own, hand-written BPTT), original (the assignment's loop "
+        "as written; alias seed), nn (torch.nn.LSTM)",
+        choices=IMPLS,
+    )
+    fused: bool = option(
+        True, "tangshi kernel: the hand-written BPTT autograd.Function (--no-fused: the same loop with plain autograd)"
+    )
 
     def runtime(self) -> Runtime:
         """How the model runs in this training run."""
@@ -86,15 +97,29 @@ class TrainConfig:
 
 # Presets: (model overrides, train overrides). `original` is the assignment's recipe exactly (alias `seed`).
 PRESETS = {
-    "original": (dict(relu_logits=True, pad_in_loss=True, tie_weights=False),
-             dict(optimizer="adam", lr=0.01, weight_decay=1e-4, epochs=50, schedule="constant", clip=0.0, bucket=False)),
+    "original": (
+        dict(relu_logits=True, pad_in_loss=True, tie_weights=False),
+        dict(optimizer="adam", lr=0.01, weight_decay=1e-4, epochs=50, schedule="constant", clip=0.0, bucket=False),
+    ),
     # the best measured recipe on the 10k split (docs/training.md, run F2)
-    "default": (dict(tie_weights=True, init="torch", dropout_embed=0.2, dropout_output=0.4, weight_drop=0.3),
-                dict(optimizer="adamw", lr=3e-3, weight_decay=0.1, batch_size=32, epochs=40, schedule="cosine",
-                     warmup=0.05, clip=1.0)),
+    "default": (
+        dict(tie_weights=True, init="torch", dropout_embed=0.2, dropout_output=0.4, weight_drop=0.3),
+        dict(
+            optimizer="adamw",
+            lr=3e-3,
+            weight_decay=0.1,
+            batch_size=32,
+            epochs=40,
+            schedule="cosine",
+            warmup=0.05,
+            clip=1.0,
+        ),
+    ),
     # the first tuned recipe, kept so that the first bundled model's two stages can be rerun as recorded
-    "awd-v1": (dict(tie_weights=True, dropout_embed=0.2, dropout_output=0.3, weight_drop=0.2),
-               dict(optimizer="adamw", lr=3e-3, weight_decay=0.01, epochs=50, schedule="onecycle", clip=1.0)),
+    "awd-v1": (
+        dict(tie_weights=True, dropout_embed=0.2, dropout_output=0.3, weight_drop=0.2),
+        dict(optimizer="adamw", lr=3e-3, weight_decay=0.01, epochs=50, schedule="onecycle", clip=1.0),
+    ),
 }
 
 
@@ -125,8 +150,10 @@ def check_same_data(saved: dict, meta: dict, saved_dir: str | None, data_dir: Pa
     diff = [k for k in DATA_IDENTITY if k in saved and saved.get(k) != meta.get(k)]
     if diff:
         k = diff[0]
-        raise TangshiError(f"--resume: {data_dir} is not the data this run trained on ({k} {meta.get(k)!r}, the run's "
-                           f"{saved.get(k)!r}); pass --data {saved_dir or 'with the run’s own prepared folder'}")
+        raise TangshiError(
+            f"--resume: {data_dir} is not the data this run trained on ({k} {meta.get(k)!r}, the run's "
+            f"{saved.get(k)!r}); pass --data {saved_dir or 'with the run’s own prepared folder'}"
+        )
 
 
 def given_options(preset: str | None, model_args: dict, train_args: dict) -> tuple[dict, dict]:
@@ -154,20 +181,29 @@ def config_from_preset(preset: str | None, model_args: dict, train_args: dict) -
 RESUME_MAY_CHANGE = ("device", "cuda_graph", "epochs")
 
 
-def check_resume_options(source: Path, model_cfg: ModelConfig, saved: TrainConfig, model_over: dict,
-                         train_over: dict) -> None:
+def check_resume_options(
+    source: Path, model_cfg: ModelConfig, saved: TrainConfig, model_over: dict, train_over: dict
+) -> None:
     """--resume continues the run as it was configured: an option given with it that differs from
     the saved one is refused, not silently ignored."""
-    clash = [(k, v, getattr(model_cfg, k)) for k, v in model_over.items()
-             if hasattr(model_cfg, k) and getattr(model_cfg, k) != v]
-    clash += [(k, v, getattr(saved, k)) for k, v in train_over.items()
-              if k not in RESUME_MAY_CHANGE and hasattr(saved, k) and getattr(saved, k) != v]
+    clash = [
+        (k, v, getattr(model_cfg, k))
+        for k, v in model_over.items()
+        if hasattr(model_cfg, k) and getattr(model_cfg, k) != v
+    ]
+    clash += [
+        (k, v, getattr(saved, k))
+        for k, v in train_over.items()
+        if k not in RESUME_MAY_CHANGE and hasattr(saved, k) and getattr(saved, k) != v
+    ]
     if clash:
         k, v, was = clash[0]
         more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
-        raise TangshiError(f"--resume: --{k.replace('_', '-')} {v} conflicts with the run's saved {k}={was!r}{more} "
-                           f"in {source}; a resumed run keeps its own options (only --epochs, --device and "
-                           "--cuda-graph may change); drop the option or start a new run")
+        raise TangshiError(
+            f"--resume: --{k.replace('_', '-')} {v} conflicts with the run's saved {k}={was!r}{more} "
+            f"in {source}; a resumed run keeps its own options (only --epochs, --device and "
+            "--cuda-graph may change); drop the option or start a new run"
+        )
 
 
 def saved_train_config(meta: dict, source: Path) -> TrainConfig:
@@ -178,5 +214,7 @@ def saved_train_config(meta: dict, source: Path) -> TrainConfig:
         kernel = {k: model[k] for k in RUNTIME_KEYS if k in model and k != "fused_head"}
         return TrainConfig(**{**kernel, **meta["train"]["config"]})
     except (KeyError, TypeError) as e:
-        raise TangshiError(f"{source / 'config.json'} holds no usable training config ({e}); "
-                           "continue from its weights with --init-from instead") from None
+        raise TangshiError(
+            f"{source / 'config.json'} holds no usable training config ({e}); "
+            "continue from its weights with --init-from instead"
+        ) from None

@@ -47,8 +47,13 @@ def evaluate(model: PoetryLM, split: Split, device="cpu", amp: bool = False) -> 
         raise TangshiError("no dev poems to evaluate: the split is empty")
     dev_nll = nll_real / n_real
     original_loss = nll_all / max(n_all, 1)
-    return {"dev_nll": dev_nll, "dev_ppl": math.exp(dev_nll), "original_loss": original_loss,
-            "original_ppl": 2.0 ** original_loss, "tokens": n_real}
+    return {
+        "dev_nll": dev_nll,
+        "dev_ppl": math.exp(dev_nll),
+        "original_loss": original_loss,
+        "original_ppl": 2.0**original_loss,
+        "tokens": n_real,
+    }
 
 
 @torch.no_grad()
@@ -75,5 +80,9 @@ def evaluate_steps(model: PoetryLM, split: Split, precision: str, device="cpu", 
     model.train(was_training)
     if n_real == 0:
         raise TangshiError("no dev poems to evaluate: the split is empty")
-    return {"dev_nll": nll_real / n_real, "dev_ppl": math.exp(nll_real / n_real), "tokens": n_real,
-            "precision": precision}
+    return {
+        "dev_nll": nll_real / n_real,
+        "dev_ppl": math.exp(nll_real / n_real),
+        "tokens": n_real,
+        "precision": precision,
+    }

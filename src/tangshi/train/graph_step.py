@@ -66,8 +66,10 @@ def static_loss(model: PoetryLM, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
 
 def graph_capturable_optimizer(name: str) -> None:
     if name not in GRAPH_OPTIMIZERS:
-        raise TangshiError(f"--cuda-graph needs an optimiser that keeps its state on the GPU "
-                           f"({', '.join(GRAPH_OPTIMIZERS)}), not {name}; use --no-cuda-graph")
+        raise TangshiError(
+            f"--cuda-graph needs an optimiser that keeps its state on the GPU "
+            f"({', '.join(GRAPH_OPTIMIZERS)}), not {name}; use --no-cuda-graph"
+        )
 
 
 class TrainStep:
@@ -84,9 +86,17 @@ class TrainStep:
 
     MODES = ("eager", "static", "graph")
 
-    def __init__(self, model: PoetryLM, optimizer: torch.optim.Optimizer, clip: float = 0.0,
-                 amp: bool = False, mode: str = "eager", batch_size: int | None = None,
-                 len_multiple: int = 8, warmup: int = 2):
+    def __init__(
+        self,
+        model: PoetryLM,
+        optimizer: torch.optim.Optimizer,
+        clip: float = 0.0,
+        amp: bool = False,
+        mode: str = "eager",
+        batch_size: int | None = None,
+        len_multiple: int = 8,
+        warmup: int = 2,
+    ):
         if mode not in self.MODES:
             raise ValueError(f"unknown step mode {mode!r}")
         self.model, self.optimizer, self.clip, self.amp = model, optimizer, clip, amp
@@ -166,5 +176,3 @@ class TrainStep:
             torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         self.optimizer.step()
         return loss.detach()
-
-

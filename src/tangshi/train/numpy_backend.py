@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tangshi.errors import TangshiError
 from tangshi.lesson import numpy_lstm as nl
 from tangshi.lesson import numpy_optim as nopt
-from tangshi.errors import TangshiError
 from tangshi.model.lm import DROPOUT_FIELDS, ModelConfig, PoetryLM
 from tangshi.train.config import TrainConfig
 from tangshi.train.loop import fit
@@ -133,14 +133,36 @@ class NumpyBackend:
         return tensors, sd, {"backend": "numpy"}
 
 
-def train_numpy(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
-                resume: bool = False, progress: bool = True, log=print, init_from: Path | None = None,
-                stop_after_epoch: int | None = None, on_step=None, replace: bool = False,
-                keep_epoch_checkpoints: bool = True, resume_check: tuple[dict, dict] | None = None,
-                resume_epochs: int | None = None) -> dict:
+def train_numpy(
+    data_dir: Path,
+    out_dir: Path,
+    model_over: dict | None = None,
+    cfg: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    progress: bool = True,
+    log=print,
+    init_from: Path | None = None,
+    stop_after_epoch: int | None = None,
+    on_step=None,
+    replace: bool = False,
+    keep_epoch_checkpoints: bool = True,
+    resume_check: tuple[dict, dict] | None = None,
+    resume_epochs: int | None = None,
+) -> dict:
     """Train with the NumPy twin: the same loop, folder, checkpoints and options as the PyTorch
     backend (train.train), with NumpyBackend's step."""
-    return fit(NumpyBackend(on_step), data_dir, out_dir, model_over, cfg, start=Start.of(resume, init_from),
-               progress=progress, log=log, keep_epoch_checkpoints=keep_epoch_checkpoints,
-               stop_after_epoch=stop_after_epoch, resume_epochs=resume_epochs, replace=replace,
-               resume_check=resume_check)
+    return fit(
+        NumpyBackend(on_step),
+        data_dir,
+        out_dir,
+        model_over,
+        cfg,
+        start=Start.of(resume, init_from),
+        progress=progress,
+        log=log,
+        keep_epoch_checkpoints=keep_epoch_checkpoints,
+        stop_after_epoch=stop_after_epoch,
+        resume_epochs=resume_epochs,
+        replace=replace,
+        resume_check=resume_check,
+    )

@@ -22,12 +22,12 @@ import contextlib
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from tangshi.model import checkpoint as ckpt
 from tangshi.errors import TangshiError
 from tangshi.files import oserrors_named
+from tangshi.model import checkpoint as ckpt
 from tangshi.outputs import OutputFolder
 
 LAST, BEST, METRICS, CURVES = "last", "best", "metrics.jsonl", "curves.png"
@@ -39,7 +39,6 @@ FREE_SPACE_FACTOR = 3
 def checkpoint_name(epoch: int, loss: float) -> str:
     """The assignment's naming: poetry-gen-epoch{N}-loss{L:.6f}."""
     return f"poetry-gen-epoch{epoch}-loss{loss:.6f}"
-
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -59,17 +58,23 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
             best_epoch, found = epoch, d
     return found
 
+
 class RunFolder:
     """The output folder of one training run (see the module docstring)."""
 
-    def __init__(self, path: Path, *, replace: bool = False, resume: bool = False,
-                 sources: tuple = ()):
+    def __init__(self, path: Path, *, replace: bool = False, resume: bool = False, sources: tuple = ()):
         self.path = Path(path)
-        self.out = OutputFolder(self.path, "run", replace=replace, resume=resume, sources=sources,  # data, --init-from
-                                names=(LAST, BEST, METRICS, CURVES))
+        self.out = OutputFolder(
+            self.path,
+            "run",
+            replace=replace,
+            resume=resume,
+            sources=sources,  # data, --init-from
+            names=(LAST, BEST, METRICS, CURVES),
+        )
         self._replacing = replace  # the earlier run goes when this one writes its first epoch
 
-    def __enter__(self) -> "RunFolder":
+    def __enter__(self) -> RunFolder:
         self.out.open()
         return self
 
@@ -151,6 +156,9 @@ class TrainingDiverged(TangshiError):
 def check_finite_loss(value: float, what: str, epoch: int, lr: float, history: list[dict]) -> None:
     """A loss that is NaN or infinite ends training before anything is written for the epoch."""
     if not math.isfinite(value):
-        raise TrainingDiverged(f"training diverged in epoch {epoch}: the {what} is {value} (lr {lr:g}); nothing "
-                               "was saved for this epoch and best is unchanged; lower --lr or add --clip",
-                               epoch, history)
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch}: the {what} is {value} (lr {lr:g}); nothing "
+            "was saved for this epoch and best is unchanged; lower --lr or add --clip",
+            epoch,
+            history,
+        )

@@ -32,7 +32,7 @@ class Start:
     path: Path | None = None
 
     @classmethod
-    def of(cls, resume: bool = False, init_from: Path | str | None = None) -> "Start":
+    def of(cls, resume: bool = False, init_from: Path | str | None = None) -> Start:
         if resume and init_from is not None:
             raise TangshiError("--resume continues the run's own weights; it cannot be combined with --init-from")
         if resume:
@@ -53,9 +53,19 @@ class Begun:
     meta: dict | None = None  # what the run's records say of its command, resumes and lineage
 
 
-def begin(run: RunFolder, start: Start, vocab: Vocab, data_dir: Path, model_over: dict | None, cfg: TrainConfig,
-          backend: str, resume_epochs: int | None = None, resume_check=None, log=print,
-          data_meta: dict | None = None) -> Begun:
+def begin(
+    run: RunFolder,
+    start: Start,
+    vocab: Vocab,
+    data_dir: Path,
+    model_over: dict | None,
+    cfg: TrainConfig,
+    backend: str,
+    resume_epochs: int | None = None,
+    resume_check=None,
+    log=print,
+    data_meta: dict | None = None,
+) -> Begun:
     """The model and state a run starts from, for either backend; every refusal is one line."""
     model_over = model_over or {}
     if start.mode == "resume":
@@ -72,18 +82,32 @@ def begin(run: RunFolder, start: Start, vocab: Vocab, data_dir: Path, model_over
         epochs = saved.epochs
         if resume_epochs is not None and resume_epochs != epochs:
             if saved.schedule not in ("constant", "plateau"):
-                raise TangshiError(f"a {saved.schedule} schedule is fixed to its {epochs} epochs; resume without --epochs")
+                raise TangshiError(
+                    f"a {saved.schedule} schedule is fixed to its {epochs} epochs; resume without --epochs"
+                )
             epochs = resume_epochs
         tensors, state = ckpt.load_optimizer_state(last)
         if (state.get("backend") or "torch") != backend:
             other = "NumPy" if backend == "torch" else "PyTorch"
-            raise TangshiError(f"{last} holds {other} optimiser state; resume it with --backend "
-                               f"{'numpy' if backend == 'torch' else 'torch'}, or start from its weights with --init-from")
+            raise TangshiError(
+                f"{last} holds {other} optimiser state; resume it with --backend "
+                f"{'numpy' if backend == 'torch' else 'torch'}, or start from its weights with --init-from"
+            )
         train = ck_meta["train"]
-        meta = {"command": train.get("command"), "resumes": list(train.get("resumes", [])),
-                "init_from": train.get("init_from")}
-        return Begun(model.train(), replace(saved, epochs=epochs, device=cfg.device), state["history"],
-                     state["epoch"] + 1, (tensors, state), last, meta)
+        meta = {
+            "command": train.get("command"),
+            "resumes": list(train.get("resumes", [])),
+            "init_from": train.get("init_from"),
+        }
+        return Begun(
+            model.train(),
+            replace(saved, epochs=epochs, device=cfg.device),
+            state["history"],
+            state["epoch"] + 1,
+            (tensors, state),
+            last,
+            meta,
+        )
     if start.mode == "init":
         model, ck_vocab, init_meta = ckpt.load_checkpoint(start.path, runtime=cfg.runtime())
         _same_vocab(ck_vocab, vocab, start.path, data_dir)
@@ -94,8 +118,10 @@ def begin(run: RunFolder, start: Start, vocab: Vocab, data_dir: Path, model_over
         lineage = init_lineage(start.path, init_meta)
         if (model.config.embed_dim, model.config.hidden_dim) != (source_cfg.embed_dim, source_cfg.hidden_dim):
             lineage["widened_from"] = {"embed_dim": source_cfg.embed_dim, "hidden_dim": source_cfg.hidden_dim}
-            log(f"widened {source_cfg.embed_dim}/{source_cfg.hidden_dim} -> {model.config.embed_dim}/"
-                f"{model.config.hidden_dim} (embed/hidden); the new model computes the same function")
+            log(
+                f"widened {source_cfg.embed_dim}/{source_cfg.hidden_dim} -> {model.config.embed_dim}/"
+                f"{model.config.hidden_dim} (embed/hidden); the new model computes the same function"
+            )
         return Begun(model.train(), cfg, [], meta={"init_from": lineage})
     model_cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **model_over)
     check_memory(model_cfg)
@@ -113,8 +139,10 @@ def check_memory(model_cfg: ModelConfig) -> None:
     n = sum(math.prod(s) for s in param_shapes(model_cfg).values())
     need, free = TRAINING_COPIES * 4 * n, memory_available()
     if free is not None and need > free:
-        raise TangshiError(f"a model of {n:,} parameters needs about {need / 1e9:.1f} GB to train, but only "
-                           f"{free / 1e9:.1f} GB of memory is available; choose a smaller --embed-dim/--hidden-dim")
+        raise TangshiError(
+            f"a model of {n:,} parameters needs about {need / 1e9:.1f} GB to train, but only "
+            f"{free / 1e9:.1f} GB of memory is available; choose a smaller --embed-dim/--hidden-dim"
+        )
 
 
 def saved_data_dir(out_dir: Path) -> Path | None:
@@ -140,14 +168,19 @@ def _with_overrides(model: PoetryLM, model_over: dict, source: Path) -> PoetryLM
     """Apply the training-only model options of this run to weights loaded with --init-from;
     any other option that differs from the checkpoint's is an error, not silently ignored."""
     cfg = model.config
-    sizes = {k: model_over[k] for k in ("embed_dim", "hidden_dim") if model_over.get(k, getattr(cfg, k)) != getattr(cfg, k)}
+    sizes = {
+        k: model_over[k] for k in ("embed_dim", "hidden_dim") if model_over.get(k, getattr(cfg, k)) != getattr(cfg, k)
+    }
     if sizes:  # a larger model started from a smaller one: widened so that it computes the same function
         model = widen(model, sizes.get("embed_dim", cfg.embed_dim), sizes.get("hidden_dim", cfg.hidden_dim))
         cfg = model.config
     clash = {k: v for k, v in model_over.items() if k not in TRAINING_ONLY_MODEL_FIELDS and getattr(cfg, k, v) != v}
     if clash:
-        raise TangshiError(f"--init-from {source}: its model has " + ", ".join(
-            f"{k}={getattr(cfg, k)!r}" for k in clash) + f", not {', '.join(f'{k}={v!r}' for k, v in clash.items())}")
+        raise TangshiError(
+            f"--init-from {source}: its model has "
+            + ", ".join(f"{k}={getattr(cfg, k)!r}" for k in clash)
+            + f", not {', '.join(f'{k}={v!r}' for k, v in clash.items())}"
+        )
     changes = {k: v for k, v in model_over.items() if k in TRAINING_ONLY_MODEL_FIELDS}
     if not changes:
         return model
@@ -164,17 +197,25 @@ def init_lineage(source: Path, meta: dict) -> dict:
     for f in (source / ckpt.TRAINER, source.parent / "metrics.jsonl"):  # last/ has trainer.json; best/ its run's log
         try:
             text = f.read_text(encoding="utf-8")
-            history = (json.loads(text).get("history", []) if f.suffix == ".json"
-                       else [json.loads(line) for line in text.splitlines() if line.strip()])
+            history = (
+                json.loads(text).get("history", [])
+                if f.suffix == ".json"
+                else [json.loads(line) for line in text.splitlines() if line.strip()]
+            )
             break
         except (OSError, ValueError, AttributeError):
             continue
     epoch = meta.get("metrics", {}).get("epoch")
     if epoch is not None:  # the weights are those of this epoch: later epochs did not lead to them
         history = [h for h in history if h.get("epoch", 0) <= epoch]
-    return {"path": str(source), "command": tmeta.get("command"), "config": tmeta.get("config"),
-            "epochs": len(history), "train_seconds": round(sum(h.get("epoch_seconds", 0) for h in history), 1),
-            "dev_ppl": meta.get("metrics", {}).get("dev_ppl"), "history": history,
-            "resumes": tmeta.get("resumes") or [], "init_from": tmeta.get("init_from")}
-
-
+    return {
+        "path": str(source),
+        "command": tmeta.get("command"),
+        "config": tmeta.get("config"),
+        "epochs": len(history),
+        "train_seconds": round(sum(h.get("epoch_seconds", 0) for h in history), 1),
+        "dev_ppl": meta.get("metrics", {}).get("dev_ppl"),
+        "history": history,
+        "resumes": tmeta.get("resumes") or [],
+        "init_from": tmeta.get("init_from"),
+    }

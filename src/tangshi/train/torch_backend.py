@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from tangshi.model import checkpoint as ckpt
 from tangshi.errors import TangshiError
-from tangshi.train.graph_step import TrainStep, graph_capturable_optimizer
+from tangshi.model import checkpoint as ckpt
 from tangshi.model.lm import PoetryLM
 from tangshi.train.config import EPOCH_SEED_STRIDE, TrainConfig
+from tangshi.train.graph_step import TrainStep, graph_capturable_optimizer
 from tangshi.train.loop import fit
 from tangshi.train.start import Begun, Start
 
@@ -72,12 +72,18 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total), "step"
     if cfg.schedule == "cosine":
         warm = max(1, int(cfg.warmup * total))
-        return torch.optim.lr_scheduler.SequentialLR(opt, [
-            torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-2, end_factor=1.0, total_iters=warm),
-            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total - warm))], milestones=[warm]), "step"
+        return torch.optim.lr_scheduler.SequentialLR(
+            opt,
+            [
+                torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-2, end_factor=1.0, total_iters=warm),
+                torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total - warm)),
+            ],
+            milestones=[warm],
+        ), "step"
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience), "epoch"
+            opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        ), "epoch"
     return None, "step"
 
 
@@ -114,11 +120,20 @@ class TorchBackend:
                 for group in self.optimizer.param_groups:
                     group["lr"] = torch.as_tensor(group["lr"], dtype=torch.float32, device=device).clone()
         amp = bf16_is_fast(device) if cfg.amp is None else cfg.amp
-        self.train_step = TrainStep(model, self.optimizer, clip=cfg.clip, amp=amp, mode=mode,
-                                    batch_size=cfg.batch_size, len_multiple=cfg.graph_len_multiple)
+        self.train_step = TrainStep(
+            model,
+            self.optimizer,
+            clip=cfg.clip,
+            amp=amp,
+            mode=mode,
+            batch_size=cfg.batch_size,
+            len_multiple=cfg.graph_len_multiple,
+        )
         if mode == "graph":
-            log(f"CUDA graphs: the step is captured once per batch shape (lengths padded to a multiple of "
-                f"{cfg.graph_len_multiple}) and replayed")
+            log(
+                f"CUDA graphs: the step is captured once per batch shape (lengths padded to a multiple of "
+                f"{cfg.graph_len_multiple}) and replayed"
+            )
         if device.type == "cpu" and model.runtime.impl == "tangshi":
             log(f"LSTM gate arithmetic: {model.runtime.kernels.why}")
         if self.on_step is not None and begun.start_epoch == 1:
@@ -157,11 +172,23 @@ class TorchBackend:
         return tensors, state, {"scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
 
 
-def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: TrainConfig = TrainConfig(),
-          resume: bool = False, progress: bool = True, log=print, keep_epoch_checkpoints: bool = True,
-          stop_after_epoch: int | None = None, resume_epochs: int | None = None,
-          init_from: Path | None = None, on_step=None, step_mode: str | None = None, replace: bool = False,
-          resume_check: tuple[dict, dict] | None = None) -> dict:
+def train(
+    data_dir: Path,
+    out_dir: Path,
+    model_over: dict | None = None,
+    cfg: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    progress: bool = True,
+    log=print,
+    keep_epoch_checkpoints: bool = True,
+    stop_after_epoch: int | None = None,
+    resume_epochs: int | None = None,
+    init_from: Path | None = None,
+    on_step=None,
+    step_mode: str | None = None,
+    replace: bool = False,
+    resume_check: tuple[dict, dict] | None = None,
+) -> dict:
     """Train on the PyTorch backend and checkpoint. Returns {"best": {...}, "history": [...], "out": ...}.
 
     With `resume`, the options stored in the run's newest checkpoint are used; only `cfg.device`
@@ -172,7 +199,18 @@ def train(data_dir: Path, out_dir: Path, model_over: dict | None = None, cfg: Tr
     `out_dir` is opened under the output policy (runs.RunFolder): a folder holding an earlier run
     needs `resume` or `replace`. See TorchBackend for `on_step` and `step_mode`.
     """
-    return fit(TorchBackend(on_step, step_mode), data_dir, out_dir, model_over, cfg, start=Start.of(resume, init_from),
-               progress=progress, log=log, keep_epoch_checkpoints=keep_epoch_checkpoints,
-               stop_after_epoch=stop_after_epoch, resume_epochs=resume_epochs, replace=replace,
-               resume_check=resume_check)
+    return fit(
+        TorchBackend(on_step, step_mode),
+        data_dir,
+        out_dir,
+        model_over,
+        cfg,
+        start=Start.of(resume, init_from),
+        progress=progress,
+        log=log,
+        keep_epoch_checkpoints=keep_epoch_checkpoints,
+        stop_after_epoch=stop_after_epoch,
+        resume_epochs=resume_epochs,
+        replace=replace,
+        resume_check=resume_check,
+    )

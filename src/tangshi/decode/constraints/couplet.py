@@ -20,10 +20,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tangshi.verse import prosody
 from tangshi.errors import TangshiError
-from tangshi.verse.prosody import PING, ZE
 from tangshi.text import COMMA, PERIOD, as_corpus_marks, is_han
+from tangshi.verse import prosody
+from tangshi.verse.prosody import PING, ZE
 
 from .base import Constrained, Row, Rule, ids_row
 from .layout import Position
@@ -58,8 +58,10 @@ def parse_first(text: str) -> tuple[str, list[int | None]]:
     if n_han < 2:
         raise TangshiError(f"上联 '{raw}' has {n_han} character; a couplet needs at least 2")
     if n_han > MAX_COUPLET_CHARS:
-        raise TangshiError(f"上联 '{raw}' has {n_han} characters; at most {MAX_COUPLET_CHARS} (the model was "
-                           "trained on poems of at most 63)")
+        raise TangshiError(
+            f"上联 '{raw}' has {n_han} characters; at most {MAX_COUPLET_CHARS} (the model was "
+            "trained on poems of at most 63)"
+        )
     layout, j = [], 0
     for i, ch in enumerate(body):
         if is_han(ch):
@@ -176,7 +178,7 @@ class CoupletConstraint(Constrained):
 
     def second(self, text: str) -> str:
         """The 下联 of a decoded text (the 上联, '，', the 下联, '。')."""
-        return text[len(self.start):].removesuffix(PERIOD)
+        return text[len(self.start) :].removesuffix(PERIOD)
 
     def _allowed(self, r: Row):
         t = r.t

@@ -7,9 +7,9 @@ generated character can contradict one that is forced later."""
 
 from __future__ import annotations
 
-from tangshi.verse import prosody
 from tangshi.errors import TangshiError
 from tangshi.text import CLAUSE_SEPARATORS, as_corpus_marks, is_han
+from tangshi.verse import prosody
 
 
 def _line_text(k: int) -> str:
@@ -27,8 +27,10 @@ def parse_start(c, start: str | None, label: str, layout) -> tuple[dict[int, int
         return forced, ""
     n = c.form.chars_per_line
     if len(text) > len(layout):
-        raise TangshiError(f"start text '{text}' is longer than a whole {label} ({c.form.lines} lines of {n} "
-                           "characters, each closed by its mark)")
+        raise TangshiError(
+            f"start text '{text}' is longer than a whole {label} ({c.form.lines} lines of {n} "
+            "characters, each closed by its mark)"
+        )
     out = []
     for i, ch in enumerate(text):
         pos = layout[i]
@@ -36,16 +38,21 @@ def parse_start(c, start: str | None, label: str, layout) -> tuple[dict[int, int
             mark = c.form.punct(pos.line)
             if ch != mark:
                 if prosody.is_punct(ch):
-                    raise TangshiError(f"start text '{text}': {_line_text(pos.line)} of a {label} must end with "
-                                       f"'{mark}', not '{ch}'")
-                raise TangshiError(f"start text '{text}': {_line_text(pos.line)} is longer than {n} characters; "
-                                   f"a {label} line has {n} characters and then '{mark}'")
+                    raise TangshiError(
+                        f"start text '{text}': {_line_text(pos.line)} of a {label} must end with '{mark}', not '{ch}'"
+                    )
+                raise TangshiError(
+                    f"start text '{text}': {_line_text(pos.line)} is longer than {n} characters; "
+                    f"a {label} line has {n} characters and then '{mark}'"
+                )
             forced[i] = c.stoi[mark]
             out.append(ch)
             continue
         if prosody.is_punct(ch):
-            raise TangshiError(f"start text '{text}' has '{ch}' after {pos.char} characters of "
-                               f"{_line_text(pos.line)}; a {label} line has {n} characters before its mark")
+            raise TangshiError(
+                f"start text '{text}' has '{ch}' after {pos.char} characters of "
+                f"{_line_text(pos.line)}; a {label} line has {n} characters before its mark"
+            )
         if not is_han(ch):
             raise TangshiError(f"start text '{text}' contains '{ch}', which is not a Chinese character")
         tok, norm = c.token_id(ch, f"start text '{text}'")
@@ -57,13 +64,13 @@ def parse_start(c, start: str | None, label: str, layout) -> tuple[dict[int, int
 def acrostic_column(at: int, n: int, label: str) -> int:
     """The 0-based position in the line of `--at N` (1 = first, -1 = last)."""
     if isinstance(at, bool) or not isinstance(at, int) or at == 0 or not -n <= at <= n:
-        raise TangshiError(f"--at must be a position 1..{n} or -{n}..-1 of a {label} line (1 = first, "
-                           f"-1 = last), got {at!r}")
+        raise TangshiError(
+            f"--at must be a position 1..{n} or -{n}..-1 of a {label} line (1 = first, -1 = last), got {at!r}"
+        )
     return at - 1 if at > 0 else n + at
 
 
-def parse_acrostic(c, acrostic: str | None, label: str, forced: dict[int, int], start: str,
-                   at: int = 1) -> str | None:
+def parse_acrostic(c, acrostic: str | None, label: str, forced: dict[int, int], start: str, at: int = 1) -> str | None:
     """Add the acrostic's characters to `forced` (line k's character at position `at`); returns
     the normalised text."""
     text = "".join((acrostic or "").split())
@@ -80,8 +87,10 @@ def parse_acrostic(c, acrostic: str | None, label: str, forced: dict[int, int], 
         tok, norm = c.token_id(ch, f"acrostic '{text}'")
         t = k * (n + 1) + j
         if t in forced and forced[t] != tok:
-            raise TangshiError(f"start text '{start}' has '{c.itos[forced[t]]}' at {_line_text(k)}, position "
-                               f"{j + 1}, but the acrostic needs '{norm}' there")
+            raise TangshiError(
+                f"start text '{start}' has '{c.itos[forced[t]]}' at {_line_text(k)}, position "
+                f"{j + 1}, but the acrostic needs '{norm}' there"
+            )
         forced[t] = tok
         out.append(norm)
     return "".join(out)
@@ -108,8 +117,10 @@ def parse_free_start(c, start: str | None) -> tuple[list[int], str]:
     text = as_corpus_marks("".join((start or "").split()))
     for i, ch in enumerate(text):
         if ch in CLAUSE_SEPARATORS and (i == 0 or text[i - 1] in CLAUSE_SEPARATORS):
-            raise TangshiError(f"start text '{text}' has an empty clause: '{ch}' at position {i + 1} follows "
-                               + ("nothing" if i == 0 else "another mark"))
+            raise TangshiError(
+                f"start text '{text}' has an empty clause: '{ch}' at position {i + 1} follows "
+                + ("nothing" if i == 0 else "another mark")
+            )
     ids, out = [], []
     for ch in text:
         tok, norm = c.token_id(ch, f"start text '{text}'")

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from tangshi.verse import prosody
 from tangshi.errors import TangshiError
-from tangshi.verse.prosody import Form
 from tangshi.text import CLAUSE_SEPARATORS, COMMA, PERIOD
+from tangshi.verse import prosody
+from tangshi.verse.prosody import Form
 
 from .base import Constrained, MaskTable, Row, device_of
 from .forced import parse_acrostic, parse_free_start, parse_keywords, parse_start
@@ -49,9 +49,22 @@ class FormConstraint(Constrained):
     their traditional form; the normalised texts are ``self.start`` and ``self.acrostic``.
     """
 
-    def __init__(self, itos: Sequence[str], special_ids, form: str | Form, *, start: str = "",
-                 acrostic: str | None = None, rhyme: bool = True, tone: str = "off", no_repeat: bool = True,
-                 tone_penalty: float = 2.0, at: int = 1, keywords: str | None = None, rhyme_group: str | None = None):
+    def __init__(
+        self,
+        itos: Sequence[str],
+        special_ids,
+        form: str | Form,
+        *,
+        start: str = "",
+        acrostic: str | None = None,
+        rhyme: bool = True,
+        tone: str = "off",
+        no_repeat: bool = True,
+        tone_penalty: float = 2.0,
+        at: int = 1,
+        keywords: str | None = None,
+        rhyme_group: str | None = None,
+    ):
         super().__init__(itos, special_ids)
         f = prosody.get_form(form)
         if f is None:
@@ -89,15 +102,27 @@ class FormConstraint(Constrained):
         rules += [LineNoRepeat(self.rhyme, used)] if self.no_repeat else []
         kw_ids, self.keywords = parse_keywords(self, keywords)
         if kw_ids:
-            rules.append(Keywords(self, kw_ids, self.keywords, label, forced, layout,
-                                  tones=(rules.index(tones), tones) if tone == "strict" else None,
-                                  rhyme=(0, rules[0]) if self.rhyme else None))
+            rules.append(
+                Keywords(
+                    self,
+                    kw_ids,
+                    self.keywords,
+                    label,
+                    forced,
+                    layout,
+                    tones=(rules.index(tones), tones) if tone == "strict" else None,
+                    rhyme=(0, rules[0]) if self.rhyme else None,
+                )
+            )
         self._use_rules(rules, tables.han)
         self._kid_eos = self._masks.id(("E",), lambda: self.onehot(self.special.eos))
-        self._kid_punct = [self._masks.id(("P", f.punct(k)), functools.partial(self.onehot, self.stoi[f.punct(k)]))
-                           for k in range(f.lines)]
-        self._kid_forced = {t: self._masks.id(("F", tok), functools.partial(self.onehot, tok))
-                            for t, tok in forced.items()}
+        self._kid_punct = [
+            self._masks.id(("P", f.punct(k)), functools.partial(self.onehot, self.stoi[f.punct(k)]))
+            for k in range(f.lines)
+        ]
+        self._kid_forced = {
+            t: self._masks.id(("F", tok), functools.partial(self.onehot, tok)) for t, tok in forced.items()
+        }
         self._bias_rows = MaskTable(self.V, dtype=np.float32) if tone == "loose" else None
         if self._bias_rows is not None:
             self._bias_zero = self._bias_rows.id(None, lambda: np.zeros(self.V, dtype=np.float32))
@@ -111,8 +136,9 @@ class FormConstraint(Constrained):
             for bit, name in ((T_PING, prosody.PING), (T_ZE, prosody.ZE)):
                 cnt = int((han & ((tcode & bit) != 0)).sum())
                 if cnt < need:
-                    raise TangshiError(f"the vocabulary has only {cnt} {name}-tone characters; too few for strict "
-                                       f"tones in a {label}")
+                    raise TangshiError(
+                        f"the vocabulary has only {cnt} {name}-tone characters; too few for strict tones in a {label}"
+                    )
 
     # ---- rows
     def _allowed(self, r: Row):
@@ -168,8 +194,16 @@ class FreeConstraint(Constrained):
     clause rule (repeat.ClauseNoRepeat); with ``keywords`` the free-form keyword rule, which needs
     the decoder's length bound ``max_chars``. ``max_len`` is ``None`` (the decoder's limit applies)."""
 
-    def __init__(self, itos: Sequence[str], special_ids, *, start: str = "", no_repeat: bool = True,
-                 keywords: str | None = None, max_chars: int = 63):
+    def __init__(
+        self,
+        itos: Sequence[str],
+        special_ids,
+        *,
+        start: str = "",
+        no_repeat: bool = True,
+        keywords: str | None = None,
+        max_chars: int = 63,
+    ):
         super().__init__(itos, special_ids)
         self.form, self.no_repeat = None, bool(no_repeat)
         sp = self.special
@@ -207,10 +241,22 @@ class FreeConstraint(Constrained):
         return Row(r.t + 1, line, False, self._advance_parts(None, r, tok))
 
 
-def make_constraint(itos: Sequence[str], special_ids=None, form: str | Form | None = "wujue", *, start: str = "",
-                    acrostic: str | None = None, rhyme: bool = True, tone: str = "off", no_repeat: bool = True,
-                    tone_penalty: float = 2.0, at: int = 1, keywords: str | None = None,
-                    rhyme_group: str | None = None, max_chars: int = 63) -> FormConstraint | FreeConstraint:
+def make_constraint(
+    itos: Sequence[str],
+    special_ids=None,
+    form: str | Form | None = "wujue",
+    *,
+    start: str = "",
+    acrostic: str | None = None,
+    rhyme: bool = True,
+    tone: str = "off",
+    no_repeat: bool = True,
+    tone_penalty: float = 2.0,
+    at: int = 1,
+    keywords: str | None = None,
+    rhyme_group: str | None = None,
+    max_chars: int = 63,
+) -> FormConstraint | FreeConstraint:
     """A ``FormConstraint`` for a regulated form, a ``FreeConstraint`` for ``'free'``/``None``
     (where ``rhyme`` is ignored; an acrostic, a rhyme group or a tone mode other than ``'off'``
     raises). ``max_chars`` is free form's length bound (the decoder's), which keywords need."""
@@ -224,11 +270,23 @@ def make_constraint(itos: Sequence[str], special_ids=None, form: str | Form | No
             raise TangshiError(f"unknown tone mode {tone!r}; choose one of {', '.join(TONE_MODES)}")
         if tone != "off":
             raise TangshiError(f"tone '{tone}' needs a regulated form (wujue, qijue, wulv, qilv), not 'free'")
-        return FreeConstraint(itos, special_ids, start=start, no_repeat=no_repeat, keywords=keywords,
-                              max_chars=max_chars)
-    return FormConstraint(itos, special_ids, f, start=start, acrostic=acrostic, rhyme=rhyme, tone=tone,
-                          no_repeat=no_repeat, tone_penalty=tone_penalty, at=at, keywords=keywords,
-                          rhyme_group=rhyme_group)
+        return FreeConstraint(
+            itos, special_ids, start=start, no_repeat=no_repeat, keywords=keywords, max_chars=max_chars
+        )
+    return FormConstraint(
+        itos,
+        special_ids,
+        f,
+        start=start,
+        acrostic=acrostic,
+        rhyme=rhyme,
+        tone=tone,
+        no_repeat=no_repeat,
+        tone_penalty=tone_penalty,
+        at=at,
+        keywords=keywords,
+        rhyme_group=rhyme_group,
+    )
 
 
 def build_constraint(vocab, form: str | Form | None, **options) -> FormConstraint | FreeConstraint:

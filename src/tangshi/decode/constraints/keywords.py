@@ -26,8 +26,17 @@ class Keywords(Rule):
     """Regulated forms. `tones` and `rhyme` are the poem's rules (or None) with their indices in
     the rule list, so that the state of the patterns and groups can be read off a row."""
 
-    def __init__(self, c, keywords: tuple[int, ...], text: str, label: str, forced: dict[int, int], layout,
-                 tones=None, rhyme=None):
+    def __init__(
+        self,
+        c,
+        keywords: tuple[int, ...],
+        text: str,
+        label: str,
+        forced: dict[int, int],
+        layout,
+        tones=None,
+        rhyme=None,
+    ):
         self.V, self.itos = c.V, c.itos
         self.gmask = c.tables.gmask.tolist()
         self.tcode = c.tables.tcode_list
@@ -44,18 +53,27 @@ class Keywords(Rule):
     def _why(self, text: str, label: str, P: int, S: int) -> str:
         missing = self.start_missing
         if len(missing) > len(self.slots):
-            return (f"keywords '{text}': {len(missing)} characters to place but a {label} has only "
-                    f"{len(self.slots)} free positions")
+            return (
+                f"keywords '{text}': {len(missing)} characters to place but a {label} has only "
+                f"{len(self.slots)} free positions"
+            )
         for k in sorted(missing):
             if not any(self._fits(k, p, P, S) for p in self.slots):
                 rhyme = any(p.rhyme for p in self.slots)
                 tone = any(not p.rhyme for p in self.slots)
                 why = " and ".join(
-                    (["its tone fits none of the free positions whose tone is fixed (try --tone loose)"] if tone else [])
-                    + (["it is not in the rhyme group(s) still possible for the free rhyme positions"] if rhyme else []))
+                    (
+                        ["its tone fits none of the free positions whose tone is fixed (try --tone loose)"]
+                        if tone
+                        else []
+                    )
+                    + (["it is not in the rhyme group(s) still possible for the free rhyme positions"] if rhyme else [])
+                )
                 return f"keyword '{self.itos[k]}' fits no free position of this {label}: {why}"
-        return (f"keywords '{text}' cannot all be placed in this {label} under its rhyme and tone rules "
-                "(try fewer keywords or --tone loose)")
+        return (
+            f"keywords '{text}' cannot all be placed in this {label} under its rhyme and tone rules "
+            "(try fewer keywords or --tone loose)"
+        )
 
     def _fits(self, k: int, pos, P: int, S: int) -> bool:
         if pos.rhyme and self.rhyme is not None and (not S or S & self.gmask[k] != S):
@@ -75,7 +93,8 @@ class Keywords(Rule):
         if hit is None:
             slots = [p for p in self.slots if p.t >= t]
             hit = len(missing) <= len(slots) and _matches_all(
-                [[i for i, p in enumerate(slots) if self._fits(k, p, P, S)] for k in missing])
+                [[i for i, p in enumerate(slots) if self._fits(k, p, P, S)] for k in missing]
+            )
             if len(self._memo) > 100_000:
                 self._memo.clear()
             self._memo[key] = hit
@@ -95,7 +114,9 @@ class Keywords(Rule):
         P, S = self._state(row)
         if self._feasible(missing, pos.t + 1, P, S):
             return None
-        only = frozenset(k for k in missing if self._fits(k, pos, P, S) and self._feasible(missing - {k}, pos.t + 1, P, S))
+        only = frozenset(
+            k for k in missing if self._fits(k, pos, P, S) and self._feasible(missing - {k}, pos.t + 1, P, S)
+        )
         return ("K", only)
 
     def factor(self, key) -> np.ndarray:
@@ -114,8 +135,10 @@ class FreeKeywords(Rule):
         self.V, self.eos, self.max_chars = V, eos, max_chars
         self.start_missing = frozenset(keywords) - set(forced)
         if len(self.start_missing) > max_chars - len(forced):
-            raise TangshiError(f"keywords '{text}': {len(self.start_missing)} characters to place but a free-form poem "
-                               f"has room for only {max_chars - len(forced)} more after the start text")
+            raise TangshiError(
+                f"keywords '{text}': {len(self.start_missing)} characters to place but a free-form poem "
+                f"has room for only {max_chars - len(forced)} more after the start text"
+            )
 
     def initial(self) -> frozenset:
         return self.start_missing

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tangshi.verse import prosody
 from tangshi.errors import TangshiError
+from tangshi.verse import prosody
 
 from .base import Rule
 from .tables import VocabTables
@@ -34,8 +34,17 @@ def group_counts(tables: VocabTables) -> list[int]:
 
 
 class Rhyme(Rule):
-    def __init__(self, tables: VocabTables, form, no_repeat: bool, label: str, forced: dict[int, int] | None = None,
-                 layout=(), itos=(), group: str | None = None):
+    def __init__(
+        self,
+        tables: VocabTables,
+        form,
+        no_repeat: bool,
+        label: str,
+        forced: dict[int, int] | None = None,
+        layout=(),
+        itos=(),
+        group: str | None = None,
+    ):
         forced = forced or {}
         slots = [p.t for p in layout if p.rhyme]
         fixed = [(t, forced[t]) for t in slots if t in forced]
@@ -48,25 +57,36 @@ class Rhyme(Rule):
             raise TangshiError(
                 f"no 平水韻 rhyme group has {need} characters in the vocabulary (the largest has "
                 f"{max(counts) if counts else 0}); cannot rhyme the {form.n_rhymes} rhyme positions of a {label}"
-                + (" without repeats (allow them with --allow-repeats)" if no_repeat else ""))
+                + (" without repeats (allow them with --allow-repeats)" if no_repeat else "")
+            )
         S = viable
         if group is not None:
             g = names.index(group)
             if not viable >> g & 1:
-                raise TangshiError(f"rhyme group {group} has only {counts[g]} characters the model knows; a {label} "
-                                   f"needs {need}" + (" (fewer with --allow-repeats)" if no_repeat else ""))
+                raise TangshiError(
+                    f"rhyme group {group} has only {counts[g]} characters the model knows; a {label} "
+                    f"needs {need}" + (" (fewer with --allow-repeats)" if no_repeat else "")
+                )
             S = 1 << g
         for t, tok in fixed:
             line = t // (form.chars_per_line + 1) + 1
             ch = itos[tok]
             if not tables.gmask[tok]:
-                raise TangshiError(f"'{ch}' ends line {line}, a rhyme position of a {label}, but it is in no 平水韻 "
-                                   "平聲 group (a 仄 character cannot rhyme); choose another character or use --no-rhyme")
+                raise TangshiError(
+                    f"'{ch}' ends line {line}, a rhyme position of a {label}, but it is in no 平水韻 "
+                    "平聲 group (a 仄 character cannot rhyme); choose another character or use --no-rhyme"
+                )
             if not S & int(tables.gmask[tok]):
                 chars = "、".join(itos[k] for _, k in fixed)
-                why = f"is not in rhyme group {group}" if group else (
-                    f"shares no 平聲 group that has {need} characters with the other rhyme characters ({chars})"
-                    if len(fixed) > 1 else f"is in no 平聲 group with {need} characters the model knows")
+                why = (
+                    f"is not in rhyme group {group}"
+                    if group
+                    else (
+                        f"shares no 平聲 group that has {need} characters with the other rhyme characters ({chars})"
+                        if len(fixed) > 1
+                        else f"is in no 平聲 group with {need} characters the model knows"
+                    )
+                )
                 raise TangshiError(f"'{ch}' at the end of line {line} {why}; cannot rhyme this {label}")
             S &= int(tables.gmask[tok])
         self.initial_groups = S

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tangshi.text import is_han
 from tangshi.verse import prosody
 from tangshi.verse.prosody import PING, ZE
-from tangshi.text import is_han
 
 T_PING = 1  # tone code bits: a 多音字 has both, a character missing from the table neither
 T_ZE = 2

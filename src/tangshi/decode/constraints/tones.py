@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from tangshi.verse import prosody
 from tangshi.errors import TangshiError
+from tangshi.verse import prosody
 from tangshi.verse.prosody import PING, ZE
 
 from .base import Rule
@@ -45,7 +45,9 @@ class Tones(Rule):
             for j in range(form.chars_per_line):
                 codes = [_CODE[p.lines[k][j]] for p in patterns]
                 need_k.append([None] + [self._requirement(codes, pm) for pm in range(1, 1 << P)])
-                compat_k.append([sum(1 << pi for pi in range(P) if codes[pi] == 0 or codes[pi] & tc) for tc in range(4)])
+                compat_k.append(
+                    [sum(1 << pi for pi in range(P) if codes[pi] == 0 or codes[pi] & tc) for tc in range(4)]
+                )
             self.need.append(need_k)
             self.compat.append(compat_k)
 
@@ -108,8 +110,10 @@ class Tones(Rule):
             new = pat & self.compat[pos.line][pos.char][self.tcode[tok]]
             if not new:
                 ts = "".join(sorted(prosody.tones(itos[tok]))) or "unknown"
-                raise TangshiError(f"character '{itos[tok]}' (tone {ts}) at line {pos.line + 1}, position "
-                                   f"{pos.char + 1} fits no strict tone pattern together with the other given "
-                                   "characters; use --tone loose or other characters")
+                raise TangshiError(
+                    f"character '{itos[tok]}' (tone {ts}) at line {pos.line + 1}, position "
+                    f"{pos.char + 1} fits no strict tone pattern together with the other given "
+                    "characters; use --tone loose or other characters"
+                )
             pat = new
         self.fixed_patterns = pat

@@ -26,7 +26,6 @@ either way. CUDA never uses it.
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
 import hashlib
 import os
 import platform
@@ -34,14 +33,16 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from tangshi.machine import cpu_identity
 
-SOURCES = tuple(Path(__file__).with_name("csrc") / name
-                for name in ("lstm_cell.c", "head_nll.c", "sampling.c", "gemv_int8.c"))
+SOURCES = tuple(
+    Path(__file__).with_name("csrc") / name for name in ("lstm_cell.c", "head_nll.c", "sampling.c", "gemv_int8.c")
+)
 HEADERS = (Path(__file__).with_name("csrc") / "common.h",)  # included by the sources: part of the cache key
 FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC")
 ENV = "TANGSHI_FUSED_CELL"  # 0 turns the fused cell off
@@ -82,9 +83,11 @@ def _private(folder: Path) -> bool:
 def _build(cc: str, again: bool = False) -> Path:
     """The cached library for this source, compiler and CPU, compiled if missing (or `again`)."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
-    key = hashlib.sha256("\0".join([*(src.read_text() for src in SOURCES + HEADERS), cc, version, " ".join(FLAGS),
-                                    cpu_identity()])
-                         .encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        "\0".join(
+            [*(src.read_text() for src in SOURCES + HEADERS), cc, version, " ".join(FLAGS), cpu_identity()]
+        ).encode()
+    ).hexdigest()[:16]
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"tangshi-{os.getuid()}"):
         lib = folder / f"{LIBRARY}-{key}.so"
         tmp = folder / f".{LIBRARY}-{key}.{os.getpid()}.so"
@@ -94,8 +97,12 @@ def _build(cc: str, again: bool = False) -> Path:
                 continue  # someone else could plant a library there
             if lib.exists() and not again:
                 return lib
-            res = subprocess.run([cc, *FLAGS, "-o", str(tmp), *map(str, SOURCES)], capture_output=True, text=True,
-                                 timeout=BUILD_TIMEOUT_S)
+            res = subprocess.run(
+                [cc, *FLAGS, "-o", str(tmp), *map(str, SOURCES)],
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT_S,
+            )
             if res.returncode != 0:
                 raise RuntimeError(f"{Path(cc).name} failed: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
             os.replace(tmp, lib)  # atomic: a concurrent build or a reader never sees half a file
@@ -170,7 +177,7 @@ class Kernels:
         return self.lib if torch.device(device).type == "cpu" else None
 
     @classmethod
-    def off(cls, why: str = "off (PyTorch ops asked for)") -> "Kernels":
+    def off(cls, why: str = "off (PyTorch ops asked for)") -> Kernels:
         return cls(None, why)
 
 
