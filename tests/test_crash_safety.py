@@ -21,8 +21,9 @@ import pytest
 import torch
 
 from tangshi.errors import TangshiError
+from tangshi.files import TMP_PREFIX
 from tangshi.model import checkpoint as ckpt
-from tangshi.outputs import TMP_PREFIX, read_marker
+from tangshi.outputs import read_marker
 from tangshi.train.torch_backend import TrainConfig, train
 
 SMALL = dict(embed_dim=8, hidden_dim=8)

@@ -24,7 +24,8 @@ import torch
 from conftest import write_tiny_corpus
 from tangshi.cli.main import main
 from tangshi.errors import TangshiError
-from tangshi.outputs import LOCK, MARKER, TMP_PREFIX, OutputFolder, read_marker, user_entries
+from tangshi.files import TMP_PREFIX
+from tangshi.outputs import LOCK, MARKER, OutputFolder, read_marker, user_entries
 from test_crash_safety import KILLED, Interrupt
 
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "16", "--quiet"]

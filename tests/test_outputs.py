@@ -12,7 +12,8 @@ import pytest
 
 from conftest import write_tiny_corpus
 from tangshi.cli.main import main
-from tangshi.outputs import LOCK, MARKER, TMP_PREFIX
+from tangshi.files import TMP_PREFIX
+from tangshi.outputs import LOCK, MARKER
 
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "16", "--quiet"]
 
