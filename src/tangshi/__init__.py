@@ -24,7 +24,16 @@ _PUBLIC = {
     "CoupletRequest": "tangshi.decode.request",
     "TangshiError": "tangshi.errors",
 }
-__all__ = [*_PUBLIC, "__version__"]
+__all__ = [
+    "CoupletRequest",
+    "CoupletResult",
+    "PoemRequest",
+    "PoemResult",
+    "Poet",
+    "TangshiError",
+    "__version__",
+    "load",
+]
 
 if TYPE_CHECKING:
     from tangshi.api import CoupletResult, PoemResult, Poet, load

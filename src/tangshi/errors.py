@@ -43,7 +43,8 @@ def read_json(path, what: str = "JSON"):
     import json
 
     try:
-        text = open(path, encoding="utf-8-sig").read()
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
     except FileNotFoundError:
         raise TangshiError(f"{path} is missing") from None
     except UnicodeDecodeError:

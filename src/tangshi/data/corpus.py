@@ -121,7 +121,7 @@ def load_poems(source: Path) -> tuple[list[str], CorpusStats]:
     seen: set[str] = set()
     for path in list_source_files(source):
         stats.files += 1
-        for i, item in enumerate(read_raw(path)):
+        for item in read_raw(path):
             stats.poems_read += 1
             paragraphs = item.get("paragraphs") if isinstance(item, dict) else None
             if not isinstance(paragraphs, list) or not all(isinstance(p, str) for p in paragraphs):

@@ -1,8 +1,8 @@
 """Decoding: the assignment's procedure, greedy, sampling (temperature, top-k, top-p) and beam search.
 
 All strategies run the LSTM one step at a time (`PoetryLM.step`) for a whole batch
-of poems at once, with its state carried; the prefix is never re-run. Constraints (forms, rhyme, tone, acrostic, no repeats;
-`constraints.py`) are part of decoding, through their state API
+of poems at once, with its state carried; the prefix is never re-run. Constraints (forms, rhyme,
+tone, acrostic, no repeats; `decode/constraints/`) are part of decoding, through their state API
 (``new_state`` / ``mask`` / ``bias`` / ``advance`` / ``state.select``): a
 disallowed character gets probability 0 and every allowed one keeps its
 relative model probability. Without a constraint the decoder uses a plain

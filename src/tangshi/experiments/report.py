@@ -101,7 +101,10 @@ def _header(title: str, argv: list[str] | None) -> str:
 def data_meta(data_dir: Path) -> str:
     try:
         m = json.loads((Path(data_dir) / "meta.json").read_text(encoding="utf-8"))
-        return f"{m['train']} train / {m['dev']} dev poems, vocabulary {m['vocab_size']}, sample {m['sample']}, seed {m['seed']}"
+        return (
+            f"{m['train']} train / {m['dev']} dev poems, vocabulary {m['vocab_size']}, sample {m['sample']}, "
+            f"seed {m['seed']}"
+        )
     except (OSError, KeyError, json.JSONDecodeError):
         return "no meta.json"
 

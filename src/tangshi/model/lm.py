@@ -30,90 +30,32 @@ NumPy twin.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tangshi.errors import TangshiError, option
+from tangshi.errors import TangshiError
 from tangshi.model.head_loss import HeadNLL
 from tangshi.model.kernels import Kernels, detect
 from tangshi.model.recurrence import OriginalLSTMLayer
-from tangshi.model.spec import OLD_NAMES, param_shapes
+from tangshi.model.spec import (  # noqa: F401  (the model's config, read from here by its users)
+    DROPOUT_FIELDS,
+    IMPLS,
+    INITS,
+    MAX_DIM,
+    MAX_LAYERS,
+    MAX_VOCAB,
+    OLD_NAMES,
+    RUNTIME_KEYS,
+    ModelConfig,
+    param_shapes,
+)
 from tangshi.model.step_weights import StepState, cell, step_weights
 
-IMPLS = ("tangshi", "original", "nn")
-INITS = ("xavier", "zeros", "constant", "uniform1e-4", "torch")
 CONSTANT_INIT = 0.01  # "constant": every weight and bias this value (symmetric, but not stuck like all-zero)
 ORIGINAL_UNIFORM_SCALE = 1e-4  # the assignment's NumPy init draws U(-1e-4, 1e-4)
-# the training-only regularisers: they change no weight's shape, and act only while training
-DROPOUT_FIELDS = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop")
-# bounds that keep a typo from asking for terabytes: far above any size this model is trained at
-MAX_DIM, MAX_LAYERS, MAX_VOCAB = 16384, 16, 1 << 20
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int
-    pad_id: int
-    embed_dim: int = option(256, "embedding width E")
-    hidden_dim: int = option(256, "LSTM width H")
-    num_layers: int = option(1, "stacked LSTM layers")
-    relu_logits: bool = option(False, "the assignment's ReLU on the logits (off by default: it caps the model)")
-    pad_in_loss: bool = option(False, "the assignment's loss with PAD targets counted (off by default)")
-    tie_weights: bool = option(False, "the output layer shares the embedding matrix (E == H)")
-    dropout_embed: float = option(0.0, "locked (variational) dropout on the embeddings")
-    dropout_chars: float = option(
-        0.0, "embedding dropout: whole characters (embedding rows) dropped per batch, AWD-LSTM style"
-    )
-    dropout_hidden: float = option(0.0, "locked dropout between LSTM layers")
-    dropout_output: float = option(0.0, "locked dropout on the last LSTM output")
-    weight_drop: float = option(0.0, "DropConnect on weight_hh (AWD-LSTM)")
-    init: str = option(
-        "xavier",
-        "initialisation: xavier (the assignment's), zeros, constant (every weight 0.01), "
-        "uniform1e-4 (the assignment's NumPy U(±1e-4)), torch (PyTorch's defaults)",
-        choices=INITS,
-    )
-
-    def __post_init__(self):
-        if self.init not in INITS:
-            raise TangshiError(f"unknown init {self.init!r} (choose from {', '.join(INITS)})")
-        if self.tie_weights and self.embed_dim != self.hidden_dim:
-            raise TangshiError(f"tied weights need embed_dim == hidden_dim, got {self.embed_dim} and {self.hidden_dim}")
-        for name in DROPOUT_FIELDS:
-            p = getattr(self, name)
-            if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-                raise TangshiError(f"--{name.replace('_', '-')} must be in [0, 1), got {p}")
-        for name, top in (
-            ("embed_dim", MAX_DIM),
-            ("hidden_dim", MAX_DIM),
-            ("num_layers", MAX_LAYERS),
-            ("vocab_size", MAX_VOCAB),
-        ):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= top:
-                raise TangshiError(f"--{name.replace('_', '-')} must be a whole number from 1 to {top}, got {v}")
-        if not isinstance(self.pad_id, int) or not 0 <= self.pad_id < self.vocab_size:
-            raise TangshiError(f"pad_id must be a vocabulary id, got {self.pad_id}")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict) -> ModelConfig:
-        """A stored config; the run-time keys older checkpoints stored with it (impl, fused,
-        fused_head: see `Runtime.from_json`) are left to the runtime."""
-        obj = {k: v for k, v in obj.items() if k not in RUNTIME_KEYS}
-        known = {f.name for f in fields(cls)}
-        unknown = set(obj) - known
-        if unknown:
-            raise TangshiError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**obj)
-
-
-RUNTIME_KEYS = ("impl", "fused", "fused_head")  # stored in ModelConfig by older checkpoints
 
 
 @dataclass(frozen=True)
@@ -350,7 +292,8 @@ class PoetryLM(nn.Module):
         missing, unexpected = expected - set(sd), set(sd) - expected
         if missing or unexpected:
             raise TangshiError(
-                f"checkpoint weights do not match the config (missing {sorted(missing)}, unexpected {sorted(unexpected)})"
+                f"checkpoint weights do not match the config (missing {sorted(missing)}, "
+                f"unexpected {sorted(unexpected)})"
             )
         for k, shape in canonical_shapes(self.config).items():
             if tuple(sd[k].shape) != shape:

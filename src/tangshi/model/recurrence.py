@@ -31,8 +31,9 @@ class LSTMRecurrence(torch.autograd.Function):
     every other matrix product; the cell state C_t, the gates and the sums stay fp32.
 
     On the CPU each step's gate arithmetic (the lines marked below) runs as one compiled pass,
-    csrc/lstm_cell.c, where the caller passes the compiled kernels (`lib`, from `kernels.Kernels`); the PyTorch ops here are the same
-    equations, the fallback, and the reference it is tested against (tests/test_fused_cell.py).
+    csrc/lstm_cell.c, where the caller passes the compiled kernels (`lib`, from `kernels.Kernels`);
+    the PyTorch ops here are the same equations, the fallback, and the reference it is tested
+    against (tests/test_fused_cell.py).
     """
 
     @staticmethod

@@ -17,7 +17,10 @@ The four gate blocks of every 4H axis are in the order i, f, c̃ (called g), o, 
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
+
+from tangshi.errors import TangshiError, option
 
 GATES = ("i", "f", "g", "o")  # the order of the four H-wide blocks of a 4H axis
 
@@ -64,3 +67,75 @@ def param_shapes(config: Any) -> dict[str, tuple[int, ...]]:
 def head_weight_name(config: Any) -> str:
     """The (V, H) matrix the output layer reads: the embedding when tied."""
     return "embedding.weight" if dims(config).tie else "head.weight"
+
+
+# ---------------------------------------------------------------------------- the model's config
+IMPLS = ("tangshi", "original", "nn")
+INITS = ("xavier", "zeros", "constant", "uniform1e-4", "torch")
+# the training-only regularisers: they change no weight's shape, and act only while training
+DROPOUT_FIELDS = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop")
+# bounds that keep a typo from asking for terabytes: far above any size this model is trained at
+MAX_DIM, MAX_LAYERS, MAX_VOCAB = 16384, 16, 1 << 20
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    pad_id: int
+    embed_dim: int = option(256, "embedding width E")
+    hidden_dim: int = option(256, "LSTM width H")
+    num_layers: int = option(1, "stacked LSTM layers")
+    relu_logits: bool = option(False, "the assignment's ReLU on the logits (off by default: it caps the model)")
+    pad_in_loss: bool = option(False, "the assignment's loss with PAD targets counted (off by default)")
+    tie_weights: bool = option(False, "the output layer shares the embedding matrix (E == H)")
+    dropout_embed: float = option(0.0, "locked (variational) dropout on the embeddings")
+    dropout_chars: float = option(
+        0.0, "embedding dropout: whole characters (embedding rows) dropped per batch, AWD-LSTM style"
+    )
+    dropout_hidden: float = option(0.0, "locked dropout between LSTM layers")
+    dropout_output: float = option(0.0, "locked dropout on the last LSTM output")
+    weight_drop: float = option(0.0, "DropConnect on weight_hh (AWD-LSTM)")
+    init: str = option(
+        "xavier",
+        "initialisation: xavier (the assignment's), zeros, constant (every weight 0.01), "
+        "uniform1e-4 (the assignment's NumPy U(±1e-4)), torch (PyTorch's defaults)",
+        choices=INITS,
+    )
+
+    def __post_init__(self):
+        if self.init not in INITS:
+            raise TangshiError(f"unknown init {self.init!r} (choose from {', '.join(INITS)})")
+        if self.tie_weights and self.embed_dim != self.hidden_dim:
+            raise TangshiError(f"tied weights need embed_dim == hidden_dim, got {self.embed_dim} and {self.hidden_dim}")
+        for name in DROPOUT_FIELDS:
+            p = getattr(self, name)
+            if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+                raise TangshiError(f"--{name.replace('_', '-')} must be in [0, 1), got {p}")
+        for name, top in (
+            ("embed_dim", MAX_DIM),
+            ("hidden_dim", MAX_DIM),
+            ("num_layers", MAX_LAYERS),
+            ("vocab_size", MAX_VOCAB),
+        ):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= top:
+                raise TangshiError(f"--{name.replace('_', '-')} must be a whole number from 1 to {top}, got {v}")
+        if not isinstance(self.pad_id, int) or not 0 <= self.pad_id < self.vocab_size:
+            raise TangshiError(f"pad_id must be a vocabulary id, got {self.pad_id}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> ModelConfig:
+        """A stored config; the run-time keys older checkpoints stored with it (impl, fused,
+        fused_head: see `Runtime.from_json`) are left to the runtime."""
+        obj = {k: v for k, v in obj.items() if k not in RUNTIME_KEYS}
+        known = {f.name for f in fields(cls)}
+        unknown = set(obj) - known
+        if unknown:
+            raise TangshiError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**obj)
+
+
+RUNTIME_KEYS = ("impl", "fused", "fused_head")  # stored in ModelConfig by older checkpoints

@@ -16,13 +16,14 @@ is then free again: torch cannot be interrupted mid-step). Nothing in a request 
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import os
 import re
 import sys
 import threading
 from importlib import resources
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -85,7 +86,7 @@ def _request_model(name: str, cls):
         default = ... if meta.get("positional") else f.default
         if meta.get("choices"):
             choice = Literal[(*meta["choices"], *meta.get("aliases", {}))]  # type: ignore[valid-type]
-            kind = Optional[choice] if f.default is None else choice
+            kind = choice | None if f.default is None else choice
         limits: dict[str, Any] = {}
         if f.name == "n":
             limits = {"ge": 1, "le": MAX_N}
@@ -406,10 +407,8 @@ def serve(
         flush=True,
     )
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops a server; uvicorn has shut down and re-raises it
         uvicorn.Server(config).run(sockets=[sock])
-    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped; uvicorn has shut down and re-raises it
-        pass
     pool = app.state.pool
     dropped = pool.pending
     pool.stop()

@@ -5,13 +5,12 @@ own options). No torch model or optimiser is built here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import torch
-
 from tangshi.errors import TangshiError, check_number, option
-from tangshi.model.lm import IMPLS, OLD_NAMES, RUNTIME_KEYS, ModelConfig, Runtime
+from tangshi.model.spec import IMPLS, OLD_NAMES, RUNTIME_KEYS, ModelConfig
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine", "plateau")
@@ -64,10 +63,6 @@ class TrainConfig:
     fused: bool = option(
         True, "tangshi kernel: the hand-written BPTT autograd.Function (--no-fused: the same loop with plain autograd)"
     )
-
-    def runtime(self) -> Runtime:
-        """How the model runs in this training run."""
-        return Runtime(impl=self.impl, fused=self.fused)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -123,21 +118,14 @@ PRESETS = {
 }
 
 
+DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
 def check_device(device: str) -> None:
-    """--device: cpu, cuda or cuda:N (one line for anything else; availability is checked when training starts)."""
-    try:
-        kind = torch.device(device).type if isinstance(device, str) else None
-    except (RuntimeError, ValueError):
-        kind = None
-    if kind not in ("cpu", "cuda"):
+    """--device: cpu, cuda or cuda:N (one line for anything else; availability is checked when
+    training starts, `train.start.require_device`)."""
+    if not isinstance(device, str) or not DEVICE.match(device):
         raise TangshiError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
-
-
-def require_device(device: str) -> None:
-    """--device names a device this machine has."""
-    check_device(device)
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise TangshiError(f"--device {device} asked for, but no CUDA device is available")
 
 
 # what identifies a prepared split (meta.json), for --resume: the same poems, sample, seed and split

@@ -27,10 +27,10 @@ from tangshi.data.vocab import Vocab
 from tangshi.model import checkpoint as ckpt
 from tangshi.model.lm import PoetryLM
 from tangshi.outputs import command_line
-from tangshi.train.config import EPOCH_SEED_STRIDE, TrainConfig, require_device
+from tangshi.train.config import EPOCH_SEED_STRIDE, TrainConfig
 from tangshi.train.evaluate import evaluate
 from tangshi.train.runs import RunFolder, check_finite_loss, checkpoint_name
-from tangshi.train.start import Begun, Start, begin
+from tangshi.train.start import Begun, Start, begin, require_device
 
 PROGRESS_EVERY = 20  # steps between progress-bar updates and finiteness checks (each waits for the device)
 
@@ -257,7 +257,8 @@ def end_epoch(
     log(
         f"epoch {row['epoch']:3d}{tag} | train loss {row['train_loss']:.4f} | dev loss {row['dev_nll']:.4f} "
         f"| dev ppl {row['dev_ppl']:.2f} | assignment's loss (PAD counted) {row['original_loss']:.4f} "
-        f"| assignment's 2**loss ppl {row['original_ppl']:.2f} | {row['real_tokens_per_s']:,} tok/s | {row['epoch_seconds']:.1f}s"
+        f"| assignment's 2**loss ppl {row['original_ppl']:.2f} | {row['real_tokens_per_s']:,} tok/s "
+        f"| {row['epoch_seconds']:.1f}s"
     )
     best = min(history, key=lambda h: h["dev_ppl"])
     meta = {**train_meta, "best_epoch": best["epoch"]}

@@ -2,7 +2,8 @@
 
     RUN/.tangshi-output.json            the mark (outputs.py): kind "run", every entry written here
     RUN/.tangshi-lock                   held (flock) while a process trains into RUN
-    RUN/poetry-gen-epoch{N}-loss{L}/    one folder per epoch, the assignment's naming (L: the assignment's PAD-counted dev loss)
+    RUN/poetry-gen-epoch{N}-loss{L}/    one folder per epoch, the assignment's naming
+                                        (L: the assignment's PAD-counted dev loss)
     RUN/last -> poetry-gen-epoch…       the newest epoch; its folder alone keeps the optimiser state
     RUN/best -> poetry-gen-epoch…       the epoch with the lowest dev perplexity
     RUN/metrics.jsonl                   one row per epoch, rewritten from the newest checkpoint's history

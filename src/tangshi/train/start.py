@@ -17,9 +17,9 @@ from tangshi.data.vocab import Vocab
 from tangshi.errors import TangshiError
 from tangshi.machine import memory_available
 from tangshi.model import checkpoint as ckpt
-from tangshi.model.lm import DROPOUT_FIELDS, ModelConfig, PoetryLM, widen
+from tangshi.model.lm import DROPOUT_FIELDS, ModelConfig, PoetryLM, Runtime, widen
 from tangshi.model.spec import param_shapes
-from tangshi.train.config import TrainConfig, check_resume_options, check_same_data, saved_train_config
+from tangshi.train.config import TrainConfig, check_device, check_resume_options, check_same_data, saved_train_config
 from tangshi.train.runs import RunFolder
 
 
@@ -73,7 +73,7 @@ def begin(
         if last is None:
             raise TangshiError(f"nothing to resume in {run.path}: it holds no complete checkpoint with optimiser state")
         saved = saved_train_config(ckpt.read_config(last), last)
-        model, ck_vocab, ck_meta = ckpt.load_checkpoint(last, runtime=saved.runtime())  # the run's own kernel
+        model, ck_vocab, ck_meta = ckpt.load_checkpoint(last, runtime=runtime_of(saved))  # the run's own kernel
         _same_vocab(ck_vocab, vocab, last, data_dir)
         if data_meta is not None:
             check_same_data(ck_meta["train"].get("data_meta") or {}, data_meta, ck_meta["train"].get("data"), data_dir)
@@ -109,7 +109,7 @@ def begin(
             meta,
         )
     if start.mode == "init":
-        model, ck_vocab, init_meta = ckpt.load_checkpoint(start.path, runtime=cfg.runtime())
+        model, ck_vocab, init_meta = ckpt.load_checkpoint(start.path, runtime=runtime_of(cfg))
         _same_vocab(ck_vocab, vocab, start.path, data_dir)
         source_cfg = model.config
         check_memory(replace(source_cfg, **{k: model_over[k] for k in ("embed_dim", "hidden_dim") if k in model_over}))
@@ -126,7 +126,19 @@ def begin(
     model_cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **model_over)
     check_memory(model_cfg)
     torch.manual_seed(cfg.seed)  # the same initial weights for both backends
-    return Begun(PoetryLM(model_cfg, cfg.runtime()).train(), cfg, [], meta={})
+    return Begun(PoetryLM(model_cfg, runtime_of(cfg)).train(), cfg, [], meta={})
+
+
+def runtime_of(cfg: TrainConfig) -> Runtime:
+    """How the model runs in a training run: its kernel options."""
+    return Runtime(impl=cfg.impl, fused=cfg.fused)
+
+
+def require_device(device: str) -> None:
+    """--device names a device this machine has."""
+    check_device(device)
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise TangshiError(f"--device {device} asked for, but no CUDA device is available")
 
 
 # training holds each weight about five times in fp32: the weight, its gradient, two Adam moments,
