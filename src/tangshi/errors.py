@@ -5,6 +5,10 @@ traceback and a non-zero exit (whisper / pytorch-examples style: fail early, in
 the user's words).
 """
 
+import json
+import math
+from dataclasses import field
+
 
 class TangshiError(Exception):
     """A user-facing error: bad input, a missing file, an impossible request."""
@@ -15,8 +19,6 @@ def check_number(
 ) -> None:
     """Raise one TangshiError naming `option` unless `value` is a finite number in the range
     (lo, hi bounds closed unless said open; `integer`: a whole number)."""
-    import math
-
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if (
         isinstance(value, bool)
@@ -40,8 +42,6 @@ def check_number(
 def read_json(path, what: str = "JSON"):
     """A JSON file a user gave or tangshi wrote, every way of failing as one TangshiError naming
     the file (missing, unreadable, not UTF-8, malformed, nested too deeply). A BOM is ignored."""
-    import json
-
     try:
         with open(path, encoding="utf-8-sig") as f:
             text = f.read()
@@ -62,8 +62,6 @@ def read_json(path, what: str = "JSON"):
 def option(default, help: str, **meta):
     """A config dataclass field that is also a command-line option: its help (and choices) in the
     field's metadata, from which cli.config_options builds the option."""
-    from dataclasses import field
-
     return field(default=default, metadata={"help": help, **meta})
 
 

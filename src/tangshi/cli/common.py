@@ -24,7 +24,7 @@ def print_json(obj) -> None:
 
 
 def set_threads(n: int | None) -> None:
-    if n is not None:
+    if n is not None:  # torch, threadpoolctl and the model room load here, not at import: see cli/commands.py
         import torch
         from threadpoolctl import threadpool_limits
 

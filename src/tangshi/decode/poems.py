@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import functools
+import json
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
+from tangshi.data.prepare import read_split
 from tangshi.data.vocab import Vocab
+from tangshi.decode.constraints import build_constraint
+from tangshi.decode.constraints.couplet import CoupletConstraint, parse_first
+from tangshi.decode.constraints.rhyme import group_counts
+from tangshi.decode.constraints.tables import vocab_tables
 from tangshi.decode.search import MAX_BEAM, DecodeOptions, check_start, decode, generate_original, mean_log_prob
 from tangshi.errors import TangshiError, check_number
 from tangshi.model.lm import PoetryLM
 from tangshi.text import FORM_NAMES, as_corpus_marks, split_clauses, split_lines, to_simplified, to_traditional
 from tangshi.verse import prosody
+from tangshi.verse.metrics import score_couplet
 
 GENERATION_CHUNK = 256  # poems decoded per batch: bounds memory, and the first poems print early
 MAX_POEMS = 10_000_000
@@ -48,7 +57,6 @@ def to_vocab_text(text: str, vocab: Vocab, what: str) -> str:
 def _constraint(vocab: Vocab, form: str, **options):
     """The request's constraint, built once per process (its vocabulary analysis
     takes ~20 ms for V ≈ 5,400; the object holds no per-poem state)."""
-    from tangshi.decode.constraints import build_constraint
 
     return build_constraint(vocab, form, **options)
 
@@ -56,8 +64,6 @@ def _constraint(vocab: Vocab, form: str, **options):
 def rhyme_groups_known(vocab: Vocab) -> list[dict]:
     """The 平水韻 平聲 groups in table order, each with its characters in the table and how many of
     them the model's vocabulary knows (what --rhyme-group can choose from)."""
-    from tangshi.decode.constraints.rhyme import group_counts
-    from tangshi.decode.constraints.tables import vocab_tables
 
     specials = frozenset((vocab.eos_id, vocab.oov_id, vocab.start_id, vocab.pad_id))
     known = group_counts(vocab_tables(tuple(vocab.itos), specials))
@@ -295,7 +301,6 @@ def _verse_layout(lines: list[str]) -> bool:
 
 
 def _parse_json_poems(text: str, source: str) -> tuple[list[str], dict]:
-    import json
 
     try:
         obj = json.loads(text)
@@ -336,8 +341,6 @@ def _parse_json_poems(text: str, source: str) -> tuple[list[str], dict]:
 
 def read_poems(path: str) -> tuple[list[str], dict, str]:
     """`parse_poems` on a file, or standard input for '-'. Returns (poems, header, source name)."""
-    import sys
-    from pathlib import Path
 
     if path == "-":
         return (*parse_poems(sys.stdin.read(), "standard input"), "standard input")
@@ -355,9 +358,6 @@ def read_poems(path: str) -> tuple[list[str], dict, str]:
 
 def training_poems(data_dir) -> list[str]:
     """The training poems of a prepared folder (train.txt, one poem per line)."""
-    from pathlib import Path
-
-    from tangshi.data.prepare import read_split
 
     if not (Path(data_dir) / "train.txt").is_file():
         raise TangshiError(
@@ -380,14 +380,12 @@ def iter_couplets(
     """下联 for the 上联 `first` (constraints.couplet), one record at a time:
     {"first", "second", "text", "layout_ok", "opposed", "checked", "shared", "mirrored", "ends_ping"}
     (metrics.score_couplet), plus "score" with `candidates`. Checks run when this is called."""
-    from tangshi.verse.metrics import score_couplet
 
     check_request(opts, n, script, candidates)
     if opts.strategy == "original":
         raise TangshiError(
             "--strategy original (alias seed) writes the assignment's free-form text; use another strategy for couplets"
         )
-    from tangshi.decode.constraints.couplet import parse_first
 
     first = to_vocab_text(parse_first(first)[0], vocab, "上联")  # the reasons a 上联 is refused come first
     c = _couplet_constraint(vocab, first, tone)
@@ -410,7 +408,6 @@ def iter_couplets(
 
 @functools.lru_cache(maxsize=64)
 def _couplet_constraint(vocab: Vocab, first: str, tone: str):
-    from tangshi.decode.constraints.couplet import CoupletConstraint
 
     return CoupletConstraint(vocab.itos, vocab, first, tone=tone)
 

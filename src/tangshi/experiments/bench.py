@@ -19,10 +19,17 @@ import torch
 from tangshi.data.batches import batch_indices, make_batch
 from tangshi.data.splits import load_split
 from tangshi.data.vocab import Vocab
+from tangshi.decode.poems import iter_couplets, write_poems
+from tangshi.decode.search import DecodeOptions
 from tangshi.errors import TangshiError
+from tangshi.lesson import numpy_lstm as nl
+from tangshi.lesson import numpy_optim as nopt
 from tangshi.machine import cpu_flags, cpu_name
+from tangshi.model.bundled import bundled_model_path
+from tangshi.model.checkpoint import load_checkpoint
 from tangshi.model.kernels import detect as detect_kernels  # this process's kernels, chosen once
 from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
+from tangshi.model.lm import ModelConfig as MC
 from tangshi.model.recurrence import OriginalLSTMLayer
 from tangshi.model.spec import OLD_NAMES
 from tangshi.model.step_weights import default_precision
@@ -273,9 +280,6 @@ def _decoding_kernels(row: dict) -> str:
 
 
 def _numpy_bench(base: dict, batches, repeats, warmup) -> Result:
-    from tangshi.lesson import numpy_lstm as nl
-    from tangshi.lesson import numpy_optim as nopt
-    from tangshi.model.lm import ModelConfig as MC
 
     cfg = MC(**base)
     torch.manual_seed(0)
@@ -327,10 +331,6 @@ def _graphed(fn, dev):
 
 
 def _generation_bench(checkpoint, dev, want) -> list[Result]:
-    from tangshi.decode.poems import iter_couplets, write_poems
-    from tangshi.decode.search import DecodeOptions
-    from tangshi.model.bundled import bundled_model_path
-    from tangshi.model.checkpoint import load_checkpoint
 
     try:
         model, vocab, _ = load_checkpoint(checkpoint or bundled_model_path(), device=dev)

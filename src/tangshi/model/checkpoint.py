@@ -41,7 +41,7 @@ from tangshi.files import (
     sha256_file,
     user_file_mode,
 )
-from tangshi.model.lm import ModelConfig, PoetryLM, Runtime
+from tangshi.model.lm import DROPOUT_FIELDS, MAX_DIM, MAX_LAYERS, MAX_VOCAB, ModelConfig, PoetryLM, Runtime
 from tangshi.outputs import require_complete
 
 CHECKPOINT_FORMAT = "tangshi-checkpoint/1"
@@ -202,7 +202,6 @@ def verify_files(path: Path, cfg: dict, vocab: Vocab) -> None:
 def check_saved_model(where: Path, saved: dict) -> None:
     """The sizes and rates a checkpoint's config.json gives, each refused as the file's value (the
     file and the key named, not an option the user never gave) before they make a model."""
-    from tangshi.model.lm import DROPOUT_FIELDS, MAX_DIM, MAX_LAYERS, MAX_VOCAB
 
     for key, top in (
         ("vocab_size", MAX_VOCAB),

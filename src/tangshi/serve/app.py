@@ -18,20 +18,28 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import json
 import os
 import re
+import socket
 import sys
 import threading
 from importlib import resources
 from typing import Any, Literal
 
+import torch
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tangshi.errors import TangshiError, one_line
+from tangshi.api import Poet, load
+from tangshi.decode.poems import rhyme_groups_known
+from tangshi.decode.request import CoupletRequest, PoemRequest, base_type, web_fields
+from tangshi.errors import TangshiError, check_number, one_line
+from tangshi.text import FORM_NAMES
+from tangshi.verse import prosody
 
 MAX_BODY = 16 * 1024
 MAX_N = 50
@@ -76,9 +84,6 @@ def field_of(message: str) -> str | None:
 def _request_model(name: str, cls):
     """A pydantic model with one field per web field of the request class `cls`: its name, its
     type, its choices, its default and its help, all read off the dataclass."""
-    from pydantic import ConfigDict, Field, create_model
-
-    from tangshi.decode.request import base_type, web_fields
 
     fields: dict[str, Any] = {}
     for f, kind in web_fields(cls):
@@ -208,10 +213,6 @@ def create_app(
     model, vocab, *, workers: int | None = None, queue: int = 32, timeout: float = DEFAULT_TIMEOUT, checkpoint: str = ""
 ):
     """The FastAPI application for a loaded model."""
-    import torch
-
-    from tangshi.api import Poet
-    from tangshi.decode.request import CoupletRequest, PoemRequest
 
     torch.set_num_threads(1)  # one thread per request: the pool gives the parallelism
     pool = Pool(workers or os.cpu_count() or 1, queue)
@@ -270,9 +271,6 @@ def create_app(
 def _describe(app, vocab, pool: Pool, checkpoint: str, PoemsRequest, CoupletRequest) -> None:
     """The routes that describe rather than decode: the page's controls, the rhyme groups, the
     tones of a text, health, and the page itself."""
-    from tangshi.decode.poems import rhyme_groups_known
-    from tangshi.text import FORM_NAMES
-    from tangshi.verse import prosody
 
     @app.get("/api/forms")
     def api_forms():
@@ -356,7 +354,6 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send):
-        import json
 
         body = json.dumps({"error": f"the request body is larger than {self.limit} bytes"}).encode()
         await send(
@@ -373,12 +370,8 @@ def serve(
     checkpoint: str | None, host: str, port: int, workers: int | None, queue: int, timeout: float, log=print
 ) -> None:
     """Load the model, bind, and serve until Ctrl-C (uvicorn stops cleanly on SIGINT/SIGTERM)."""
-    import socket
 
     import uvicorn
-
-    from tangshi.api import load
-    from tangshi.errors import check_number
 
     check_number("--port", port, 0, 65535, integer=True)
     check_number("--queue", queue, 0, 10_000, integer=True)

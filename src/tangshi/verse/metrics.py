@@ -30,8 +30,10 @@ Rates with an empty denominator are ``None``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
+from tangshi.errors import TangshiError
 from tangshi.text import CLAUSE_SEPARATORS, is_han
 from tangshi.verse import prosody
 
@@ -167,7 +169,6 @@ def format_metrics(d: dict, title: str | None = None) -> str:
 
 
 def _display_width(s: str) -> int:
-    import unicodedata
 
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
 
@@ -259,8 +260,6 @@ def coverage(
     n = len(poems)
     out = {}
     if acrostic and (isinstance(at, bool) or not isinstance(at, int) or at == 0 or abs(at) > 7):
-        from tangshi.errors import TangshiError
-
         raise TangshiError(f"--at must be a position 1..7 or -7..-1 in a line (1 = first, -1 = last), got {at!r}")
     if keywords:
         out["keyword_coverage"] = _ratio(sum(all(k in p for k in keywords) for p in poems), n)
