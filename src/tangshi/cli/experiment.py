@@ -7,79 +7,78 @@ from pathlib import Path
 from tangshi.cli.common import MAX_THREADS, PREPARED_DEFAULT, THREADS_HELP, add_all, resolve_checkpoint, set_threads
 from tangshi.errors import TangshiError, check_number
 
+# `tangshi experiment`'s options: (flags, argparse keywords)
+EXPERIMENT_OPTIONS = [
+    (
+        "which",
+        dict(
+            choices=("optimizers", "init", "backprop", "distance"),
+            help="which experiment (backprop: the assignment's three gradient errors, in training on a memory "
+            "task; distance: ‖δh_t‖ and ‖δC_t‖ against distance on real poems)",
+        ),
+    ),
+    ("--checkpoint", dict(help="distance: the model (default: the bundled one)")),
+    ("--data", dict(default=str(PREPARED_DEFAULT), help=f"prepared folder (default {PREPARED_DEFAULT})")),
+    ("--out", dict(default="reports", help="folder of the report files (default reports)")),
+    (
+        "--epochs",
+        dict(
+            type=int,
+            help="optimizers/init: epochs of the final comparison (default 20; 2 with --quick); "
+            "backprop: training steps (default 600; 100 with --quick)",
+        ),
+    ),
+    (
+        "--short-epochs",
+        dict(
+            type=int,
+            help="optimizers: epochs of each learning-rate sweep run; init: epochs of "
+            "the SGD and ReLU variants (default 5; 1 with --quick)",
+        ),
+    ),
+    ("--seeds", dict(type=int, help="optimizers: seeds of each final setting (default 3; 2 with --quick)")),
+    ("--backend", dict(default="torch", choices=("torch", "numpy"), help="which implementation trains")),
+    ("--quick", dict(action="store_true", help="tiny model and budget: seconds, for tests")),
+    (
+        "--work",
+        dict(
+            help="optimizers/init: the folder of the study's training runs, kept so that the same "
+            "command started again continues where it stopped (default runs/experiments/WHICH)"
+        ),
+    ),
+    (
+        "--jobs",
+        dict(
+            type=int,
+            default=1,
+            help="optimizers/init: runs trained side by side, each with threads/jobs threads (default 1)",
+        ),
+    ),
+    (
+        "--replot",
+        dict(
+            action="store_true",
+            help="optimizers/init: render the report and plots again from the report's JSON in OUT, without training",
+        ),
+    ),
+    (
+        "--partial",
+        dict(
+            action="store_true",
+            help="optimizers/init: train nothing; write the report from the "
+            "study's runs finished so far, marked incomplete",
+        ),
+    ),
+    ("--threads", dict(type=int, help=THREADS_HELP)),
+    ("--replace", dict(action="store_true", help="replace this experiment's earlier report files in OUT")),
+]
+
 
 def experiment_parser(sub) -> None:
     x = sub.add_parser(
         "experiment", help="reproducible reports: optimisers, initialisation, the assignment's BPTT errors"
     )
-    add_all(
-        x,
-        [
-            (
-                "which",
-                dict(
-                    choices=("optimizers", "init", "backprop", "distance"),
-                    help="which experiment (backprop: the assignment's three gradient errors, in training on a memory "
-                    "task; distance: ‖δh_t‖ and ‖δC_t‖ against distance on real poems)",
-                ),
-            ),
-            ("--checkpoint", dict(help="distance: the model (default: the bundled one)")),
-            ("--data", dict(default=str(PREPARED_DEFAULT), help=f"prepared folder (default {PREPARED_DEFAULT})")),
-            ("--out", dict(default="reports", help="folder of the report files (default reports)")),
-            (
-                "--epochs",
-                dict(
-                    type=int,
-                    help="optimizers/init: epochs of the final comparison (default 20; 2 with --quick); "
-                    "backprop: training steps (default 600; 100 with --quick)",
-                ),
-            ),
-            (
-                "--short-epochs",
-                dict(
-                    type=int,
-                    help="optimizers: epochs of each learning-rate sweep run; init: epochs of "
-                    "the SGD and ReLU variants (default 5; 1 with --quick)",
-                ),
-            ),
-            ("--seeds", dict(type=int, help="optimizers: seeds of each final setting (default 3; 2 with --quick)")),
-            ("--backend", dict(default="torch", choices=("torch", "numpy"), help="which implementation trains")),
-            ("--quick", dict(action="store_true", help="tiny model and budget: seconds, for tests")),
-            (
-                "--work",
-                dict(
-                    help="optimizers/init: the folder of the study's training runs, kept so that the same "
-                    "command started again continues where it stopped (default runs/experiments/WHICH)"
-                ),
-            ),
-            (
-                "--jobs",
-                dict(
-                    type=int,
-                    default=1,
-                    help="optimizers/init: runs trained side by side, each with threads/jobs threads (default 1)",
-                ),
-            ),
-            (
-                "--replot",
-                dict(
-                    action="store_true",
-                    help="optimizers/init: render the report and plots again from the "
-                    "report's JSON in OUT, without training",
-                ),
-            ),
-            (
-                "--partial",
-                dict(
-                    action="store_true",
-                    help="optimizers/init: train nothing; write the report from the "
-                    "study's runs finished so far, marked incomplete",
-                ),
-            ),
-            ("--threads", dict(type=int, help=THREADS_HELP)),
-            ("--replace", dict(action="store_true", help="replace this experiment's earlier report files in OUT")),
-        ],
-    )
+    add_all(x, EXPERIMENT_OPTIONS)
     x.set_defaults(func=cmd_experiment)
 
 

@@ -166,32 +166,27 @@ def iter_poems(
     rhyme = (form != "free") if rhyme is None else bool(rhyme)
     constraint = None
     if opts.strategy == "original":
-        if form != "free" or acrostic or keywords or rhyme_group:
-            raise TangshiError(
-                "--strategy original (alias seed) writes the assignment's free-form text; it takes no "
-                "form, acrostic, keywords or rhyme group: use another strategy for those"
-            )
-        if len(start) != 1:
-            raise TangshiError(
-                "--strategy original (alias seed) needs exactly one --start character, as the assignment's "
-                "procedure has it"
-            )
+        _check_original(form, start, acrostic, keywords, rhyme_group)
     else:
+        rules = dict(rhyme=rhyme and form != "free", tone=tone, no_repeat=no_repeat, rhyme_group=rhyme_group)
         constraint = _constraint(
-            vocab,
-            form,
-            start=start,
-            acrostic=acrostic,
-            rhyme=rhyme and form != "free",
-            tone=tone,
-            no_repeat=no_repeat,
-            at=at,
-            keywords=keywords,
-            rhyme_group=rhyme_group,
-            max_chars=opts.max_chars,
+            vocab, form, start=start, acrostic=acrostic, at=at, keywords=keywords, max_chars=opts.max_chars, **rules
         )
         check_start(constraint, opts)  # an impossible start is refused now, not at the first batch
     return _stream(model, vocab, opts, n, start, constraint, form, script, candidates)
+
+
+def _check_original(form: str, start: str, acrostic, keywords, rhyme_group) -> None:
+    """The assignment's procedure writes free-form text from one start character, nothing else."""
+    if form != "free" or acrostic or keywords or rhyme_group:
+        raise TangshiError(
+            "--strategy original (alias seed) writes the assignment's free-form text; it takes no "
+            "form, acrostic, keywords or rhyme group: use another strategy for those"
+        )
+    if len(start) != 1:
+        raise TangshiError(
+            "--strategy original (alias seed) needs exactly one --start character, as the assignment's procedure has it"
+        )
 
 
 def _stream(model, vocab, opts, n, start, constraint, form, script, candidates) -> Iterator[dict]:

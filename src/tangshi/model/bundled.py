@@ -184,6 +184,26 @@ def _opt_text(tc: dict) -> str:
     )
 
 
+def _epoch_table(stages: list[dict], many: bool) -> tuple[str, str]:
+    """The card's per-epoch table: its head and rows (a stage column when there are several)."""
+    rows, epoch = [], 0
+    for i, st in enumerate(stages, 1):
+        for h in st["history"]:
+            epoch += 1
+            cells = (
+                [str(epoch)]
+                + ([str(i)] if many else [])
+                + [f"{h['train_loss']:.4f}", f"{h['dev_ppl']:.2f}", f"{h.get('epoch_seconds', 0):.0f}"]
+            )
+            rows.append("| " + " | ".join(cells) + " |")
+    head = (
+        "| epoch | stage | train loss | dev ppl | seconds |\n|---|---|---|---|---|"
+        if many
+        else "| epoch | train loss | dev ppl | seconds |\n|---|---|---|---|"
+    )
+    return head, "\n".join(rows)
+
+
 def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, commands: list[str]) -> str:
     train_meta, m = meta.get("train", {}), meta.get("metrics", {})
     dm = train_meta.get("data_meta", {})
@@ -200,22 +220,7 @@ def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, com
             "<br>`--preset` names the preset as it was when the stage ran (presets change as the study "
             "finds better recipes); the optimisation row gives each stage's actual values"
         )
-    rows, epoch = [], 0
-    for i, st in enumerate(stages, 1):
-        for h in st["history"]:
-            epoch += 1
-            cells = (
-                [str(epoch)]
-                + ([str(i)] if many else [])
-                + [f"{h['train_loss']:.4f}", f"{h['dev_ppl']:.2f}", f"{h.get('epoch_seconds', 0):.0f}"]
-            )
-            rows.append("| " + " | ".join(cells) + " |")
-    head = (
-        "| epoch | stage | train loss | dev ppl | seconds |\n|---|---|---|---|---|"
-        if many
-        else "| epoch | train loss | dev ppl | seconds |\n|---|---|---|---|"
-    )
-    rows = "\n".join(rows)
+    head, rows = _epoch_table(stages, many)
     best_epoch = sum(len(st["history"]) for st in stages[:-1]) + int(m.get("epoch") or 0)
     planned, done = stages[-1]["config"].get("epochs"), len(stages[-1]["history"])
     status = ""

@@ -69,64 +69,68 @@ def begin(
     """The model and state a run starts from, for either backend; every refusal is one line."""
     model_over = model_over or {}
     if start.mode == "resume":
-        last = run.latest()
-        if last is None:
-            raise TangshiError(f"nothing to resume in {run.path}: it holds no complete checkpoint with optimiser state")
-        saved = saved_train_config(ckpt.read_config(last), last)
-        model, ck_vocab, ck_meta = ckpt.load_checkpoint(last, runtime=runtime_of(saved))  # the run's own kernel
-        _same_vocab(ck_vocab, vocab, last, data_dir)
-        if data_meta is not None:
-            check_same_data(ck_meta["train"].get("data_meta") or {}, data_meta, ck_meta["train"].get("data"), data_dir)
-        if resume_check is not None:
-            check_resume_options(last, model.config, saved, *resume_check)
-        epochs = saved.epochs
-        if resume_epochs is not None and resume_epochs != epochs:
-            if saved.schedule not in ("constant", "plateau"):
-                raise TangshiError(
-                    f"a {saved.schedule} schedule is fixed to its {epochs} epochs; resume without --epochs"
-                )
-            epochs = resume_epochs
-        tensors, state = ckpt.load_optimizer_state(last)
-        if (state.get("backend") or "torch") != backend:
-            other = "NumPy" if backend == "torch" else "PyTorch"
-            raise TangshiError(
-                f"{last} holds {other} optimiser state; resume it with --backend "
-                f"{'numpy' if backend == 'torch' else 'torch'}, or start from its weights with --init-from"
-            )
-        train = ck_meta["train"]
-        meta = {
-            "command": train.get("command"),
-            "resumes": list(train.get("resumes", [])),
-            "init_from": train.get("init_from"),
-        }
-        return Begun(
-            model.train(),
-            replace(saved, epochs=epochs, device=cfg.device),
-            state["history"],
-            state["epoch"] + 1,
-            (tensors, state),
-            last,
-            meta,
-        )
+        return _resume(run, vocab, data_dir, cfg, backend, resume_epochs, resume_check, data_meta)
     if start.mode == "init":
-        model, ck_vocab, init_meta = ckpt.load_checkpoint(start.path, runtime=runtime_of(cfg))
-        _same_vocab(ck_vocab, vocab, start.path, data_dir)
-        source_cfg = model.config
-        check_memory(replace(source_cfg, **{k: model_over[k] for k in ("embed_dim", "hidden_dim") if k in model_over}))
-        torch.manual_seed(cfg.seed)  # after loading, before widening, which draws the new units' weights
-        model = _with_overrides(model, model_over, start.path)
-        lineage = init_lineage(start.path, init_meta)
-        if (model.config.embed_dim, model.config.hidden_dim) != (source_cfg.embed_dim, source_cfg.hidden_dim):
-            lineage["widened_from"] = {"embed_dim": source_cfg.embed_dim, "hidden_dim": source_cfg.hidden_dim}
-            log(
-                f"widened {source_cfg.embed_dim}/{source_cfg.hidden_dim} -> {model.config.embed_dim}/"
-                f"{model.config.hidden_dim} (embed/hidden); the new model computes the same function"
-            )
-        return Begun(model.train(), cfg, [], meta={"init_from": lineage})
+        assert start.path is not None
+        return _init_from(start.path, vocab, data_dir, model_over, cfg, log)
     model_cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **model_over)
     check_memory(model_cfg)
     torch.manual_seed(cfg.seed)  # the same initial weights for both backends
     return Begun(PoetryLM(model_cfg, runtime_of(cfg)).train(), cfg, [], meta={})
+
+
+def _resume(run, vocab, data_dir, cfg, backend, resume_epochs, resume_check, data_meta) -> Begun:
+    """The run's newest complete checkpoint, its saved options, optimiser state and history, checked
+    against what the command gave (options, data, backend)."""
+    last = run.latest()
+    if last is None:
+        raise TangshiError(f"nothing to resume in {run.path}: it holds no complete checkpoint with optimiser state")
+    saved = saved_train_config(ckpt.read_config(last), last)
+    model, ck_vocab, ck_meta = ckpt.load_checkpoint(last, runtime=runtime_of(saved))  # the run's own kernel
+    _same_vocab(ck_vocab, vocab, last, data_dir)
+    if data_meta is not None:
+        check_same_data(ck_meta["train"].get("data_meta") or {}, data_meta, ck_meta["train"].get("data"), data_dir)
+    if resume_check is not None:
+        check_resume_options(last, model.config, saved, *resume_check)
+    epochs = saved.epochs
+    if resume_epochs is not None and resume_epochs != epochs:
+        if saved.schedule not in ("constant", "plateau"):
+            raise TangshiError(f"a {saved.schedule} schedule is fixed to its {epochs} epochs; resume without --epochs")
+        epochs = resume_epochs
+    tensors, state = ckpt.load_optimizer_state(last)
+    if (state.get("backend") or "torch") != backend:
+        other = "NumPy" if backend == "torch" else "PyTorch"
+        raise TangshiError(
+            f"{last} holds {other} optimiser state; resume it with --backend "
+            f"{'numpy' if backend == 'torch' else 'torch'}, or start from its weights with --init-from"
+        )
+    train = ck_meta["train"]
+    meta = {
+        "command": train.get("command"),
+        "resumes": list(train.get("resumes", [])),
+        "init_from": train.get("init_from"),
+    }
+    cfg = replace(saved, epochs=epochs, device=cfg.device)
+    return Begun(model.train(), cfg, state["history"], state["epoch"] + 1, (tensors, state), last, meta)
+
+
+def _init_from(source: Path, vocab, data_dir, model_over: dict, cfg: TrainConfig, log) -> Begun:
+    """Another checkpoint's weights (widened if larger sizes are asked for), a fresh optimiser, and
+    the source's lineage."""
+    model, ck_vocab, init_meta = ckpt.load_checkpoint(source, runtime=runtime_of(cfg))
+    _same_vocab(ck_vocab, vocab, source, data_dir)
+    source_cfg = model.config
+    check_memory(replace(source_cfg, **{k: model_over[k] for k in ("embed_dim", "hidden_dim") if k in model_over}))
+    torch.manual_seed(cfg.seed)  # after loading, before widening, which draws the new units' weights
+    model = _with_overrides(model, model_over, source)
+    lineage = init_lineage(source, init_meta)
+    if (model.config.embed_dim, model.config.hidden_dim) != (source_cfg.embed_dim, source_cfg.hidden_dim):
+        lineage["widened_from"] = {"embed_dim": source_cfg.embed_dim, "hidden_dim": source_cfg.hidden_dim}
+        log(
+            f"widened {source_cfg.embed_dim}/{source_cfg.hidden_dim} -> {model.config.embed_dim}/"
+            f"{model.config.hidden_dim} (embed/hidden); the new model computes the same function"
+        )
+    return Begun(model.train(), cfg, [], meta={"init_from": lineage})
 
 
 def runtime_of(cfg: TrainConfig) -> Runtime:

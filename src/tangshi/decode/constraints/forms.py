@@ -66,21 +66,11 @@ class FormConstraint(Constrained):
         rhyme_group: str | None = None,
     ):
         super().__init__(itos, special_ids)
-        f = prosody.get_form(form)
-        if f is None:
-            raise TangshiError("form 'free' has no line structure; use FreeConstraint / make_constraint")
-        if f.chars_per_line not in (5, 7):
-            raise TangshiError(f"form {f.name!r} needs 5- or 7-character lines")
-        check_tone_options(tone, tone_penalty)
+        f = self._check_options(form, tone, tone_penalty, rhyme, rhyme_group)
         self.form, self.rhyme, self.tone, self.no_repeat = f, bool(rhyme), tone, bool(no_repeat)
         self.tone_penalty = float(tone_penalty)
         label = f.label or f.name
-        for p in (COMMA, PERIOD):
-            if p not in self.stoi:
-                raise TangshiError(f"the vocabulary has no '{p}'; it cannot write a {label}")
-        if rhyme_group is not None and not self.rhyme:
-            raise TangshiError("--rhyme-group chooses the rhyme of a rhymed poem; it cannot be given with --no-rhyme")
-        self.tables = tables = vocab_tables(tuple(self.itos), frozenset(self._special_set))
+        self.tables = vocab_tables(tuple(self.itos), frozenset(self._special_set))
         self._check_enough_characters(label)
         self._positions = layout = positions(f, self.rhyme)
         self._eos_t = len(layout)
@@ -88,42 +78,57 @@ class FormConstraint(Constrained):
         self._forced, self.start = parse_start(self, start, label, layout)
         self.acrostic = parse_acrostic(self, acrostic, label, self._forced, self.start, at)
         self.at = at if self.acrostic else None
-        forced = self._forced
+        self._use_rules(self._rules(label, rhyme_group, keywords), self.tables.han)
+        self._mask_ids()
+
+    def _check_options(self, form, tone: str, tone_penalty: float, rhyme: bool, rhyme_group: str | None) -> Form:
+        f = prosody.get_form(form)
+        if f is None:
+            raise TangshiError("form 'free' has no line structure; use FreeConstraint / make_constraint")
+        if f.chars_per_line not in (5, 7):
+            raise TangshiError(f"form {f.name!r} needs 5- or 7-character lines")
+        check_tone_options(tone, tone_penalty)
+        for p in (COMMA, PERIOD):
+            if p not in self.stoi:
+                raise TangshiError(f"the vocabulary has no '{p}'; it cannot write a {f.label or f.name}")
+        if rhyme_group is not None and not rhyme:
+            raise TangshiError("--rhyme-group chooses the rhyme of a rhymed poem; it cannot be given with --no-rhyme")
+        return f
+
+    def _rules(self, label: str, rhyme_group: str | None, keywords: str | None) -> list:
+        """The rules this poem keeps, in the order they compose: rhyme, tones, no repeats, keywords."""
+        f, tables, forced, layout, tone = self.form, self.tables, self._forced, self._positions, self.tone
         rules: list = []
+        group = None
         if self.rhyme:
             group = prosody.find_rhyme_group(rhyme_group) if rhyme_group is not None else None
             rules.append(Rhyme(tables, f, self.no_repeat, label, forced, layout, self.itos, group))
-        self.rhyme_group = group if self.rhyme and rhyme_group is not None else None
-        tones = Tones(tables, f, tone, tone_penalty) if tone != "off" else None
-        if tone == "strict":
+        self.rhyme_group = group
+        tones = Tones(tables, f, tone, self.tone_penalty) if tone != "off" else None
+        if tones is not None and tone == "strict":
             tones.check_forced(forced, layout, self.itos)
         rules += [tones] if tones else []
         used = tuple(forced[p.t] for p in layout if p.rhyme and p.t in forced)
         rules += [LineNoRepeat(self.rhyme, used)] if self.no_repeat else []
         kw_ids, self.keywords = parse_keywords(self, keywords)
         if kw_ids:
-            rules.append(
-                Keywords(
-                    self,
-                    kw_ids,
-                    self.keywords,
-                    label,
-                    forced,
-                    layout,
-                    tones=(rules.index(tones), tones) if tone == "strict" else None,
-                    rhyme=(0, rules[0]) if self.rhyme else None,
-                )
-            )
-        self._use_rules(rules, tables.han)
+            strict = (rules.index(tones), tones) if tones is not None and tone == "strict" else None
+            rhyme = (0, rules[0]) if self.rhyme else None
+            rules.append(Keywords(self, kw_ids, self.keywords, label, forced, layout, tones=strict, rhyme=rhyme))
+        return rules
+
+    def _mask_ids(self) -> None:
+        """The one-row masks every poem of the form uses: <EOS>, each line's mark, each forced token."""
+        f = self.form
         self._kid_eos = self._masks.id(("E",), lambda: self.onehot(self.special.eos))
         self._kid_punct = [
             self._masks.id(("P", f.punct(k)), functools.partial(self.onehot, self.stoi[f.punct(k)]))
             for k in range(f.lines)
         ]
         self._kid_forced = {
-            t: self._masks.id(("F", tok), functools.partial(self.onehot, tok)) for t, tok in forced.items()
+            t: self._masks.id(("F", tok), functools.partial(self.onehot, tok)) for t, tok in self._forced.items()
         }
-        self._bias_rows = MaskTable(self.V, dtype=np.float32) if tone == "loose" else None
+        self._bias_rows = MaskTable(self.V, dtype=np.float32) if self.tone == "loose" else None
         if self._bias_rows is not None:
             self._bias_zero = self._bias_rows.id(None, lambda: np.zeros(self.V, dtype=np.float32))
 
