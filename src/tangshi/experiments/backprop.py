@@ -5,7 +5,7 @@ position t is the symbol seen K steps earlier (no target for the first K positio
 remembers nothing scores ln A nats (chance); one that carries the symbol through K steps of its
 cell state scores less. The same small LSTM (the NumPy twin, 1 layer) is trained from the same
 weights on the same batches four times: with correct BPTT, and with each of the assignment's errors
-(gradcheck.assignment_gradients): no cell-state path; input-weight gradient from the last step only;
+(gradient_errors.assignment_gradients): no cell-state path; input-weight gradient from the last step only;
 b_i and b_o given b_f's gradient. The report's table and verdict are computed from the runs.
 """
 
@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tangshi.experiments.report import _header
 from tangshi.lesson import numpy_lstm as nl
 from tangshi.lesson import numpy_optim as nopt
-from tangshi.lesson.gradcheck import ASSIGNMENT_ERRORS, assignment_gradients
+from tangshi.lesson.gradient_errors import ASSIGNMENT_ERRORS, assignment_gradients
+from tangshi.lesson.small_problem import SmallConfig
 from tangshi.outputs import OutputFolder
 
 PAD = 0
@@ -49,8 +51,6 @@ class Task:
 
 
 def nl_config(V: int, H: int):
-    from tangshi.lesson.gradcheck import SmallConfig
-
     return SmallConfig(vocab_size=V, embed_dim=H, hidden_dim=H, num_layers=1)
 
 
@@ -79,8 +79,6 @@ def train_variant(task: Task, error: str | None) -> dict:
 
 
 def run_backprop(out, task: Task = Task(), argv=None, replace: bool = False, log=print) -> dict:
-    from tangshi.experiments.report import _header
-
     with OutputFolder(out, "reports", replace=replace, names=list(NAMES.values())) as folder:
         runs = []
         for error in (None, *ASSIGNMENT_ERRORS):
@@ -113,10 +111,11 @@ def _report(runs: list[dict], task: Task, chance: float) -> str:
     rows = "\n".join(
         f"| {r['label']} | {r['first_dev']:.3f} | {r['final_dev']:.3f} | {_verdict(r, correct, chance)} |" for r in runs
     )
+    training = f"Adam lr {task.lr}, batch {task.batch}, {task.steps} steps"
     return f"""
 Task: sequences of {task.length} symbols from an alphabet of {task.alphabet}; the target at position
 t is the symbol seen {task.lag} steps earlier. Chance is ln {task.alphabet} = {chance:.3f} nats. Model: the NumPy twin,
-1 layer, E = H = {task.hidden}, Xavier init (seed {task.seed}); Adam lr {task.lr}, batch {task.batch}, {task.steps} steps;
+1 layer, E = H = {task.hidden}, Xavier init (seed {task.seed}); {training};
 every run starts from the same weights and sees the same batches. Dev loss: 512 fixed sequences.
 
 | gradient | dev loss at step 1 | dev loss at step {task.steps} | verdict (computed) |

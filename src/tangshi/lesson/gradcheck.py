@@ -10,13 +10,13 @@ parameter,
     transposed into nn.LSTM's layout) + F.linear,
 then runs each NumPy optimiser next to its torch.optim twin for 10 steps, checks the
 assignment-notation LSTM (lesson/reference_lstm.py) and the fp32 training kernel (`LSTMRecurrence`,
-both its PyTorch-ops path and its compiled cell) against float64 autograd, and measures what
-the assignment's three gradient errors cost.  `format_gradcheck(result)` renders it.
+both its PyTorch-ops path and its compiled cell; lesson/kernel_check.py) against float64 autograd,
+and measures what the assignment's three gradient errors cost (lesson/gradient_errors.py).
+`format_gradcheck(result)` renders it.  The small problem: lesson/small_problem.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,9 @@ import torch.nn.functional as F
 from tangshi.lesson import numpy_lstm as nl
 from tangshi.lesson import numpy_optim as nopt
 from tangshi.lesson import reference_lstm
+from tangshi.lesson.gradient_errors import assignment_errors
+from tangshi.lesson.kernel_check import check_training_kernel
+from tangshi.lesson.small_problem import PAD_ID, SmallConfig, small_problem
 
 TOLERANCES = {
     "fd_rel_err": 1e-6,
@@ -41,31 +44,6 @@ FD_STEP = 1e-3  # step of the five-point stencil
 FD_FLOOR = 1e-5
 FD_VARIANT_ELEMENTS = 40  # random elements per parameter checked in the extra configurations
 REFERENCE_FD_ELEMENTS = 12  # the same for the assignment-notation LSTM (a Python loop per element: slow)
-PAD_ID = 0
-
-
-@dataclass(frozen=True)
-class SmallConfig:
-    vocab_size: int = 11
-    embed_dim: int = 6
-    hidden_dim: int = 6
-    num_layers: int = 2
-    tie_weights: bool = False
-    relu_logits: bool = False
-
-
-def small_problem(seed: int = 0, config: Any = None, B: int = 3, T: int = 7):
-    """(config, params float64, inputs, targets) with PAD tails and one interior PAD target."""
-    config = config or SmallConfig()
-    rng = np.random.default_rng(seed)
-    params = {k: rng.normal(0.0, 0.5, size=s) for k, s in nl.param_shapes(config).items()}
-    seq = rng.integers(1, config.vocab_size, size=(B, T + 1))
-    lengths = [T, T - 2, T - 4][:B] + [T] * max(0, B - 3)
-    for b, n in enumerate(lengths):
-        seq[b, n + 1 :] = PAD_ID
-    inputs, targets = seq[:, :-1].copy(), seq[:, 1:].copy()
-    targets[0, 2] = PAD_ID  # a PAD target in the middle of a row: skipped by the loss only
-    return config, params, inputs, targets
 
 
 # ----------------------------------------------------------------------------------
@@ -286,65 +264,6 @@ def compare_optimizer(make_np, make_torch, params, config, inputs, targets, step
 
 
 # ----------------------------------------------------------------------------------
-# the assignment's errors
-# ----------------------------------------------------------------------------------
-
-
-def _rel(bad: np.ndarray, good: np.ndarray) -> float:
-    return float(np.linalg.norm(bad - good) / np.linalg.norm(good))
-
-
-ASSIGNMENT_ERRORS = ("no_cell_state_path", "input_weights_last_step_only", "bias_i_o_set_to_delta_f")
-
-
-def assignment_gradients(params, config, inputs, targets, error: str | None = None, pad_id: int = PAD_ID):
-    """(loss, gradients) of the fast twin, correct (`error=None`) or with one of the assignment's three
-    errors: (1) δC_{t−1} without the cell-state path δC_t ⊙ f_t; (2) the input weights' gradient from
-    each sequence's last time step only; (3) the gradients of b_i and b_o set to b_f's."""
-    loss, cache = nl.forward(params, config, inputs, targets, pad_id)
-    if error == "no_cell_state_path":
-        return loss, nl._backward(cache, cell_path=False)
-    grads = nl._backward(cache, keep_dz=True)
-    dzs = grads.pop("_dz")
-    H = config.hidden_dim
-    if error == "input_weights_last_step_only":
-        pk = cache["pack"]
-        lengths = pk.alive.sum(axis=0)  # (B,) live length per sorted row
-        last_rows = np.array([pk.off[n - 1] + r for r, n in enumerate(lengths) if n > 0])
-        for l in range(config.num_layers):
-            grads[f"lstm.{l}.weight_ih"] = cache["layers"][l]["x"][last_rows].T @ dzs[l][last_rows]
-    elif error == "bias_i_o_set_to_delta_f":
-        for l in range(config.num_layers):
-            db = grads[f"lstm.{l}.bias"] = grads[f"lstm.{l}.bias"].copy()
-            db[0:H] = db[H : 2 * H]
-            db[3 * H : 4 * H] = db[H : 2 * H]
-    elif error is not None:
-        raise ValueError(f"unknown error {error!r} (one of {', '.join(ASSIGNMENT_ERRORS)})")
-    return loss, grads
-
-
-def assignment_errors(params, config, inputs, targets) -> dict[str, dict[str, float]]:
-    """Relative error ||g_seed - g|| / ||g|| per affected parameter for the assignment's three gradient bugs."""
-    H = config.hidden_dim
-    _, good = assignment_gradients(params, config, inputs, targets)
-    out: dict[str, dict[str, float]] = {}
-    for error in ASSIGNMENT_ERRORS:
-        _, bad = assignment_gradients(params, config, inputs, targets, error)
-        out[error] = {k: _rel(bad[k], good[k]) for k in good if not np.array_equal(bad[k], good[k])}
-    bad = assignment_gradients(params, config, inputs, targets, "bias_i_o_set_to_delta_f")[1]
-    by_gate = {}
-    for l in range(config.num_layers):  # and the two gates the third error hits, separately
-        b, g = bad[f"lstm.{l}.bias"], good[f"lstm.{l}.bias"]
-        by_gate |= {
-            f"lstm.{l}.bias": _rel(b, g),
-            f"lstm.{l}.bias[i]": _rel(b[0:H], g[0:H]),
-            f"lstm.{l}.bias[o]": _rel(b[3 * H :], g[3 * H :]),
-        }
-    out["bias_i_o_set_to_delta_f"] = by_gate
-    return out
-
-
-# ----------------------------------------------------------------------------------
 # the whole check
 # ----------------------------------------------------------------------------------
 
@@ -391,44 +310,6 @@ def check_reference(config, seed: int, max_elements: int | None = None) -> dict:
     }
 
 
-def check_training_kernel(seed: int, T: int = 7, B: int = 3, H: int = 5) -> dict:
-    """`LSTMRecurrence`, the hand-written BPTT that trains the model (fp32), against plain autograd
-    through the same equations in float64: h_1..T, h_T, C_T and the gradients of xz, W_hh, h_0, C_0,
-    each as max |a − b| / max |b|. Both of its paths: the PyTorch ops and the compiled cell."""
-    from tangshi.model import kernels
-    from tangshi.model.recurrence import LSTMRecurrence
-
-    g = torch.Generator().manual_seed(seed)
-    xz, w = (
-        torch.randn(T, B, 4 * H, generator=g, dtype=torch.float64) * 2,
-        torch.randn(H, 4 * H, generator=g, dtype=torch.float64) / H**0.5,
-    )
-    h0, c0, up = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((B, H), (B, H), (T, B, H)))
-
-    def run(fn, dtype):
-        leaves = [t.to(dtype).requires_grad_() for t in (xz, w, h0, c0)]
-        hs, hT, cT = fn(*leaves)
-        grads = torch.autograd.grad((hs * up.to(dtype)).sum() + hT.square().sum() + cT.sum(), leaves)
-        return [t.detach().double() for t in (hs, hT, cT, *grads)]
-
-    def autograd_loop(x, w_, h, c):
-        outs = []
-        for t in range(T):
-            h, c = kernels.cell_ops(x[t] + h @ w_, c)
-            outs.append(h)
-        return torch.stack(outs), h, c
-
-    want = run(autograd_loop, torch.float64)
-    out = {}
-    for name, ks in (("PyTorch ops", kernels.Kernels.off()), ("compiled cell", kernels.detect())):
-        if not ks.compiled and name == "compiled cell":
-            out[name] = {"skipped": ks.why}
-            continue
-        got = run(lambda *a, lib=ks.lib: LSTMRecurrence.apply(*a, lib), torch.float32)
-        out[name] = {"rel_err": max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(got, want))}
-    return out
-
-
 def _run_gradcheck(seed: int) -> dict:
     base = SmallConfig()
     per, info = _check_config(base, seed)
@@ -438,6 +319,32 @@ def _run_gradcheck(seed: int) -> dict:
             SmallConfig(num_layers=1, tie_weights=True, relu_logits=True), seed + 1, REFERENCE_FD_ELEMENTS
         ),
     }
+    variants = _check_variants(seed)
+    _, params, inputs, targets = small_problem(seed, base)
+    optimizers = {
+        name: compare_optimizer(mk_np, mk_t, params, base, inputs, targets)
+        for name, (mk_np, mk_t) in OPTIMIZER_CASES.items()
+    }
+    kernel = check_training_kernel(seed)
+    ok = _passed(TOLERANCES, per, info, variants, optimizers, reference, kernel)
+    return {
+        "ok": bool(ok),
+        "seed": seed,
+        "model": _model_info(base, inputs, targets),
+        "loss": info,
+        "params": per,
+        "variants": variants,
+        "reference_lstm": reference,
+        "training_kernel": kernel,
+        "optimizers": optimizers,
+        "assignment_errors": assignment_errors(params, base, inputs, targets),
+        "tolerances": dict(TOLERANCES),
+    }
+
+
+def _check_variants(seed: int) -> dict:
+    """The other configurations, each on FD_VARIANT_ELEMENTS random elements per parameter: the worst
+    parameter's errors."""
     variants = {}
     for name, cfg in {
         "tied+relu, 1 layer": SmallConfig(num_layers=1, tie_weights=True, relu_logits=True),
@@ -451,14 +358,12 @@ def _run_gradcheck(seed: int) -> dict:
             "loss_abs_diff": max(vi["torch_loss_abs_diff"], vi["torch_nn_loss_abs_diff"]),
             "fd_elements_skipped_at_relu_kinks": sum(v.get("fd_skipped_at_relu_kinks", 0) for v in vp.values()),
         }
-    _, params, inputs, targets = small_problem(seed, base)
-    optimizers = {
-        name: compare_optimizer(mk_np, mk_t, params, base, inputs, targets)
-        for name, (mk_np, mk_t) in OPTIMIZER_CASES.items()
-    }
-    kernel = check_training_kernel(seed)
-    tol = TOLERANCES
-    ok = all(v.get("rel_err", 0.0) < tol["kernel_rel_err"] for v in kernel.values()) and (
+    return variants
+
+
+def _passed(tol: dict, per, info, variants, optimizers, reference, kernel) -> bool:
+    """Every number within its tolerance."""
+    return all(v.get("rel_err", 0.0) < tol["kernel_rel_err"] for v in kernel.values()) and (
         all(v["fd_rel_err"] < tol["fd_rel_err"] for v in per.values())
         and all(max(v["torch_abs_diff"], v["torch_nn_abs_diff"]) < tol["torch_abs_diff"] for v in per.values())
         and max(info["torch_loss_abs_diff"], info["torch_nn_loss_abs_diff"]) < tol["torch_abs_diff"]
@@ -475,62 +380,81 @@ def _run_gradcheck(seed: int) -> dict:
             for r in reference.values()
         )
     )
+
+
+def _model_info(config, inputs, targets) -> dict:
     return {
-        "ok": bool(ok),
-        "seed": seed,
-        "model": {
-            "config": {
-                k: getattr(base, k)
-                for k in ("vocab_size", "embed_dim", "hidden_dim", "num_layers", "tie_weights", "relu_logits")
-            },
-            "batch": list(inputs.shape),
-            "real_targets": int(np.count_nonzero(targets != PAD_ID)),
-            "dtype": "float64",
-            "fd_step": FD_STEP,
-            "fd_floor": FD_FLOOR,
+        "config": {
+            k: getattr(config, k)
+            for k in ("vocab_size", "embed_dim", "hidden_dim", "num_layers", "tie_weights", "relu_logits")
         },
-        "loss": info,
-        "params": per,
-        "variants": variants,
-        "reference_lstm": reference,
-        "training_kernel": kernel,
-        "optimizers": optimizers,
-        "assignment_errors": assignment_errors(params, base, inputs, targets),
-        "tolerances": dict(tol),
+        "batch": list(inputs.shape),
+        "real_targets": int(np.count_nonzero(targets != PAD_ID)),
+        "dtype": "float64",
+        "fd_step": FD_STEP,
+        "fd_floor": FD_FLOOR,
     }
+
+
+# ----------------------------------------------------------------------------------
+# the text
+# ----------------------------------------------------------------------------------
 
 
 def format_gradcheck(result: dict) -> str:
     tol = result["tolerances"]
-    lines = []
+    lines = _model_lines(result) + [""]
+    lines += _param_lines(result["params"], tol) + [""]
+    lines += _variant_lines(result["variants"]) + [""]
+    lines += _comparison_lines(result, tol)
+    lines.append("the assignment's errors, ||g_seed - g|| / ||g||:")
+    for bug, d in result["assignment_errors"].items():
+        lines.append(f"  {bug}:")
+        for k, v in d.items():
+            lines.append(f"    {k:<22} {v:.3f}")
+    lines.append("")
+    lines.append("OK" if result["ok"] else "FAILED")
+    return "\n".join(lines)
+
+
+def _model_lines(result: dict) -> list[str]:
     m = result["model"]
     c = m["config"]
-    lines.append(
+    return [
         f"gradcheck (seed {result['seed']}): V={c['vocab_size']} E={c['embed_dim']} H={c['hidden_dim']} "
-        f"layers={c['num_layers']}, batch {m['batch'][0]}x{m['batch'][1]} with {m['real_targets']} real targets, {m['dtype']}"
-    )
-    lines.append(
+        f"layers={c['num_layers']}, batch {m['batch'][0]}x{m['batch'][1]} with {m['real_targets']} real targets, "
+        f"{m['dtype']}",
         f"loss {result['loss']['loss']:.6f}; |loss - torch| = {result['loss']['torch_loss_abs_diff']:.1e}, "
-        f"|loss - nn.LSTM| = {result['loss']['torch_nn_loss_abs_diff']:.1e}"
-    )
-    lines.append("")
-    w = max(len(k) for k in result["params"]) + 2
-    lines.append(f"{'parameter':<{w}}{'fd rel err':>12}{'|torch|':>12}{'|nn.LSTM|':>12}")
-    lines.append(
-        f"{'(tolerance)':<{w}}{tol['fd_rel_err']:>12.0e}{tol['torch_abs_diff']:>12.0e}{tol['torch_abs_diff']:>12.0e}"
-    )
-    for k, v in result["params"].items():
+        f"|loss - nn.LSTM| = {result['loss']['torch_nn_loss_abs_diff']:.1e}",
+    ]
+
+
+def _param_lines(params: dict, tol: dict) -> list[str]:
+    w = max(len(k) for k in params) + 2
+    lines = [
+        f"{'parameter':<{w}}{'fd rel err':>12}{'|torch|':>12}{'|nn.LSTM|':>12}",
+        f"{'(tolerance)':<{w}}{tol['fd_rel_err']:>12.0e}{tol['torch_abs_diff']:>12.0e}{tol['torch_abs_diff']:>12.0e}",
+    ]
+    for k, v in params.items():
         lines.append(f"{k:<{w}}{v['fd_rel_err']:>12.2e}{v['torch_abs_diff']:>12.2e}{v['torch_nn_abs_diff']:>12.2e}")
-    lines.append("")
-    lines.append("other configurations (max over parameters):")
-    for k, v in result["variants"].items():
+    return lines
+
+
+def _variant_lines(variants: dict) -> list[str]:
+    lines = ["other configurations (max over parameters):"]
+    for k, v in variants.items():
         skip = v.get("fd_elements_skipped_at_relu_kinks", 0)
         note = f"   ({skip} FD element{'s' if skip != 1 else ''} skipped at ReLU kinks)" if skip else ""
         lines.append(
-            f"  {k:<24} fd rel err {v['fd_rel_err']:.2e}   |torch| {v['torch_abs_diff']:.2e}   |loss| {v['loss_abs_diff']:.1e}{note}"
+            f"  {k:<24} fd rel err {v['fd_rel_err']:.2e}   |torch| {v['torch_abs_diff']:.2e}   "
+            f"|loss| {v['loss_abs_diff']:.1e}{note}"
         )
-    lines.append("")
-    lines.append(f"optimisers vs torch.optim, 10 steps, max |p - p_torch| (tolerance {tol['optimizer_abs_diff']:.0e}):")
+    return lines
+
+
+def _comparison_lines(result: dict, tol: dict) -> list[str]:
+    """The optimisers, the assignment-notation LSTM and the training kernel, each a section."""
+    lines = [f"optimisers vs torch.optim, 10 steps, max |p - p_torch| (tolerance {tol['optimizer_abs_diff']:.0e}):"]
     lines += [f"  {k:<58} {v:.2e}" for k, v in result["optimizers"].items()] + [""]
     lines.append(
         f"the assignment-notation LSTM (lesson/reference_lstm.py) vs finite differences and vs the fast twin "
@@ -549,11 +473,4 @@ def format_gradcheck(result: dict) -> str:
         f"  {k:<24} " + (f"{v['rel_err']:.2e}" if "rel_err" in v else f"skipped: {v['skipped']}")
         for k, v in result["training_kernel"].items()
     ] + [""]
-    lines.append("the assignment's errors, ||g_seed - g|| / ||g||:")
-    for bug, d in result["assignment_errors"].items():
-        lines.append(f"  {bug}:")
-        for k, v in d.items():
-            lines.append(f"    {k:<22} {v:.3f}")
-    lines.append("")
-    lines.append("OK" if result["ok"] else "FAILED")
-    return "\n".join(lines)
+    return lines

@@ -26,19 +26,32 @@ The head (logits, softmax, NLL) is evaluated only at positions whose target is r
 in row chunks small enough to stay in cache; the forward pass leaves dE/dlogits in the
 cache so that backward() is only matrix products.
 
+Fresh parameters, the checks, the packing, Workspace and blas_threads: numpy_setup.py.
+
 No torch in this module.  dtype follows the parameters (float32 for training,
 float64 for gradient checks).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from tangshi.lesson.numpy_setup import (
+    INIT_SCHEMES,
+    Packing,
+    Workspace,
+    blas_threads,
+    buffer,
+    check_batch,
+    check_params,
+    init_params,
+    pack,
+    packed,
+    param_names,
+)
 from tangshi.model.spec import Dims, dims, param_shapes
 
 __all__ = [
@@ -54,139 +67,9 @@ __all__ = [
     "INIT_SCHEMES",
 ]
 
-INIT_SCHEMES = ("xavier", "zeros", "uniform1e-4")
-
 # Rows of the (N, V) logits handled at once in the head: 256 x 5300 float32 is ~5 MB,
 # so the bias add, max, exp, sum and gradient scaling all run on cache-resident data.
 HEAD_CHUNK = 256
-
-
-def init_params(config: Any, rng: Any = 0, scheme: str = "xavier", dtype: Any = np.float32) -> dict[str, np.ndarray]:
-    """Fresh parameters.
-
-    scheme "xavier": Xavier/Glorot-uniform U(+-sqrt(6 / (fan_in + fan_out))) for every
-    matrix, zeros for every vector; "zeros": everything 0; "uniform1e-4": everything
-    U(+-1e-4).  `rng` is a numpy Generator or a seed.
-    """
-    if scheme not in INIT_SCHEMES:
-        raise ValueError(f"unknown init scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    dtype = np.dtype(dtype)
-    params: dict[str, np.ndarray] = {}
-    for name, shape in param_shapes(config).items():
-        if scheme == "zeros":
-            a = np.zeros(shape)
-        elif scheme == "uniform1e-4":
-            a = rng.uniform(-1e-4, 1e-4, size=shape)
-        elif len(shape) == 2:
-            bound = float(np.sqrt(6.0 / (shape[0] + shape[1])))
-            a = rng.uniform(-bound, bound, size=shape)
-        else:
-            a = np.zeros(shape)
-        params[name] = np.ascontiguousarray(a, dtype=dtype)
-    return params
-
-
-def _check_params(params: Mapping[str, np.ndarray], d: Dims, config: Any) -> np.dtype:
-    expected = param_shapes(config)
-    missing = [k for k in expected if k not in params]
-    extra = [k for k in params if k not in expected]
-    if missing or extra:
-        raise ValueError(f"parameter names do not match the config: missing {missing}, unexpected {extra}")
-    dtype = params["embedding.weight"].dtype
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"parameters must be float32 or float64, got {dtype}")
-    for k, shape in expected.items():
-        a = params[k]
-        if a.shape != shape or a.dtype != dtype:
-            raise ValueError(f"{k}: expected {shape} {dtype}, got {a.shape} {a.dtype}")
-    return dtype
-
-
-class _Packing(NamedTuple):
-    order: np.ndarray  # (B,) batch rows sorted by live length, longest first
-    bs: list  # bs[t] = number of rows alive at step t (non-increasing)
-    off: list  # off[t] = first packed row of step t; off[T] = P
-    alive: np.ndarray  # (T, B) bool, in sorted-row order; True where packed
-
-
-def _pack(lengths: np.ndarray) -> _Packing:
-    """Packing for rows of the given live lengths (a row is alive at steps t < length)."""
-    order = np.argsort(-lengths, kind="stable")
-    sorted_len = lengths[order]
-    T = int(sorted_len[0]) if len(sorted_len) else 0
-    steps = np.arange(T)
-    alive = steps[:, None] < sorted_len[None, :]  # (T, B)
-    bs = alive.sum(axis=1).tolist()
-    off = [0]
-    for n in bs:
-        off.append(off[-1] + n)
-    return _Packing(order, bs, off, alive)
-
-
-def _packed(a: np.ndarray, pk: _Packing) -> np.ndarray:
-    """(B, T') array -> (P,) in packed order."""
-    T = len(pk.bs)
-    return a[pk.order, :T].T[pk.alive]
-
-
-def _check_batch(inputs: Any, targets: Any | None, V: int) -> tuple[np.ndarray, np.ndarray | None]:
-    inputs = np.asarray(inputs)
-    if inputs.ndim != 2 or not np.issubdtype(inputs.dtype, np.integer):
-        raise ValueError(f"inputs must be an integer array (B, T), got {inputs.dtype} {inputs.shape}")
-    if inputs.size and (inputs.min() < 0 or inputs.max() >= V):
-        raise ValueError(f"input ids must lie in [0, {V}), got [{inputs.min()}, {inputs.max()}]")
-    if targets is not None:
-        targets = np.asarray(targets)
-        if targets.shape != inputs.shape or not np.issubdtype(targets.dtype, np.integer):
-            raise ValueError(
-                f"targets must be an integer array of shape {inputs.shape}, got {targets.dtype} {targets.shape}"
-            )
-    return inputs.astype(np.int64, copy=False), (None if targets is None else targets.astype(np.int64, copy=False))
-
-
-def _sigmoid_(v: np.ndarray) -> None:
-    """In place v <- 1 / (1 + exp(-v)) (exp may overflow to inf -> exactly 0, as intended)."""
-    np.negative(v, out=v)
-    np.exp(v, out=v)
-    v += 1.0
-    np.reciprocal(v, out=v)
-
-
-class Workspace:
-    """Reusable buffers for forward()/backward() in a training loop.
-
-    Without one every step allocates its big arrays afresh (the (N, V) logits alone are
-    ~100 MB at batch 128 x 64), and the kernel zero-fills their pages on first touch:
-    ~5% of a step.  With `forward(..., workspace=ws)` the arrays live in `ws` and are
-    reused; a cache made with a workspace is valid until the next forward() with it.
-    The gradients backward() returns are always fresh arrays.
-    """
-
-    def __init__(self) -> None:
-        self._bufs: dict[str, np.ndarray] = {}
-
-    def get(self, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        size = int(np.prod(shape))
-        dtype = np.dtype(dtype)
-        buf = self._bufs.get(key)
-        if buf is None or buf.dtype != dtype or buf.size < size:
-            buf = np.empty(size + size // 4, dtype)  # headroom: the packed size varies by batch
-            self._bufs[key] = buf
-        return buf[:size].reshape(shape)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(b.nbytes for b in self._bufs.values())
-
-
-def _buf(ws: Workspace | None, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    return np.empty(shape, dtype) if ws is None else ws.get(key, shape, dtype)
-
-
-# --------------------------------------------------------------------------------------
-# BLAS threads
-# --------------------------------------------------------------------------------------
 
 # The time loops issue 2 x T small matmuls (B x H by H x 4H) per layer.  A multi-threaded
 # BLAS synchronises its threads on every one of them, which on a busy, shared machine
@@ -196,18 +79,12 @@ def _buf(ws: Workspace | None, key: str, shape: tuple[int, ...], dtype: Any) -> 
 LOOP_BLAS_THREADS: int | None = 1
 
 
-@functools.cache
-def _controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def blas_threads(n: int | None):
-    """Context manager: run the enclosed NumPy BLAS calls with `n` threads (None: unchanged)."""
-    if n is None:
-        return contextlib.nullcontext()
-    return _controller().limit(limits=n, user_api="blas")
+def _sigmoid_(v: np.ndarray) -> None:
+    """In place v <- 1 / (1 + exp(-v)) (exp may overflow to inf -> exactly 0, as intended)."""
+    np.negative(v, out=v)
+    np.exp(v, out=v)
+    v += 1.0
+    np.reciprocal(v, out=v)
 
 
 # --------------------------------------------------------------------------------------
@@ -220,7 +97,7 @@ def _lstm_layer_forward(
     W_ih: np.ndarray,
     W_hh: np.ndarray,
     b: np.ndarray,
-    pk: _Packing,
+    pk: Packing,
     ws: Workspace | None = None,
     key: str = "",
 ) -> dict:
@@ -230,13 +107,13 @@ def _lstm_layer_forward(
     dtype = x.dtype
     B0 = pk.bs[0] if pk.bs else 0
     # z for every live position at once: x_t W_ih + b in one matmul; the loop adds h_{t-1} W_hh.
-    gates = _buf(ws, key + "gates", (P, 4 * H), dtype)  # (P, 4H): z, then in place the activations i|f|c~|o
+    gates = buffer(ws, key + "gates", (P, 4 * H), dtype)  # (P, 4H): z, then in place the activations i|f|c~|o
     np.matmul(x, W_ih, out=gates)  # eq (2), input part, all steps in one matmul
     gates += b  # eq (2), bias
-    h = _buf(ws, key + "h", (P, H), dtype)  # (P, H)  h_t
-    C = _buf(ws, key + "C", (P, H), dtype)  # (P, H)  C_t
-    tanhC = _buf(ws, key + "tanhC", (P, H), dtype)  # (P, H)  tanh(C_t), reused by backward
-    h_prev = _buf(ws, key + "h_prev", (P, H), dtype)  # (P, H)  h_{t-1} aligned with h_t (for dW_hh in one matmul)
+    h = buffer(ws, key + "h", (P, H), dtype)  # (P, H)  h_t
+    C = buffer(ws, key + "C", (P, H), dtype)  # (P, H)  C_t
+    tanhC = buffer(ws, key + "tanhC", (P, H), dtype)  # (P, H)  tanh(C_t), reused by backward
+    h_prev = buffer(ws, key + "h_prev", (P, H), dtype)  # (P, H)  h_{t-1} aligned with h_t (for dW_hh in one matmul)
     rec = np.empty((B0, 4 * H), dtype)  # (B, 4H) scratch
     fC = np.empty((B0, H), dtype)  # (B, H) scratch
     with np.errstate(over="ignore"), blas_threads(LOOP_BLAS_THREADS):
@@ -265,12 +142,22 @@ def _lstm_layer_forward(
     return {"x": x, "gates": gates, "h": h, "C": C, "tanhC": tanhC, "h_prev": h_prev}
 
 
+class _Scratch(NamedTuple):
+    """The backward time loop's buffers, reused at every step; B = the rows alive at step 0."""
+
+    delta_h: np.ndarray  # (B, H)  delta_t = dE/dh_t
+    delta_C: np.ndarray  # (B, H)  delta_C_t = dE/dC_t
+    carry: np.ndarray  # (B, H)  delta_C_{t+1} * f_{t+1}
+    tmp: np.ndarray  # (B, H) scratch
+    tmp2: np.ndarray  # (B, 2H) scratch
+
+
 def _lstm_layer_backward(
     lc: dict,
     dh_in: np.ndarray,
     W_ih: np.ndarray,
     W_hh: np.ndarray,
-    pk: _Packing,
+    pk: Packing,
     need_dx: bool = True,
     cell_path: bool = True,
     ws: Workspace | None = None,
@@ -282,67 +169,72 @@ def _lstm_layer_backward(
     the top layer, the layer above otherwise).  Returns (dx, dW_ih, dW_hh, db, dZ).
     cell_path=False drops the delta_C_{t+1} * f_{t+1} term (only to measure the assignment's error).
     """
-    gates, C, tanhC, h_prev, x = lc["gates"], lc["C"], lc["tanhC"], lc["h_prev"], lc["x"]
+    gates = lc["gates"]
     P, H4 = gates.shape
     H = H4 // 4
-    dtype = gates.dtype
     B0 = pk.bs[0] if pk.bs else 0
-    dZ = _buf(ws, "dZ", (P, 4 * H), dtype)  # (P, 4H) dE/dz_t, gate order i|f|g|o
-    delta_h_buf = np.empty((B0, H), dtype)  # (B, H)  delta_t = dE/dh_t
-    delta_C_buf = np.empty((B0, H), dtype)  # (B, H)  delta_C_t = dE/dC_t
-    carry = np.empty((B0, H), dtype)  # (B, H)  delta_C_{t+1} * f_{t+1}
-    tmp = np.empty((B0, H), dtype)  # (B, H) scratch
-    tmp2 = np.empty((B0, 2 * H), dtype)  # (B, 2H) scratch
+    dZ = buffer(ws, "dZ", (P, 4 * H), gates.dtype)  # (P, 4H) dE/dz_t, gate order i|f|g|o
+    sc = _Scratch(*(np.empty((B0, H), gates.dtype) for _ in range(4)), np.empty((B0, 2 * H), gates.dtype))
     W_hh_T = W_hh.T  # (4H, H) view, no copy
     n_next, s_next = 0, 0
     with blas_threads(LOOP_BLAS_THREADS):
         for t in range(len(pk.bs) - 1, -1, -1):
             n = pk.bs[t]
             s, e = pk.off[t], pk.off[t] + n
-            a = gates[s:e]  # (n, 4H) activations
-            i_t, f_t, c_tilde, o_t = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-            tanhC_t = tanhC[s:e]  # (n, H)
-            dz = dZ[s:e]  # (n, 4H)
-            dz_i, dz_f, dz_g, dz_o = dz[:, :H], dz[:, H : 2 * H], dz[:, 2 * H : 3 * H], dz[:, 3 * H :]
-            delta_h = delta_h_buf[:n]
-            delta_C = delta_C_buf[:n]
-            tmp_n = tmp[:n]
-            _delta_h(delta_h, dh_in, dZ, W_hh_T, s, e, s_next, n_next)  # delta_t = dE/dh_t, eq (10)
-            # delta_o = delta_t * tanh(C_t); dz_o = delta_o * o_t (1 - o_t)
-            delta_o = dz_o
-            np.multiply(delta_h, tanhC_t, out=delta_o)  # eq (11)  delta_o
-            np.subtract(1.0, o_t, out=tmp_n)
-            tmp_n *= o_t
-            delta_o *= tmp_n  # eq (11)  dz_o
-            # delta_C_t = delta_t * o_t * (1 - tanh^2 C_t) + delta_C_{t+1} * f_{t+1}
-            np.square(tanhC_t, out=delta_C)
-            np.subtract(1.0, delta_C, out=delta_C)
-            delta_C *= o_t
-            delta_C *= delta_h  # eq (12)  part from h_t
-            if n_next and cell_path:
-                delta_C[:n_next] += carry[:n_next]  # eq (12)  cell-state path from C_{t+1}
-            # delta_f = delta_C * C_{t-1};  delta_i = delta_C * c~_t
-            delta_f, delta_i = dz_f, dz_i
-            if t > 0:
-                ps = pk.off[t - 1]
-                np.multiply(delta_C, C[ps : ps + n], out=delta_f)  # eq (13)  delta_f
-            else:
-                delta_f[:] = 0.0  # C_0 = 0
-            np.multiply(delta_C, c_tilde, out=delta_i)  # eq (14)  delta_i
-            a_if = a[:, : 2 * H]  # i_t | f_t
-            np.subtract(1.0, a_if, out=tmp2[:n])
-            tmp2[:n] *= a_if
-            dz[:, : 2 * H] *= tmp2[:n]  # eq (13), (14)  dz_f = delta_f f(1-f), dz_i = delta_i i(1-i)
-            # delta_c~ = delta_C * i_t;  dz_g = delta_c~ (1 - c~^2)
-            delta_c_tilde = dz_g
-            np.multiply(delta_C, i_t, out=delta_c_tilde)  # eq (15)  delta_c~
-            np.square(c_tilde, out=tmp_n)
-            np.subtract(1.0, tmp_n, out=tmp_n)
-            delta_c_tilde *= tmp_n  # eq (15)  dz_g
-            # what C_{t-1} receives through the cell state: delta_C_t * f_t
-            np.multiply(delta_C, f_t, out=carry[:n])  # eq (12)  carry for step t-1
+            _delta_h(sc.delta_h[:n], dh_in, dZ, W_hh_T, s, e, s_next, n_next)  # delta_t = dE/dh_t, eq (10)
+            _step_backward(lc, dZ, pk, t, sc, n_next, cell_path)
             n_next, s_next = n, s
-    return (*_layer_weight_grads(x, h_prev, dZ, W_ih, pk, need_dx, ws, dx_key), dZ)
+    return (*_layer_weight_grads(lc["x"], lc["h_prev"], dZ, W_ih, pk, need_dx, ws, dx_key), dZ)
+
+
+def _step_backward(lc: dict, dZ: np.ndarray, pk: Packing, t: int, sc: _Scratch, n_next: int, cell_path: bool) -> None:
+    """dE/dz_t of step t, eq (11)-(15), into dZ's rows of that step, from delta_t in sc.delta_h; leaves
+    delta_C_t * f_t in sc.carry for step t-1.  n_next: the number of rows still alive at step t+1."""
+    C = lc["C"]
+    H = C.shape[1]
+    n = pk.bs[t]
+    s, e = pk.off[t], pk.off[t] + n
+    a = lc["gates"][s:e]  # (n, 4H) activations
+    i_t, f_t, c_tilde, o_t = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+    tanhC_t = lc["tanhC"][s:e]  # (n, H)
+    dz = dZ[s:e]  # (n, 4H)
+    dz_i, dz_f, dz_g, dz_o = dz[:, :H], dz[:, H : 2 * H], dz[:, 2 * H : 3 * H], dz[:, 3 * H :]
+    delta_h = sc.delta_h[:n]
+    delta_C = sc.delta_C[:n]
+    tmp_n = sc.tmp[:n]
+    # delta_o = delta_t * tanh(C_t); dz_o = delta_o * o_t (1 - o_t)
+    delta_o = dz_o
+    np.multiply(delta_h, tanhC_t, out=delta_o)  # eq (11)  delta_o
+    np.subtract(1.0, o_t, out=tmp_n)
+    tmp_n *= o_t
+    delta_o *= tmp_n  # eq (11)  dz_o
+    # delta_C_t = delta_t * o_t * (1 - tanh^2 C_t) + delta_C_{t+1} * f_{t+1}
+    np.square(tanhC_t, out=delta_C)
+    np.subtract(1.0, delta_C, out=delta_C)
+    delta_C *= o_t
+    delta_C *= delta_h  # eq (12)  part from h_t
+    if n_next and cell_path:
+        delta_C[:n_next] += sc.carry[:n_next]  # eq (12)  cell-state path from C_{t+1}
+    # delta_f = delta_C * C_{t-1};  delta_i = delta_C * c~_t
+    delta_f, delta_i = dz_f, dz_i
+    if t > 0:
+        ps = pk.off[t - 1]
+        np.multiply(delta_C, C[ps : ps + n], out=delta_f)  # eq (13)  delta_f
+    else:
+        delta_f[:] = 0.0  # C_0 = 0
+    np.multiply(delta_C, c_tilde, out=delta_i)  # eq (14)  delta_i
+    a_if = a[:, : 2 * H]  # i_t | f_t
+    np.subtract(1.0, a_if, out=sc.tmp2[:n])
+    sc.tmp2[:n] *= a_if
+    dz[:, : 2 * H] *= sc.tmp2[:n]  # eq (13), (14)  dz_f = delta_f f(1-f), dz_i = delta_i i(1-i)
+    # delta_c~ = delta_C * i_t;  dz_g = delta_c~ (1 - c~^2)
+    delta_c_tilde = dz_g
+    np.multiply(delta_C, i_t, out=delta_c_tilde)  # eq (15)  delta_c~
+    np.square(c_tilde, out=tmp_n)
+    np.subtract(1.0, tmp_n, out=tmp_n)
+    delta_c_tilde *= tmp_n  # eq (15)  dz_g
+    # what C_{t-1} receives through the cell state: delta_C_t * f_t
+    np.multiply(delta_C, f_t, out=sc.carry[:n])  # eq (12)  carry for step t-1
 
 
 def _delta_h(
@@ -358,7 +250,7 @@ def _delta_h(
         delta_h[:] = dh_in[s:e]  # eq (10) (last step: no recurrent part)
 
 
-def _layer_weight_grads(x, h_prev, dZ, W_ih, pk: _Packing, need_dx: bool, ws, dx_key: str):
+def _layer_weight_grads(x, h_prev, dZ, W_ih, pk: Packing, need_dx: bool, ws, dx_key: str):
     """The weight gradients of one layer, summed over all time steps (and the batch), one matmul
     each, and the gradient into its input. Returns (dx or None, dW_ih, dW_hh, db)."""
     dW_ih = x.T @ dZ  # eq (16)  sum_t x_t^T dz_t          (in, 4H)
@@ -367,7 +259,7 @@ def _layer_weight_grads(x, h_prev, dZ, W_ih, pk: _Packing, need_dx: bool, ws, dx
     db = dZ.sum(axis=0)  # eq (18)  sum_t dz_t                        (4H,)
     dx = None
     if need_dx:
-        dx = _buf(ws, dx_key, (dZ.shape[0], W_ih.shape[0]), dZ.dtype)
+        dx = buffer(ws, dx_key, (dZ.shape[0], W_ih.shape[0]), dZ.dtype)
         np.matmul(dZ, W_ih.T, out=dx)  # eq (19)  dE/dx_t = dz_t W_ih^T  (P, in)
     return dx, dW_ih, dW_hh, db
 
@@ -384,7 +276,7 @@ def _head_loss(
     N = h_sel.shape[0]
     V = W_head.shape[0]
     dtype = h_sel.dtype
-    dlogits = _buf(ws, "dlogits", (N, V), dtype)  # (N, V) logits -> p -> dE/dlogits, in place
+    dlogits = buffer(ws, "dlogits", (N, V), dtype)  # (N, V) logits -> p -> dE/dlogits, in place
     db_head = np.zeros(V, dtype)  # (V,)
     W_head_T = W_head.T  # (H, V) view
     inv_n = 1.0 / N
@@ -432,37 +324,18 @@ def forward(
     """
     ws = workspace
     d = dims(config)
-    dtype = _check_params(params, d, config)
-    inputs, targets = _check_batch(inputs, targets, d.V)
+    dtype = check_params(params, d, config)
+    inputs, targets = check_batch(inputs, targets, d.V)
     real = targets != pad_id  # (B, T)
     n_real = int(np.count_nonzero(real))
     if n_real == 0:
         raise ValueError("every target in the batch is pad_id: the mean NLL is undefined")
-    T = inputs.shape[1]
-    # live length of row b = 1 + its last real target's step (0 if none)
-    last = T - np.argmax(real[:, ::-1], axis=1)
-    lengths = np.where(real.any(axis=1), last, 0)
-    pk = _pack(lengths)
-    ids = _packed(inputs, pk)  # (P,)
-    x = np.take(
-        params["embedding.weight"], ids, axis=0, out=_buf(ws, "x0", (ids.size, d.E), dtype)
-    )  # eq (1)  x_t = embedding[id_t]   (P, E)
-    layers = []
-    for l in range(d.L):
-        lc = _lstm_layer_forward(
-            x, params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"], params[f"lstm.{l}.bias"], pk, ws, f"{l}."
-        )
-        layers.append(lc)
-        x = lc["h"]  # eq (1)  the next layer's x_t is this layer's h_t   (P, H)
-    tgt_packed = _packed(targets, pk)  # (P,)
-    sel = np.flatnonzero(tgt_packed != pad_id)  # (N,) packed rows with a real target
-    tgt = tgt_packed[sel]  # (N,)
-    if tgt.min() < 0 or tgt.max() >= d.V:
-        raise ValueError(
-            f"target ids other than pad_id={pad_id} must lie in [0, {d.V}), got [{tgt.min()}, {tgt.max()}]"
-        )
+    pk = _live_packing(real)
+    ids = packed(inputs, pk)  # (P,)
+    x, layers = _layers_forward(params, d, ids, pk, dtype, ws)
+    sel, tgt = _real_targets(targets, pk, pad_id, d.V)
     h_sel = np.take(
-        x, sel, axis=0, out=_buf(ws, "h_sel", (sel.size, d.H), dtype)
+        x, sel, axis=0, out=buffer(ws, "h_sel", (sel.size, d.H), dtype)
     )  # (N, H) top-layer h_t at the real positions
     W_head = params["embedding.weight"] if d.tie else params["head.weight"]
     loss, dlogits, db_head = _head_loss(h_sel, W_head, params["head.bias"], tgt, d.relu, ws)
@@ -483,6 +356,42 @@ def forward(
     return loss, cache
 
 
+def _live_packing(real: np.ndarray) -> Packing:
+    """The packing of a batch whose real targets are where `real` (B, T) is True."""
+    T = real.shape[1]
+    # live length of row b = 1 + its last real target's step (0 if none)
+    last = T - np.argmax(real[:, ::-1], axis=1)
+    lengths = np.where(real.any(axis=1), last, 0)
+    return pack(lengths)
+
+
+def _layers_forward(
+    params: Mapping[str, np.ndarray], d: Dims, ids: np.ndarray, pk: Packing, dtype: Any, ws: Workspace | None
+) -> tuple[np.ndarray, list[dict]]:
+    """The embedding and every LSTM layer over the packed ids: (the top layer's h_t (P, H), each layer's cache)."""
+    x = np.take(
+        params["embedding.weight"], ids, axis=0, out=buffer(ws, "x0", (ids.size, d.E), dtype)
+    )  # eq (1)  x_t = embedding[id_t]   (P, E)
+    layers = []
+    for l in range(d.L):
+        lc = _lstm_layer_forward(
+            x, params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"], params[f"lstm.{l}.bias"], pk, ws, f"{l}."
+        )
+        layers.append(lc)
+        x = lc["h"]  # eq (1)  the next layer's x_t is this layer's h_t   (P, H)
+    return x, layers
+
+
+def _real_targets(targets: np.ndarray, pk: Packing, pad_id: int, V: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sel, tgt): the packed rows whose target is real (N,), and those targets (N,)."""
+    tgt_packed = packed(targets, pk)  # (P,)
+    sel = np.flatnonzero(tgt_packed != pad_id)  # (N,) packed rows with a real target
+    tgt = tgt_packed[sel]  # (N,)
+    if tgt.min() < 0 or tgt.max() >= V:
+        raise ValueError(f"target ids other than pad_id={pad_id} must lie in [0, {V}), got [{tgt.min()}, {tgt.max()}]")
+    return sel, tgt
+
+
 def _backward(cache: dict, cell_path: bool = True, keep_dz: bool = False) -> dict[str, np.ndarray]:
     params, d, pk = cache["params"], cache["dims"], cache["pack"]
     dlogits, h_sel, sel = cache["dlogits"], cache["h_sel"], cache["sel"]
@@ -492,10 +401,10 @@ def _backward(cache: dict, cell_path: bool = True, keep_dz: bool = False) -> dic
     dW_head = dlogits.T @ h_sel  # eq (9)  dE/dW_head = sum_t (dE/ds_t)^T h_t   (V, H)
     ws = cache["workspace"]
     dh_sel = np.matmul(
-        dlogits, W_head, out=_buf(ws, "dh_sel", (sel.size, d.H), dtype)
+        dlogits, W_head, out=buffer(ws, "dh_sel", (sel.size, d.H), dtype)
     )  # eq (10) head part of delta_t   (N, H)
     P = cache["ids"].shape[0]
-    dh = _buf(ws, "dh_top", (P, d.H), dtype)  # (P, H) zero where the target is PAD
+    dh = buffer(ws, "dh_top", (P, d.H), dtype)  # (P, H) zero where the target is PAD
     dh.fill(0.0)
     dh[sel] = dh_sel
     dzs = {}
@@ -524,7 +433,7 @@ def _backward(cache: dict, cell_path: bool = True, keep_dz: bool = False) -> dic
     if not d.tie:
         grads["head.weight"] = dW_head
     grads["head.bias"] = cache["db_head"].copy()
-    out = {k: grads[k] for k in _param_names(d)}
+    out = {k: grads[k] for k in param_names(d)}
     if keep_dz:
         out["_dz"] = dzs  # type: ignore[assignment]
     return out
@@ -544,16 +453,6 @@ def loss_and_grads(params: Mapping[str, np.ndarray], config: Any, inputs: Any, t
     return loss, backward(cache)
 
 
-def _param_names(d: Dims) -> list[str]:
-    names = ["embedding.weight"]
-    for l in range(d.L):
-        names += [f"lstm.{l}.weight_ih", f"lstm.{l}.weight_hh", f"lstm.{l}.bias"]
-    if not d.tie:
-        names.append("head.weight")
-    names.append("head.bias")
-    return names
-
-
 def _scatter_add_rows(ids: np.ndarray, rows: np.ndarray, V: int) -> np.ndarray:
     """out[v] = sum of rows[p] over p with ids[p] == v.   (V, E)
 
@@ -570,11 +469,11 @@ def _scatter_add_rows(ids: np.ndarray, rows: np.ndarray, V: int) -> np.ndarray:
 def logits(params: Mapping[str, np.ndarray], config: Any, inputs: Any) -> np.ndarray:
     """Head outputs s_t (B, T, V) at every position, before the optional ReLU (eq (6))."""
     d = dims(config)
-    _check_params(params, d, config)
-    inputs, _ = _check_batch(inputs, None, d.V)
+    check_params(params, d, config)
+    inputs, _ = check_batch(inputs, None, d.V)
     B, T = inputs.shape
-    pk = _pack(np.full(B, T, dtype=np.int64))  # every position alive; order = identity
-    x = params["embedding.weight"][_packed(inputs, pk)]  # (T*B, E), step-major
+    pk = pack(np.full(B, T, dtype=np.int64))  # every position alive; order = identity
+    x = params["embedding.weight"][packed(inputs, pk)]  # (T*B, E), step-major
     for l in range(d.L):
         x = _lstm_layer_forward(
             x, params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"], params[f"lstm.{l}.bias"], pk
