@@ -169,7 +169,7 @@ def test_malformed_bodies(client):
         r = client.post("/api/poems", content=data, headers={"content-type": "application/json"})
         assert r.status_code == 422 and message in r.json()["error"], r.text
     r = client.post("/api/poems", content=b"{" + b" " * (1 << 20) + b"}", headers={"content-type": "application/json"})
-    assert r.status_code == 413 and r.json() == {"error": f"the request body is larger than {MAX_BODY} bytes"}
+    assert r.status_code == 413 and r.json() == {"error": f"the request body is larger than {MAX_BODY} bytes", "field": None}
 
     def chunks():  # no Content-Length: refused while it streams in
         for _ in range(40):
@@ -396,3 +396,21 @@ def test_serve_command_refusals_and_warning(capsys, monkeypatch, tmp_path):
     err = capsys.readouterr().err
     assert ran and err.startswith("warning: listening on 0.0.0.0, reachable from other machines")
     assert main(["serve", "--port", "0"]) == 0 and "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "body, headers, status, words",
+    [
+        (b'{"form": "qijue", "start": "\xff"}', {"content-type": "application/json"}, 400, "not UTF-8 text (byte 29 is invalid)"),
+        (b"[" * 5000 + b"]" * 5000, {"content-type": "application/json"}, 400, "nested too deeply"),
+        (b'{"form": "qijue"}', {"content-type": "application/json; charset=latin-1"}, 415, "charset=latin-1"),
+        (b'{"form": "qijue"}', {"content-type": "text/plain"}, 415, "must be sent as application/json, got text/plain"),
+        (b'{"start": "\\ud800"}', {"content-type": "application/json"}, 422, "start"),
+    ],
+)
+def test_bodies_that_cannot_be_read_say_why(client, body, headers, status, words):
+    """Hostile bodies: invalid UTF-8, a 5,000-deep array, another charset, a JSON object sent as
+    text, a lone surrogate in a field: each one line in the one shape, saying what was wrong."""
+    r = client.post("/api/poems", content=body, headers=headers)
+    assert r.status_code == status and set(r.json()) == {"error", "field"}, r.text
+    assert words in r.json()["error"] or r.json()["field"] == words, r.text

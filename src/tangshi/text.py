@@ -24,6 +24,17 @@ HAN_RANGES = (
 HAN_CLASS = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in HAN_RANGES)  # inside a regex [...]
 _HAN = re.compile(f"[{HAN_CLASS}]")
 
+
+def unicode_problem(text: str) -> str | None:
+    """Why `text` is not valid Unicode text (a lone surrogate: what Python makes of bytes that are
+    not UTF-8 in an argument, a file or a JSON escape), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"it is not valid UTF-8 text (a lone surrogate at character {e.start + 1})"
+    return None
+
+
 COMMA = "，"
 PERIOD = "。"
 ASCII_TO_FULL = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ";": "；", ":": "：", "(": "（", ")": "）"})

@@ -74,7 +74,13 @@ def cmd_train(args) -> int:
         resume_check=(model_over, train_over),
         init_from=Path(args.init_from) if args.init_from else None,
     )
-    data = Path(args.data) if args.data else (args.resume and saved_data_dir(Path(args.out))) or PREPARED_DEFAULT
+    saved = saved_data_dir(Path(args.out)) if args.resume and not args.data else None
+    if args.resume and not args.data and saved is None:
+        raise TangshiError(
+            f"nothing to resume in {args.out}: it holds no complete checkpoint of a run (start it "
+            "without --resume, or with --replace to start over)"
+        )
+    data = Path(args.data) if args.data else saved or PREPARED_DEFAULT
     if cfg.backend == "numpy":
         from tangshi.train.numpy_backend import train_numpy
 
@@ -270,10 +276,29 @@ def _poem_metrics(args, poems, header) -> tuple[dict, dict]:
         for k in ("keywords", "acrostic", "at", "start")
     }
     asked = {k: to_traditional(v) if isinstance(v, str) else v for k, v in asked.items()}
+    check_asked(form, asked["acrostic"], asked["at"])
     res.update(
         coverage(poems, asked["keywords"], asked["acrostic"], 1 if asked["at"] is None else asked["at"], asked["start"])
     )
     return res, {"form": form, "training_data": str(data) if data else None, "note": note}
+
+
+def check_asked(form: str, acrostic: str | None, at: int | None) -> None:
+    """generate's own checks of what metrics is asked to look for: an acrostic has one character a
+    line, at a position the line has; --at places an acrostic and means nothing without one."""
+    from tangshi.decode.constraints.forced import acrostic_column
+    from tangshi.verse import prosody
+
+    if at not in (None, 1) and not acrostic:
+        raise TangshiError(f"--at {at} places the acrostic's characters, but no --acrostic was given")
+    f = prosody.get_form(form)
+    if not acrostic or f is None:
+        return
+    label = f.label or f.name
+    text = "".join(acrostic.split())
+    if len(text) != f.lines:
+        raise TangshiError(f"acrostic '{text}' has {len(text)} characters but a {label} has {f.lines} lines")
+    acrostic_column(1 if at is None else at, f.chars_per_line, label)
 
 
 def cmd_serve(args) -> int:
@@ -332,6 +357,7 @@ def cmd_export(args) -> int:
 def cmd_gradcheck(args) -> int:
     from tangshi.lesson.gradcheck import format_gradcheck, run_gradcheck
 
+    check_number("--seed", args.seed, 0, 2**32 - 1, integer=True)  # NumPy's generators take no negative seed
     if args.worked_example:
         from tangshi.lesson.worked_example import format_worked_example, run_worked_example
 

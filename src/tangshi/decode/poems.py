@@ -29,24 +29,25 @@ MAX_CANDIDATES = 1000
 
 
 def to_vocab_text(text: str, vocab: Vocab, what: str) -> str:
-    """`text` as the vocabulary spells it (whitespace dropped): every character the
-    vocabulary knows is kept as typed; each unknown one is replaced by its
-    simplified → traditional form (OpenCC on the whole text, so with its phrase
-    context). Marks are read as the corpus writes them (text.as_corpus_marks: ',' and '；' are
-    '，', '.' and '？' are '。'). A character known in neither
-    form is a clear error."""
+    """`text` as the vocabulary spells it (whitespace dropped). The one script rule: a text is read
+    as simplified when it holds a character the vocabulary lacks whose traditional form it knows
+    (尽, 两, 个); a simplified text is converted to traditional, the corpus's script, as a whole
+    (OpenCC s2t with its phrase context, so 两个黄鹂 is read 兩個黃鸝 and 白日依山尽，黄河 is read
+    白日依山盡，黃河), a character whose converted form the vocabulary lacks staying as typed. A
+    traditional text is kept as typed (咸陽 stays 咸陽, 床前 stays 床前). A character known in
+    neither form is a clear error. Marks are read as the corpus writes them (text.as_corpus_marks:
+    ',' and '；' are '，', '.' and '？' are '。'). The output is then written in the asked script."""
     text = as_corpus_marks("".join((text or "").split()))
-    if all(ch in vocab for ch in text):
-        return text
     converted = to_traditional(text)
     if len(converted) != len(text):  # OpenCC maps character to character; never expected
         converted = "".join(to_traditional(ch) for ch in text)
+    simplified = any(orig not in vocab and ch in vocab for orig, ch in zip(text, converted))
     out = []
     for orig, ch in zip(text, converted):
-        if orig in vocab:
-            out.append(orig)
-        elif ch in vocab:
+        if simplified and ch in vocab:
             out.append(ch)
+        elif orig in vocab:
+            out.append(orig)
         else:
             shown = f"'{orig}'" if orig == ch else f"'{orig}' (traditional '{ch}')"
             raise TangshiError(f"character {shown} in the {what} is not in the model's vocabulary")
@@ -337,11 +338,19 @@ def _parse_json_poems(text: str, source: str) -> tuple[list[str], dict]:
 def read_poems(path: str) -> tuple[list[str], dict, str]:
     """`parse_poems` on a file, or standard input for '-'. Returns (poems, header, source name)."""
 
-    if path == "-":
-        return (*parse_poems(sys.stdin.read(), "standard input"), "standard input")
+    if path == "-":  # the bytes, decoded here as a file is: not as the locale would (which lets bad bytes through)
+        try:
+            text = sys.stdin.buffer.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise TangshiError("standard input is not UTF-8 text") from None
+        return (*parse_poems(text, "standard input"), "standard input")
     p = Path(path)
     if p.is_dir():
         raise TangshiError(f"{p} is a folder; give a file of poems")
+    if p.exists() and not p.is_file():
+        raise TangshiError(
+            f"{p} is not a regular file (a device, a pipe or a socket); give a file of poems, or - for standard input"
+        )
     if not p.is_file():
         raise TangshiError(f"poems file not found: {p}")
     try:

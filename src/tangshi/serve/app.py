@@ -348,22 +348,57 @@ class BodyLimit:
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
 
+        if scope.get("method") == "POST":
+            problem = body_problem(dict(scope.get("headers") or []), b"".join(m.get("body", b"") for m in messages))
+            if problem is not None:
+                return await self._refuse(send, *problem)
+
         async def replay():
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send):
-
-        body = json.dumps({"error": f"the request body is larger than {self.limit} bytes"}).encode()
+    async def _refuse(self, send, status: int = 413, message: str | None = None):
+        message = message or f"the request body is larger than {self.limit} bytes"
+        body = json.dumps({"error": message, "field": None}, ensure_ascii=False).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def body_problem(headers: dict[bytes, bytes], body: bytes) -> tuple[int, str] | None:
+    """What is wrong with a POST body before it is parsed, in words: not sent as JSON (415), in a
+    charset other than UTF-8 (415), not UTF-8 (400), or nested too deeply to parse (400)."""
+    ctype = headers.get(b"content-type", b"").decode("latin-1")
+    kind, _, params = ctype.partition(";")
+    if kind.strip().lower() != "application/json":
+        return 415, f"the request body must be sent as application/json, got {kind.strip() or 'no content type'}"
+    charset = next(
+        (
+            v.strip().strip('"')
+            for k, _, v in (p.partition("=") for p in params.split(";"))
+            if k.strip().lower() == "charset"
+        ),
+        "utf-8",
+    )
+    if charset.lower() not in ("utf-8", "utf8"):
+        return 415, f"the request body must be UTF-8 JSON, but its content type says charset={charset}"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return 400, f"the request body is not UTF-8 text (byte {e.start + 1} is invalid)"
+    try:
+        json.loads(text)
+    except RecursionError:
+        return 400, "the request body is nested too deeply to be a JSON object of options"
+    except ValueError:
+        return None  # malformed JSON: the request model says where (422)
+    return None
 
 
 def serve(
