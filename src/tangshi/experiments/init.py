@@ -6,7 +6,8 @@ stuck); U(±1e-4), the assignment's NumPy init; Xavier, the assignment's PyTorch
 Each is trained with the assignment's recipe (Adam 0.01, weight decay 1e-4, no ReLU) for `epochs`,
 and for `variant_epochs` in three variants: plain SGD, and each optimiser with the assignment's ReLU
 on the logits. Every run records distinct hidden units, the gradient norm of each parameter and
-how far each parameter moved, over steps. The verdicts are computed from those numbers.
+how far each parameter moved, over steps. The verdicts are computed from those numbers
+(init_verdicts.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tangshi.data.prepare import require_prepared
+from tangshi.experiments.init_verdicts import LABELS, n_epochs, pick, variant_name, verdicts
 from tangshi.experiments.report import (
     COLOURS,
     LINESTYLES,
@@ -31,17 +33,9 @@ from tangshi.experiments.report import (
     unigram_perplexity,
 )
 from tangshi.experiments.study import SYMMETRY_TOL, RunSpec, Study
-from tangshi.model.lm import CONSTANT_INIT
 from tangshi.outputs import OutputFolder
 
 ARMS = ("zeros", "constant", "uniform1e-4", "xavier", "torch")
-LABELS = {
-    "zeros": "all zeros",
-    "constant": f"constant {CONSTANT_INIT:g}",
-    "uniform1e-4": "U(±1e-4)",
-    "xavier": "Xavier",
-    "torch": "PyTorch default",
-}
 VARIANTS = (("adam", False), ("sgd", False), ("adam", True), ("sgd", True))  # the first: the assignment's recipe
 LR = {"adam": 0.01, "sgd": 1.0}  # Adam: the assignment's; SGD: plain (no momentum), no clipping
 NAMES = {
@@ -68,10 +62,6 @@ QUICK = Budget(epochs=2, variant_epochs=1, batch_size=16, model=dict(embed_dim=1
 
 def names_for(backend: str) -> dict:
     return NAMES if backend == "torch" else {k: v.replace("init", f"init-{backend}", 1) for k, v in NAMES.items()}
-
-
-def variant_name(opt: str, relu: bool) -> str:
-    return f"{opt}{' + ReLU' if relu else ''}"
 
 
 def specs(b: Budget, backend: str) -> list[RunSpec]:
@@ -197,110 +187,6 @@ def facts(doc: dict) -> list[dict]:
     return rows
 
 
-def _pick(table, opt="adam", relu=False):
-    return {r["arm"]: r for r in table if r["optimizer"] == opt and r["relu"] == relu}
-
-
-def verdicts(doc: dict, table: list[dict]) -> list[str]:
-    uni, out = doc["unigram_ppl"], []
-    zero = [r for r in table if r["arm"] == "zeros"]
-    if zero:
-        parts = []
-        for r in zero:
-            moved = sorted(set(r["moved"]) - set(r["still"]))
-            parts.append(
-                f"{variant_name(r['optimizer'], r['relu'])}: {r['units_end']} distinct unit(s), parameters "
-                f"that moved: {', '.join(moved) or 'none'}, best dev ppl {r['best']:.2f}"
-            )
-        stuck = all(set(r["moved"]) - set(r["still"]) <= {"head.bias"} for r in zero)
-        why = (
-            " With every weight 0, h_t = 0 at every step, so every gradient but the output bias's is exactly 0: "
-            "the model can learn character frequencies and nothing else."
-        )
-        if any(r["relu"] for r in zero):
-            why += " Under ReLU even the bias's gradient is 0, because ReLU's derivative at 0 is 0."
-        original_zero = _pick(table).get("zeros")
-        if original_zero and original_zero["best"] > uni:
-            why += (
-                f" With the assignment's recipe it ends above the unigram perplexity ({original_zero['best']:.2f} > {uni:.2f}): "
-                "Adam moves each bias by about lr = 0.01 a step, and the unigram log-probabilities span many nats."
-            )
-        out.append(
-            "1. *All-zero weights fail.* — "
-            + ("**confirmed**" if stuck else "**refuted**")
-            + f" (unigram perplexity {uni:.2f}): "
-            + "; ".join(parts)
-            + "."
-            + (why if stuck else "")
-        )
-    const = [r for r in table if r["arm"] == "constant"]
-    if const:
-        sym = all(set(r["units"].values()) == {1} for r in const)
-        moving = all(not r["still"] for r in const)
-        word = (
-            "**symmetric but not stuck**"
-            if sym and moving
-            else "**symmetric and stuck**"
-            if sym
-            else "**not symmetric**"
-        )
-        out.append(
-            f"2. *A constant non-zero init.* — {word}: in every variant the hidden units stay "
-            + ("exactly one distinct unit at every recorded step" if sym else "distinct (see the table)")
-            + (", while every parameter moves" if moving else "")
-            + "; best dev ppl "
-            + ", ".join(f"{variant_name(r['optimizer'], r['relu'])} {r['best']:.2f}" for r in const)
-            + f" ({sum(r['trains'] for r in const)} of {len(const)} more than 5% below the unigram perplexity {uni:.2f})"
-            + (
-                ". The network trains as if it had one hidden unit: symmetry, not zero, is what all-zero weights "
-                "cannot escape, and a constant init cannot escape it either."
-                if sym
-                else "."
-            )
-        )
-    orig = _pick(table)
-    random_arms = [a for a in ("uniform1e-4", "xavier", "torch") if a in orig]
-    if "xavier" in orig and len(random_arms) > 1:
-        ranked = sorted(random_arms, key=lambda a: orig[a]["best"])
-        x = orig["xavier"]
-        hidden = x["units"].get(0)
-        broken = all(orig[a]["units_end"] == hidden for a in random_arms)
-        below = [a for a in random_arms if orig[a]["trains"]]
-        order = " < ".join(f"{LABELS[a]} {orig[a]['best']:.2f}" for a in ranked)
-        if ranked[0] == "xavier":
-            lead = f"Xavier is best, {orig[ranked[1]]['best'] - x['best']:.2f} points ahead of {LABELS[ranked[1]]}"
-        else:
-            lead = (
-                f"Xavier is not the best here: {LABELS[ranked[0]]} beats it by "
-                f"{x['best'] - orig[ranked[0]]['best']:.2f} points"
-            )
-        text = (
-            f"3. *Xavier works.* — with the assignment's recipe ({_epochs(x['epochs'])}, Adam), "
-            + (
-                "every random init keeps all its units distinct"
-                if broken
-                else "not every random init keeps its units distinct"
-            )
-            + f" and {len(below)} of {len(random_arms)} end more than 5% below the unigram perplexity; best dev ppl {order}. {lead}."
-        )
-        sgd = _pick(table, "sgd")
-        if "xavier" in sgd and "uniform1e-4" in sgd:
-            a, u = sgd["xavier"], sgd["uniform1e-4"]
-            gap_sgd, gap_adam = u["best"] - a["best"], orig["uniform1e-4"]["best"] - x["best"]
-            text += (
-                f" Under plain SGD ({_epochs(a['epochs'])}), where the step is the raw gradient, U(±1e-4) ends "
-                f"{gap_sgd:+.2f} points from Xavier; under Adam {gap_adam:+.2f}. "
-                + (
-                    "The tiny init loses more where the step is the raw gradient: Adam divides each step by the "
-                    "parameter's own gradient scale, so tiny weights with tiny gradients still move."
-                    if gap_sgd > gap_adam
-                    else "The tiny init does not lose more under SGD at this budget."
-                )
-            )
-        out.append(text)
-    return out
-
-
 # ---------------------------------------------------------------------------- the report
 def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = False) -> str:
     b = doc["budget"]
@@ -329,7 +215,7 @@ def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = Fal
     )
     lines.append(
         f"**Budget.** The assignment's recipe (Adam lr 0.01, no ReLU): **{b['epochs']} epochs** for each arm. "
-        f"Variants, {_epochs(b['variant_epochs'])} each (enough to show symmetry): plain SGD lr {LR['sgd']:g} "
+        f"Variants, {n_epochs(b['variant_epochs'])} each (enough to show symmetry): plain SGD lr {LR['sgd']:g} "
         "(no momentum, no clipping), and the assignment's ReLU on the logits with each optimiser"
         + (" (the NumPy backend runs no ReLU variant)" if doc["backend"] == "numpy" else "")
         + ".\n"
@@ -339,12 +225,25 @@ def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = Fal
         f"of weight_hh, biases, head column) agree within {SYMMETRY_TOL:g}. Unigram perplexity of the dev "
         f"set (training-set character frequencies): **{doc['unigram_ppl']:.2f}**.\n"
     )
-    shown = (0, 1, 10, 100)
+    lines += _runs_table(table)
     lines.append(
+        f"\n![curves]({names['curves']})\n\n![distinct units]({names['units']})\n\n"
+        f"![gradient norms]({names['grads']})\n"
+    )
+    lines += _step1_grads_table(table)
+    lines.append("\n## Verdicts (computed from the numbers above)\n")
+    lines += verdicts(doc, table)
+    return "\n".join(lines) + "\n"
+
+
+def _runs_table(table: list[dict]) -> list[str]:
+    """One row per run: its best dev perplexity, distinct units over steps, the parameters that never moved."""
+    shown = (0, 1, 10, 100)
+    lines = [
         "| init | variant | epochs | best dev ppl | distinct units at step "
         + " / ".join(map(str, shown))
         + " / the run's last step | parameters that never moved | wall s |"
-    )
+    ]
     lines.append("|---|---|---|---|---|---|---|")
     for r in table:
         u = " / ".join(str(r["units"].get(s, "-")) for s in shown) + f" / {r['units_end']}"
@@ -353,24 +252,21 @@ def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = Fal
             f"| {LABELS[r['arm']]} | {variant_name(r['optimizer'], r['relu'])} | {r['epochs']} | {best} | "
             f"{u} | {', '.join(r['still']) or '-'} | {r['wall_s']:.0f} |"
         )
-    lines.append(
-        f"\n![curves]({names['curves']})\n\n![distinct units]({names['units']})\n\n![gradient norms]({names['grads']})\n"
-    )
-    orig = _pick(table)
-    if orig:
-        params = list(next(iter(orig.values()))["step1"])
-        lines.append("## Gradient norm of each parameter at step 1 (the assignment's recipe)\n")
-        lines.append("| parameter | " + " | ".join(LABELS[a] for a in orig) + " |")
-        lines.append("|---|" + "---|" * len(orig))
-        for p in params:
-            lines.append(f"| {p} | " + " | ".join(f"{orig[a]['step1'].get(p, 0):.3g}" for a in orig) + " |")
-    lines.append("\n## Verdicts (computed from the numbers above)\n")
-    lines += verdicts(doc, table)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-def _epochs(n: int) -> str:
-    return f"{n} epoch" + ("" if n == 1 else "s")
+def _step1_grads_table(table: list[dict]) -> list[str]:
+    """The gradient norm of each parameter at step 1, one column per arm (the assignment's recipe)."""
+    orig = pick(table)
+    if not orig:
+        return []
+    params = list(next(iter(orig.values()))["step1"])
+    lines = ["## Gradient norm of each parameter at step 1 (the assignment's recipe)\n"]
+    lines.append("| parameter | " + " | ".join(LABELS[a] for a in orig) + " |")
+    lines.append("|---|" + "---|" * len(orig))
+    for p in params:
+        lines.append(f"| {p} | " + " | ".join(f"{orig[a]['step1'].get(p, 0):.3g}" for a in orig) + " |")
+    return lines
 
 
 def _variants(table):
@@ -449,7 +345,7 @@ def _plot_units(doc, table, path):
 
 def _plot_grads(doc, table, path):
     plt = pyplot()
-    orig = _pick(table)
+    orig = pick(table)
     params = list(next(iter(orig.values()))["step1"]) if orig else []
     cols = min(3, max(1, len(params)))
     rows = max(1, math.ceil(len(params) / cols))

@@ -8,8 +8,8 @@ measured so that it can conclude.
    coupled weight decay 1e-4; Adam and Adagrad also with weight decay 0 (the control that
    separates the optimiser from coupled L2). Seed 0 of each records the root-mean-square update
    of every parameter at every step.
-3. The report and plots are rendered from the JSON alone (`--replot` renders them again), and
-   every verdict is computed from the numbers.
+3. The report and plots (optimizer_plots.py) are rendered from the JSON alone (`--replot` renders
+   them again), and every verdict is computed from the numbers.
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ from pathlib import Path
 
 from tangshi.data.prepare import require_prepared
 from tangshi.errors import TangshiError
+from tangshi.experiments.optimizer_plots import plot_final, plot_sweep, plot_updates
 from tangshi.experiments.report import (
-    COLOURS,
     data_meta,
     fmt_summary,
     header_fields,
-    plain_log_ticks,
-    pyplot,
     render_header,
     replot_report,
     separated,
@@ -226,9 +224,9 @@ def write_report(folder: OutputFolder, doc: dict, names: dict, rendered_again: b
         doc,
         names,
         {
-            "final": lambda p: _plot_final(doc, finals, p),
-            "sweep": lambda p: _plot_sweep(doc, p),
-            "updates": lambda p: _plot_updates(doc, finals, p),
+            "final": lambda p: plot_final(doc, finals, p, ORIGINAL_WD),
+            "sweep": lambda p: plot_sweep(doc, p, LADDER),
+            "updates": lambda p: plot_updates(doc, finals, p, ORIGINAL_WD),
         },
         render(doc, finals, names, rendered_again),
         rendered_again,
@@ -394,11 +392,21 @@ def render(doc: dict, finals: list[dict], names: dict, rendered_again: bool = Fa
         f"constant learning rate, the same batch order for the same seed; SGD with momentum {MOMENTUM}.\n"
     )
     lines.append(
-        f"**Budget.** Learning-rate sweeps: {b['sweep_epochs']} epoch{'s' if b['sweep_epochs'] != 1 else ''}, seed 0, weight decay 1e-4. "
+        f"**Budget.** Learning-rate sweeps: {b['sweep_epochs']} epoch{'s' if b['sweep_epochs'] != 1 else ''}, "
+        "seed 0, weight decay 1e-4. "
         f"Final comparison: **{b['epochs']} epochs**, seeds 0–{b['seeds'] - 1}, each optimiser at the best "
         "rate of its sweep. Best dev perplexity = the lowest of the run's epochs.\n"
     )
-    lines.append("## Learning-rate sweeps\n")
+    lines += _sweep_section(doc, names)
+    lines += _final_section(doc, finals, names)
+    lines.append("## Verdicts (computed from the tables above)\n")
+    lines += verdicts(doc, finals)
+    return "\n".join(lines) + "\n"
+
+
+def _sweep_section(doc: dict, names: dict) -> list[str]:
+    """The learning-rate sweeps: each optimiser's best dev perplexity at each rate, and its plot."""
+    lines = ["## Learning-rate sweeps\n"]
     used = sorted({doc["runs"][n]["spec"]["train"]["lr"] for g in doc["grids"].values() for n in g.get("runs", [])})
     lines.append("Best dev perplexity of each sweep run; the best of each row in bold.\n")
     lines.append("| optimiser | " + " | ".join(f"lr {lr:g}" for lr in used) + " | best lr | strictly inside the grid |")
@@ -421,7 +429,12 @@ def render(doc: dict, finals: list[dict], names: dict, rendered_again: bool = Fa
         inside = "not finished" if not g["done"] else "yes" if g["bracketed"] else "**no**"
         lines.append(f"| {opt} | " + " | ".join(cells) + f" | {best} | {inside} |")
     lines.append(f"\n![every sweep run]({names['sweep']})\n")
-    lines.append(f"## Final comparison ({b['epochs']} epochs)\n")
+    return lines
+
+
+def _final_section(doc: dict, finals: list[dict], names: dict) -> list[str]:
+    """The final comparison: each group's dev perplexity over its seeds, and the plots."""
+    lines = [f"## Final comparison ({doc['budget']['epochs']} epochs)\n"]
     lines.append("Dev perplexity as mean ± standard deviation (min–max) over the seeds.\n")
     lines.append(
         "| optimiser | lr | weight decay | best dev ppl | last-epoch dev ppl | best epoch (mean) | wall s (all seeds) |"
@@ -438,119 +451,4 @@ def render(doc: dict, finals: list[dict], names: dict, rendered_again: bool = Fa
         "The update plot is the root-mean-square change of each parameter tensor in each step (seed 0, weight "
         "decay 1e-4), measured on the weights themselves: the step an optimiser actually takes.\n"
     )
-    lines.append("## Verdicts (computed from the tables above)\n")
-    lines += verdicts(doc, finals)
-    return "\n".join(lines) + "\n"
-
-
-def _plot_final(doc, finals, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4.8))
-    for r in finals:
-        hists = [doc["runs"][n]["history"] for n in r["runs"] if not doc["runs"][n]["diverged"]]
-        if not hists:
-            continue
-        n = min(len(h) for h in hists)
-        ep = list(range(1, n + 1))
-        vals = [[h[e]["dev_ppl"] for h in hists] for e in range(n)]
-        style = "-" if r["wd"] == ORIGINAL_WD else "--"
-        ax.plot(
-            ep,
-            [sum(v) / len(v) for v in vals],
-            style,
-            color=COLOURS[r["optimizer"]],
-            marker=".",
-            label=f"{r['optimizer']} lr {r['lr']:g}, wd {r['wd']:g}",
-        )
-        ax.fill_between(ep, [min(v) for v in vals], [max(v) for v in vals], color=COLOURS[r["optimizer"]], alpha=0.15)
-    if not ax.lines:  # a partial report before any final run is finished
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no final run is finished yet", ha="center", va="center", transform=ax.transAxes)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("dev perplexity")
-    ax.set_yscale("log")
-    ax.set_title(f"each optimiser at its best rate: mean of {doc['budget']['seeds']} seeds, band = min–max")
-    ax.grid(alpha=0.3, which="both")
-    plain_log_ticks(ax, "y")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_sweep(doc, path):
-    plt = pyplot()
-    opts = list(doc["grids"])
-    fig, axes = plt.subplots(1, len(opts), figsize=(3.6 * len(opts), 4.2), sharey=True, squeeze=False)
-    for ax, opt in zip(axes[0], opts):
-        for name in doc["grids"][opt].get("runs", []):
-            rec = doc["runs"][name]
-            h = [x for x in rec["history"] if math.isfinite(x["dev_ppl"])]
-            lr = rec["spec"]["train"]["lr"]
-            k = LADDER.index(lr) if lr in LADDER else 0  # each rung its own line style and marker, in every panel
-            ax.plot(
-                [x["epoch"] for x in h],
-                [x["dev_ppl"] for x in h],
-                linestyle=("-", "--", ":", "-.")[k % 4],
-                color=COLOURS[opt],
-                marker="os^"[k % 3],
-                ms=4,
-                label=f"lr {lr:g}" + (" (diverged)" if rec["diverged"] else ""),
-            )
-        ax.set_title(opt)
-        ax.set_xlabel("epoch")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-        plain_log_ticks(ax, "y")
-        if ax.lines:
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, ncol=2)
-    axes[0][0].set_ylabel("dev perplexity")
-    fig.suptitle(f"learning-rate sweeps ({doc['budget']['sweep_epochs']} epochs, seed 0)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_updates(doc, finals, path):
-    plt = pyplot()
-    rows = [r for r in finals if r["wd"] == ORIGINAL_WD]
-    series = {}
-    for r in rows:
-        rec = doc["runs"][r["runs"][0]]
-        pts = sorted((int(k), v["update_rms"]) for k, v in rec.get("probes", {}).items() if "update_rms" in v)
-        if pts:
-            series[r["optimizer"]] = (r["lr"], pts)
-    params = sorted({p for _, pts in series.values() for p in pts[0][1]})
-    if not params:  # a partial report before any final run is finished
-        fig, ax = plt.subplots(figsize=(8, 2.5))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no final run (seed 0) is finished yet: no update sizes to draw", ha="center", va="center")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return
-    cols = min(3, len(params))
-    nrow = math.ceil(len(params) / cols)
-    fig, axes = plt.subplots(nrow, cols, figsize=(4.2 * cols, 3.2 * nrow), squeeze=False, sharex=True)
-    for ax, p in zip(axes.flat, params):
-        for opt, (lr, pts) in series.items():
-            xs = [s for s, v in pts if v.get(p, 0) > 0]
-            ax.plot(xs, [v[p] for s, v in pts if v.get(p, 0) > 0], color=COLOURS[opt], lw=1, label=f"{opt} lr {lr:g}")
-        ax.set_title(p, fontsize=9)
-        ax.set_yscale("log")
-        ax.set_xscale("log")
-        ax.grid(alpha=0.3, which="both")
-        plain_log_ticks(ax, "x")
-    for ax in axes.flat[len(params) :]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("step")
-    axes[0][0].set_ylabel("RMS update per step")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, bbox_to_anchor=(0.5, 0))
-    fig.suptitle("the step each optimiser takes, per parameter (seed 0)")
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return lines

@@ -29,11 +29,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
+from tangshi.data.vocab import Vocab
 from tangshi.errors import TangshiError, read_json
 from tangshi.files import oserrors_named, write_atomic
+from tangshi.model.lm import ModelConfig, PoetryLM
 from tangshi.outputs import OutputFolder
-from tangshi.train.runs import TrainingDiverged
+from tangshi.train.config import TrainConfig
+from tangshi.train.loop import fit
+from tangshi.train.numpy_backend import NumpyBackend
+from tangshi.train.runs import TrainingDiverged, latest_checkpoint
+from tangshi.train.start import Start
+from tangshi.train.torch_backend import TorchBackend
 
 # steps at which the "symmetry" and "grads" probes are taken (those within the run)
 PROBE_STEPS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
@@ -161,9 +169,6 @@ def _copy(state: dict) -> dict:
 
 def initial_state(data_dir: Path, model_over: dict, seed: int) -> dict:
     """The canonical weights a run from scratch starts with (trainer.begin seeds, then builds)."""
-    from tangshi.data.vocab import Vocab
-    from tangshi.model.lm import ModelConfig, PoetryLM
-
     vocab = Vocab.load(Path(data_dir) / "vocab.json")
     torch.manual_seed(seed)
     return _copy(PoetryLM(ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **model_over)).canonical_state_dict())
@@ -186,13 +191,6 @@ class _FlushingBackend:
 # ---------------------------------------------------------------------------- one run (in a worker)
 def train_run(spec: dict, work: str, data_dir: str, threads: int | None = None, quiet: bool = False) -> dict:
     """Train (or continue) one run of a study; returns its record. Runs in a worker process."""
-    from threadpoolctl import threadpool_limits
-
-    from tangshi.train.config import TrainConfig
-    from tangshi.train.loop import fit
-    from tangshi.train.runs import latest_checkpoint
-    from tangshi.train.start import Start
-
     if threads:
         torch.set_num_threads(threads)
     name, work = spec["name"], Path(work)
@@ -204,17 +202,7 @@ def train_run(spec: dict, work: str, data_dir: str, threads: int | None = None, 
     )
     run_dir = work / name
     resumable = run_dir.is_dir() and latest_checkpoint(run_dir) is not None
-    if cfg.backend == "numpy":
-        from tangshi.train.numpy_backend import NumpyBackend
-
-        hidden = spec["model"].get("hidden_dim", 256)
-        inner = NumpyBackend(
-            lambda step, params, grads, opt: recorder(step, Probe("numpy", params=params, grads=grads, hidden=hidden))
-        )
-    else:
-        from tangshi.train.torch_backend import TorchBackend
-
-        inner = TorchBackend(lambda step, model, opt: recorder(step, Probe("torch", model=model)))
+    inner = _probed_backend(cfg.backend, spec, recorder)
     log = (lambda *a: None) if quiet else (lambda msg, *a: print(f"[{name}] {msg}", flush=True))
     t0 = time.perf_counter()
     with threadpool_limits(limits=threads):
@@ -247,6 +235,16 @@ def train_run(spec: dict, work: str, data_dir: str, threads: int | None = None, 
         "best": min(hist, key=lambda h: h["dev_ppl"]) if hist else None,
         "wall_s": round(wall if wall is not None else time.perf_counter() - t0, 1),
     }
+
+
+def _probed_backend(backend: str, spec: dict, recorder: Recorder):
+    """The training backend of the run, its per-step hook feeding `recorder`."""
+    if backend == "numpy":
+        hidden = spec["model"].get("hidden_dim", 256)
+        return NumpyBackend(
+            lambda step, params, grads, opt: recorder(step, Probe("numpy", params=params, grads=grads, hidden=hidden))
+        )
+    return TorchBackend(lambda step, model, opt: recorder(step, Probe("torch", model=model)))
 
 
 def _read_json(path: Path, default):
