@@ -8,10 +8,15 @@ cell-state path (the assignment's first error: δC_{t+1} ⊙ f_{t+1} dropped). T
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 
+from tangshi.data.prepare import read_split
+from tangshi.errors import TangshiError
+from tangshi.experiments.report import _header
 from tangshi.lesson.reference_lstm import LstmLayer
+from tangshi.model.checkpoint import load_checkpoint
 from tangshi.outputs import OutputFolder
 
 NAMES = {"md": "distance.md", "json": "distance.json", "plot": "distance.png"}
@@ -44,11 +49,6 @@ def poem_deltas(params: dict, config, ids: list[int], eos: int, cell_path: bool)
 
 
 def run_distance(checkpoint, data_dir, out, n_poems: int = 100, argv=None, replace: bool = False, log=print) -> dict:
-    from tangshi.data.prepare import read_split
-    from tangshi.errors import TangshiError
-    from tangshi.experiments.report import _header
-    from tangshi.model.checkpoint import load_checkpoint
-
     model, vocab, _ = load_checkpoint(checkpoint)
     params = {k: v.double().numpy() for k, v in model.canonical_state_dict().items()}
     poems = [p for p in read_split(data_dir, "dev") if len(p) >= MIN_CHARS and all(ch in vocab for ch in p)][:n_poems]
@@ -84,8 +84,6 @@ def run_distance(checkpoint, data_dir, out, n_poems: int = 100, argv=None, repla
 
 def _shown(path) -> str:
     """A path as the report shows it: relative to the working folder when it lies inside it."""
-    from pathlib import Path
-
     p = Path(path).resolve()
     return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p)
 

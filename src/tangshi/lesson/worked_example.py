@@ -9,6 +9,8 @@ same code the derivation points into, on these weights; nothing here re-derives 
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 
 from tangshi.lesson.reference_lstm import GATES, LstmLayer
@@ -89,8 +91,6 @@ def _fd(g: str, kind: str) -> float:
 
 
 def _label(text: str, width: int = 10) -> str:
-    import unicodedata
-
     shown = sum(not unicodedata.combining(ch) for ch in text)  # c̃ is two code points, one column
     return text + " " * (width - shown)
 
