@@ -1,10 +1,14 @@
 """Shared fixtures: tiny corpora written by the tests themselves."""
 
+import hashlib
 import json
+import os
 import random
 from pathlib import Path
 
 import pytest
+
+from tangshi.cli.main import main
 
 SHARED_POEMS = Path(__file__).resolve().parents[2] / "shared" / "chinese-poetry" / "quantangshi"
 TINY_CHARS = "春江花月夜山水風雲日明白雪青天下人間何處不見長安城中秋"
@@ -60,3 +64,38 @@ def pytest_terminal_summary(terminalreporter):
             f"browser test (Playwright, /usr/bin/chromium): {_BROWSER['outcome']}"
             + (f" ({_BROWSER['why']})" if _BROWSER["why"] else "")
         )
+
+
+# ---------------------------------------------------------------------------- the command line's error paths
+def run(argv, capsys):
+    """`tangshi ARGV` in this process: (exit status, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code, err, *patterns):
+    """An error as every command gives one: exit status 2, one line on stderr, no traceback."""
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("tangshi: error:"), err
+    assert "Traceback" not in err
+    for p in patterns:
+        assert p in lines[0], (p, err)
+
+
+def tree(folder):
+    """Every entry under `folder`: a file as the sha256 of its bytes, a link as its target, a folder as such:
+    equal before and after means nothing was touched."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            rel = os.path.relpath(p, folder)
+            if os.path.islink(p):
+                out[rel] = ("link", os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = "folder"
+            else:
+                out[rel] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+    return out

@@ -9,24 +9,9 @@ import sys
 
 import pytest
 
-from tangshi.cli.main import main
+from conftest import one_line_error, run
 
 SURROGATE = "\udcff"  # what Python makes of the byte 0xff in an argument (surrogateescape)
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code, err, *words):
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("tangshi: error:"), err
-    assert "Traceback" not in err
-    for w in words:
-        assert w in lines[0], (w, err)
 
 
 @pytest.mark.parametrize("option", ["--start", "--acrostic", "--keywords", "--rhyme-group"])
@@ -43,12 +28,19 @@ def test_a_lone_surrogate_in_metrics_is_refused(option, tmp_path, capsys):
 
 
 def _metrics_stdin(data: bytes):
-    return subprocess.run([sys.executable, "-m", "tangshi", "metrics", "-"], input=data, capture_output=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tangshi", "metrics", "-"], input=data, capture_output=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("data, words", [(b"\xed\xa0\x80\n", "standard input is not UTF-8 text"),
-                                         (b"\xff\xfe\n", "standard input is not UTF-8 text"),
-                                         (b"", "no poems in standard input")])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"\xed\xa0\x80\n", "standard input is not UTF-8 text"),
+        (b"\xff\xfe\n", "standard input is not UTF-8 text"),
+        (b"", "no poems in standard input"),
+    ],
+)
 def test_metrics_refuses_bad_or_empty_standard_input_as_it_refuses_a_file(data, words):
     res = _metrics_stdin(data)
     err = res.stderr.decode()
@@ -63,8 +55,10 @@ def test_metrics_refuses_a_special_file():
 def test_metrics_applies_generates_request_checks(tmp_path, capsys):
     f = tmp_path / "p.txt"
     f.write_text("白日依山盡，黃河入海流。欲窮千里目，更上一層樓。\n", encoding="utf-8")
-    one_line_error(*run(["metrics", f, "--form", "wujue", "--acrostic", "春夏", "--at", "1"], capsys)[::2],
-                   "acrostic '春夏' has 2 characters but a 五言絕句 has 4 lines")
+    one_line_error(
+        *run(["metrics", f, "--form", "wujue", "--acrostic", "春夏", "--at", "1"], capsys)[::2],
+        "acrostic '春夏' has 2 characters but a 五言絕句 has 4 lines",
+    )
     one_line_error(*run(["metrics", f, "--at", "3"], capsys)[::2], "--at 3", "no --acrostic")
     one_line_error(*run(["metrics", f, "--form", "wujue", "--acrostic", "白黃欲更", "--at", "9"], capsys)[::2], "--at")
     assert run(["metrics", f, "--form", "wujue", "--acrostic", "白黃欲更", "--json"], capsys)[0] == 0
@@ -105,19 +99,32 @@ def test_resume_with_nothing_to_resume_says_so(tmp_path, capsys):
 
 
 ERROR_PATHS = [
-    ["generate", "--n", "0"], ["generate", "--form", "sonnet"], ["generate", "--start", "abc", "--form", "wujue"],
-    ["generate", "--temperature", "nan"], ["couplet", "白日ab"], ["metrics", "/nonexistent/poems.json"],
-    ["train", "--data", "/nonexistent", "--out", "/tmp/tangshi-never"], ["eval", "--checkpoint", "/nonexistent"],
-    ["generate", "--checkpoint", "/etc/hostname"], ["export", "--checkpoint", "/nonexistent", "--out", "/tmp/x-never"],
-    ["bench", "--only", "nope"], ["gradcheck", "--seed", "-1"], ["data", "prepare", "--source", "/nonexistent"],
-    ["generate", "--acrostic", "春夏", "--form", "wujue"], ["generate", "--start", "\udcff"],
+    ["generate", "--n", "0"],
+    ["generate", "--form", "sonnet"],
+    ["generate", "--start", "abc", "--form", "wujue"],
+    ["generate", "--temperature", "nan"],
+    ["couplet", "白日ab"],
+    ["metrics", "/nonexistent/poems.json"],
+    ["train", "--data", "/nonexistent", "--out", "/tmp/tangshi-never"],
+    ["eval", "--checkpoint", "/nonexistent"],
+    ["generate", "--checkpoint", "/etc/hostname"],
+    ["export", "--checkpoint", "/nonexistent", "--out", "/tmp/x-never"],
+    ["bench", "--only", "nope"],
+    ["gradcheck", "--seed", "-1"],
+    ["data", "prepare", "--source", "/nonexistent"],
+    ["generate", "--acrostic", "春夏", "--form", "wujue"],
+    ["generate", "--start", "\udcff"],
 ]
 
 
 @pytest.mark.parametrize("argv", ERROR_PATHS, ids=lambda a: " ".join(a)[:40])
 def test_no_error_path_prints_a_traceback(argv):
     """The error paths above, as a user runs them (a fresh process): one line, exit 2, no traceback."""
-    res = subprocess.run([sys.executable, "-m", "tangshi", *argv], capture_output=True, timeout=300,
-                         env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": "/tmp"})
+    res = subprocess.run(
+        [sys.executable, "-m", "tangshi", *argv],
+        capture_output=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": "/tmp"},
+    )
     err = res.stderr.decode("utf-8", "replace")
     one_line_error(res.returncode, err)

@@ -21,8 +21,7 @@ import time
 import pytest
 import torch
 
-from conftest import write_tiny_corpus
-from tangshi.cli.main import main
+from conftest import one_line_error, run, tree, write_tiny_corpus
 from tangshi.errors import TangshiError
 from tangshi.files import TMP_PREFIX
 from tangshi.outputs import LOCK, MARKER, OutputFolder, read_marker, user_entries
@@ -31,36 +30,6 @@ from test_crash_safety import KILLED, Interrupt
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "16", "--quiet"]
 QUIET = dict(progress=False, log=lambda *a: None)
 CHILD_TIMEOUT_S = 120
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code, err, *patterns):
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("tangshi: error:"), err
-    for p in patterns:
-        assert p in lines[0], (p, err)
-
-
-def tree(folder):
-    """Every entry under `folder`: a file as the sha256 of its bytes, a link as its target, a folder as such."""
-    out = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            p = os.path.join(root, name)
-            rel = os.path.relpath(p, folder)
-            if os.path.islink(p):
-                out[rel] = ("link", os.readlink(p))
-            elif os.path.isdir(p):
-                out[rel] = "folder"
-            else:
-                out[rel] = hashlib.sha256(open(p, "rb").read()).hexdigest()
-    return out
 
 
 def epoch_folders(run_dir):

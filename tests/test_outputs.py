@@ -10,40 +10,13 @@ import sys
 
 import pytest
 
-from conftest import write_tiny_corpus
+from conftest import one_line_error, run, write_tiny_corpus
+from conftest import tree as snapshot
 from tangshi.cli.main import main
 from tangshi.files import TMP_PREFIX
 from tangshi.outputs import LOCK, MARKER
 
 TINY = ["--embed-dim", "8", "--hidden-dim", "8", "--batch-size", "16", "--quiet"]
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code, err, *patterns):
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("tangshi: error:"), err
-    for p in patterns:
-        assert p in lines[0], (p, err)
-
-
-def snapshot(folder):
-    """Every file under `folder` with its bytes (links as their targets): to prove nothing changed."""
-    out = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            p = os.path.join(root, name)
-            rel = os.path.relpath(p, folder)
-            if os.path.islink(p):
-                out[rel] = ("link", os.readlink(p))
-            elif os.path.isfile(p):
-                out[rel] = open(p, "rb").read()
-    return out
 
 
 @pytest.fixture

@@ -169,7 +169,8 @@ def test_malformed_bodies(client):
         r = client.post("/api/poems", content=data, headers={"content-type": "application/json"})
         assert r.status_code == 422 and message in r.json()["error"], r.text
     r = client.post("/api/poems", content=b"{" + b" " * (1 << 20) + b"}", headers={"content-type": "application/json"})
-    assert r.status_code == 413 and r.json() == {"error": f"the request body is larger than {MAX_BODY} bytes", "field": None}
+    too_large = {"error": f"the request body is larger than {MAX_BODY} bytes", "field": None}
+    assert r.status_code == 413 and r.json() == too_large
 
     def chunks():  # no Content-Length: refused while it streams in
         for _ in range(40):
@@ -401,7 +402,7 @@ def test_serve_command_refusals_and_warning(capsys, monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     "body, headers, status, words",
     [
-        (b'{"form": "qijue", "start": "\xff"}', {"content-type": "application/json"}, 400, "not UTF-8 text (byte 29 is invalid)"),
+        (b'{"form": "qijue", "start": "\xff"}', {"content-type": "application/json"}, 400, "UTF-8 text (byte 29 is"),
         (b"[" * 5000 + b"]" * 5000, {"content-type": "application/json"}, 400, "nested too deeply"),
         (b'{"form": "qijue"}', {"content-type": "application/json; charset=latin-1"}, 415, "charset=latin-1"),
         (b'{"form": "qijue"}', {"content-type": "text/plain"}, 415, "must be sent as application/json, got text/plain"),
