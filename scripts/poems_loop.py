@@ -32,7 +32,8 @@ def main() -> None:
         ts.append(time.perf_counter() - t0)
     ts.sort()
     print(
-        f"median {ts[len(ts) // 2] * 1e3:.1f} ms min {ts[0] * 1e3:.1f} max {ts[-1] * 1e3:.1f} ({args.n} poems, {args.form})"
+        f"median {ts[len(ts) // 2] * 1e3:.1f} ms min {ts[0] * 1e3:.1f} max {ts[-1] * 1e3:.1f} "
+        f"({args.n} poems, {args.form})"
     )
 
 
