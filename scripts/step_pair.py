@@ -53,7 +53,8 @@ def main() -> None:
     ratio = [a / b for a, b in zip(times["nn"], times["tangshi"])]
     print(
         f"tangshi {statistics.median(times['tangshi']) * 1e3:.0f} ms, "
-        f"nn.LSTM {statistics.median(times['nn']) * 1e3:.0f} ms per step ({args.threads} thread(s), medians of {len(ratio)}); nn / tangshi per batch: median "
+        f"nn.LSTM {statistics.median(times['nn']) * 1e3:.0f} ms per step ({args.threads} thread(s), "
+        f"medians of {len(ratio)}); nn / tangshi per batch: median "
         f"{statistics.median(ratio):.3f}, range {min(ratio):.2f}–{max(ratio):.2f}"
     )
 
