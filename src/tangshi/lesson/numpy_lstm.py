@@ -174,7 +174,8 @@ def _lstm_layer_backward(
     H = H4 // 4
     B0 = pk.bs[0] if pk.bs else 0
     dZ = buffer(ws, "dZ", (P, 4 * H), gates.dtype)  # (P, 4H) dE/dz_t, gate order i|f|g|o
-    sc = _Scratch(*(np.empty((B0, H), gates.dtype) for _ in range(4)), np.empty((B0, 2 * H), gates.dtype))
+    dh, dC, carry, tmp = (np.empty((B0, H), gates.dtype) for _ in range(4))
+    sc = _Scratch(dh, dC, carry, tmp, np.empty((B0, 2 * H), gates.dtype))
     W_hh_T = W_hh.T  # (4H, H) view, no copy
     n_next, s_next = 0, 0
     with blas_threads(LOOP_BLAS_THREADS):
