@@ -21,7 +21,7 @@ _counter = itertools.count()
 def describe_oserror(e: OSError, path: Path | str | None = None, verb: str | None = "cannot write") -> str:
     """One line for an OSError: what failed and on which path."""
     where = path if path is not None else (e.filename or "")
-    reason = {
+    reasons: dict[int | None, str] = {  # e.errno may be None: then the fallback below
         errno.ENOSPC: "no space left on the device",
         errno.EDQUOT: "disk quota exceeded",
         errno.EROFS: "the file system is read-only",
@@ -31,7 +31,8 @@ def describe_oserror(e: OSError, path: Path | str | None = None, verb: str | Non
         errno.ENAMETOOLONG: "the path is too long",
         errno.EISDIR: "it is a folder, not a file",
         errno.ENOENT: "no such file or folder",
-    }.get(e.errno, e.strerror or str(e))
+    }
+    reason = reasons.get(e.errno, e.strerror or str(e))
     if not where:
         return reason
     return f"{verb} {where}: {reason}" if verb else f"{where}: {reason}"

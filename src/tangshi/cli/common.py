@@ -16,7 +16,7 @@ REPLACE_HELP = (
 )
 JSON_HELP = "print the result as JSON"
 THREADS_HELP = "CPU threads for torch and for NumPy's BLAS (default: their own choice; 1 is faster on a busy machine)"
-_BLAS_LIMIT = []  # the threadpoolctl limit set by --threads, kept for the life of the command
+_BLAS_LIMIT: list[object] = []  # the threadpoolctl limit set by --threads, kept for the life of the command
 
 
 def print_json(obj) -> None:

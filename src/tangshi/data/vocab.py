@@ -7,7 +7,7 @@ then ``<EOS>``, ``<OOV>``, ``<START>``, ``<PAD>``. Saved as JSON, never pickle.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tangshi.errors import TangshiError
@@ -20,6 +20,8 @@ VOCAB_FORMAT = "tangshi-vocab/1"
 @dataclass(frozen=True)
 class Vocab:
     itos: tuple[str, ...]
+    # built from itos by __post_init__; not a constructor argument, and left out of repr, ==, and hash
+    stoi: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if tuple(self.itos[-4:]) != SPECIALS:

@@ -213,8 +213,8 @@ def _choose_compiled(
         return z.argmax(dim=1)
     p = torch.softmax(z, dim=1)
     top_k = opts.top_k if 0 < opts.top_k < V else 0
-    u, work = _row_scratch(V)
-    u = u.uniform_(0.0, 1.0, generator=gen).item()  # torch.rand(1, generator=gen)'s value, without a new tensor
+    scratch, work = _row_scratch(V)
+    u = scratch.uniform_(0.0, 1.0, generator=gen).item()  # torch.rand(1, generator=gen)'s value, without a new tensor
     return torch.from_numpy(
         np.array([lib.sample_row(V, p.data_ptr(), top_k, opts.top_p < 1.0, 1.0 - opts.top_p, u, work.data_ptr())])
     )
@@ -273,6 +273,7 @@ def _plain_constraint(vocab: Vocab, start: str) -> FreeConstraint:
 
 
 def check_start(constraint, opts: DecodeOptions) -> None:
+    assert opts.max_chars is not None  # DecodeOptions.__post_init__ resolves None to the strategy's bound
     if constraint.max_steps is None and len(constraint.start) > opts.max_chars:
         raise TangshiError(
             f"start text '{constraint.start}' is longer than a free-form poem may be ({opts.max_chars} characters)"
@@ -319,6 +320,7 @@ def decode(
     if n < 1:
         raise TangshiError(f"the number of poems must be at least 1, got {n}")
     if opts.strategy == "original":
+        assert opts.max_chars is not None  # DecodeOptions.__post_init__ resolves None to the strategy's bound
         return [
             generate_original(
                 model, vocab, start, seed=opts.seed + i, max_chars=opts.max_chars, precision=opts.precision or "fp32"
@@ -342,6 +344,7 @@ def _decode_batch(
 ) -> list[str]:
     c = constraint
     free = c.max_steps is None
+    assert opts.max_chars is not None  # DecodeOptions.__post_init__ resolves None to the strategy's bound
     max_steps = opts.max_chars + 1 if free else c.max_steps
     state = c.new_state(n)
     lib = model.runtime.kernels.on(device)
@@ -380,7 +383,9 @@ def beam_search(
     check_start(c, opts)
     device = next(model.parameters()).device
     free = c.max_steps is None
+    assert opts.max_chars is not None  # DecodeOptions.__post_init__ resolves None to the strategy's bound
     max_steps = opts.max_chars + 1 if free else c.max_steps
+    assert max_steps is not None  # `free` is exactly `c.max_steps is None`
     K = max(opts.beam, n_best)
     V = len(vocab)
     with threads_for(K, device):

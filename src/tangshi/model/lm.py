@@ -30,7 +30,9 @@ NumPy twin.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -118,6 +120,7 @@ class PoetryLM(nn.Module):
         self.runtime = runtime = runtime or Runtime()
         cfg = config
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        self.lstm: nn.LSTM | nn.ModuleList  # nn.LSTM for impl "nn", else one OriginalLSTMLayer per layer
         if runtime.impl == "nn":
             self.lstm = nn.LSTM(cfg.embed_dim, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True)
         else:
@@ -129,6 +132,13 @@ class PoetryLM(nn.Module):
         if cfg.tie_weights:
             self.head.weight = self.embedding.weight  # the same tensor
         self.reset_parameters(cfg.init)
+
+    @property
+    def lstm_layers(self) -> Sequence[OriginalLSTMLayer]:
+        """`lstm`'s layers, for the kernels other than "nn" (tangshi, original)."""
+        assert isinstance(self.lstm, nn.ModuleList)
+        # cast: __init__ fills the ModuleList with OriginalLSTMLayer only; torch types its items as Module
+        return cast("Sequence[OriginalLSTMLayer]", self.lstm)
 
     # -- initialisation ------------------------------------------------------
     @torch.no_grad()
@@ -175,13 +185,14 @@ class PoetryLM(nn.Module):
         new_state = []
         mode = "original" if rt.impl == "original" else ("fused" if rt.fused else "plain")
         lib = rt.kernels.on(x.device)
-        for l, layer in enumerate(self.lstm):
-            w_hh = layer.weight_hh
+        layers = self.lstm_layers
+        for l, layer in enumerate(layers):
+            w_hh: torch.Tensor = layer.weight_hh
             if self.training and cfg.weight_drop > 0:
                 w_hh = F.dropout(w_hh, cfg.weight_drop, training=True)  # DropConnect on W_hh
             x, s = layer(x, None if state is None else state[l], mode=mode, weight_hh=w_hh, lib=lib)
             new_state.append(s)
-            if l < len(self.lstm) - 1:
+            if l < len(layers) - 1:
                 x = locked_dropout(x, cfg.dropout_hidden, self.training)
         return locked_dropout(x, cfg.dropout_output, self.training), new_state
 
@@ -245,7 +256,8 @@ class PoetryLM(nn.Module):
         if state is None:
             state = StepState.start(step_weights(self, precision), ids.size(0))
         w = state.weights
-        h_new, c_new = [], []
+        h_new: list[torch.Tensor] = []
+        c_new: list[torch.Tensor] = []
         last = len(w.layers) - 1
         out = hz = None
         for l in range(len(w.layers)):
@@ -277,7 +289,7 @@ class PoetryLM(nn.Module):
                     getattr(self.lstm, f"bias_ih_l{l}") + getattr(self.lstm, f"bias_hh_l{l}")
                 ).detach()
             else:
-                layer = self.lstm[l]
+                layer = self.lstm_layers[l]
                 out[f"lstm.{l}.weight_ih"] = layer.weight_ih.detach()
                 out[f"lstm.{l}.weight_hh"] = layer.weight_hh.detach()
                 out[f"lstm.{l}.bias"] = layer.bias.detach()
@@ -307,9 +319,10 @@ class PoetryLM(nn.Module):
                 getattr(self.lstm, f"bias_ih_l{l}").copy_(b)
                 getattr(self.lstm, f"bias_hh_l{l}").zero_()
             else:
-                self.lstm[l].weight_ih.copy_(w_ih)
-                self.lstm[l].weight_hh.copy_(w_hh)
-                self.lstm[l].bias.copy_(b)
+                layer = self.lstm_layers[l]
+                layer.weight_ih.copy_(w_ih)
+                layer.weight_hh.copy_(w_hh)
+                layer.bias.copy_(b)
         if not self.config.tie_weights:
             self.head.weight.copy_(sd["head.weight"])
         self.head.bias.copy_(sd["head.bias"])

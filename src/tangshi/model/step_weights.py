@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -67,7 +67,8 @@ class Int8Linear:
         self.bias = None if bias is None else bias.detach().float().clone()
         self.N, self.K = self.weight.shape
         self.lib = lib  # the compiled kernels (`kernels.Kernels.lib`), or None: fbgemm for every row
-        self._q = self._fbgemm = self._row = None  # each built at its first use (a poem needs only one layout)
+        self._q = self._fbgemm = None  # each built at its first use (a poem needs only one layout)
+        self._row: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | Literal[False] | None = None  # likewise
 
     @property
     def q(self):
@@ -88,7 +89,7 @@ class Int8Linear:
         return self._fbgemm
 
     @property
-    def row(self):
+    def row(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | Literal[False]:
         """(weights [N/16][K/4][16][4], row sums, scales) for csrc/gemv_int8.c, or False where that
         kernel is not built for this CPU or K is not a multiple of 8."""
         lib = self.lib
@@ -260,7 +261,8 @@ class StepWeights:
     def _logits_and_hz(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`head_and_hh`'s output (1, V + 4H) as (logits, h_t W_hh): two views."""
         V = self.head_b.shape[0]
-        return y.split_with_sizes([V, y.shape[1] - V], dim=1)
+        logits, hz = y.split_with_sizes([V, y.shape[1] - V], dim=1)
+        return logits, hz
 
     def cell_and_head(self, hz: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor):
         """The last layer's `cell` and `logits_and_next` in one compiled call (int8, one row, where

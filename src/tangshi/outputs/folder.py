@@ -77,6 +77,12 @@ class OutputFolder:
         self._created = False
         self._new_parents: list[Path] = []
 
+    @property
+    def _open_mark(self) -> dict:
+        """The mark, for the methods that run only once `check` has read it or `open` has made it."""
+        assert self.mark is not None
+        return self.mark
+
     # -- the checks, before anything is written
     def check(self) -> None:
         """Apply the policy to the folder as it is now; raise a one-line TangshiError if it refuses."""
@@ -273,7 +279,7 @@ class OutputFolder:
         nothing tangshi did not write, else one line names what is foreign and nothing is touched."""
         p, names = self.path, list(names)
         with oserrors_named(p):
-            unlisted = [n for n in names if n not in self.mark["entries"] and os.path.lexists(p / n)]
+            unlisted = [n for n in names if n not in self._open_mark["entries"] and os.path.lexists(p / n)]
             if unlisted:
                 raise TangshiError(
                     f"{p / unlisted[0]} was not written by tangshi; move it or choose another {self.option}"
@@ -283,32 +289,32 @@ class OutputFolder:
             raise TangshiError(foreign_message(foreign, why))
 
     def _write_mark(self) -> None:
-        self.mark["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self._open_mark["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
         write_atomic(self.path / MARKER, json.dumps(self.mark, ensure_ascii=False, indent=1))
 
     def _list(self, names: Iterable[str]) -> None:
         """Record entries in the mark before they exist, so a crash never leaves one unlisted.
         A name held by something tangshi did not write is refused, never replaced."""
-        new = [n for n in names if n not in self.mark["entries"]]
+        new = [n for n in names if n not in self._open_mark["entries"]]
         for n in new:
             if os.path.lexists(self.path / n):
                 raise TangshiError(
                     f"{self.path / n} was not written by tangshi; move it or choose another {self.option}"
                 )
         if new:
-            self.mark["entries"] = sorted(self.mark["entries"] + new)
+            self._open_mark["entries"] = sorted(self._open_mark["entries"] + new)
             self._write_mark()
 
     def forget(self, names: Iterable[str], why: str = "removing tangshi's earlier entries") -> None:
         """Remove entries tangshi wrote here (listed in the mark), once all are checked; anything else stays."""
-        names = [n for n in names if n in self.mark["entries"]]
+        names = [n for n in names if n in self._open_mark["entries"]]
         self.require_removable(names, why)
         with oserrors_named(self.path):
             for n in names:
                 remove_entry(self.path / n, self.kind.dir_files)
             fsync_dir(self.path)
-        self.mark["entries"] = sorted(
-            n for n in self.mark["entries"] if n not in names or os.path.lexists(self.path / n)
+        self._open_mark["entries"] = sorted(
+            n for n in self._open_mark["entries"] if n not in names or os.path.lexists(self.path / n)
         )
         self._write_mark()
 
@@ -329,7 +335,7 @@ class OutputFolder:
             with oserrors_named(p):
                 undo.mkdir()
                 write_atomic(undo / MARKER, old_text)
-                self.mark.update(state="writing", undo=undo.name)
+                self._open_mark.update(state="writing", undo=undo.name)
                 self._write_mark()
                 for n in names:
                     os.replace(p / n, undo / n)
@@ -337,14 +343,14 @@ class OutputFolder:
                 fsync_dir(p)
             yield
             with oserrors_named(p):
-                self.mark.pop("undo")
-                self.mark.update(
-                    state="complete", entries=sorted(n for n in self.mark["entries"] if os.path.lexists(p / n))
+                self._open_mark.pop("undo")
+                self._open_mark.update(
+                    state="complete", entries=sorted(n for n in self._open_mark["entries"] if os.path.lexists(p / n))
                 )
                 self._write_mark()
         except BaseException:
             with contextlib.suppress(Exception):  # else it is undone when the folder is next opened
-                self._roll_back(undo, old_text, self.mark["entries"])
+                self._roll_back(undo, old_text, self._open_mark["entries"])
             raise
         with contextlib.suppress(OSError):
             self._drop_undo(undo)
@@ -375,6 +381,7 @@ class OutputFolder:
         mark = read_marker(self.path)
         undo = undo_folder(self.path, mark)
         if undo is not None:
+            assert mark is not None  # undo_folder finds an undo folder only through a mark
             with oserrors_named(self.path):
                 self._roll_back(undo, (undo / MARKER).read_bytes(), mark["entries"])
 

@@ -91,7 +91,7 @@ class TrainConfig:
 
 
 # Presets: (model overrides, train overrides). `original` is the assignment's recipe exactly (alias `seed`).
-PRESETS = {
+PRESETS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
     "original": (
         dict(relu_logits=True, pad_in_loss=True, tie_weights=False),
         dict(optimizer="adam", lr=0.01, weight_decay=1e-4, epochs=50, schedule="constant", clip=0.0, bucket=False),

@@ -103,7 +103,7 @@ class TrainStep:
         self.mode, self.batch_size, self.len_multiple, self.warmup = mode, batch_size, len_multiple, warmup
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.device = self.params[0].device
-        self._captured: dict[tuple[int, int], tuple] = {}
+        self._captured: dict[tuple[int, ...], tuple] = {}  # by the (padded) batch's shape (rows, length)
         self._seen: Counter = Counter()
         if mode == "graph" and self.device.type != "cuda":
             raise TangshiError("CUDA graphs need --device cuda")

@@ -90,7 +90,7 @@ class Trainer:
             self.run.resumed(begun.source, history)
         meta = self._train_meta(begun)
         best = min(history, key=lambda h: h["dev_ppl"]) if history else None
-        bad_epochs = history[-1]["epoch"] - best["epoch"] if history else 0
+        bad_epochs = history[-1]["epoch"] - best["epoch"] if best is not None else 0  # None: no history
         # wall-clock seconds since training began (steps, evaluation, checkpoints), carried across --resume
         run_t0 = time.perf_counter() - (history[-1].get("wall_seconds", 0.0) if history else 0.0)
         global_step = (begun.start_epoch - 1) * steps_per_epoch
@@ -119,6 +119,7 @@ class Trainer:
                 )
                 break
         if history:
+            assert best is not None  # the best row of a history that is not empty
             tag = f" [{b.name}]" if b.name != "torch" else ""
             self.run.write_curves(
                 lambda f: _plot(
@@ -188,12 +189,14 @@ class Trainer:
         if self.backend.name != "torch":
             meta["backend"] = self.backend.name
         if begun.source is not None:  # the run is still the one its first command started; resumes listed after
+            assert begun.meta is not None  # a resumed run's records (start._resume)
             meta.update(
                 command=begun.meta["command"],
                 resumes=begun.meta["resumes"] + [{"after_epoch": begun.start_epoch - 1, "command": command}],
             )
-        if (begun.meta or {}).get("init_from"):
-            meta["init_from"] = begun.meta["init_from"]
+        records = begun.meta or {}
+        if records.get("init_from"):
+            meta["init_from"] = records["init_from"]
         return meta
 
 

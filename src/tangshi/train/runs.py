@@ -25,6 +25,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from tangshi.errors import TangshiError
 from tangshi.files import oserrors_named
@@ -104,7 +105,7 @@ class RunFolder:
         earlier = list(self.out.earlier) if self._replacing else []
         prev_last, prev_best = (None, None) if earlier else (self._target(LAST), self._target(BEST))
         best = name if improved else prev_best
-        drop = [] if keep_epochs else sorted({prev_last, prev_best} - {None, name, best})
+        drop = [] if keep_epochs else sorted({n for n in (prev_last, prev_best) if n is not None} - {name, best})
         self.out.require_removable(earlier, "--replace")
         self.out.require_removable(drop, "dropping an earlier epoch (--no-epoch-checkpoints)")
         if name not in earlier:
@@ -129,7 +130,9 @@ class RunFolder:
             self.out.point(LAST, last.name)
         if history:
             b = min(history, key=lambda h: h["dev_ppl"])
-            name = checkpoint_name(b["epoch"], b.get("original_loss", b.get("seed_loss")))  # older runs: seed_loss
+            # cast: every row this trainer (or an older one) wrote has one of the two losses
+            loss = cast(float, b.get("original_loss", b.get("seed_loss")))  # older runs: seed_loss
+            name = checkpoint_name(b["epoch"], loss)
             if (self.path / name).is_dir() and self._target(BEST) != name:
                 self.out.point(BEST, name)
         self.write_metrics(history)

@@ -209,7 +209,7 @@ def init_lineage(source: Path, meta: dict) -> dict:
     """What a run started from (--init-from): the source run's command, epochs, training seconds
     and dev perplexity, and the source's own lineage, so a model card can tell the whole story."""
     tmeta = meta.get("train", {})
-    history = []
+    history: list[dict] = []
     for f in (source / ckpt.TRAINER, source.parent / "metrics.jsonl"):  # last/ has trainer.json; best/ its run's log
         try:
             text = f.read_text(encoding="utf-8")

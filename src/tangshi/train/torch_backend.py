@@ -37,8 +37,10 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, tensor_lr: bool = 
         cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
         if tensor_lr:
             dev = params[0].device
-            extra = dict(capturable=True) if dev.type == "cuda" else dict(foreach=False)
-            return cls(params, lr=torch.tensor(cfg.lr, device=dev), weight_decay=cfg.weight_decay, **extra)
+            lr = torch.tensor(cfg.lr, device=dev)
+            if dev.type == "cuda":
+                return cls(params, lr=lr, weight_decay=cfg.weight_decay, capturable=True)
+            return cls(params, lr=lr, weight_decay=cfg.weight_decay, foreach=False)
         return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -97,9 +97,9 @@ def score_poems(
     n = len(poems)
     valid = rhymed = 0
     tone_sum, tone_n = 0.0, 0
-    chars = set()
+    chars: set[str] = set()
     n_chars = 0
-    bigrams = set()
+    bigrams: set[str] = set()
     n_bigrams = 0
     n_clauses = repeated = 0
     copy_num = copy_den = 0
@@ -157,7 +157,7 @@ def _fmt(key: str, v) -> str:
 
 def format_metrics(d: dict, title: str | None = None) -> str:
     """A two-column text table of a ``score_poems`` dict (``None`` shown as '—')."""
-    keys = [k for k in METRIC_KEYS if k in d] + [k for k in d if k not in METRIC_KEYS]
+    keys: list[str] = [k for k in METRIC_KEYS if k in d] + [k for k in d if k not in METRIC_KEYS]
     labels = {k: _LABELS.get(k, k) for k in keys}
     width = max((_display_width(labels[k]) for k in keys), default=0)
     lines = [title] if title else []

@@ -293,7 +293,7 @@ def full_line(kind: str, chars_per_line: int) -> str:
 
 
 @functools.cache
-def tone_patterns(form: Form | str) -> tuple[TonePattern, ...]:
+def tone_patterns(form: Form | str | None) -> tuple[TonePattern, ...]:
     """The four standard patterns for ``form`` (strict view, with 中 at free positions)."""
     form = get_form(form)
     if form is None:
@@ -315,7 +315,7 @@ def tone_patterns(form: Form | str) -> tuple[TonePattern, ...]:
 # ------------------------------------------------------------------------- checks
 
 
-def check_form(text: str, form: Form | str) -> bool:
+def check_form(text: str, form: Form | str | None) -> bool:
     """Exactly ``form.lines`` lines of ``form.chars_per_line`` Han characters, each
     ending with the right mark ('，' on odd lines, '。' on even), nothing else
     (whitespace ignored)."""
@@ -390,7 +390,7 @@ def _pattern_score(bodies: list[str], pattern: TonePattern) -> tuple[int, int]:
     return hit, total
 
 
-def best_pattern(text: str, form: Form | str) -> tuple[TonePattern, float] | None:
+def best_pattern(text: str, form: Form | str | None) -> tuple[TonePattern, float] | None:
     """The pattern matching most checked positions, and its share; ``None`` if the
     poem lacks the form's line structure (see :func:`tone_conformance`)."""
     form = get_form(form)

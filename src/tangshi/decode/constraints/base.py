@@ -87,7 +87,7 @@ class DecodeState:
 
     def __init__(self, rows: list):
         self.rows = rows
-        self._last_mask = None  # the mask computed for exactly these rows, if any
+        self._last_mask: torch.Tensor | None = None  # the mask computed for exactly these rows, if any
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -207,7 +207,7 @@ class Constrained:
             if i not in self._special_set:
                 self.stoi.setdefault(tok, i)
         self._masks = MaskTable(self.V)
-        self._prefix_cache: dict[tuple, object] = {}
+        self._prefix_cache: dict[tuple[int, ...], Row] = {}
 
     # ---- helpers for the rules
     def token_id(self, ch: str, what: str) -> tuple[int, str]:
@@ -345,7 +345,9 @@ class Constrained:
     def mask(self, x, device=None) -> torch.Tensor:
         """(B, V) bool: True where the token is allowed next for each row."""
         st = self._as_state(x)
-        ids, ex_r, ex_c = [], [], []
+        ids: list[int] = []
+        ex_r: list[int] = []
+        ex_c: list[int] = []
         for b, r in enumerate(st.rows):
             mid, excl = self._allowed(r)
             ids.append(mid)

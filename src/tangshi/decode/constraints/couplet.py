@@ -62,7 +62,8 @@ def parse_first(text: str) -> tuple[str, list[int | None]]:
             f"上联 '{raw}' has {n_han} characters; at most {MAX_COUPLET_CHARS} (the model was "
             "trained on poems of at most 63)"
         )
-    layout, j = [], 0
+    layout: list[int | None] = []
+    j = 0
     for i, ch in enumerate(body):
         if is_han(ch):
             layout.append(j)

@@ -21,7 +21,7 @@ from tangshi.text import CLAUSE_SEPARATORS, COMMA, PERIOD
 from tangshi.verse import prosody
 from tangshi.verse.prosody import Form
 
-from .base import Constrained, MaskTable, Row, device_of
+from .base import Constrained, MaskTable, Row, Rule, device_of
 from .forced import parse_acrostic, parse_free_start, parse_keywords, parse_start
 from .keywords import FreeKeywords, Keywords
 from .layout import positions
@@ -174,6 +174,7 @@ class FormConstraint(Constrained):
         keys = tuple(rule.penalty(pos, part) for rule, part in zip(self.rules, r.parts))
         if all(k is None for k in keys):
             return self._bias_zero
+        assert self._bias_rows is not None  # bias() calls this only with tone 'loose', which has the table
         return self._bias_rows.id(keys, functools.partial(self._build_bias, keys))
 
     def _build_bias(self, keys) -> np.ndarray:
@@ -224,7 +225,7 @@ class FreeConstraint(Constrained):
         self._sep_set = set(self._sep)
         forced, self.start = parse_free_start(self, start)
         kw_ids, self.keywords = parse_keywords(self, keywords)
-        rules = [ClauseNoRepeat(self._sep, rep, nosep)] if self.no_repeat else []
+        rules: list[Rule] = [ClauseNoRepeat(self._sep, rep, nosep)] if self.no_repeat else []
         if kw_ids:
             rules.append(FreeKeywords(self.V, sp.eos, kw_ids, forced, max_chars, self.keywords))
         self._use_rules(rules, base)

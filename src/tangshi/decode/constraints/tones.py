@@ -39,12 +39,14 @@ class Tones(Rule):
         P = self.n_patterns = len(patterns)
         self.all_pat = self.fixed_patterns = (1 << P) - 1  # fixed_patterns: those the forced characters fit
         # need[k][j][pattern mask] → the tone required there (None: any); compat[k][j][tone code] → patterns it fits
-        self.need, self.compat = [], []
+        self.need: list[list[list[int | None]]] = []
+        self.compat: list[list[list[int]]] = []
         for k in range(form.lines):
-            need_k, compat_k = [], []
+            need_k: list[list[int | None]] = []
+            compat_k: list[list[int]] = []
             for j in range(form.chars_per_line):
                 codes = [_CODE[p.lines[k][j]] for p in patterns]
-                need_k.append([None] + [self._requirement(codes, pm) for pm in range(1, 1 << P)])
+                need_k.append([None, *(self._requirement(codes, pm) for pm in range(1, 1 << P))])
                 compat_k.append(
                     [sum(1 << pi for pi in range(P) if codes[pi] == 0 or codes[pi] & tc) for tc in range(4)]
                 )
