@@ -128,3 +128,16 @@ def test_no_error_path_prints_a_traceback(argv):
     )
     err = res.stderr.decode("utf-8", "replace")
     one_line_error(res.returncode, err)
+
+
+def test_generate_refuses_at_without_an_acrostic_as_metrics_does(capsys):
+    one_line_error(*run(["generate", "--at", "3"], capsys)[::2], "--at 3", "no --acrostic")
+    assert run(["generate", "--at", "3", "--acrostic", "春夏秋冬", "--form", "wujue"], capsys)[0] == 0
+
+
+@pytest.mark.parametrize("field", ["start", "acrostic", "keywords", "rhyme_group"])
+def test_a_python_caller_gets_the_same_check(field):
+    import tangshi
+
+    with pytest.raises(tangshi.TangshiError, match=f"--{field.replace('_', '-')}: it is not valid UTF-8"):
+        tangshi.PoemRequest(**{field: "春" + SURROGATE})

@@ -19,7 +19,15 @@ from tangshi.decode.constraints.tables import vocab_tables
 from tangshi.decode.search import MAX_BEAM, DecodeOptions, check_start, decode, generate_original, mean_log_prob
 from tangshi.errors import TangshiError, check_number
 from tangshi.model.lm import PoetryLM
-from tangshi.text import FORM_NAMES, as_corpus_marks, split_clauses, split_lines, to_simplified, to_traditional
+from tangshi.text import (
+    FORM_NAMES,
+    as_corpus_marks,
+    split_clauses,
+    split_lines,
+    to_simplified,
+    to_traditional,
+    unicode_problem,
+)
 from tangshi.verse import prosody
 from tangshi.verse.metrics import score_couplet
 
@@ -338,12 +346,8 @@ def _parse_json_poems(text: str, source: str) -> tuple[list[str], dict]:
 def read_poems(path: str) -> tuple[list[str], dict, str]:
     """`parse_poems` on a file, or standard input for '-'. Returns (poems, header, source name)."""
 
-    if path == "-":  # the bytes, decoded here as a file is: not as the locale would (which lets bad bytes through)
-        try:
-            text = sys.stdin.buffer.read().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise TangshiError("standard input is not UTF-8 text") from None
-        return (*parse_poems(text, "standard input"), "standard input")
+    if path == "-":
+        return (*parse_poems(_read_stdin(), "standard input"), "standard input")
     p = Path(path)
     if p.is_dir():
         raise TangshiError(f"{p} is a folder; give a file of poems")
@@ -358,6 +362,21 @@ def read_poems(path: str) -> tuple[list[str], dict, str]:
     except UnicodeDecodeError:
         raise TangshiError(f"{p} is not UTF-8 text") from None
     return (*parse_poems(text, str(p)), str(p))
+
+
+def _read_stdin() -> str:
+    """Standard input, decoded as a file is: its bytes as UTF-8, not as the locale would (which lets
+    bad bytes through as lone surrogates); a text stream without bytes (a test's) is checked the same."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        text = sys.stdin.read()
+        if unicode_problem(text) is not None:
+            raise TangshiError("standard input is not UTF-8 text")
+        return text
+    try:
+        return buffer.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise TangshiError("standard input is not UTF-8 text") from None
 
 
 def training_poems(data_dir) -> list[str]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from tangshi.errors import TangshiError
 from tangshi.model.spec import OLD_NAMES
-from tangshi.text import FORM_NAMES
+from tangshi.text import FORM_NAMES, unicode_problem
 
 if TYPE_CHECKING:
     from tangshi.decode.search import DecodeOptions
@@ -100,6 +100,9 @@ class _Decoding:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             value, meta = getattr(self, f.name), f.metadata
+            why = unicode_problem(value) if isinstance(value, str) else None
+            if why is not None:  # text that entered as bytes that are not UTF-8 (a Python caller's)
+                raise TangshiError(f"--{f.name.replace('_', '-')}: {why}")
             if meta.get("aliases") and value in meta["aliases"]:
                 object.__setattr__(self, f.name, meta["aliases"][value])
             elif meta.get("choices") and value is not None and value not in meta["choices"]:
@@ -168,6 +171,11 @@ class PoemRequest(_Decoding):
         choices=("original", "greedy", "sample", "beam"),
         aliases=STRATEGY_ALIASES,
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.at != 1 and not self.acrostic:  # generate's rule, which metrics applies too
+            raise TangshiError(f"--at {self.at} places the acrostic's characters, but no --acrostic was given")
 
     def header(self) -> dict:
         """The fields that follow the poems in the JSON answer."""
