@@ -229,7 +229,8 @@ def cmd_metrics(args) -> int:
             raise TangshiError(
                 f"couplet {bad + 1} in {source} is not a 上联 and a 下联 (an even number of clauses): {poems[bad]!r}"
             )
-        res, extra, title = score_couplets(pairs), {}, f"{source}: {len(pairs)} couplets"
+        extra: dict = {}
+        res, title = score_couplets([pr for pr in pairs if pr is not None]), f"{source}: {len(pairs)} couplets"
     else:
         res, extra = _poem_metrics(args, poems, header)
         title = f"{source}: {res['n']} poems, form {extra['form']}"

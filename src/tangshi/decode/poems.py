@@ -36,7 +36,7 @@ MAX_POEMS = 10_000_000
 MAX_CANDIDATES = 1000
 
 
-def to_vocab_text(text: str, vocab: Vocab, what: str) -> str:
+def to_vocab_text(text: str | None, vocab: Vocab, what: str) -> str:
     """`text` as the vocabulary spells it (whitespace dropped). The one script rule: a text is read
     as simplified when it holds a character the vocabulary lacks whose traditional form it knows
     (尽, 两, 个); a simplified text is converted to traditional, the corpus's script, as a whole
@@ -86,7 +86,7 @@ def rhyme_groups_known(vocab: Vocab) -> list[dict]:
 def _record(text: str, form: str, script: str) -> dict:
     """One poem's output record; prosody fields are computed on the traditional text."""
     shown = to_simplified(text) if script == "simplified" else text
-    rec = {"text": shown, "lines": split_lines(shown), "form": form}
+    rec: dict[str, object] = {"text": shown, "lines": split_lines(shown), "form": form}
     f = prosody.get_form(form)
     if f is not None:
         rec["valid_form"] = prosody.check_form(text, f)
@@ -310,7 +310,7 @@ def _parse_json_poems(text: str, source: str) -> tuple[list[str], dict]:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise TangshiError(f"malformed JSON in {source}: {e.msg} (line {e.lineno}, column {e.colno})") from None
-    header = {"form": None, "script": "traditional"}
+    header: dict[str, object] = {"form": None, "script": "traditional"}
     items = obj
     if isinstance(obj, dict):
         items = obj.get("poems", obj.get("couplets"))

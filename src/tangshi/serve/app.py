@@ -180,8 +180,9 @@ def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse({"error": one_line(message), "field": field}, status_code=status)
 
 
-async def _http_error(request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request, exc: Exception) -> JSONResponse:
     """404, 405, a body that cannot be parsed ...: the same shape as every other error."""
+    assert isinstance(exc, StarletteHTTPException)  # registered for that class only
     detail = exc.detail if isinstance(exc.detail, str) else "the request was refused"
     if exc.status_code == 404:
         detail = f"no such page or endpoint: {request.url.path}"
@@ -190,8 +191,9 @@ async def _http_error(request, exc: StarletteHTTPException) -> JSONResponse:
     return _error(exc.status_code, detail)
 
 
-async def _invalid(request, exc: RequestValidationError) -> JSONResponse:
+async def _invalid(request, exc: Exception) -> JSONResponse:
     """A malformed request (pydantic's errors): 422 and one line naming the first problem."""
+    assert isinstance(exc, RequestValidationError)  # registered for that class only
     first = exc.errors()[0]
     loc = [str(x) for x in first.get("loc", ()) if x != "body"]
     msg = first.get("msg", "invalid request")
@@ -252,7 +254,7 @@ def create_app(
         except TangshiError as e:
             return _error(400, str(e), field_of(str(e)))
 
-    failures = {status: {"model": Error} for status in (400, 422, 503, 504)}
+    failures: dict[int | str, dict[str, Any]] = {status: {"model": Error} for status in (400, 422, 503, 504)}
 
     @app.post("/api/poems", response_model=Answer, responses=failures)
     async def api_poems(body: PoemsBody):  # type: ignore[valid-type]
