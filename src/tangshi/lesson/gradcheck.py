@@ -209,7 +209,11 @@ def torch_grads(params: dict, config: Any, inputs, targets, pad_id: int = PAD_ID
     pt = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     loss = torch_reference(pt, config, inputs, targets, pad_id)
     loss.backward()
-    return float(loss.detach()), {k: v.grad.numpy() for k, v in pt.items()}
+    grads: dict[str, np.ndarray] = {}
+    for k, v in pt.items():
+        assert v.grad is not None, f"the loss does not use {k}"
+        grads[k] = v.grad.numpy()
+    return float(loss.detach()), grads
 
 
 def _max_abs(a: dict, b: dict) -> dict[str, float]:

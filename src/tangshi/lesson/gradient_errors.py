@@ -57,7 +57,7 @@ def assignment_errors(params, config, inputs, targets) -> dict[str, dict[str, fl
         _, bad = assignment_gradients(params, config, inputs, targets, error)
         out[error] = {k: _rel(bad[k], good[k]) for k in good if not np.array_equal(bad[k], good[k])}
     bad = assignment_gradients(params, config, inputs, targets, "bias_i_o_set_to_delta_f")[1]
-    by_gate = {}
+    by_gate: dict[str, float] = {}
     for l in range(config.num_layers):  # and the two gates the third error hits, separately
         b, g = bad[f"lstm.{l}.bias"], good[f"lstm.{l}.bias"]
         by_gate |= {

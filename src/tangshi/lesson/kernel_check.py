@@ -36,7 +36,7 @@ def check_training_kernel(seed: int, T: int = 7, B: int = 3, H: int = 5) -> dict
         return torch.stack(outs), h, c
 
     want = run(autograd_loop, torch.float64)
-    out = {}
+    out: dict[str, dict[str, str | float]] = {}
     for name, ks in (("PyTorch ops", kernels.Kernels.off()), ("compiled cell", kernels.detect())):
         if not ks.compiled and name == "compiled cell":
             out[name] = {"skipped": ks.why}

@@ -426,6 +426,7 @@ def _backward(cache: dict, cell_path: bool = True, keep_dz: bool = False) -> dic
         grads[f"lstm.{l}.bias"] = db
         if keep_dz:
             dzs[l] = dZ
+        assert dx is not None  # need_dx=True above
         dh = dx  # eq (19)  dE/dx_t of layer l is the direct gradient into h_t of layer l-1
     dE = _scatter_add_rows(cache["ids"], dh, d.V)  # eq (20)  embedding: scatter-add by id
     if d.tie:

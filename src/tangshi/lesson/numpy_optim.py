@@ -20,6 +20,7 @@ class _Optimizer:
     kind = ""
     hyper_names: tuple[str, ...] = ()
     buffer_names: tuple[str, ...] = ()
+    weight_decay: float  # set by every optimiser's __init__
 
     def __init__(self, params: Mapping[str, np.ndarray]):
         self.params = params

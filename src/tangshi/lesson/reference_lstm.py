@@ -22,6 +22,8 @@ gradients, and this one against finite differences.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 GATES = ("f", "i", "c", "o")  # forget, input, candidate (c̃), output: the assignment's order
@@ -32,8 +34,29 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def _sum(terms: Iterable[np.ndarray]) -> np.ndarray:
+    """The builtin sum, 0 + a_1 + a_2 + …, of at least one array: an array (the stubs can only say
+    `ndarray | Literal[0]`, the value of an empty sum)."""
+    total = sum(terms)
+    assert isinstance(total, np.ndarray), "a sum over no time steps"
+    return total
+
+
 class LstmLayer:
     """One LSTM layer over one sequence of column vectors x_1 … x_T, each (E, 1)."""
+
+    # Indexed by t, 1-based as in the derivation: h and C are lists from h[0] = h_0 and C[0] = C_0; what has
+    # no t = 0 (x_t, the gates, the deltas) is a dict keyed by t, so x[t] is x_t and delta[g][t] is δz_{g,t}.
+    x: dict[int, np.ndarray]
+    h: list[np.ndarray]
+    C: list[np.ndarray]
+    f: dict[int, np.ndarray]
+    i: dict[int, np.ndarray]
+    c: dict[int, np.ndarray]
+    o: dict[int, np.ndarray]
+    delta: dict[str, dict[int, np.ndarray]]
+    dh: dict[int, np.ndarray]
+    dC: dict[int, np.ndarray]
 
     def __init__(self, input_width: int, state_width: int, dtype=np.float64):
         E, H = input_width, state_width
@@ -58,16 +81,16 @@ class LstmLayer:
     def forward(self, xs: list[np.ndarray]) -> list[np.ndarray]:
         """xs: x_1 … x_T, each (E, 1). Returns h_1 … h_T and keeps every intermediate for the backward."""
         H = self.H
-        self.x = [None] + list(xs)  # 1-based, as in the derivation: x[t] is x_t
+        self.x = dict(enumerate(xs, start=1))  # 1-based, as in the derivation: x[t] is x_t
         self.h = [np.zeros((H, 1))]  # h[0] = h_0 = 0
         self.C = [np.zeros((H, 1))]  # C[0] = C_0 = 0
-        self.f, self.i, self.c, self.o = [None], [None], [None], [None]
-        for t in range(1, len(self.x)):
+        self.f, self.i, self.c, self.o = {}, {}, {}, {}
+        for t in range(1, len(self.x) + 1):
             x, h_prev = self.x[t], self.h[t - 1]
-            self.f.append(sigmoid(self.W_h["f"] @ h_prev + self.W_x["f"] @ x + self.b["f"]))  # eq (2), (3) f_t
-            self.i.append(sigmoid(self.W_h["i"] @ h_prev + self.W_x["i"] @ x + self.b["i"]))  # eq (2), (3) i_t
-            self.c.append(np.tanh(self.W_h["c"] @ h_prev + self.W_x["c"] @ x + self.b["c"]))  # eq (2), (3) c~_t
-            self.o.append(sigmoid(self.W_h["o"] @ h_prev + self.W_x["o"] @ x + self.b["o"]))  # eq (2), (3) o_t
+            self.f[t] = sigmoid(self.W_h["f"] @ h_prev + self.W_x["f"] @ x + self.b["f"])  # eq (2), (3) f_t
+            self.i[t] = sigmoid(self.W_h["i"] @ h_prev + self.W_x["i"] @ x + self.b["i"])  # eq (2), (3) i_t
+            self.c[t] = np.tanh(self.W_h["c"] @ h_prev + self.W_x["c"] @ x + self.b["c"])  # eq (2), (3) c~_t
+            self.o[t] = sigmoid(self.W_h["o"] @ h_prev + self.W_x["o"] @ x + self.b["o"])  # eq (2), (3) o_t
             self.C.append(self.f[t] * self.C[t - 1] + self.i[t] * self.c[t])  # eq (4) C_t
             self.h.append(self.o[t] * np.tanh(self.C[t]))  # eq (5) h_t
         return self.h[1:]
@@ -77,11 +100,9 @@ class LstmLayer:
         """BPTT. dh_above[t−1] = ∂E/∂h_t from outside the recurrence (t = 1 … T). Leaves, for every t,
         the gates' pre-activation deltas δz_f, δz_i, δz_c, δz_o (each (H, 1)) in self.delta[g][t].
         `cell_path=False` drops δC_{t+1} ⊙ f_{t+1}: the assignment's first error, for comparison only."""
-        T, H = len(self.x) - 1, self.H
-        self.delta = {g: [None] * (T + 2) for g in GATES}
-        self.dh, self.dC = [None] * (T + 1), [None] * (T + 1)  # δh_t and δC_t, kept for the lesson's figures
-        for g in GATES:
-            self.delta[g][T + 1] = np.zeros((H, 1))  # nothing comes back from after the end
+        T, H = len(self.x), self.H
+        self.delta = {g: {T + 1: np.zeros((H, 1))} for g in GATES}  # nothing comes back from after the end
+        self.dh, self.dC = {}, {}  # δh_t and δC_t, kept for the lesson's figures
         dC_next, f_next = np.zeros((H, 1)), np.zeros((H, 1))
         for t in range(T, 0, -1):
             # δh_t: from above, plus the recurrent path through every gate of step t+1
@@ -102,11 +123,11 @@ class LstmLayer:
     def calc_gradient(self) -> list[np.ndarray]:
         """The gradients of every weight and bias, summed over t, and ∂E/∂x_t (each (E, 1)) for the
         layer below or the embedding."""
-        T = len(self.x) - 1
+        T = len(self.x)
         d = self.delta
-        self.W_h_grad = {g: sum(d[g][t] @ self.h[t - 1].T for t in range(1, T + 1)) for g in GATES}  # eq (17)
-        self.W_x_grad = {g: sum(d[g][t] @ self.x[t].T for t in range(1, T + 1)) for g in GATES}  # eq (16)
-        self.b_grad = {g: sum(d[g][t] for t in range(1, T + 1)) for g in GATES}  # eq (18)
+        self.W_h_grad = {g: _sum(d[g][t] @ self.h[t - 1].T for t in range(1, T + 1)) for g in GATES}  # eq (17)
+        self.W_x_grad = {g: _sum(d[g][t] @ self.x[t].T for t in range(1, T + 1)) for g in GATES}  # eq (16)
+        self.b_grad = {g: _sum(d[g][t] for t in range(1, T + 1)) for g in GATES}  # eq (18)
         return [sum(self.W_x[g].T @ d[g][t] for g in GATES) for t in range(1, T + 1)]  # eq (19) dE/dx_t
 
     def update(self, learning_rate: float) -> None:

@@ -10,6 +10,7 @@ same code the derivation points into, on these weights; nothing here re-derives 
 from __future__ import annotations
 
 import unicodedata
+from typing import TypedDict
 
 import numpy as np
 
@@ -25,6 +26,14 @@ WEIGHTS = {  # gate: (W_·h, W_·x, b_·)
 INPUTS = (1.0, -2.0)  # x_1, x_2
 TARGET = 0.5  # y
 FD_STEP = 1e-6
+
+
+class _Gradient(TypedDict):
+    """One row of the gradient table: a weight's analytic gradient beside its finite difference."""
+
+    name: str
+    analytic: float
+    finite_difference: float
 
 
 def _layer() -> LstmLayer:
@@ -64,7 +73,7 @@ def run_worked_example() -> dict:
                 **{f"dz_{g}": v(layer.delta[g][t]) for g in GATES},
             }
         )
-    grads = []
+    grads: list[_Gradient] = []
     for g in GATES:
         for kind, analytic in (("h", layer.W_h_grad[g]), ("x", layer.W_x_grad[g]), ("b", layer.b_grad[g])):
             name = f"b_{g}" if kind == "b" else f"W_{g}{kind}"
