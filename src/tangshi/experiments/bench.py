@@ -13,6 +13,7 @@ import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
@@ -37,6 +38,15 @@ from tangshi.train.graph_step import TrainStep
 from tangshi.train.torch_backend import bf16_is_fast
 
 BATCH, SEQ, EMBED, HIDDEN = 128, 64, 256, 256
+
+
+class _Sizes(TypedDict):
+    """The ModelConfig fields that every benchmarked model shares."""
+
+    vocab_size: int
+    pad_id: int
+    embed_dim: int
+    hidden_dim: int
 
 
 @dataclass
@@ -85,9 +95,7 @@ def _train_step_bench(
     torch.manual_seed(0)
     model = PoetryLM(cfg, Runtime(impl=impl, kernels=detect_kernels())).to(device).train()
     lr = torch.tensor(0.01, device=device) if mode == "graph" else 0.01
-    opt = torch.optim.Adam(
-        model.parameters(), lr=lr, weight_decay=1e-4, **({"capturable": True} if mode == "graph" else {})
-    )
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4, capturable=mode == "graph")
     train_step = TrainStep(model, opt, amp=amp, mode=mode, batch_size=BATCH)
     it = {"k": 0}
 
@@ -199,7 +207,7 @@ def _training_rows(data_dir: Path, dev, amp: bool, want, repeats: int, warmup: i
         tuple(t.to(dev) for t in make_batch(split.inputs, split.targets, split.lengths, i, trim=False)) for i in plain
     ]
     trimmed = [tuple(t.to(dev) for t in make_batch(split.inputs, split.targets, split.lengths, i)) for i in bucketed]
-    base = dict(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=EMBED, hidden_dim=HIDDEN)
+    base = _Sizes(vocab_size=len(vocab), pad_id=vocab.pad_id, embed_dim=EMBED, hidden_dim=HIDDEN)
     results: list[Result] = []
     if want("original"):
         results.append(
@@ -279,7 +287,7 @@ def _decoding_kernels(row: dict) -> str:
     return f"{product}, {_cell_kernel()}, {sampler}"
 
 
-def _numpy_bench(base: dict, batches, repeats, warmup) -> Result:
+def _numpy_bench(base: _Sizes, batches, repeats, warmup) -> Result:
 
     cfg = MC(**base)
     torch.manual_seed(0)
@@ -301,6 +309,7 @@ def _numpy_bench(base: dict, batches, repeats, warmup) -> Result:
 def _layer_bench(name: str, mode: str, dev, repeats, warmup) -> Result:
     torch.manual_seed(0)
     x = torch.randn(BATCH, SEQ, EMBED, device=dev, requires_grad=True)
+    layer: torch.nn.Module
     if mode == "nn":
         layer = torch.nn.LSTM(EMBED, HIDDEN, batch_first=True).to(dev)
         fn = lambda: layer(x)[0].sum().backward()

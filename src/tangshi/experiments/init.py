@@ -109,6 +109,7 @@ def run_study(
     with OutputFolder(out, "reports", replace=replace, names=list(names.values()), sources=[data_dir]) as folder:
         plan = specs(budget, backend)
         header = header_fields(argv)
+        assert work is not None, "run_study needs its work folder (the CLI passes default_work(...))"
         study = Study(work, data_dir, jobs=jobs, threads=threads, log=log, commit=header["commit"])
         if not partial:  # read only with partial: a study that is still training holds the work folder's lock
             with study:

@@ -171,6 +171,7 @@ def run_study(
     names = names_for(backend)
     with OutputFolder(out, "reports", replace=replace, names=list(names.values()), sources=[data_dir]) as folder:
         header = header_fields(argv)
+        assert work is not None, "run_study needs its work folder (the CLI passes default_work(...))"
         study = Study(work, data_dir, jobs=jobs, threads=threads, log=log, commit=header["commit"])
         if partial:  # read only: a study that is still training holds the work folder's lock
             grids, groups, todo = _plan(study, budget, backend)

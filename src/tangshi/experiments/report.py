@@ -114,7 +114,7 @@ def unigram_perplexity(data_dir: Path) -> float:
     add-one smoothed so that dev characters unseen in training get a finite probability."""
     vocab = Vocab.load(Path(data_dir) / "vocab.json")
     train_poems, dev_poems = read_split(data_dir, "train"), read_split(data_dir, "dev")
-    counts = Counter()
+    counts: Counter[int] = Counter()
     for p in train_poems:
         counts.update(vocab.encode(p))
         counts[vocab.eos_id] += 1

@@ -121,7 +121,7 @@ class Recorder:
 
     def __init__(self, probes: tuple, path: Path | None, initial=None):
         self.probes, self.path, self.initial = tuple(probes), path and Path(path), initial
-        self.records: dict[int, dict] = {int(k): v for k, v in (_read_json(self.path, {}) if path else {}).items()}
+        self.records: dict[int, dict] = {int(k): v for k, v in (_read_json(self.path, {}) if self.path else {}).items()}
         self._prev: tuple[int, dict] | None = None
         self._start: dict | None = None
         self._last: tuple[int, Probe] | None = None
@@ -160,6 +160,7 @@ class Recorder:
 
     def flush(self) -> None:
         if self.probes:
+            assert self.path is not None, "a Recorder with probes to write needs a path"
             write_atomic(self.path, json.dumps({str(k): v for k, v in sorted(self.records.items())}))
 
 
@@ -193,14 +194,14 @@ def train_run(spec: dict, work: str, data_dir: str, threads: int | None = None, 
     """Train (or continue) one run of a study; returns its record. Runs in a worker process."""
     if threads:
         torch.set_num_threads(threads)
-    name, work = spec["name"], Path(work)
+    name, work_dir = spec["name"], Path(work)
     cfg = TrainConfig(**spec["train"])
     recorder = Recorder(
         tuple(spec["probes"]),
-        work / f"{name}.probes.json",
+        work_dir / f"{name}.probes.json",
         initial=lambda: initial_state(Path(data_dir), spec["model"], cfg.seed),
     )
-    run_dir = work / name
+    run_dir = work_dir / name
     resumable = run_dir.is_dir() and latest_checkpoint(run_dir) is not None
     inner = _probed_backend(cfg.backend, spec, recorder)
     log = (lambda *a: None) if quiet else (lambda msg, *a: print(f"[{name}] {msg}", flush=True))
@@ -306,8 +307,10 @@ class Study:
     def run(self, specs: list[RunSpec]) -> dict[str, dict]:
         """Train every run of `specs` not yet recorded (`jobs` at a time); returns all their records."""
         todo = [s for s in specs if self.recorded(s) is None]
-        seen = set()
-        todo = [s for s in todo if not (s.name in seen or seen.add(s.name))]
+        first: dict[str, RunSpec] = {}  # each name once, with its first spec
+        for s in todo:
+            first.setdefault(s.name, s)
+        todo = list(first.values())
         for s in todo:  # listed before any worker writes there, so a crash never leaves an unlisted entry
             self.folder._list([s.name, f"{s.name}.json", f"{s.name}.probes.json"])
         if self.jobs == 1 or len(todo) <= 1:
