@@ -238,9 +238,25 @@ def cmd_metrics(args) -> int:
         print_json({**res, **extra, "source": source})
     else:
         print(format_metrics(res, title=title))
+        _print_reader(extra.get("reader"))
         if extra.get("note"):
             print(f"note: {extra['note']}", file=sys.stderr)
     return 0
+
+
+def _print_reader(reader: dict | None) -> None:
+    """The reader's table (verse.reader) after the metrics, with where the real poems came from."""
+    from tangshi.verse.reader import format_reader
+
+    if reader is None:
+        return
+    where = (
+        f"real: {reader['real_source']}"
+        if reader["real_source"]
+        else "no real poems: --no-real, form free or none found"
+    )
+    print()
+    print(format_reader(reader["generated"], reader["real"], title=f"as a reader hears them ({where})"))
 
 
 def _couplet_lines(lines: list[str]) -> list[str]:
@@ -258,7 +274,7 @@ def _couplet_lines(lines: list[str]) -> list[str]:
 
 
 def _poem_metrics(args, poems, header) -> tuple[dict, dict]:
-    """The poem metrics, and the form, training data and note they were computed with."""
+    """The poem metrics, and the form, training data, reader metrics and note they were computed with."""
     from tangshi.decode.poems import training_poems
     from tangshi.text import to_traditional
     from tangshi.verse.metrics import coverage, score_poems, training_clause_set
@@ -266,12 +282,12 @@ def _poem_metrics(args, poems, header) -> tuple[dict, dict]:
     form = args.form or header["form"] or "free"
     data = Path(args.data) if args.data else (PREPARED_DEFAULT if (PREPARED_DEFAULT / "train.txt").is_file() else None)
     note = None
-    clauses = None
+    train = None
     if data is None:
         note = f"copy rate not computed: no training poems (pass --data DIR; {PREPARED_DEFAULT} does not exist)"
     else:
-        clauses = training_clause_set(training_poems(data))
-    res = score_poems(poems, form, clauses)
+        train = training_poems(data)
+    res = score_poems(poems, form, None if train is None else training_clause_set(train))
     asked = {
         k: getattr(args, k) if getattr(args, k) is not None else header.get(k)
         for k in ("keywords", "acrostic", "at", "start")
@@ -281,7 +297,55 @@ def _poem_metrics(args, poems, header) -> tuple[dict, dict]:
     res.update(
         coverage(poems, asked["keywords"], asked["acrostic"], 1 if asked["at"] is None else asked["at"], asked["start"])
     )
-    return res, {"form": form, "training_data": str(data) if data else None, "note": note}
+    reader = _reader_metrics(args, poems, form, (data, train), asked["keywords"])
+    return res, {"form": form, "training_data": str(data) if data else None, "note": note, "reader": reader}
+
+
+FETCHED_DEFAULT = Path("data/quantangshi")
+
+
+def _reader_metrics(args, poems, form: str, training: tuple, keywords: str | None) -> dict:
+    """verse.reader's scores of the poems and of the real poems of the same form, and their ratio.
+    The real poems: --real (a prepared folder's train.txt, or a folder of poet.tang.*.json); else the
+    training poems of --data; when these hold no poem of the form (a prepared folder keeps poems of
+    at most 63 characters, which leaves out every 七律), the fetched corpus in data/quantangshi."""
+    from tangshi.verse.reader import poems_of_form, reader_ratio, reader_scores
+
+    generated = reader_scores(poems, form, keywords)
+    out: dict = {"generated": generated, "real": None, "ratio": None, "real_source": None}
+    if args.no_real or form == "free":
+        return out
+    data, train = training
+    sources = [Path(args.real)] if args.real else [s for s in (data, FETCHED_DEFAULT) if s is not None]
+    for source in sources:
+        real = poems_of_form(train if source == data and train is not None else _real_poems(source), form)
+        if real or args.real:
+            real_scores = reader_scores(real, form, keywords)
+            out.update(real=real_scores, ratio=reader_ratio(generated, real_scores), real_source=str(source))
+            break
+    return out
+
+
+def _real_poems(source: Path) -> list[str]:
+    """The poems of a prepared folder (train.txt) or, every length kept, of the cleaned corpus in a
+    folder of poet.tang.*.json (data.corpus.clean_poem; poems with a lost character dropped);
+    nothing from a folder that is neither (the default corpus folder not fetched)."""
+    from tangshi.data.corpus import FILE_GLOB, clean_poem, list_source_files, read_raw
+    from tangshi.decode.poems import training_poems
+
+    if (source / "train.txt").is_file():
+        return training_poems(source)
+    if source == FETCHED_DEFAULT and not any(source.glob(FILE_GLOB)):
+        return []
+    seen: dict[str, None] = {}
+    for path in list_source_files(source):
+        for item in read_raw(path):
+            paragraphs = item.get("paragraphs") if isinstance(item, dict) else None
+            if isinstance(paragraphs, list) and all(isinstance(x, str) for x in paragraphs):
+                text = clean_poem(paragraphs)
+                if text:
+                    seen.setdefault(text, None)
+    return list(seen)
 
 
 def check_asked(form: str, acrostic: str | None, at: int | None) -> None:

@@ -235,6 +235,13 @@ def _metrics_parser(sub) -> None:
         f"(default {PREPARED_DEFAULT} if it exists)",
     )
     mp.add_argument(
+        "--real",
+        help="the real poems the reader's table compares with: a prepared folder (its train.txt) or a folder of "
+        "poet.tang.*.json (cleaned, every length); default: --data's, else data/quantangshi when --data has "
+        "no poem of the form (a prepared folder has no 七律)",
+    )
+    mp.add_argument("--no-real", action="store_true", help="leave the real column out of the reader's table")
+    mp.add_argument(
         "--couplet",
         action="store_true",
         help="score couplets (上联，下联。 per line, or the JSON of tangshi couplet --json): layout, 平仄 "
