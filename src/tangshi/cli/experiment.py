@@ -25,7 +25,7 @@ EXPERIMENT_OPTIONS = [
         dict(
             type=int,
             help="optimizers/init: epochs of the final comparison (default 20; 2 with --quick); "
-            "backprop: training steps (default 600; 100 with --quick)",
+            "backprop: training steps of each run (default 3000; 100 with --quick)",
         ),
     ),
     (
@@ -36,7 +36,14 @@ EXPERIMENT_OPTIONS = [
             "the SGD and ReLU variants (default 5; 1 with --quick)",
         ),
     ),
-    ("--seeds", dict(type=int, help="optimizers: seeds of each final setting (default 3; 2 with --quick)")),
+    (
+        "--seeds",
+        dict(
+            type=int,
+            help="optimizers: seeds of each final setting; backprop: seeds of each gradient and lag "
+            "(default 3; 2 with --quick)",
+        ),
+    ),
     ("--backend", dict(default="torch", choices=("torch", "numpy"), help="which implementation trains")),
     ("--quick", dict(action="store_true", help="tiny model and budget: seconds, for tests")),
     (
@@ -58,7 +65,8 @@ EXPERIMENT_OPTIONS = [
         "--replot",
         dict(
             action="store_true",
-            help="optimizers/init: render the report and plots again from the report's JSON in OUT, without training",
+            help="optimizers/init/backprop: render the report and plots again from the report's JSON in OUT, "
+            "without training",
         ),
     ),
     (
@@ -112,13 +120,17 @@ def _lesson_experiment(args) -> dict:
             replace=args.replace,
             n_poems=10 if args.quick else 100,
         )
-    from tangshi.experiments.backprop import Task, run_backprop
+    from tangshi.experiments import backprop
 
-    return run_backprop(
+    if args.replot:
+        return backprop.replot(Path(args.out))
+    return backprop.run_backprop(
         Path(args.out),
-        Task(steps=args.epochs or (100 if args.quick else Task.steps)),
+        backprop.Task(steps=args.epochs or (100 if args.quick else backprop.Task.steps)),
+        seeds=args.seeds or (2 if args.quick else 3),
+        lags=backprop.QUICK_LAGS if args.quick else backprop.LAGS,
         argv=args.argv,
-        replace=args.replace,
+        replace_files=args.replace,
     )
 
 
