@@ -4,12 +4,15 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 
 from tangshi.cli.main import main
 from tangshi.errors import TangshiError
 from tangshi.experiments import optimizers as optimizer_study
+from tangshi.experiments.backprop import Task, one_hot_params, train_variant
+from tangshi.experiments.backprop_report import reach_step, verdict
 from tangshi.experiments.study import Probe, Recorder, RunSpec, Study, distinct_units
 from tangshi.model.lm import ModelConfig, PoetryLM
 
@@ -268,12 +271,8 @@ def test_missing_data_is_one_line_and_creates_nothing(tmp_path, capsys, which):
 
 
 def test_backprop_experiment_separates_correct_bptt_from_the_missing_cell_path(tmp_path, capsys):
-    """Recall 8 steps back: correct BPTT leaves chance; without the cell-state path it stays there."""
-    import math
-
-    from tangshi.cli.main import main
-    from tangshi.experiments.backprop import Task, train_variant
-
+    """Recall 8 steps back, one-hot inputs: correct BPTT leaves chance; without the cell-state path it stays there
+    (this seed, 300 steps); the quick command writes one run per gradient, seed and lag, and the table is theirs."""
     task = Task(steps=300)
     chance = math.log(task.alphabet)
     good, bad = train_variant(task, None), train_variant(task, "no_cell_state_path")
@@ -281,15 +280,71 @@ def test_backprop_experiment_separates_correct_bptt_from_the_missing_cell_path(t
     assert bad["final_dev"] > chance - 0.05
     assert main(["experiment", "backprop", "--quick", "--out", str(tmp_path / "r")]) == 0
     report = (tmp_path / "r" / "backprop.md").read_text(encoding="utf-8")
-    runs = json.loads((tmp_path / "r" / "backprop.json").read_text(encoding="utf-8"))["runs"]
-    assert [r["error"] for r in runs] == [
-        None,
-        "no_cell_state_path",
-        "input_weights_last_step_only",
-        "bias_i_o_set_to_delta_f",
+    doc = json.loads((tmp_path / "r" / "backprop.json").read_text(encoding="utf-8"))
+    runs = doc["runs"]
+    errors = [None, "no_cell_state_path", "input_weights_last_step_only", "bias_i_o_set_to_delta_f"]
+    assert [(r["lag"], r["seed"], r["error"]) for r in runs] == [
+        (lag, seed, e) for lag in (3, 8) for seed in (0, 1) for e in errors
     ]
-    assert all(f"{r['final_dev']:.3f}" in report for r in runs)  # the table is the runs' numbers
+    assert all(f"{r['final_dev']:.3f}" in report for r in runs)  # the tables are the runs' numbers
+    assert len(doc["verdicts"]) == 2 * 4 and "**Bottom line.**" in report
     assert (tmp_path / "r" / "backprop_curves.png").stat().st_size > 10_000
+    before = report[report.index("- seeds:") :]
+    assert main(["experiment", "backprop", "--replot", "--out", str(tmp_path / "r")]) == 0
+    again = (tmp_path / "r" / "backprop.md").read_text(encoding="utf-8")
+    assert "rendered again from the JSON" in again and again.endswith(before)
+
+
+def test_backprop_embedding_is_a_frozen_identity():
+    """One-hot inputs: x_t is id_t's unit vector, and training never moves it."""
+    task = Task(steps=3)
+    params = one_hot_params(task)
+    assert np.array_equal(params["embedding.weight"], np.eye(task.alphabet + 1))
+    run = train_variant(task, "input_weights_last_step_only")  # asserts the embedding did not move
+    assert len(run["curve"]) == 2 and run["curve"][-1][0] == 3
+
+
+def _bp_run(error, seed, devs, lag=8, every=500):
+    """A hand-made record: dev loss `devs[i]` at step (i + 1) * every."""
+    return {
+        "error": error,
+        "lag": lag,
+        "seed": seed,
+        "curve": [((i + 1) * every, 0.0, d) for i, d in enumerate(devs)],
+        "final_dev": devs[-1],
+    }
+
+
+def test_backprop_verdict_at_chance_only_when_every_seed_is():
+    chance = math.log(11)  # 2.398
+    runs = [_bp_run(None, s, [2.0, 1.7]) for s in (0, 1, 2)]
+    runs += [_bp_run("no_cell_state_path", s, [2.39, d]) for s, d in ((0, 2.395), (1, 2.38), (2, 2.40))]
+    v = verdict(runs, 8, "no_cell_state_path", chance, 1000)
+    assert v["kind"] == "at chance" and v["seeds"] == [0, 1, 2]
+    assert v["text"].startswith("lag 8, seeds 0, 1, 2, 1000 steps: stays at chance on every seed: 2.395/2.380/2.400")
+    runs[3] = _bp_run("no_cell_state_path", 0, [2.39, 1.69])  # seed 0 escapes: no longer "at chance"
+    v = verdict(runs, 8, "no_cell_state_path", chance, 1000)
+    assert v["kind"] == "seed-dependent"
+    assert [o["kind"] for o in v["outcomes"]] == ["matches", "at chance", "at chance"]
+    assert "seed 0 1.690 (correct 1.700" in v["text"] and "seed 1 2.380 (correct 1.700): stays at chance" in v["text"]
+
+
+def test_backprop_verdict_delay_below_and_the_reference():
+    chance = math.log(11)
+    runs = [_bp_run(None, s, [1.8, 1.72, 1.72, 1.72]) for s in (0, 1, 2)]
+    runs += [_bp_run("input_weights_last_step_only", s, [2.3, 2.0, 1.9, 1.73]) for s in (0, 1, 2)]
+    runs += [_bp_run("bias_i_o_set_to_delta_f", s, [1.8, 1.7, 1.68, 1.66]) for s in (0, 1, 2)]
+    late = verdict(runs, 8, "input_weights_last_step_only", chance, 2000)
+    assert (
+        late["kind"] == "delayed"
+        and "reached at steps 2000/2000/2000 against correct BPTT's 1000/1000/1000" in (late["text"])
+    )
+    low = verdict(runs, 8, "bias_i_o_set_to_delta_f", chance, 2000)
+    assert low["kind"] == "below" and "1.660/1.660/1.660 against correct BPTT's 1.720/1.720/1.720" in low["text"]
+    assert "Why is not known" in low["text"]
+    ref = verdict(runs, 8, None, chance, 2000)
+    assert ref["kind"] == "reference" and "ends at 1.720/1.720/1.720 nats where perfect recall is 0" in ref["text"]
+    assert reach_step(runs[3], 1.75) == 2000 and reach_step(runs[3], 1.0) is None
 
 
 def test_a_work_folder_holding_other_files_is_refused(tmp_path, tiny_prepared, capsys):
