@@ -25,7 +25,7 @@ EXPERIMENT_OPTIONS = [
         dict(
             type=int,
             help="optimizers/init: epochs of the final comparison (default 20; 2 with --quick); "
-            "backprop: training steps of each run (default 3000; 100 with --quick)",
+            "backprop: training steps of each run (default 6000; 100 with --quick)",
         ),
     ),
     (

@@ -12,11 +12,18 @@ from pathlib import Path
 CHANCE_MARGIN = 0.05  # nats: "at chance" means final dev loss ≥ ln A − this
 MATCH_TOL = 0.03  # nats: "reaches correct BPTT's loss" means dev loss ≤ correct's final + this
 DELAY_STEPS = 250  # reaching it more than this many steps after correct BPTT did is a delay
+FALL_WINDOW, FALL_NATS = 500, 0.05  # a run whose dev loss fell more than 0.05 nats in its last 500 steps
 LABELS = {
     None: "correct BPTT",
     "no_cell_state_path": "no cell-state path (δC_t ⊙ f_t dropped)",
     "input_weights_last_step_only": "input weights from the last step only",
     "bias_i_o_set_to_delta_f": "b_i, b_o given b_f's gradient",
+}
+BRIEF = {
+    None: "correct BPTT",
+    "no_cell_state_path": "no cell-state path",
+    "input_weights_last_step_only": "input weights from the last step",
+    "bias_i_o_set_to_delta_f": "b_i/b_o = δf",
 }
 SHORT = {
     "at chance": "stays at chance",
@@ -55,6 +62,27 @@ def _seed_note(o: dict) -> str:
     return s + ")"
 
 
+def still_falling(run: dict) -> float | None:
+    """How far the dev loss fell over the last FALL_WINDOW steps, when that is more than FALL_NATS (else None):
+    a run still falling at its last step could end elsewhere with a longer budget."""
+    end_step, _, end = run["curve"][-1]
+    before = [dev for step, _, dev in run["curve"] if step <= end_step - FALL_WINDOW]
+    drop = before[-1] - end if before else 0.0
+    return drop if drop > FALL_NATS else None
+
+
+def _caveats(mine: list[dict], correct: dict[int, dict], chance: float, error: str | None) -> str:
+    notes = []
+    falling = [(r["seed"], d) for r in mine if (d := still_falling(r)) is not None]
+    if falling:
+        which = ", ".join(f"seed {s} (−{d:.3f})" for s, d in falling)
+        notes.append(f"still falling at the last step (nats over the last {FALL_WINDOW} steps) on {which}")
+    idle = [s for s, r in sorted(correct.items()) if r["final_dev"] >= chance - CHANCE_MARGIN]
+    if error is not None and idle:
+        notes.append(f"correct BPTT itself ends at chance on seed {', '.join(map(str, idle))}")
+    return "".join(f"; {n}" for n in notes)
+
+
 def verdict(runs: list[dict], lag: int, error: str | None, chance: float, steps: int) -> dict:
     """The verdict for one gradient at one lag, over every seed run there."""
     here = [r for r in runs if r["lag"] == lag]
@@ -64,17 +92,18 @@ def verdict(runs: list[dict], lag: int, error: str | None, chance: float, steps:
     scope = f"lag {lag}, seeds {', '.join(map(str, seeds))}, {steps} steps"
     finals = "/".join(f"{r['final_dev']:.3f}" for r in mine)
     base = {"error": error, "lag": lag, "seeds": seeds, "steps": steps, "finals": [r["final_dev"] for r in mine]}
+    caveats = _caveats(mine, correct, chance, error)
     if error is None:
-        low = [r for r in mine if r["final_dev"] < chance - CHANCE_MARGIN]
+        idle = sum(r["final_dev"] >= chance - CHANCE_MARGIN for r in mine)
         text = f"ends at {finals} nats where perfect recall is 0 (chance {chance:.3f})"
-        if len(low) < len(mine):
-            text += f"; at chance on {len(mine) - len(low)} of {len(mine)} seeds"
-        return {**base, "kind": "reference", "text": f"{scope}: {text}"}
+        text += f"; at chance on {idle} of {len(mine)} seeds" if idle else ""
+        return {**base, "kind": "reference", "text": f"{scope}: {text}{caveats}"}
     outs = [outcome(r, correct[r["seed"]], chance) for r in mine]
     kinds = {o["kind"] for o in outs}
     if len(kinds) > 1:
         notes = "; ".join(f"{_seed_note(o)}: {SHORT[o['kind']]}" for o in outs)
-        return {**base, "kind": "seed-dependent", "outcomes": outs, "text": f"{scope}: seed-dependent: {notes}"}
+        text = f"seed-dependent: {notes}{caveats}"
+        return {**base, "kind": "seed-dependent", "outcomes": outs, "text": f"{scope}: {text}"}
     kind = kinds.pop()
     against = "/".join(f"{o['correct_final_dev']:.3f}" for o in outs)
     text = f"{SHORT[kind]} on every seed: {finals} against correct BPTT's {against}"
@@ -85,7 +114,7 @@ def verdict(runs: list[dict], lag: int, error: str | None, chance: float, steps:
         text += " against correct BPTT's " + "/".join(str(o["correct_reach_step"]) for o in outs)
     elif kind == "below":
         text += ". Why is not known: this study tested no mechanism for it"
-    return {**base, "kind": kind, "outcomes": outs, "text": f"{scope}: {text}"}
+    return {**base, "kind": kind, "outcomes": outs, "text": f"{scope}: {text}{caveats}"}
 
 
 def all_verdicts(doc: dict) -> list[dict]:
@@ -94,36 +123,50 @@ def all_verdicts(doc: dict) -> list[dict]:
     return [verdict(doc["runs"], lag, e, doc["chance"], steps) for lag in doc["lags"] for e in errors]
 
 
+def _seeds(seeds: list) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
 def _short(v: dict) -> str:
     if v["kind"] == "seed-dependent":
-        by: dict[str, list[str]] = {}
+        by: dict[str, list[int]] = {}
         for o in v["outcomes"]:
-            by.setdefault(SHORT[o["kind"]], []).append(str(o["seed"]))
-        return "is seed-dependent (" + "; ".join(f"{k} on seed {', '.join(s)}" for k, s in by.items()) + ")"
+            by.setdefault(SHORT[o["kind"]], []).append(o["seed"])
+        return "seed-dependent: " + "; ".join(f"{k} on {_seeds(s)}" for k, s in by.items())
     return f"{SHORT[v['kind']]} on all {len(v['seeds'])} seeds"
+
+
+def _per_lag(verdicts: list[dict], lag: int) -> str:
+    return ", ".join(f"{BRIEF[v['error']]} {_short(v)}" for v in verdicts if v["lag"] == lag and v["error"])
 
 
 def bottom_line(doc: dict, verdicts: list[dict]) -> str:
     """Three sentences, each computed from the verdicts."""
     t, lags = doc["task"], doc["lags"]
     ref = {v["lag"]: v for v in verdicts if v["error"] is None}
-    ends = "; ".join(f"lag {lag}: {min(ref[lag]['finals']):.2f}–{max(ref[lag]['finals']):.2f}" for lag in lags)
+    ends = ", ".join(f"{min(ref[lag]['finals']):.3f}–{max(ref[lag]['finals']):.3f} at lag {lag}" for lag in lags)
     s1 = (
         f"On this task (recall the symbol K steps back, one-hot inputs, {len(doc['seeds'])} seeds × "
-        f"{t['steps']} steps), correct BPTT ends at {ends} nats, where perfect recall is 0 and chance is "
+        f"{t['steps']} steps per run), correct BPTT ends at {ends} nats, where perfect recall is 0 and chance is "
         f"ln {t['alphabet']} = {doc['chance']:.3f}."
     )
     main = 8 if 8 in lags else lags[len(lags) // 2]
-    per = [f"{LABELS[v['error']]} {_short(v)}" for v in verdicts if v["lag"] == main and v["error"]]
-    s2 = f"At lag {main}, " + "; ".join(per) + "."
+    s2 = f"At lag {main} (the original study's lag): {_per_lag(verdicts, main)}."
     others = [lag for lag in lags if lag != main]
-    s3 = " ".join(
-        f"At lag {lag}: "
-        + "; ".join(f"{LABELS[v['error']]} {_short(v)}" for v in verdicts if v["lag"] == lag and v["error"])
-        + "."
-        for lag in others
+    s3 = "; ".join(f"at lag {lag}: {_per_lag(verdicts, lag)}" for lag in others)
+    return f"{s1} {s2} {s3[:1].upper() + s3[1:]}.".strip() if others else f"{s1} {s2}"
+
+
+def falling_note(doc: dict) -> str:
+    """Which runs were still falling at the last step: the verdicts they enter may change with more steps."""
+    runs = [r for r in doc["runs"] if still_falling(r) is not None]
+    if not runs:
+        return f"No run's dev loss fell more than {FALL_NATS} nats over its last {FALL_WINDOW} steps."
+    which = "; ".join(f"{BRIEF[r['error']]}, lag {r['lag']}, seed {r['seed']}" for r in runs)
+    return (
+        f"Still falling at step {doc['task']['steps']} (more than {FALL_NATS} nats down over the last "
+        f"{FALL_WINDOW} steps), so a longer budget could change the verdicts they enter: {which}."
     )
-    return f"{s1} {s2} {s3}".strip()
 
 
 def _table(doc: dict, verdicts: list[dict], lag: int) -> str:
@@ -176,6 +219,8 @@ def render_report(doc: dict, curves_name: str) -> tuple[str, list[dict]]:
         f"""- seeds: {seeds} ({len(doc["seeds"])} per gradient and lag); steps: {t["steps"]} per run; lags: {lags}
 
 **Bottom line.** {bottom_line(doc, verdicts)}
+
+{falling_note(doc)}
 
 ## Setup
 
