@@ -12,7 +12,7 @@ from tangshi.cli.main import main
 from tangshi.errors import TangshiError
 from tangshi.experiments import optimizers as optimizer_study
 from tangshi.experiments.backprop import Task, one_hot_params, train_variant
-from tangshi.experiments.backprop_report import reach_step, verdict
+from tangshi.experiments.backprop_report import reach_step, still_falling, verdict
 from tangshi.experiments.study import Probe, Recorder, RunSpec, Study, distinct_units
 from tangshi.model.lm import ModelConfig, PoetryLM
 
@@ -345,6 +345,8 @@ def test_backprop_verdict_delay_below_and_the_reference():
     ref = verdict(runs, 8, None, chance, 2000)
     assert ref["kind"] == "reference" and "ends at 1.720/1.720/1.720 nats where perfect recall is 0" in ref["text"]
     assert reach_step(runs[3], 1.75) == 2000 and reach_step(runs[3], 1.0) is None
+    assert still_falling(runs[3]) == pytest.approx(1.9 - 1.73) and still_falling(runs[0]) is None
+    assert "still falling at the last step (nats over the last 500 steps) on seed 0 (−0.170)" in late["text"]
 
 
 def test_a_work_folder_holding_other_files_is_refused(tmp_path, tiny_prepared, capsys):
