@@ -164,22 +164,37 @@ def bottom_line(doc: dict, verdicts: list[dict]) -> str:
     return f"{s1} {s2} {s3[:1].upper() + s3[1:]}.".strip() if others else f"{s1} {s2}"
 
 
-def bias_note(doc: dict) -> str:
-    """The b_i/b_o error against correct BPTT, run by run: the earlier study had it ahead on every seed."""
-    error, tol = "bias_i_o_set_to_delta_f", MATCH_TOL
+def _where(below: list[dict], correct: dict) -> str:
+    lags = sorted({r["lag"] for r in below})
+    ends = [v for (lag, _), v in correct.items() if lag in lags]
+    at = ", ".join(map(str, lags))
+    return (
+        f" that at lag {at} itself ends at {min(ends):.3f}–{max(ends):.3f} nats, far from perfect recall"
+        if ends
+        else ""
+    )
+
+
+def below_note(doc: dict) -> str:
+    """Every run that ends below correct BPTT on its seed and lag, with a caveat and no explanation: none was tested."""
     correct = {(r["lag"], r["seed"]): r["final_dev"] for r in doc["runs"] if r["error"] is None}
-    mine = [r for r in doc["runs"] if r["error"] == error]
-    below = [r for r in mine if r["final_dev"] < correct[(r["lag"], r["seed"])] - tol]
+    below = [r for r in doc["runs"] if r["error"] and r["final_dev"] < correct[(r["lag"], r["seed"])] - MATCH_TOL]
+    n_err = sum(1 for r in doc["runs"] if r["error"])
     which = "; ".join(
-        f"lag {r['lag']}, seed {r['seed']}: {r['final_dev']:.3f} against {correct[(r['lag'], r['seed'])]:.3f}"
+        f"{BRIEF[r['error']]}, lag {r['lag']}, seed {r['seed']}: {r['final_dev']:.3f} against "
+        f"{correct[(r['lag'], r['seed'])]:.3f}"
         for r in below
     )
+    bias = sum(r["error"] == "bias_i_o_set_to_delta_f" for r in below)
+    n_bias = sum(r["error"] == "bias_i_o_set_to_delta_f" for r in doc["runs"])
     return (
-        f"The b_i/b_o error ends more than {tol} nats below correct BPTT on {len(below)} of {len(mine)} runs"
-        + (f" ({which})" if below else "")
-        + ". The earlier version of this study (a trained embedding, lag 8 only) had it below correct BPTT on "
-        "every seed it ran (issue 32's re-run, 3 seeds × 3,000 steps: 1.666/1.669/1.639 against "
-        "1.722/1.694/1.647; not these records). This study tested no mechanism for either result, so it offers none."
+        f"Runs with an erroneous gradient that end more than {MATCH_TOL} nats below correct BPTT on the same seed and "
+        f"lag: {len(below)} of {n_err}" + (f" ({which})" if below else "") + ". Correct BPTT here is one untuned "
+        f'setting (Adam lr {doc["task"]["lr"]}){_where(below, correct)}, so "below correct BPTT" '
+        "says nothing about the best either gradient can reach; this study tested no mechanism for these results "
+        f"and offers none. The b_i/b_o error is below on {bias} of its {n_bias} runs; the earlier version of this "
+        "study (a trained embedding, lag 8 only) had it below on every seed it ran (issue 32's re-run, 3 seeds × "
+        "3,000 steps: 1.666/1.669/1.639 against 1.722/1.694/1.647; not these records)."
     )
 
 
@@ -248,7 +263,7 @@ def render_report(doc: dict, curves_name: str) -> tuple[str, list[dict]]:
 
 {falling_note(doc)}
 
-{bias_note(doc)}
+{below_note(doc)}
 
 ## Setup
 
