@@ -328,24 +328,42 @@ def _reader_metrics(args, poems, form: str, training: tuple, keywords: str | Non
 
 def _real_poems(source: Path) -> list[str]:
     """The poems of a prepared folder (train.txt) or, every length kept, of the cleaned corpus in a
-    folder of poet.tang.*.json (data.corpus.clean_poem; poems with a lost character dropped);
-    nothing from a folder that is neither (the default corpus folder not fetched)."""
-    from tangshi.data.corpus import FILE_GLOB, clean_poem, list_source_files, read_raw
+    folder of poet.tang.*.json (data.corpus.corpus_poems); nothing from a folder that is neither
+    (the default corpus folder not fetched)."""
+    from tangshi.data.corpus import FILE_GLOB, corpus_poems
     from tangshi.decode.poems import training_poems
 
     if (source / "train.txt").is_file():
         return training_poems(source)
     if source == FETCHED_DEFAULT and not any(source.glob(FILE_GLOB)):
         return []
-    seen: dict[str, None] = {}
-    for path in list_source_files(source):
-        for item in read_raw(path):
-            paragraphs = item.get("paragraphs") if isinstance(item, dict) else None
-            if isinstance(paragraphs, list) and all(isinstance(x, str) for x in paragraphs):
-                text = clean_poem(paragraphs)
-                if text:
-                    seen.setdefault(text, None)
-    return list(seen)
+    return corpus_poems(source)
+
+
+def cmd_data_habits(args) -> int:
+    from tangshi.data.corpus import corpus_poems
+    from tangshi.files import write_atomic
+    from tangshi.outputs import require_complete
+    from tangshi.verse.habits import learn
+
+    source = Path(args.source)
+    require_complete(source, "tangshi data fetch")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not args.replace:
+        raise TangshiError(f"{out} exists; give --replace to write over it")
+    if out is not None and out.is_dir():
+        raise TangshiError(f"{out} is a folder; --out names the table's file")
+    table = {
+        "source": f"{source.name}: every poem, cleaned as tangshi data prepare cleans",
+        **learn(corpus_poems(source)),
+    }
+    text = json.dumps(table, ensure_ascii=False, indent=1) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(out, text)
+        print(f"wrote {out}: {sum(table['poems'].values())} poems of the four forms", file=sys.stderr)
+    return 0
 
 
 def check_asked(form: str, acrostic: str | None, at: int | None) -> None:

@@ -11,6 +11,7 @@ from tangshi.cli.commands import (
     cmd_bench,
     cmd_couplet,
     cmd_data_fetch,
+    cmd_data_habits,
     cmd_data_prepare,
     cmd_eval,
     cmd_export,
@@ -108,6 +109,11 @@ def _data_parsers(sub) -> None:
     pr.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     pr.add_argument("--json", action="store_true", help=JSON_HELP)
     pr.set_defaults(func=cmd_data_prepare)
+    h = dsub.add_parser("habits", help="learn 疊字 and repeat habits from the corpus (the table the decoder keeps to)")
+    h.add_argument("--source", default="data/quantangshi", help="folder of poet.tang.*.json (default data/quantangshi)")
+    h.add_argument("--out", help="write the table here (default: standard output)")
+    h.add_argument("--replace", action="store_true", help="write over an existing --out file")
+    h.set_defaults(func=cmd_data_habits)
 
 
 def _train_parser(sub) -> None:

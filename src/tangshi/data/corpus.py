@@ -110,6 +110,20 @@ def read_raw(path: Path) -> list[dict]:
     return data
 
 
+def corpus_poems(source: Path) -> list[str]:
+    """Every poem of the folder cleaned (`clean_poem`) and de-duplicated, every length kept; a poem
+    with a lost character or a malformed entry is left out."""
+    seen: dict[str, None] = {}
+    for path in list_source_files(Path(source)):
+        for item in read_raw(path):
+            paragraphs = item.get("paragraphs") if isinstance(item, dict) else None
+            if isinstance(paragraphs, list) and all(isinstance(x, str) for x in paragraphs):
+                text = clean_poem(paragraphs)
+                if text:
+                    seen.setdefault(text, None)
+    return list(seen)
+
+
 def load_poems(source: Path) -> tuple[list[str], CorpusStats]:
     """Read every poem file in `source`, clean, filter by length and de-duplicate.
 

@@ -153,7 +153,10 @@ class Rule:
     `factor(key)` the boolean row of the vocabulary it allows; masks are cached by key), exclude a
     few token ids for this row (`exclude`), and penalise some (`penalty` returns a key,
     `penalty_row(key)` the float row). `advance` gives the rule's new part of the row's state after
-    a token; `part` is that part now. The defaults do nothing."""
+    a token; `part` is that part now. The defaults do nothing. A `soft` rule's exclusions give way
+    where they would leave no token (the hard rules alone never do)."""
+
+    soft = False
 
     def initial(self) -> Any:
         return None
@@ -239,7 +242,10 @@ class Constrained:
             ]
 
         self.rules, self._base_row = tuple(rules), base_row
-        self._limiting, self._excluding = acting("limit"), acting("exclude")
+        self._limiting = acting("limit")
+        self._excluding = [(i, r) for i, r in acting("exclude") if not r.soft]
+        self._avoiding = [(i, r) for i, r in acting("exclude") if r.soft]
+        self._allowed_count: dict[int, int] = {}
 
     def _ruled(self, pos, r: Row) -> tuple[int, tuple]:
         """(mask id, excluded ids) at `pos`: the base row narrowed by every limiting rule (cached
@@ -249,10 +255,24 @@ class Constrained:
         kid = self._masks.ids.get(key)
         if kid is None:
             kid = self._masks.id(key, functools.partial(self._build, key))
-        excl = ()
+        excl: tuple = ()
         for i, rule in self._excluding:
             excl += rule.exclude(pos, r, parts[i])
+        for i, rule in self._avoiding:
+            avoid = rule.exclude(pos, r, parts[i])
+            if avoid and self._leaves_some(kid, excl + avoid):
+                excl += avoid
         return kid, excl
+
+    def _leaves_some(self, kid: int, excl: tuple) -> bool:
+        """Whether mask row `kid` allows a token outside `excl`."""
+        n = self._allowed_count.get(kid)
+        if n is None:
+            n = self._allowed_count[kid] = int(np.count_nonzero(self._masks.rows[kid]))
+        if n > len(excl):
+            return True
+        row = self._masks.rows[kid]
+        return bool(np.count_nonzero(row) - np.count_nonzero(row[list(set(excl))]))
 
     def _build(self, key) -> np.ndarray:
         row = self._base_row.copy()

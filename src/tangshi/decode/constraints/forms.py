@@ -19,13 +19,14 @@ import torch
 from tangshi.errors import TangshiError
 from tangshi.text import CLAUSE_SEPARATORS, COMMA, PERIOD
 from tangshi.verse import prosody
+from tangshi.verse.habits import habits
 from tangshi.verse.prosody import Form
 
 from .base import Constrained, MaskTable, Row, Rule, device_of
 from .forced import parse_acrostic, parse_free_start, parse_keywords, parse_start
 from .keywords import FreeKeywords, Keywords
 from .layout import positions
-from .repeat import ClauseNoRepeat, LineNoRepeat
+from .repeat import CharBudget, ClauseNoRepeat, LineNoRepeat
 from .rhyme import Rhyme
 from .tables import T_PING, T_ZE, vocab_tables
 from .tones import TONE_MODES, Tones, check_tone_options
@@ -42,7 +43,8 @@ class FormConstraint(Constrained):
         acrostic: one character per line, forced at each line's start (藏头诗).
         rhyme: force the even lines to end in one 平水韻 平聲 group (rhyme.py).
         tone: ``'off'``, ``'loose'`` (bias only) or ``'strict'`` (masked) (tones.py).
-        no_repeat: no line equal to an earlier one; no rhyme character twice (repeat.py).
+        no_repeat: no line equal to an earlier one, no rhyme character twice, and characters
+            repeated only as Tang poets repeat them (repeat.py, verse/habits.py).
         tone_penalty: the log-prob penalty of ``loose`` mode.
 
     Characters of ``start``/``acrostic`` missing from the vocabulary are tried once more in
@@ -108,8 +110,12 @@ class FormConstraint(Constrained):
         if tones is not None and tone == "strict":
             tones.check_forced(forced, layout, self.itos)
         rules += [tones] if tones else []
-        used = tuple(forced[p.t] for p in layout if p.rhyme and p.t in forced)
-        rules += [LineNoRepeat(self.rhyme, used)] if self.no_repeat else []
+        used = tuple(forced[p.t] for p in layout if (p.rhyme or p.first_end) and p.t in forced)
+        budget = habits().repeat_budget.get(f.name)
+        if self.no_repeat:
+            rules.append(LineNoRepeat(self.rhyme, used))
+            if budget is not None:
+                rules.append(CharBudget(habits(), self.itos, f.chars_per_line, budget, forced))
         kw_ids, self.keywords = parse_keywords(self, keywords)
         if kw_ids:
             strict = (rules.index(tones), tones) if tones is not None and tone == "strict" else None

@@ -20,6 +20,7 @@ import numpy as np
 from tangshi.errors import TangshiError
 
 from .base import Rule, ids_row
+from .tables import T_ZE
 
 
 class Keywords(Rule):
@@ -78,6 +79,9 @@ class Keywords(Rule):
     def _fits(self, k: int, pos, P: int, S: int) -> bool:
         if pos.rhyme and self.rhyme is not None and (not S or S & self.gmask[k] != S):
             return False
+        roomy = self.rhyme[1].roomy if self.rhyme is not None else 0
+        if pos.first_end and self.rhyme is not None and not self.tcode[k] & T_ZE and S & self.gmask[k] & roomy != S:
+            return False  # line 1's end: a 仄 reading, or a rhyme in every group still possible
         if pos.checked and self.tones is not None:
             ok = self.tones[1].compat[pos.line][pos.char][self.tcode[k]]
             if P & ~ok:

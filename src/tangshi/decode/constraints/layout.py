@@ -19,6 +19,7 @@ class Position:
     last: bool  # the line's last character
     rhyme: bool  # a rhyme position (the last character of lines 2, 4, 6, 8), when rhyme is on
     checked: bool  # a position whose tone regulated verse checks (2, 4, 6 and the last)
+    first_end: bool = False  # line 1's last character, when rhyme is on: it rhymes or ends on 仄
 
 
 def positions(form: Form, rhyme: bool) -> list[Position]:
@@ -29,5 +30,6 @@ def positions(form: Form, rhyme: bool) -> list[Position]:
     for t in range(form.lines * (n + 1)):
         k, j = divmod(t, n + 1)
         last = j == n - 1
-        out.append(Position(t, k, j, j == n, last, rhyme and last and form.is_rhyme_line(k), j in checked))
+        rhymes = rhyme and last and form.is_rhyme_line(k)
+        out.append(Position(t, k, j, j == n, last, rhymes, j in checked, rhyme and last and k == 0 and not rhymes))
     return out

@@ -34,7 +34,7 @@ class LineNoRepeat(Rule):
             seen = dict(seen)
             seen[row.line[:-1]] = seen.get(row.line[:-1], ()) + (row.line[-1],)
             return (seen, used)
-        if pos.rhyme:
+        if pos.rhyme or pos.first_end:  # line 1's end too: when it rhymes, no rhyme line repeats it
             return (seen, used + (tok,))
         return part
 
@@ -62,3 +62,53 @@ class ClauseNoRepeat(Rule):
 
     def advance(self, pos, row, seen, tok: int):
         return seen | {row.line} if tok in self.separators and row.line else seen
+
+
+class CharBudget(Rule):
+    """Characters used as Tang poets use them (verse/habits.py): never three times; a second use
+    only within the form's repeat budget (its *extra uses*, 疊字 included); a character right after
+    itself (疊字) only where poets double it: a character they double, at a place of the line where
+    they do. What the user gives (start, acrostic) is counted but never refused; keywords count once
+    placed. Part of the row state: (ids used once, ids used twice or more, extra uses so far).
+
+    `soft`: when these exclusions would leave nothing at a position that other rules narrow to a few
+    characters (a rhyme group nearly spent), they are dropped there (base.Constrained._ruled)."""
+
+    soft = True
+
+    def __init__(self, habits, itos, chars_per_line: int, budget: int, forced: dict[int, int]):
+        self.budget, self.n, self.forced = budget, chars_per_line, forced
+        self.doubles = frozenset(i for i, ch in enumerate(itos) if ch in habits.doubling_chars)
+        self.places = habits.doubling_positions.get(chars_per_line, frozenset())
+        counts: dict[int, int] = {}
+        for tok in forced.values():
+            counts[tok] = counts.get(tok, 0) + 1
+        self.start = (
+            tuple(k for k, c in counts.items() if c == 1),
+            tuple(k for k, c in counts.items() if c >= 2),
+            0,  # the user's own repeats are not taken from the budget
+        )
+
+    def initial(self):
+        return self.start
+
+    def exclude(self, pos, row, part) -> tuple:
+        once, twice, extra = part
+        out = twice + once if extra >= self.budget else twice
+        if row.line:
+            prev = row.line[-1]
+            if prev in once and extra < self.budget and prev in self.doubles and pos.char - 1 in self.places:
+                return out  # a 疊字 where poets put one
+            if prev in once and extra < self.budget:
+                return out + (prev,)
+        return out
+
+    def advance(self, pos, row, part, tok: int):
+        if pos.punct or pos.t in self.forced:
+            return part
+        once, twice, extra = part
+        if tok in twice:
+            return part
+        if tok in once:
+            return tuple(k for k in once if k != tok), twice + (tok,), extra + 1
+        return once + (tok,), twice, extra

@@ -7,7 +7,14 @@ the row state) is intersected with each chosen character's groups, which handles
 
 The set starts narrowed by what is fixed before decoding: a chosen group (`group`) and every
 rhyme character forced by the start text or the acrostic, wherever it stands in the poem. A
-request whose fixed characters share no viable group is refused here, with the reason."""
+request whose fixed characters share no viable group is refused here, with the reason.
+
+Line 1's last character (a `first_end` position) either rhymes or ends on 仄, as in Tang verse
+(a 平 ending outside the rhyme is heard as a broken rhyme): it may be a character with a 仄
+reading or one in a group still possible that has a character to spare for it (`roomy`), and a
+character with a 平 reading in those groups narrows the set as a rhyme does (首句入韻). A given
+line 1 narrows the set the same way when it can; when it cannot (its rhyme is not among the groups
+the other given lines leave), the user's line stands as written."""
 
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ from tangshi.errors import TangshiError
 from tangshi.verse import prosody
 
 from .base import Rule
-from .tables import VocabTables
+from .tables import T_ZE, VocabTables
 
 
 def group_counts(tables: VocabTables) -> list[int]:
@@ -68,6 +75,22 @@ class Rhyme(Rule):
                     f"needs {need}" + (" (fewer with --allow-repeats)" if no_repeat else "")
                 )
             S = 1 << g
+        S = self._narrow_by_fixed(tables, form, fixed, S, group, need, label, itos)
+        # line 1 may rhyme only in a group with a character to spare for it
+        roomy = sum(1 << g for g, c in enumerate(counts) if c > need) if no_repeat else viable
+        self.roomy = roomy & viable
+        for p in layout:
+            if p.first_end and p.t in forced:  # a given line 1 rhymes when it can: it fixes the group
+                S = S & int(tables.gmask[forced[p.t]]) & self.roomy or S
+        self.initial_groups = S
+        self.gmask_np = tables.gmask & viable  # (V,) each id's viable groups
+        self.gmask = tables.gmask.tolist()
+        self.ze = (tables.tcode & T_ZE) != 0  # (V,) a 仄 reading
+        self.ze.setflags(write=False)
+
+    @staticmethod
+    def _narrow_by_fixed(tables: VocabTables, form, fixed, S: int, group, need: int, label: str, itos) -> int:
+        """The groups left by the given rhyme characters; a character that leaves none is refused."""
         for t, tok in fixed:
             line = t // (form.chars_per_line + 1) + 1
             ch = itos[tok]
@@ -89,18 +112,24 @@ class Rhyme(Rule):
                 )
                 raise TangshiError(f"'{ch}' at the end of line {line} {why}; cannot rhyme this {label}")
             S &= int(tables.gmask[tok])
-        self.initial_groups = S
-        self.gmask_np = tables.gmask & viable  # (V,) each id's viable groups
-        self.gmask = tables.gmask.tolist()
+        return S
 
     def initial(self) -> int:
         return self.initial_groups  # S: the groups still consistent with every rhyme so far
 
     def limit(self, pos, row, S: int):
-        return ("S", S) if pos.rhyme else None
+        if pos.rhyme:
+            return ("S", S)
+        return ("O", S) if pos.first_end else None
 
     def factor(self, key) -> np.ndarray:
-        return (self.gmask_np & key[1]) != 0
+        if key[0] == "S":
+            return (self.gmask_np & key[1]) != 0
+        return ((self.gmask_np & (key[1] & self.roomy)) != 0) | self.ze
 
     def advance(self, pos, row, S: int, tok: int) -> int:
-        return S & self.gmask[tok] if pos.rhyme else S
+        if pos.rhyme:
+            return S & self.gmask[tok]
+        if pos.first_end:
+            return S & self.gmask[tok] & self.roomy or S  # a 平 reading in the groups rhymes; a 仄 one leaves S
+        return S
