@@ -199,3 +199,19 @@ def test_habits_command(tmp_path, tiny_source, capsys):
     assert code == 0 and json.loads(target.read_text())["poems"]["wujue"] == 60
     code, out, err = run(["data", "habits", "--source", tmp_path / "nowhere"], capsys)
     one_line_error(code, err, "nowhere")
+
+
+@pytest.mark.parametrize("form,tone", [("wujue", "off"), ("qilv", "strict"), ("wulv", "loose")])
+def test_keywords_one_to_a_line_even_when_the_model_wants_them_together(form, tone):
+    keywords = "月山春花"
+    c = make_constraint(ITOS, SP, form, keywords=keywords, rhyme=True, tone=tone)
+    z = _repeaty_logits(ITOS, favourite=keywords)  # a model that would put them all in line 1
+    for seed in range(3):
+        for ids in decode(c, 30, seed=seed) + decode(c, 1, seed=seed, greedy_logits=z):
+            lines = han_lines(to_text(ids))
+            assert set(keywords) <= set("".join(lines)), lines
+            assert all(len(set(keywords) & set(ln)) <= 1 for ln in lines), lines
+    # more keywords than lines: all placed, some lines share
+    many = make_constraint(ITOS, SP, "wujue", keywords="月山春花風", rhyme=True)
+    for ids in decode(many, 20, seed=0):
+        assert set("月山春花風") <= set(to_text(ids))

@@ -11,6 +11,12 @@ later position only if it fits it under every tone pattern (strict tones) and ev
 written, so a placement that is possible now stays possible. Whether the missing keywords fit
 the remaining positions is a bipartite matching (keywords ↔ positions), memoised per state.
 A request whose keywords cannot all be placed at the start is refused before decoding.
+
+With no more keywords than lines, each keyword goes to a line of its own, as a poet places one image
+to a line: the matching is then keywords ↔ lines (a line fits a keyword when one of its free
+positions does), a line that holds a keyword takes no other, and a keyword is allowed at a position
+only if the others can still each find a line of their own. The rule's part is then (missing, the
+lines holding a keyword).
 """
 
 from __future__ import annotations
@@ -48,6 +54,13 @@ class Keywords(Rule):
         self._memo: dict = {}
         P = tones[1].fixed_patterns if tones else 0
         S = rhyme[1].initial_groups if rhyme else 0
+        lines = {p.line for p in layout}
+        self.per_line = 1 < len(set(keywords)) <= len(lines)
+        self.all_keywords = tuple(sorted(set(keywords)))
+        held = frozenset(p.line for p in layout if p.t in forced and forced[p.t] in keywords)
+        self.start_held = held if self.per_line else frozenset()
+        if self.per_line and not self._feasible(self.start_missing, 0, P, S, self.start_held):
+            self.per_line, self.start_held = False, frozenset()  # one to a line cannot be: anywhere, then
         if not self._feasible(self.start_missing, 0, P, S):
             raise TangshiError(self._why(text, label, P, S))
 
@@ -88,17 +101,20 @@ class Keywords(Rule):
                 return False
         return True
 
-    def _feasible(self, missing: frozenset, t: int, P: int, S: int) -> bool:
-        """Can every id in `missing` take its own free position at or after token position `t`?"""
+    def _feasible(self, missing: frozenset, t: int, P: int, S: int, held: frozenset | None = None) -> bool:
+        """Can every id in `missing` take its own free position at or after token position `t`? With
+        `held` (one keyword to a line), its own line, among the lines not in `held`."""
         if not missing:
             return True
-        key = (missing, t, P, S)
+        key = (missing, t, P, S, held)
         hit = self._memo.get(key)
         if hit is None:
-            slots = [p for p in self.slots if p.t >= t]
-            hit = len(missing) <= len(slots) and _matches_all(
-                [[i for i, p in enumerate(slots) if self._fits(k, p, P, S)] for k in missing]
-            )
+            slots = [p for p in self.slots if p.t >= t and (held is None or p.line not in held)]
+            if held is None:
+                options = [[i for i, p in enumerate(slots) if self._fits(k, p, P, S)] for k in missing]
+            else:
+                options = [sorted({p.line for p in slots if self._fits(k, p, P, S)}) for k in missing]
+            hit = len(missing) <= len(slots) and _matches_all(options)
             if len(self._memo) > 100_000:
                 self._memo.clear()
             self._memo[key] = hit
@@ -109,25 +125,48 @@ class Keywords(Rule):
         S = row.parts[self.rhyme[0]] if self.rhyme else 0
         return P, S
 
-    def initial(self) -> frozenset:
-        return self.start_missing
+    def initial(self):
+        return (self.start_missing, self.start_held)
 
-    def limit(self, pos, row, missing: frozenset):
+    def _held(self, held: frozenset, line: int | None = None) -> frozenset | None:
+        if not self.per_line:
+            return None
+        return held if line is None else held | {line}
+
+    def limit(self, pos, row, part):
+        missing, held = part
         if not missing:
             return None
         P, S = self._state(row)
-        if self._feasible(missing, pos.t + 1, P, S):
+        if self._feasible(missing, pos.t + 1, P, S, self._held(held)):
             return None
         only = frozenset(
-            k for k in missing if self._fits(k, pos, P, S) and self._feasible(missing - {k}, pos.t + 1, P, S)
+            k
+            for k in missing
+            if self._fits(k, pos, P, S) and self._feasible(missing - {k}, pos.t + 1, P, S, self._held(held, pos.line))
         )
         return ("K", only)
 
     def factor(self, key) -> np.ndarray:
         return ids_row(self.V, key[1])
 
-    def advance(self, pos, row, missing: frozenset, tok: int) -> frozenset:
-        return missing - {tok} if tok in missing else missing
+    def exclude(self, pos, row, part) -> tuple:
+        """One keyword to a line: none in a line that holds one (a placed one again included), and
+        none that would leave a missing keyword without a line of its own."""
+        missing, held = part
+        if not self.per_line:
+            return ()
+        if pos.line in held:
+            return self.all_keywords
+        P, S = self._state(row)
+        after = self._held(held, pos.line)
+        return tuple(k for k in self.all_keywords if not self._feasible(missing - {k}, pos.t + 1, P, S, after))
+
+    def advance(self, pos, row, part, tok: int):
+        missing, held = part
+        if self.per_line and tok in self.all_keywords:  # placed, or placed again: the line holds one
+            return (missing - {tok}, held | {pos.line})
+        return (missing - {tok}, held) if tok in missing else part
 
 
 class FreeKeywords(Rule):
