@@ -83,3 +83,41 @@ def check_strict(text, form):
     checked = {1, 3, 5, len(lines[0]) - 1} & set(range(len(lines[0])))
     for p in ok:  # the patterns leave exactly the 2nd/4th/6th/last characters fixed
         assert {j for j, r in enumerate(p.lines[0]) if r != "中"} == checked
+
+
+def _load_readings():
+    from importlib import resources
+
+    table = json.loads(resources.files("tangshi.verse").joinpath("habits.json").read_text(encoding="utf-8"))
+    r = table["readings"]
+    return {c: set(v["keep"]) for c, v in r["rhyme"].items()}, {c: set(v["keep"]) for c, v in r["tone"].items()}
+
+
+VERSE_GROUPS, VERSE_TONES = _load_readings()
+
+
+def verse_tones(ch):
+    """The tones verse uses: the bundled table's learned ones where it restricts `ch`."""
+    return VERSE_TONES.get(table_form(ch), tones(ch))
+
+
+def verse_groups(ch):
+    """The groups `ch` rhymes in, in verse: none without a 平 reading verse uses."""
+    if "平" not in verse_tones(ch):
+        return set()
+    return VERSE_GROUPS.get(table_form(ch), groups(ch))
+
+
+def check_verse_readings(text, form, strict=True):
+    """Every rhyme on a reading verse uses, and (strict) a tone pattern every checked character fits
+    with the tones verse uses."""
+    lines = bodies(text, form)
+    ends = [b[-1] for b in lines[1::2]]
+    assert set.intersection(*(verse_groups(c) for c in ends)), f"a rhyme rests on a rare reading: {text}"
+    if strict:
+        ok = [
+            p
+            for p in prosody.tone_patterns(form)
+            if all(req == "中" or req in verse_tones(c) for b, ln in zip(lines, p.lines) for c, req in zip(b, ln))
+        ]
+        assert ok, f"no strict pattern fits with the tones verse uses: {text}"

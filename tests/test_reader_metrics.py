@@ -149,3 +149,13 @@ def test_real_wujue_seldom_repeat_a_character_three_times():
     share = reader_scores(wujue, "wujue")["triple_char_rate"]
     print(f"real 五絶: {len(wujue)} poems, share with a character three or more times {share:.4f}")
     assert len(wujue) > 1000 and 0.005 <= share <= 0.08
+
+
+def test_a_rhyme_on_a_rare_reading_is_counted():
+    # 平 and 年 share 先 only through 平's rare pián reading (verse rhymes 平 in 庚); 天/年 is plain 先
+    rare = "青山白日天，春水滿江平。明月照高樓，歸心又一年。"
+    plain = "青山白日遠，春水接長天。明月照高樓，歸心又一年。"
+    xian = next(g for g in prosody.rhyme_table().groups if g.endswith("先"))
+    assert prosody.shared_groups(["平", "年"]) == {xian} and prosody.shared_groups(["天", "年"]) == {xian}
+    s = reader_scores([rare, plain, P4], "wujue")  # P4 rhymes in 仄: not a rhymed poem
+    assert s["rare_rhyme_rate"] == 0.5

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from judge import bodies, check_rhyme, check_strict, groups, tones
+from judge import bodies, check_rhyme, check_strict, tones, verse_groups
 from tangshi.cli.main import main
 from tangshi.decode.poems import iter_couplets, rhyme_groups_known, write_poems
 from tangshi.decode.search import DecodeOptions
@@ -149,7 +149,7 @@ def test_rhyme_group_listing_counts_the_vocabulary(bundled):
     rows = rhyme_groups_known(vocab)
     assert len(rows) == 30
     for r in rows:
-        assert r["known"] == sum(1 for ch in vocab.chars if r["group"] in groups(ch)), r["group"]
+        assert r["known"] == sum(1 for ch in vocab.chars if r["group"] in verse_groups(ch)), r["group"]
 
 
 @pytest.mark.parametrize(

@@ -341,10 +341,11 @@ def _real_poems(source: Path) -> list[str]:
 
 
 def cmd_data_habits(args) -> int:
-    from tangshi.data.corpus import corpus_poems
+    from tangshi.data.corpus import corpus_split
     from tangshi.files import write_atomic
     from tangshi.outputs import require_complete
-    from tangshi.verse.habits import learn
+    from tangshi.verse.habits import Habits, learn
+    from tangshi.verse.readings import coverage
 
     source = Path(args.source)
     require_complete(source, "tangshi data fetch")
@@ -353,10 +354,15 @@ def cmd_data_habits(args) -> int:
         raise TangshiError(f"{out} exists; give --replace to write over it")
     if out is not None and out.is_dir():
         raise TangshiError(f"{out} is a folder; --out names the table's file")
+    if out is not None and not out.parent.is_dir():
+        raise TangshiError(f"cannot write {out}: its folder {out.parent} does not exist")
+    train, dev = corpus_split(source)
     table = {
-        "source": f"{source.name}: every poem, cleaned as tangshi data prepare cleans",
-        **learn(corpus_poems(source)),
+        "source": f"{source.name}: the train part (80%) of every poem, cleaned as tangshi data prepare "
+        "cleans, split seed 0 (data.corpus.corpus_split)",
+        **learn(train),
     }
+    table["readings"]["dev"] = coverage(Habits.from_table(table).readings, dev)
     text = json.dumps(table, ensure_ascii=False, indent=1) + "\n"
     if out is None:
         sys.stdout.write(text)

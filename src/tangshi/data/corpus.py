@@ -173,6 +173,14 @@ def sample_and_split(
     return chosen[:n_train], chosen[n_train:]
 
 
+def corpus_split(source: Path, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Every poem of `source` (`corpus_poems`: every length, so the 七律 that the 10–63-character
+    range leaves out are in), shuffled with `seed` and split train/dev as `sample_and_split` does.
+    What tangshi learns from the corpus besides the model (verse/habits.py) learns from the train
+    part and is checked on the dev part."""
+    return sample_and_split(corpus_poems(Path(source)), None, seed)
+
+
 def parse_poems_arg(value: str) -> int | None:
     """`--poems 10000` or `--poems all`."""
     if value == "all":

@@ -10,8 +10,12 @@
   included) and the ``repeat_budget``, the smallest count that at least ``budget_quantile`` of the
   real poems stay within.  No real poem needs a character three times often (2–4%).
 
-``tangshi data habits`` writes the table; the package bundles it as ``habits.json`` and
-``habits()`` reads it. The decoder's repeat rule (decode/constraints/repeat.py) keeps to it.
+* **Readings** (verse/readings.py): which readings of a 多音字 verse uses at rhyme and 平仄 slots.
+
+``tangshi data habits`` writes the table from the train part (80%, split seed 0) of every poem of the
+corpus (data.corpus.corpus_split; the dev part is left for checking it); the package bundles it as ``habits.json`` and
+``habits()`` reads it. The decoder's repeat rule (decode/constraints/repeat.py) and its vocabulary
+tables (decode/constraints/tables.py) keep to it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from importlib import resources
 
 from tangshi.errors import TangshiError
 from tangshi.text import is_han, split_clauses
-from tangshi.verse import prosody
+from tangshi.verse import prosody, readings
+from tangshi.verse.readings import Readings
 
 FORMS = ("wujue", "qijue", "wulv", "qilv")
 MIN_COUNT = 3  # a character doubled at least this often in the real poems may be doubled
@@ -99,6 +104,7 @@ def learn(
         "repeat_budget": {f: _quantile_budget(extras[f], n_form[f], budget_quantile) for f in FORMS if n_form[f]},
         "budget_quantile": budget_quantile,
         "extra_uses": {f: {str(k): extras[f][k] for k in sorted(extras[f])} for f in FORMS},
+        "readings": readings.learn(poems),
     }
 
 
@@ -109,6 +115,7 @@ class Habits:
     doubling_chars: frozenset[str]
     doubling_positions: dict[int, frozenset[int]]  # line length → indices of a pair's first character
     repeat_budget: dict[str, int]  # form name → extra uses allowed
+    readings: Readings
 
     @classmethod
     def from_table(cls, table: dict) -> Habits:
@@ -118,6 +125,7 @@ class Habits:
                 frozenset(d["chars"]),
                 {int(n): frozenset(int(j) for j in js) for n, js in d["positions"].items()},
                 {str(f): int(k) for f, k in table["repeat_budget"].items()},
+                Readings.from_table(table["readings"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TangshiError(f"the habits table is malformed ({type(e).__name__}: {e})") from None

@@ -20,6 +20,9 @@ gives only the 平 tone (a 多音字 that can be read 仄 is not one: a reader m
 * ``repeated_rhyme_char_rate`` — among structured poems, the share in which one character stands at
   two rhyme positions: the even lines' last characters, and line 1's last character when it rhymes
   in a group they share.
+* ``rare_rhyme_rate`` — among rhymed poems, the share whose even lines share a group only through a
+  reading verse rarely uses (verse/readings.py: 平 as pián in 先, 還 in 先): with the readings verse
+  uses, their last characters share no group.
 * With keywords (their Han characters, each counted once): ``keyword_poems`` — poems that hold at
   least two distinct keywords (one, when one keyword is given); over those poems,
   ``keywords_per_line`` — mean number of distinct keywords in a line that holds one, and
@@ -33,6 +36,7 @@ from collections import Counter
 
 from tangshi.text import is_han, split_clauses
 from tangshi.verse import prosody
+from tangshi.verse.habits import habits
 
 READER_KEYS = (
     "n",
@@ -42,6 +46,7 @@ READER_KEYS = (
     "distinct_char_ratio",
     "repeated_rhyme_char_rate",
     "first_rhyme_consistency",
+    "rare_rhyme_rate",
     "keyword_poems",
     "keywords_per_line",
     "keyword_crowded_rate",
@@ -55,6 +60,7 @@ READER_LABELS = {
     "distinct_char_ratio": "distinct / characters (mean)",
     "repeated_rhyme_char_rate": "a rhyme character repeated",
     "first_rhyme_consistency": "首句 rhymes, when it ends on 平",
+    "rare_rhyme_rate": "a rhyme on a rare reading",
     "keyword_poems": "poems with 2+ keywords",
     "keywords_per_line": "keywords per line holding one",
     "keyword_crowded_rate": "2+ keywords in one line",
@@ -125,11 +131,23 @@ def _rhyme_counts(all_lines: list[list[str]], form: prosody.Form | None) -> dict
     rhymed = [(ls, r) for ls in structured if (r := first_line_rhymes(ls)) is not None]
     ping = [r for ls, r in rhymed if is_ping_only(ls[0][-1])]
     repeated = sum(len(set(p)) < len(p) for p in map(rhyme_positions, structured))
+    rare = sum(_rare_rhyme(ls) for ls, _ in rhymed)
     return {
         "first_unrhymed_ping_rate": _ratio(sum(not r for r in ping), len(rhymed)),
         "repeated_rhyme_char_rate": _ratio(repeated, len(structured)),
         "first_rhyme_consistency": _ratio(sum(ping), len(ping)),
+        "rare_rhyme_rate": _ratio(rare, len(rhymed)),
     }
+
+
+def _rare_rhyme(lines: list[str]) -> bool:
+    """The even lines' ends share a group in the table but none with the readings verse uses."""
+    readings = habits().readings
+    common: frozenset[str] | None = None
+    for ln in lines[1::2]:
+        g = readings.rhyme_groups(ln[-1])
+        common = g if common is None else common & g
+    return not common
 
 
 def _keyword_counts(all_lines: list[list[str]], keywords: str) -> dict[str, float | None]:

@@ -106,7 +106,7 @@ class FormConstraint(Constrained):
             group = prosody.find_rhyme_group(rhyme_group) if rhyme_group is not None else None
             rules.append(Rhyme(tables, f, self.no_repeat, label, forced, layout, self.itos, group))
         self.rhyme_group = group
-        tones = Tones(tables, f, tone, self.tone_penalty) if tone != "off" else None
+        tones = Tones(tables, f, tone, self.tone_penalty, forced) if tone != "off" else None
         if tones is not None and tone == "strict":
             tones.check_forced(forced, layout, self.itos)
         rules += [tones] if tones else []

@@ -14,7 +14,10 @@ Line 1's last character (a `first_end` position) either rhymes or ends on 仄, a
 reading or one in a group still possible that has a character to spare for it (`roomy`), and a
 character with a 平 reading in those groups narrows the set as a rhyme does (首句入韻). A given
 line 1 narrows the set the same way when it can; when it cannot (its rhyme is not among the groups
-the other given lines leave), the user's line stands as written."""
+the other given lines leave), the user's line stands as written.
+
+A generated character rhymes only with a reading verse uses (tables.gmask); a given one with any
+reading of the table (tables.gmask_all): the user's text is read as the table allows."""
 
 from __future__ import annotations
 
@@ -81,10 +84,11 @@ class Rhyme(Rule):
         self.roomy = roomy & viable
         for p in layout:
             if p.first_end and p.t in forced:  # a given line 1 rhymes when it can: it fixes the group
-                S = S & int(tables.gmask[forced[p.t]]) & self.roomy or S
+                S = S & int(tables.gmask_all[forced[p.t]]) & self.roomy or S
         self.initial_groups = S
         self.gmask_np = tables.gmask & viable  # (V,) each id's viable groups
         self.gmask = tables.gmask.tolist()
+        self.given = {t: int(tables.gmask_all[tok]) for t, tok in forced.items()}  # position → the given one's groups
         self.ze = (tables.tcode & T_ZE) != 0  # (V,) a 仄 reading
         self.ze.setflags(write=False)
 
@@ -94,12 +98,12 @@ class Rhyme(Rule):
         for t, tok in fixed:
             line = t // (form.chars_per_line + 1) + 1
             ch = itos[tok]
-            if not tables.gmask[tok]:
+            if not tables.gmask_all[tok]:
                 raise TangshiError(
                     f"'{ch}' ends line {line}, a rhyme position of a {label}, but it is in no 平水韻 "
                     "平聲 group (a 仄 character cannot rhyme); choose another character or use --no-rhyme"
                 )
-            if not S & int(tables.gmask[tok]):
+            if not S & int(tables.gmask_all[tok]):
                 chars = "、".join(itos[k] for _, k in fixed)
                 why = (
                     f"is not in rhyme group {group}"
@@ -111,7 +115,7 @@ class Rhyme(Rule):
                     )
                 )
                 raise TangshiError(f"'{ch}' at the end of line {line} {why}; cannot rhyme this {label}")
-            S &= int(tables.gmask[tok])
+            S &= int(tables.gmask_all[tok])
         return S
 
     def initial(self) -> int:
@@ -129,7 +133,8 @@ class Rhyme(Rule):
 
     def advance(self, pos, row, S: int, tok: int) -> int:
         if pos.rhyme:
-            return S & self.gmask[tok]
+            return S & self.given.get(pos.t, self.gmask[tok])
         if pos.first_end:
-            return S & self.gmask[tok] & self.roomy or S  # a 平 reading in the groups rhymes; a 仄 one leaves S
+            # a 平 reading in the groups rhymes; a 仄 one leaves S
+            return S & self.given.get(pos.t, self.gmask[tok]) & self.roomy or S
         return S

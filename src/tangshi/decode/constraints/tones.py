@@ -32,9 +32,10 @@ def check_tone_options(tone: str, tone_penalty: float) -> None:
 
 
 class Tones(Rule):
-    def __init__(self, tables: VocabTables, form, mode: str, penalty: float):
+    def __init__(self, tables: VocabTables, form, mode: str, penalty: float, forced: dict[int, int] | None = None):
         self.tables, self.mode, self.tone_penalty = tables, mode, float(penalty)
-        self.tcode = tables.tcode_list
+        self.tcode = tables.tcode_list  # the tones verse uses; a given character's are the table's (`given`)
+        self.given = {t: int(tables.tcode_all[tok]) for t, tok in (forced or {}).items()}
         patterns = prosody.tone_patterns(form)
         P = self.n_patterns = len(patterns)
         self.all_pat = self.fixed_patterns = (1 << P) - 1  # fixed_patterns: those the forced characters fit
@@ -90,7 +91,7 @@ class Tones(Rule):
         if not pos.checked or pos.punct:
             return part
         pat, mism = part
-        ok = self.compat[pos.line][pos.char][self.tcode[tok]]
+        ok = self.compat[pos.line][pos.char][self.given.get(pos.t, self.tcode[tok])]
         if self.mode == "strict":
             return (pat & ok, mism)
         if ok == self.all_pat:
@@ -109,7 +110,7 @@ class Tones(Rule):
             if pos.punct or not pos.checked:
                 continue
             tok = forced[t]
-            new = pat & self.compat[pos.line][pos.char][self.tcode[tok]]
+            new = pat & self.compat[pos.line][pos.char][int(self.tables.tcode_all[tok])]
             if not new:
                 ts = "".join(sorted(prosody.tones(itos[tok]))) or "unknown"
                 raise TangshiError(
