@@ -12,7 +12,7 @@ import torch
 from conftest import SHARED_POEMS, one_line_error, run
 from tangshi.decode.constraints import SpecialIds, make_constraint
 from tangshi.text import is_han
-from tangshi.verse import prosody
+from tangshi.verse import parallel, prosody
 from tangshi.verse.habits import Habits, doublings, extra_uses, habits, learn
 from tangshi.verse.reader import han_lines
 from tangshi.verse.readings import coverage
@@ -51,10 +51,13 @@ def test_bundled_table_is_what_the_corpus_gives():
     bundled = json.loads(_bundled_text(HABITS_FILE))
     train, dev = corpus_split(SHARED_POEMS)
     learned = learn(train)
-    learned["readings"]["dev"] = coverage(Habits.from_table(learned).readings, dev)
+    table = Habits.from_table(learned)
+    learned["readings"]["dev"] = coverage(table.readings, dev)
+    learned["parallel"]["dev"] = parallel.check(table.pairs, dev)
     assert {k: v for k, v in bundled.items() if k != "source"} == learned
     cov = learned["readings"]["dev"]  # the rare readings dropped cost few real poems held out
     assert cov["still_rhymed"] >= 0.995 * cov["rhymed"] and cov["still_strict"] >= 0.98 * cov["strict"]
+    assert learned["parallel"]["dev"]["auc"] >= 0.8  # the pairs tell real middle couplets from shuffled ones
     # the real 七律: a quarter of them repeat more than the budget, and the budget is the 3-in-4 point
     ext = {int(k): v for k, v in learned["extra_uses"]["qilv"].items()}
     n, b = sum(ext.values()), learned["repeat_budget"]["qilv"]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import SHARED_POEMS, run
-from tangshi.data.corpus import load_poems
+from tangshi.data.corpus import corpus_split, load_poems
 from tangshi.verse import prosody
 from tangshi.verse.reader import (
     first_line_rhymes,
@@ -131,13 +131,17 @@ def test_cli_reader_table_from_a_prepared_folder(tmp_path, capsys, monkeypatch):
 def test_cli_real_qilv_from_a_corpus_folder(tmp_path, capsys):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    items = [{"paragraphs": DENGGAO}, {"paragraphs": DENGGAO}, {"paragraphs": [P1]}]  # a duplicate is dropped
+    # ten 七律 (登高 with line 1's first character changed to one it does not hold) and a duplicate;
+    # the real column is the held-out 20% of the corpus (11 poems after the duplicate is dropped: 2)
+    variants = [[c + DENGGAO[0][1:], *DENGGAO[1:]] for c in "風雨雪霧露雷霞虹煙嵐"]
+    items = [{"paragraphs": v} for v in variants] + [{"paragraphs": DENGGAO}, {"paragraphs": [P1]}]
     (corpus / "poet.tang.0.json").write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
     gen = tmp_path / "gen.txt"
     gen.write_text("".join(DENGGAO) + "\n", encoding="utf-8")
     code, out, _ = run(["metrics", gen, "--form", "qilv", "--real", corpus, "--json"], capsys)
     r = json.loads(out)["reader"]
-    assert code == 0 and r["real_source"] == str(corpus) and r["real"]["n"] == 1  # 64 characters: kept
+    held_out = corpus_split(corpus)[1]
+    assert len(held_out) == 2 and r["real"]["n"] == len(poems_of_form(held_out, "qilv")) >= 1  # 64 characters: kept
     assert r["real"]["doubled_char_rate"] == 1.0 and r["real"]["first_rhyme_consistency"] == 1.0
     assert r["real"]["distinct_char_ratio"] == pytest.approx(54 / 56) and r["ratio"]["doubled_char_rate"] == 1.0
 

@@ -197,6 +197,7 @@ def test_controls_endpoints(client, loaded):
         "rhyme",
         "rhyme_group",
         "tone",
+        "parallel",
         "allow_repeats",
         "strategy",
         "temperature",
@@ -211,6 +212,7 @@ def test_controls_endpoints(client, loaded):
     assert set(forms["couplet"]) == {
         "first",
         "tone",
+        "parallel",
         "strategy",
         "temperature",
         "top_k",

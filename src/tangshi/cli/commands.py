@@ -327,23 +327,25 @@ def _reader_metrics(args, poems, form: str, training: tuple, keywords: str | Non
 
 
 def _real_poems(source: Path) -> list[str]:
-    """The poems of a prepared folder (train.txt) or, every length kept, of the cleaned corpus in a
-    folder of poet.tang.*.json (data.corpus.corpus_poems); nothing from a folder that is neither
-    (the default corpus folder not fetched)."""
-    from tangshi.data.corpus import FILE_GLOB, corpus_poems
+    """The poems of a prepared folder (train.txt) or, every length kept, the held-out part of the
+    cleaned corpus in a folder of poet.tang.*.json (data.corpus.corpus_split's dev part: the 20% no
+    habit of verse/habits.json was learned from, so that 對仗 is scored out of sample); nothing
+    from a folder that is neither (the default corpus folder not fetched)."""
+    from tangshi.data.corpus import FILE_GLOB, corpus_split
     from tangshi.decode.poems import training_poems
 
     if (source / "train.txt").is_file():
         return training_poems(source)
     if source == FETCHED_DEFAULT and not any(source.glob(FILE_GLOB)):
         return []
-    return corpus_poems(source)
+    return corpus_split(source)[1]
 
 
 def cmd_data_habits(args) -> int:
     from tangshi.data.corpus import corpus_split
     from tangshi.files import write_atomic
     from tangshi.outputs import require_complete
+    from tangshi.verse import parallel
     from tangshi.verse.habits import Habits, learn
     from tangshi.verse.readings import coverage
 
@@ -362,7 +364,9 @@ def cmd_data_habits(args) -> int:
         "cleans, split seed 0 (data.corpus.corpus_split)",
         **learn(train),
     }
-    table["readings"]["dev"] = coverage(Habits.from_table(table).readings, dev)
+    learned = Habits.from_table(table)
+    table["readings"]["dev"] = coverage(learned.readings, dev)
+    table["parallel"]["dev"] = parallel.check(learned.pairs, dev)
     text = json.dumps(table, ensure_ascii=False, indent=1) + "\n"
     if out is None:
         sys.stdout.write(text)

@@ -30,6 +30,7 @@ from tangshi.text import (
 )
 from tangshi.verse import prosody
 from tangshi.verse.metrics import score_couplet
+from tangshi.verse.reader import reader_score
 
 GENERATION_CHUNK = 256  # poems decoded per batch: bounds memory, and the first poems print early
 MAX_POEMS = 10_000_000
@@ -147,6 +148,7 @@ def iter_poems(
     keywords: str | None = None,
     rhyme_group: str | None = None,
     candidates: int | None = None,
+    parallel: float = 0.0,
 ) -> Iterator[dict]:
     """The request's poems, one record at a time, decoded in batches of at most GENERATION_CHUNK
     poems: memory stays flat whatever `n` is, and the first poem is ready after one batch.
@@ -155,15 +157,17 @@ def iter_poems(
     acrostic: line k has its k-th character at position `at` (1 = first, -1 = last);
     keywords: each of its characters appears somewhere; rhyme (default on for the
     four forms): even lines end in one 平水韻 平聲 group (`rhyme_group`: that one); tone: strict | loose | off;
-    no_repeat (default on): no clause repeats inside a poem. Simplified input is
+    no_repeat (default on): no clause repeats inside a poem; parallel: the weight of 對仗 in the
+    middle couplets of a 律詩 (constraints/parallel.py, 0 = off). Simplified input is
     accepted (converted to traditional); `script='simplified'` converts the output.
     Impossible requests raise `TangshiError` here, before anything is generated (the checks
     run when this is called, not when the first poem is asked for).
     `opts.strategy == 'original'` runs the assignment's own procedure (free form, one start
     character, no constraint). Sampling continues one random stream across batches, so the
     first GENERATION_CHUNK poems are those of a request for exactly that many.
-    `candidates` K: sample n·K poems and return the n best by mean log-probability per token
-    (`generate.mean_log_prob`, the record's "score"), best first; the output then comes at the end.
+    `candidates` K: sample n·K poems and return the n best by the reader's score
+    (`verse.reader.reader_score`, the record's "reader_score": the mean log-probability per token,
+    the record's "score", plus 對仗, less repeats), best first; the output then comes at the end.
     """
     if form not in FORM_NAMES:
         raise TangshiError(f"unknown form {form!r} (choose from {', '.join(FORM_NAMES)})")
@@ -178,6 +182,8 @@ def iter_poems(
         _check_original(form, start, acrostic, keywords, rhyme_group)
     else:
         rules = dict(rhyme=rhyme and form != "free", tone=tone, no_repeat=no_repeat, rhyme_group=rhyme_group)
+        if form != "free":
+            rules["parallel"] = parallel
         constraint = _constraint(
             vocab, form, start=start, acrostic=acrostic, at=at, keywords=keywords, max_chars=opts.max_chars, **rules
         )
@@ -227,12 +233,14 @@ def check_request(opts: DecodeOptions, n: int, script: str, candidates: int | No
 
 
 def _ranked(model, vocab, opts, n, k, start, constraint, form, script) -> Iterator[dict]:
-    """The n best of n·k sampled poems, best first, each with its score."""
+    """The n best of n·k sampled poems by the reader's score (verse.reader.reader_score: the model's
+    mean log-probability, plus 對仗, less repeats), best first; each record holds both scores."""
     texts = [t for chunk in _texts(model, vocab, opts, n * k, start, constraint) for t in chunk]
     scores = mean_log_prob(model, vocab, texts)
-    order = sorted(range(len(texts)), key=lambda i: -scores[i])[:n]  # stable: ties keep sampling order
+    ranks = [reader_score(t, s) for t, s in zip(texts, scores)]
+    order = sorted(range(len(texts)), key=lambda i: -ranks[i])[:n]  # stable: ties keep sampling order
     for i in order:
-        yield {**_record(texts[i], form, script), "score": round(scores[i], 4)}
+        yield {**_record(texts[i], form, script), "score": round(scores[i], 4), "reader_score": round(ranks[i], 4)}
 
 
 def _texts(model, vocab, opts, n, start, constraint) -> Iterator[list[str]]:
@@ -399,8 +407,9 @@ def iter_couplets(
     tone: str = "strict",
     script: str = "traditional",
     candidates: int | None = None,
+    parallel: float = 0.0,
 ) -> Iterator[dict]:
-    """下联 for the 上联 `first` (constraints.couplet), one record at a time:
+    """下联 for the 上联 `first` (constraints.couplet; `parallel`: the weight of 對仗), one record at a time:
     {"first", "second", "text", "layout_ok", "opposed", "checked", "shared", "mirrored", "ends_ping"}
     (metrics.score_couplet), plus "score" with `candidates`. Checks run when this is called."""
 
@@ -411,7 +420,7 @@ def iter_couplets(
         )
 
     first = to_vocab_text(parse_first(first)[0], vocab, "上联")  # the reasons a 上联 is refused come first
-    c = _couplet_constraint(vocab, first, tone)
+    c = _couplet_constraint(vocab, first, tone, float(parallel))
     stream = _stream(model, vocab, opts, n, c.start, c, "free", "traditional", candidates)
 
     def record(p: dict) -> dict:
@@ -424,15 +433,14 @@ def iter_couplets(
             **score_couplet(c.first, second),
         }
         rec["shared"] = [shown(ch) for ch in rec["shared"]]
-        return {**rec, "score": p["score"]} if "score" in p else rec
+        return {**rec, "score": p["score"], "reader_score": p["reader_score"]} if "score" in p else rec
 
     return map(record, stream)
 
 
 @functools.lru_cache(maxsize=64)
-def _couplet_constraint(vocab: Vocab, first: str, tone: str):
-
-    return CoupletConstraint(vocab.itos, vocab, first, tone=tone)
+def _couplet_constraint(vocab: Vocab, first: str, tone: str, parallel: float = 0.0):
+    return CoupletConstraint(vocab.itos, vocab, first, tone=tone, parallel=parallel)
 
 
 def couplet_header(first: str, opts: DecodeOptions, script: str, tone: str, candidates: int | None) -> dict:

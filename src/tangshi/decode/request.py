@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from tangshi.errors import TangshiError
 from tangshi.model.spec import OLD_NAMES
 from tangshi.text import FORM_NAMES, unicode_problem
+from tangshi.verse.parallel import COUPLET_WEIGHT, POEM_WEIGHT, check_weight
 
 if TYPE_CHECKING:
     from tangshi.decode.search import DecodeOptions
@@ -159,6 +160,11 @@ class PoemRequest(_Decoding):
         "its characters (see --list-rhyme-groups)",
     )
     tone: str = _opt("off", "平仄 of regulated verse: strict masks, loose prefers (default off)", choices=TONES)
+    parallel: float = _opt(
+        POEM_WEIGHT,
+        "weight of 對仗 in the middle couplets of a 律诗: characters that stand opposite each other "
+        f"in real middle couplets are preferred (0 = off, at most 10; default {POEM_WEIGHT})",
+    )
     allow_repeats: bool = _opt(
         False,
         "let a line or clause repeat inside a poem (by default none does)",
@@ -174,6 +180,7 @@ class PoemRequest(_Decoding):
 
     def __post_init__(self):
         super().__post_init__()
+        check_weight(self.parallel)
         if self.at != 1 and not self.acrostic:  # generate's rule, which metrics applies too
             raise TangshiError(f"--at {self.at} places the acrostic's characters, but no --acrostic was given")
 
@@ -205,11 +212,20 @@ class CoupletRequest(_Decoding):
         "strict: 平仄 opposed at each clause's 2nd, 4th, 6th and last character (default strict)",
         choices=("strict", "off"),
     )
+    parallel: float = _opt(
+        COUPLET_WEIGHT,
+        "weight of 對仗: characters that stand opposite the 上联's in real middle couplets are preferred "
+        f"(0 = off, at most 10; default {COUPLET_WEIGHT})",
+    )
     strategy: str = _opt(
         "sample",
         "greedy; sample (temperature, top-k, top-p); beam (default sample)",
         choices=("greedy", "sample", "beam"),
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_weight(self.parallel)
 
     def header(self) -> dict:
         from tangshi.decode.poems import couplet_header
@@ -233,6 +249,7 @@ def records(model, vocab, request: PoemRequest | CoupletRequest) -> tuple[Iterat
             tone=request.tone,
             script=request.script,
             candidates=request.candidates,
+            parallel=request.parallel,
         )
         return stream, request.header()
     r = request
@@ -245,6 +262,7 @@ def records(model, vocab, request: PoemRequest | CoupletRequest) -> tuple[Iterat
         rhyme=r.rhyme,
         tone=r.tone,
         no_repeat=not r.allow_repeats,
+        parallel=r.parallel,
         script=r.script,
         **r._given(),
     )

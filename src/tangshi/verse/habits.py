@@ -11,6 +11,7 @@
   real poems stay within.  No real poem needs a character three times often (2–4%).
 
 * **Readings** (verse/readings.py): which readings of a 多音字 verse uses at rhyme and 平仄 slots.
+* **對仗** (verse/parallel.py): which characters stand opposite which in the middle couplets of 律詩.
 
 ``tangshi data habits`` writes the table from the train part (80%, split seed 0) of every poem of the
 corpus (data.corpus.corpus_split; the dev part is left for checking it); the package bundles it as ``habits.json`` and
@@ -28,7 +29,8 @@ from importlib import resources
 
 from tangshi.errors import TangshiError
 from tangshi.text import is_han, split_clauses
-from tangshi.verse import prosody, readings
+from tangshi.verse import parallel, prosody, readings
+from tangshi.verse.parallel import Pairs
 from tangshi.verse.readings import Readings
 
 FORMS = ("wujue", "qijue", "wulv", "qilv")
@@ -105,6 +107,7 @@ def learn(
         "budget_quantile": budget_quantile,
         "extra_uses": {f: {str(k): extras[f][k] for k in sorted(extras[f])} for f in FORMS},
         "readings": readings.learn(poems),
+        "parallel": parallel.learn(poems),
     }
 
 
@@ -116,6 +119,7 @@ class Habits:
     doubling_positions: dict[int, frozenset[int]]  # line length → indices of a pair's first character
     repeat_budget: dict[str, int]  # form name → extra uses allowed
     readings: Readings
+    pairs: Pairs
 
     @classmethod
     def from_table(cls, table: dict) -> Habits:
@@ -126,6 +130,7 @@ class Habits:
                 {int(n): frozenset(int(j) for j in js) for n, js in d["positions"].items()},
                 {str(f): int(k) for f, k in table["repeat_budget"].items()},
                 Readings.from_table(table["readings"]),
+                Pairs({str(k): float(v) for k, v in table["parallel"]["pairs"].items()}),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TangshiError(f"the habits table is malformed ({type(e).__name__}: {e})") from None

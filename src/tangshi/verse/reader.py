@@ -23,6 +23,9 @@ gives only the 平 tone (a 多音字 that can be read 仄 is not one: a reader m
 * ``rare_rhyme_rate`` — among rhymed poems, the share whose even lines share a group only through a
   reading verse rarely uses (verse/readings.py: 平 as pián in 先, 還 in 先): with the readings verse
   uses, their last characters share no group.
+* ``parallel_mean`` — the mean 對仗 score (verse/parallel.py: the share of places whose two
+  characters are a pair learned from real middle couplets) of the middle couplets (lines 3–4, 5–6)
+  of the 8-line structured poems, or of the two lines of a couplet (a poem of two lines).
 * With keywords (their Han characters, each counted once): ``keyword_poems`` — poems that hold at
   least two distinct keywords (one, when one keyword is given); over those poems,
   ``keywords_per_line`` — mean number of distinct keywords in a line that holds one, and
@@ -47,6 +50,7 @@ READER_KEYS = (
     "repeated_rhyme_char_rate",
     "first_rhyme_consistency",
     "rare_rhyme_rate",
+    "parallel_mean",
     "keyword_poems",
     "keywords_per_line",
     "keyword_crowded_rate",
@@ -61,6 +65,7 @@ READER_LABELS = {
     "repeated_rhyme_char_rate": "a rhyme character repeated",
     "first_rhyme_consistency": "首句 rhymes, when it ends on 平",
     "rare_rhyme_rate": "a rhyme on a rare reading",
+    "parallel_mean": "對仗 score (middle couplets)",
     "keyword_poems": "poems with 2+ keywords",
     "keywords_per_line": "keywords per line holding one",
     "keyword_crowded_rate": "2+ keywords in one line",
@@ -140,6 +145,52 @@ def _rhyme_counts(all_lines: list[list[str]], form: prosody.Form | None) -> dict
     }
 
 
+def couplets_of(lines: list[str]) -> list[tuple[str, str]]:
+    """The couplets whose 對仗 is scored: lines 3–4 and 5–6 of eight lines, or the two lines of two."""
+    if len(lines) == 8:
+        return [(lines[2], lines[3]), (lines[4], lines[5])]
+    return [(lines[0], lines[1])] if len(lines) == 2 else []
+
+
+def _parallel_scores(all_lines: list[list[str]], form: prosody.Form | None) -> float | None:
+    """The mean 對仗 score over the poems' scored couplets (``None`` when none has any); a form
+    without middle couplets (絶句) is not scored."""
+    if form is not None and form.lines != 8:
+        return None
+    pairs = habits().pairs
+    scores = [
+        s
+        for ls in all_lines
+        if form is None or _structured(ls, form)
+        for a, b in couplets_of(ls)
+        if (s := pairs.score(a, b)) is not None
+    ]
+    return _ratio(sum(scores), len(scores))
+
+
+RANK_PARALLEL = 0.5  # nats of mean log-probability one whole 對仗 score is worth when ranking
+RANK_EXTRA_USE = 0.1  # nats one extra use of a character (a repeat) costs when ranking
+
+
+def reader_terms(text: str) -> dict[str, float]:
+    """What ranking adds to the model's mean log-probability for one poem or couplet:
+    ``parallel`` — its 對仗 score (the mean over :func:`couplets_of`; 0 for a 絶句 or free verse) and
+    ``extra_uses`` — characters minus distinct characters (verse/habits.extra_uses)."""
+    from tangshi.verse.habits import extra_uses
+
+    lines = han_lines(text)
+    pairs = habits().pairs
+    scores = [s for a, b in couplets_of(lines) if (s := pairs.score(a, b)) is not None]
+    return {"parallel": sum(scores) / len(scores) if scores else 0.0, "extra_uses": float(extra_uses(lines))}
+
+
+def reader_score(text: str, log_prob: float) -> float:
+    """The ranking score of `--candidates`: the model's mean log-probability per token, plus
+    RANK_PARALLEL × the 對仗 score, minus RANK_EXTRA_USE × the extra uses (docs/reader.md)."""
+    t = reader_terms(text)
+    return log_prob + RANK_PARALLEL * t["parallel"] - RANK_EXTRA_USE * t["extra_uses"]
+
+
 def _rare_rhyme(lines: list[str]) -> bool:
     """The even lines' ends share a group in the table but none with the readings verse uses."""
     readings = habits().readings
@@ -175,6 +226,9 @@ def reader_scores(poems: list[str], form: str | prosody.Form | None = None, keyw
         "distinct_char_ratio": _ratio(sum(ratios), len(ratios)),
         **_rhyme_counts(all_lines, f),
     }
+    par = _parallel_scores(all_lines, f)
+    if par is not None:
+        out["parallel_mean"] = par
     if keywords:
         out.update(_keyword_counts(all_lines, keywords))
     return out

@@ -392,6 +392,17 @@ class Constrained:
         """(B, V) float log-prob penalties to add to the logits, or ``None`` when no rule has any."""
         return None
 
+    def _with_entries(self, out: torch.Tensor | None, entries: list, n: int, device) -> torch.Tensor | None:
+        """`out` (or zeros when None) with each (row, ids, values) of `entries` added; `out` itself
+        is never written (it may be a cached table's rows)."""
+        entries = [e for e in entries if e is not None and len(e[1])]
+        if not entries:
+            return out
+        out = torch.zeros(n, self.V, device=device) if out is None else out.clone()
+        for b, ids, values in entries:
+            out[b, torch.from_numpy(ids).to(device)] += torch.from_numpy(values).to(device)
+        return out
+
     def apply(self, logits: torch.Tensor, x) -> torch.Tensor:
         """``logits.masked_fill(~mask, -inf)`` plus ``bias`` if any (not in place); for callers
         that hold logits (the decoder itself uses mask and bias). Apply temperature first."""

@@ -19,14 +19,17 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from tangshi.errors import TangshiError
 from tangshi.text import COMMA, PERIOD, as_corpus_marks, is_han
 from tangshi.verse import prosody
+from tangshi.verse.parallel import check_weight
 from tangshi.verse.prosody import PING, ZE
 
-from .base import Constrained, Row, Rule, ids_row
+from .base import Constrained, Row, Rule, device_of, ids_row
 from .layout import Position
+from .parallel import Parallel
 from .tables import T_PING, T_ZE, tone_filter, vocab_tables
 
 COUPLET_MARKS = COMMA  # what separates the clauses of a 上联, once its marks are the corpus's (；：、 → ，)
@@ -120,8 +123,9 @@ class CoupletConstraint(Constrained):
     """Masks for the 下联 of `first` (the 上联, simplified accepted: an unknown character is tried
     in its traditional form). `tone`: 'strict' (opposed at the checked positions) or 'off'."""
 
-    def __init__(self, itos: Sequence[str], special_ids, first: str, tone: str = "strict"):
+    def __init__(self, itos: Sequence[str], special_ids, first: str, tone: str = "strict", parallel: float = 0.0):
         super().__init__(itos, special_ids)
+        parallel = check_weight(parallel)
         if tone not in COUPLET_TONES:
             raise TangshiError(f"unknown tone mode {tone!r} for a couplet; choose one of {', '.join(COUPLET_TONES)}")
         body, layout = parse_first(first)
@@ -161,7 +165,28 @@ class CoupletConstraint(Constrained):
         self._eos_t = m + 1 + m + 1  # 上联, '，', 下联, '。'
         self.max_len = self._eos_t + 1
         han_ids = tuple(dict.fromkeys(tok for tok, j in zip(ids, layout) if j is not None))
-        self._use_rules(([Opposition(tables, need)] if need else []) + [Mirror(self.V, link, han_ids)], tables.han)
+        rules: list = ([Opposition(tables, need)] if need else []) + [Mirror(self.V, link, han_ids)]
+        self._parallel = None
+        if parallel > 0:  # each 下联 character leans to the partners of the 上联 character it faces
+            facing = {
+                m + 1 + i: tok for i, (tok, j) in enumerate(zip(ids, layout)) if j is not None and m + 1 + i not in link
+            }
+            self._parallel = (len(rules), Parallel(self.itos, self.stoi, parallel, facing=facing))
+            rules.append(self._parallel[1])
+        self._use_rules(rules, tables.han)
+
+    def bias(self, x, device=None) -> torch.Tensor | None:
+        """對仗 (``parallel`` > 0): (B, V) with the learned partners' weights at each 下联 place."""
+        if self._parallel is None:
+            return None
+        st = self._as_state(x)
+        i, rule = self._parallel
+        entries = []
+        for b, r in enumerate(st.rows):
+            pos = self._positions.get(r.t)
+            e = None if pos is None else rule.entries(pos, r.parts[i])
+            entries.append(None if e is None else (b, *e))
+        return self._with_entries(None, entries, len(st.rows), device_of(device))
 
     def _kid(self, tok: int) -> int:
         return self._masks.id(("F", tok), functools.partial(self.onehot, tok))

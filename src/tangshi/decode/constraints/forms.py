@@ -20,12 +20,14 @@ from tangshi.errors import TangshiError
 from tangshi.text import CLAUSE_SEPARATORS, COMMA, PERIOD
 from tangshi.verse import prosody
 from tangshi.verse.habits import habits
+from tangshi.verse.parallel import check_weight
 from tangshi.verse.prosody import Form
 
 from .base import Constrained, MaskTable, Row, Rule, device_of
 from .forced import parse_acrostic, parse_free_start, parse_keywords, parse_start
 from .keywords import FreeKeywords, Keywords
 from .layout import positions
+from .parallel import Parallel
 from .repeat import CharBudget, ClauseNoRepeat, LineNoRepeat
 from .rhyme import Rhyme
 from .tables import T_PING, T_ZE, vocab_tables
@@ -66,8 +68,10 @@ class FormConstraint(Constrained):
         at: int = 1,
         keywords: str | None = None,
         rhyme_group: str | None = None,
+        parallel: float = 0.0,
     ):
         super().__init__(itos, special_ids)
+        self.parallel = check_weight(parallel)
         f = self._check_options(form, tone, tone_penalty, rhyme, rhyme_group)
         self.form, self.rhyme, self.tone, self.no_repeat = f, bool(rhyme), tone, bool(no_repeat)
         self.tone_penalty = float(tone_penalty)
@@ -121,6 +125,13 @@ class FormConstraint(Constrained):
             strict = (rules.index(tones), tones) if tones is not None and tone == "strict" else None
             rhyme = (0, rules[0]) if self.rhyme else None
             rules.append(Keywords(self, kw_ids, self.keywords, label, forced, layout, tones=strict, rhyme=rhyme))
+        self._parallel = None
+        if self.parallel > 0 and f.lines == 8:  # the middle couplets: lines 3–4 and 5–6
+            self._parallel = (
+                len(rules),
+                Parallel(self.itos, self.stoi, self.parallel, frozenset({2, 4}), frozenset(forced)),
+            )
+            rules.append(self._parallel[1])
         return rules
 
     def _mask_ids(self) -> None:
@@ -191,14 +202,30 @@ class FormConstraint(Constrained):
         return row
 
     def bias(self, x, device=None) -> torch.Tensor | None:
-        """Tone ``loose``: (B, V) with ``-tone_penalty`` on Han characters whose tone fits none of
-        the best patterns so far at checked positions, 0 elsewhere.  ``None`` for ``off``/``strict``."""
-        if self._bias_rows is None:
+        """(B, V) log-probability terms, or ``None`` where none applies: tone ``loose`` puts
+        ``-tone_penalty`` on Han characters whose tone fits none of the best patterns so far at
+        checked positions; 對仗 (``parallel`` > 0, a 律詩) adds its weights in the second line of each
+        middle couplet (parallel.py)."""
+        if self._bias_rows is None and self._parallel is None:
             return None
         st = self._as_state(x)
         dev = device_of(device)
-        ids = [self._bias_id(r) for r in st.rows]
-        return self._bias_rows.tensor(dev)[torch.tensor(ids, dtype=torch.long, device=dev)]
+        out = None
+        if self._bias_rows is not None:
+            ids = [self._bias_id(r) for r in st.rows]
+            out = self._bias_rows.tensor(dev)[torch.tensor(ids, dtype=torch.long, device=dev)]
+        if self._parallel is not None:
+            i, rule = self._parallel
+            entries = [
+                None if r.t >= self._eos_t else _row_entry(b, rule.entries(self._positions[r.t], r.parts[i]))
+                for b, r in enumerate(st.rows)
+            ]
+            out = self._with_entries(out, entries, len(st.rows), dev)
+        return out
+
+
+def _row_entry(b: int, entry):
+    return None if entry is None else (b, *entry)
 
 
 class FreeConstraint(Constrained):
@@ -268,6 +295,7 @@ def make_constraint(
     keywords: str | None = None,
     rhyme_group: str | None = None,
     max_chars: int = 63,
+    parallel: float = 0.0,
 ) -> FormConstraint | FreeConstraint:
     """A ``FormConstraint`` for a regulated form, a ``FreeConstraint`` for ``'free'``/``None``
     (where ``rhyme`` is ignored; an acrostic, a rhyme group or a tone mode other than ``'off'``
@@ -298,6 +326,7 @@ def make_constraint(
         at=at,
         keywords=keywords,
         rhyme_group=rhyme_group,
+        parallel=parallel,
     )
 
 
