@@ -10,6 +10,9 @@
   included) and the ``repeat_budget``, the smallest count that at least ``budget_quantile`` of the
   real poems stay within.  No real poem needs a character three times often (2–4%).
 
+* **Places**: where in a line each character stands. A character with at least
+  ``min_place_uses`` uses in lines of that length keeps the places holding at least
+  ``min_place_share`` of them (兮 in a 七言 line: only the 4th); a keyword goes only there.
 * **Readings** (verse/readings.py): which readings of a 多音字 verse uses at rhyme and 平仄 slots.
 * **對仗** (verse/parallel.py): which characters stand opposite which in the middle couplets of 律詩.
 
@@ -39,6 +42,8 @@ MIN_POSITION_SHARE = 0.05  # a place in the line holding at least this share of 
 BUDGET_QUANTILE = 0.75  # the repeat budget: three in four real poems stay within it
 NOT_DOUBLED = "囗"  # the corpus's other mark of a lost character (囗囗 stands for two lost ones)
 HABITS_FILE = "habits.json"
+MIN_PLACE_SHARE = 0.05  # a place in the line holding at least this share of a character's uses
+MIN_PLACE_USES = 20  # below this many uses in lines of a length, a character may stand anywhere in them
 
 
 def _lines(poem: str) -> list[str]:
@@ -77,12 +82,16 @@ def learn(
     places: dict[int, Counter] = {5: Counter(), 7: Counter()}
     extras: dict[str, Counter] = {f: Counter() for f in FORMS}
     n_form: Counter = Counter()
+    at: dict[int, dict[str, Counter]] = {5: {}, 7: {}}
     for poem in poems:
         shape = prosody.infer_form(poem)
         if shape is None or shape.name not in FORMS or not prosody.check_form(poem, shape):
             continue
         lines = _lines(poem)
         n_form[shape.name] += 1
+        for line in lines:
+            for j, ch in enumerate(line):
+                at[len(line)].setdefault(ch, Counter())[j] += 1
         extras[shape.name][extra_uses(lines)] += 1
         for j, ch in doublings(lines):
             if ch != NOT_DOUBLED:
@@ -106,9 +115,27 @@ def learn(
         "repeat_budget": {f: _quantile_budget(extras[f], n_form[f], budget_quantile) for f in FORMS if n_form[f]},
         "budget_quantile": budget_quantile,
         "extra_uses": {f: {str(k): extras[f][k] for k in sorted(extras[f])} for f in FORMS},
+        "places": {
+            "min_share": MIN_PLACE_SHARE,
+            "min_uses": MIN_PLACE_USES,
+            **{str(n): _places(c, n) for n, c in at.items()},
+        },
         "readings": readings.learn(poems),
         "parallel": parallel.learn(poems),
     }
+
+
+def _places(uses: dict[str, Counter], n: int) -> dict[str, str]:
+    """character → the places (0-based, as digits) it keeps in an n-character line, for the characters
+    with enough uses that some place holds under MIN_PLACE_SHARE of them."""
+    out = {}
+    for ch in sorted(uses):
+        c = uses[ch]
+        total = sum(c.values())
+        keep = [j for j in range(n) if c[j] / total >= MIN_PLACE_SHARE] if total >= MIN_PLACE_USES else []
+        if total >= MIN_PLACE_USES and len(keep) < n:
+            out[ch] = "".join(map(str, keep))
+    return out
 
 
 @dataclass(frozen=True)
@@ -120,6 +147,7 @@ class Habits:
     repeat_budget: dict[str, int]  # form name → extra uses allowed
     readings: Readings
     pairs: Pairs
+    places: dict[int, dict[str, frozenset[int]]]  # line length → character → places it keeps
 
     @classmethod
     def from_table(cls, table: dict) -> Habits:
@@ -131,9 +159,18 @@ class Habits:
                 {str(f): int(k) for f, k in table["repeat_budget"].items()},
                 Readings.from_table(table["readings"]),
                 Pairs({str(k): float(v) for k, v in table["parallel"]["pairs"].items()}),
+                {
+                    n: {str(ch): frozenset(int(j) for j in js) for ch, js in table["places"][str(n)].items()}
+                    for n in (5, 7)
+                },
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TangshiError(f"the habits table is malformed ({type(e).__name__}: {e})") from None
+
+    def may_place(self, ch: str, j: int, chars_per_line: int) -> bool:
+        """Whether the corpus puts ``ch`` at index ``j`` of a line that long (often enough)."""
+        keep = self.places.get(chars_per_line, {}).get(ch)
+        return keep is None or j in keep
 
     def may_double(self, ch: str, j: int, chars_per_line: int) -> bool:
         """A 疊字 of ``ch`` whose first character stands at index ``j`` of its line."""

@@ -17,6 +17,10 @@ to a line: the matching is then keywords ↔ lines (a line fits a keyword when o
 positions does), a line that holds a keyword takes no other, and a keyword is allowed at a position
 only if the others can still each find a line of their own. The rule's part is then (missing, the
 lines holding a keyword).
+
+A keyword goes only to a place in its line where the corpus puts that character (verse/habits.py's
+places: 兮 only 4th in a 七言 line); when the request cannot be met so, that rule is dropped first,
+then the one-to-a-line rule.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from tangshi.errors import TangshiError
+from tangshi.verse.habits import habits
 
 from .base import Rule, ids_row
 from .tables import T_ZE
@@ -50,6 +55,8 @@ class Keywords(Rule):
         self.tones = tones  # (index, Tones rule) when tones are strict, else None
         self.rhyme = rhyme  # (index, Rhyme rule) or None
         self.slots = [p for p in layout if not p.punct and p.t not in forced]
+        self.n_chars = c.form.chars_per_line
+        self.places = True  # keywords only where the corpus puts them (dropped below when that cannot be)
         self.start_missing = frozenset(keywords) - set(forced.values())
         self._memo: dict = {}
         P = tones[1].fixed_patterns if tones else 0
@@ -59,6 +66,9 @@ class Keywords(Rule):
         self.all_keywords = tuple(sorted(set(keywords)))
         held = frozenset(p.line for p in layout if p.t in forced and forced[p.t] in keywords)
         self.start_held = held if self.per_line else frozenset()
+        if not self._feasible(self.start_missing, 0, P, S, self.start_held if self.per_line else None):
+            self.places = False  # the corpus's places cannot hold them all: any place, then
+            self._memo.clear()
         if self.per_line and not self._feasible(self.start_missing, 0, P, S, self.start_held):
             self.per_line, self.start_held = False, frozenset()  # one to a line cannot be: anywhere, then
         if not self._feasible(self.start_missing, 0, P, S):
@@ -90,6 +100,8 @@ class Keywords(Rule):
         )
 
     def _fits(self, k: int, pos, P: int, S: int) -> bool:
+        if self.places and not self._placed_ok(k, pos):
+            return False
         if pos.rhyme and self.rhyme is not None and (not S or S & self.gmask[k] != S):
             return False
         roomy = self.rhyme[1].roomy if self.rhyme is not None else 0
@@ -151,16 +163,23 @@ class Keywords(Rule):
         return ids_row(self.V, key[1])
 
     def exclude(self, pos, row, part) -> tuple:
-        """One keyword to a line: none in a line that holds one (a placed one again included), and
-        none that would leave a missing keyword without a line of its own."""
+        """A keyword (placed or again) nowhere the corpus does not put it; and, one keyword to a line: none in a
+        line that holds one (a placed one again included), and none that would leave a missing
+        keyword without a line of its own."""
         missing, held = part
+        off_place = tuple(k for k in self.all_keywords if self.places and not self._placed_ok(k, pos))
         if not self.per_line:
-            return ()
+            return off_place
         if pos.line in held:
             return self.all_keywords
         P, S = self._state(row)
         after = self._held(held, pos.line)
-        return tuple(k for k in self.all_keywords if not self._feasible(missing - {k}, pos.t + 1, P, S, after))
+        return off_place + tuple(
+            k for k in self.all_keywords if not self._feasible(missing - {k}, pos.t + 1, P, S, after)
+        )
+
+    def _placed_ok(self, k: int, pos) -> bool:
+        return habits().may_place(self.itos[k], pos.char, self.n_chars)
 
     def advance(self, pos, row, part, tok: int):
         missing, held = part
