@@ -283,3 +283,36 @@ def test_widen_keeps_the_function_and_the_old_weights(impl, tie, layers, sizes):
             assert new[f"lstm.{l}.weight_hh"][:, k * H1 + H0 : (k + 1) * H1].abs().sum() > 0  # new units are drawn
     with pytest.raises(TangshiError, match="only be widened"):
         widen(m, E0 - 1, H0)
+
+
+@pytest.mark.parametrize("impl", ["tangshi", "nn"])
+def test_the_init_studys_arms_change_one_tensor_or_gate(impl):
+    """Each arm equals its base scheme (same seed) except where it says: the embedding, the forget
+    gate's bias, or each gate's block of W_hh (then orthogonal: QᵀQ = I)."""
+    H = 8
+
+    def build(scheme):
+        torch.manual_seed(3)
+        cfg = ModelConfig(vocab_size=40, pad_id=0, embed_dim=H, hidden_dim=H, init=scheme)
+        return dict(PoetryLM(cfg, Runtime(impl=impl)).named_parameters())
+
+    xav, tor = build("xavier"), build("torch")
+    for scheme, base, changed in [
+        ("xavier_normal_embed", xav, {"embedding.weight"}),
+        ("torch_xavier_embed", tor, {"embedding.weight"}),
+        ("xavier_forget1", xav, {n for n in xav if n.startswith("lstm.") and "bias" in n and "bias_hh" not in n}),
+        ("xavier_orthogonal", xav, {n for n in xav if "weight_hh" in n}),
+    ]:
+        arm = build(scheme)
+        for n, p in arm.items():
+            assert torch.equal(p, base[n]) == (n not in changed), (scheme, n)
+    emb = build("xavier_normal_embed")["embedding.weight"]
+    assert 0.8 < emb.std().item() < 1.2  # N(0, 1), as nn.Embedding's default
+    for n, b in build("xavier_forget1").items():
+        if n.startswith("lstm.") and "bias" in n and "bias_hh" not in n:
+            assert torch.equal(b[H : 2 * H], torch.ones(H)) and not b[:H].any() and not b[2 * H :].any()
+    for n, w in build("xavier_orthogonal").items():
+        if "weight_hh" in n:
+            for g in range(4):
+                block = w[:, g * H : (g + 1) * H] if w.shape == (H, 4 * H) else w[g * H : (g + 1) * H]
+                assert torch.allclose(block.T @ block, torch.eye(H), atol=1e-5), (n, g)

@@ -151,7 +151,11 @@ class PoemRequest(_Decoding):
     at: int = _opt(
         1, "the acrostic's position in each line: 1 = first (藏头, default), -1 = last (藏尾), any position between"
     )
-    keywords: str | None = _opt(None, "every one of these characters appears somewhere in the poem")
+    keywords: str | None = _opt(
+        None,
+        "every one of these characters appears in the poem: in a form, each on a line of its own when "
+        "there are enough lines, at a place in the line where Tang poets put it",
+    )
     # the rules of the form
     rhyme: bool | None = _opt(None, "even lines rhyme in one 平水韵 平声 group (default on for the four forms)")
     rhyme_group: str | None = _opt(

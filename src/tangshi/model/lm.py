@@ -145,25 +145,47 @@ class PoetryLM(nn.Module):
     def reset_parameters(self, scheme: str = "xavier") -> None:
         """xavier: Xavier-uniform matrices, zero vectors (the assignment's Part 2);
         zeros: everything 0; constant: everything CONSTANT_INIT; uniform1e-4: the assignment's NumPy U(±1e-4);
-        torch: PyTorch's own defaults for nn.Embedding/nn.LSTM/nn.Linear."""
+        torch: PyTorch's own defaults for nn.Embedding/nn.LSTM/nn.Linear. The initialisation study's
+        arms change one tensor or gate of xavier or torch: xavier_normal_embed (the embedding N(0,1), as
+        torch's), torch_xavier_embed (the embedding Xavier), xavier_forget1 (the forget gate's bias 1),
+        xavier_orthogonal (each gate's block of W_hh orthogonal)."""
+        base = {"xavier_normal_embed": "xavier", "torch_xavier_embed": "torch"}.get(scheme, scheme)
+        base = "xavier" if base in ("xavier_forget1", "xavier_orthogonal") else base
         for name, p in self.named_parameters():
-            if scheme == "zeros":
+            if base == "zeros":
                 p.zero_()
-            elif scheme == "constant":
+            elif base == "constant":
                 p.fill_(CONSTANT_INIT)
-            elif scheme == "uniform1e-4":
+            elif base == "uniform1e-4":
                 p.uniform_(-ORIGINAL_UNIFORM_SCALE, ORIGINAL_UNIFORM_SCALE)
-            elif scheme == "xavier":
+            elif base == "xavier":
                 if p.dim() >= 2:
                     nn.init.xavier_uniform_(p)
                 else:
                     p.zero_()
-            elif scheme == "torch":
+            elif base == "torch":
                 if name == "embedding.weight":
                     nn.init.normal_(p)  # nn.Embedding's default
                 else:  # nn.LSTM's and nn.Linear's defaults: U(±1/√fan_in)
                     bound = 1.0 / math.sqrt(self.config.hidden_dim)
                     p.uniform_(-bound, bound)
+        emb = self.embedding.weight
+        if scheme == "xavier_normal_embed":
+            nn.init.normal_(emb)
+        elif scheme == "torch_xavier_embed":
+            nn.init.xavier_uniform_(emb)
+        elif scheme in ("xavier_forget1", "xavier_orthogonal"):
+            H = self.config.hidden_dim
+            for name, p in self.named_parameters():
+                if not name.startswith("lstm."):
+                    continue
+                gates_last = name.endswith("weight_hh") or name.endswith(".bias")  # (H, 4H) / (4H,): own layers
+                if scheme == "xavier_forget1" and "bias" in name and "bias_hh" not in name:
+                    p[H : 2 * H] = 1.0  # (i, f, c̃, o): the forget gate's block; nn.LSTM's bias_ih only
+                if scheme == "xavier_orthogonal" and "weight_hh" in name:
+                    for g in range(4):
+                        block = p[:, g * H : (g + 1) * H] if gates_last else p[g * H : (g + 1) * H]
+                        block.copy_(nn.init.orthogonal_(torch.empty(H, H)))
 
     # -- the body --------------------------------------------------------------
     def hidden(self, ids: torch.Tensor, state=None):

@@ -72,6 +72,9 @@ def head_weight_name(config: Any) -> str:
 # ---------------------------------------------------------------------------- the model's config
 IMPLS = ("tangshi", "original", "nn")
 INITS = ("xavier", "zeros", "constant", "uniform1e-4", "torch")
+# the per-tensor and per-gate arms of the initialisation study (experiments/init.py)
+STUDY_INITS = ("xavier_normal_embed", "torch_xavier_embed", "xavier_forget1", "xavier_orthogonal")
+INITS += STUDY_INITS
 # the training-only regularisers: they change no weight's shape, and act only while training
 DROPOUT_FIELDS = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop")
 # bounds that keep a typo from asking for terabytes: far above any size this model is trained at
@@ -98,7 +101,9 @@ class ModelConfig:
     init: str = option(
         "xavier",
         "initialisation: xavier (the assignment's), zeros, constant (every weight 0.01), "
-        "uniform1e-4 (the assignment's NumPy U(±1e-4)), torch (PyTorch's defaults)",
+        "uniform1e-4 (the assignment's NumPy U(±1e-4)), torch (PyTorch's defaults); the study's arms: "
+        "xavier_normal_embed (Xavier, the embedding N(0,1)), torch_xavier_embed (PyTorch's, the embedding "
+        "Xavier), xavier_forget1 (Xavier, forget-gate bias 1), xavier_orthogonal (Xavier, each gate's W_hh orthogonal)",
         choices=INITS,
     )
 
