@@ -193,6 +193,7 @@ def test_controls_endpoints(client, loaded):
         "start",
         "acrostic",
         "at",
+        "template",
         "keywords",
         "rhyme",
         "rhyme_group",

@@ -14,6 +14,7 @@ from tangshi.data.prepare import read_split
 from tangshi.data.vocab import Vocab
 from tangshi.decode.constraints import build_constraint
 from tangshi.decode.constraints.couplet import CoupletConstraint, parse_first
+from tangshi.decode.constraints.forced import HOLES, template_form
 from tangshi.decode.constraints.rhyme import group_counts
 from tangshi.decode.constraints.tables import vocab_tables
 from tangshi.decode.search import MAX_BEAM, DecodeOptions, check_start, decode, generate_original, mean_log_prob
@@ -37,7 +38,7 @@ MAX_POEMS = 10_000_000
 MAX_CANDIDATES = 1000
 
 
-def to_vocab_text(text: str | None, vocab: Vocab, what: str) -> str:
+def to_vocab_text(text: str | None, vocab: Vocab, what: str, keep: str = "") -> str:
     """`text` as the vocabulary spells it (whitespace dropped). The one script rule: a text is read
     as simplified when it holds a character the vocabulary lacks whose traditional form it knows
     (尽, 两, 个); a simplified text is converted to traditional, the corpus's script, as a whole
@@ -45,7 +46,8 @@ def to_vocab_text(text: str | None, vocab: Vocab, what: str) -> str:
     白日依山盡，黃河), a character whose converted form the vocabulary lacks staying as typed. A
     traditional text is kept as typed (咸陽 stays 咸陽, 床前 stays 床前). A character known in
     neither form is a clear error. Marks are read as the corpus writes them (text.as_corpus_marks:
-    ',' and '；' are '，', '.' and '？' are '。'). The output is then written in the asked script."""
+    ',' and '；' are '，', '.' and '？' are '。'). The output is then written in the asked script.
+    Characters in `keep` (a template's holes) pass as they are."""
     text = as_corpus_marks("".join((text or "").split()))
     converted = to_traditional(text)
     if len(converted) != len(text):  # OpenCC maps character to character; never expected
@@ -53,7 +55,9 @@ def to_vocab_text(text: str | None, vocab: Vocab, what: str) -> str:
     simplified = any(orig not in vocab and ch in vocab for orig, ch in zip(text, converted))
     out = []
     for orig, ch in zip(text, converted):
-        if simplified and ch in vocab:
+        if orig in keep:
+            out.append(orig)
+        elif simplified and ch in vocab:
             out.append(ch)
         elif orig in vocab:
             out.append(orig)
@@ -117,13 +121,15 @@ def write_poems(
     return {"poems": poems, **request_header(form, opts, script, **options)}
 
 
-HEADER_OPTIONS = ("start", "acrostic", "at", "keywords", "rhyme_group", "candidates")  # shown when given
+HEADER_OPTIONS = ("start", "acrostic", "at", "keywords", "rhyme_group", "candidates", "template")  # shown when given
 
 
 def request_header(form: str, opts: DecodeOptions, script: str, **options) -> dict:
     """The fields that follow the poems in `tangshi generate --json`: the form, strategy, seed and
     script, then those of HEADER_OPTIONS the request gave (so that `tangshi metrics` can check them;
     `at` only with an acrostic)."""
+    if form == "free" and options.get("template"):
+        form = template_form(options["template"])  # the template's shape is the form
     out = {"form": form, "strategy": opts.strategy, "seed": opts.seed, "script": script}
     for k in HEADER_OPTIONS:
         v = options.get(k)
@@ -149,6 +155,7 @@ def iter_poems(
     rhyme_group: str | None = None,
     candidates: int | None = None,
     parallel: float = 0.0,
+    template: str | None = None,
 ) -> Iterator[dict]:
     """The request's poems, one record at a time, decoded in batches of at most GENERATION_CHUNK
     poems: memory stays flat whatever `n` is, and the first poem is ready after one batch.
@@ -158,7 +165,8 @@ def iter_poems(
     keywords: each of its characters appears somewhere; rhyme (default on for the
     four forms): even lines end in one 平水韻 平聲 group (`rhyme_group`: that one); tone: strict | loose | off;
     no_repeat (default on): no clause repeats inside a poem; parallel: the weight of 對仗 in the
-    middle couplets of a 律詩 (constraints/parallel.py, 0 = off). Simplified input is
+    middle couplets of a 律詩 (constraints/parallel.py, 0 = off); template: the whole poem with □ for
+    each open character (its shape gives the form when `form` is free). Simplified input is
     accepted (converted to traditional); `script='simplified'` converts the output.
     Impossible requests raise `TangshiError` here, before anything is generated (the checks
     run when this is called, not when the first poem is asked for).
@@ -172,9 +180,7 @@ def iter_poems(
     if form not in FORM_NAMES:
         raise TangshiError(f"unknown form {form!r} (choose from {', '.join(FORM_NAMES)})")
     check_request(opts, n, script, candidates)
-    start = to_vocab_text(start, vocab, "start text")
-    acrostic = to_vocab_text(acrostic, vocab, "acrostic") or None
-    keywords = to_vocab_text(keywords, vocab, "keywords") or None
+    form, template, start, acrostic, keywords = _read_texts(vocab, form, template, start, acrostic, keywords)
     no_repeat = True if no_repeat is None else bool(no_repeat)
     rhyme = (form != "free") if rhyme is None else bool(rhyme)
     constraint = None
@@ -184,11 +190,25 @@ def iter_poems(
         rules = dict(rhyme=rhyme and form != "free", tone=tone, no_repeat=no_repeat, rhyme_group=rhyme_group)
         if form != "free":
             rules["parallel"] = parallel
+            rules["template"] = template
         constraint = _constraint(
             vocab, form, start=start, acrostic=acrostic, at=at, keywords=keywords, max_chars=opts.max_chars, **rules
         )
         check_start(constraint, opts)  # an impossible start is refused now, not at the first batch
     return _stream(model, vocab, opts, n, start, constraint, form, script, candidates)
+
+
+def _read_texts(vocab: Vocab, form: str, template, start, acrostic, keywords) -> tuple:
+    """The request's texts as the vocabulary spells them, and the form (a template's shape when the
+    form is free); a template's own errors come first."""
+    if template is not None:
+        shape = template_form(template)
+        template = to_vocab_text(template, vocab, "template", keep=HOLES)
+        form = shape if form == "free" else form
+    start = to_vocab_text(start, vocab, "start text")
+    acrostic = to_vocab_text(acrostic, vocab, "acrostic") or None
+    keywords = to_vocab_text(keywords, vocab, "keywords") or None
+    return form, template, start, acrostic, keywords
 
 
 def _check_original(form: str, start: str, acrostic, keywords, rhyme_group) -> None:

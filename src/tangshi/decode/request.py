@@ -151,6 +151,12 @@ class PoemRequest(_Decoding):
     at: int = _opt(
         1, "the acrostic's position in each line: 1 = first (藏头, default), -1 = last (藏尾), any position between"
     )
+    template: str | None = _opt(
+        None,
+        "the whole poem with □ (or ＿) for each character to write and any other character fixed, "
+        "its marks giving the form (□□□□□，□□□□□。…); fixed characters anywhere are honoured, "
+        "later ones included (rhyme, tones, repeats)",
+    )
     keywords: str | None = _opt(
         None,
         "every one of these characters appears in the poem: in a form, each on a line of its own when "
@@ -202,6 +208,7 @@ class PoemRequest(_Decoding):
             keywords=self.keywords,
             rhyme_group=self.rhyme_group,
             candidates=self.candidates,
+            template=self.template,
         )
 
 

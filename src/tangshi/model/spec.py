@@ -71,10 +71,9 @@ def head_weight_name(config: Any) -> str:
 
 # ---------------------------------------------------------------------------- the model's config
 IMPLS = ("tangshi", "original", "nn")
-INITS = ("xavier", "zeros", "constant", "uniform1e-4", "torch")
 # the per-tensor and per-gate arms of the initialisation study (experiments/init.py)
 STUDY_INITS = ("xavier_normal_embed", "torch_xavier_embed", "xavier_forget1", "xavier_orthogonal")
-INITS += STUDY_INITS
+INITS: tuple[str, ...] = ("xavier", "zeros", "constant", "uniform1e-4", "torch", *STUDY_INITS)
 # the training-only regularisers: they change no weight's shape, and act only while training
 DROPOUT_FIELDS = ("dropout_embed", "dropout_chars", "dropout_hidden", "dropout_output", "weight_drop")
 # bounds that keep a typo from asking for terabytes: far above any size this model is trained at

@@ -1,6 +1,7 @@
 """Characters forced at given positions: the start text (any number of whole lines and a partial
 one: a continuation), the acrostic (line k's character at position N: 藏头 N = 1, 藏尾 N = -1),
-and the parsing of keywords. A forced position allows exactly its token; the other rules are not
+a template (the whole poem with holes: any character anywhere), and the parsing of keywords. A
+forced position allows exactly its token; the other rules are not
 asked there, but they see every forced token before decoding starts (a forced rhyme character
 narrows the rhyme groups, a forced character at a checked position the tone patterns), so no
 generated character can contradict one that is forced later."""
@@ -8,7 +9,7 @@ generated character can contradict one that is forced later."""
 from __future__ import annotations
 
 from tangshi.errors import TangshiError
-from tangshi.text import CLAUSE_SEPARATORS, as_corpus_marks, is_han
+from tangshi.text import CLAUSE_SEPARATORS, as_corpus_marks, is_han, split_clauses
 from tangshi.verse import prosody
 
 
@@ -127,3 +128,71 @@ def parse_free_start(c, start: str | None) -> tuple[list[int], str]:
         ids.append(tok)
         out.append(norm)
     return ids, "".join(out)
+
+
+HOLES = "□＿_"  # an open character in a template (□ U+25A1, ＿ U+FF3F, or ASCII _)
+
+
+def template_shape(template: str) -> tuple[int, int]:
+    """(lines, characters per line) of a template: its clauses split at its marks. Raises for a
+    template whose clauses differ in length, is empty, or ends without a mark."""
+    text = as_corpus_marks("".join((template or "").split()))
+    if not text:
+        raise TangshiError("--template is empty: give the poem with □ (or ＿) for each open character")
+    for ch in text:
+        if not (is_han(ch) or ch in HOLES or ch in CLAUSE_SEPARATORS):
+            raise TangshiError(
+                f"template '{text}' holds '{ch}', which is neither a Chinese character nor a hole (□ or ＿)"
+            )
+    parts = split_clauses(text)
+    if parts[-1][1] == "":
+        raise TangshiError(f"template '{text}' must end with its last line's mark (，or 。)")
+    lengths = {len(body) for body, _ in parts}
+    if len(lengths) != 1 or 0 in lengths:
+        raise TangshiError(
+            f"template '{text}': its lines have {'/'.join(str(len(b)) for b, _ in parts)} characters; "
+            "every line of a form has the same number"
+        )
+    return len(parts), lengths.pop()
+
+
+def template_form(template: str) -> str:
+    """The form whose shape the template has (wujue, qijue, wulv, qilv)."""
+    lines, n = template_shape(template)
+    for name, form in prosody.FORMS.items():
+        if form.lines == lines and form.chars_per_line == n:
+            return name
+    raise TangshiError(
+        f"a template of {lines} lines of {n} characters is none of the forms (4 or 8 lines of 5 or 7 characters)"
+    )
+
+
+def parse_template(c, template: str, label: str, layout) -> tuple[dict[int, int], str]:
+    """A template (the poem with holes) → ({t: id} of its fixed characters and marks, the template
+    normalised: its characters in the vocabulary's form, □ for each hole)."""
+    lines, n = template_shape(template)
+    form = c.form
+    if (lines, n) != (form.lines, form.chars_per_line):
+        raise TangshiError(
+            f"the template has {lines} lines of {n} characters but a {label} has {form.lines} lines of "
+            f"{form.chars_per_line}"
+        )
+    text = as_corpus_marks("".join(template.split()))
+    forced: dict[int, int] = {}
+    out = []
+    for t, (pos, ch) in enumerate(zip(layout, text)):
+        if pos.punct:
+            mark = form.punct(pos.line)
+            forced[t] = c.stoi[mark]
+            out.append(mark)
+        elif ch in HOLES:
+            out.append("□")
+        elif not is_han(ch):
+            raise TangshiError(
+                f"template '{text}' holds '{ch}', which is neither a Chinese character nor a hole (□ or ＿)"
+            )
+        else:
+            tok, norm = c.token_id(ch, f"template '{text}'")
+            forced[t] = tok
+            out.append(norm)
+    return forced, "".join(out)

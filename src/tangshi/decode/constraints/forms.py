@@ -24,7 +24,7 @@ from tangshi.verse.parallel import check_weight
 from tangshi.verse.prosody import Form
 
 from .base import Constrained, MaskTable, Row, Rule, device_of
-from .forced import parse_acrostic, parse_free_start, parse_keywords, parse_start
+from .forced import parse_acrostic, parse_free_start, parse_keywords, parse_start, parse_template, template_form
 from .keywords import FreeKeywords, Keywords
 from .layout import positions
 from .parallel import Parallel
@@ -69,6 +69,7 @@ class FormConstraint(Constrained):
         keywords: str | None = None,
         rhyme_group: str | None = None,
         parallel: float = 0.0,
+        template: str | None = None,
     ):
         super().__init__(itos, special_ids)
         self.parallel = check_weight(parallel)
@@ -81,7 +82,17 @@ class FormConstraint(Constrained):
         self._positions = layout = positions(f, self.rhyme)
         self._eos_t = len(layout)
         self.max_len = self._eos_t + 1
-        self._forced, self.start = parse_start(self, start, label, layout)
+        self.template = None
+        if template is not None:
+            if start or acrostic:
+                raise TangshiError(
+                    "--template holds the whole poem: write the start text or the acrostic's characters into it "
+                    "instead of giving --start or --acrostic"
+                )
+            self._forced, self.template = parse_template(self, template, label, layout)
+            self.start = ""
+        else:
+            self._forced, self.start = parse_start(self, start, label, layout)
         self.acrostic = parse_acrostic(self, acrostic, label, self._forced, self.start, at)
         self.at = at if self.acrostic else None
         self._use_rules(self._rules(label, rhyme_group, keywords), self.tables.han)
@@ -296,11 +307,14 @@ def make_constraint(
     rhyme_group: str | None = None,
     max_chars: int = 63,
     parallel: float = 0.0,
+    template: str | None = None,
 ) -> FormConstraint | FreeConstraint:
     """A ``FormConstraint`` for a regulated form, a ``FreeConstraint`` for ``'free'``/``None``
     (where ``rhyme`` is ignored; an acrostic, a rhyme group or a tone mode other than ``'off'``
     raises). ``max_chars`` is free form's length bound (the decoder's), which keywords need."""
     f = prosody.get_form(form)
+    if f is None and template is not None:  # the template's shape is the form
+        f = prosody.get_form(template_form(template))
     if f is None:
         if acrostic and "".join(acrostic.split()):
             raise TangshiError("an acrostic needs a form with a fixed number of lines, not 'free'")
@@ -327,6 +341,7 @@ def make_constraint(
         keywords=keywords,
         rhyme_group=rhyme_group,
         parallel=parallel,
+        template=template,
     )
 
 
