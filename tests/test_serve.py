@@ -194,6 +194,7 @@ def test_controls_endpoints(client, loaded):
         "acrostic",
         "at",
         "template",
+        "revise",
         "keywords",
         "rhyme",
         "rhyme_group",

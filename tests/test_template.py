@@ -86,3 +86,63 @@ def test_an_acrostic_and_a_continuation_are_templates(capsys):
     by_start, _ = poems(["--form", "qijue", "--start", "朝辭白帝彩雲間，千里江陵一日還。"])
     by_template, _ = poems(["--template", "朝辞白帝彩云间，千里江陵一日还。□□□□□□□，□□□□□□□。"])
     assert by_template == by_start  # simplified input read as traditional, as --start reads it
+
+
+# ---- revise: lines of a whole poem written again, ranked by the whole poem's score
+JINGYESI = "床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。"
+
+
+def _lines(text):
+    return [ln for ln in text.replace("。", "，").split("，") if ln]
+
+
+def test_revise_rewrites_only_the_lines_named_and_ranks_by_the_whole_poem(capsys):
+    from fastapi.testclient import TestClient
+
+    from tangshi.model.bundled import bundled_model_path
+    from tangshi.model.checkpoint import load_checkpoint
+    from tangshi.serve.app import create_app
+
+    code, out, _ = run(
+        ["generate", "--template", JINGYESI, "--revise", "3", "--candidates", "6", "--n", "4", "--json"], capsys
+    )
+    doc = json.loads(out)
+    assert code == 0 and doc["revise"] == "3" and doc["form"] == "wujue"
+    kept = _lines(JINGYESI)
+    model, vocab, _ = load_checkpoint(bundled_model_path())
+    scores = []
+    for p in doc["poems"]:
+        got = _lines(p["text"])
+        assert [got[0], got[1], got[3]] == [kept[0], kept[1], kept[3]], p["text"]
+        # the score is the mean log-probability of every token of the whole poem, the kept line 4 included
+        ids = vocab.encode(p["text"]) + [vocab.eos_id]
+        with torch.no_grad():
+            logits, state = model.step(torch.tensor([vocab.start_id]), None)
+            total = 0.0
+            for tok in ids:
+                total += float(torch.log_softmax(logits[0].double(), 0)[tok])
+                logits, state = model.step(torch.tensor([tok]), state)
+        assert abs(p["score"] - total / len(ids)) < 1e-4
+        scores.append(p["reader_score"])
+    assert scores == sorted(scores, reverse=True)
+    assert len({_lines(p["text"])[2] for p in doc["poems"]}) > 1  # several versions of line 3
+    # the same through the web API, candidates 8 by default
+    client = TestClient(create_app(model, vocab, workers=1, queue=2))
+    r = client.post("/api/revise", json={"template": JINGYESI, "revise": "3,4", "n": 2})
+    assert r.status_code == 200 and r.json()["candidates"] == 8
+    assert all(_lines(p["text"])[:2] == kept[:2] for p in r.json()["poems"])
+    r = client.post("/api/revise", json={"template": JINGYESI})
+    assert r.status_code == 422 and r.json()["field"] == "revise"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--revise", "2", "--form", "wujue"], "give the poem with --template"),
+        (["--template", JINGYESI, "--revise", "5"], "from 1 to 4"),
+        (["--template", JINGYESI, "--revise", "x"], "line numbers such as 3"),
+    ],
+)
+def test_bad_revisions_are_one_error(args, words, capsys):
+    code, _, err = run(["generate", *args], capsys)
+    one_line_error(code, err, words)

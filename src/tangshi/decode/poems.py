@@ -14,7 +14,7 @@ from tangshi.data.prepare import read_split
 from tangshi.data.vocab import Vocab
 from tangshi.decode.constraints import build_constraint
 from tangshi.decode.constraints.couplet import CoupletConstraint, parse_first
-from tangshi.decode.constraints.forced import HOLES, template_form
+from tangshi.decode.constraints.forced import HOLES, open_lines, template_form
 from tangshi.decode.constraints.rhyme import group_counts
 from tangshi.decode.constraints.tables import vocab_tables
 from tangshi.decode.search import MAX_BEAM, DecodeOptions, check_start, decode, generate_original, mean_log_prob
@@ -121,7 +121,16 @@ def write_poems(
     return {"poems": poems, **request_header(form, opts, script, **options)}
 
 
-HEADER_OPTIONS = ("start", "acrostic", "at", "keywords", "rhyme_group", "candidates", "template")  # shown when given
+HEADER_OPTIONS = (
+    "start",
+    "acrostic",
+    "at",
+    "keywords",
+    "rhyme_group",
+    "candidates",
+    "template",
+    "revise",
+)  # shown when given
 
 
 def request_header(form: str, opts: DecodeOptions, script: str, **options) -> dict:
@@ -156,6 +165,7 @@ def iter_poems(
     candidates: int | None = None,
     parallel: float = 0.0,
     template: str | None = None,
+    revise: str | None = None,
 ) -> Iterator[dict]:
     """The request's poems, one record at a time, decoded in batches of at most GENERATION_CHUNK
     poems: memory stays flat whatever `n` is, and the first poem is ready after one batch.
@@ -166,7 +176,8 @@ def iter_poems(
     four forms): even lines end in one 平水韻 平聲 group (`rhyme_group`: that one); tone: strict | loose | off;
     no_repeat (default on): no clause repeats inside a poem; parallel: the weight of 對仗 in the
     middle couplets of a 律詩 (constraints/parallel.py, 0 = off); template: the whole poem with □ for
-    each open character (its shape gives the form when `form` is free). Simplified input is
+    each open character (its shape gives the form when `form` is free); revise: line numbers of the
+    template to write again (forced.open_lines). Simplified input is
     accepted (converted to traditional); `script='simplified'` converts the output.
     Impossible requests raise `TangshiError` here, before anything is generated (the checks
     run when this is called, not when the first poem is asked for).
@@ -180,6 +191,10 @@ def iter_poems(
     if form not in FORM_NAMES:
         raise TangshiError(f"unknown form {form!r} (choose from {', '.join(FORM_NAMES)})")
     check_request(opts, n, script, candidates)
+    if revise is not None:
+        if template is None:
+            raise TangshiError("--revise names lines of a poem: give the poem with --template")
+        template = open_lines(template, revise)
     form, template, start, acrostic, keywords = _read_texts(vocab, form, template, start, acrostic, keywords)
     no_repeat = True if no_repeat is None else bool(no_repeat)
     rhyme = (form != "free") if rhyme is None else bool(rhyme)

@@ -157,6 +157,11 @@ class PoemRequest(_Decoding):
         "its marks giving the form (□□□□□，□□□□□。…); fixed characters anywhere are honoured, "
         "later ones included (rhyme, tones, repeats)",
     )
+    revise: str | None = _opt(
+        None,
+        "with --template (a whole poem): write these lines again (1-based: 3, or 3,4) and keep the rest; "
+        "with --candidates K the K versions are ranked by the whole poem's score, the lines after them included",
+    )
     keywords: str | None = _opt(
         None,
         "every one of these characters appears in the poem: in a form, each on a line of its own when "
@@ -209,6 +214,7 @@ class PoemRequest(_Decoding):
             rhyme_group=self.rhyme_group,
             candidates=self.candidates,
             template=self.template,
+            revise=self.revise,
         )
 
 

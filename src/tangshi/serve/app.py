@@ -261,6 +261,16 @@ def create_app(
         """Poems: the fields are `tangshi generate`'s options by long name; the answer is its --json."""
         return await ask(body, PoemRequest, "poems")
 
+    @app.post("/api/revise", response_model=Answer, responses=failures)
+    async def api_revise(body: PoemsBody):  # type: ignore[valid-type]
+        """A poem with some lines written again: `template` the whole poem, `revise` the line numbers
+        ("3" or "3,4"), `candidates` how many versions to rank by the whole poem's score (default 8)."""
+        if body.template is None or body.revise is None:  # type: ignore[attr-defined]
+            return _error(422, "a revision needs the poem (template) and the lines to write again (revise)", "revise")
+        if body.candidates is None:  # type: ignore[attr-defined]
+            body = body.model_copy(update={"candidates": 8})  # type: ignore[attr-defined]
+        return await ask(body, PoemRequest, "poems")
+
     @app.post("/api/couplet", response_model=CoupletAnswer, responses=failures)
     async def api_couplet(body: CoupletBody):  # type: ignore[valid-type]
         """下联 for a 上联: `tangshi couplet`'s options; the answer is its --json."""

@@ -196,3 +196,17 @@ def parse_template(c, template: str, label: str, layout) -> tuple[dict[int, int]
             forced[t] = tok
             out.append(norm)
     return forced, "".join(out)
+
+
+def open_lines(template: str, lines: str) -> str:
+    """The template with the characters of `lines` (1-based line numbers, e.g. "3" or "3,4") made
+    holes: the lines to write again, the rest kept."""
+    n_lines, n = template_shape(template)
+    try:
+        wanted = sorted({int(x) for x in str(lines).replace("，", ",").split(",") if x.strip()})
+    except ValueError:
+        raise TangshiError(f"--revise takes line numbers such as 3 or 3,4, got {lines!r}") from None
+    if not wanted or not all(1 <= k <= n_lines for k in wanted):
+        raise TangshiError(f"--revise takes line numbers from 1 to {n_lines} (the template's lines), got {lines!r}")
+    text = as_corpus_marks("".join(template.split()))
+    return "".join("□" if not prosody.is_punct(ch) and t // (n + 1) + 1 in wanted else ch for t, ch in enumerate(text))
