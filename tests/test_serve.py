@@ -324,7 +324,10 @@ def test_page_in_chromium(tmp_path):
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(base + "/")
             page.wait_for_selector("body[data-ready=true]")
-            page.select_option("#form", "qijue")
+            # a reader's page: Chinese first, a Tang form by default, the rest folded under 更多
+            assert page.input_value("#form") == "qijue" and "體裁" in page.text_content("label[for=form]")
+            assert page.is_visible("#acrostic") and not page.is_visible("#seed")
+            page.click("#more summary")
             page.fill("#acrostic", "春夏秋冬")
             page.fill("#seed", "1")
             page.click("#write")
@@ -334,6 +337,25 @@ def test_page_in_chromium(tmp_path):
             assert all(len(ln) == 8 for ln in lines)
             assert page.locator(".ch.rhyme").count() == 2  # lines 2 and 4 end in their rhyme
             assert "acrostic=" in page.url and "seed=1" in page.url  # the link reproduces the poem
+            meta = page.text_content(".poem .meta")
+            assert "韻部" in meta and "首句" in meta and "平仄合律" in meta, meta  # the meta line in words
+
+            # 改 on line 3 writes it again: the other lines stay, and so does its hidden character
+            page.click(".poem .line[data-k='2'] .redo")
+            page.wait_for_selector("#poems:not(.stale)")
+            again = page.eval_on_selector_all(".poem .line", "els => els.map(e => e.dataset.text)")
+            assert [again[0], again[1], again[3]] == [lines[0], lines[1], lines[3]] and again[2][0] == "秋", again
+            assert "模型把握" in page.text_content(".poem .meta")  # ranked among 8: its score, in words
+            # a locked character survives 重寫其餘, which writes every other one again
+            page.click(".poem .line[data-k='0'] .ch:nth-child(3)")
+            locked = page.text_content(".poem .line[data-k='0'] .ch.locked:nth-child(3) .char")
+            page.click(".poem .rest")
+            page.wait_for_selector("#poems:not(.stale)")
+            rest = page.eval_on_selector_all(".poem .line", "els => els.map(e => e.dataset.text)")
+            assert rest[0][2] == locked and [ln[0] for ln in rest] == list("春夏秋冬"), rest
+
+            page.click("#share")  # the first poem as a picture drawn in the browser
+            assert page.get_attribute("#png", "href").startswith("data:image/png;base64,")
 
             page.check("input[name=script][value=simplified]")
             page.click("#write")
@@ -364,12 +386,21 @@ def test_page_in_chromium(tmp_path):
             page.keyboard.press("Enter")  # by keyboard: Enter in a field writes again
             page.wait_for_selector("#error-acrostic:empty", state="attached")
             page.wait_for_function("() => document.querySelector('#acrostic').getAttribute('aria-invalid') === null")
+            page.fill("#at", "9")
+            page.click("#write")
+            page.wait_for_selector("#error-at:not(:empty)")
+            assert "--" not in page.text_content("#error-at") and "「藏字位置」" in page.text_content("#error-at")
 
-            phone = browser.new_page(viewport={"width": 375, "height": 800})
-            phone.goto(base + "/?mode=poems&form=wujue&seed=3")  # a link runs its request
-            phone.wait_for_selector(".poem .line")
-            width = phone.evaluate("document.documentElement.scrollWidth")
-            assert width <= 375, f"the page is {width} px wide on a 375 px phone"
+            for layout in ("", "&vertical=1"):  # a 七律 on a 390 px phone, in both layouts
+                phone = browser.new_page(viewport={"width": 390, "height": 800})
+                phone.goto(base + "/?mode=poems&form=qilv&seed=3")  # a link runs its request
+                phone.wait_for_selector(".poem .line")
+                if layout:
+                    phone.check("#vertical")
+                width = phone.evaluate("document.documentElement.scrollWidth")
+                assert width <= 390, f"the page is {width} px wide on a 390 px phone ({layout or 'horizontal'})"
+                if layout and os.environ.get("TANGSHI_SCREENSHOT"):
+                    phone.screenshot(path=str(SCREENSHOT.with_name("serve-phone.png")), full_page=True)
             browser.close()
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C stops it cleanly: exit 0, one line, no traceback

@@ -319,6 +319,7 @@ def _describe(app, vocab, pool: Pool, checkpoint: str, PoemsRequest, CoupletRequ
             "vocabulary": len(vocab),
             "workers": pool.workers,
             "queue": pool.queue,
+            "pending": pool.pending,  # requests running or waiting now: the page shows the wait
         }
 
     pages = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
