@@ -447,10 +447,40 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _exercise(args) -> int:
+    """--write-exercise FILE: the stubs to fill in; --exercise FILE: grade them."""
+    from importlib import resources
+
+    from tangshi.files import write_atomic
+    from tangshi.lesson.exercise_grader import format_grades, grade, load_exercise
+
+    if args.write_exercise:
+        out = Path(args.write_exercise)
+        if out.exists():
+            raise TangshiError(f"{out} exists; give another name (your work there is kept)")
+        if not out.parent.is_dir():
+            raise TangshiError(f"cannot write {out}: its folder {out.parent} does not exist")
+        write_atomic(out, resources.files("tangshi.lesson").joinpath("exercises.py").read_text(encoding="utf-8"))
+        print(f"wrote {out}: fill in its three functions, then run tangshi gradcheck --exercise {out}")
+        return 0
+    rows = grade(load_exercise(Path(args.exercise)))
+    if args.json:
+        print_json({"exercise": args.exercise, "rows": rows, "ok": all(r["ok"] for r in rows)})
+    else:
+        print(format_grades(rows, args.exercise))
+    if not all(r["ok"] for r in rows):
+        failed = ", ".join(r["name"] for r in rows if not r["ok"])
+        print(f"tangshi: error: exercise not passed yet: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_gradcheck(args) -> int:
     from tangshi.lesson.gradcheck import format_gradcheck, run_gradcheck
 
     check_number("--seed", args.seed, 0, 2**32 - 1, integer=True)  # NumPy's generators take no negative seed
+    if args.write_exercise or args.exercise:
+        return _exercise(args)
     if args.worked_example:
         from tangshi.lesson.worked_example import format_worked_example, run_worked_example
 

@@ -336,4 +336,13 @@ def _gradcheck_parser(sub) -> None:
         help="print the H = 1, T = 2 example of docs/lstm-backprop.md instead: every forward and BPTT "
         "number, and each gradient beside its finite difference",
     )
+    gc.add_argument(
+        "--exercise",
+        metavar="FILE",
+        help="grade your step_forward, step_backward and bptt in FILE against the reference LSTM and "
+        "finite differences (exit 0 when all three pass)",
+    )
+    gc.add_argument(
+        "--write-exercise", metavar="FILE", help="write the exercise file to fill in (its three stubs) to FILE"
+    )
     gc.set_defaults(func=cmd_gradcheck)

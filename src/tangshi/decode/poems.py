@@ -191,11 +191,7 @@ def iter_poems(
     if form not in FORM_NAMES:
         raise TangshiError(f"unknown form {form!r} (choose from {', '.join(FORM_NAMES)})")
     check_request(opts, n, script, candidates)
-    if revise is not None:
-        if template is None:
-            raise TangshiError("--revise names lines of a poem: give the poem with --template")
-        template = open_lines(template, revise)
-    form, template, start, acrostic, keywords = _read_texts(vocab, form, template, start, acrostic, keywords)
+    form, template, start, acrostic, keywords = _read_texts(vocab, form, template, revise, start, acrostic, keywords)
     no_repeat = True if no_repeat is None else bool(no_repeat)
     rhyme = (form != "free") if rhyme is None else bool(rhyme)
     constraint = None
@@ -213,9 +209,13 @@ def iter_poems(
     return _stream(model, vocab, opts, n, start, constraint, form, script, candidates)
 
 
-def _read_texts(vocab: Vocab, form: str, template, start, acrostic, keywords) -> tuple:
+def _read_texts(vocab: Vocab, form: str, template, revise, start, acrostic, keywords) -> tuple:
     """The request's texts as the vocabulary spells them, and the form (a template's shape when the
-    form is free); a template's own errors come first."""
+    form is free); a template's own errors come first, and `revise` opens its lines."""
+    if revise is not None:
+        if template is None:
+            raise TangshiError("--revise names lines of a poem: give the poem with --template")
+        template = open_lines(template, revise)
     if template is not None:
         shape = template_form(template)
         template = to_vocab_text(template, vocab, "template", keep=HOLES)

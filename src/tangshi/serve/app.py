@@ -211,6 +211,9 @@ def _web_file(name: str) -> str:
     return resources.files("tangshi.serve").joinpath("web", name).read_text(encoding="utf-8")
 
 
+REVISE_CANDIDATES = 8  # /api/revise ranks this many versions unless told otherwise
+
+
 def create_app(
     model, vocab, *, workers: int | None = None, queue: int = 32, timeout: float = DEFAULT_TIMEOUT, checkpoint: str = ""
 ):
@@ -261,15 +264,7 @@ def create_app(
         """Poems: the fields are `tangshi generate`'s options by long name; the answer is its --json."""
         return await ask(body, PoemRequest, "poems")
 
-    @app.post("/api/revise", response_model=Answer, responses=failures)
-    async def api_revise(body: PoemsBody):  # type: ignore[valid-type]
-        """A poem with some lines written again: `template` the whole poem, `revise` the line numbers
-        ("3" or "3,4"), `candidates` how many versions to rank by the whole poem's score (default 8)."""
-        if body.template is None or body.revise is None:  # type: ignore[attr-defined]
-            return _error(422, "a revision needs the poem (template) and the lines to write again (revise)", "revise")
-        if body.candidates is None:  # type: ignore[attr-defined]
-            body = body.model_copy(update={"candidates": 8})  # type: ignore[attr-defined]
-        return await ask(body, PoemRequest, "poems")
+    _add_revise(app, ask, PoemsBody, failures)
 
     @app.post("/api/couplet", response_model=CoupletAnswer, responses=failures)
     async def api_couplet(body: CoupletBody):  # type: ignore[valid-type]
@@ -278,6 +273,18 @@ def create_app(
 
     _describe(app, vocab, pool, checkpoint, PoemsBody, CoupletBody)
     return BodyLimit(app, MAX_BODY)
+
+
+def _add_revise(app, ask, PoemsBody, failures) -> None:
+    @app.post("/api/revise", response_model=Answer, responses=failures)
+    async def api_revise(body: PoemsBody):
+        """A poem with some lines written again: `template` the whole poem, `revise` the line numbers
+        ("3" or "3,4"), `candidates` how many versions to rank by the whole poem's score (default 8)."""
+        if body.template is None or body.revise is None:
+            return _error(422, "a revision needs the poem (template) and the lines to write again (revise)", "revise")
+        if body.candidates is None:
+            body = body.model_copy(update={"candidates": REVISE_CANDIDATES})
+        return await ask(body, PoemRequest, "poems")
 
 
 def _describe(app, vocab, pool: Pool, checkpoint: str, PoemsRequest, CoupletRequest) -> None:
