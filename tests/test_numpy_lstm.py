@@ -1,6 +1,7 @@
 """The NumPy LSTM (tangshi.numpy_lstm): gradients, optimisers, agreement with PyTorch."""
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -364,11 +365,33 @@ def test_format_gradcheck_renders_a_result():
         "assignment_errors": {"no_cell_state_path": {"lstm.0.weight_hh": 0.4}},
         "tolerances": dict(gc.TOLERANCES),
     }
-    text = gc.format_gradcheck(res)
+    res["init_loss"] = {"loss": 2.5, "ln_V": math.log(11), "ok": True}
+    text = gc.format_gradcheck(res)  # short: the kernel, optimisers and other configurations behind --all
     assert "embedding.weight" in text and "no_cell_state_path" in text and text.rstrip().endswith("OK")
-    assert "reference_lstm.py" in text and "2 layers" in text
-    assert "PyTorch ops              5.00e-07" in text and "compiled cell            skipped: no C compiler" in text
-    assert gc.format_gradcheck(res | {"ok": False}).rstrip().endswith("FAILED")
+    assert "reference_lstm.py" in text and "2 layers" in text and "vs ln V = 2.398" in text
+    assert "PyTorch ops" not in text and "SGD" not in text and "--all" in text
+    full = gc.format_gradcheck(res, full=True)
+    assert "PyTorch ops              5.00e-07" in full and "compiled cell            skipped: no C compiler" in full
+    assert "SGD" in full and "tied" in full
+    failed = gc.format_gradcheck(res | {"ok": False})  # a failure shows every section
+    assert failed.rstrip().endswith("FAILED") and "PyTorch ops" in failed
+
+
+def test_the_loss_at_initialisation_is_about_ln_v():
+    """A model that knows nothing predicts about 1/V for each character: its loss is about ln V. The
+    gradcheck problem's loss is computed here again from its logits (torch), and a head scaled ×50,
+    confident before it has learned anything, is caught."""
+    res = gc.run_gradcheck(seed=1)
+    i = res["init_loss"]
+    assert i["ok"] and i["ln_V"] == pytest.approx(math.log(res["model"]["config"]["vocab_size"]))
+    assert abs(i["loss"] - i["ln_V"]) <= 0.1 * i["ln_V"]
+    from tangshi.lesson.small_problem import SmallConfig, small_problem
+
+    cfg = SmallConfig()
+    _, params, inputs, targets = small_problem(1, cfg)
+    loud = {k: (v * 50 if k == "head.weight" else v) for k, v in params.items()}
+    loss = float(gc.torch_reference({k: torch.tensor(v) for k, v in loud.items()}, cfg, inputs, targets))
+    assert abs(loss - i["ln_V"]) > 0.1 * i["ln_V"]  # what the check would refuse
 
 
 def test_training_kernel_check_compares_fp32_with_float64(monkeypatch):

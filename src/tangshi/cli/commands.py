@@ -491,7 +491,7 @@ def cmd_gradcheck(args) -> int:
     if args.json:
         print_json(res)
     else:
-        print(format_gradcheck(res))
+        print(format_gradcheck(res, full=args.all))
     if not res["ok"]:
         print("tangshi: error: gradient check failed", file=sys.stderr)
         return 1

@@ -337,6 +337,11 @@ def _gradcheck_parser(sub) -> None:
         "number, and each gradient beside its finite difference",
     )
     gc.add_argument(
+        "--all",
+        action="store_true",
+        help="also show the other configurations, the optimisers and the training kernel (always checked)",
+    )
+    gc.add_argument(
         "--exercise",
         metavar="FILE",
         help="grade your step_forward, step_backward and bptt in FILE against the reference LSTM and "

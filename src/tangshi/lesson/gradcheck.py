@@ -17,6 +17,7 @@ and measures what the assignment's three gradient errors cost (lesson/gradient_e
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -286,6 +287,9 @@ def _check_config(config, seed, max_elements=None):
     return per, {"loss": loss, "torch_loss_abs_diff": abs(loss - t_loss), "torch_nn_loss_abs_diff": abs(loss - nn_loss)}
 
 
+INIT_LOSS_SLACK = 0.10  # the loss at initialisation within 10% of ln V (uniform predictions)
+
+
 def run_gradcheck(seed: int = 0) -> dict:
     """Check every gradient and optimiser; see the module docstring.  result["ok"] says all passed."""
     threads = torch.get_num_threads()
@@ -330,12 +334,15 @@ def _run_gradcheck(seed: int) -> dict:
         for name, (mk_np, mk_t) in OPTIMIZER_CASES.items()
     }
     kernel = check_training_kernel(seed)
-    ok = _passed(TOLERANCES, per, info, variants, optimizers, reference, kernel)
+    ln_v = math.log(base.vocab_size)
+    init = {"loss": info["loss"], "ln_V": ln_v, "ok": abs(info["loss"] - ln_v) <= INIT_LOSS_SLACK * ln_v}
+    ok = _passed(TOLERANCES, per, info, variants, optimizers, reference, kernel) and init["ok"]
     return {
         "ok": bool(ok),
         "seed": seed,
         "model": _model_info(base, inputs, targets),
         "loss": info,
+        "init_loss": init,
         "params": per,
         "variants": variants,
         "reference_lstm": reference,
@@ -405,20 +412,39 @@ def _model_info(config, inputs, targets) -> dict:
 # ----------------------------------------------------------------------------------
 
 
-def format_gradcheck(result: dict) -> str:
+def format_gradcheck(result: dict, full: bool = False) -> str:
+    """The report: the model, the loss at initialisation, each parameter's errors, the reference LSTM
+    and the assignment's errors; with `full` (or when a check failed) also the other configurations,
+    the optimisers and the training kernel."""
     tol = result["tolerances"]
-    lines = _model_lines(result) + [""]
+    full = full or not result["ok"]
+    lines = _model_lines(result) + _init_lines(result) + [""]
     lines += _param_lines(result["params"], tol) + [""]
-    lines += _variant_lines(result["variants"]) + [""]
-    lines += _comparison_lines(result, tol)
+    if full:
+        lines += _variant_lines(result["variants"]) + [""]
+    lines += _comparison_lines(result, tol, full)
     lines.append("the assignment's errors, ||g_seed - g|| / ||g||:")
     for bug, d in result["assignment_errors"].items():
         lines.append(f"  {bug}:")
         for k, v in d.items():
             lines.append(f"    {k:<22} {v:.3f}")
     lines.append("")
+    if not full:
+        lines.append(
+            "(tangshi gradcheck --all also shows three other configurations, five optimisers and the training kernel)"
+        )
     lines.append("OK" if result["ok"] else "FAILED")
     return "\n".join(lines)
+
+
+def _init_lines(result: dict) -> list[str]:
+    i = result.get("init_loss")
+    if not i:
+        return []
+    return [
+        f"loss at initialisation {i['loss']:.3f} vs ln V = {i['ln_V']:.3f}: a model that knows nothing gives each "
+        f"of the V characters about 1/V ({'within' if i['ok'] else 'NOT within'} {INIT_LOSS_SLACK:.0%})"
+    ]
 
 
 def _model_lines(result: dict) -> list[str]:
@@ -456,10 +482,14 @@ def _variant_lines(variants: dict) -> list[str]:
     return lines
 
 
-def _comparison_lines(result: dict, tol: dict) -> list[str]:
-    """The optimisers, the assignment-notation LSTM and the training kernel, each a section."""
-    lines = [f"optimisers vs torch.optim, 10 steps, max |p - p_torch| (tolerance {tol['optimizer_abs_diff']:.0e}):"]
-    lines += [f"  {k:<58} {v:.2e}" for k, v in result["optimizers"].items()] + [""]
+def _comparison_lines(result: dict, tol: dict, full: bool = True) -> list[str]:
+    """The optimisers and the training kernel (with `full`), and the assignment-notation LSTM."""
+    lines = []
+    if full:
+        lines.append(
+            f"optimisers vs torch.optim, 10 steps, max |p - p_torch| (tolerance {tol['optimizer_abs_diff']:.0e}):"
+        )
+        lines += [f"  {k:<58} {v:.2e}" for k, v in result["optimizers"].items()] + [""]
     lines.append(
         f"the assignment-notation LSTM (lesson/reference_lstm.py) vs finite differences and vs the fast twin "
         f"(tolerance {tol['twin_abs_diff']:.0e}):"
@@ -469,12 +499,13 @@ def _comparison_lines(result: dict, tol: dict) -> list[str]:
         f"|loss| {v['twin_loss_abs_diff']:.1e}"
         for k, v in result["reference_lstm"].items()
     ] + [""]
-    lines.append(
-        f"the training kernel (LSTMRecurrence, fp32) vs autograd in float64, max relative error "
-        f"(tolerance {tol['kernel_rel_err']:.0e}):"
-    )
-    lines += [
-        f"  {k:<24} " + (f"{v['rel_err']:.2e}" if "rel_err" in v else f"skipped: {v['skipped']}")
-        for k, v in result["training_kernel"].items()
-    ] + [""]
+    if full:
+        lines.append(
+            f"the training kernel (LSTMRecurrence, fp32) vs autograd in float64, max relative error "
+            f"(tolerance {tol['kernel_rel_err']:.0e}):"
+        )
+        lines += [
+            f"  {k:<24} " + (f"{v['rel_err']:.2e}" if "rel_err" in v else f"skipped: {v['skipped']}")
+            for k, v in result["training_kernel"].items()
+        ] + [""]
     return lines
