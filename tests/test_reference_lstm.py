@@ -15,7 +15,7 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=["2 layers", "tied+relu", "3 layers, E != H"])
+@pytest.mark.parametrize("config", CONFIGS, ids=["2 layers", "tied+relu", "3 layers, D != H"])
 def test_reference_equals_the_fast_twin(config):
     _, params, inputs, targets = gc.small_problem(3, config)
     loss, grads = ref.loss_and_grads(params, config, inputs, targets, gc.PAD_ID)

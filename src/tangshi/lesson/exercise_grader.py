@@ -1,6 +1,6 @@
 """Grades lesson/exercises.py as a student fills it in (`tangshi gradcheck --exercise FILE`).
 
-Each function is run on random problems (float64, H = 3, E = 2, T = 4, seeds 0–2) and compared with
+Each function is run on random problems (float64, H = 3, D = 2, T = 4, seeds 0–2) and compared with
 the reference LSTM (lesson/reference_lstm.py, the assignment's LstmLayer corrected): step_forward
 with its h_t and C_t at t = 2; step_backward with its δz_{g,1} and δC_1, given its δh_1, δC_2 and
 f_2; bptt with its gradients, and those with central finite differences of E = Σ_t dh_above[t]ᵀ h_t.
@@ -21,7 +21,7 @@ from tangshi.lesson.reference_lstm import GATES, LstmLayer
 
 TOL = 1e-7  # float64: the reference and a correct solution agree to ~1e-15; finite differences to ~1e-9
 FD_EPS = 1e-6
-H, E, T = 3, 2, 4
+H, D, T = 3, 2, 4
 
 
 def load_exercise(path: Path) -> ModuleType:
@@ -46,12 +46,12 @@ def _problem(seed: int):
     rng = np.random.default_rng(seed)
     params = {
         "W_h": {g: rng.normal(0, 0.5, (H, H)) for g in GATES},
-        "W_x": {g: rng.normal(0, 0.5, (H, E)) for g in GATES},
+        "W_x": {g: rng.normal(0, 0.5, (H, D)) for g in GATES},
         "b": {g: rng.normal(0, 0.5, (H, 1)) for g in GATES},
     }
-    xs = [rng.normal(0, 1, (E, 1)) for _ in range(T)]
+    xs = [rng.normal(0, 1, (D, 1)) for _ in range(T)]
     dh_above = [rng.normal(0, 1, (H, 1)) for _ in range(T)]
-    ref = LstmLayer(E, H)
+    ref = LstmLayer(D, H)
     ref.W_h, ref.W_x, ref.b = (
         {g: params["W_h"][g].copy() for g in GATES},
         {g: params["W_x"][g].copy() for g in GATES},

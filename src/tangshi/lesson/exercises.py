@@ -5,9 +5,9 @@ Fill in the three functions below, then grade them:
     tangshi gradcheck --write-exercise my_lstm.py     # a copy of this file to work in
     tangshi gradcheck --exercise my_lstm.py           # grades it; exit 0 when all three pass
 
-Shapes, as in the assignment's Part 1 (column vectors, one sequence): H is the state width, E the
+Shapes, as in the assignment's Part 1 (column vectors, one sequence): H is the state width, D the
 input width. `params` holds one matrix per gate g in "f", "i", "c", "o" (forget, input, candidate
-c̃, output): params["W_h"][g] (H, H), params["W_x"][g] (H, E), params["b"][g] (H, 1). x_t is (E, 1);
+c̃, output): params["W_h"][g] (H, H), params["W_x"][g] (H, D), params["b"][g] (H, 1). x_t is (D, 1);
 h_t and C_t are (H, 1). NumPy only; float64.
 
 The grader compares each function with the reference LSTM (lesson/reference_lstm.py) on random
@@ -34,7 +34,7 @@ def step_backward(dh_t, dC_next, f_next, cache):
 def bptt(params, xs, dh_above):
     """Forward over xs = [x_1 … x_T], then back through time, eqs (10)–(19). dh_above[t−1] is ∂E/∂h_t
     from outside the recurrence. Returns grads with grads["W_h"][g], grads["W_x"][g], grads["b"][g]
-    (summed over t, shaped as params) and grads["x"], the list ∂E/∂x_t (E, 1) for t = 1 … T."""
+    (summed over t, shaped as params) and grads["x"], the list ∂E/∂x_t (D, 1) for t = 1 … T."""
     raise NotImplementedError("bptt: eqs (10)–(19)")
 
 

@@ -123,7 +123,7 @@ def torch_reference_logits(params_t: dict, config: Any, inputs) -> torch.Tensor:
     H, L = config.hidden_dim, config.num_layers
     inp = torch.as_tensor(inputs)
     B, T = inp.shape
-    x = params_t["embedding.weight"][inp]  # (B, T, E)
+    x = params_t["embedding.weight"][inp]  # (B, T, D)
     for l in range(L):
         W_ih, W_hh, b = params_t[f"lstm.{l}.weight_ih"], params_t[f"lstm.{l}.weight_hh"], params_t[f"lstm.{l}.bias"]
         h = x.new_zeros(B, H)
@@ -156,10 +156,10 @@ def torch_reference_logprobs(params: dict, config: Any, inputs: np.ndarray) -> n
 
 
 def _build_nn(params: dict, config: Any):
-    V, E, H, L = config.vocab_size, config.embed_dim, config.hidden_dim, config.num_layers
+    V, D, H, L = config.vocab_size, config.embed_dim, config.hidden_dim, config.num_layers
     dtype = torch.float64 if params["embedding.weight"].dtype == np.float64 else torch.float32
-    emb = torch.nn.Embedding(V, E).to(dtype)
-    lstm = torch.nn.LSTM(E, H, num_layers=L, batch_first=True).to(dtype)
+    emb = torch.nn.Embedding(V, D).to(dtype)
+    lstm = torch.nn.LSTM(D, H, num_layers=L, batch_first=True).to(dtype)
     head_b = torch.nn.Parameter(torch.tensor(params["head.bias"], dtype=dtype))
     head_w = None
     with torch.no_grad():
@@ -360,7 +360,7 @@ def _check_variants(seed: int) -> dict:
     for name, cfg in {
         "tied+relu, 1 layer": SmallConfig(num_layers=1, tie_weights=True, relu_logits=True),
         "tied, 2 layers": SmallConfig(tie_weights=True),
-        "relu, 3 layers, E != H": SmallConfig(embed_dim=5, num_layers=3, relu_logits=True),
+        "relu, 3 layers, D != H": SmallConfig(embed_dim=5, num_layers=3, relu_logits=True),
     }.items():
         vp, vi = _check_config(cfg, seed + 1, FD_VARIANT_ELEMENTS)
         variants[name] = {
@@ -451,7 +451,7 @@ def _model_lines(result: dict) -> list[str]:
     m = result["model"]
     c = m["config"]
     return [
-        f"gradcheck (seed {result['seed']}): V={c['vocab_size']} E={c['embed_dim']} H={c['hidden_dim']} "
+        f"gradcheck (seed {result['seed']}): V={c['vocab_size']} D={c['embed_dim']} H={c['hidden_dim']} "
         f"layers={c['num_layers']}, batch {m['batch'][0]}x{m['batch'][1]} with {m['real_targets']} real targets, "
         f"{m['dtype']}",
         f"loss {result['loss']['loss']:.6f}; |loss - torch| = {result['loss']['torch_loss_abs_diff']:.1e}, "

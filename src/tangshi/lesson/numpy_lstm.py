@@ -4,8 +4,8 @@ This is the from-scratch twin of the PyTorch model. It uses the canonical
 parameter layout shared with the PyTorch model's state_dict (so safetensors
 checkpoints are interchangeable):
 
-    embedding.weight     (V, E)
-    lstm.{l}.weight_ih   (in_l, 4H)   in_0 = E, in_l = H for l > 0   (x @ W layout)
+    embedding.weight     (V, D)
+    lstm.{l}.weight_ih   (in_l, 4H)   in_0 = D, in_l = H for l > 0   (x @ W layout)
     lstm.{l}.weight_hh   (H, 4H)
     lstm.{l}.bias        (4H,)
     head.weight          (V, H)       absent when config.tie_weights (head uses embedding.weight)
@@ -199,7 +199,7 @@ def _step_backward(lc: dict, dZ: np.ndarray, pk: Packing, t: int, sc: _Scratch, 
     i_t, f_t, c_tilde, o_t = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
     tanhC_t = lc["tanhC"][s:e]  # (n, H)
     dz = dZ[s:e]  # (n, 4H)
-    dz_i, dz_f, dz_g, dz_o = dz[:, :H], dz[:, H : 2 * H], dz[:, 2 * H : 3 * H], dz[:, 3 * H :]
+    dz_i, dz_f, dz_c, dz_o = dz[:, :H], dz[:, H : 2 * H], dz[:, 2 * H : 3 * H], dz[:, 3 * H :]
     delta_h = sc.delta_h[:n]
     delta_C = sc.delta_C[:n]
     tmp_n = sc.tmp[:n]
@@ -228,12 +228,12 @@ def _step_backward(lc: dict, dZ: np.ndarray, pk: Packing, t: int, sc: _Scratch, 
     np.subtract(1.0, a_if, out=sc.tmp2[:n])
     sc.tmp2[:n] *= a_if
     dz[:, : 2 * H] *= sc.tmp2[:n]  # eq (13), (14)  dz_f = delta_f f(1-f), dz_i = delta_i i(1-i)
-    # delta_c~ = delta_C * i_t;  dz_g = delta_c~ (1 - c~^2)
-    delta_c_tilde = dz_g
+    # delta_c~ = delta_C * i_t;  dz_c = delta_c~ (1 - c~^2)
+    delta_c_tilde = dz_c
     np.multiply(delta_C, i_t, out=delta_c_tilde)  # eq (15)  delta_c~
     np.square(c_tilde, out=tmp_n)
     np.subtract(1.0, tmp_n, out=tmp_n)
-    delta_c_tilde *= tmp_n  # eq (15)  dz_g
+    delta_c_tilde *= tmp_n  # eq (15)  dz_c
     # what C_{t-1} receives through the cell state: delta_C_t * f_t
     np.multiply(delta_C, f_t, out=sc.carry[:n])  # eq (12)  carry for step t-1
 
@@ -371,8 +371,8 @@ def _layers_forward(
 ) -> tuple[np.ndarray, list[dict]]:
     """The embedding and every LSTM layer over the packed ids: (the top layer's h_t (P, H), each layer's cache)."""
     x = np.take(
-        params["embedding.weight"], ids, axis=0, out=buffer(ws, "x0", (ids.size, d.E), dtype)
-    )  # eq (1)  x_t = embedding[id_t]   (P, E)
+        params["embedding.weight"], ids, axis=0, out=buffer(ws, "x0", (ids.size, d.D), dtype)
+    )  # eq (1)  x_t = embedding[id_t]   (P, D)
     layers = []
     for l in range(d.L):
         lc = _lstm_layer_forward(
@@ -456,14 +456,14 @@ def loss_and_grads(params: Mapping[str, np.ndarray], config: Any, inputs: Any, t
 
 
 def _scatter_add_rows(ids: np.ndarray, rows: np.ndarray, V: int) -> np.ndarray:
-    """out[v] = sum of rows[p] over p with ids[p] == v.   (V, E)
+    """out[v] = sum of rows[p] over p with ids[p] == v.   (V, D)
 
     One np.bincount per column (accumulates in float64): ~2x faster than np.add.at here.
     """
-    E = rows.shape[1]
-    rows_T = np.ascontiguousarray(rows.T)  # (E, P)
-    out_T = np.empty((E, V), rows.dtype)
-    for j in range(E):
+    D = rows.shape[1]
+    rows_T = np.ascontiguousarray(rows.T)  # (D, P)
+    out_T = np.empty((D, V), rows.dtype)
+    for j in range(D):
         out_T[j] = np.bincount(ids, weights=rows_T[j], minlength=V)
     return np.ascontiguousarray(out_T.T)
 
@@ -475,7 +475,7 @@ def logits(params: Mapping[str, np.ndarray], config: Any, inputs: Any) -> np.nda
     inputs, _ = check_batch(inputs, None, d.V)
     B, T = inputs.shape
     pk = pack(np.full(B, T, dtype=np.int64))  # every position alive; order = identity
-    x = params["embedding.weight"][packed(inputs, pk)]  # (T*B, E), step-major
+    x = params["embedding.weight"][packed(inputs, pk)]  # (T*B, D), step-major
     for l in range(d.L):
         x = _lstm_layer_forward(
             x, params[f"lstm.{l}.weight_ih"], params[f"lstm.{l}.weight_hh"], params[f"lstm.{l}.bias"], pk

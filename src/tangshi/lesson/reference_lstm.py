@@ -43,7 +43,7 @@ def _sum(terms: Iterable[np.ndarray]) -> np.ndarray:
 
 
 class LstmLayer:
-    """One LSTM layer over one sequence of column vectors x_1 … x_T, each (E, 1)."""
+    """One LSTM layer over one sequence of column vectors x_1 … x_T, each (D, 1)."""
 
     # Indexed by t, 1-based as in the derivation: h and C are lists from h[0] = h_0 and C[0] = C_0; what has
     # no t = 0 (x_t, the gates, the deltas) is a dict keyed by t, so x[t] is x_t and delta[g][t] is δz_{g,t}.
@@ -59,15 +59,15 @@ class LstmLayer:
     dC: dict[int, np.ndarray]
 
     def __init__(self, input_width: int, state_width: int, dtype=np.float64):
-        E, H = input_width, state_width
-        self.E, self.H = E, H
+        D, H = input_width, state_width  # D the input width, as in the derivation (E is the loss)
+        self.D, self.H = D, H
         self.W_h = {g: np.zeros((H, H), dtype) for g in GATES}  # W_fh, W_ih, W_ch, W_oh
-        self.W_x = {g: np.zeros((H, E), dtype) for g in GATES}  # W_fx, W_ix, W_cx, W_ox
+        self.W_x = {g: np.zeros((H, D), dtype) for g in GATES}  # W_fx, W_ix, W_cx, W_ox
         self.b = {g: np.zeros((H, 1), dtype) for g in GATES}  # b_f, b_i, b_c, b_o
 
     @classmethod
     def from_canonical(cls, weight_ih: np.ndarray, weight_hh: np.ndarray, bias: np.ndarray) -> LstmLayer:
-        """From the canonical row-vector weights: weight_ih (E, 4H), weight_hh (H, 4H), bias (4H,)."""
+        """From the canonical row-vector weights: weight_ih (D, 4H), weight_hh (H, 4H), bias (4H,)."""
         H = weight_hh.shape[0]
         layer = cls(weight_ih.shape[0], H, weight_ih.dtype)
         for g, k in CANONICAL_BLOCK.items():
@@ -79,7 +79,7 @@ class LstmLayer:
 
     # ---- forward
     def forward(self, xs: list[np.ndarray]) -> list[np.ndarray]:
-        """xs: x_1 … x_T, each (E, 1). Returns h_1 … h_T and keeps every intermediate for the backward."""
+        """xs: x_1 … x_T, each (D, 1). Returns h_1 … h_T and keeps every intermediate for the backward."""
         H = self.H
         self.x = dict(enumerate(xs, start=1))  # 1-based, as in the derivation: x[t] is x_t
         self.h = [np.zeros((H, 1))]  # h[0] = h_0 = 0
@@ -114,14 +114,14 @@ class LstmLayer:
                 dC = dC + dC_next * f_next  # eq (12) cell-state path from C_{t+1}
             df = dC * self.C[t - 1] * self.f[t] * (1 - self.f[t])  # eq (13) dz_f (C_0 = 0)
             di = dC * self.c[t] * self.i[t] * (1 - self.i[t])  # eq (14) dz_i
-            dc = dC * self.i[t] * (1 - self.c[t] ** 2)  # eq (15) dz_g
+            dc = dC * self.i[t] * (1 - self.c[t] ** 2)  # eq (15) dz_c
             for g, d in zip(GATES, (df, di, dc, do)):
                 self.delta[g][t] = d
             self.dh[t], self.dC[t] = dh, dC
             dC_next, f_next = dC, self.f[t]
 
     def calc_gradient(self) -> list[np.ndarray]:
-        """The gradients of every weight and bias, summed over t, and ∂E/∂x_t (each (E, 1)) for the
+        """The gradients of every weight and bias, summed over t, and ∂E/∂x_t (each (D, 1)) for the
         layer below or the embedding."""
         T = len(self.x)
         d = self.delta
@@ -138,9 +138,9 @@ class LstmLayer:
             self.b[g] -= learning_rate * self.b_grad[g]
 
     def canonical_grads(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The gradients in the canonical layout: (weight_ih (E, 4H), weight_hh (H, 4H), bias (4H,))."""
+        """The gradients in the canonical layout: (weight_ih (D, 4H), weight_hh (H, 4H), bias (4H,))."""
         H = self.H
-        g_ih, g_hh, g_b = np.zeros((self.E, 4 * H)), np.zeros((H, 4 * H)), np.zeros(4 * H)
+        g_ih, g_hh, g_b = np.zeros((self.D, 4 * H)), np.zeros((H, 4 * H)), np.zeros(4 * H)
         for g, k in CANONICAL_BLOCK.items():
             cols = slice(k * H, (k + 1) * H)
             g_ih[:, cols], g_hh[:, cols], g_b[cols] = self.W_x_grad[g].T, self.W_h_grad[g].T, self.b_grad[g][:, 0]

@@ -30,7 +30,7 @@ OLD_NAMES = {"seed": "original"}
 
 class Dims(NamedTuple):
     V: int  # vocabulary size (characters + the four specials)
-    E: int  # embedding width
+    D: int  # embedding width (D, as in docs/lstm-backprop.md, where E is the loss)
     H: int  # hidden width
     L: int  # LSTM layers
     tie: bool  # head.weight is embedding.weight
@@ -39,22 +39,22 @@ class Dims(NamedTuple):
 
 def dims(config: Any) -> Dims:
     """The sizes of any config-like object (model.ModelConfig, or a plain namespace)."""
-    V, E, H, L = (int(getattr(config, k)) for k in ("vocab_size", "embed_dim", "hidden_dim", "num_layers"))
+    V, D, H, L = (int(getattr(config, k)) for k in ("vocab_size", "embed_dim", "hidden_dim", "num_layers"))
     tie = bool(getattr(config, "tie_weights", False))
     relu = bool(getattr(config, "relu_logits", False))
-    if min(V, E, H, L) < 1:
-        raise ValueError(f"vocab_size, embed_dim, hidden_dim, num_layers must be >= 1, got {V}, {E}, {H}, {L}")
-    if tie and E != H:
-        raise ValueError(f"tie_weights needs embed_dim == hidden_dim, got {E} != {H}")
-    return Dims(V, E, H, L, tie, relu)
+    if min(V, D, H, L) < 1:
+        raise ValueError(f"vocab_size, embed_dim, hidden_dim, num_layers must be >= 1, got {V}, {D}, {H}, {L}")
+    if tie and D != H:
+        raise ValueError(f"tie_weights needs embed_dim == hidden_dim, got {D} != {H}")
+    return Dims(V, D, H, L, tie, relu)
 
 
 def param_shapes(config: Any) -> dict[str, tuple[int, ...]]:
     """The canonical parameter names and shapes, in canonical order."""
     d = dims(config)
-    shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (d.V, d.E)}
+    shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (d.V, d.D)}
     for l in range(d.L):
-        in_l = d.E if l == 0 else d.H
+        in_l = d.D if l == 0 else d.H
         shapes[f"lstm.{l}.weight_ih"] = (in_l, 4 * d.H)
         shapes[f"lstm.{l}.weight_hh"] = (d.H, 4 * d.H)
         shapes[f"lstm.{l}.bias"] = (4 * d.H,)
