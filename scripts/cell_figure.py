@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Draws docs/lstm-cell.png: one LSTM step, forward in black, and the two paths the gradient takes
 back to step t−1 in colour: through the cell state (δC_t ⊙ f_t, blue) and through h_{t−1} (every
-gate's W_·hᵀ δz_t, orange). Usage: python scripts/cell_figure.py [OUT.png]"""
+gate's W_·hᵀ δz_t, orange), with ε_t, the gradient arriving at h_t from above (green), and the
+derivative factors σ′ and tanh′ each δz picks up. Usage: python scripts/cell_figure.py [OUT.png]"""
 
 import sys
 
@@ -90,6 +91,21 @@ ax.text(
     "through $h_{t-1}$: $\\delta h_{t-1} {+}{=} \\sum_g W_{gh}^\\top\\, \\delta z_{g,t}$  (eq 10)",
     ha="center",
     fontsize=10,
+    color="#d9730d",
+)
+# from above: the output layer's (or the layer above's) share of δh_t
+arrow((9.5, 3.1), (9.5, 1.85), color="#2e8b57", lw=2.0)
+ax.text(9.55, 3.25, "$\\varepsilon_t = W_{head}^\\top \\delta s_t$", fontsize=10, color="#2e8b57", ha="center")
+ax.text(9.55, 2.95, "(from above)", fontsize=8, color="#2e8b57", ha="center")
+# the derivative factors, at each gate's pre-activation
+for x, d in ((2.6, "$\\sigma'$"), (3.8, "$\\sigma'$"), (5.0, "$\\tanh'$"), (6.2, "$\\sigma'$")):
+    ax.text(x + 0.42, 1.88, d, fontsize=8, color="#d9730d")
+ax.text(
+    2.0,
+    0.05,
+    "each $\\delta z_{g,t}$ carries its gate's $\\sigma' = \\sigma(1-\\sigma) \\leq \\frac{1}{4}$ "
+    "(or $\\tanh' \\leq 1$): eqs (11)–(15)",
+    fontsize=9,
     color="#d9730d",
 )
 fig.tight_layout()
