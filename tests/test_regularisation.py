@@ -114,6 +114,9 @@ def test_schedules_follow_their_curves():
     assert cos.index(max(cos)) == 4 and cos[-1] < 0.01  # 4 warm-up steps (10% of 40), then down to ~0
     one, _ = lrs("onecycle")
     assert one[0] == pytest.approx(1 / 25) and max(one) == pytest.approx(1.0, abs=1e-3) and one[-1] < 1e-3
+    inv, unit = lrs("invsqrt")  # 1/√(1 + epochs done), by the step: 1 at the start, 1/√2 after one epoch
+    assert unit == "step" and inv[0] == 1.0 and inv[10] == pytest.approx(2**-0.5) and inv[30] == pytest.approx(0.5)
+    assert inv[15] == pytest.approx(2.5**-0.5) and all(a > b for a, b in zip(inv, inv[1:]))
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched, unit = build_scheduler(opt, TrainConfig(schedule="plateau", plateau_patience=1, plateau_factor=0.5), 10)
     assert unit == "epoch"

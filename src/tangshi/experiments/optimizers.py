@@ -93,6 +93,23 @@ def _spec(
     return RunSpec(f"{kind}-{opt}-lr{lr:g}-wd{wd:g}-e{epochs}-s{seed}", dict(b.model), train, tuple(probes))
 
 
+# The narrowed and completed study: the rate re-swept at the final budget (20 epochs) with no weight
+# decay on a finer grid (about ×1.5–2 apart), and Adam given the schedules the comparison lacked:
+# cosine (the project's own default) and 1/√t (the decay Adagrad's accumulator builds in).
+FINE_GRID = {"adam": (1e-3, 2e-3, 3e-3, 5e-3, 1e-2), "adagrad": (1e-2, 2e-2, 3e-2, 5e-2, 0.1)}
+SCHEDULED = {"cosine": (3e-3, 1e-2), "invsqrt": (3e-3, 1e-2)}  # Adam's schedules, each at two rates
+
+
+def extended_specs(b: Budget, backend: str = "torch") -> list[RunSpec]:
+    """The fine constant-rate grid at `b.epochs`, weight decay 0, seed 0; then Adam with each schedule."""
+    out = [_spec("fine", opt, lr, 0.0, b.epochs, 0, b, backend) for opt, lrs in FINE_GRID.items() for lr in lrs]
+    for schedule, lrs in SCHEDULED.items():
+        for lr in lrs:
+            spec = _spec(f"sched-{schedule}", "adam", lr, 0.0, b.epochs, 0, b, backend)
+            out.append(RunSpec(spec.name, spec.model, {**spec.train, "schedule": schedule}, spec.probes))
+    return out
+
+
 def _score(rec: dict | None) -> float:
     return math.inf if rec is None or rec["diverged"] else rec["best"]["dev_ppl"]
 

@@ -13,7 +13,7 @@ from tangshi.errors import TangshiError, check_number, option
 from tangshi.model.spec import IMPLS, OLD_NAMES, RUNTIME_KEYS, ModelConfig
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
-SCHEDULES = ("constant", "onecycle", "cosine", "plateau")
+SCHEDULES = ("constant", "onecycle", "cosine", "plateau", "invsqrt")
 BACKENDS = ("torch", "numpy")
 # ranges an option is checked against: generous, but a value outside is a typo, not a recipe
 MAX_EPOCHS, MAX_BATCH, MAX_LR, MAX_WEIGHT_DECAY = 100_000, 65_536, 10.0, 10.0
@@ -30,7 +30,12 @@ class TrainConfig:
     optimizer: str = option("adam", "optimiser", choices=OPTIMIZERS)
     weight_decay: float = option(1e-4, "weight decay (coupled L2 for adam/adagrad/sgd, decoupled for adamw)")
     momentum: float = option(0.9, "sgd momentum")
-    schedule: str = option("constant", "learning-rate schedule [PyTorch backend only]", choices=SCHEDULES)
+    schedule: str = option(
+        "constant",
+        "learning-rate schedule [PyTorch backend only]; invsqrt: lr / sqrt(1 + epochs done), the 1/√t decay "
+        "Adagrad's accumulator builds in",
+        choices=SCHEDULES,
+    )
     warmup: float = option(0.05, "cosine: share of the steps spent warming up")
     plateau_patience: int = option(1, "plateau: epochs without improvement before the lr drops")
     plateau_factor: float = option(0.5, "plateau: the factor the lr drops by")

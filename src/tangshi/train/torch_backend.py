@@ -82,6 +82,9 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
             ],
             milestones=[warm],
         ), "step"
+    if cfg.schedule == "invsqrt":  # 1/√t by the step, t counted in epochs: 1 / √(1 + step / steps_per_epoch)
+        per_epoch = max(1, steps_per_epoch)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (1.0 + step / per_epoch) ** -0.5), "step"
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
