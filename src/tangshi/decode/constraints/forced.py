@@ -131,6 +131,11 @@ def parse_free_start(c, start: str | None) -> tuple[list[int], str]:
 
 
 HOLES = "□＿_"  # an open character in a template (□ U+25A1, ＿ U+FF3F, or ASCII _)
+SHOWN = 40  # a template quoted in an error: at most this many characters
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= SHOWN else text[:SHOWN] + f"…({len(text)} characters)"
 
 
 def template_shape(template: str) -> tuple[int, int]:
@@ -142,15 +147,16 @@ def template_shape(template: str) -> tuple[int, int]:
     for ch in text:
         if not (is_han(ch) or ch in HOLES or ch in CLAUSE_SEPARATORS):
             raise TangshiError(
-                f"template '{text}' holds '{ch}', which is neither a Chinese character nor a hole (□ or ＿)"
+                f"template '{_shown(text)}' holds '{ch}', which is neither a Chinese character nor a hole (□ or ＿)"
             )
     parts = split_clauses(text)
     if parts[-1][1] == "":
-        raise TangshiError(f"template '{text}' must end with its last line's mark (，or 。)")
+        raise TangshiError(f"template '{_shown(text)}' must end with its last line's mark (，or 。)")
     lengths = {len(body) for body, _ in parts}
     if len(lengths) != 1 or 0 in lengths:
         raise TangshiError(
-            f"template '{text}': its lines have {'/'.join(str(len(b)) for b, _ in parts)} characters; "
+            f"template '{_shown(text)}': its lines have {'/'.join(str(len(b)) for b, _ in parts[:8])}"
+            f"{'/…' if len(parts) > 8 else ''} characters; "
             "every line of a form has the same number"
         )
     return len(parts), lengths.pop()
@@ -189,10 +195,10 @@ def parse_template(c, template: str, label: str, layout) -> tuple[dict[int, int]
             out.append("□")
         elif not is_han(ch):
             raise TangshiError(
-                f"template '{text}' holds '{ch}', which is neither a Chinese character nor a hole (□ or ＿)"
+                f"template '{_shown(text)}' holds '{ch}', which is neither a Chinese character nor a hole (□ or ＿)"
             )
         else:
-            tok, norm = c.token_id(ch, f"template '{text}'")
+            tok, norm = c.token_id(ch, f"template '{_shown(text)}'")
             forced[t] = tok
             out.append(norm)
     return forced, "".join(out)
