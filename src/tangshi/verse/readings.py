@@ -32,19 +32,19 @@ MIN_USES = 20  # below this many uses a character keeps every reading the table 
 FORMS = ("wujue", "qijue", "wulv", "qilv")
 
 
-def _bodies(poem: str) -> list[str]:
-    return [b for b, _ in split_clauses(poem)]
+def _in_form(poems: list[str]):
+    """(poem, its form, its lines) of each poem that is exactly one of the four forms."""
+    for poem in poems:
+        form = prosody.infer_form(poem)
+        if form is not None and form.name in FORMS and prosody.check_form(poem, form):
+            yield poem, form, [b for b, _ in split_clauses(poem)]
 
 
 def count_uses(poems: list[str]) -> tuple[dict[str, Counter], dict[str, Counter]]:
     """(character → Counter of rhyme groups, character → Counter of tones) over ``poems``."""
     rhyme: dict[str, Counter] = defaultdict(Counter)
     tone: dict[str, Counter] = defaultdict(Counter)
-    for poem in poems:
-        form = prosody.infer_form(poem)
-        if form is None or form.name not in FORMS or not prosody.check_form(poem, form):
-            continue
-        bodies = _bodies(poem)
+    for poem, form, bodies in _in_form(poems):
         ends = [bodies[i][-1] for i in range(1, len(bodies), 2)]
         for i, ch in enumerate(ends):
             others = prosody.shared_groups(ends[:i] + ends[i + 1 :])
@@ -133,11 +133,7 @@ def coverage(readings: Readings, poems: list[str]) -> dict:
     forms whose even lines rhyme by the table, how many still rhyme with the readings verse uses; of
     those that fit a strict 平仄 pattern by the table, how many still fit one."""
     rhymed = kept_rhyme = fitted = kept_tone = 0
-    for poem in poems:
-        form = prosody.infer_form(poem)
-        if form is None or form.name not in FORMS or not prosody.check_form(poem, form):
-            continue
-        bodies = _bodies(poem)
+    for poem, form, bodies in _in_form(poems):
         ends = [bodies[i][-1] for i in range(1, len(bodies), 2)]
         if prosody.shared_groups(ends):
             rhymed += 1
