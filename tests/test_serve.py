@@ -138,6 +138,12 @@ def test_defaults_are_the_command_lines(client, capsys):
             "rhyme_group",
         ),
         ("/api/poems", {"start": "。。"}, 400, "has an empty clause", "start"),
+        ("/api/poems", {"form": "wujue", "strategy": "original", "start": "春"}, 400, "takes no form", "strategy"),
+        ("/api/poems", {"template": "□□□□，□□□□□。"}, 400, "4/5 characters", "template"),
+        ("/api/poems", {"template": "□□□□□，□□□□□。□□□□□，□□□□鑫。"}, 400, "in the template", "template"),
+        ("/api/poems", {"revise": "2"}, 400, "give the poem with --template", "revise"),
+        ("/api/poems", {"form": "qilv", "parallel": 11.0}, 400, "--parallel must be a number", "parallel"),
+        ("/api/revise", {"template": "□□□□□，□□□□□。□□□□□，□□□□□。", "revise": "7"}, 400, "from 1 to 4", "revise"),
     ],
 )
 def test_bad_requests_get_one_line(client, path, body, status, message, field):

@@ -61,13 +61,16 @@ _FIELDS = tuple(
         (r"--top-k\b", "top_k"),
         (r"--beam\b", "beam"),
         (r"--seed\b", "seed"),
+        (r"--strategy\b", "strategy"),  # before the rhyme group: "--strategy original … takes no … rhyme group"
+        (r"--parallel\b", "parallel"),
+        (r"--revise\b", "revise"),
+        (r"--template\b|^template\b|the template\b|in the template", "template"),
         (r"--rhyme-group\b|rhyme group", "rhyme_group"),
         (r"^acrostic|the acrostic", "acrostic"),
         (r"^keywords?\b", "keywords"),
         (r"start text", "start"),
         (r"上联", "first"),
         (r"^unknown tone|tone mode", "tone"),
-        (r"--strategy\b", "strategy"),
         (r"^unknown form", "form"),
         (r"script", "script"),
     )
