@@ -360,6 +360,15 @@ def test_page_in_chromium(tmp_path):
             rest = page.eval_on_selector_all(".poem .line", "els => els.map(e => e.dataset.text)")
             assert rest[0][2] == locked and [ln[0] for ln in rest] == list("春夏秋冬"), rest
 
+            # double-click a character to change it: it stays as typed, its line is written around it
+            page.once("dialog", lambda d: d.accept("月"))
+            before = page.eval_on_selector_all(".poem .line", "els => els.map(e => e.dataset.text)")
+            page.dblclick(".poem .line[data-k='1'] .ch:nth-child(4)")
+            page.wait_for_function(
+                "b => { const l = [...document.querySelectorAll('.poem .line')].map(e => e.dataset.text);"
+                " return l[1][3] === '月' && l[0] === b[0] && l[2] === b[2] && l[3] === b[3]; }",
+                arg=before,
+            )
             page.click("#share")  # the first poem as a picture drawn in the browser
             assert page.get_attribute("#png", "href").startswith("data:image/png;base64,")
 

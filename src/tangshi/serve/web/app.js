@@ -335,6 +335,18 @@ function onPoemClick(event) {
   if (ch) toggleLock(ch);
 }
 
+// double-click a character to change it: it is locked as typed, and the rest of its line follows
+function onPoemDoubleClick(event) {
+  const ch = event.target.closest(".ch[role=button]");
+  if (!ch) return;
+  const typed = (prompt("改為 change to", ch.querySelector(".char").textContent) || "").trim();
+  if ([...typed].length !== 1) return;
+  ch.querySelector(".char").textContent = typed;
+  toggleLock(ch, true);
+  const k = Number(ch.closest(".line").dataset.k);
+  rewrite(ch.closest(".poem"), (j) => j === k);
+}
+
 function copyText() {
   const items = last.poems || last.couplets;
   return items.map((p) => (p.lines && p.lines.length ? p.lines.join("\n") : p.text)).join("\n\n");
@@ -406,6 +418,7 @@ async function init() {
   $("#copy").addEventListener("click", copy);
   $("#share").addEventListener("click", share);
   $("#poems").addEventListener("click", onPoemClick);
+  $("#poems").addEventListener("dblclick", onPoemDoubleClick);
   $("#poems").addEventListener("keydown", (e) => { // a locked character by keyboard (buttons click themselves)
     if ((e.key === "Enter" || e.key === " ") && !e.target.closest("button")) {
       e.preventDefault();
