@@ -420,3 +420,27 @@ def test_trained_line_names_each_commit_and_the_unrecorded(tmp_path):
     assert study.trained("old-run") == {"commit": None, "finished": "2026-11-30 00:53 UTC"}
     study.results["new-run"] = {"trained": {"commit": "def5678", "finished": "2026-12-01 19:00 UTC"}}
     assert study.trained("new-run")["commit"] == "def5678"
+
+
+def test_row_probe_adagrad_moves_only_the_rows_of_characters_present(tmp_path, tiny_prepared):
+    """The mechanism the optimiser study names: without weight decay Adagrad changes an embedding row
+    only in a step where its character occurs (a zero gradient adds nothing to its accumulator and
+    takes no step), while Adam keeps moving rows whose characters are absent (its first moment
+    decays over about 1/(1 − β1) = 10 steps). One epoch of each on the tiny corpus."""
+    from tangshi.experiments.study import ROW_BUCKETS, frequency_buckets, train_run
+
+    buckets = frequency_buckets(tiny_prepared)
+    assert buckets.min() == 0 and set(buckets.tolist()) <= set(range(len(ROW_BUCKETS)))
+    rows = {}
+    for opt, lr in (("adagrad", 3e-2), ("adam", 1e-2)):
+        # one poem a step: most characters are absent from most steps
+        train = dict(epochs=1, optimizer=opt, lr=lr, weight_decay=0.0, seed=0, batch_size=1, amp=False)
+        spec = RunSpec(f"rows-{opt}", dict(embed_dim=8, hidden_dim=8), train, ("rows",))
+        rec = train_run(spec.as_json(), str(tmp_path / "work"), str(tiny_prepared), quiet=True)
+        ((_, probe),) = [(k, v) for k, v in rec["probes"].items() if "rows" in v]
+        rows[opt] = probe["rows"]
+    # the tiny corpus's 29 characters all rank in the top 50; the specials, never a target, are "rarer"
+    assert all(rows["adagrad"][b]["absent"] == 0.0 for b in ROW_BUCKETS)  # exactly: no gradient, no step
+    top, adam = rows["adagrad"]["top 50"], rows["adam"]["top 50"]
+    assert top["present_rows"] > 0 and top["present"] > 0
+    assert adam["absent"] > 0.3 * adam["present"]  # Adam's momentum keeps moving the rows of absent characters

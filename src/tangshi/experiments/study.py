@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from tangshi.data.prepare import read_split
 from tangshi.data.vocab import Vocab
 from tangshi.errors import TangshiError, read_json
 from tangshi.files import oserrors_named, write_atomic
@@ -44,6 +45,8 @@ from tangshi.train.start import Start
 from tangshi.train.torch_backend import TorchBackend
 
 # steps at which the "symmetry" and "grads" probes are taken (those within the run)
+ROW_BUCKETS = ("top 50", "51-500", "501-2000", "rarer")  # characters by training frequency rank
+ROW_EDGES = (50, 500, 2000)
 PROBE_STEPS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 SYMMETRY_TOL = 1e-12  # two hidden units are "the same" when all their weights agree this closely
 
@@ -116,11 +119,17 @@ class Recorder:
 
     symmetry: distinct hidden units; grads: gradient norm of each parameter; moved: the largest
     change of each parameter since step 0 (these three at PROBE_STEPS and at every epoch's end);
-    updates: the root-mean-square change of each parameter in every step. `initial()` rebuilds
-    the step-0 weights of a run resumed in another process."""
+    updates: the root-mean-square change of each parameter in every step; rows (torch backend,
+    needs `buckets`, each vocabulary id's training-frequency bucket): per bucket and epoch, the
+    mean change of an embedding row in a step where its character occurs in the batch (its gradient
+    row is not zero) and in a step where it does not. `initial()` rebuilds the step-0 weights of a
+    run resumed in another process."""
 
-    def __init__(self, probes: tuple, path: Path | None, initial=None):
+    def __init__(self, probes: tuple, path: Path | None, initial=None, buckets=None):
         self.probes, self.path, self.initial = tuple(probes), path and Path(path), initial
+        self.buckets = buckets
+        self._emb: tuple[int, torch.Tensor] | None = None
+        self._rows: dict[str, list[float]] = {}
         self.records: dict[int, dict] = {int(k): v for k, v in (_read_json(self.path, {}) if self.path else {}).items()}
         self._prev: tuple[int, dict] | None = None
         self._start: dict | None = None
@@ -137,6 +146,24 @@ class Recorder:
                     step, update_rms={k: float((v - self._prev[1][k]).pow(2).mean().sqrt()) for k, v in now.items()}
                 )
             self._prev = (step, now)
+        if "rows" in self.probes:
+            self._row_updates(step, probe)
+
+    def _row_updates(self, step: int, probe: Probe) -> None:
+        emb = probe.model.embedding.weight
+        now = emb.detach().double().clone()
+        if self._emb is not None and self._emb[0] == step - 1 and emb.grad is not None:
+            moved = (now - self._emb[1]).norm(dim=1)  # (V,) each row's change in this step
+            present = emb.grad.detach().abs().sum(dim=1) > 0
+            for b, name in enumerate(ROW_BUCKETS):
+                inb = torch.as_tensor(self.buckets == b)
+                acc = self._rows.setdefault(name, [0.0, 0, 0.0, 0])  # present sum, count, absent sum, count
+                here, away = inb & present, inb & ~present
+                acc[0] += float(moved[here].sum())
+                acc[1] += int(here.sum())
+                acc[2] += float(moved[away].sum())
+                acc[3] += int(away.sum())
+        self._emb = (step, now)
 
     def _snapshot(self, step: int, probe: Probe) -> None:
         if "symmetry" in self.probes:
@@ -156,6 +183,15 @@ class Recorder:
     def end_epoch(self) -> None:
         if self._last is not None and self._last[0] not in PROBE_STEPS:
             self._snapshot(*self._last)
+        if self._rows and self._last is not None:
+            self._add(
+                self._last[0],
+                rows={
+                    k: {"present": a[0] / max(a[1], 1), "absent": a[2] / max(a[3], 1), "present_rows": a[1]}
+                    for k, a in self._rows.items()
+                },
+            )
+            self._rows = {}
         self.flush()
 
     def flush(self) -> None:
@@ -166,6 +202,21 @@ class Recorder:
 
 def _copy(state: dict) -> dict:
     return {k: v.detach().double().clone() for k, v in state.items()}
+
+
+def frequency_buckets(data_dir: Path) -> np.ndarray:
+    """(V,) each vocabulary id's bucket of ROW_BUCKETS by its character's rank in the training split
+    (the specials and unseen ids in the last)."""
+    vocab = Vocab.load(Path(data_dir) / "vocab.json")
+    counts = np.zeros(len(vocab), dtype=np.int64)
+    for poem in read_split(Path(data_dir), "train"):
+        for ch in poem:
+            counts[vocab.stoi.get(ch, vocab.oov_id)] += 1
+    rank = np.empty(len(vocab), dtype=np.int64)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(len(vocab))
+    out = np.searchsorted(np.array(ROW_EDGES), rank, side="right")
+    out[counts == 0] = len(ROW_BUCKETS) - 1
+    return out
 
 
 def initial_state(data_dir: Path, model_over: dict, seed: int) -> dict:
@@ -200,6 +251,7 @@ def train_run(spec: dict, work: str, data_dir: str, threads: int | None = None, 
         tuple(spec["probes"]),
         work_dir / f"{name}.probes.json",
         initial=lambda: initial_state(Path(data_dir), spec["model"], cfg.seed),
+        buckets=frequency_buckets(Path(data_dir)) if "rows" in spec["probes"] else None,
     )
     run_dir = work_dir / name
     resumable = run_dir.is_dir() and latest_checkpoint(run_dir) is not None
