@@ -366,7 +366,7 @@ def _final(opt, wd, seeds):
 
 
 def test_optimizer_verdicts_follow_the_numbers():
-    """The verdicts' words come from the assignment's numbers: who wins, whether every seed agrees, and
+    """The verdicts' words come from the seeds' numbers: who wins, whether every seed agrees, and
     what coupled weight decay costs (hand-made seeds; no update probes, so verdict 1 is 'not measured')."""
     from tangshi.experiments.optimizers import verdicts
 
@@ -384,8 +384,8 @@ def test_optimizer_verdicts_follow_the_numbers():
     assert "every seed of the winner beats every seed of the others" in text
     assert "Adam beats Adagrad by 31.67 points (on every seed)" in text
     assert "adam: wd 1e-4 202.00 vs wd 0 194.33 (costs 7.67 points, on every seed)" in text
-    assert "adagrad: wd 1e-4 233.67 vs wd 0 234.33 (gains 0.67 points, within the assignment's spread)" in text
-    assert "the assignment's ranges overlap, so AdamW's lead over Adam is the cost of coupled L2" in text
+    assert "adagrad: wd 1e-4 233.67 vs wd 0 234.33 (gains 0.67 points, within the seeds' spread)" in text
+    assert "the seeds' ranges overlap, so AdamW's lead over Adam is the cost of coupled L2" in text
     # Adagrad best, ranges overlapping Adam's: refuted, and not on every seed
     finals = [_final("adam", 1e-4, [200.0, 210.0, 220.0]), _final("adagrad", 1e-4, [195.0, 205.0, 206.0])]
     text = "\n".join(
@@ -393,7 +393,7 @@ def test_optimizer_verdicts_follow_the_numbers():
             doc | {"runs": {r["runs"][0]: {"probes": {}, "diverged": False, "history": []} for r in finals}}, finals
         )
     )
-    assert "**refuted**: " in text and "the assignment's ranges overlap: adam" in text
+    assert "**refuted**: " in text and "the seeds' ranges overlap: adam" in text
     assert "Adagrad beats Adam by 8.00 points (not on every seed)" in text
     assert "3. *What coupled weight decay costs.* — **not measured**" in text
     # one optimiser only: the comparison is not measured

@@ -14,7 +14,7 @@ def plot_final(doc: dict, finals: list[dict], path, original_wd: float) -> None:
     the assignment's weight decay `original_wd`, dashed at 0."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.8))
-    for r in finals:
+    for k, r in enumerate(finals):
         hists = [doc["runs"][n]["history"] for n in r["runs"] if not doc["runs"][n]["diverged"]]
         if not hists:
             continue
@@ -27,7 +27,10 @@ def plot_final(doc: dict, finals: list[dict], path, original_wd: float) -> None:
             [sum(v) / len(v) for v in vals],
             style,
             color=COLOURS[r["optimizer"]],
-            marker=".",
+            marker="o^sDv*"[k % 6],  # a marker per group: curves that coincide (Adam wd 0, AdamW) stay visible
+            ms=4,
+            markevery=max(1, n // 8),
+            lw=1.6 if style == "-" else 1.2,
             label=f"{r['optimizer']} lr {r['lr']:g}, wd {r['wd']:g}",
         )
         ax.fill_between(ep, [min(v) for v in vals], [max(v) for v in vals], color=COLOURS[r["optimizer"]], alpha=0.15)
@@ -49,36 +52,41 @@ def plot_final(doc: dict, finals: list[dict], path, original_wd: float) -> None:
     plt.close(fig)
 
 
+SWEEP_CEILING = 2000.0  # a run worse than this (or diverged) is drawn at the top edge, not stretching the axis
+
+
 def plot_sweep(doc: dict, path, ladder: tuple) -> None:
-    """Dev perplexity over epochs of every sweep run, one panel per optimiser; each rung of the
-    learning-rate `ladder` has its own line style and marker."""
+    """Best dev perplexity against the learning rate, one line per optimiser (log–log): each rung of
+    its sweep is a point; a diverged run, or one worse than SWEEP_CEILING, is drawn as a triangle at
+    the top edge so that it does not squash the curves that matter."""
     plt = pyplot()
-    opts = list(doc["grids"])
-    fig, axes = plt.subplots(1, len(opts), figsize=(3.6 * len(opts), 4.2), sharey=True, squeeze=False)
-    for ax, opt in zip(axes[0], opts):
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    for opt in doc["grids"]:
+        pts: list[tuple[float, float]] = []
+        off: list[tuple[float, float]] = []
         for name in doc["grids"][opt].get("runs", []):
             rec = doc["runs"][name]
-            h = [x for x in rec["history"] if math.isfinite(x["dev_ppl"])]
             lr = rec["spec"]["train"]["lr"]
-            k = ladder.index(lr) if lr in ladder else 0  # each rung its own line style and marker, in every panel
-            ax.plot(
-                [x["epoch"] for x in h],
-                [x["dev_ppl"] for x in h],
-                linestyle=("-", "--", ":", "-.")[k % 4],
-                color=COLOURS[opt],
-                marker="os^"[k % 3],
-                ms=4,
-                label=f"lr {lr:g}" + (" (diverged)" if rec["diverged"] else ""),
-            )
-        ax.set_title(opt)
-        ax.set_xlabel("epoch")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-        plain_log_ticks(ax, "y")
-        if ax.lines:
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, ncol=2)
-    axes[0][0].set_ylabel("dev perplexity")
-    fig.suptitle(f"learning-rate sweeps ({doc['budget']['sweep_epochs']} epochs, seed 0)")
+            best = math.inf if rec["diverged"] or not rec["best"] else rec["best"]["dev_ppl"]
+            (pts if best <= SWEEP_CEILING else off).append((lr, best))
+        pts.sort()
+        if pts:
+            ax.plot([x for x, _ in pts], [y for _, y in pts], "-o", color=COLOURS[opt], ms=5, label=opt)
+        if off:
+            ax.plot([x for x, _ in off], [SWEEP_CEILING] * len(off), "^", color=COLOURS[opt], ms=8, clip_on=False)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(top=SWEEP_CEILING)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("best dev perplexity")
+    ax.grid(alpha=0.3, which="both")
+    plain_log_ticks(ax, "y")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(
+        f"learning-rate sweeps ({doc['budget']['sweep_epochs']} epochs, seed 0); ▲ at the top: diverged or "
+        f"worse than {SWEEP_CEILING:g}",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

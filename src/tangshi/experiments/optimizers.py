@@ -336,7 +336,7 @@ def verdicts(doc: dict, finals: list[dict]) -> list[str]:
         sep = (
             "every seed of the winner beats every seed of the others"
             if clear
-            else "the assignment's ranges overlap: "
+            else "the seeds' ranges overlap: "
             + ", ".join(r["optimizer"] for r in ranked[1:] if not separated(win["best"], r["best"]))
         )
         out.append(f'2. *"Adam might be the best overall choice."* — **{word}**: {head}; {sep}.')
@@ -369,7 +369,7 @@ def _wd_verdict(finals) -> str:
         tag = (
             "on every seed"
             if (separated(z["best"], a["best"]) if d > 0 else separated(a["best"], z["best"]))
-            else "within the assignment's spread"
+            else "within the seeds' spread"
         )
         parts.append(
             f"{o}: wd 1e-4 {a['best']['mean']:.2f} vs wd 0 {z['best']['mean']:.2f} "
@@ -384,7 +384,7 @@ def _wd_verdict(finals) -> str:
             f" AdamW (decoupled decay, lr·wd ≈ 0 per step) {adamw['best']['mean']:.2f} against Adam without decay "
             f"{adam0['best']['mean']:.2f}: "
             + (
-                "the assignment's ranges overlap, so AdamW's lead over Adam is the cost of coupled L2, not a better "
+                "the seeds' ranges overlap, so AdamW's lead over Adam is the cost of coupled L2, not a better "
                 "optimiser."
                 if same
                 else f"{'AdamW' if d > 0 else 'Adam'} is ahead on every seed by {abs(d):.2f}."
