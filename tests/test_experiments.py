@@ -444,3 +444,32 @@ def test_row_probe_adagrad_moves_only_the_rows_of_characters_present(tmp_path, t
     top, adam = rows["adagrad"]["top 50"], rows["adam"]["top 50"]
     assert top["present_rows"] > 0 and top["present"] > 0
     assert adam["absent"] > 0.3 * adam["present"]  # Adam's momentum keeps moving the rows of absent characters
+
+
+def test_step0_pre_activations_follow_the_variance_argument(tiny_prepared):
+    """U(±a) has variance a²/3; Xavier's a on the stacked (D, 4H) weight_ih gives Var W = 2/(D + 4H),
+    so at t = 1 (h_0 = 0, zero biases) z = x W has variance E‖x‖² · Var W over the units: the
+    measured spread matches the formula (to sampling error), and zeros give no spread at all."""
+    from tangshi.experiments.init_mechanism import measure, step0, summarise, xavier_bound
+    from tangshi.model.lm import ModelConfig, PoetryLM
+
+    D = H = 64
+    assert xavier_bound(256, 4 * 256) == pytest.approx(0.0685, abs=1e-4)  # the stacked matrix
+    assert xavier_bound(256, 256) == pytest.approx(0.1083, abs=1e-4)  # one gate's
+    torch.manual_seed(0)
+    model = PoetryLM(ModelConfig(vocab_size=40, pad_id=0, embed_dim=D, hidden_dim=H, init="xavier"))
+    ids = torch.randint(4, 40, (64, 5))
+    run = step0(model, ids)
+    z1 = run["z"][:, 0]  # (B, 4H) at t = 1
+    x1 = run["x"][:, 0]  # (B, D)
+    var_w = xavier_bound(D, 4 * H) ** 2 / 3
+    predicted = float((x1.pow(2).sum(dim=1).mean() * var_w).sqrt())
+    assert float(z1.std()) == pytest.approx(predicted, rel=0.1)
+    zero = summarise(
+        step0(PoetryLM(ModelConfig(vocab_size=40, pad_id=0, embed_dim=D, hidden_dim=H, init="zeros")), ids)
+    )
+    assert all(g["std"] == 0.0 and g["saturated"] == 0.0 for g in zero["gates"].values()) and max(zero["h_var"]) == 0.0
+    got = measure(tiny_prepared, schemes=("xavier", "torch", "uniform1e-4"), batch=8)
+    # the PyTorch default's N(0, 1) embedding feeds gates about 5× Xavier's spread; U(±1e-4) almost none
+    assert got["torch"]["gates"]["f"]["std"] > 3 * got["xavier"]["gates"]["f"]["std"]
+    assert got["uniform1e-4"]["gates"]["f"]["std"] < 1e-3 < got["xavier"]["gates"]["f"]["std"]
