@@ -369,6 +369,11 @@ def test_page_in_chromium(tmp_path):
                 " return l[1][3] === '月' && l[0] === b[0] && l[2] === b[2] && l[3] === b[3]; }",
                 arg=before,
             )
+            page.evaluate("navigator.clipboard.writeText = (t) => { window.__copied = t; return Promise.resolve(); }")
+            page.click("#copy")  # copied: the lines, the meta line in words, and where it came from
+            copied = page.wait_for_function("() => window.__copied").json_value()
+            assert copied.startswith(page.eval_on_selector(".poem .line", "e => e.dataset.text"))
+            assert "韻部" in copied and copied.rstrip().endswith("tangshi")
             page.click("#share")  # the first poem as a picture drawn in the browser
             assert page.get_attribute("#png", "href").startswith("data:image/png;base64,")
 

@@ -347,9 +347,14 @@ function onPoemDoubleClick(event) {
   rewrite(ch.closest(".poem"), (j) => j === k);
 }
 
+// each poem's lines, then what the meta line says, then where it came from
 function copyText() {
-  const items = last.poems || last.couplets;
-  return items.map((p) => (p.lines && p.lines.length ? p.lines.join("\n") : p.text)).join("\n\n");
+  const items = last.poems || last.couplets.map((c) => ({ lines: [c.first + "，", c.second + "。"], couplet: c }));
+  return items.map((p) => {
+    const lines = p.lines && p.lines.length ? p.lines.join("\n") : p.text;
+    const meta = explain(p);
+    return lines + (meta ? "\n（" + meta + "）" : "");
+  }).join("\n\n") + "\n\n—— tangshi";
 }
 
 async function copy() {
