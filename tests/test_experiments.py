@@ -29,6 +29,14 @@ def test_optimizers_quick_report_follows_its_json(tmp_path, tiny_prepared, capsy
     doc = json.loads((out / "optimizers.json").read_text(encoding="utf-8"))
     text = (out / "optimizers.md").read_text(encoding="utf-8")
     assert doc["format"] == optimizer_study.FORMAT and "command: `tangshi experiment optimizers --quick" in text
+    # the bottom line comes first, its ranking from the finals' numbers, scoped to its budget
+    bottom = text.split("**Bottom line.**", 1)[1].split("\n", 1)[0]
+    assert text.index("**Bottom line.**") < text.index("Data:") and "constant learning rate" in bottom
+    ranked = sorted(
+        (r for r in optimizer_study._final_table(doc) if r["wd"] == optimizer_study.ORIGINAL_WD and r["runs"]),
+        key=lambda r: r["best"]["mean"],
+    )
+    assert ", ".join(f"{r['optimizer']} {r['best']['mean']:.2f}" for r in ranked) in bottom
     b = optimizer_study.QUICK
     for opt, g in doc["grids"].items():  # each grid brackets its best, or says it could not
         scores = [doc["runs"][n]["best"]["dev_ppl"] if not doc["runs"][n]["diverged"] else math.inf for n in g["runs"]]
@@ -179,6 +187,9 @@ def test_init_quick_tells_symmetric_from_stuck(tmp_path, tiny_prepared, capsys):
     assert _study_cli("init", tiny_prepared, out, tmp_path / "work") == 0
     doc = json.loads((out / "init.json").read_text(encoding="utf-8"))
     text = (out / "init.md").read_text(encoding="utf-8")
+    bottom = text.split("**Bottom line.**", 1)[1].split("\n", 1)[0]
+    assert "With all-zero weights only the output bias moves" in bottom and "seed 0" in bottom
+    assert "One seed: a ranking, not yet a verdict" in bottom
     runs = {
         (r["spec"]["model"]["init"], r["spec"]["train"]["optimizer"], r["spec"]["model"]["relu_logits"]): r
         for r in doc["runs"].values()

@@ -222,6 +222,36 @@ def facts(doc: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------- the report
+def bottom_line(doc: dict, table: list[dict]) -> list[str]:
+    """Three sentences for a reader in a hurry, from the numbers, scoped to the seeds and budget."""
+    main = pick(table)  # the assignment's recipe, by arm
+    random = sorted((r for a, r in main.items() if a not in ("zeros", "constant")), key=lambda r: r["best"])
+    if not random:
+        return []
+    seeds = sorted({doc["runs"][r["name"]]["spec"]["train"].get("seed", 0) for r in main.values()})
+    order = " < ".join(f"{LABELS[r['arm']]} {r['best']:.2f}" for r in random)
+    last = sum(r["best_epoch"] == r["epochs"] for r in random)
+    zeros = main.get("zeros")
+    first = (
+        f"With all-zero weights only the output bias moves, so the model learns character frequencies and "
+        f"nothing else (best dev perplexity {zeros['best']:.2f}; the unigram's is {doc['unigram_ppl']:.2f}). "
+        if zeros
+        else ""
+    )
+    return [
+        f"**Bottom line.** {first}With the assignment's recipe ({random[0]['epochs']} epochs, Adam 0.01, "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}), the random inits rank {order} "
+        f"(best dev perplexity), and {last} of {len(random)} were still improving at their last epoch."
+        + (
+            " One seed: a ranking, not yet a verdict; the study's reruns (3 seeds, and arms that change only "
+            "the embedding's init) test what the lead comes from."
+            if len(seeds) == 1
+            else ""
+        ),
+        "",
+    ]
+
+
 def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = False) -> str:
     b = doc["budget"]
     model = (
@@ -237,6 +267,7 @@ def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = Fal
         ),
         "",
     ]
+    lines += bottom_line(doc, table)
     if doc.get("missing"):
         lines.append(
             f"> **Incomplete** (`--partial`): {len(doc['runs'])} of {len(doc['runs']) + len(doc['missing'])} "
