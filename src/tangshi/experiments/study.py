@@ -130,6 +130,7 @@ class Recorder:
         self.buckets = buckets
         self._emb: tuple[int, torch.Tensor] | None = None
         self._rows: dict[str, list[float]] = {}
+        self._masks: list[torch.Tensor] | None = None
         self.records: dict[int, dict] = {int(k): v for k, v in (_read_json(self.path, {}) if self.path else {}).items()}
         self._prev: tuple[int, dict] | None = None
         self._start: dict | None = None
@@ -151,12 +152,13 @@ class Recorder:
 
     def _row_updates(self, step: int, probe: Probe) -> None:
         emb = probe.model.embedding.weight
-        now = emb.detach().double().clone()
+        now = emb.detach().to(torch.float64, copy=True)
+        if self._masks is None:  # each bucket's rows, built once, where the weights are
+            self._masks = [torch.as_tensor(self.buckets == b, device=emb.device) for b in range(len(ROW_BUCKETS))]
         if self._emb is not None and self._emb[0] == step - 1 and emb.grad is not None:
             moved = (now - self._emb[1]).norm(dim=1)  # (V,) each row's change in this step
             present = emb.grad.detach().abs().sum(dim=1) > 0
-            for b, name in enumerate(ROW_BUCKETS):
-                inb = torch.as_tensor(self.buckets == b)
+            for inb, name in zip(self._masks, ROW_BUCKETS):
                 acc = self._rows.setdefault(name, [0.0, 0, 0.0, 0])  # present sum, count, absent sum, count
                 here, away = inb & present, inb & ~present
                 acc[0] += float(moved[here].sum())

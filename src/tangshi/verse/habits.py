@@ -31,12 +31,11 @@ from dataclasses import dataclass
 from importlib import resources
 
 from tangshi.errors import TangshiError
-from tangshi.text import is_han, split_clauses
 from tangshi.verse import parallel, prosody, readings
 from tangshi.verse.parallel import Pairs
 from tangshi.verse.readings import Readings
 
-FORMS = ("wujue", "qijue", "wulv", "qilv")
+FORMS = tuple(prosody.FORMS)  # wujue, qijue, wulv, qilv
 MIN_COUNT = 3  # a character doubled at least this often in the real poems may be doubled
 MIN_POSITION_SHARE = 0.05  # a place in the line holding at least this share of the 疊字
 BUDGET_QUANTILE = 0.75  # the repeat budget: three in four real poems stay within it
@@ -44,10 +43,6 @@ NOT_DOUBLED = "囗"  # the corpus's other mark of a lost character (囗囗 stand
 HABITS_FILE = "habits.json"
 MIN_PLACE_SHARE = 0.05  # a place in the line holding at least this share of a character's uses
 MIN_PLACE_USES = 20  # below this many uses in lines of a length, a character may stand anywhere in them
-
-
-def _lines(poem: str) -> list[str]:
-    return [b for b in ("".join(c for c in body if is_han(c)) for body, _ in split_clauses(poem)) if b]
 
 
 def extra_uses(lines: list[str]) -> int:
@@ -83,11 +78,7 @@ def learn(
     extras: dict[str, Counter] = {f: Counter() for f in FORMS}
     n_form: Counter = Counter()
     at: dict[int, dict[str, Counter]] = {5: {}, 7: {}}
-    for poem in poems:
-        shape = prosody.infer_form(poem)
-        if shape is None or shape.name not in FORMS or not prosody.check_form(poem, shape):
-            continue
-        lines = _lines(poem)
+    for _, shape, lines in prosody.in_form(poems):
         n_form[shape.name] += 1
         for line in lines:
             for j, ch in enumerate(line):

@@ -24,7 +24,6 @@ import random
 from collections import Counter
 
 from tangshi.errors import TangshiError
-from tangshi.text import split_clauses
 from tangshi.verse import prosody
 
 MIN_COUNT = 2  # a pair seen once is as likely chance as 對仗
@@ -46,12 +45,9 @@ def check_weight(weight) -> float:
 def middle_couplets(poems: list[str]) -> list[tuple[str, str]]:
     """(line 3, line 4) and (line 5, line 6) of every poem that is exactly a 五律 or 七律."""
     out = []
-    for poem in poems:
-        form = prosody.infer_form(poem)
-        if form is None or form.name not in LV_FORMS or not prosody.check_form(poem, form):
-            continue
-        bodies = [b for b, _ in split_clauses(poem)]
-        out += [(bodies[2], bodies[3]), (bodies[4], bodies[5])]
+    for _, form, lines in prosody.in_form(poems):
+        if form.name in LV_FORMS:
+            out += [(lines[2], lines[3]), (lines[4], lines[5])]
     return out
 
 
@@ -63,7 +59,8 @@ def pair_key(a: str, b: str) -> str:
 def learn(poems: list[str], *, min_count: int = MIN_COUNT) -> dict:
     """The pair table (JSON-ready): ``pairs`` maps ``pair_key`` → pmi rounded to 0.01."""
     pairs: Counter = Counter()
-    for first, second in middle_couplets(poems):
+    couplets = middle_couplets(poems)
+    for first, second in couplets:
         for a, b in zip(first, second):
             pairs[pair_key(a, b)] += 1
     single: Counter = Counter()
@@ -80,7 +77,7 @@ def learn(poems: list[str], *, min_count: int = MIN_COUNT) -> dict:
         pmi = math.log(both * total / (single[a] * single[b]))
         if pmi > 0:
             kept[key] = round(pmi, 2)
-    return {"min_count": min_count, "couplets": len(middle_couplets(poems)), "pairs": kept}
+    return {"min_count": min_count, "couplets": len(couplets), "pairs": kept}
 
 
 class Pairs:

@@ -343,6 +343,15 @@ def infer_form(text: str) -> Form | None:
     return None
 
 
+def in_form(poems):
+    """(poem, its form, its lines) of each poem that is exactly one of the four forms
+    (:func:`infer_form`, then :func:`check_form`): what the corpus-learned habits count."""
+    for poem in poems:
+        form = infer_form(poem)
+        if form is not None and check_form(poem, form):
+            yield poem, form, [body for body, _ in split_clauses(poem)]
+
+
 def shared_groups(chars) -> frozenset[str]:
     """The 平聲 groups shared by all ``chars`` (intersection, handles 多音字)."""
     common: frozenset[str] | None = None

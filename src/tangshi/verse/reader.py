@@ -39,7 +39,7 @@ from collections import Counter
 
 from tangshi.text import is_han, split_clauses
 from tangshi.verse import prosody
-from tangshi.verse.habits import habits
+from tangshi.verse.habits import extra_uses, habits
 
 READER_KEYS = (
     "n",
@@ -176,8 +176,6 @@ def reader_terms(text: str) -> dict[str, float]:
     """What ranking adds to the model's mean log-probability for one poem or couplet:
     ``parallel`` — its 對仗 score (the mean over :func:`couplets_of`; 0 for a 絶句 or free verse) and
     ``extra_uses`` — characters minus distinct characters (verse/habits.extra_uses)."""
-    from tangshi.verse.habits import extra_uses
-
     lines = han_lines(text)
     pairs = habits().pairs
     scores = [s for a, b in couplets_of(lines) if (s := pairs.score(a, b)) is not None]
@@ -193,12 +191,7 @@ def reader_score(text: str, log_prob: float) -> float:
 
 def _rare_rhyme(lines: list[str]) -> bool:
     """The even lines' ends share a group in the table but none with the readings verse uses."""
-    readings = habits().readings
-    common: frozenset[str] | None = None
-    for ln in lines[1::2]:
-        g = readings.rhyme_groups(ln[-1])
-        common = g if common is None else common & g
-    return not common
+    return not habits().readings.shared_groups(ln[-1] for ln in lines[1::2])
 
 
 def _keyword_counts(all_lines: list[list[str]], keywords: str) -> dict[str, float | None]:

@@ -24,27 +24,17 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from tangshi.errors import TangshiError
-from tangshi.text import split_clauses
 from tangshi.verse import prosody
 
 MIN_SHARE = 0.05  # a reading used in fewer than 1 in 20 of a character's uses is rare
 MIN_USES = 20  # below this many uses a character keeps every reading the table gives it
-FORMS = ("wujue", "qijue", "wulv", "qilv")
-
-
-def _in_form(poems: list[str]):
-    """(poem, its form, its lines) of each poem that is exactly one of the four forms."""
-    for poem in poems:
-        form = prosody.infer_form(poem)
-        if form is not None and form.name in FORMS and prosody.check_form(poem, form):
-            yield poem, form, [b for b, _ in split_clauses(poem)]
 
 
 def count_uses(poems: list[str]) -> tuple[dict[str, Counter], dict[str, Counter]]:
     """(character → Counter of rhyme groups, character → Counter of tones) over ``poems``."""
     rhyme: dict[str, Counter] = defaultdict(Counter)
     tone: dict[str, Counter] = defaultdict(Counter)
-    for poem, form, bodies in _in_form(poems):
+    for poem, form, bodies in prosody.in_form(poems):
         ends = [bodies[i][-1] for i in range(1, len(bodies), 2)]
         for i, ch in enumerate(ends):
             others = prosody.shared_groups(ends[:i] + ends[i + 1 :])
@@ -109,6 +99,12 @@ class Readings:
             return frozenset()
         return self.groups.get(ch, prosody.rhyme_groups(ch))
 
+    def shared_groups(self, chars) -> frozenset[str]:
+        """The groups all ``chars`` rhyme in with the readings verse uses (prosody.shared_groups, so
+        restricted); empty for no characters."""
+        groups = [self.rhyme_groups(ch) for ch in chars]
+        return frozenset.intersection(*groups) if groups else frozenset()
+
     def tone_set(self, ch: str) -> frozenset[str]:
         """The tones ``ch`` takes in verse."""
         return self.tones.get(ch, prosody.tones(ch))
@@ -133,11 +129,11 @@ def coverage(readings: Readings, poems: list[str]) -> dict:
     forms whose even lines rhyme by the table, how many still rhyme with the readings verse uses; of
     those that fit a strict 平仄 pattern by the table, how many still fit one."""
     rhymed = kept_rhyme = fitted = kept_tone = 0
-    for poem, form, bodies in _in_form(poems):
+    for poem, form, bodies in prosody.in_form(poems):
         ends = [bodies[i][-1] for i in range(1, len(bodies), 2)]
         if prosody.shared_groups(ends):
             rhymed += 1
-            kept_rhyme += bool(frozenset.intersection(*(readings.rhyme_groups(c) for c in ends)))
+            kept_rhyme += bool(readings.shared_groups(ends))
         best = prosody.best_pattern(poem, form)
         if best is not None and best[1] == 1.0:
             fitted += 1

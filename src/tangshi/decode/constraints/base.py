@@ -399,9 +399,12 @@ class Constrained:
         if not entries:
             return out
         out = torch.zeros(n, self.V, device=device) if out is None else out.clone()
-        for b, ids, values in entries:
-            out[b, torch.from_numpy(ids).to(device)] += torch.from_numpy(values).to(device)
-        return out
+        rows = np.concatenate([np.full(len(ids), b) for b, ids, _ in entries])
+        cols = np.concatenate([ids for _, ids, _ in entries])
+        vals = np.concatenate([values for _, _, values in entries])
+        index = (torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device))
+        out.index_put_(index, torch.from_numpy(vals).to(device=device, dtype=out.dtype), accumulate=True)
+        return out  # one scatter for the whole batch (a row's ids are distinct, so each element gets one add)
 
     def apply(self, logits: torch.Tensor, x) -> torch.Tensor:
         """``logits.masked_fill(~mask, -inf)`` plus ``bias`` if any (not in place); for callers

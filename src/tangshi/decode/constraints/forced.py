@@ -193,11 +193,7 @@ def parse_template(c, template: str, label: str, layout) -> tuple[dict[int, int]
             out.append(mark)
         elif ch in HOLES:
             out.append("□")
-        elif not is_han(ch):
-            raise TangshiError(
-                f"template '{_shown(text)}' holds '{ch}', which is neither a Chinese character nor a hole (□ or ＿)"
-            )
-        else:
+        else:  # a Han character: template_shape has refused anything else
             tok, norm = c.token_id(ch, f"template '{_shown(text)}'")
             forced[t] = tok
             out.append(norm)

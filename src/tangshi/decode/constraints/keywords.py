@@ -55,8 +55,12 @@ class Keywords(Rule):
         self.tones = tones  # (index, Tones rule) when tones are strict, else None
         self.rhyme = rhyme  # (index, Rhyme rule) or None
         self.slots = [p for p in layout if not p.punct and p.t not in forced]
-        self.n_chars = c.form.chars_per_line
         self.places = True  # keywords only where the corpus puts them (dropped below when that cannot be)
+        learned = habits()  # per place in the line: the keywords the corpus does not put there, looked up once
+        self._off_place = [
+            tuple(k for k in sorted(set(keywords)) if not learned.may_place(c.itos[k], j, c.form.chars_per_line))
+            for j in range(c.form.chars_per_line)
+        ]
         self.start_missing = frozenset(keywords) - set(forced.values())
         self._memo: dict = {}
         P = tones[1].fixed_patterns if tones else 0
@@ -167,7 +171,7 @@ class Keywords(Rule):
         line that holds one (a placed one again included), and none that would leave a missing
         keyword without a line of its own."""
         missing, held = part
-        off_place = tuple(k for k in self.all_keywords if self.places and not self._placed_ok(k, pos))
+        off_place = self._off_place[pos.char] if self.places else ()
         if not self.per_line:
             return off_place
         if pos.line in held:
@@ -179,7 +183,7 @@ class Keywords(Rule):
         )
 
     def _placed_ok(self, k: int, pos) -> bool:
-        return habits().may_place(self.itos[k], pos.char, self.n_chars)
+        return k not in self._off_place[pos.char]
 
     def advance(self, pos, row, part, tok: int):
         missing, held = part
