@@ -12,7 +12,8 @@ import torch
 
 from judge import bodies, check_rhyme, check_strict, tones, verse_groups
 from tangshi.cli.main import main
-from tangshi.decode.poems import iter_couplets, rhyme_groups_known, write_poems
+from tangshi.decode.constraints.rhyme import rhyme_groups_known
+from tangshi.decode.poems import iter_couplets, write_poems
 from tangshi.decode.search import DecodeOptions
 from tangshi.model.bundled import bundled_model_path
 from tangshi.model.checkpoint import load_checkpoint

@@ -93,8 +93,28 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _eval_split(args, meta: dict, vocab, titled: bool):
+    """The dev split `tangshi eval` reads: the prepared folder's, or the checkpoint's own rebuilt."""
+    if args.data:
+        from tangshi.data.splits import load_split
+        from tangshi.data.vocab import Vocab
+
+        data_dir = Path(args.data)
+        if Vocab.load(data_dir / "vocab.json") != vocab and not titled:  # said once, on the untitled pass
+            print(
+                f"note: {data_dir} has another vocabulary than the checkpoint; dev characters unknown to "
+                "the checkpoint count as <OOV>",
+                file=sys.stderr,
+            )
+        split = load_split(data_dir, "dev", vocab, titled=titled)
+    else:
+        from tangshi.model.bundled import rebuild_dev_split
+
+        split = rebuild_dev_split(meta, vocab, source=Path(args.source), titled=titled)
+    return split.head(args.limit) if args.limit is not None else split
+
+
 def cmd_eval(args) -> int:
-    from tangshi.data.splits import load_split
     from tangshi.model.checkpoint import load_checkpoint
     from tangshi.train.evaluate import evaluate
     from tangshi.train.start import require_device
@@ -110,29 +130,19 @@ def cmd_eval(args) -> int:
         check_precision(args.precision, args.device)
     ck = resolve_checkpoint(args.checkpoint)
     model, vocab, meta = load_checkpoint(ck, device=args.device)
-    if args.data:
-        data_dir = Path(args.data)
-        from tangshi.data.vocab import Vocab
+    res: dict = {}
+    for titled in (True, False) if model.config.titles else (False,):  # a titled model: with titles, then without
+        split = _eval_split(args, meta, vocab, titled)
+        if args.precision:
+            from tangshi.train.evaluate import evaluate_steps
 
-        if Vocab.load(data_dir / "vocab.json") != vocab:
-            print(
-                f"note: {data_dir} has another vocabulary than the checkpoint; dev characters unknown to "
-                "the checkpoint count as <OOV>",
-                file=sys.stderr,
-            )
-        split = load_split(data_dir, "dev", vocab)
-    else:
-        from tangshi.model.bundled import rebuild_dev_split
-
-        split = rebuild_dev_split(meta, vocab, source=Path(args.source))
-    if args.limit is not None:
-        split = split.head(args.limit)
-    if args.precision:
-        from tangshi.train.evaluate import evaluate_steps
-
-        res = evaluate_steps(model, split, args.precision, device=args.device, batch=args.batch)
-    else:
-        res = evaluate(model, split, device=args.device)
+            out = evaluate_steps(model, split, args.precision, device=args.device, batch=args.batch)
+        else:
+            out = evaluate(model, split, device=args.device)
+        if res:  # the same poems without their titles
+            res["untitled"] = {k: out[k] for k in ("dev_nll", "dev_ppl")}
+        else:
+            res.update(out)
     res["checkpoint"] = str(ck)
     if args.json:
         print_json(res)
@@ -146,6 +156,9 @@ def cmd_eval(args) -> int:
             f"dev perplexity {res['dev_ppl']:.3f} (mean NLL {res['dev_nll']:.4f} over {res['tokens']} tokens); "
             f"assignment's PAD-counted loss {res['original_loss']:.4f}, assignment's 2**loss {res['original_ppl']:.3f}"
         )
+    if "untitled" in res and not args.json:
+        without = res["untitled"]["dev_ppl"]
+        print(f"(each poem read after its title; the same poems without: dev perplexity {without:.3f})")
     return 0
 
 
@@ -161,12 +174,13 @@ def cmd_generate(args) -> int:
         _stream_json(stream, header)
     else:
         for i, p in enumerate(stream):
-            print(("\n" if i else "") + ("\n".join(p["lines"]) if p["lines"] else p["text"]), flush=True)
+            body = "\n".join(p["lines"]) if p["lines"] else p["text"]
+            print(("\n" if i else "") + (f"《{p['title']}》\n" if p.get("title") else "") + body, flush=True)
     return 0
 
 
 def _list_rhyme_groups(vocab, as_json: bool) -> int:
-    from tangshi.decode.poems import rhyme_groups_known
+    from tangshi.decode.constraints.rhyme import rhyme_groups_known
 
     rows = rhyme_groups_known(vocab)
     if as_json:

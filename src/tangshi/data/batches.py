@@ -3,6 +3,15 @@
 input  = <START> c_1 … c_n            padded with <PAD> to SEQ_LEN
 target = c_1 … c_n <EOS>              padded with <PAD> to SEQ_LEN
 
+A titled model (trained with `--titles`) reads the poem's title first, between two <START>s;
+the title's positions carry no loss (their targets are <PAD>), so the model learns the poem given
+its title and never learns to write titles:
+
+input  = <START> t_1 … t_m <START> c_1 … c_n
+target = <PAD> …  <PAD>  c_1   c_2 … <EOS>       (m + 1 <PAD>s)
+
+A poem with an empty title is encoded as an untitled one.
+
 Batches can be length-bucketed: each batch is cut to its longest poem instead
 of always 64 steps, which is exact (PAD targets carry no loss and a causal LSTM
 never looks right) and saves the time steps of padding.
@@ -12,18 +21,31 @@ from __future__ import annotations
 
 import torch
 
+from tangshi.data.corpus import TITLE_MAX
 from tangshi.data.vocab import Vocab
 
 SEQ_LEN = 64  # the assignment's sequence length: <START> + 63 characters
+TITLED_SEQ_LEN = SEQ_LEN + TITLE_MAX + 1  # <START> title <START> + 63 characters
+
+
+def title_prefix(title: str, vocab: Vocab) -> list[int]:
+    """What a titled model reads before the poem: <START> alone without a title, else
+    <START> title <START> (characters outside the vocabulary left out)."""
+    ids = [vocab.stoi[ch] for ch in title[:TITLE_MAX] if ch in vocab]
+    return [vocab.start_id] + (ids + [vocab.start_id] if ids else [])
 
 
 def encode_poems(
-    poems: list[str], vocab: Vocab, seq_len: int = SEQ_LEN
+    poems: list[str], vocab: Vocab, seq_len: int | None = None, titles: list[str] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return inputs (N, seq_len), targets (N, seq_len) as int64 and lengths (N,).
 
-    `lengths` counts the real target tokens of each poem (its characters + <EOS>).
+    `lengths` counts each row's steps up to its <EOS>: the poem's characters + <EOS>, and the
+    title's prefix with `titles` (one per poem, "" for none).
     """
+    if titles is not None:
+        return _encode_titled(poems, titles, vocab, seq_len or TITLED_SEQ_LEN)
+    seq_len = seq_len or SEQ_LEN
     n = len(poems)
     inputs = torch.full((n, seq_len), vocab.pad_id, dtype=torch.long)
     targets = torch.full((n, seq_len), vocab.pad_id, dtype=torch.long)
@@ -38,6 +60,24 @@ def encode_poems(
         targets[row, :k] = torch.tensor(ids, dtype=torch.long)
         targets[row, k] = vocab.eos_id
         lengths[row] = k + 1
+    return inputs, targets, lengths
+
+
+def _encode_titled(
+    poems: list[str], titles: list[str], vocab: Vocab, seq_len: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n = len(poems)
+    inputs = torch.full((n, seq_len), vocab.pad_id, dtype=torch.long)
+    targets = torch.full((n, seq_len), vocab.pad_id, dtype=torch.long)
+    lengths = torch.empty(n, dtype=torch.long)
+    for row, (poem, title) in enumerate(zip(poems, titles, strict=True)):
+        prefix, ids = title_prefix(title, vocab), vocab.encode(poem)
+        k, m = len(ids), len(prefix)
+        if m + k > seq_len:
+            raise ValueError(f"poem of {k} characters with a title of {m - 2} does not fit seq_len {seq_len}")
+        inputs[row, : m + k] = torch.tensor(prefix + ids, dtype=torch.long)
+        targets[row, m - 1 : m + k] = torch.tensor(ids + [vocab.eos_id], dtype=torch.long)
+        lengths[row] = m + k
     return inputs, targets, lengths
 
 

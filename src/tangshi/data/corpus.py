@@ -17,6 +17,10 @@ Cleaning rules (the assignment's, made exact):
    deleted (digits, Latin letters, quotes, spaces, other symbols).
 7. Runs of punctuation collapse to the last mark; a poem never starts with one.
 
+A poem's title is cleaned by `clean_title`: brackets and their text deleted as above, a last part
+that only numbers the poem in its set (``宮詞百首 八十三`` → ``宮詞百首``) dropped, every character but
+Han characters deleted, at most ``TITLE_MAX`` characters kept.
+
 A poem is kept when its cleaned length (punctuation included) is between
 ``MIN_CHARS`` and ``MAX_CHARS``: with ``<START>`` prepended (inputs) or
 ``<EOS>`` appended (targets) it then fills at most ``SEQ_LEN`` = 64 positions.
@@ -40,6 +44,7 @@ MIN_CHARS = 10  # the assignment's lower bound on a poem's length
 MAX_CHARS = 63  # 63 characters + <EOS> = 64 = the assignment's sequence length
 SAMPLE_SIZE = 10_000  # the assignment samples 10,000 poems
 TRAIN_FRACTION = 0.8  # 80% train / 20% dev
+TITLE_MAX = 24  # characters of a title the model reads (99% of the corpus's titles are ≤ 34, half ≤ 6)
 LOST_CHAR = "□"
 FILE_GLOB = "poet.tang.*.json"
 
@@ -48,6 +53,9 @@ _CLOSERS = set(_BRACKETS.values())
 # everything but Han characters (text.HAN_RANGES) and the two line marks
 _NOT_KEPT = re.compile(f"[^{HAN_CLASS}{LINE_MARKS}]")
 _PUNCT_RUN = re.compile(f"[{LINE_MARKS}]+")
+_NOT_HAN = re.compile(f"[^{HAN_CLASS}]")
+# the last space-separated part of a title when it only numbers the poem in its set: 八十三, 第十五拍, 其二
+_SET_NUMBER = re.compile(r"\s+[第其]?[一二三四五六七八九十百〇零]+[首拍]?$")
 
 
 def strip_brackets(text: str) -> str:
@@ -78,12 +86,22 @@ def clean_poem(paragraphs: list[str]) -> str | None:
     return text.lstrip("，。")
 
 
+def clean_title(title: object) -> str:
+    """A poem's title as the model reads it (see the module's docstring); "" when nothing is left."""
+    if not isinstance(title, str):
+        return ""
+    text = strip_brackets(title.translate(ASCII_TO_FULL)).strip()
+    text = _SET_NUMBER.sub("", text)
+    return _NOT_HAN.sub("", text)[:TITLE_MAX]
+
+
 @dataclass
 class CorpusStats:
     poems_read: int = 0
     files: int = 0
     dropped: Counter = field(default_factory=Counter)
     in_range: int = 0
+    titles: dict[str, str] = field(default_factory=dict)  # each kept poem → its cleaned title
 
 
 def list_source_files(source: Path) -> list[Path]:
@@ -153,6 +171,7 @@ def load_poems(source: Path) -> tuple[list[str], CorpusStats]:
             else:
                 seen.add(text)
                 kept.append(text)
+                stats.titles[text] = clean_title(item.get("title"))
     stats.in_range = len(kept)
     return kept, stats
 

@@ -7,7 +7,8 @@ fetch: put the 58 `poet.tang.*.json` files into `data/quantangshi/`, trying, in 
 Every file is checked against the sha256 manifest shipped in the package.
 
 prepare: clean → filter → sample → split, then write a prepared folder:
-  train.txt, dev.txt (one poem a line), vocab.json, meta.json.
+  train.txt, dev.txt (one poem a line), vocab.json, meta.json, and titles.json
+  ({"train": [...], "dev": [...]}: each poem's cleaned title, line for line; "" where it has none).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ RAW_DIR = DATA_DIR / "quantangshi"
 NPM_PACKAGE = "chinese-poetry@2.0.1"
 GITHUB_RAW = "https://raw.githubusercontent.com/chinese-poetry/chinese-poetry/master/全唐诗/{name}"
 DOWNLOAD_TIMEOUT_S = 20
+TITLES = "titles.json"
 
 
 def manifest() -> dict[str, str]:
@@ -225,6 +227,8 @@ def _prepare(source: Path, folder: OutputFolder, n_poems: int | None, seed: int)
     with folder.staged() as tmp:
         (tmp / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
         (tmp / "dev.txt").write_text("\n".join(dev) + "\n", encoding="utf-8")
+        titles = {name: [stats.titles.get(p, "") for p in split] for name, split in (("train", train), ("dev", dev))}
+        (tmp / TITLES).write_text(json.dumps(titles, ensure_ascii=False), encoding="utf-8")
         vocab.save(tmp / "vocab.json")
         if Vocab.load(tmp / "vocab.json") != vocab:
             raise TangshiError("vocabulary did not load back identical")
@@ -271,3 +275,17 @@ def read_meta(data_dir: Path) -> dict:
     if not isinstance(meta, dict):
         raise TangshiError(f"{f} is not a prepared folder's meta (a JSON object)")
     return meta
+
+
+def read_titles(data_dir: Path, split: str, n: int) -> list[str]:
+    """The cleaned titles of a prepared split, line for line with its poems (`n` of them)."""
+    f = Path(data_dir) / TITLES
+    if not f.exists():
+        raise TangshiError(
+            f"{f} is missing: the folder was prepared before titles were kept (run `tangshi data prepare` again)"
+        )
+    obj = read_json(f, "JSON")
+    titles = obj.get(split) if isinstance(obj, dict) else None
+    if not isinstance(titles, list) or len(titles) != n or not all(isinstance(t, str) for t in titles):
+        raise TangshiError(f"{f} does not hold one title for each of the {n} poems of {split}.txt")
+    return titles

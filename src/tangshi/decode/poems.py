@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -10,19 +11,19 @@ from pathlib import Path
 
 import torch
 
+from tangshi.data.corpus import TITLE_MAX
 from tangshi.data.prepare import read_split
 from tangshi.data.vocab import Vocab
 from tangshi.decode.constraints import build_constraint
 from tangshi.decode.constraints.couplet import CoupletConstraint, parse_first
 from tangshi.decode.constraints.forced import HOLES, open_lines, template_form
-from tangshi.decode.constraints.rhyme import group_counts
-from tangshi.decode.constraints.tables import vocab_tables
 from tangshi.decode.search import MAX_BEAM, DecodeOptions, check_start, decode, generate_original, mean_log_prob
 from tangshi.errors import TangshiError, check_number
 from tangshi.model.lm import PoetryLM
 from tangshi.text import (
     FORM_NAMES,
     as_corpus_marks,
+    is_han,
     split_clauses,
     split_lines,
     to_simplified,
@@ -75,19 +76,6 @@ def _constraint(vocab: Vocab, form: str, **options):
     return build_constraint(vocab, form, **options)
 
 
-def rhyme_groups_known(vocab: Vocab) -> list[dict]:
-    """The 平水韻 平聲 groups in table order, each with its characters in the table and how many of
-    them the model's vocabulary knows (what --rhyme-group can choose from)."""
-
-    specials = frozenset((vocab.eos_id, vocab.oov_id, vocab.start_id, vocab.pad_id))
-    known = group_counts(vocab_tables(tuple(vocab.itos), specials))
-    table = prosody.rhyme_table()
-    return [
-        {"group": g, "name": prosody.short_group_name(g), "characters": len(table.group_chars[g]), "known": k}
-        for g, k in zip(table.groups, known)
-    ]
-
-
 def _record(text: str, form: str, script: str) -> dict:
     """One poem's output record; prosody fields are computed on the traditional text."""
     shown = to_simplified(text) if script == "simplified" else text
@@ -130,6 +118,7 @@ HEADER_OPTIONS = (
     "candidates",
     "template",
     "revise",
+    "title",
 )  # shown when given
 
 
@@ -166,6 +155,7 @@ def iter_poems(
     parallel: float = 0.0,
     template: str | None = None,
     revise: str | None = None,
+    title: str | None = None,
 ) -> Iterator[dict]:
     """The request's poems, one record at a time, decoded in batches of at most GENERATION_CHUNK
     poems: memory stays flat whatever `n` is, and the first poem is ready after one batch.
@@ -177,7 +167,8 @@ def iter_poems(
     no_repeat (default on): no clause repeats inside a poem; parallel: the weight of 對仗 in the
     middle couplets of a 律詩 (constraints/parallel.py, 0 = off); template: the whole poem with □ for
     each open character (its shape gives the form when `form` is free); revise: line numbers of the
-    template to write again (forced.open_lines). Simplified input is
+    template to write again (forced.open_lines); title: what the poem is written on (a model trained
+    with titles reads it first; each record carries it). Simplified input is
     accepted (converted to traditional); `script='simplified'` converts the output.
     Impossible requests raise `TangshiError` here, before anything is generated (the checks
     run when this is called, not when the first poem is asked for).
@@ -194,9 +185,10 @@ def iter_poems(
     form, template, start, acrostic, keywords = _read_texts(vocab, form, template, revise, start, acrostic, keywords)
     no_repeat = True if no_repeat is None else bool(no_repeat)
     rhyme = (form != "free") if rhyme is None else bool(rhyme)
+    opts = dataclasses.replace(opts, title=_read_title(model, vocab, title))
     constraint = None
     if opts.strategy == "original":
-        _check_original(form, start, acrostic, keywords, rhyme_group)
+        _check_original(form, start, acrostic, keywords, rhyme_group or opts.title)
     else:
         rules = dict(rhyme=rhyme and form != "free", tone=tone, no_repeat=no_repeat, rhyme_group=rhyme_group)
         if form != "free":
@@ -231,7 +223,7 @@ def _check_original(form: str, start: str, acrostic, keywords, rhyme_group) -> N
     if form != "free" or acrostic or keywords or rhyme_group:
         raise TangshiError(
             "--strategy original (alias seed) writes the assignment's free-form text; it takes no "
-            "form, acrostic, keywords or rhyme group: use another strategy for those"
+            "form, acrostic, keywords, rhyme group or title: use another strategy for those"
         )
     if len(start) != 1:
         raise TangshiError(
@@ -239,10 +231,25 @@ def _check_original(form: str, start: str, acrostic, keywords, rhyme_group) -> N
         )
 
 
+def _read_title(model: PoetryLM, vocab: Vocab, title: str | None) -> str:
+    """The title as the vocabulary spells it ("" for none); a model trained without titles refuses one."""
+    title = to_vocab_text(title, vocab, "title")
+    if title and not model.config.titles:
+        raise TangshiError("--title needs a model trained with titles (tangshi train --titles); this one was not")
+    if len(title) > TITLE_MAX or not all(is_han(ch) for ch in title):
+        raise TangshiError(f"a title is at most {TITLE_MAX} characters, without marks, got {title!r}")
+    return title
+
+
 def _stream(model, vocab, opts, n, start, constraint, form, script, candidates) -> Iterator[dict]:
     if candidates is not None:
-        return _ranked(model, vocab, opts, n, candidates, start, constraint, form, script)
-    return _poem_stream(model, vocab, opts, n, start, constraint, form, script)
+        stream = _ranked(model, vocab, opts, n, candidates, start, constraint, form, script)
+    else:
+        stream = _poem_stream(model, vocab, opts, n, start, constraint, form, script)
+    if not opts.title:
+        return stream
+    shown = to_simplified(opts.title) if script == "simplified" else opts.title
+    return ({"title": shown, **r} for r in stream)
 
 
 def check_request(opts: DecodeOptions, n: int, script: str, candidates: int | None) -> None:
@@ -271,7 +278,7 @@ def _ranked(model, vocab, opts, n, k, start, constraint, form, script) -> Iterat
     """The n best of n·k sampled poems by the reader's score (verse.reader.reader_score: the model's
     mean log-probability, plus 對仗, less repeats), best first; each record holds both scores."""
     texts = [t for chunk in _texts(model, vocab, opts, n * k, start, constraint) for t in chunk]
-    scores = mean_log_prob(model, vocab, texts)
+    scores = mean_log_prob(model, vocab, texts, opts.title)
     ranks = [reader_score(t, s) for t, s in zip(texts, scores)]
     order = sorted(range(len(texts)), key=lambda i: -ranks[i])[:n]  # stable: ties keep sampling order
     for i in order:

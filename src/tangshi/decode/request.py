@@ -139,6 +139,11 @@ class PoemRequest(_Decoding):
     """Every setting of one request for poems (`tangshi generate`, POST /api/poems)."""
 
     # what to write
+    title: str | None = _opt(
+        None,
+        "write on this title or subject (送友人, 秋夜): the model reads it before the poem (a model trained "
+        "with titles, as the bundled one is); each poem carries it",
+    )
     form: str = _opt(
         "free", "五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free (default free)", choices=FORM_NAMES
     )
@@ -215,6 +220,7 @@ class PoemRequest(_Decoding):
             candidates=self.candidates,
             template=self.template,
             revise=self.revise,
+            title=self.title,
         )
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tangshi.data.batches import title_prefix
 from tangshi.data.vocab import Vocab
 from tangshi.decode.constraints import FreeConstraint
 from tangshi.errors import TangshiError, check_number
@@ -59,6 +60,7 @@ class DecodeOptions:
     # None: the strategy's own bound (the assignment's procedure writes ORIGINAL_MAX_CHARS, the others FREE_MAX_CHARS)
     precision: str | None = None  # the step's products (model/step_weights.py); None: int8 on x86 CPUs, else fp32
     # (the assignment's procedure: fp32 unless asked, so that it reproduces the assignment's text)
+    title: str = ""  # the title a titled model reads before the poem (data/batches.py), as the vocabulary spells it
 
     def __post_init__(self):
         object.__setattr__(self, "strategy", OLD_NAMES.get(self.strategy, self.strategy))
@@ -77,6 +79,21 @@ class DecodeOptions:
 
     def precision_on(self, device) -> str:
         return self.precision or default_precision(device)
+
+
+def prime(model: PoetryLM, vocab: Vocab, opts: DecodeOptions, n: int, device, logits: bool = True):
+    """Feed `n` rows what the model reads before the poem's first character: <START>, or, with a
+    title, <START> title <START> (only the last step computes logits). Returns (logits, state)."""
+    out, state = None, None
+    prefix = title_prefix(opts.title, vocab)
+    for i, tok in enumerate(prefix):
+        ids = torch.full((n,), tok, dtype=torch.long, device=device)
+        last = i == len(prefix) - 1
+        if state is None:
+            out, state = model.step(ids, None, logits=logits and last, precision=opts.precision_on(device))
+        else:
+            out, state = model.step(ids, state, logits=logits and last)
+    return out, state
 
 
 # ---------------------------------------------------------------------------- the assignment's procedure
@@ -350,12 +367,7 @@ def _decode_batch(
     lib = model.runtime.kernels.on(device)
     allowed = c.mask(state, device)  # (B, V) bool
     forced = _forced(allowed)  # every row forced (punctuation, start text, heads, <EOS>): no output layer
-    logits, lstm = model.step(
-        torch.full((n,), vocab.start_id, dtype=torch.long, device=device),
-        None,
-        logits=forced is None,
-        precision=opts.precision_on(device),
-    )
+    logits, lstm = prime(model, vocab, opts, n, device, logits=forced is None)
     out = []  # each step's tokens (n,); a row ends at its <EOS>, or at the length bound
     for t in range(max_steps):
         if free and t == opts.max_chars:
@@ -389,9 +401,7 @@ def beam_search(
     K = max(opts.beam, n_best)
     V = len(vocab)
     with threads_for(K, device):
-        logits, lstm = model.step(
-            torch.tensor([vocab.start_id], device=device), None, precision=opts.precision_on(device)
-        )
+        logits, lstm = prime(model, vocab, opts, 1, device)
         state = c.new_state(1)
         prefixes: list[list[int]] = [[]]
         scores = torch.zeros(1, device=device)
@@ -439,22 +449,24 @@ SCORE_BATCH = 64  # poems per forward pass when scoring: (64, ~60, V) log-probab
 
 
 @torch.no_grad()
-def mean_log_prob(model: PoetryLM, vocab: Vocab, texts: list[str]) -> list[float]:
+def mean_log_prob(model: PoetryLM, vocab: Vocab, texts: list[str], title: str = "") -> list[float]:
     """Each text's length-normalised log-probability under the model: the mean of ln p over its
-    tokens after ``<START>``, ``<EOS>`` included (every token, forced ones too), in one teacher-forced
-    pass per batch. It is −(the poem's NLL per token), the quantity `tangshi eval` averages."""
+    tokens after ``<START>`` (after ``<START> title <START>`` with a title), ``<EOS>`` included
+    (every token, forced ones too), in one teacher-forced pass per batch. It is −(the poem's NLL
+    per token), the quantity `tangshi eval` averages."""
     model.eval()
     device = next(model.parameters()).device
+    prefix = title_prefix(title, vocab)
     out: list[float] = []
     for b0 in range(0, len(texts), SCORE_BATCH):
         batch = [vocab.encode(t) + [vocab.eos_id] for t in texts[b0 : b0 + SCORE_BATCH]]
-        T = max(len(ids) for ids in batch)
+        T = max(len(ids) for ids in batch) + len(prefix) - 1
         x = torch.full((len(batch), T), vocab.pad_id, dtype=torch.long)
         y = torch.full((len(batch), T), vocab.pad_id, dtype=torch.long)
         for r, ids in enumerate(batch):
-            x[r, 0] = vocab.start_id
-            x[r, 1 : len(ids)] = torch.tensor(ids[:-1])
-            y[r, : len(ids)] = torch.tensor(ids)
+            row = prefix + ids[:-1]
+            x[r, : len(row)] = torch.tensor(row)
+            y[r, len(prefix) - 1 : len(row)] = torch.tensor(ids)
         logits, _ = model(x.to(device))
         logp = torch.log_softmax(logits.float(), dim=-1).gather(2, y.to(device).unsqueeze(2)).squeeze(2)
         real = (y != vocab.pad_id).to(device)

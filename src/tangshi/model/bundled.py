@@ -38,13 +38,14 @@ def bundled_model_path() -> Path:
     )
 
 
-def rebuild_dev_split(meta: dict, vocab: Vocab, source: Path) -> Split:
-    """Rebuild a checkpoint's own dev split from the poem files and the recorded sample and seed."""
+def rebuild_dev_split(meta: dict, vocab: Vocab, source: Path, titled: bool = False) -> Split:
+    """Rebuild a checkpoint's own dev split from the poem files and the recorded sample and seed
+    (`titled`: each poem read after its title, as a titled model reads it)."""
     data_meta = meta.get("train", {}).get("data_meta")
     if not data_meta:
         raise TangshiError("the checkpoint does not record its data split; pass --data")
     n = None if data_meta["sample"] == "all" else int(data_meta["sample"])
-    poems, _ = corpus.load_poems(Path(source))
+    poems, stats = corpus.load_poems(Path(source))
     train, dev = corpus.sample_and_split(poems, n, int(data_meta["seed"]))
     if len(train) != data_meta["train"] or len(dev) != data_meta["dev"]:
         raise TangshiError(
@@ -53,7 +54,8 @@ def rebuild_dev_split(meta: dict, vocab: Vocab, source: Path) -> Split:
         )
     if Vocab.build(train) != vocab:
         raise TangshiError(f"the poems in {source} do not rebuild the checkpoint's vocabulary")
-    return Split(*encode_poems(dev, vocab))
+    titles = [stats.titles[p] for p in dev] if titled else None
+    return Split(*encode_poems(dev, vocab, titles=titles), pad_id=vocab.pad_id)
 
 
 EXPORT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}

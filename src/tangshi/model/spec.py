@@ -97,6 +97,11 @@ class ModelConfig:
     dropout_hidden: float = option(0.0, "locked dropout between LSTM layers")
     dropout_output: float = option(0.0, "locked dropout on the last LSTM output")
     weight_drop: float = option(0.0, "DropConnect on weight_hh (AWD-LSTM)")
+    titles: bool = option(
+        False,
+        "trained on <START> title <START> poem (data/batches.py): the model writes on a title (generate --title) "
+        "and, as before, without one",
+    )
     init: str = option(
         "xavier",
         "initialisation: xavier (the assignment's), zeros, constant (every weight 0.01), "

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tangshi.api import Poet, load
-from tangshi.decode.poems import rhyme_groups_known
+from tangshi.decode.constraints.rhyme import rhyme_groups_known
 from tangshi.decode.request import CoupletRequest, PoemRequest, base_type, web_fields
 from tangshi.errors import TangshiError, check_number, one_line
 from tangshi.text import FORM_NAMES

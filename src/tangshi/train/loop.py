@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from tangshi.data.batches import batch_indices, make_batch
-from tangshi.data.splits import Split, open_prepared
+from tangshi.data.splits import Split, open_prepared, titled_splits
 from tangshi.data.vocab import Vocab
 from tangshi.model import checkpoint as ckpt
 from tangshi.model.lm import PoetryLM
@@ -224,6 +224,8 @@ def fit(
         begun = begin(
             run, start, vocab, data_dir, model_over, cfg, backend.name, resume_epochs, resume_check, log, data_meta=meta
         )
+        if begun.model.config.titles:  # the same poems, each read after its title (data/batches.py)
+            train_split, dev_split = titled_splits(data_dir, vocab)
         trainer = Trainer(
             run,
             backend,

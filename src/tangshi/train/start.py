@@ -177,7 +177,9 @@ def _same_vocab(ck_vocab: Vocab, vocab: Vocab, path: Path, data_dir: Path) -> No
 
 
 # model options that --init-from may change: they act in training only, not on the weights' shapes
-TRAINING_ONLY_MODEL_FIELDS = DROPOUT_FIELDS
+# what a run started from another checkpoint's weights may change: the regularisers, and whether it
+# learns to read titles (the weights' shapes are the same)
+TRAINING_ONLY_MODEL_FIELDS = (*DROPOUT_FIELDS, "titles")
 
 
 def _with_overrides(model: PoetryLM, model_over: dict, source: Path) -> PoetryLM:

@@ -21,13 +21,18 @@ reading of the table (tables.gmask_all): the user's text is read as the table al
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tangshi.errors import TangshiError
 from tangshi.verse import prosody
 
 from .base import Rule
-from .tables import T_ZE, VocabTables
+from .tables import T_ZE, VocabTables, vocab_tables
+
+if TYPE_CHECKING:
+    from tangshi.data.vocab import Vocab
 
 
 def group_counts(tables: VocabTables) -> list[int]:
@@ -138,3 +143,15 @@ class Rhyme(Rule):
             # a 平 reading in the groups rhymes; a 仄 one leaves S
             return S & self.given.get(pos.t, self.gmask[tok]) & self.roomy or S
         return S
+
+
+def rhyme_groups_known(vocab: Vocab) -> list[dict]:
+    """The 平水韻 平聲 groups in table order, each with its characters in the table and how many of
+    them the model's vocabulary knows (what --rhyme-group can choose from)."""
+    specials = frozenset((vocab.eos_id, vocab.oov_id, vocab.start_id, vocab.pad_id))
+    known = group_counts(vocab_tables(tuple(vocab.itos), specials))
+    table = prosody.rhyme_table()
+    return [
+        {"group": g, "name": prosody.short_group_name(g), "characters": len(table.group_chars[g]), "known": k}
+        for g, k in zip(table.groups, known)
+    ]

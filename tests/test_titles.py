@@ -1,0 +1,180 @@
+"""Titles: cleaned from the corpus, kept line for line in the prepared folder, read by a titled model
+before the poem (no loss on them), and the poem written on a title."""
+
+import json
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import one_line_error, run
+from tangshi.data.batches import TITLED_SEQ_LEN, encode_poems, title_prefix
+from tangshi.data.corpus import TITLE_MAX, clean_title
+from tangshi.data.prepare import prepare, read_titles
+from tangshi.data.splits import UNTITLED_SHARE, load_split, titled_splits
+from tangshi.data.vocab import Vocab
+from tangshi.decode.poems import iter_poems
+from tangshi.decode.search import DecodeOptions, mean_log_prob, prime
+from tangshi.model import checkpoint as ckpt
+from tangshi.train.evaluate import evaluate
+from tangshi.train.torch_backend import TrainConfig, train
+
+SPRING, AUTUMN = "春江花月夜山水風雲日明白", "雪青天下人間何處不見長安"
+
+
+@pytest.mark.parametrize(
+    "raw, want",
+    [
+        ("送友人", "送友人"),
+        ("宮詞百首 八十三", "宮詞百首"),  # the poem's number in its set is dropped
+        ("胡笳十八拍 第十五拍", "胡笳十八拍"),
+        ("偶作五首 五", "偶作五首"),
+        ("郊廟歌辭 周郊祀樂章 武舞樂", "郊廟歌辭周郊祀樂章武舞樂"),  # a last part that is a name stays
+        ("敦煌（伯五○○七）三首 壽昌", "敦煌三首壽昌"),  # brackets and their text go
+        ("Title, 1", ""),
+        (None, ""),
+        ("奉和聖製從蓬萊向興慶閣道中留春雨中春望之作應制",) * 2,  # 23 characters: kept
+        ("送" * 30, "送" * 24),  # cut at TITLE_MAX
+    ],
+)
+def test_clean_title(raw, want):
+    assert clean_title(raw) == want
+    assert len(clean_title(raw)) <= TITLE_MAX
+
+
+def test_a_titled_row_reads_the_title_first_and_scores_only_the_poem():
+    vocab = Vocab.build(["春江花月"])  # ids: 春 3, 江 1, 花 2, 月 0 (sorted by code point), then the specials
+    s, e, pad = vocab.start_id, vocab.eos_id, vocab.pad_id
+    c = {ch: vocab.stoi[ch] for ch in "春江花月"}
+    x, y, n = encode_poems(["江花", "月江"], vocab, titles=["春月", ""])
+    assert x.shape == y.shape == (2, TITLED_SEQ_LEN)
+    assert x[0, :6].tolist() == [s, c["春"], c["月"], s, c["江"], c["花"]]
+    assert y[0, :6].tolist() == [pad, pad, pad, c["江"], c["花"], e]
+    assert (y[0, 6:] == pad).all() and n[0] == 6
+    # an empty title: exactly the untitled encoding
+    ux, uy, un = encode_poems(["月江"], vocab)
+    assert x[1, :64].tolist() == ux[0].tolist() and y[1, :64].tolist() == uy[0].tolist() and n[1] == un[0] == 3
+    assert title_prefix("春x月", vocab) == [s, c["春"], c["月"], s]  # a character the vocabulary lacks is left out
+
+
+def test_prepare_keeps_each_poems_title_line_for_line(tmp_path, tiny_source):
+    f = tiny_source / "poet.tang.0.json"
+    raw = json.loads(f.read_text(encoding="utf-8"))
+    for i, item in enumerate(raw):  # a different title for each poem
+        item["title"] = "詩" + "一二三四五六七八九十"[i % 10] + "甲乙丙丁戊己庚辛壬癸"[i // 10]
+    f.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    prepare(tiny_source, tmp_path / "p", None, 0)
+    title_of = {"".join(item["paragraphs"]): item["title"] for item in raw}
+    for split in ("train", "dev"):
+        poems = (tmp_path / "p" / f"{split}.txt").read_text(encoding="utf-8").split()
+        assert read_titles(tmp_path / "p", split, len(poems)) == [title_of[p] for p in poems]
+
+
+def test_titled_splits_drop_a_fixed_share_of_training_titles(tmp_path):
+    prepare(_titled_corpus(tmp_path / "raw", n=400), tmp_path / "p", None, 0)
+    vocab = Vocab.load(tmp_path / "p" / "vocab.json")
+    train, dev = titled_splits(tmp_path / "p", vocab)
+    # a one-character title puts the second <START> at position 2
+    assert (dev.inputs[:, 2] == vocab.start_id).all()  # every dev poem with its title
+    n_untitled = int((train.inputs[:, 2] != vocab.start_id).sum())
+    assert abs(n_untitled / len(train.inputs) - UNTITLED_SHARE) < 0.07
+    assert torch.equal(titled_splits(tmp_path / "p", vocab)[0].inputs, train.inputs)  # the same draw each time
+    # the targets that carry loss are the poems' own, titled or not
+    assert train.real_tokens == load_split(tmp_path / "p", "train", vocab).real_tokens
+
+
+def _titled_corpus(folder, n=48, seed=0):
+    """Poems whose title says which half of the characters they use: 春 → SPRING, 雪 → AUTUMN."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True)
+    items = []
+    for i in range(n):
+        title, chars = ("春", SPRING) if i % 2 else ("雪", AUTUMN)
+        lines = ["".join(rng.choice(chars) for _ in range(5)) + "，。"[k % 2] for k in range(4)]
+        items.append({"author": "無名", "title": title, "paragraphs": ["".join(lines)]})
+    (folder / "poet.tang.0.json").write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def titled_model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("titled")
+    prepare(_titled_corpus(tmp / "raw"), tmp / "p", None, 0)
+    train(
+        tmp / "p",
+        tmp / "run",
+        dict(embed_dim=32, hidden_dim=48, titles=True),
+        TrainConfig(epochs=40, batch_size=8, lr=0.01, weight_decay=0.0),
+        progress=False,
+        log=lambda *a: None,
+        keep_epoch_checkpoints=False,
+    )
+    model, vocab, _ = ckpt.load_checkpoint(tmp / "run" / "last")
+    return model, vocab, tmp
+
+
+def test_a_titled_model_writes_on_its_title(titled_model):
+    model, vocab, _ = titled_model
+    for title, own in (("春", SPRING), ("雪", AUTUMN)):
+        poems = list(iter_poems(model, vocab, DecodeOptions(temperature=0.8, seed=1), n=20, title=title))
+        chars = [ch for p in poems for ch in p["text"] if ch not in "，。"]
+        assert all(p["title"] == title for p in poems)
+        assert sum(ch in own for ch in chars) / len(chars) > 0.9, title
+
+
+def test_titled_perplexity_and_scores_agree_with_a_step_by_step_reading(titled_model):
+    """`evaluate` on a titled split, `mean_log_prob` with a title and `prime` against the model read one step
+    at a time: no loss on the title, the poem conditioned on it."""
+    model, vocab, tmp = titled_model
+    dev = load_split(tmp / "p", "dev", vocab, titled=True)
+    poems = (tmp / "p" / "dev.txt").read_text(encoding="utf-8").split()
+    titles = read_titles(tmp / "p", "dev", len(poems))
+    total, count, means = 0.0, 0, []
+    for poem, title in zip(poems, titles):
+        ids, state = title_prefix(title, vocab) + vocab.encode(poem) + [vocab.eos_id], None
+        m = len(title_prefix(title, vocab))
+        nll = 0.0
+        for t in range(len(ids) - 1):
+            logits, state = model.step(torch.tensor([ids[t]]), state)
+            if t >= m - 1:
+                nll -= float(F.log_softmax(logits.double(), -1)[0, ids[t + 1]])
+        total, count = total + nll, count + len(ids) - m
+        means.append(-nll / (len(ids) - m))
+    assert evaluate(model, dev)["dev_nll"] == pytest.approx(total / count, rel=1e-5)
+    got = [mean_log_prob(model, vocab, [p], t)[0] for p, t in zip(poems, titles)]
+    assert got == pytest.approx(means, rel=1e-5)
+    logits, _ = prime(model, vocab, DecodeOptions(title=titles[0], precision="fp32"), 2, "cpu")
+    state = None
+    for tok in title_prefix(titles[0], vocab):
+        want, state = model.step(torch.tensor([tok]), state)
+    assert torch.allclose(logits, want.expand(2, -1), atol=1e-5)
+    assert math.isfinite(total)
+
+
+def test_title_options_refuse_what_they_cannot_do(titled_model, tiny_prepared, tmp_path, capsys):
+    _, _, tmp = titled_model
+    # a model trained without titles refuses one
+    train(
+        tiny_prepared,
+        tmp_path / "plain",
+        dict(embed_dim=8, hidden_dim=8),
+        TrainConfig(epochs=1, batch_size=16),
+        progress=False,
+        log=lambda *a: None,
+    )
+    code, _, err = run(["generate", "--checkpoint", tmp_path / "plain" / "last", "--title", "春"], capsys)
+    one_line_error(code, err, "--title needs a model trained with titles")
+    ck = tmp / "run" / "last"
+    code, _, err = run(["generate", "--checkpoint", ck, "--title", "春，江"], capsys)
+    one_line_error(code, err, "title is at most")
+    code, _, err = run(["generate", "--checkpoint", ck, "--title", "春" * (TITLE_MAX + 1)], capsys)
+    one_line_error(code, err, "title is at most")
+    code, _, err = run(["generate", "--checkpoint", ck, "--title", "龘"], capsys)
+    one_line_error(code, err, "'龘'", "title")
+    code, out, _ = run(["generate", "--checkpoint", ck, "--title", "春", "--seed", "3"], capsys)
+    assert code == 0 and out.splitlines()[0] == "《春》" and set(out.splitlines()[1]) <= set(SPRING + "，。")
+    code, out, _ = run(["eval", "--checkpoint", ck, "--data", tmp / "p", "--json"], capsys)
+    res = json.loads(out)
+    assert code == 0 and res["dev_ppl"] < res["untitled"]["dev_ppl"]  # the title tells which half of the characters
