@@ -12,12 +12,13 @@ EXPERIMENT_OPTIONS = [
     (
         "which",
         dict(
-            choices=("optimizers", "init", "backprop", "distance"),
+            choices=("optimizers", "init", "backprop", "distance", "titles"),
             help="which experiment (backprop: the assignment's three gradient errors, in training on a memory "
-            "task; distance: ‖δh_t‖ and ‖δC_t‖ against distance on real poems)",
+            "task; distance: ‖δh_t‖ and ‖δC_t‖ against distance on real poems; titles: a titled model's dev "
+            "perplexity with and without titles, and how much its poems share with the real poem of the title)",
         ),
     ),
-    ("--checkpoint", dict(help="distance: the model (default: the bundled one)")),
+    ("--checkpoint", dict(help="distance, titles: the model (default: the bundled one)")),
     ("--data", dict(default=str(PREPARED_DEFAULT), help=f"prepared folder (default {PREPARED_DEFAULT})")),
     ("--out", dict(default="reports", help="folder of the report files (default reports)")),
     (
@@ -100,7 +101,7 @@ def cmd_experiment(args) -> int:
     ):
         if value is not None:
             check_number(opt, value, lo, 100_000 if opt != "--jobs" else MAX_THREADS, integer=True)
-    if args.which in ("distance", "backprop"):
+    if args.which in ("distance", "backprop", "titles"):
         res = _lesson_experiment(args)
     else:
         res = _study_experiment(args)
@@ -109,6 +110,17 @@ def cmd_experiment(args) -> int:
 
 
 def _lesson_experiment(args) -> dict:
+    if args.which == "titles":
+        from tangshi.experiments.titles import N_TITLES, run_titles
+
+        return run_titles(
+            resolve_checkpoint(args.checkpoint),
+            Path(args.data),
+            Path(args.out),
+            n_titles=10 if args.quick else N_TITLES,
+            argv=args.argv,
+            replace=args.replace,
+        )
     if args.which == "distance":
         from tangshi.experiments.distance import run_distance
 
