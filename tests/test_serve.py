@@ -21,7 +21,8 @@ from fastapi.testclient import TestClient
 from tangshi.cli.main import main
 from tangshi.model.bundled import bundled_model_path
 from tangshi.model.checkpoint import load_checkpoint
-from tangshi.serve.app import MAX_BODY, MAX_N, Pool, create_app
+from tangshi.serve.app import MAX_BODY, MAX_N, create_app
+from tangshi.serve.pool import Pool
 from tangshi.text import to_simplified
 
 CHROMIUM = "/usr/bin/chromium"
@@ -284,6 +285,29 @@ def test_full_queue_answers_503_and_slow_requests_504(loaded):
 
     pool = Pool(workers=1, queue=1)
     asyncio.run(queued_then_timed_out())
+
+    async def places():  # each waiting request knows how many wait before it; a cancelled one leaves the line
+        gate.clear()
+        pool = Pool(workers=1, queue=3)
+        running = asyncio.ensure_future(pool.run(gate.wait, 5, "a"))
+        await asyncio.sleep(0.05)
+        b = asyncio.ensure_future(pool.run(lambda: "b", 5, "b"))
+        c = asyncio.ensure_future(pool.run(lambda: "c", 0.3, "c"))
+        d = asyncio.ensure_future(pool.run(lambda: "d", 5, "d"))
+        await asyncio.sleep(0.05)
+        assert [pool.place(k) for k in "abcdx"] == [None, 0, 1, 2, None]  # a runs; x was never asked
+        with pytest.raises(TimeoutError):
+            await c  # c gives up while it waits
+        await asyncio.sleep(0.05)
+        assert [pool.place(k) for k in "bcd"] == [0, None, 1]
+        gate.set()
+        assert [await running, await b, await d] == [True, "b", "d"] and pool.pending == 0
+        assert [pool.place(k) for k in "abcd"] == [None] * 4
+
+    asyncio.run(places())
+    client = TestClient(create_app(*loaded))
+    assert client.get("/api/health", params={"request": "x"}).json()["ahead"] is None
+    assert "ahead" not in client.get("/api/health").json()
     slow = TestClient(create_app(*loaded, workers=1, queue=0, timeout=0.001))
     r = slow.post("/api/poems", json={"form": "qilv", "n": 20})
     assert r.status_code == 504 and "took longer than 0.001 s" in r.json()["error"]
@@ -333,6 +357,8 @@ def test_page_in_chromium(tmp_path):
             # a reader's page: Chinese first, a Tang form by default, the rest folded under 更多
             assert page.input_value("#form") == "qijue" and "體裁" in page.text_content("label[for=form]")
             assert page.is_visible("#acrostic") and not page.is_visible("#seed")
+            assert page.is_visible("#title") and "題目" in page.text_content("label[for=title]")
+            page.fill("#title", "送友人")  # a poem on a subject
             page.click("#more summary")
             page.fill("#acrostic", "春夏秋冬")
             page.fill("#seed", "1")
@@ -345,6 +371,7 @@ def test_page_in_chromium(tmp_path):
             assert "acrostic=" in page.url and "seed=1" in page.url  # the link reproduces the poem
             meta = page.text_content(".poem .meta")
             assert "韻部" in meta and "首句" in meta and "平仄合律" in meta, meta  # the meta line in words
+            assert page.text_content(".poem .title") == "送友人" and "title=" in page.url  # the title above the poem
 
             # 改 on line 3 writes it again: the other lines stay, and so does its hidden character
             page.click(".poem .line[data-k='2'] .redo")
@@ -352,6 +379,7 @@ def test_page_in_chromium(tmp_path):
             again = page.eval_on_selector_all(".poem .line", "els => els.map(e => e.dataset.text)")
             assert [again[0], again[1], again[3]] == [lines[0], lines[1], lines[3]] and again[2][0] == "秋", again
             assert "模型把握" in page.text_content(".poem .meta")  # ranked among 8: its score, in words
+            assert page.text_content(".poem .title") == "送友人"  # written again on the same title
             # a locked character survives 重寫其餘, which writes every other one again
             page.click(".poem .line[data-k='0'] .ch:nth-child(3)")
             locked = page.text_content(".poem .line[data-k='0'] .ch.locked:nth-child(3) .char")
@@ -372,7 +400,8 @@ def test_page_in_chromium(tmp_path):
             page.evaluate("navigator.clipboard.writeText = (t) => { window.__copied = t; return Promise.resolve(); }")
             page.click("#copy")  # copied: the lines, the meta line in words, and where it came from
             copied = page.wait_for_function("() => window.__copied").json_value()
-            assert copied.startswith(page.eval_on_selector(".poem .line", "e => e.dataset.text"))
+            first = page.eval_on_selector(".poem .line", "e => e.dataset.text")
+            assert copied.startswith("《送友人》\n" + first), copied
             assert "韻部" in copied and copied.rstrip().endswith("tangshi")
             page.click("#share")  # the first poem as a picture drawn in the browser
             assert page.get_attribute("#png", "href").startswith("data:image/png;base64,")
@@ -410,6 +439,11 @@ def test_page_in_chromium(tmp_path):
             page.click("#write")
             page.wait_for_selector("#error-at:not(:empty)")
             assert "--" not in page.text_content("#error-at") and "「藏字位置」" in page.text_content("#error-at")
+            page.fill("#at", "1")
+            page.fill("#title", "送友人。")  # the server's refusal, beside the field it is about
+            page.click("#write")
+            page.wait_for_selector("#error-title:not(:empty)")
+            assert "title" in page.text_content("#error-title") and page.text_content("#error-at") == ""
 
             for layout in ("", "&vertical=1"):  # a 七律 on a 390 px phone, in both layouts
                 phone = browser.new_page(viewport={"width": 390, "height": 800})

@@ -15,7 +15,6 @@ is then free again: torch cannot be interrupted mid-step). Nothing in a request 
 """
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import json
@@ -23,12 +22,11 @@ import os
 import re
 import socket
 import sys
-import threading
 from importlib import resources
 from typing import Any, Literal
 
 import torch
-from fastapi import FastAPI
+from fastapi import FastAPI, Header, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -38,6 +36,7 @@ from tangshi.api import Poet, load
 from tangshi.decode.constraints.rhyme import rhyme_groups_known
 from tangshi.decode.request import CoupletRequest, PoemRequest, base_type, web_fields
 from tangshi.errors import TangshiError, check_number, one_line
+from tangshi.serve.pool import Busy, Pool
 from tangshi.text import FORM_NAMES
 from tangshi.verse import prosody
 
@@ -63,6 +62,7 @@ _FIELDS = tuple(
         (r"--seed\b", "seed"),
         (r"--strategy\b", "strategy"),  # before the rhyme group: "--strategy original … takes no … rhyme group"
         (r"--parallel\b", "parallel"),
+        (r"--title\b|^a title\b|in the title\b", "title"),
         (r"--revise\b", "revise"),
         (r"--template\b|^template\b|the template\b|in the template", "template"),
         (r"--rhyme-group\b|rhyme group", "rhyme_group"),
@@ -110,48 +110,6 @@ def _request_model(name: str, cls):
 def _request(cls, body):
     """The request a validated body holds (a field sent as null takes its default)."""
     return cls(**{k: v for k, v in body.model_dump().items() if v is not None})
-
-
-class Busy(Exception):
-    pass
-
-
-class Pool:
-    """`workers` threads and at most `queue` requests waiting for one; `run` raises Busy when full."""
-
-    def __init__(self, workers: int, queue: int):
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tangshi")
-        self.slots = threading.BoundedSemaphore(workers + queue)
-        self.workers, self.queue = workers, queue
-        self.pending = 0  # requests accepted and not finished (running or waiting)
-        self._count = threading.Lock()
-
-    def _done(self, _fut) -> None:
-        with self._count:
-            self.pending -= 1
-        self.slots.release()
-
-    async def run(self, fn, timeout: float):
-        if not self.slots.acquire(blocking=False):
-            raise Busy(
-                f"the server is busy ({self.workers} requests running and {self.queue} waiting); try again in a moment"
-            )
-        with self._count:
-            self.pending += 1
-        try:
-            fut = self.executor.submit(fn)
-        except BaseException:
-            self._done(None)
-            raise
-        fut.add_done_callback(self._done)
-        try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            fut.cancel()  # one still waiting for a worker never runs; a running one finishes (torch can't be stopped)
-            raise
-
-    def stop(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class Answer(BaseModel):  # the record `tangshi generate --json` prints (the poems' fields vary by form)
@@ -239,8 +197,9 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
-    async def ask(body, cls, key: str):
-        """Decode one request in the pool: {key: [records], **header}, as the command's --json."""
+    async def ask(body, cls, key: str, ticket: str | None = None):
+        """Decode one request in the pool: {key: [records], **header}, as the command's --json.
+        `ticket`: the page's name for the request (header X-Tangshi-Request), for its place in the queue."""
         samples = body.n * (body.candidates or 1)
         if samples > MAX_SAMPLES:
             return _error(422, f"n × candidates must be at most {MAX_SAMPLES}, got {samples}", "candidates")
@@ -250,7 +209,7 @@ def create_app(
             return {key: list(stream), **header}
 
         try:
-            return JSONResponse(await pool.run(work, timeout))
+            return JSONResponse(await pool.run(work, timeout, ticket))
         except Busy as e:
             return _error(503, str(e))
         except TimeoutError:
@@ -263,16 +222,16 @@ def create_app(
     failures: dict[int | str, dict[str, Any]] = {status: {"model": Error} for status in (400, 422, 503, 504)}
 
     @app.post("/api/poems", response_model=Answer, responses=failures)
-    async def api_poems(body: PoemsBody):  # type: ignore[valid-type]
+    async def api_poems(body: PoemsBody, x_tangshi_request: str | None = Header(None, max_length=64)):  # type: ignore[valid-type]
         """Poems: the fields are `tangshi generate`'s options by long name; the answer is its --json."""
-        return await ask(body, PoemRequest, "poems")
+        return await ask(body, PoemRequest, "poems", x_tangshi_request)
 
     _add_revise(app, ask, PoemsBody, failures)
 
     @app.post("/api/couplet", response_model=CoupletAnswer, responses=failures)
-    async def api_couplet(body: CoupletBody):  # type: ignore[valid-type]
+    async def api_couplet(body: CoupletBody, x_tangshi_request: str | None = Header(None, max_length=64)):  # type: ignore[valid-type]
         """下联 for a 上联: `tangshi couplet`'s options; the answer is its --json."""
-        return await ask(body, CoupletRequest, "couplets")
+        return await ask(body, CoupletRequest, "couplets", x_tangshi_request)
 
     _describe(app, vocab, pool, checkpoint, PoemsBody, CoupletBody)
     return BodyLimit(app, MAX_BODY)
@@ -280,14 +239,14 @@ def create_app(
 
 def _add_revise(app, ask, PoemsBody, failures) -> None:
     @app.post("/api/revise", response_model=Answer, responses=failures)
-    async def api_revise(body: PoemsBody):
+    async def api_revise(body: PoemsBody, x_tangshi_request: str | None = Header(None, max_length=64)):
         """A poem with some lines written again: `template` the whole poem, `revise` the line numbers
         ("3" or "3,4"), `candidates` how many versions to rank by the whole poem's score (default 8)."""
         if body.template is None or body.revise is None:
             return _error(422, "a revision needs the poem (template) and the lines to write again (revise)", "revise")
         if body.candidates is None:
             body = body.model_copy(update={"candidates": REVISE_CANDIDATES})
-        return await ask(body, PoemRequest, "poems")
+        return await ask(body, PoemRequest, "poems", x_tangshi_request)
 
 
 def _describe(app, vocab, pool: Pool, checkpoint: str, PoemsRequest, CoupletRequest) -> None:
@@ -322,15 +281,20 @@ def _describe(app, vocab, pool: Pool, checkpoint: str, PoemsRequest, CoupletRequ
         return {"tones": ["".join(t for t in (prosody.PING, prosody.ZE) if t in prosody.tones(ch)) for ch in text]}
 
     @app.get("/api/health")
-    def api_health():
-        return {
+    def api_health(request: str | None = Query(None, max_length=64)):
+        """The server's state; with `request` (a page's X-Tangshi-Request), that request's place: how many
+        wait before it (0: next), or null once it runs."""
+        out = {
             "status": "ok",
             "checkpoint": checkpoint,
             "vocabulary": len(vocab),
             "workers": pool.workers,
             "queue": pool.queue,
-            "pending": pool.pending,  # requests running or waiting now: the page shows the wait
+            "pending": pool.pending,  # requests running or waiting now
         }
+        if request is not None:
+            out["ahead"] = pool.place(request)
+        return out
 
     pages = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 

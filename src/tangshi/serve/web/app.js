@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const POEM_FIELDS = ["form", "start", "template", "acrostic", "at", "keywords", "rhyme", "rhyme_group", "tone",
+const POEM_FIELDS = ["title", "form", "start", "template", "acrostic", "at", "keywords", "rhyme", "rhyme_group", "tone",
                      "parallel", "strategy", "temperature", "seed", "n", "candidates", "script"];
 const COUPLET_FIELDS = ["first", "tone", "parallel", "strategy", "temperature", "seed", "n", "candidates", "script"];
 const PAGE_FORM = "qijue"; // the page opens on a Tang form (the API's default is free verse)
@@ -15,7 +15,7 @@ const LABELS = {
   "--keywords": "「關鍵字」", "--rhyme-group": "「韻部」", "--no-rhyme": "取消「押韻」", "--rhyme": "「押韻」",
   "--tone": "「平仄」", "--parallel": "「對仗」", "--strategy": "「取樣」", "--temperature": "「溫度」",
   "--seed": "「種子」", "--n": "「首數」", "--candidates": "「擇優」", "--form": "「體裁」", "--revise": "「改寫」",
-  "--top-p": "top-p", "--top-k": "top-k", "--script": "「字體」",
+  "--top-p": "top-p", "--top-k": "top-k", "--script": "「字體」", "--title": "「題目」",
 };
 let schema = null;
 let last = null; // the last answer, for copying and the picture
@@ -111,6 +111,7 @@ function showError(message, field) {
 }
 
 let queueTimer = null;
+let asking = null; // this page's name for the request on its way (X-Tangshi-Request): the server says its place
 
 function busy(on) {
   $("#busy").hidden = !on;
@@ -119,22 +120,29 @@ function busy(on) {
   $("#ask").setAttribute("aria-busy", on ? "true" : "false");
   $("#poems").classList.toggle("stale", on); // the old poems stay, dimmed, until the new ones come
   clearInterval(queueTimer);
-  if (on) queueTimer = setInterval(showQueue, 1000);
+  if (on) queueTimer = setInterval(showQueue, 700);
 }
 
+// while this page's request waits for the server, its place: how many wait before it
 async function showQueue() {
-  const res = await fetch("/api/health").catch(() => null);
+  if (!asking) return;
+  const res = await fetch("/api/health?request=" + encodeURIComponent(asking)).catch(() => null);
   if (!res || !res.ok) return;
-  const h = await res.json();
-  const waiting = Math.max(0, h.pending - h.workers);
-  $("#busy").textContent = waiting > 0 ? `排隊中：伺服器忙，${waiting} 個請求在等候…` : "寫作中…";
+  const ahead = (await res.json()).ahead;
+  $("#busy").textContent = typeof ahead === "number"
+    ? `排隊中：前面還有 ${ahead} 個請求，您是第 ${ahead + 1} 位…` : "寫作中…";
 }
 
 async function ask(url, body) {
-  const res = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" },
-                                 body: JSON.stringify(body) });
-  const data = await res.json().catch(() => ({ error: `伺服器回應 ${res.status}` }));
-  return { ok: res.ok, data };
+  asking = Math.random().toString(36).slice(2) + Date.now().toString(36);
+  try {
+    const res = await fetch(url, { method: "POST", body: JSON.stringify(body),
+                                   headers: { "Content-Type": "application/json", "X-Tangshi-Request": asking } });
+    const data = await res.json().catch(() => ({ error: `伺服器回應 ${res.status}` }));
+    return { ok: res.ok, data };
+  } finally {
+    asking = null;
+  }
 }
 
 async function write(event) {
@@ -235,6 +243,12 @@ async function poemElement(item, index, editable) {
   const meta = document.createElement("p");
   meta.className = "meta";
   meta.textContent = explain(item);
+  if (item.title) {
+    const title = document.createElement("h3");
+    title.className = "title";
+    title.textContent = item.title;
+    div.append(title);
+  }
   div.append(body, meta);
   if (editable) {
     const rest = document.createElement("button");
@@ -290,7 +304,7 @@ function templateOf(poem, open) {
 
 async function rewrite(poem, open) {
   clearErrors();
-  const keep = ["form", "rhyme", "rhyme_group", "tone", "parallel", "strategy", "temperature", "script"];
+  const keep = ["title", "form", "rhyme", "rhyme_group", "tone", "parallel", "strategy", "temperature", "script"];
   const body = Object.fromEntries(Object.entries(lastBody).filter(([k]) => keep.includes(k)));
   Object.assign(body, { template: templateOf(poem, open), n: 1, candidates: REWRITE_CANDIDATES,
                         seed: Math.floor(Math.random() * 1e6) });
@@ -353,7 +367,7 @@ function copyText() {
   return items.map((p) => {
     const lines = p.lines && p.lines.length ? p.lines.join("\n") : p.text;
     const meta = explain(p);
-    return lines + (meta ? "\n（" + meta + "）" : "");
+    return (p.title ? "《" + p.title + "》\n" : "") + lines + (meta ? "\n（" + meta + "）" : "");
   }).join("\n\n") + "\n\n—— tangshi";
 }
 
@@ -373,22 +387,26 @@ async function copy() {
   setTimeout(() => { $("#copied").textContent = ""; }, 1500);
 }
 
-// the first poem as a picture, drawn in the browser: its lines, its 韻部, and "tangshi"
+// the first poem as a picture, drawn in the browser: its title, its lines, its 韻部, and "tangshi"
 function share() {
   const item = (last.poems || last.couplets.map((c) => ({ lines: [c.first + "，", c.second + "。"] })))[0];
   const lines = item.lines && item.lines.length ? item.lines : [item.text];
-  const size = 40, pad = 48;
+  const size = 40, pad = 48, head = item.title ? size * 1.8 : 0;
   const canvas = document.createElement("canvas");
-  const width = Math.max(...lines.map((l) => [...l].length)) * size + 2 * pad;
-  canvas.width = Math.max(width, 360);
-  canvas.height = pad * 2 + lines.length * size * 1.6 + 70;
+  const width = Math.max(...lines.map((l) => [...l].length), item.title ? [...item.title].length + 2 : 0) * size;
+  canvas.width = Math.max(width + 2 * pad, 360);
+  canvas.height = pad * 2 + head + lines.length * size * 1.6 + 70;
   const g = canvas.getContext("2d");
   g.fillStyle = "#fbf8f1";
   g.fillRect(0, 0, canvas.width, canvas.height);
   g.fillStyle = "#1f1a17";
-  g.font = `${size}px "Noto Serif CJK TC", "Noto Serif CJK SC", serif`;
   g.textAlign = "center";
-  lines.forEach((l, k) => g.fillText(l, canvas.width / 2, pad + size + k * size * 1.6));
+  if (item.title) {
+    g.font = `bold ${size}px "Noto Serif CJK TC", "Noto Serif CJK SC", serif`;
+    g.fillText("《" + item.title + "》", canvas.width / 2, pad + size);
+  }
+  g.font = `${size}px "Noto Serif CJK TC", "Noto Serif CJK SC", serif`;
+  lines.forEach((l, k) => g.fillText(l, canvas.width / 2, pad + head + size + k * size * 1.6));
   g.font = `18px "Noto Sans CJK TC", sans-serif`;
   g.fillStyle = "#6b6259";
   const foot = (item.rhyme_group ? "韻部 " + item.rhyme_group + " · " : "") + "tangshi";
