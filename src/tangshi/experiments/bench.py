@@ -125,9 +125,17 @@ KERNELS = {
     "gen_qilv_fp32": "PoetryLM.step",
     "gen_wujue_1000": "PoetryLM.step",
     "gen_qilv_keywords": "PoetryLM.step",
+    "gen_qilv_title": "PoetryLM.step",
     "gen_couplet": "PoetryLM.step",
 }
-GENERATION_ROWS = ("gen_qilv", "gen_qilv_fp32", "gen_wujue_1000", "gen_qilv_keywords", "gen_couplet")
+GENERATION_ROWS = (
+    "gen_qilv",
+    "gen_qilv_fp32",
+    "gen_wujue_1000",
+    "gen_qilv_keywords",
+    "gen_qilv_title",
+    "gen_couplet",
+)
 
 
 TRAINING_ROWS = (
@@ -363,6 +371,9 @@ def _generation_bench(checkpoint, dev, want) -> list[Result]:
             lambda: write_poems(model, vocab, opts, n=1, form="qilv", keywords="月山酒", tone="strict"), 5, 1, dev
         )
         out.append(Result("gen_qilv_keywords", ms, 0, "one 七言律诗 with --keywords 月山酒 --tone strict"))
+    if want("gen_qilv_title") and model.config.titles:
+        ms = _median_ms(lambda: write_poems(model, vocab, opts, n=1, form="qilv", title="送友人"), 5, 1, dev)
+        out.append(Result("gen_qilv_title", ms, 0, "one 七言律诗 with --title 送友人 (a titled model)"))
     if want("gen_couplet"):
         ms = _median_ms(lambda: list(iter_couplets(model, vocab, opts, "兩個黃鸝鳴翠柳", n=1)), 5, 1, dev)
         out.append(Result("gen_couplet", ms, 0, "one 下联 for 兩個黃鸝鳴翠柳, tones strict"))
