@@ -44,19 +44,23 @@ def test_generates_offline_without_a_data_folder(tmp_path):
 
 @pytest.mark.skipif(not SHARED_POEMS.exists(), reason="../shared poems not present")
 def test_eval_matches_perplexity_by_hand(capsys):
-    """`tangshi eval` on 6 dev poems = exp(mean −log p) computed here from the model's log-probs."""
+    """`tangshi eval` on 6 dev poems = exp(mean −log p) computed here from the model's log-probs; for a titled
+    model, both the poems read after their titles and without them (the title's positions carry no loss)."""
     assert main(["eval", "--source", str(SHARED_POEMS), "--limit", "6", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     model, vocab, meta = load_checkpoint(bundled_model_path())
-    split = rebuild_dev_split(meta, vocab, SHARED_POEMS)
-    nll, n = 0.0, 0
-    with torch.no_grad():
-        for row in range(6):
-            k = int(split.lengths[row])
-            ids = split.inputs[row, :k][None]  # <START> c_1 … c_{k-1}
-            logp = F.log_softmax(model(ids)[0][0].double(), -1)
-            tgt = split.targets[row, :k]  # c_1 … c_{k-1} <EOS>
-            nll -= float(logp[torch.arange(k), tgt].sum())
-            n += k
-    assert got["tokens"] == n
-    assert math.isclose(got["dev_ppl"], math.exp(nll / n), rel_tol=1e-5)
+    for titled in (True, False) if model.config.titles else (False,):
+        split = rebuild_dev_split(meta, vocab, SHARED_POEMS, titled=titled)
+        nll, n = 0.0, 0
+        with torch.no_grad():
+            for row in range(6):
+                k = int(split.lengths[row])
+                ids = split.inputs[row, :k][None]  # <START> [title <START>] c_1 … c_{k-1}
+                logp = F.log_softmax(model(ids)[0][0].double(), -1)
+                tgt = split.targets[row, :k]  # [<PAD> for the title] c_1 … c_{k-1} <EOS>
+                real = tgt != vocab.pad_id
+                nll -= float(logp[torch.arange(k), tgt][real].sum())
+                n += int(real.sum())
+        want = got if titled or not model.config.titles else got["untitled"]
+        assert got["tokens"] == n
+        assert math.isclose(want["dev_ppl"], math.exp(nll / n), rel_tol=1e-5)

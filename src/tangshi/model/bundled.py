@@ -94,7 +94,7 @@ def export_model(
             history = [json.loads(l) for l in text.splitlines() if l.strip()]
         except (OSError, ValueError) as e:
             raise TangshiError(f"cannot read {run_dir / 'metrics.jsonl'}: {e}") from None
-    card = _model_card(out, model.config, meta, history, dtype, commands)
+    card = _model_card(out, model.config, meta, history, dtype, commands, _without_titles(model, vocab, train_meta))
     with OutputFolder(out, "model", replace=replace, sources=[checkpoint]) as folder, folder.staged() as stage:
         write_checkpoint(
             stage, model, vocab, train_meta=train_meta, metrics=meta.get("metrics", {}), dtype=EXPORT_DTYPES[dtype]
@@ -206,7 +206,34 @@ def _epoch_table(stages: list[dict], many: bool) -> tuple[str, str]:
     return head, "\n".join(rows)
 
 
-def _model_card(out: Path, cfg, meta: dict, history: list[dict], dtype: str, commands: list[str]) -> str:
+def _without_titles(model, vocab: Vocab, train_meta: dict) -> float | None:
+    """A titled model's dev perplexity on the same dev poems read without their titles, from the
+    prepared folder it trained on (None when the model has no titles or the folder is not here)."""
+    from tangshi.data.splits import load_split
+    from tangshi.train.evaluate import evaluate
+
+    data = train_meta.get("data")
+    if not model.config.titles or not data or not (Path(data) / "dev.txt").exists():
+        return None
+    return evaluate(model, load_split(Path(data), "dev", vocab))["dev_ppl"]
+
+
+def _titles_rows(cfg, untitled: float | None) -> str:
+    if not cfg.titles:
+        return ""
+    without = f"{untitled:.2f}" if untitled is not None else "see `tangshi eval`"
+    return (
+        "| titles | reads each poem's title first (`<START> title <START> poem`, no loss on the title; a fixed 20% "
+        "of the training poems without theirs): `tangshi generate --title 送友人` writes on a subject, and "
+        "without `--title` it writes as an untitled model does |\n"
+        f"| dev perplexity without titles | {without} (the same dev poems, each read without its title; "
+        "the row above reads them after it) |\n"
+    )
+
+
+def _model_card(
+    out: Path, cfg, meta: dict, history: list[dict], dtype: str, commands: list[str], untitled: float | None = None
+) -> str:
     train_meta, m = meta.get("train", {}), meta.get("metrics", {})
     dm = train_meta.get("data_meta", {})
     stages = training_stages(train_meta, history, train_meta.get("command"))
@@ -242,8 +269,8 @@ A character-level LSTM language model of the Complete Tang Poems (全唐詩), us
 | regularisation | locked dropout {cfg.dropout_embed} (embedding) / {cfg.dropout_output} (output), character dropout {cfg.dropout_chars}, DropConnect {cfg.weight_drop} on weight_hh |
 | optimisation | {optim} |
 | data | chinese-poetry 全唐詩 (58 files, sha256-checked), cleaned as in `data/corpus.py`: {dm.get("poems_read")} poems read, {dm.get("in_range")} of 10–63 characters; sample `{dm.get("sample")}`, split seed {dm.get("seed")}: {dm.get("train")} train / {dm.get("dev")} dev |
-| dev perplexity | **{m.get("dev_ppl", float("nan")):.2f}** at epoch {best_epoch} of {n_epochs} (exp of the mean NLL over dev characters + `<EOS>`, PAD excluded); the assignment's PAD-counted loss {m.get("original_loss", m.get("seed_loss", float("nan"))):.4f} |
-{status}| training time | {secs / 60:.1f} min of training steps ({n_epochs} epochs, dev evaluation not counted) on {_cpu_name()} |
+| dev perplexity | **{m.get("dev_ppl", float("nan")):.2f}** at epoch {best_epoch} of {n_epochs} (exp of the mean NLL over dev characters + `<EOS>`, PAD excluded{", each poem after its title" if cfg.titles else ""}); the assignment's PAD-counted loss {m.get("original_loss", m.get("seed_loss", float("nan"))):.4f} |
+{_titles_rows(cfg, untitled)}{status}| training time | {secs / 60:.1f} min of training steps ({n_epochs} epochs, dev evaluation not counted) on {_cpu_name()} |
 | weights | {dtype} safetensors, exported {datetime.now(UTC):%Y-%m-%d} |
 | command | {cmds} |
 | reproduce the eval | `tangshi eval --json` (rebuilds this dev split from `data/quantangshi`) |
