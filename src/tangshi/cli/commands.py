@@ -448,6 +448,7 @@ def cmd_bench(args) -> int:
 
 def cmd_export(args) -> int:
     from tangshi.model.bundled import export_model
+    from tangshi.train.evaluate import evaluate
 
     res = export_model(
         Path(args.checkpoint),
@@ -456,6 +457,7 @@ def cmd_export(args) -> int:
         train_command=args.train_command,
         replace=args.replace or args.replace_bundled,
         replace_bundled=args.replace_bundled,
+        evaluate=evaluate,
     )
     print(f"wrote {res['out']} ({res['bytes'] / 1e6:.1f} MB, dev ppl {res['dev_ppl']})")
     return 0

@@ -158,20 +158,16 @@ def iter_poems(
     title: str | None = None,
 ) -> Iterator[dict]:
     """The request's poems, one record at a time, decoded in batches of at most GENERATION_CHUNK
-    poems: memory stays flat whatever `n` is, and the first poem is ready after one batch.
-
-    form: wujue | qijue | wulv | qilv | free. start: the poem begins with it;
-    acrostic: line k has its k-th character at position `at` (1 = first, -1 = last);
-    keywords: each of its characters appears somewhere; rhyme (default on for the
-    four forms): even lines end in one 平水韻 平聲 group (`rhyme_group`: that one); tone: strict | loose | off;
+    poems: memory stays flat whatever `n` is, and the first poem is ready after one batch. form: wujue | qijue | wulv | qilv | free. start: the poem begins with it; acrostic: line k has
+    its k-th character at position `at` (1 = first, -1 = last);
+    keywords: each of its characters appears somewhere; rhyme (default on for the four forms): even
+    lines end in one 平水韻 平聲 group (`rhyme_group`: that one); tone: strict | loose | off;
     no_repeat (default on): no clause repeats inside a poem; parallel: the weight of 對仗 in the
     middle couplets of a 律詩 (constraints/parallel.py, 0 = off); template: the whole poem with □ for
     each open character (its shape gives the form when `form` is free); revise: line numbers of the
-    template to write again (forced.open_lines); title: what the poem is written on (a model trained
-    with titles reads it first; each record carries it). Simplified input is
-    accepted (converted to traditional); `script='simplified'` converts the output.
-    Impossible requests raise `TangshiError` here, before anything is generated (the checks
-    run when this is called, not when the first poem is asked for).
+    template to write again (forced.open_lines); title: what a titled model reads first (each record
+    carries it). Simplified input is read as traditional; `script='simplified'` converts the output.
+    Impossible requests raise `TangshiError` here, before anything is generated.
     `opts.strategy == 'original'` runs the assignment's own procedure (free form, one start
     character, no constraint). Sampling continues one random stream across batches, so the
     first GENERATION_CHUNK poems are those of a request for exactly that many.

@@ -69,9 +69,11 @@ def export_model(
     replace: bool = False,
     replace_bundled: bool = False,
     log=print,
+    evaluate=None,
 ) -> dict:
     """Copy a checkpoint's weights at a smaller dtype, with its config and vocabulary (no
-    optimiser state), and write MODEL_CARD.md beside them from the run's own records.
+    optimiser state), and write MODEL_CARD.md beside them from the run's own records (`evaluate`,
+    train.evaluate.evaluate: for a titled model, the card's dev perplexity without titles).
     `train_command` (one or more) replaces the recorded commands of the last stages, in order,
     for records written before a command was kept. The bundled model's folder is replaced only
     with `replace_bundled` (the CLI's --replace-bundled), and `log` then says what was replaced."""
@@ -94,7 +96,8 @@ def export_model(
             history = [json.loads(l) for l in text.splitlines() if l.strip()]
         except (OSError, ValueError) as e:
             raise TangshiError(f"cannot read {run_dir / 'metrics.jsonl'}: {e}") from None
-    card = _model_card(out, model.config, meta, history, dtype, commands, _without_titles(model, vocab, train_meta))
+    untitled = _without_titles(model, vocab, train_meta, evaluate)
+    card = _model_card(out, model.config, meta, history, dtype, commands, untitled)
     with OutputFolder(out, "model", replace=replace, sources=[checkpoint]) as folder, folder.staged() as stage:
         write_checkpoint(
             stage, model, vocab, train_meta=train_meta, metrics=meta.get("metrics", {}), dtype=EXPORT_DTYPES[dtype]
@@ -206,14 +209,14 @@ def _epoch_table(stages: list[dict], many: bool) -> tuple[str, str]:
     return head, "\n".join(rows)
 
 
-def _without_titles(model, vocab: Vocab, train_meta: dict) -> float | None:
+def _without_titles(model, vocab: Vocab, train_meta: dict, evaluate) -> float | None:
     """A titled model's dev perplexity on the same dev poems read without their titles, from the
-    prepared folder it trained on (None when the model has no titles or the folder is not here)."""
+    prepared folder it trained on, by `evaluate` (train.evaluate.evaluate); None when the model has
+    no titles, no `evaluate` is given or the folder is not here."""
     from tangshi.data.splits import load_split
-    from tangshi.train.evaluate import evaluate
 
     data = train_meta.get("data")
-    if not model.config.titles or not data or not (Path(data) / "dev.txt").exists():
+    if evaluate is None or not model.config.titles or not data or not (Path(data) / "dev.txt").exists():
         return None
     return evaluate(model, load_split(Path(data), "dev", vocab))["dev_ppl"]
 
