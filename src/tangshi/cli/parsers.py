@@ -13,7 +13,6 @@ from tangshi.cli.commands import (
     cmd_data_fetch,
     cmd_data_habits,
     cmd_data_prepare,
-    cmd_eval,
     cmd_export,
     cmd_generate,
     cmd_gradcheck,
@@ -28,6 +27,7 @@ from tangshi.cli.common import (
     THREADS_HELP,
     add_all,
 )
+from tangshi.cli.evaluation import cmd_eval
 from tangshi.cli.experiment import experiment_parser
 from tangshi.decode.request import CoupletRequest, PoemRequest, add_options
 from tangshi.model.spec import OLD_NAMES

@@ -158,9 +158,10 @@ def iter_poems(
     title: str | None = None,
 ) -> Iterator[dict]:
     """The request's poems, one record at a time, decoded in batches of at most GENERATION_CHUNK
-    poems: memory stays flat whatever `n` is, and the first poem is ready after one batch. form: wujue | qijue | wulv | qilv | free. start: the poem begins with it; acrostic: line k has
-    its k-th character at position `at` (1 = first, -1 = last);
-    keywords: each of its characters appears somewhere; rhyme (default on for the four forms): even
+    poems: memory stays flat whatever `n` is, and the first poem is ready after one batch.
+    form: wujue | qijue | wulv | qilv | free. start: the poem begins with it; acrostic: line k has
+    its k-th character at position `at` (1 = first, -1 = last); keywords: each of its characters
+    appears somewhere; rhyme (default on for the four forms): even
     lines end in one 平水韻 平聲 group (`rhyme_group`: that one); tone: strict | loose | off;
     no_repeat (default on): no clause repeats inside a poem; parallel: the weight of 對仗 in the
     middle couplets of a 律詩 (constraints/parallel.py, 0 = off); template: the whole poem with □ for
