@@ -94,3 +94,47 @@ def test_distance_deltas_are_autograds():
 def test_distance_needs_long_poems(tiny_prepared, capsys):
     assert main(["experiment", "distance", "--data", str(tiny_prepared), "--out", "unused-distance"]) == 2
     assert "has 40 characters the model knows" in capsys.readouterr().err
+
+
+def test_worked_example_with_two_units_against_autograd(capsys):
+    """H = 2: the derivation's gradients equal torch autograd's on the same weights (written out here with
+    torch, row vectors as the code's columns); the assignment's column is its three errors, recomputed here."""
+    from tangshi.lesson import worked_example_h2 as w2
+
+    res = w2.run_worked_example_h2()
+    W = {g: [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in w2.WEIGHTS[g]] for g in "fico"}
+    h = C = torch.zeros(2, dtype=torch.float64)
+    for x in w2.INPUTS:
+        x = torch.tensor(x, dtype=torch.float64)
+        z = {g: W[g][0] @ h + W[g][1] @ x + W[g][2] for g in "fico"}  # W_gh h_{t−1} + W_gx x_t + b_g
+        C = torch.sigmoid(z["f"]) * C + torch.sigmoid(z["i"]) * torch.tanh(z["c"])
+        h = torch.sigmoid(z["o"]) * torch.tanh(C)
+    loss = 0.5 * ((h - torch.tensor(w2.TARGET, dtype=torch.float64)) ** 2).sum()
+    loss.backward()
+    assert res["loss"] == pytest.approx(float(loss.detach()), abs=1e-14)
+    rows = {r["name"]: r for r in res["gradients"]}
+    for g in "fico":
+        for kind, tensor in zip(("h", "x", "b"), W[g]):
+            grad = tensor.grad.reshape(2, -1)
+            for r in range(2):
+                for c in range(grad.shape[1]):
+                    name = f"b_{g}[{r + 1}]" if kind == "b" else f"W_{g}{kind}[{r + 1},{c + 1}]"
+                    assert rows[name]["analytic"] == pytest.approx(float(grad[r, c]), abs=1e-12), name
+    # the assignment's code: input weights from the last step only (δz_{g,2} x_2ᵀ, δz_{g,2} unchanged by the
+    # cell path at the last step), and b_i, b_o given b_f's gradient (δz_f,1 = 0 as C_0 = 0, so b_f is right)
+    s2 = res["steps"][1]
+    for g in "fico":
+        outer = np.outer(s2[f"dz_{g}"], w2.INPUTS[1])
+        for r in range(2):
+            for c in range(2):
+                assert rows[f"W_{g}x[{r + 1},{c + 1}]"]["assignment"] == pytest.approx(outer[r, c], abs=1e-12)
+    for g in "io":
+        for r in (1, 2):
+            assert rows[f"b_{g}[{r}]"]["assignment"] == rows[f"b_f[{r}]"]["analytic"]
+    assert rows["W_cx[1,1]"]["analytic"] < 0 < rows["W_cx[1,1]"]["assignment"]  # the sign flips
+    # (10) needs the transpose: without it δh_1 is another vector
+    assert res["dh_1"]["with_transpose"] == pytest.approx(res["steps"][0]["dh"], abs=1e-15)
+    assert max(abs(a - b) for a, b in zip(res["dh_1"]["with_transpose"], res["dh_1"]["without_transpose"])) > 1e-3
+    assert main(["gradcheck", "--worked-example", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "W_cx[1,1]" in out and "✗" in out and f"wrong in {res['assignment_wrong']} of 40" in out

@@ -9,6 +9,7 @@ import pytest
 from tangshi.lesson import exercise_grader, exercises, reference_lstm
 from tangshi.lesson.gradcheck import format_gradcheck, run_gradcheck
 from tangshi.lesson.worked_example import format_worked_example, run_worked_example
+from tangshi.lesson.worked_example_h2 import format_worked_example_h2, run_worked_example_h2
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "lstm-backprop.md").read_text(encoding="utf-8")
@@ -29,6 +30,7 @@ def texts():
         "exercise_grader.py": Path(exercise_grader.__file__).read_text(encoding="utf-8"),
         "gradcheck output": format_gradcheck(gc, full=True),
         "worked example output": format_worked_example(run_worked_example()),
+        "two-unit worked example output": format_worked_example_h2(run_worked_example_h2()),
         "the derivation": DOC,
     }
 

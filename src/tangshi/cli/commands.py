@@ -428,6 +428,12 @@ def cmd_gradcheck(args) -> int:
     check_number("--seed", args.seed, 0, 2**32 - 1, integer=True)  # NumPy's generators take no negative seed
     if args.write_exercise or args.exercise:
         return _exercise(args)
+    if args.worked_example == 2:
+        from tangshi.lesson.worked_example_h2 import format_worked_example_h2, run_worked_example_h2
+
+        res = run_worked_example_h2()
+        print_json(res) if args.json else print(format_worked_example_h2(res))
+        return 0
     if args.worked_example:
         from tangshi.lesson.worked_example import format_worked_example, run_worked_example
 

@@ -332,9 +332,14 @@ def _gradcheck_parser(sub) -> None:
     gc.add_argument("--seed", type=int, default=0, help="random seed of the test problem (default 0)")
     gc.add_argument(
         "--worked-example",
-        action="store_true",
-        help="print the H = 1, T = 2 example of docs/lstm-backprop.md instead: every forward and BPTT "
-        "number, and each gradient beside its finite difference",
+        nargs="?",
+        type=int,
+        const=1,
+        choices=(1, 2),
+        metavar="H",
+        help="print the worked example of docs/lstm-backprop.md with H = 1 unit (the default) or 2 instead: "
+        "every forward and BPTT number, and each gradient beside its finite difference (H = 2: and beside "
+        "what the assignment's code computes)",
     )
     gc.add_argument(
         "--all",
