@@ -104,6 +104,16 @@ def _label(text: str, width: int = 10) -> str:
     return text + " " * (width - shown)
 
 
+FORWARD_ROWS = (("f", "f_t"), ("i", "i_t"), ("c~", "c̃_t"), ("o", "o_t"), ("C", "C_t"), ("h", "h_t"))
+BACKWARD_ROWS = (("dh", "δh_t"), ("dC", "δC_t"), *((f"dz_{g}", f"δz_{g}") for g in GATES))
+
+
+def step_table(steps: list[dict], rows, cell, width: int = 10) -> list[str]:
+    """One line per row of `rows` (key, label): the label, then `cell` of t = 1 and of t = 2."""
+    s1, s2 = steps
+    return [f"  {_label(label, width)} {cell(s1[key])} {cell(s2[key])}" for key, label in rows]
+
+
 def format_worked_example(res: dict) -> str:
     w = res["weights"]
     lines = [
@@ -113,19 +123,10 @@ def format_worked_example(res: dict) -> str:
         "",
         "forward           t = 1        t = 2",
     ]
-    s1, s2 = res["steps"]
-    for key, label in (("f", "f_t"), ("i", "i_t"), ("c~", "c̃_t"), ("o", "o_t"), ("C", "C_t"), ("h", "h_t")):
-        lines.append(f"  {_label(label)} {s1[key]:>12.6f} {s2[key]:>12.6f}")
+    cell = lambda x: f"{x:>12.6f}"  # noqa: E731
+    lines += step_table(res["steps"], FORWARD_ROWS, cell)
     lines += [f"  E = ½ (h_2 − y)² = {res['loss']:.6f}", "", "backward (BPTT)   t = 1        t = 2"]
-    for key, label in (
-        ("dh", "δh_t"),
-        ("dC", "δC_t"),
-        ("dz_f", "δz_f"),
-        ("dz_i", "δz_i"),
-        ("dz_c", "δz_c"),
-        ("dz_o", "δz_o"),
-    ):
-        lines.append(f"  {_label(label)} {s1[key]:>12.6f} {s2[key]:>12.6f}")
+    lines += step_table(res["steps"], BACKWARD_ROWS, cell)
     lines += ["", "gradient      analytic     finite diff."]
     for r in res["gradients"]:
         lines.append(f"  {r['name']:<8} {r['analytic']:>12.8f} {r['finite_difference']:>12.8f}")

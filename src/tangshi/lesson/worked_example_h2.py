@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from tangshi.lesson.reference_lstm import GATES, LstmLayer
-from tangshi.lesson.worked_example import _label
+from tangshi.lesson.worked_example import BACKWARD_ROWS, FORWARD_ROWS, step_table
 
 # rows = units of the gate (H), columns = units of h_{t−1} (W_·h) or inputs (W_·x); all entries distinct
 WEIGHTS = {
@@ -98,7 +98,8 @@ def run_worked_example_h2() -> dict:
     steps = [
         {
             "t": t,
-            **{k: vec(getattr(right, k)[t]) for k in ("f", "i", "c", "o", "C", "h")},
+            **{k: vec(getattr(right, k)[t]) for k in ("f", "i", "o", "C", "h")},
+            "c~": vec(right.c[t]),
             "dh": vec(right.dh[t]),
             "dC": vec(right.dC[t]),
             **{f"dz_{g}": vec(right.delta[g][t]) for g in GATES},
@@ -131,19 +132,10 @@ def format_worked_example_h2(res: dict) -> str:
         "",
         "forward             t = 1                  t = 2",
     ]
-    s1, s2 = res["steps"]
-    for key, label in (("f", "f_t"), ("i", "i_t"), ("c", "c̃_t"), ("o", "o_t"), ("C", "C_t"), ("h", "h_t")):
-        lines.append(f"  {_label(label, 6)}  {v2(s1[key])}  {v2(s2[key])}")
+    cell = lambda x: " " + v2(x)  # noqa: E731
+    lines += step_table(res["steps"], FORWARD_ROWS, cell, 7)
     lines += [f"  E = ½ ‖h_2 − y‖² = {res['loss']:.6f}", "", "backward (BPTT)     t = 1                  t = 2"]
-    for key, label in (
-        ("dh", "δh_t"),
-        ("dC", "δC_t"),
-        ("dz_f", "δz_f"),
-        ("dz_i", "δz_i"),
-        ("dz_c", "δz_c"),
-        ("dz_o", "δz_o"),
-    ):
-        lines.append(f"  {label:<6}  {v2(s1[key])}  {v2(s2[key])}")
+    lines += step_table(res["steps"], BACKWARD_ROWS, cell, 7)
     d = res["dh_1"]
     lines += [
         "",
