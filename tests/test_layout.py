@@ -63,9 +63,9 @@ def _subcommands(parser, prefix=()):
 
 def test_every_subcommand_answers_help():
     paths = list(_subcommands(build_parser()))
-    # data, data fetch, data prepare, data habits, train, eval, generate, couplet, serve, metrics, bench,
-    # experiment, export, gradcheck
-    assert len(paths) == 14
+    # data, data fetch, data prepare, data habits, data topics, train, eval, generate, couplet, serve, metrics,
+    # bench, experiment, export, gradcheck
+    assert len(paths) == 15
     for path in paths:
         res = subprocess.run(
             [sys.executable, "-m", "tangshi", *path, "--help"], capture_output=True, text=True, timeout=60

@@ -200,3 +200,43 @@ def test_the_titles_experiment_finds_what_the_titles_carry(titled_model, tmp_pat
     assert res["dev_ppl"]["titled"] < res["dev_ppl"]["untitled"]
     text = (tmp_path / "r" / "titles.md").read_text(encoding="utf-8")
     assert f"{f['titled']['ratio']:.2f}×" in text
+
+
+def test_topic_table_by_hand():
+    from tangshi.verse import topics
+
+    poems = ["春江花月，", "春江雪山。", "秋山雪月，", "秋水雪天。"]
+    titles = ["春", "春", "秋", "秋"]
+    table = topics.learn(poems, titles, min_count=2, top=5)
+    # 春 titles 2 of 4 poems; 江 (and 春 itself) are in 2 poems, both under 春: pmi = ln(2·4 / (2·2)) = ln 2
+    assert table["pmi"]["春"] == {"江": round(math.log(2), 2), "春": round(math.log(2), 2)}
+    # 雪 is in 3 poems, 2 of them under 秋: ln(2·4 / (2·3)) = ln(4/3); 山 and 月 meet 秋 once: below min_count
+    assert table["pmi"]["秋"] == {"秋": round(math.log(2), 2), "雪": round(math.log(4 / 3), 2)}
+    both = topics.bias(table, "春秋", 2.0)
+    assert both == pytest.approx({"江": 1.38, "春": 1.38, "秋": 1.38, "雪": 0.58})
+    capped = topics.bias({"pmi": {"a": {"x": 2.5}, "b": {"x": 2.0}}}, "ab", 1.0)
+    assert capped == {"x": topics.CAP}  # 4.5 is capped
+    assert topics.bias(table, "春", 0.0) == {}
+
+
+def test_the_title_words_lean_the_poem_toward_them(titled_model, monkeypatch):
+    """With a table saying 春 calls for 雪, a weight pulls 雪 into poems titled 春 (which the model alone
+    writes with the SPRING characters); without a title the table does nothing."""
+    from tangshi.decode import topic
+    from tangshi.verse import topics
+
+    model, vocab, _ = titled_model
+    monkeypatch.setattr(topics, "bundled", lambda: {"pmi": {"春": {"雪": 3.0}}})
+    topic.topic_vector.cache_clear()
+    vec = topic.topic_vector(vocab, "春", 2.0)
+    assert vec.shape == (1, len(vocab)) and vec[0, vocab.stoi["雪"]] == 6.0 and int((vec != 0).sum()) == 1
+    assert topic.topic_vector(vocab, "", 2.0) is None and topic.topic_vector(vocab, "春", 0.0) is None
+
+    def share(weight, title="春"):
+        opts = DecodeOptions(temperature=0.8, seed=1, topic=weight)
+        text = "".join(p["text"] for p in iter_poems(model, vocab, opts, n=20, title=title, no_repeat=False))
+        return text.count("雪") / len(text)
+
+    assert share(0.0) < 0.02 and share(3.0) > share(0.0) + 0.1  # + 9 nats to 雪's log-probability
+    assert share(3.0, title=None) == share(0.0, title=None)
+    topic.topic_vector.cache_clear()

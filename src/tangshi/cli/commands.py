@@ -288,7 +288,6 @@ def _real_poems(source: Path) -> list[str]:
 
 def cmd_data_habits(args) -> int:
     from tangshi.data.corpus import corpus_split
-    from tangshi.files import write_atomic
     from tangshi.outputs import require_complete
     from tangshi.verse import parallel
     from tangshi.verse.habits import Habits, learn
@@ -296,13 +295,7 @@ def cmd_data_habits(args) -> int:
 
     source = Path(args.source)
     require_complete(source, "tangshi data fetch")
-    out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not args.replace:
-        raise TangshiError(f"{out} exists; give --replace to write over it")
-    if out is not None and out.is_dir():
-        raise TangshiError(f"{out} is a folder; --out names the table's file")
-    if out is not None and not out.parent.is_dir():
-        raise TangshiError(f"cannot write {out}: its folder {out.parent} does not exist")
+    out = _table_out(args)
     train, dev = corpus_split(source)
     table = {
         "source": f"{source.name}: the train part (80%) of every poem, cleaned as tangshi data prepare "
@@ -312,12 +305,47 @@ def cmd_data_habits(args) -> int:
     learned = Habits.from_table(table)
     table["readings"]["dev"] = coverage(learned.readings, dev)
     table["parallel"]["dev"] = parallel.check(learned.pairs, dev)
-    text = json.dumps(table, ensure_ascii=False, indent=1) + "\n"
+    _write_table(
+        out,
+        json.dumps(table, ensure_ascii=False, indent=1) + "\n",
+        f"{sum(table['poems'].values())} poems of the four forms",
+    )
+    return 0
+
+
+def _table_out(args) -> Path | None:
+    """A learned table's --out: a file to write (over an existing one only with --replace), or None for stdout."""
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not args.replace:
+        raise TangshiError(f"{out} exists; give --replace to write over it")
+    if out is not None and out.is_dir():
+        raise TangshiError(f"{out} is a folder; --out names the table's file")
+    if out is not None and not out.parent.is_dir():
+        raise TangshiError(f"cannot write {out}: its folder {out.parent} does not exist")
+    return out
+
+
+def _write_table(out: Path | None, text: str, what: str) -> None:
+    from tangshi.files import write_atomic
+
     if out is None:
         sys.stdout.write(text)
     else:
         write_atomic(out, text)
-        print(f"wrote {out}: {sum(table['poems'].values())} poems of the four forms", file=sys.stderr)
+        print(f"wrote {out}: {what}", file=sys.stderr)
+
+
+def cmd_data_topics(args) -> int:
+    from tangshi.data.prepare import read_split, read_titles, require_prepared
+    from tangshi.verse import topics
+
+    data = require_prepared(Path(args.data))
+    out = _table_out(args)
+    poems = read_split(data, "train")
+    table = topics.learn(poems, read_titles(data, "train", len(poems)))
+    table = {"source": f"{data}: the train split's poems and their titles", **table}
+    text = json.dumps(table, ensure_ascii=False, separators=(",", ":")) + "\n"
+    _write_table(out, text, f"{len(table['pmi'])} title characters from {table['poems']} poems")
     return 0
 
 

@@ -13,6 +13,7 @@ from tangshi.cli.commands import (
     cmd_data_fetch,
     cmd_data_habits,
     cmd_data_prepare,
+    cmd_data_topics,
     cmd_export,
     cmd_generate,
     cmd_gradcheck,
@@ -114,6 +115,15 @@ def _data_parsers(sub) -> None:
     h.add_argument("--out", help="write the table here (default: standard output)")
     h.add_argument("--replace", action="store_true", help="write over an existing --out file")
     h.set_defaults(func=cmd_data_habits)
+    tp = dsub.add_parser(
+        "topics", help="learn which poem characters each title character calls for (the table --title leans on)"
+    )
+    tp.add_argument(
+        "--data", default="data/prepared/all-seed0", help="prepared folder (default data/prepared/all-seed0)"
+    )
+    tp.add_argument("--out", help="write the table here (default: standard output)")
+    tp.add_argument("--replace", action="store_true", help="write over an existing --out file")
+    tp.set_defaults(func=cmd_data_topics)
 
 
 def _train_parser(sub) -> None:

@@ -26,6 +26,8 @@ from tangshi.errors import TangshiError
 from tangshi.model.spec import OLD_NAMES
 from tangshi.text import FORM_NAMES, unicode_problem
 from tangshi.verse.parallel import COUPLET_WEIGHT, POEM_WEIGHT, check_weight
+from tangshi.verse.topics import TOPIC_WEIGHT
+from tangshi.verse.topics import check_weight as check_topic
 
 if TYPE_CHECKING:
     from tangshi.decode.search import DecodeOptions
@@ -144,6 +146,11 @@ class PoemRequest(_Decoding):
         "write on this title or subject (送友人, 秋夜): the model reads it before the poem (a model trained "
         "with titles, as the bundled one is); each poem carries it",
     )
+    topic: float = _opt(
+        TOPIC_WEIGHT,
+        "with --title: weight of the title's words, the characters real poems of titles with these characters "
+        f"use more than poems do in general (0 = off, at most 10; default {TOPIC_WEIGHT:g})",
+    )
     form: str = _opt(
         "free", "五言绝句 4×5, 七言绝句 4×7, 五言律诗 8×5, 七言律诗 8×7, or free (default free)", choices=FORM_NAMES
     )
@@ -201,8 +208,12 @@ class PoemRequest(_Decoding):
     def __post_init__(self):
         super().__post_init__()
         check_weight(self.parallel)
+        check_topic(self.topic)
         if self.at != 1 and not self.acrostic:  # generate's rule, which metrics applies too
             raise TangshiError(f"--at {self.at} places the acrostic's characters, but no --acrostic was given")
+
+    def decode_options(self) -> DecodeOptions:
+        return dataclasses.replace(super().decode_options(), topic=self.topic)
 
     def header(self) -> dict:
         """The fields that follow the poems in the JSON answer."""

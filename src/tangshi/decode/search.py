@@ -34,6 +34,7 @@ import torch
 from tangshi.data.batches import title_prefix
 from tangshi.data.vocab import Vocab
 from tangshi.decode.constraints import FreeConstraint
+from tangshi.decode.topic import topic_vector, with_topic
 from tangshi.errors import TangshiError, check_number
 from tangshi.machine import threads_for
 from tangshi.model.lm import OLD_NAMES, PoetryLM
@@ -61,6 +62,7 @@ class DecodeOptions:
     precision: str | None = None  # the step's products (model/step_weights.py); None: int8 on x86 CPUs, else fp32
     # (the assignment's procedure: fp32 unless asked, so that it reproduces the assignment's text)
     title: str = ""  # the title a titled model reads before the poem (data/batches.py), as the vocabulary spells it
+    topic: float = 0.0  # with a title: the weight of its words (verse/topics.py), added at every free step
 
     def __post_init__(self):
         object.__setattr__(self, "strategy", OLD_NAMES.get(self.strategy, self.strategy))
@@ -368,11 +370,16 @@ def _decode_batch(
     allowed = c.mask(state, device)  # (B, V) bool
     forced = _forced(allowed)  # every row forced (punctuation, start text, heads, <EOS>): no output layer
     logits, lstm = prime(model, vocab, opts, n, device, logits=forced is None)
+    topic = topic_vector(vocab, opts.title, opts.topic)
+    topic = topic.to(device) if topic is not None else None
     out = []  # each step's tokens (n,); a row ends at its <EOS>, or at the length bound
     for t in range(max_steps):
         if free and t == opts.max_chars:
             break  # the length bound: the rows still writing end here
-        tok = forced if forced is not None else _choose(logits, allowed, c.bias(state, device), opts, gen, lib)
+        if forced is None:
+            tok = _choose(logits, allowed, with_topic(c.bias(state, device), topic, n), opts, gen, lib)
+        else:
+            tok = forced
         c.advance(state, tok)
         out.append(tok)
         if c.finished(state):
@@ -402,6 +409,8 @@ def beam_search(
     V = len(vocab)
     with threads_for(K, device):
         logits, lstm = prime(model, vocab, opts, 1, device)
+        topic = topic_vector(vocab, opts.title, opts.topic)
+        topic = topic.to(device) if topic is not None else None
         state = c.new_state(1)
         prefixes: list[list[int]] = [[]]
         scores = torch.zeros(1, device=device)
@@ -413,7 +422,7 @@ def beam_search(
                 finished.extend((s / (t + 1), p) for s, p in zip(ends, prefixes))
                 break
             allowed = c.mask(state, device)
-            bias = c.bias(state, device)
+            bias = with_topic(c.bias(state, device), topic, logp.shape[0])
             if bias is not None:
                 logp = logp + bias
             cand = (scores[:, None] + logp.masked_fill(~allowed, float("-inf"))).flatten()

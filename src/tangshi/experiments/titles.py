@@ -8,7 +8,7 @@ Two measures, on the dev split of a prepared folder (poems the model did not tra
    real poem's form when it has one of the four, else free), as `tangshi generate --title` writes it.
    Its overlap with a poem is the share of its distinct characters that the poem also holds (marks
    left out). The report compares the overlap with the real poem of the title against the overlap with
-   a random other poem of the same N (a fixed derangement), and does the same for poems written
+   a random other poem of the same N and the same form (a fixed derangement), and does the same for poems written
    without a title, which should show no such gap: what the title adds is the difference.
 """
 
@@ -51,6 +51,19 @@ def derangement(n: int, seed: int) -> list[int]:
             return perm
 
 
+def partners(shapes: list[str], seed: int) -> list[int]:
+    """For each poem, another of the same shape (a form's name, or "free"): a derangement within each
+    shape, so that the random poem is as long as the real one and the comparison measures the title,
+    not the length. A shape held by one poem only takes a partner from all the others."""
+    out = derangement(len(shapes), seed)
+    for shape in sorted(set(shapes)):
+        members = [i for i, s in enumerate(shapes) if s == shape]
+        if len(members) >= 2:
+            for i, j in zip(members, derangement(len(members), seed)):
+                out[i] = members[j]
+    return out
+
+
 def fidelity(real: list[str], written: list[str], partner: list[int]) -> dict:
     """Mean overlap of each written poem with its real poem and with the real poem at partner[i]."""
     own = [overlap(w, r) for w, r in zip(written, real, strict=True)]
@@ -67,14 +80,19 @@ def chosen(data_dir: Path, vocab, n: int) -> list[tuple[str, str]]:
     return pairs[:n]
 
 
+def shape(poem: str) -> str:
+    """The poem's form name, or "free"."""
+    form = prosody.infer_form(poem)
+    return form.name if form else "free"
+
+
 def write(model, vocab, pairs: list[tuple[str, str]], titled: bool) -> list[str]:
     """One poem per pair, on its title (or without one), in the real poem's form, seed = its index."""
     from tangshi.decode.request import PoemRequest, records
 
     out = []
     for i, (title, poem) in enumerate(pairs):
-        form = prosody.infer_form(poem)
-        request = PoemRequest(form=form.name if form else "free", title=title if titled else None, seed=i)
+        request = PoemRequest(form=shape(poem), title=title if titled else None, seed=i)
         stream, _ = records(model, vocab, request)
         out.append(next(iter(stream))["text"])
     return out
@@ -94,7 +112,7 @@ def run_titles(checkpoint, data_dir, out, n_titles: int = N_TITLES, argv=None, r
         }
         log(f"dev perplexity: {ppl['titled']:.2f} with titles, {ppl['untitled']:.2f} without")
         pairs = chosen(data_dir, vocab, n_titles)
-        partner = derangement(len(pairs), PAIR_SEED)
+        partner = partners([shape(p) for _, p in pairs], PAIR_SEED)
         real = [p for _, p in pairs]
         written = {k: write(model, vocab, pairs, k == "titled") for k in ("titled", "untitled")}
         res = {
@@ -133,7 +151,8 @@ Model: {res["checkpoint"]}. Data: the dev split of {res["data"]} (poems the mode
 One poem written for each of the first {res["titles"]} titled dev poems (the real poem's form when it has one of
 the four, else free; `tangshi generate` defaults, seed = the poem's index). Overlap = the share of the written
 poem's distinct characters that a poem also holds; "random" pairs each written poem with another of the
-{res["titles"]} real poems (a fixed derangement, seed {PAIR_SEED}).
+{res["titles"]} real poems of the same form (free verse with free verse; a fixed derangement, seed {PAIR_SEED}), so
+that the control, written without a title, reads about 1×.
 
 | written | overlap with the real poem | with a random dev poem | ratio |
 |---|---|---|---|

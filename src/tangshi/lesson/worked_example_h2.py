@@ -82,7 +82,7 @@ def run_worked_example_h2() -> dict:
     ours = {f"W_{g}h": right.W_h_grad[g] for g in GATES} | {f"W_{g}x": right.W_x_grad[g] for g in GATES}
     ours |= {f"b_{g}": right.b_grad[g] for g in GATES}
     theirs = _assignments(wrong)
-    gradients = []
+    gradients: list[dict] = []
     for name, grad in ours.items():
         for r in range(grad.shape[0]):
             for c in range(grad.shape[1]):
