@@ -186,3 +186,22 @@ def test_card_of_an_unfinished_resumed_run_says_so(tmp_path, tiny_prepared, caps
     train(tiny_prepared, tmp_path / "run", None, cfg, resume=True, **quiet)  # finished: no status line
     assert main(["export", "--checkpoint", str(tmp_path / "run" / "last"), "--out", str(out), "--replace"]) == 0
     assert "exported after" not in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+
+def test_a_run_started_from_an_export_keeps_the_exported_runs_record(tmp_path, tiny_prepared):
+    """An exported folder has no metrics.jsonl beside it: its config.json keeps the run's per-epoch record, so
+    that a run started from it (--init-from) and its model card still tell every stage's epochs."""
+    quiet = dict(progress=False, log=lambda *a: None)
+    base = dict(embed_dim=16, hidden_dim=16, tie_weights=True)
+    train(tiny_prepared, tmp_path / "s1", base, TrainConfig(epochs=3, batch_size=16), **quiet)
+    assert main(["export", "--checkpoint", str(tmp_path / "s1" / "best"), "--out", str(tmp_path / "m1")]) == 0
+    train(
+        tiny_prepared, tmp_path / "s2", base, TrainConfig(epochs=2, batch_size=16), init_from=tmp_path / "m1", **quiet
+    )
+    _, _, meta = ckpt.load_checkpoint(tmp_path / "s2" / "last")
+    lin = meta["train"]["init_from"]
+    best = ckpt.read_config(tmp_path / "s1" / "best")["metrics"]["epoch"]
+    assert lin["epochs"] == best and [h["epoch"] for h in lin["history"]] == list(range(1, best + 1))
+    assert main(["export", "--checkpoint", str(tmp_path / "s2" / "last"), "--out", str(tmp_path / "m2")]) == 0
+    card = (tmp_path / "m2" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert f"of {best + 2}" in card  # every epoch of both stages

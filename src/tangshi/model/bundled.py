@@ -99,8 +99,9 @@ def export_model(
     untitled = _without_titles(model, vocab, train_meta, evaluate)
     card = _model_card(out, model.config, meta, history, dtype, commands, untitled)
     with OutputFolder(out, "model", replace=replace, sources=[checkpoint]) as folder, folder.staged() as stage:
+        kept = {**train_meta, "history": history} if history else train_meta  # so that --init-from keeps the record
         write_checkpoint(
-            stage, model, vocab, train_meta=train_meta, metrics=meta.get("metrics", {}), dtype=EXPORT_DTYPES[dtype]
+            stage, model, vocab, train_meta=kept, metrics=meta.get("metrics", {}), dtype=EXPORT_DTYPES[dtype]
         )
         (stage / "MODEL_CARD.md").write_text(card, encoding="utf-8")
         size = sum(f.stat().st_size for f in stage.iterdir())
@@ -273,7 +274,7 @@ A character-level LSTM language model of the Complete Tang Poems (全唐詩), us
 | optimisation | {optim} |
 | data | chinese-poetry 全唐詩 (58 files, sha256-checked), cleaned as in `data/corpus.py`: {dm.get("poems_read")} poems read, {dm.get("in_range")} of 10–63 characters; sample `{dm.get("sample")}`, split seed {dm.get("seed")}: {dm.get("train")} train / {dm.get("dev")} dev |
 | dev perplexity | **{m.get("dev_ppl", float("nan")):.2f}** at epoch {best_epoch} of {n_epochs} (exp of the mean NLL over dev characters + `<EOS>`, PAD excluded{", each poem after its title" if cfg.titles else ""}); the assignment's PAD-counted loss {m.get("original_loss", m.get("seed_loss", float("nan"))):.4f} |
-{_titles_rows(cfg, untitled)}{status}| training time | {secs / 60:.1f} min of training steps ({n_epochs} epochs, dev evaluation not counted) on {_cpu_name()} |
+{_titles_rows(cfg, untitled)}{status}| training time | {secs / 60:.1f} min of training steps ({n_epochs} epochs, dev evaluation not counted){"; the last stage" if many else ""} on {_cpu_name()} |
 | weights | {dtype} safetensors, exported {datetime.now(UTC):%Y-%m-%d} |
 | command | {cmds} |
 | reproduce the eval | `tangshi eval --json` (rebuilds this dev split from `data/quantangshi`) |

@@ -223,6 +223,8 @@ def init_lineage(source: Path, meta: dict) -> dict:
             break
         except (OSError, ValueError, AttributeError):
             continue
+    if not history:  # an exported model keeps its run's record in its config.json (model/bundled.py)
+        history = list(tmeta.get("history") or [])
     epoch = meta.get("metrics", {}).get("epoch")
     if epoch is not None:  # the weights are those of this epoch: later epochs did not lead to them
         history = [h for h in history if h.get("epoch", 0) <= epoch]
