@@ -33,6 +33,7 @@ from tangshi.verse.topics import TOPIC_WEIGHT
 
 NAMES = {"md": "titles.md", "json": "titles.json"}
 N_TITLES = 200
+SAMPLES = 5  # poems written on each title: one sample a title left the ratio ±0.15 from run to run
 PAIR_SEEDS = range(20)  # the derangements that pair each poem with a random other one; the mean is reported
 ARMS = {  # what each written poem is given: (its title?, the title words' weight or None for the default)
     "titled": (True, None),
@@ -41,8 +42,11 @@ ARMS = {  # what each written poem is given: (its title?, the title words' weigh
 }
 
 
-def overlap(generated: str, poem: str) -> float:
-    """The share of the generated poem's distinct characters (marks left out) that `poem` holds."""
+def overlap(generated: str | list[str], poem: str) -> float:
+    """The share of the generated poem's distinct characters (marks left out) that `poem` holds; for
+    several poems written on one title, the mean of their shares."""
+    if isinstance(generated, list):
+        return sum(overlap(g, poem) for g in generated) / len(generated)
     chars = {ch for ch in generated if is_han(ch)}
     return len(chars & set(poem)) / len(chars) if chars else 0.0
 
@@ -72,12 +76,12 @@ def partners(shapes: list[str], seed: int) -> list[int]:
     return out
 
 
-def fidelity(real: list[str], written: list[str], partner: list[int] | list[list[int]]) -> dict:
+def fidelity(real: list[str], written: list, partner: list) -> dict:
     """Mean overlap of each written poem with its real poem and with the real poem at partner[i]
     (with several pairings, the mean over them)."""
     pairings = partner if partner and isinstance(partner[0], list) else [partner]
     own = [overlap(w, r) for w, r in zip(written, real, strict=True)]
-    others = [[overlap(w, real[p]) for w, p in zip(written, ps, strict=True)] for ps in pairings]  # type: ignore[call-overload]
+    others = [[overlap(w, real[p]) for w, p in zip(written, ps, strict=True)] for ps in pairings]
     mean_own = sum(own) / len(own)
     mean_other = sum(sum(o) / len(o) for o in others) / len(others)
     return {"own": mean_own, "random": mean_other, "ratio": mean_own / mean_other if mean_other else None}
@@ -97,18 +101,20 @@ def shape(poem: str) -> str:
     return form.name if form else "free"
 
 
-def write(model, vocab, pairs: list[tuple[str, str]], titled: bool, topic: float | None = None) -> list[str]:
-    """One poem per pair, on its title (or without one), in the real poem's form, seed = its index;
+def write(
+    model, vocab, pairs: list[tuple[str, str]], titled: bool, topic: float | None = None, n: int = SAMPLES
+) -> list[list[str]]:
+    """`n` poems per pair, on its title (or without one), in the real poem's form, seed = its index;
     `topic`: the title words' weight (None: the default)."""
     from tangshi.decode.request import PoemRequest, records
 
     out = []
     for i, (title, poem) in enumerate(pairs):
-        request = PoemRequest(form=shape(poem), title=title if titled else None, seed=i)
+        request = PoemRequest(form=shape(poem), title=title if titled else None, seed=i, n=n)
         if topic is not None:
             request = dataclasses.replace(request, topic=topic)
         stream, _ = records(model, vocab, request)
-        out.append(next(iter(stream))["text"])
+        out.append([r["text"] for r in stream])
     return out
 
 
@@ -136,7 +142,9 @@ def run_titles(checkpoint, data_dir, out, n_titles: int = N_TITLES, argv=None, r
             "dev_ppl": ppl,
             "titles": len(pairs),
             "fidelity": {k: fidelity(real, w, partner) for k, w in written.items()},
-            "samples": [{"title": t, "real": p, "written": w} for (t, p), w in zip(pairs[:8], written["titled"][:8])],
+            "samples": [
+                {"title": t, "real": p, "written": w[0]} for (t, p), w in zip(pairs[:8], written["titled"][:8])
+            ],
         }
         with folder.staged() as stage:
             (stage / NAMES["md"]).write_text(_header("Writing on a title", argv) + _report(res), encoding="utf-8")
@@ -167,9 +175,10 @@ Model: {res["checkpoint"]}. Data: the dev split of {res["data"]} (poems the mode
 
 ## Topic fidelity, {res["titles"]} dev titles
 
-One poem written for each of the first {res["titles"]} titled dev poems (the real poem's form when it has one of
-the four, else free; `tangshi generate` defaults, seed = the poem's index). Overlap = the share of the written
-poem's distinct characters that a poem also holds; "random" pairs each written poem with another of the
+{SAMPLES} poems written on each of the first {res["titles"]} titled dev poems' titles (the real poem's form when it
+has one of the four, else free; `tangshi generate` defaults, `--n {SAMPLES} --seed` the poem's index). Overlap =
+the share of the written poem's distinct characters that a poem also holds (a title's mean over its {SAMPLES});
+"random" pairs each written poem with another of the
 {res["titles"]} real poems of the same form (free verse with free verse), averaged over {len(PAIR_SEEDS)} such
 pairings (derangements drawn with seeds 0–{len(PAIR_SEEDS) - 1}), so that the control, written without a title,
 reads about 1×. `--topic` leans the poem toward the characters real poems of titles with these characters use
@@ -179,7 +188,7 @@ reads about 1×. `--topic` leans the poem toward the characters real poems of ti
 |---|---|---|---|
 {rows}
 
-## The first eight
+## The first eight (the first of the {SAMPLES} poems written on each)
 
 | title | written on it | the real poem |
 |---|---|---|
