@@ -268,7 +268,7 @@ def test_prepare_interrupted_at_every_step_leaves_the_old_output_or_the_new(tmp_
         assert (
             set(read_marker(case)["entries"])
             == set(user_entries(case))
-            == {"train.txt", "dev.txt", "vocab.json", "meta.json"}
+            == {"train.txt", "dev.txt", "vocab.json", "meta.json", "titles.json"}
         )
 
     k, seen = _each_moment(make_case, lambda case: prepare(raw, case, None, 5, replace=earlier), settle, rerun, kill)
@@ -435,23 +435,34 @@ def test_a_checkpoint_without_the_record_loads_with_one_note(ck, capsys):
     load_checkpoint(ck)
 
 
-def test_the_bundled_model_is_checked_without_a_record_and_quietly(tmp_path, capsys):
+def test_the_bundled_model_is_checked_quietly(tmp_path, capsys):
+    """The bundled model carries its record and loads without a word; a checkpoint shipped before the record
+    (an earlier bundled model, known by its files' sha256) is checked against the known hashes, silently."""
+    from tangshi.model import checkpoint as ck
     from tangshi.model.bundled import bundled_model_path
     from tangshi.model.checkpoint import load_checkpoint
 
     bundled = bundled_model_path()
-    assert "files" not in json.loads((bundled / "config.json").read_text(encoding="utf-8"))  # shipped before it
+    assert "files" in json.loads((bundled / "config.json").read_text(encoding="utf-8"))
     started = time.perf_counter()
     load_checkpoint(bundled)
     seconds = time.perf_counter() - started
     assert capsys.readouterr().err == ""
     assert seconds < 5, seconds  # hashing 11 MB is a small part of it
-    copy = tmp_path / "bundled"
-    shutil.copytree(bundled, copy)
-    _swap_two_entries(copy / "vocab.json", 100, 200)
-    with pytest.raises(TangshiError, match="not the vocabulary these weights were released with") as e:
-        load_checkpoint(copy)
-    assert str(copy / "vocab.json") in str(e.value) and str(copy / "model.safetensors") in str(e.value)
+    old = tmp_path / "older"  # as an earlier release shipped: no record in config.json, its hashes known
+    shutil.copytree(bundled, old)
+    cfg = json.loads((old / "config.json").read_text(encoding="utf-8"))
+    known = {n: cfg["files"][n]["sha256"] for n in (ck.WEIGHTS, ck.VOCAB)}
+    cfg.pop("files")
+    (old / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ck, "KNOWN_UNRECORDED", (known,))
+        load_checkpoint(old)
+        assert capsys.readouterr().err == ""
+        _swap_two_entries(old / "vocab.json", 100, 200)
+        with pytest.raises(TangshiError, match="not the vocabulary these weights were released with") as e:
+            load_checkpoint(old)
+    assert str(old / "vocab.json") in str(e.value) and str(old / "model.safetensors") in str(e.value)
 
 
 # ---------------------------------------------------------------------------- 4. messages name what the user gave

@@ -196,6 +196,8 @@ def test_controls_endpoints(client, loaded):
         props["temperature"]["default"] == 0.8 and props["top_p"]["default"] == 0.9 and props["n"]["maximum"] == MAX_N
     )
     assert {
+        "title",
+        "topic",
         "form",
         "start",
         "acrostic",
