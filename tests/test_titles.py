@@ -240,3 +240,15 @@ def test_the_title_words_lean_the_poem_toward_them(titled_model, monkeypatch):
     assert share(0.0) < 0.02 and share(3.0) > share(0.0) + 0.1  # + 9 nats to 雪's log-probability
     assert share(3.0, title=None) == share(0.0, title=None)
     topic.topic_vector.cache_clear()
+
+
+def test_the_python_api_carries_the_title(titled_model):
+    from tangshi.api import Poet
+    from tangshi.decode.request import PoemRequest
+
+    model, vocab, _ = titled_model
+    poet = Poet(model, vocab)
+    (poem,) = poet.write(PoemRequest(title="春", seed=2))
+    assert poem.title == "春" and set(poem.text) <= set(SPRING + "，。")
+    (plain,) = poet.write(PoemRequest(seed=2))
+    assert plain.title is None

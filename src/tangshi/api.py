@@ -28,11 +28,13 @@ from tangshi.model.lm import PoetryLM
 @dataclass(frozen=True)
 class PoemResult:
     """One poem. The form's fields (valid_form, rhyme_group, tone_pattern, tone_conformance) are
-    None for free verse; `score` (mean log-probability per token) only with `candidates`."""
+    None for free verse; `score` (mean log-probability per token) only with `candidates`; `title`
+    only when the request gave one."""
 
     text: str
     lines: tuple[str, ...]
     form: str
+    title: str | None = None  # the title it was written on (PoemRequest.title)
     valid_form: bool | None = None
     rhyme_group: str | None = None  # the 平水韻 group every rhyme position shares
     tone_pattern: str | None = None  # e.g. 平起首句入韻
