@@ -43,38 +43,17 @@ def encode_poems(
     `lengths` counts each row's steps up to its <EOS>: the poem's characters + <EOS>, and the
     title's prefix with `titles` (one per poem, "" for none).
     """
-    if titles is not None:
-        return _encode_titled(poems, titles, vocab, seq_len or TITLED_SEQ_LEN)
-    seq_len = seq_len or SEQ_LEN
+    seq_len = seq_len or (TITLED_SEQ_LEN if titles is not None else SEQ_LEN)
     n = len(poems)
     inputs = torch.full((n, seq_len), vocab.pad_id, dtype=torch.long)
     targets = torch.full((n, seq_len), vocab.pad_id, dtype=torch.long)
     lengths = torch.empty(n, dtype=torch.long)
-    for row, poem in enumerate(poems):
-        ids = vocab.encode(poem)
-        if len(ids) + 1 > seq_len:
-            raise ValueError(f"poem of {len(ids)} characters does not fit seq_len {seq_len}")
-        k = len(ids)
-        inputs[row, 0] = vocab.start_id
-        inputs[row, 1 : k + 1] = torch.tensor(ids, dtype=torch.long)
-        targets[row, :k] = torch.tensor(ids, dtype=torch.long)
-        targets[row, k] = vocab.eos_id
-        lengths[row] = k + 1
-    return inputs, targets, lengths
-
-
-def _encode_titled(
-    poems: list[str], titles: list[str], vocab: Vocab, seq_len: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    n = len(poems)
-    inputs = torch.full((n, seq_len), vocab.pad_id, dtype=torch.long)
-    targets = torch.full((n, seq_len), vocab.pad_id, dtype=torch.long)
-    lengths = torch.empty(n, dtype=torch.long)
-    for row, (poem, title) in enumerate(zip(poems, titles, strict=True)):
-        prefix, ids = title_prefix(title, vocab), vocab.encode(poem)
+    for row, (poem, title) in enumerate(zip(poems, titles if titles is not None else [""] * n, strict=True)):
+        prefix, ids = title_prefix(title, vocab), vocab.encode(poem)  # prefix: <START> [title <START>]
         k, m = len(ids), len(prefix)
         if m + k > seq_len:
-            raise ValueError(f"poem of {k} characters with a title of {m - 2} does not fit seq_len {seq_len}")
+            with_title = f" with a title of {m - 2}" if m > 1 else ""
+            raise ValueError(f"poem of {k} characters{with_title} does not fit seq_len {seq_len}")
         inputs[row, : m + k] = torch.tensor(prefix + ids, dtype=torch.long)
         targets[row, m - 1 : m + k] = torch.tensor(ids + [vocab.eos_id], dtype=torch.long)
         lengths[row] = m + k
