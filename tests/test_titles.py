@@ -219,6 +219,22 @@ def test_topic_table_by_hand():
     assert topics.bias(table, "春", 0.0) == {}
 
 
+def test_a_titles_pairs_of_adjacent_characters_are_keys_too():
+    from tangshi.verse import topics
+
+    assert topics.keys("送友人") == {"送", "友", "人", "送友", "友人"}
+    assert topics.keys("春") == {"春"} and topics.keys("") == set()
+    poems = ["春江花月，", "春江雪山。", "秋山雪月，", "秋水雪天。"]
+    table = topics.learn(poems, ["春江", "春江", "江秋", "秋"], min_count=2, top=5)
+    # the pair 春江 titles 2 of 4 poems, both holding 春 and 江 (each in 2 poems): ln(2·4 / (2·2)) = ln 2;
+    # 江秋 titles one poem only, below min_count
+    assert table["pmi"]["春江"] == {"春": round(math.log(2), 2), "江": round(math.log(2), 2)}
+    assert "江秋" not in table["pmi"]
+    # the title 春江 adds the pmi of its characters and of its pair (the reversed pair is another key)
+    table = {"pmi": {"春": {"x": 0.5}, "江": {"x": 0.25}, "春江": {"x": 1.0}, "江春": {"x": 9.0}}}
+    assert topics.bias(table, "春江", 2.0) == {"x": 3.5}  # 2 × (0.5 + 0.25 + 1.0), the reversed pair not read
+
+
 def test_the_title_words_lean_the_poem_toward_them(titled_model, monkeypatch):
     """With a table saying 春 calls for 雪, a weight pulls 雪 into poems titled 春 (which the model alone
     writes with the SPRING characters); without a title the table does nothing."""

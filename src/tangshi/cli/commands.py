@@ -345,7 +345,7 @@ def cmd_data_topics(args) -> int:
     table = topics.learn(poems, read_titles(data, "train", len(poems)))
     table = {"source": f"{data}: the train split's poems and their titles", **table}
     text = json.dumps(table, ensure_ascii=False, separators=(",", ":")) + "\n"
-    _write_table(out, text, f"{len(table['pmi'])} title characters from {table['poems']} poems")
+    _write_table(out, text, f"{len(table['pmi'])} title keys (characters and pairs) from {table['poems']} poems")
     return 0
 
 
