@@ -10,6 +10,7 @@ import torch
 
 from tangshi.cli.main import main
 from tangshi.errors import TangshiError
+from tangshi.experiments import optimizer_extended
 from tangshi.experiments import optimizers as optimizer_study
 from tangshi.experiments.backprop import Task, one_hot_params, train_variant
 from tangshi.experiments.backprop_report import reach_step, still_falling, verdict
@@ -57,8 +58,25 @@ def test_optimizers_quick_report_follows_its_json(tmp_path, tiny_prepared, capsy
         mean = sum(doc["runs"][n]["best"]["dev_ppl"] for n in f["runs"]) / b.seeds
         assert f"| {f['optimizer']} | {f['lr']:g} | {f['wd']:g} | {mean:.2f} ± " in text  # the table is the runs'
     assert "**confirmed" in text or "**refuted" in text or "**partly" in text
-    for k in ("final", "sweep", "updates"):
+    for k in ("final", "sweep", "updates", "rates"):
         assert (out / optimizer_study.NAMES[k]).stat().st_size > 10_000
+    # the second part: each constant and scheduled run of the budget, at the final budget, in its table
+    second = text.split("## The rate again, and schedules", 1)[1]
+    table = optimizer_extended.by_rate(doc)
+    assert set(table) == {("adam", "constant"), ("adagrad", "constant"), ("adam", "cosine"), ("adam", "1/√t")}
+    assert sorted(table[("adam", "constant")]) == [1e-2, 3e-2] and list(table[("adam", "cosine")]) == [1e-2]
+    for grid in table.values():
+        for rec in grid.values():
+            assert len(rec["history"]) == b.epochs and rec["spec"]["train"]["weight_decay"] == 0.0
+            assert f"{rec['best']['dev_ppl']:.1f} (ep {rec['best']['epoch']}; last " in second
+    assert doc["runs"]["sched-cosine-adam-lr0.01-wd0-e2-s0"]["spec"]["train"]["schedule"] == "cosine"
+    # Adam keeps two tensors of state per parameter, Adagrad one: counted, not assumed
+    state = doc["state"]
+    assert state["adam"]["floats"] == 2 * state["adagrad"]["floats"] == 2 * state["parameters"]
+    # the row records of each epoch survive the report's thinning, and the verdicts read them
+    rows = [r for n, r in doc["runs"].items() if n.startswith("rows-")]
+    assert {r["spec"]["train"]["optimizer"] for r in rows} == {"adam", "adagrad"}
+    assert "- adagrad: a row moves only in a step where its character occurs" in second
     # the same command again trains nothing: every run is recorded
     before = {p.name: p.stat().st_mtime_ns for p in work.glob("*.json")}
     capsys.readouterr()
@@ -455,6 +473,11 @@ def test_row_probe_adagrad_moves_only_the_rows_of_characters_present(tmp_path, t
     top, adam = rows["adagrad"]["top 50"], rows["adam"]["top 50"]
     assert top["present_rows"] > 0 and top["present"] > 0
     assert adam["absent"] > 0.3 * adam["present"]  # Adam's momentum keeps moving the rows of absent characters
+    # every row of a bucket is counted once a step, present or absent: the same number of steps in each bucket
+    sizes = {b: int((buckets == k).sum()) for k, b in enumerate(ROW_BUCKETS)}
+    steps = {(b, v["present_rows"] + v["absent_rows"]) for b, v in rows["adam"].items() if sizes[b]}
+    assert {b for b, _ in steps} == {"top 50", "rarer"}  # the tiny corpus fills these two
+    assert len({n // sizes[b] for b, n in steps}) == 1 and all(n % sizes[b] == 0 for b, n in steps)
 
 
 def test_step0_pre_activations_follow_the_variance_argument(tiny_prepared):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tangshi.data.prepare import require_prepared
 from tangshi.errors import TangshiError
+from tangshi.experiments import optimizer_extended
 from tangshi.experiments.optimizer_plots import plot_final, plot_sweep, plot_updates
 from tangshi.experiments.optimizer_verdicts import CONTROLS, ORIGINAL_WD, bottom_line, verdicts
 from tangshi.experiments.report import (
@@ -48,8 +49,16 @@ NAMES = {
     "final": "optimizers_final.png",
     "sweep": "optimizers_sweep.png",
     "updates": "optimizers_updates.png",
+    "rates": "optimizers_rates.png",
 }
 FORMAT = "tangshi-optimizers/2"
+
+
+# The narrowed and completed study: the rate re-swept at the final budget (20 epochs) with no weight
+# decay on a finer grid (about ×1.5–2 apart), and Adam given the schedules the comparison lacked:
+# cosine (the project's own default) and 1/√t (the decay Adagrad's accumulator builds in).
+FINE_GRID = {"adam": (1e-3, 2e-3, 3e-3, 5e-3, 1e-2), "adagrad": (1e-2, 2e-2, 3e-2, 5e-2, 0.1)}
+SCHEDULED = {"cosine": (3e-3, 1e-2), "invsqrt": (3e-3, 1e-2)}  # Adam's schedules, each at two rates
 
 
 @dataclass(frozen=True)
@@ -59,13 +68,23 @@ class Budget:
     seeds: int = 3
     batch_size: int = 128
     model: dict = field(default_factory=dict)  # ModelConfig overrides (the tiny model of --quick)
+    fine: dict = field(default_factory=lambda: dict(FINE_GRID))  # the second part's constant rates
+    scheduled: dict = field(default_factory=lambda: dict(SCHEDULED))  # and Adam's scheduled ones
 
     def __post_init__(self):
         if self.seeds < 1:
             raise TangshiError(f"--seeds must be at least 1, got {self.seeds}")
 
 
-QUICK = Budget(epochs=2, sweep_epochs=1, seeds=2, batch_size=16, model=dict(embed_dim=16, hidden_dim=16))
+QUICK = Budget(
+    epochs=2,
+    sweep_epochs=1,
+    seeds=2,
+    batch_size=16,
+    model=dict(embed_dim=16, hidden_dim=16),
+    fine={"adam": (1e-2, 3e-2), "adagrad": (3e-2,)},
+    scheduled={"cosine": (1e-2,), "invsqrt": (1e-2,)},
+)
 
 
 def names_for(backend: str) -> dict:
@@ -91,17 +110,10 @@ def _spec(
     return RunSpec(f"{kind}-{opt}-lr{lr:g}-wd{wd:g}-e{epochs}-s{seed}", dict(b.model), train, tuple(probes))
 
 
-# The narrowed and completed study: the rate re-swept at the final budget (20 epochs) with no weight
-# decay on a finer grid (about ×1.5–2 apart), and Adam given the schedules the comparison lacked:
-# cosine (the project's own default) and 1/√t (the decay Adagrad's accumulator builds in).
-FINE_GRID = {"adam": (1e-3, 2e-3, 3e-3, 5e-3, 1e-2), "adagrad": (1e-2, 2e-2, 3e-2, 5e-2, 0.1)}
-SCHEDULED = {"cosine": (3e-3, 1e-2), "invsqrt": (3e-3, 1e-2)}  # Adam's schedules, each at two rates
-
-
 def extended_specs(b: Budget, backend: str = "torch") -> list[RunSpec]:
     """The fine constant-rate grid at `b.epochs`, weight decay 0, seed 0; then Adam with each schedule."""
-    out = [_spec("fine", opt, lr, 0.0, b.epochs, 0, b, backend) for opt, lrs in FINE_GRID.items() for lr in lrs]
-    for schedule, lrs in SCHEDULED.items():
+    out = [_spec("fine", opt, lr, 0.0, b.epochs, 0, b, backend) for opt, lrs in b.fine.items() for lr in lrs]
+    for schedule, lrs in b.scheduled.items():
         for lr in lrs:
             spec = _spec(f"sched-{schedule}", "adam", lr, 0.0, b.epochs, 0, b, backend)
             out.append(RunSpec(spec.name, spec.model, {**spec.train, "schedule": schedule}, spec.probes))
@@ -173,7 +185,7 @@ def _plan(study: Study, budget: Budget, backend: str) -> tuple[dict, list[dict],
         todo += specs
         if grids[opt]["done"]:
             groups += final_specs(opt, grids[opt]["best_lr"], budget, backend)
-    return grids, groups, todo + [s for g in groups for s in g["specs"]]
+    return grids, groups, todo + [s for g in groups for s in g["specs"]] + extended_specs(budget, backend)
 
 
 def run_study(
@@ -227,6 +239,7 @@ def run_study(
             ],
             "runs": {n: _kept(r) for n, r in recorded.items() if r is not None},
             "missing": [n for n, r in recorded.items() if r is None],
+            "state": optimizer_extended.state_sizes(data_dir, budget.model),
         }
         doc["finals"] = [g for g in doc["finals"] if g["runs"]]
         write_report(folder, doc, names)
@@ -252,6 +265,7 @@ def write_report(folder: OutputFolder, doc: dict, names: dict, rendered_again: b
             "final": lambda p: plot_final(doc, finals, p, ORIGINAL_WD),
             "sweep": lambda p: plot_sweep(doc, p, LADDER),
             "updates": lambda p: plot_updates(doc, finals, p, ORIGINAL_WD),
+            "rates": lambda p: optimizer_extended.plot_rates(doc, p),
         },
         render(doc, finals, names, rendered_again),
         rendered_again,
@@ -306,6 +320,7 @@ def render(doc: dict, finals: list[dict], names: dict, rendered_again: bool = Fa
     lines += _final_section(doc, finals, names)
     lines.append("## Verdicts (computed from the tables above)\n")
     lines += verdicts(doc, finals)
+    lines += optimizer_extended.section(doc, names)
     return "\n".join(lines) + "\n"
 
 

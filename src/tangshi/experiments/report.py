@@ -176,8 +176,9 @@ def plain_log_ticks(ax, axes: str = "xy") -> None:
 
 
 def thin(points: dict, dense: int = 100, every: int = 10) -> dict:
-    """Per-step records kept for a report: every step up to `dense`, then every `every`-th."""
-    return {k: v for k, v in points.items() if int(k) <= dense or int(k) % every == 0}
+    """Per-step records kept for a report: every step up to `dense`, then every `every`-th, and
+    every epoch's row record (the "rows" probe, written once an epoch)."""
+    return {k: v for k, v in points.items() if int(k) <= dense or int(k) % every == 0 or "rows" in v}
 
 
 def read_report_json(path: Path, fmt: str) -> dict:

@@ -189,7 +189,12 @@ class Recorder:
             self._add(
                 self._last[0],
                 rows={
-                    k: {"present": a[0] / max(a[1], 1), "absent": a[2] / max(a[3], 1), "present_rows": a[1]}
+                    k: {
+                        "present": a[0] / max(a[1], 1),
+                        "absent": a[2] / max(a[3], 1),
+                        "present_rows": a[1],
+                        "absent_rows": a[3],
+                    }
                     for k, a in self._rows.items()
                 },
             )

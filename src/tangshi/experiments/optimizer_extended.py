@@ -1,0 +1,241 @@
+"""The optimiser study's second part, which narrows and completes the first (optimizers.py): every
+run at the final budget (`epochs`, seed 0, weight decay 0), so that each verdict is scoped to what
+was run.
+
+1. The rate again, on a finer grid (about ×1.5–2 apart), at the final budget: the first part picked
+   it at 5 epochs and weight decay 1e-4 and reused it at 20 epochs.
+2. Adam with a schedule (cosine, the project's own default, and 1/√t, the decay Adagrad's
+   accumulator builds in), against Adam at a constant rate and Adagrad.
+3. Why Adagrad does well here: the embedding rows of frequent and rare characters, moved in the
+   steps where the character occurs and in those where it does not (study.Recorder's "rows" probe).
+4. What each keeps: the optimiser's state, counted on the study's model after one step.
+
+Rendered from the report's JSON alone, as the first part is.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from tangshi.data.vocab import Vocab
+from tangshi.experiments.report import COLOURS, plain_log_ticks, pyplot
+from tangshi.model.lm import PoetryLM
+from tangshi.model.spec import ModelConfig
+
+KINDS = ("fine", "sched-cosine", "sched-invsqrt", "rows")
+LABEL = {"fine": "constant", "sched-cosine": "cosine", "sched-invsqrt": "1/√t"}
+
+
+def kind_of(name: str) -> str | None:
+    """The part of the study a run belongs to, by its name (fine-…, sched-cosine-…, rows-…)."""
+    return next((k for k in KINDS if name.startswith(k + "-")), None)
+
+
+def state_sizes(data_dir: Path, model_over: dict) -> dict:
+    """The optimiser state Adam and Adagrad keep for the study's model: the tensors beside each
+    parameter after one step (the step counter left out) and their floats, counted on torch.optim itself."""
+    vocab = Vocab.load(Path(data_dir) / "vocab.json")
+    model = PoetryLM(ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **model_over))
+    params = [p for p in model.parameters() if p.requires_grad]
+    out: dict = {"parameters": sum(p.numel() for p in params), "tensors": len(params)}
+    for name, cls in (("adam", torch.optim.Adam), ("adagrad", torch.optim.Adagrad)):
+        opt = cls(params, lr=1e-3)
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        kept = [v for st in opt.state.values() for k, v in st.items() if k != "step" and torch.is_tensor(v)]
+        out[name] = {"per_parameter": len(kept) / len(params), "floats": sum(v.numel() for v in kept)}
+    return out
+
+
+def _runs(doc: dict, kind: str) -> list[tuple[str, dict]]:
+    return [(n, r) for n, r in doc["runs"].items() if kind_of(n) == kind]
+
+
+def _best(rec: dict) -> float:
+    return math.inf if rec["diverged"] or not rec["best"] else rec["best"]["dev_ppl"]
+
+
+def _cell(rec: dict, bold: bool = False) -> str:
+    if rec["diverged"]:
+        return "diverged"
+    b, last = rec["best"], rec["history"][-1]["dev_ppl"]
+    text = f"{b['dev_ppl']:.1f} (ep {b['epoch']}; last {last:.1f})"
+    return f"**{text}**" if bold else text
+
+
+def by_rate(doc: dict) -> dict:
+    """{(optimiser, schedule label): {lr: record}} of the fine grid and the scheduled runs."""
+    out: dict = {}
+    for kind in ("fine", "sched-cosine", "sched-invsqrt"):
+        for _, rec in _runs(doc, kind):
+            t = rec["spec"]["train"]
+            out.setdefault((t["optimizer"], LABEL[kind]), {})[t["lr"]] = rec
+    return out
+
+
+def section(doc: dict, names: dict) -> list[str]:
+    """The report's second part: empty when the JSON holds none of its runs (a report of the first part only)."""
+    table = by_rate(doc)
+    rows = _runs(doc, "rows")
+    if not table and not rows and "state" not in doc:
+        return []
+    epochs = doc["budget"]["epochs"]
+    lines = [f"## The rate again, and schedules ({epochs} epochs, weight decay 0, seed 0)\n"]
+    lines.append(
+        "The first part chose each rate at the sweep's budget and weight decay 1e-4; here every run has the "
+        f"final budget ({epochs} epochs) and no weight decay, on a finer grid, and Adam also gets the schedules "
+        "the first part left out: cosine (the project's own default, from the peak rate down to 0) and "
+        "1/√t (lr / √(1 + epochs done), the decay Adagrad's accumulator builds in). Each cell: best dev "
+        "perplexity (its epoch; the last epoch's). One seed: a ranking within 1–2% is no ranking.\n"
+    )
+    lrs = sorted({lr for grid in table.values() for lr in grid})
+    if lrs:
+        lines.append("| optimiser | schedule | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |")
+        lines.append("|---|---|" + "---|" * len(lrs))
+        for (opt, sched), grid in sorted(
+            table.items(), key=lambda kv: (kv[0][0], list(LABEL.values()).index(kv[0][1]))
+        ):
+            best = min(grid.values(), key=_best)
+            cells = [_cell(grid[lr], grid[lr] is best) if lr in grid else "" for lr in lrs]
+            lines.append(f"| {opt} | {sched} | " + " | ".join(cells) + " |")
+        lines.append(f"\n![perplexity against the rate]({names['rates']})\n")
+    lines += _rows_section(rows)
+    lines += _state_section(doc.get("state"))
+    lines.append("### Verdicts of the second part (computed from the tables above)\n")
+    lines += verdicts(doc)
+    return lines
+
+
+def _rows_section(rows: list[tuple[str, dict]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["### The embedding rows: what Adagrad does with a rare character\n"]
+    lines.append(
+        "Mean change of one embedding row in one step (L2 norm), by the character's frequency rank in the "
+        "training split, in the steps where the character occurs in the batch (its gradient row is not zero) "
+        "and in those where it does not; the first and the last epoch of a short run of each optimiser at its "
+        "first part's best rate, weight decay 0.\n"
+    )
+    lines.append("| optimiser | epoch | rows | step, present | step, absent | present / absent |")
+    lines.append("|---|---|---|---|---|---|")
+    for _, rec in rows:
+        t, probes = rec["spec"]["train"], rec.get("probes", {})
+        steps = sorted((int(k) for k, v in probes.items() if "rows" in v))
+        ends = [(1, steps[0])] + ([(len(steps), steps[-1])] if len(steps) > 1 else []) if steps else []
+        for epoch, step in ends:
+            for bucket, v in probes[str(step)]["rows"].items():
+                if v["present_rows"] == 0 and not v.get("absent_rows"):
+                    continue  # no character of the vocabulary in this bucket
+                never = v.get("absent_rows") == 0  # every row of the bucket was in every batch
+                absent = "never absent" if never else f"{v['absent']:.4f}"
+                ratio = "" if never else f"{v['present'] / v['absent']:.1f}×" if v["absent"] > 0 else "∞"
+                lines.append(
+                    f"| {t['optimizer']} lr {t['lr']:g} | {epoch} | {bucket} | {v['present']:.4f} "
+                    f"| {absent} | {ratio} |"
+                )
+    lines.append("")
+    return lines
+
+
+def _state_section(state: dict | None) -> list[str]:
+    if not state:
+        return []
+    a, g = state["adam"], state["adagrad"]
+    return [
+        "### What each optimiser keeps\n",
+        f"Counted on torch.optim after one step of the study's model ({state['parameters']:,} weights in "
+        f"{state['tensors']} tensors): Adam keeps {a['per_parameter']:g} tensors beside each parameter (the "
+        f"moving means of g and g²), {a['floats']:,} floats; Adagrad keeps {g['per_parameter']:g} (the sum of "
+        f"g²), {g['floats']:,} floats: half of Adam's state, {4 * (a['floats'] - g['floats']) / 2**20:.1f} MiB "
+        "less in float32.\n",
+    ]
+
+
+def verdicts(doc: dict) -> list[str]:
+    """Each claim of the second part, from its numbers, scoped to seed 0 and the final budget."""
+    out = []
+    table = by_rate(doc)
+    best = {k: min(grid.items(), key=lambda kv: _best(kv[1])) for k, grid in table.items()}
+    for opt in ("adam", "adagrad"):
+        if (opt, "constant") in best:
+            lr, rec = best[(opt, "constant")]
+            grid = sorted(table[(opt, "constant")])
+            edge = lr in (grid[0], grid[-1]) and len(grid) > 1
+            where = "at the edge of the rates run, so a better one may lie beyond" if edge else "inside the rates run"
+            rates = f"{len(grid)} rate{'s' if len(grid) != 1 else ''}"
+            out.append(f"- {opt}, constant rate: best at lr {lr:g}, {_best(rec):.2f} ({where}; {rates}).")
+    if ("adagrad", "constant") in best:
+        ag = _best(best[("adagrad", "constant")][1])
+        for sched in ("constant", "cosine", "1/√t"):
+            if ("adam", sched) in best:
+                lr, rec = best[("adam", sched)]
+                gap = (_best(rec) - ag) / ag
+                word = "behind" if gap > 0.02 else "ahead of" if gap < -0.02 else "level with (within 2%)"
+                out.append(
+                    f"- Adam with a {sched} rate (best lr {lr:g}: {_best(rec):.2f}) is {word} Adagrad's best "
+                    f"({ag:.2f}), {abs(gap) * 100:.1f}%."
+                )
+    for _, rec in _runs(doc, "rows"):
+        probes = rec.get("probes", {})
+        steps = sorted(int(k) for k, v in probes.items() if "rows" in v)
+        if not steps:
+            continue
+        rows = probes[str(steps[-1])]["rows"]
+        t = rec["spec"]["train"]
+        absent = max(v["absent"] for v in rows.values())
+        rare, common = rows.get("rarer"), rows.get("top 50")
+        spread = ""
+        if rare and common and common["present"]:
+            times = rare["present"] / common["present"]
+            spread = f"; a row of the rarer characters moves {times:.1f}× as far as one of the 50 commonest"
+        if absent == 0:
+            out.append(f"- {t['optimizer']}: a row moves only in a step where its character occurs{spread}.")
+        else:
+            out.append(
+                f"- {t['optimizer']}: rows keep moving in steps without their character (up to {absent:.4f} "
+                f"a step: its moving mean of past gradients){spread}."
+            )
+    out.append("")
+    return out
+
+
+def plot_rates(doc: dict, path) -> None:
+    """Best dev perplexity against the rate, one line per optimiser and schedule (log x); a diverged
+    run as a triangle at the top edge."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    styles = {"constant": "-o", "cosine": "--s", "1/√t": ":^"}
+    top = 0.0
+    for (opt, sched), grid in sorted(by_rate(doc).items()):
+        pts = sorted((lr, _best(r)) for lr, r in grid.items() if math.isfinite(_best(r)))
+        if pts:
+            ax.plot(
+                [x for x, _ in pts],
+                [y for _, y in pts],
+                styles[sched],
+                color=COLOURS[opt],
+                ms=5,
+                label=f"{opt}, {sched}",
+            )
+            top = max(top, max(y for _, y in pts))
+        off = [lr for lr, r in grid.items() if not math.isfinite(_best(r))]
+        if off:
+            ax.plot(off, [top * 1.05 or 1.0] * len(off), "^", color=COLOURS[opt], ms=8, clip_on=False)
+    if not ax.lines:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no run of the second part is finished yet", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.set_xscale("log")
+        plain_log_ticks(ax, "x")
+        ax.set_xlabel("learning rate (the peak, with a schedule)")
+        ax.set_ylabel("best dev perplexity")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{doc['budget']['epochs']} epochs, weight decay 0, seed 0", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
