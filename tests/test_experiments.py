@@ -209,12 +209,19 @@ def test_init_quick_tells_symmetric_from_stuck(tmp_path, tiny_prepared, capsys):
     assert "With all-zero weights only the output bias moves" in bottom and "seed 0" in bottom
     assert "One seed: a ranking, not yet a verdict" in bottom
     runs = {
-        (r["spec"]["model"]["init"], r["spec"]["train"]["optimizer"], r["spec"]["model"]["relu_logits"]): r
+        (
+            r["spec"]["model"]["init"],
+            r["spec"]["train"]["optimizer"],
+            r["spec"]["model"]["relu_logits"],
+            r["spec"]["train"]["seed"],
+        ): r
         for r in doc["runs"].values()
     }
-    assert len(runs) == 5 * 4
-    everything = set(runs["xavier", "adam", False]["probes"]["1"]["moved"])
-    for (arm, opt, relu), r in runs.items():
+    # the first part: 5 arms x (the recipe, its ReLU); the second: 4 one-tensor and gate arms at seed 0,
+    # and seeds 1-2 of the 5 arms a verdict rests on
+    assert len(runs) == 5 * 2 + 4 + 5 * 2
+    everything = set(runs["xavier", "adam", False, 0]["probes"]["1"]["moved"])
+    for (arm, opt, relu, _), r in runs.items():
         probes = {int(k): v for k, v in r["probes"].items()}
         units = {s: v["distinct_units"] for s, v in probes.items()}
         moved = probes[max(probes)]["moved"]
@@ -232,12 +239,26 @@ def test_init_quick_tells_symmetric_from_stuck(tmp_path, tiny_prepared, capsys):
     for k in ("curves", "units", "grads"):
         assert (out / f"init_{k}.png").stat().st_size > 10_000
     assert "Incomplete" not in text
+    # the second part: the step-0 mechanism of every arm, against the variance argument's numbers
+    from tangshi.experiments.init_extended import label
+    from tangshi.experiments.init_mechanism import xavier_bound
+
+    mech = doc["mechanism"]
+    assert f"bound {xavier_bound(16, 4 * 16):.3f}" in text and f"would get {xavier_bound(16, 16):.3f}" in text
+    for arm in ("torch", "xavier_normal_embed"):  # PyTorch's embedding, N(0, 1): 29 × 16 draws
+        assert 0.9 < mech["arms"][arm]["embed_std"] < 1.1
+    assert mech["arms"]["xavier"]["embed_std"] < 0.3 and mech["arms"]["zeros"]["embed_std"] == 0.0
+    second = text.split("## Seeds, and the arms that change one tensor", 1)[1]
+    for arm in ("torch", "xavier", "uniform1e-4", "xavier_normal_embed", "torch_xavier_embed"):
+        bests = [runs[arm, "adam", False, s]["best"]["dev_ppl"] for s in (0, 1, 2)]
+        assert f"| {label(arm)} | " + " | ".join(f"{v:.2f}" for v in bests) + " | " in second
+    assert "- Changing only the embedding's init, Xavier → Xavier, embedding N(0,1):" in second
     # --partial trains nothing and says which runs are missing
-    (tmp_path / "work" / "xavier-sgd-e1.json").unlink()
+    (tmp_path / "work" / "xavier-adam-relu-e1.json").unlink()
     assert _study_cli("init", tiny_prepared, tmp_path / "part", tmp_path / "work", "--partial") == 0
     part = (tmp_path / "part" / "init.md").read_text(encoding="utf-8")
-    assert "**Incomplete** (`--partial`): 19 of 20 runs are finished; still to train: xavier-sgd-e1." in part
-    assert not (tmp_path / "work" / "xavier-sgd-e1.json").exists()
+    assert "**Incomplete** (`--partial`): 23 of 24 runs are finished; still to train: xavier-adam-relu-e1." in part
+    assert not (tmp_path / "work" / "xavier-adam-relu-e1.json").exists()
 
 
 def test_replot_errors_are_one_line(tmp_path, capsys):

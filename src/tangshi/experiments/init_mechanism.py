@@ -66,13 +66,18 @@ def summarise(run: dict) -> dict:
     return {"gates": gates, "h_var": [float(v) for v in h.var(dim=(0, 2))]}
 
 
-def measure(data_dir: Path, schemes=INITS, seed: int = 0, batch: int = 128) -> dict:
-    """The step-0 summary of each initialisation on the first `batch` training poems of `data_dir`."""
+def measure(data_dir: Path, schemes=INITS, seed: int = 0, batch: int = 128, model_over: dict | None = None) -> dict:
+    """The step-0 summary of each initialisation on the first `batch` training poems of `data_dir`
+    (the assignment's model, or `model_over`'s sizes), with the embedding's standard deviation."""
     vocab, _, train, _ = open_prepared(Path(data_dir))
     ids = train.inputs[:batch]
     out = {}
     for scheme in schemes:
         torch.manual_seed(seed)
-        model = PoetryLM(ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, init=scheme))
-        out[scheme] = summarise(step0(model, ids))
+        cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **{**(model_over or {}), "init": scheme})
+        model = PoetryLM(cfg)
+        out[scheme] = {
+            **summarise(step0(model, ids)),
+            "embed_std": float(model.embedding.weight.detach().double().std()),
+        }
     return out

@@ -1,0 +1,164 @@
+"""The init study's second part: the mechanism behind the ranking, and enough seeds to rank.
+
+1. Step 0, no training (init_mechanism.py): each init's gate pre-activations and hidden-state
+   variance on one batch of real poems, the assignment's own reason ("the variance of the
+   activations") tested directly, beside the variance argument's numbers (Xavier's bound on the
+   stacked (D, 4H) matrix against one gate's, each init's embedding spread).
+2. Seeds 0–2 of the arms a verdict rests on (PyTorch's default, Xavier, U(±1e-4)) and of the two
+   that change only the embedding's init (Xavier with PyTorch's N(0,1) embedding, PyTorch's with a
+   Xavier embedding); seed 0 of two gate arms (forget-gate bias 1, orthogonal W_hh).
+
+Rendered from the report's JSON alone.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from tangshi.experiments import init_mechanism
+from tangshi.experiments.init_verdicts import LABELS
+from tangshi.experiments.report import fmt_summary, separated, summary
+
+ARM_LABELS = {
+    **LABELS,
+    "xavier_normal_embed": "Xavier, embedding N(0,1)",
+    "torch_xavier_embed": "PyTorch default, embedding Xavier",
+    "xavier_forget1": "Xavier, forget-gate bias 1",
+    "xavier_orthogonal": "Xavier, orthogonal W_hh",
+}
+SHOWN_STEPS = (0, 9)  # h_t's variance at t = 1 and t = 10 (and the batch's last step)
+
+
+def label(arm: str) -> str:
+    return ARM_LABELS.get(arm, arm)
+
+
+def mechanism(data_dir: Path, arms: tuple, model_over: dict) -> dict:
+    """The step-0 summary of each arm (init_mechanism.measure) and the variance argument's numbers."""
+    got = init_mechanism.measure(data_dir, schemes=arms, model_over=model_over)
+    d = model_over.get("embed_dim", 256)
+    h = model_over.get("hidden_dim", 256)
+    return {
+        "arms": got,
+        "xavier_bound_stacked": init_mechanism.xavier_bound(d, 4 * h),
+        "xavier_bound_gate": init_mechanism.xavier_bound(d, h),
+        "embed_dim": d,
+        "hidden_dim": h,
+    }
+
+
+def seeded(doc: dict, epochs: int) -> dict:
+    """{arm: [record, ...]} of the runs with the assignment's recipe at the final budget, by seed."""
+    out: dict = {}
+    for rec in doc["runs"].values():
+        spec = rec["spec"]
+        if (
+            spec["train"]["optimizer"] == "adam"
+            and not spec["model"]["relu_logits"]
+            and spec["train"]["epochs"] == epochs
+        ):
+            out.setdefault(spec["model"]["init"], []).append(rec)
+    for recs in out.values():
+        recs.sort(key=lambda r: r["spec"]["train"].get("seed", 0))
+    return out
+
+
+def _best(rec: dict) -> float:
+    return math.inf if rec["diverged"] or not rec["best"] else rec["best"]["dev_ppl"]
+
+
+def section(doc: dict) -> list[str]:
+    """The second part's sections: empty when the JSON holds none of it."""
+    lines = _mechanism_section(doc.get("mechanism"))
+    epochs = doc["budget"]["epochs"]
+    arms = seeded(doc, epochs)
+    if any(len(r) > 1 for r in arms.values()) or set(arms) - set(LABELS):
+        lines += _seeds_section(arms, epochs)
+    return lines
+
+
+def _mechanism_section(m: dict | None) -> list[str]:
+    if not m:
+        return []
+    lines = ["## At step 0: what each init gives the gates (the assignment's reason, tested)\n"]
+    lines.append(
+        f"One batch of training poems through each freshly built model, no training. U(±a) has variance "
+        f"a²/3, so Xavier's a = √(6 / (n_in + n_out)) makes Var W = 2 / (n_in + n_out). This code, like the "
+        f"assignment's, applies it to the stacked ({m['embed_dim']}, 4·{m['hidden_dim']}) matrix: bound "
+        f"{m['xavier_bound_stacked']:.3f}, where one gate's ({m['embed_dim']}, {m['hidden_dim']}) block would "
+        f"get {m['xavier_bound_gate']:.3f}. z = the gates' pre-activations; saturated = |z| > "
+        f"{init_mechanism.SATURATED:g}, where σ′ < 0.05 and almost no gradient passes.\n"
+    )
+    lines.append(
+        "| init | embedding std | z std (i / f / c̃ / o) | saturated share (i / f / c̃ / o) | "
+        "Var h at t = 1 / 10 / last |"
+    )
+    lines.append("|---|---|---|---|---|")
+    for arm, s in m["arms"].items():
+        g = s["gates"]
+        stds = " / ".join(f"{g[k]['std']:.3g}" for k in init_mechanism.GATE_NAMES)
+        sat = " / ".join(f"{g[k]['saturated']:.1%}" for k in init_mechanism.GATE_NAMES)
+        hv = s["h_var"]
+        var = " / ".join(f"{hv[t]:.2e}" for t in (*SHOWN_STEPS, len(hv) - 1) if t < len(hv))
+        lines.append(f"| {label(arm)} | {s['embed_std']:.3g} | {stds} | {sat} | {var} |")
+    lines.append("")
+    return lines
+
+
+def _seeds_section(arms: dict, epochs: int) -> list[str]:
+    lines = [f"## Seeds, and the arms that change one tensor ({epochs} epochs, the assignment's recipe)\n"]
+    lines.append(
+        "Best dev perplexity of each seed, and over the seeds mean ± standard deviation (min–max). "
+        "A run whose best epoch is its last was still improving.\n"
+    )
+    seeds = sorted({r["spec"]["train"].get("seed", 0) for recs in arms.values() for r in recs})
+    lines.append("| init | " + " | ".join(f"seed {s}" for s in seeds) + " | over the seeds | still improving |")
+    lines.append("|---|" + "---|" * (len(seeds) + 2))
+    for arm, recs in sorted(arms.items(), key=lambda kv: summary([_best(r) for r in kv[1]])["mean"]):
+        by_seed = {r["spec"]["train"].get("seed", 0): r for r in recs}
+        cells = [f"{_best(by_seed[s]):.2f}" if s in by_seed else "" for s in seeds]
+        still = sum(r["best"] is not None and r["best"]["epoch"] == epochs for r in recs)
+        lines.append(
+            f"| {label(arm)} | " + " | ".join(cells) + f" | {fmt_summary(summary([_best(r) for r in recs]))} "
+            f"| {still} of {len(recs)} |"
+        )
+    lines.append("\n### Verdicts of the second part (computed from the table above)\n")
+    lines += verdicts(arms)
+    return lines
+
+
+def verdicts(arms: dict) -> list[str]:
+    """The ranking where the seeds separate the arms, and what swapping the embedding's init does."""
+    s = {a: summary([_best(r) for r in recs]) for a, recs in arms.items()}
+    out = []
+    main = [a for a in ("torch", "uniform1e-4", "xavier") if a in s]
+    ranked = sorted(main, key=lambda a: s[a]["mean"])
+    for a, b in zip(ranked, ranked[1:]):
+        if separated(s[a], s[b]):
+            worst = f"its worst of {s[a]['n']} against the other's best of {s[b]['n']}"
+            word = f"better than {label(b)} on every seed ({worst})"
+        else:
+            word = f"not separated from {label(b)} by these seeds (their ranges overlap)"
+        out.append(f"- {label(a)} ({s[a]['mean']:.2f}) is {word}.")
+    for base, swapped in (("xavier", "xavier_normal_embed"), ("torch", "torch_xavier_embed")):
+        if base in s and swapped in s:
+            d = s[swapped]["mean"] - s[base]["mean"]
+            n = min(s[base]["n"], s[swapped]["n"])
+            sep = separated(s[swapped], s[base]) or separated(s[base], s[swapped])
+            out.append(
+                f"- Changing only the embedding's init, {label(base)} → {label(swapped)}: {s[base]['mean']:.2f} → "
+                f"{s[swapped]['mean']:.2f} ({d:+.2f}; {n} seed{'s' if n != 1 else ''}"
+                f"{', every seed the same way' if sep and n > 1 else ', within the seeds spread' if n > 1 else ''})."
+            )
+    for gate in ("xavier_forget1", "xavier_orthogonal"):
+        if gate in s and "xavier" in arms:
+            x0 = next((r for r in arms["xavier"] if r["spec"]["train"].get("seed", 0) == 0), None)
+            if x0 is not None:
+                g = s[gate]["mean"]
+                out.append(
+                    f"- {label(gate)}: {g:.2f} against Xavier's {_best(x0):.2f} on the same seed (one seed: "
+                    "no verdict, a direction)."
+                )
+    out.append("")
+    return out
