@@ -259,6 +259,30 @@ def test_init_quick_tells_symmetric_from_stuck(tmp_path, tiny_prepared, capsys):
     part = (tmp_path / "part" / "init.md").read_text(encoding="utf-8")
     assert "**Incomplete** (`--partial`): 23 of 24 runs are finished; still to train: xavier-adam-relu-e1." in part
     assert not (tmp_path / "work" / "xavier-adam-relu-e1.json").exists()
+    # a study moved to another work folder takes its runs from its report's JSON instead of training them,
+    # except a run the report holds with other settings (here one whose learning rate was changed)
+    report = json.loads((out / "init.json").read_text(encoding="utf-8"))
+    report["runs"]["torch-adam-e2-s1"]["spec"]["train"]["lr"] = 0.5
+    (tmp_path / "old.json").write_text(json.dumps(report), encoding="utf-8")
+    capsys.readouterr()
+    assert (
+        _study_cli("init", tiny_prepared, tmp_path / "moved", tmp_path / "w2", "--adopt", str(tmp_path / "old.json"))
+        == 0
+    )
+    said = capsys.readouterr().out
+    assert "took 23 run(s) from" in said and "training 1 run(s)" in said and "torch-adam-e2-s1:" in said
+    moved = json.loads((tmp_path / "moved" / "init.json").read_text(encoding="utf-8"))
+    assert moved["runs"]["xavier-adam-e2"]["history"] == doc["runs"]["xavier-adam-e2"]["history"]
+    assert moved["runs"]["torch-adam-e2-s1"]["spec"]["train"]["lr"] == 0.01  # trained again, as the plan asks
+    assert "23 taken from " in moved["header"]["trained"] and "1 at commit" in moved["header"]["trained"]
+    main_table = text.split("## Verdicts", 1)[0].split("Distinct units", 1)[1]
+    assert (
+        main_table
+        == (tmp_path / "moved" / "init.md")
+        .read_text(encoding="utf-8")
+        .split("## Verdicts", 1)[0]
+        .split("Distinct units", 1)[1]
+    )
 
 
 def test_replot_errors_are_one_line(tmp_path, capsys):

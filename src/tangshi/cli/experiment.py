@@ -71,6 +71,14 @@ EXPERIMENT_OPTIONS = [
         ),
     ),
     (
+        "--adopt",
+        dict(
+            metavar="REPORT_JSON",
+            help="optimizers/init: first take into the work folder the runs an earlier report's JSON holds "
+            "(same settings only), so that a study moved to another machine does not train them again",
+        ),
+    ),
+    (
         "--partial",
         dict(
             action="store_true",
@@ -175,4 +183,5 @@ def _study_experiment(args) -> dict:
         threads=args.threads,
         replace=args.replace,
         partial=args.partial,
+        adopt=Path(args.adopt) if args.adopt else None,
     )

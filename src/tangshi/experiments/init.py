@@ -23,6 +23,7 @@ from tangshi.experiments.init_verdicts import LABELS, n_epochs, pick, variant_na
 from tangshi.experiments.report import (
     COLOURS,
     LINESTYLES,
+    adopt_report,
     data_meta,
     header_fields,
     plain_log_ticks,
@@ -138,9 +139,10 @@ def run_study(
     log=print,
     replace: bool = False,
     partial: bool = False,
+    adopt: Path | None = None,
 ) -> dict:
     """Train the runs not yet recorded and write the report; with `partial`, train nothing and
-    report the runs finished so far."""
+    report the runs finished so far; `adopt`: first take the runs an earlier report's JSON holds."""
     data_dir, out = require_prepared(data_dir), Path(out)  # fail before creating anything
     names = names_for(backend)
     with OutputFolder(out, "reports", replace=replace, names=list(names.values()), sources=[data_dir]) as folder:
@@ -151,6 +153,8 @@ def run_study(
         study = Study(work, data_dir, jobs=jobs, threads=threads, log=log, commit=header["commit"])
         if not partial:  # read only with partial: a study that is still training holds the work folder's lock
             with study:
+                if adopt is not None:
+                    adopt_report(study, adopt, FORMAT, lambda: plan)
                 missing = [s for s in plan if study.recorded(s) is None]
                 if missing:
                     log(f"training {len(missing)} run(s), {study.jobs} at a time")

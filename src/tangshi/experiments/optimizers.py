@@ -25,6 +25,7 @@ from tangshi.experiments import optimizer_extended
 from tangshi.experiments.optimizer_plots import plot_final, plot_sweep, plot_updates
 from tangshi.experiments.optimizer_verdicts import CONTROLS, ORIGINAL_WD, bottom_line, verdicts
 from tangshi.experiments.report import (
+    adopt_report,
     data_meta,
     fmt_summary,
     header_fields,
@@ -200,9 +201,11 @@ def run_study(
     log=print,
     replace: bool = False,
     partial: bool = False,
+    adopt: Path | None = None,
 ) -> dict:
     """Train what the study still needs (sweeps until bracketed, then the finals) and write the
-    report; with `partial`, train nothing and report the runs finished so far."""
+    report; with `partial`, train nothing and report the runs finished so far; `adopt`: first take
+    the runs an earlier report's JSON holds."""
     data_dir, out = require_prepared(data_dir), Path(out)  # fail before creating anything
     names = names_for(backend)
     with OutputFolder(out, "reports", replace=replace, names=list(names.values()), sources=[data_dir]) as folder:
@@ -213,6 +216,8 @@ def run_study(
             grids, groups, todo = _plan(study, budget, backend)
         else:
             with study:
+                if adopt is not None:
+                    adopt_report(study, adopt, FORMAT, lambda: _plan(study, budget, backend)[2])
                 while True:  # sweep until every grid brackets its best, then the final runs
                     grids, groups, todo = _plan(study, budget, backend)
                     missing = [s for s in todo if study.recorded(s) is None]

@@ -84,9 +84,13 @@ def trained_line(stamps: list[dict]) -> str:
     """Which code trained a study's runs, by commit, with the span of their finishing times: a study
     continued across interruptions may span several commits."""
     by: dict = {}
+    adopted: dict = {}
     for st in stamps:
-        by.setdefault(st.get("commit"), []).append(st["finished"])
-    parts = []
+        if "adopted_from" in st:  # taken from an earlier report (Study.adopt)
+            adopted[st["adopted_from"]] = adopted.get(st["adopted_from"], 0) + 1
+        else:
+            by.setdefault(st.get("commit"), []).append(st["finished"])
+    parts = [f"{n} taken from {where}" for where, n in sorted(adopted.items())]
     for c, times in sorted(by.items(), key=lambda kv: min(kv[1])):
         span = min(times) if min(times) == max(times) else f"{min(times)} – {max(times)}"
         who = f"at commit `{c}`" if c else "by a commit their records do not name (written before records kept it)"
@@ -181,18 +185,27 @@ def thin(points: dict, dense: int = 100, every: int = 10) -> dict:
     return {k: v for k, v in points.items() if int(k) <= dense or int(k) % every == 0 or "rows" in v}
 
 
-def read_report_json(path: Path, fmt: str) -> dict:
-    """A study's report JSON, for --replot (one line if it is missing, unreadable or of another format)."""
+def read_report_json(path: Path, fmt: str, option: str = "--replot") -> dict:
+    """A study's report JSON, for --replot or --adopt (one line if it is missing, unreadable or of
+    another format)."""
     if not Path(path).exists():
-        raise TangshiError(f"--replot: {path} does not exist; run the experiment first")
+        raise TangshiError(f"{option}: {path} does not exist; run the experiment first")
     try:
         doc = read_json(path, "report JSON")
     except TangshiError as e:
-        raise TangshiError(f"--replot: {path} cannot be read ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise TangshiError(f"{option}: {path} cannot be read ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt or not isinstance(doc.get("runs"), dict):
         got = doc.get("format") if isinstance(doc, dict) else None
-        raise TangshiError(f"--replot: {path} is not a {fmt} report (format {got!r}); run the experiment again")
+        raise TangshiError(f"{option}: {path} is not a {fmt} report (format {got!r}); run the experiment again")
     return doc
+
+
+def adopt_report(study, path: Path, fmt: str, plan) -> None:
+    """--adopt: take into `study` every run of `plan()` that the report JSON at `path` holds (Study.adopt),
+    asking for the plan again after each round (a sweep's grid grows with its records)."""
+    report = read_report_json(path, fmt, "--adopt")
+    while taken := study.adopt(report, str(path), plan()):
+        study.log(f"took {len(taken)} run(s) from {path}")
 
 
 def replot_report(out: Path, names: dict, fmt: str, write) -> dict:

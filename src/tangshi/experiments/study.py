@@ -385,6 +385,26 @@ class Study:
                     self._finish(futures[f], f.result())
         return {s.name: self.results[s.name] for s in specs}
 
+    def adopt(self, report: dict, source: str, specs: list[RunSpec]) -> list[str]:
+        """Take into the work folder each run of `specs` that a report's JSON holds and this folder has
+        no record of, as the report kept it (its probes thinned) and marked with where it came from:
+        a study moved to another machine goes on from its report instead of training its runs again.
+        A run the report holds with other settings than its spec is left out. Returns the names taken."""
+        taken = []
+        for spec in specs:
+            rec = report["runs"].get(spec.name)
+            if rec is None or rec.get("spec") != spec.as_json() or self.recorded(spec) is not None:
+                continue
+            header = report.get("header", {})
+            where = f"{source} (written {header.get('date', '?')}; {header.get('hardware', 'hardware not recorded')})"
+            rec = {**rec, "trained": {"finished": header.get("date"), **rec.get("trained", {}), "adopted_from": where}}
+            self.folder._list([f"{spec.name}.json"])
+            with oserrors_named(self.work):
+                write_atomic(self.work / f"{spec.name}.json", json.dumps(rec, indent=None))
+            self.results[spec.name] = rec
+            taken.append(spec.name)
+        return taken
+
     def trained(self, name: str) -> dict:
         """When and by which commit a recorded run finished: from its record, or, for a record written
         before records kept it, the commit unknown (None) and the record file's time."""
