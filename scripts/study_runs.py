@@ -1,16 +1,18 @@
 """Train a study's extended runs (experiments/init.py or experiments/optimizers.py: extended_specs)
 in the study's work folder, resumably, without writing the report:
 
-    python scripts/study_runs.py init|optimizers DATA [WORK] [--quick]
+    python scripts/study_runs.py init|optimizers DATA [WORK] [--quick] [--adopt REPORT_JSON]
 
 A run cut short continues from its last epoch when this is started again; `tangshi experiment
-init|optimizers` reads the same folder."""
+init|optimizers` reads the same folder. --adopt first takes the runs of the whole study (first part
+included) that an earlier report's JSON holds (`tangshi experiment ... --adopt`)."""
 
 import subprocess
 import sys
 from pathlib import Path
 
 from tangshi.experiments import init, optimizers
+from tangshi.experiments.report import adopt_report
 from tangshi.experiments.study import Study, default_work
 
 STUDIES = {"init": init, "optimizers": optimizers}
@@ -18,15 +20,24 @@ STUDIES = {"init": init, "optimizers": optimizers}
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
-    args = [a for a in argv if a != "--quick"]
+    adopt = argv[argv.index("--adopt") + 1] if "--adopt" in argv[:-1] else None
+    args = [a for a in argv if a not in ("--quick", "--adopt", adopt)]
     if len(args) < 2 or args[0] not in STUDIES:
         print("usage: python scripts/study_runs.py init|optimizers DATA [WORK] [--quick]", file=sys.stderr)
         return 2
     study_module, data = STUDIES[args[0]], Path(args[1])
     work = Path(args[2]) if len(args) > 2 else default_work(args[0], "torch", quick)
-    plan = study_module.extended_specs(study_module.QUICK if quick else study_module.Budget())
+    budget = study_module.QUICK if quick else study_module.Budget()
+    plan = study_module.extended_specs(budget)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     with Study(work, data, jobs=1, threads=1, log=lambda m: print(m, flush=True), commit=commit or None) as study:
+        if adopt:
+            whole = (
+                (lambda: optimizers._plan(study, budget, "torch")[2])
+                if study_module is optimizers
+                else (lambda: init.specs(budget, "torch") + plan)
+            )
+            adopt_report(study, Path(adopt), study_module.FORMAT, whole)
         todo = [s.name for s in plan if study.recorded(s) is None]
         print(f"{len(plan)} runs planned, {len(todo)} to train: {', '.join(todo)}", flush=True)
         study.run(plan)
