@@ -236,7 +236,10 @@ def test_init_quick_tells_symmetric_from_stuck(tmp_path, tiny_prepared, capsys):
             assert {k for k, v in moved.items() if v > 0} == everything
     assert "1. *All-zero weights fail.* — **confirmed**" in text
     assert "**symmetric but not stuck**" in text
-    for k in ("curves", "units", "grads"):
+    # the distinct-units plot became a sentence read from the table
+    assert "Distinct units over the steps, from the table: all zeros (adam + ReLU), all zeros (adam), " in text
+    assert "Xavier (adam + ReLU), Xavier (adam): 16 at every recorded step." in text
+    for k in ("curves", "step0", "grads"):
         assert (out / f"init_{k}.png").stat().st_size > 10_000
     assert "Incomplete" not in text
     # the second part: the step-0 mechanism of every arm, against the variance argument's numbers

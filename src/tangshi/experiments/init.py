@@ -22,7 +22,6 @@ from tangshi.experiments import init_extended
 from tangshi.experiments.init_verdicts import LABELS, n_epochs, pick, variant_name, verdicts
 from tangshi.experiments.report import (
     COLOURS,
-    LINESTYLES,
     adopt_report,
     data_meta,
     header_fields,
@@ -47,7 +46,7 @@ NAMES = {
     "md": "init.md",
     "json": "init.json",
     "curves": "init_curves.png",
-    "units": "init_units.png",
+    "step0": "init_step0.png",
     "grads": "init_grads.png",
 }
 FORMAT = "tangshi-init/2"
@@ -189,7 +188,7 @@ def write_report(folder: OutputFolder, doc: dict, names: dict, rendered_again: b
         names,
         {
             "curves": lambda p: _plot_curves(doc, table, p),
-            "units": lambda p: _plot_units(doc, table, p),
+            "step0": lambda p: init_extended.plot_step0(doc, p),
             "grads": lambda p: _plot_grads(doc, table, p),
         },
         render(doc, table, names, rendered_again),
@@ -302,14 +301,12 @@ def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = Fal
         f"set (training-set character frequencies): **{doc['unigram_ppl']:.2f}**.\n"
     )
     lines += _runs_table(table)
-    lines.append(
-        f"\n![curves]({names['curves']})\n\n![distinct units]({names['units']})\n\n"
-        f"![gradient norms]({names['grads']})\n"
-    )
+    lines.append(_units_sentence(table))
+    lines.append(f"\n![curves]({names['curves']})\n\n![gradient norms]({names['grads']})\n")
     lines += _step1_grads_table(table)
     lines.append("\n## Verdicts (computed from the numbers above)\n")
     lines += verdicts(doc, table)
-    lines += init_extended.section(doc)
+    lines += init_extended.section(doc, names)
     return "\n".join(lines) + "\n"
 
 
@@ -330,6 +327,19 @@ def _runs_table(table: list[dict]) -> list[str]:
             f"{u} | {', '.join(r['still']) or '-'} | {r['wall_s']:.0f} |"
         )
     return lines
+
+
+def _units_sentence(table: list[dict]) -> str:
+    """What the distinct-units column shows, in words (a plot of it drew flat lines)."""
+    flat: dict[int | None, list[dict]] = {}
+    for r in table:
+        counts = set(r["units"].values())
+        flat.setdefault(counts.pop() if len(counts) == 1 else None, []).append(r)
+    parts = []
+    for n, rows in sorted(flat.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+        names = ", ".join(sorted({f"{LABELS[r['arm']]} ({variant_name(r['optimizer'], r['relu'])})" for r in rows}))
+        parts.append(f"{names}: {n} at every recorded step" if n is not None else f"{names}: the count changes")
+    return "\nDistinct units over the steps, from the table: " + "; ".join(parts) + ".\n"
 
 
 def _step1_grads_table(table: list[dict]) -> list[str]:
@@ -389,34 +399,6 @@ def _plot_curves(doc, table, path):
         ax.grid(alpha=0.3, which="both")
         plain_log_ticks(ax, "y")
     axes[0].set_ylabel("dev perplexity")
-    _finish(fig, axes, path, plt)
-
-
-def _plot_units(doc, table, path):
-    plt = pyplot()
-    vs = _variants(table)
-    fig, axes = _grid(
-        plt, len(vs), "distinct hidden units over steps (arms that agree draw over each other)", sharey=True
-    )
-    for ax, (opt, relu) in zip(axes, vs):
-        for k, r in enumerate(t for t in table if (t["optimizer"], t["relu"]) == (opt, relu)):
-            xs = [max(s, 0.5) for s in r["units"]]  # step 0 drawn at 0.5 on the log axis
-            ax.plot(
-                xs,
-                list(r["units"].values()),
-                color=COLOURS[r["arm"]],
-                marker="o",
-                ms=3,
-                ls=LINESTYLES[k % len(LINESTYLES)],
-                label=LABELS[r["arm"]],
-            )
-        ax.set_title(variant_name(opt, relu))
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("step (0 at 0.5)")
-        ax.grid(alpha=0.3, which="both")
-        plain_log_ticks(ax)
-    axes[0].set_ylabel("distinct units")
     _finish(fig, axes, path, plt)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tangshi.experiments import init_mechanism
 from tangshi.experiments.init_verdicts import LABELS
-from tangshi.experiments.report import fmt_summary, separated, summary
+from tangshi.experiments.report import COLOURS, fmt_summary, plain_log_ticks, pyplot, separated, summary
 
 ARM_LABELS = {
     **LABELS,
@@ -68,9 +68,9 @@ def _best(rec: dict) -> float:
     return math.inf if rec["diverged"] or not rec["best"] else rec["best"]["dev_ppl"]
 
 
-def section(doc: dict) -> list[str]:
+def section(doc: dict, names: dict) -> list[str]:
     """The second part's sections: empty when the JSON holds none of it."""
-    lines = _mechanism_section(doc.get("mechanism"))
+    lines = _mechanism_section(doc.get("mechanism"), names)
     epochs = doc["budget"]["epochs"]
     arms = seeded(doc, epochs)
     if any(len(r) > 1 for r in arms.values()) or set(arms) - set(LABELS):
@@ -78,7 +78,7 @@ def section(doc: dict) -> list[str]:
     return lines
 
 
-def _mechanism_section(m: dict | None) -> list[str]:
+def _mechanism_section(m: dict | None, names: dict) -> list[str]:
     if not m:
         return []
     lines = ["## At step 0: what each init gives the gates (the assignment's reason, tested)\n"]
@@ -102,7 +102,7 @@ def _mechanism_section(m: dict | None) -> list[str]:
         hv = s["h_var"]
         var = " / ".join(f"{hv[t]:.2e}" for t in (*SHOWN_STEPS, len(hv) - 1) if t < len(hv))
         lines.append(f"| {label(arm)} | {s['embed_std']:.3g} | {stds} | {sat} | {var} |")
-    lines.append("")
+    lines.append(f"\n![step 0]({names['step0']})\n")
     return lines
 
 
@@ -162,3 +162,35 @@ def verdicts(arms: dict) -> list[str]:
                 )
     out.append("")
     return out
+
+
+def plot_step0(doc: dict, path) -> None:
+    """The share of the gates' pre-activations at step 0 in each bin of |z| (log), one line per init;
+    the dotted line is where σ saturates."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8.5, 4.6))
+    m = doc.get("mechanism")
+    edges = init_mechanism.HIST_EDGES
+    centres = [math.sqrt(edges[k] * edges[k + 1]) for k in range(1, len(edges) - 1)] + [edges[-1] * 1.5]
+    styles = ("-", "--", ":", "-.")
+    for k, (arm, s) in enumerate((m or {}).get("arms", {}).items()):
+        hist = s.get("hist")
+        if not hist or not any(hist[1:]):
+            continue  # all zeros (or no pre-activation above 1e-6): nothing to draw on a log axis
+        colour = COLOURS.get(arm, f"C{k % 10}")
+        ax.plot(centres, hist[1:], styles[k % len(styles)], color=colour, marker="o", ms=3, label=label(arm))
+    if not ax.lines:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no step-0 measurement in this report", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.axvline(init_mechanism.SATURATED, color="k", ls=":", lw=1)
+        ax.set_xscale("log")
+        plain_log_ticks(ax, "x")
+        ax.set_xlabel("|z|, a gate's pre-activation at step 0 (dotted: |z| = 3, σ′ < 0.05)")
+        ax.set_ylabel("share of all gate pre-activations")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, ncol=2)
+        ax.set_title("what each init feeds the gates: one batch of training poems, before any step", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

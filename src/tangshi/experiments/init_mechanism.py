@@ -55,15 +55,22 @@ def step0(model: PoetryLM, ids: torch.Tensor) -> dict:
     return {"z": torch.stack(zs, 1), "h": torch.stack(hs, 1), "x": x}  # (B, T, 4H), (B, T, H), (B, T, D)
 
 
+HIST_EDGES = [0.0] + [10.0 ** (k / 4) for k in range(-24, 5)]  # |z|: one bin below 1e-6, then 4 a decade to 10
+
+
 def summarise(run: dict) -> dict:
-    """Per gate the pre-activation's standard deviation and saturated share; h_t's variance by t."""
+    """Per gate the pre-activation's standard deviation and saturated share; h_t's variance by t;
+    the share of all gate pre-activations in each bin of |z| (HIST_EDGES, the last open above)."""
     z, h = run["z"], run["h"]
     H = h.shape[-1]
     gates = {}
     for k, name in enumerate(GATE_NAMES):
         zg = z[..., k * H : (k + 1) * H]
         gates[name] = {"std": float(zg.std()), "saturated": float((zg.abs() > SATURATED).double().mean())}
-    return {"gates": gates, "h_var": [float(v) for v in h.var(dim=(0, 2))]}
+    edges = torch.tensor(HIST_EDGES[1:], dtype=torch.float64)
+    counts = torch.bincount(torch.bucketize(z.abs().flatten(), edges), minlength=len(HIST_EDGES))
+    hist = [float(c) / z.numel() for c in counts]
+    return {"gates": gates, "h_var": [float(v) for v in h.var(dim=(0, 2))], "hist": hist}
 
 
 def measure(data_dir: Path, schemes=INITS, seed: int = 0, batch: int = 128, model_over: dict | None = None) -> dict:

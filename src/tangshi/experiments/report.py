@@ -36,6 +36,10 @@ COLOURS = {
     "uniform1e-4": "tab:purple",
     "xavier": "tab:blue",
     "torch": "tab:green",
+    "xavier_normal_embed": "tab:cyan",
+    "torch_xavier_embed": "tab:pink",
+    "xavier_forget1": "tab:olive",
+    "xavier_orthogonal": "navy",
 }
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 3)))
 
