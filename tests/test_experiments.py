@@ -207,7 +207,8 @@ def test_init_quick_tells_symmetric_from_stuck(tmp_path, tiny_prepared, capsys):
     text = (out / "init.md").read_text(encoding="utf-8")
     bottom = text.split("**Bottom line.**", 1)[1].split("\n", 1)[0]
     assert "With all-zero weights only the output bias moves" in bottom and "seed 0" in bottom
-    assert "One seed: a ranking, not yet a verdict" in bottom
+    # seed 0 ranks; the seeds and the one-tensor arms follow in the same paragraph, read from their runs
+    assert "Over the seeds run, best dev perplexity as mean ± sd (min–max): " in bottom
     runs = {
         (
             r["spec"]["model"]["init"],
@@ -256,6 +257,10 @@ def test_init_quick_tells_symmetric_from_stuck(tmp_path, tiny_prepared, capsys):
         bests = [runs[arm, "adam", False, s]["best"]["dev_ppl"] for s in (0, 1, 2)]
         assert f"| {label(arm)} | " + " | ".join(f"{v:.2f}" for v in bests) + " | " in second
     assert "- Changing only the embedding's init, Xavier → Xavier, embedding N(0,1):" in second
+    from tangshi.experiments.report import fmt_summary, summary
+
+    xavier = summary([runs["xavier", "adam", False, s]["best"]["dev_ppl"] for s in (0, 1, 2)])
+    assert f"Xavier {fmt_summary(xavier)} (3 seeds)" in bottom
     # --partial trains nothing and says which runs are missing
     (tmp_path / "work" / "xavier-adam-relu-e1.json").unlink()
     assert _study_cli("init", tiny_prepared, tmp_path / "part", tmp_path / "work", "--partial") == 0

@@ -68,6 +68,19 @@ def _best(rec: dict) -> float:
     return math.inf if rec["diverged"] or not rec["best"] else rec["best"]["dev_ppl"]
 
 
+def bottom(doc: dict) -> str:
+    """The second part in one sentence for the bottom line ("" before it has a second seed or a one-tensor arm)."""
+    arms = seeded(doc, doc["budget"]["epochs"])
+    if not (any(len(r) > 1 for r in arms.values()) or set(arms) - set(LABELS)):
+        return ""
+    s = {a: summary([_best(r) for r in recs]) for a, recs in arms.items() if a not in ("zeros", "constant")}
+    ranked = sorted(s, key=lambda a: s[a]["mean"])
+    said = "; ".join(
+        f"{label(a)} {fmt_summary(s[a])}" + (f" ({s[a]['n']} seeds)" if s[a]["n"] > 1 else "") for a in ranked
+    )
+    return f"Over the seeds run, best dev perplexity as mean ± sd (min–max): {said}."
+
+
 def section(doc: dict, names: dict) -> list[str]:
     """The second part's sections: empty when the JSON holds none of it."""
     lines = _mechanism_section(doc.get("mechanism"), names)

@@ -77,6 +77,19 @@ def by_rate(doc: dict) -> dict:
     return out
 
 
+def bottom(doc: dict) -> str:
+    """The second part in one sentence for the bottom line ("" before any of its runs is finished)."""
+    best = {k: min(grid.items(), key=lambda kv: _best(kv[1])) for k, grid in by_rate(doc).items()}
+    if not best:
+        return ""
+    ranked = sorted(best.items(), key=lambda kv: _best(kv[1][1]))
+    said = ", ".join(f"{opt} {sched} {_best(rec):.2f} (lr {lr:g})" for (opt, sched), (lr, rec) in ranked)
+    return (
+        f"Re-run at the full budget with weight decay 0 and a finer grid, Adam also with a schedule (seed 0, "
+        f"the best rate of each): {said}."
+    )
+
+
 def section(doc: dict, names: dict) -> list[str]:
     """The report's second part: empty when the JSON holds none of its runs (a report of the first part only)."""
     table = by_rate(doc)

@@ -3,6 +3,7 @@ alone, and its bottom line."""
 
 from __future__ import annotations
 
+from tangshi.experiments import optimizer_extended
 from tangshi.experiments.report import separated
 
 ORIGINAL_WD = 1e-4  # the assignment's weight decay: coupled L2 for adam/adagrad/sgd, decoupled for adamw
@@ -147,12 +148,17 @@ def bottom_line(doc: dict, finals: list[dict]) -> list[str]:
             if overlap
             else f"and AdamW ({adamw['best']['mean']:.2f}) differ beyond their seeds' ranges."
         )
+    rerun = optimizer_extended.bottom(doc)
     return [
         f"**Bottom line.** On this model, at a constant learning rate for {b['epochs']} epochs, each optimiser at "
         f"the rate its {b['sweep_epochs']}-epoch sweep chose (weight decay {ORIGINAL_WD:g}, mean best dev "
         f"perplexity of {b['seeds']} seeds): {order}.{second} This does not rank the optimisers in general: "
-        "Adagrad's step decays as 1/√t by construction while every Adam run here kept a constant rate, and "
-        "the rates were chosen at a shorter budget; the study's reruns give Adam schedules and re-sweep the "
-        "rate at the full budget.",
+        "Adagrad's step decays as 1/√t by construction while every Adam run there kept a constant rate, and "
+        "the rates were chosen at a shorter budget"
+        + (
+            f". {rerun}"
+            if rerun
+            else "; the study's reruns give Adam schedules and re-sweep the rate at the full budget."
+        ),
         "",
     ]
