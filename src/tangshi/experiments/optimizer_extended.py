@@ -133,8 +133,10 @@ def _rows_section(rows: list[tuple[str, dict]]) -> list[str]:
         "and in those where it does not; the first and the last epoch of a short run of each optimiser at its "
         "first part's best rate, weight decay 0.\n"
     )
-    lines.append("| optimiser | epoch | rows | step, present | step, absent | present / absent |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append(
+        "| optimiser | epoch | rows | step, present | step, absent | present / absent | row-steps present / absent |"
+    )
+    lines.append("|---|---|---|---|---|---|---|")
     for _, rec in rows:
         t, probes = rec["spec"]["train"], rec.get("probes", {})
         steps = sorted((int(k) for k, v in probes.items() if "rows" in v))
@@ -148,10 +150,14 @@ def _rows_section(rows: list[tuple[str, dict]]) -> list[str]:
                 ratio = "" if never else f"{v['present'] / v['absent']:.1f}×" if v["absent"] > 0 else "∞"
                 lines.append(
                     f"| {t['optimizer']} lr {t['lr']:g} | {epoch} | {bucket} | {v['present']:.4f} "
-                    f"| {absent} | {ratio} |"
+                    f"| {absent} | {ratio} | {v['present_rows']:,} / {_count(v.get('absent_rows'))} |"
                 )
     lines.append("")
     return lines
+
+
+def _count(n: int | None) -> str:
+    return "not recorded" if n is None else f"{n:,}"
 
 
 def _state_section(state: dict | None) -> list[str]:
