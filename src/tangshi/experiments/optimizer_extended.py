@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from tangshi.data.vocab import Vocab
-from tangshi.experiments.report import COLOURS, plain_log_ticks, pyplot
+from tangshi.experiments.report import COLOURS, pyplot
 from tangshi.model.lm import PoetryLM
 from tangshi.model.spec import ModelConfig
 
@@ -222,6 +222,12 @@ def verdicts(doc: dict) -> list[str]:
     return out
 
 
+def _null_locator():
+    from matplotlib.ticker import NullLocator
+
+    return NullLocator()
+
+
 def plot_rates(doc: dict, path) -> None:
     """Best dev perplexity against the rate, one line per optimiser and schedule (log x); a diverged
     run as a triangle at the top edge."""
@@ -249,7 +255,9 @@ def plot_rates(doc: dict, path) -> None:
         ax.text(0.5, 0.5, "no run of the second part is finished yet", ha="center", va="center", transform=ax.transAxes)
     else:
         ax.set_xscale("log")
-        plain_log_ticks(ax, "x")
+        rates = sorted({lr for grid in by_rate(doc).values() for lr in grid})
+        ax.set_xticks(rates, [f"{lr:g}" for lr in rates])  # every rate run, named
+        ax.xaxis.set_minor_locator(_null_locator())
         ax.set_xlabel("learning rate (the peak, with a schedule)")
         ax.set_ylabel("best dev perplexity")
         ax.grid(alpha=0.3, which="both")
