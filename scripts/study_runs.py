@@ -20,10 +20,16 @@ STUDIES = {"init": init, "optimizers": optimizers}
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
-    adopt = argv[argv.index("--adopt") + 1] if "--adopt" in argv[:-1] else None
+    if argv and argv[-1] == "--adopt":
+        print("--adopt needs the report JSON to take the runs from", file=sys.stderr)
+        return 2
+    adopt = argv[argv.index("--adopt") + 1] if "--adopt" in argv else None
     args = [a for a in argv if a not in ("--quick", "--adopt", adopt)]
     if len(args) < 2 or args[0] not in STUDIES:
-        print("usage: python scripts/study_runs.py init|optimizers DATA [WORK] [--quick]", file=sys.stderr)
+        print(
+            "usage: python scripts/study_runs.py init|optimizers DATA [WORK] [--quick] [--adopt REPORT_JSON]",
+            file=sys.stderr,
+        )
         return 2
     study_module, data = STUDIES[args[0]], Path(args[1])
     work = Path(args[2]) if len(args) > 2 else default_work(args[0], "torch", quick)

@@ -560,3 +560,91 @@ def test_step0_pre_activations_follow_the_variance_argument(tiny_prepared):
     # the PyTorch default's N(0, 1) embedding feeds gates about 5× Xavier's spread; U(±1e-4) almost none
     assert got["torch"]["gates"]["f"]["std"] > 3 * got["xavier"]["gates"]["f"]["std"]
     assert got["uniform1e-4"]["gates"]["f"]["std"] < 1e-3 < got["xavier"]["gates"]["f"]["std"]
+
+
+def test_thin_keeps_every_epochs_row_record():
+    from tangshi.experiments.report import thin
+
+    points = {"5": {"x": 1}, "105": {"rows": {}}, "106": {"x": 2}, "110": {"x": 3}}
+    assert list(thin(points)) == ["5", "105", "110"]
+
+
+def test_adopt_takes_only_what_the_folder_lacks_from_a_report_of_the_same_data(tmp_path, tiny_prepared, capsys):
+    """A record the work folder holds is kept as it is; a run the report holds with other settings is
+    left out; a report of other data is refused in one line; a run adopted twice keeps its first source."""
+    from tangshi.experiments.report import adopt_report, data_meta
+    from tangshi.experiments.study import Study
+
+    spec_a = _tiny_spec()
+    spec_b = RunSpec("s", dict(embed_dim=8, hidden_dim=8, init="xavier"), dict(epochs=1, batch_size=16, amp=False), ())
+    spec_c = RunSpec("t", dict(embed_dim=8, hidden_dim=8, init="xavier"), dict(epochs=1, batch_size=16, amp=False), ())
+    fake = {"history": [{"epoch": 1, "dev_ppl": 9.0}], "diverged": False, "best": {"epoch": 1, "dev_ppl": 9.0}}
+    other_c = {**spec_c.as_json(), "train": {**spec_c.as_json()["train"], "epochs": 2}}
+    report = {
+        "format": "f",
+        "header": {"date": "2026-01-01 00:00 UTC", "hardware": "elsewhere"},
+        "data_meta": data_meta(tiny_prepared),
+        "runs": {
+            "r": {**fake, "spec": spec_a.as_json()},
+            "s": {**fake, "spec": spec_b.as_json(), "trained": {"adopted_from": "the first report"}},
+            "t": {**fake, "spec": other_c},
+        },
+    }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(report), encoding="utf-8")
+    with Study(tmp_path / "w", tiny_prepared, log=print) as study:
+        study.run([spec_a])  # trained here: its record must stay
+        mine = json.loads((tmp_path / "w" / "r.json").read_text(encoding="utf-8"))
+        adopt_report(study, path, "f", lambda: [spec_a, spec_b, spec_c])
+    assert json.loads((tmp_path / "w" / "r.json").read_text(encoding="utf-8")) == mine
+    taken = json.loads((tmp_path / "w" / "s.json").read_text(encoding="utf-8"))
+    assert taken["history"] == fake["history"] and taken["trained"]["adopted_from"] == "the first report"
+    assert not (tmp_path / "w" / "t.json").exists()  # other settings: to be trained, not taken
+    assert "took 1 run(s) from" in capsys.readouterr().out
+    report["data_meta"] = "8000 train / 2000 dev poems, vocabulary 5359, sample 10000, seed 0"
+    path.write_text(json.dumps(report), encoding="utf-8")
+    with Study(tmp_path / "w2", tiny_prepared) as study, pytest.raises(TangshiError, match="other data"):
+        adopt_report(study, path, "f", lambda: [spec_a])
+    assert not (tmp_path / "w2" / "r.json").exists()
+    assert main(["experiment", "init", "--quick", "--adopt", str(path), "--partial", "--data", str(tiny_prepared)]) == 2
+
+
+def _fake_run(name, model, train, best, diverged=False):
+    hist = [{"epoch": 1, "dev_ppl": best}]
+    return name, {
+        "spec": {"name": name, "model": model, "train": train, "probes": []},
+        "history": hist,
+        "diverged": diverged,
+        "best": None if diverged else hist[0],
+    }
+
+
+def test_second_part_verdicts_claim_no_more_than_their_runs():
+    """One seed each ranks nothing; a diverged optimiser is said to diverge and compared with nothing;
+    one rate run is not a bracket."""
+    from tangshi.experiments import init_extended, optimizer_extended
+
+    adam = dict(optimizer="adam", epochs=2, seed=0)
+    runs = dict(
+        _fake_run(f"{a}-adam-e2", {"init": a, "relu_logits": False}, adam, p)
+        for a, p in (("torch", 150.0), ("xavier", 170.0))
+    )
+    arms = init_extended.seeded({"runs": runs, "budget": {"epochs": 2}}, 2)
+    said = " ".join(init_extended.verdicts(arms))
+    assert "a direction, not a verdict" in said and "every seed" not in said
+    assert init_extended.bottom({"runs": runs, "budget": {"epochs": 2}}) == ""  # the one-seed caveat stays
+
+    doc = {
+        "budget": {"epochs": 2},
+        "runs": dict(
+            [
+                _fake_run("fine-adagrad-lr0.03-wd0-e2-s0", {}, dict(optimizer="adagrad", lr=0.03), 0.0, diverged=True),
+                _fake_run("fine-adam-lr0.01-wd0-e2-s0", {}, dict(optimizer="adam", lr=0.01), 150.0),
+            ]
+        ),
+    }
+    said = " ".join(optimizer_extended.verdicts(doc))
+    assert "adagrad, constant rate: diverged at every rate run (0.03)" in said
+    assert "adam, constant rate: best at lr 0.01, 150.00 (the one rate run: not bracketed)" in said
+    assert "Adagrad's best" not in said and "nan" not in said and "inf" not in said
+    assert "adagrad constant diverged at every rate run" in optimizer_extended.bottom(doc)

@@ -171,6 +171,8 @@ def _study_experiment(args) -> dict:
         if args.which != "optimizers":
             raise TangshiError("--seeds applies to the optimizers experiment only")
         over["seeds"] = args.seeds
+    if args.adopt and args.partial:
+        raise TangshiError("--adopt writes runs into the work folder and --partial writes nothing there: give one")
     work = Path(args.work) if args.work else default_work(args.which, args.backend, args.quick)
     return study.run_study(
         Path(args.data),

@@ -290,12 +290,15 @@ def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = Fal
     lines.append(
         f"Data: `{doc['data']}` ({doc['data_meta']}). Every run: {model}, batch {b['batch_size']}, "
         "weight decay 1e-4, seed 0 unless its table names the seed; only the initialisation, the seed and the "
-        "ReLU differ.\n"
+        "variant differ.\n"
     )
     lines.append(
         f"**Budget.** The assignment's recipe (Adam lr 0.01, no ReLU): **{b['epochs']} epochs** for each arm. "
-        f"Variant, {n_epochs(b['variant_epochs'])} each (enough to show symmetry): the assignment's ReLU on the "
-        "logits" + (" (the NumPy backend runs no ReLU variant)" if doc["backend"] == "numpy" else "") + ".\n"
+        f"Variants, {n_epochs(b['variant_epochs'])} each (enough to show symmetry): "
+        + (", ".join(variant_name(o, r) for o, r in _variants(table) if (o, r) != ("adam", False)) or "none")
+        + " (the ReLU: the assignment's, on the logits)"
+        + (" (the NumPy backend runs no ReLU variant)" if doc["backend"] == "numpy" else "")
+        + ".\n"
     )
     lines.append(
         f"Distinct units = groups of hidden units whose weights (gate columns of weight_ih and weight_hh, row "
@@ -333,14 +336,15 @@ def _runs_table(table: list[dict]) -> list[str]:
 
 def _units_sentence(table: list[dict]) -> str:
     """What the distinct-units column shows, in words (a plot of it drew flat lines)."""
-    flat: dict[int | None, list[dict]] = {}
+    groups: dict[int | str, list[dict]] = {}
     for r in table:
         counts = set(r["units"].values())
-        flat.setdefault(counts.pop() if len(counts) == 1 else None, []).append(r)
+        key = counts.pop() if len(counts) == 1 else "the count changes" if counts else "not recorded"
+        groups.setdefault(key, []).append(r)
     parts = []
-    for n, rows in sorted(flat.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+    for key, rows in sorted(groups.items(), key=lambda kv: (isinstance(kv[0], str), str(kv[0]).zfill(9))):
         names = ", ".join(sorted({f"{LABELS[r['arm']]} ({variant_name(r['optimizer'], r['relu'])})" for r in rows}))
-        parts.append(f"{names}: {n} at every recorded step" if n is not None else f"{names}: the count changes")
+        parts.append(f"{names}: " + (f"{key} at every recorded step" if isinstance(key, int) else key))
     return "\nDistinct units over the steps, from the table: " + "; ".join(parts) + ".\n"
 
 
@@ -359,7 +363,9 @@ def _step1_grads_table(table: list[dict]) -> list[str]:
 
 
 def _variants(table):
-    return [v for v in VARIANTS if any(r["optimizer"] == v[0] and r["relu"] == v[1] for r in table)]
+    """The variants the table's runs have (a report of an older plan may have others), the recipe first."""
+    found = {(r["optimizer"], r["relu"]) for r in table}
+    return sorted(found, key=lambda v: (v != ("adam", False), v[1], v[0]))
 
 
 def _grid(plt, n, title, sharey=False):

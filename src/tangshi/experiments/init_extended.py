@@ -71,8 +71,8 @@ def _best(rec: dict) -> float:
 def bottom(doc: dict) -> str:
     """The second part in one sentence for the bottom line ("" before it has a second seed or a one-tensor arm)."""
     arms = seeded(doc, doc["budget"]["epochs"])
-    if not (any(len(r) > 1 for r in arms.values()) or set(arms) - set(LABELS)):
-        return ""
+    if not any(len(r) > 1 for r in arms.values()):
+        return ""  # seed 0 alone: the bottom line keeps its one-seed caveat
     s = {a: summary([_best(r) for r in recs]) for a, recs in arms.items() if a not in ("zeros", "constant")}
     ranked = sorted(s, key=lambda a: s[a]["mean"])
     said = "; ".join(
@@ -148,7 +148,9 @@ def verdicts(arms: dict) -> list[str]:
     main = [a for a in ("torch", "uniform1e-4", "xavier") if a in s]
     ranked = sorted(main, key=lambda a: s[a]["mean"])
     for a, b in zip(ranked, ranked[1:]):
-        if separated(s[a], s[b]):
+        if min(s[a]["n"], s[b]["n"]) < 2:
+            word = f"ahead of {label(b)} on the one seed both have run (a direction, not a verdict)"
+        elif separated(s[a], s[b]):
             worst = f"its worst of {s[a]['n']} against the other's best of {s[b]['n']}"
             word = f"better than {label(b)} on every seed ({worst})"
         else:

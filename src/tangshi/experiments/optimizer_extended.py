@@ -59,6 +59,10 @@ def _best(rec: dict) -> float:
     return math.inf if rec["diverged"] or not rec["best"] else rec["best"]["dev_ppl"]
 
 
+def _ppl(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "diverged at every rate run"
+
+
 def _cell(rec: dict, bold: bool = False) -> str:
     if rec["diverged"]:
         return "diverged"
@@ -83,7 +87,7 @@ def bottom(doc: dict) -> str:
     if not best:
         return ""
     ranked = sorted(best.items(), key=lambda kv: _best(kv[1][1]))
-    said = ", ".join(f"{opt} {sched} {_best(rec):.2f} (lr {lr:g})" for (opt, sched), (lr, rec) in ranked)
+    said = ", ".join(f"{opt} {sched} {_ppl(_best(rec))} (lr {lr:g})" for (opt, sched), (lr, rec) in ranked)
     return (
         f"Re-run at the full budget with weight decay 0 and a finer grid, Adam also with a schedule (seed 0, "
         f"the best rate of each): {said}."
@@ -94,7 +98,7 @@ def section(doc: dict, names: dict) -> list[str]:
     """The report's second part: empty when the JSON holds none of its runs (a report of the first part only)."""
     table = by_rate(doc)
     rows = _runs(doc, "rows")
-    if not table and not rows and "state" not in doc:
+    if not table and not rows:
         return []
     epochs = doc["budget"]["epochs"]
     lines = [f"## The rate again, and schedules ({epochs} epochs, weight decay 0, seed 0)\n"]
@@ -183,15 +187,23 @@ def verdicts(doc: dict) -> list[str]:
         if (opt, "constant") in best:
             lr, rec = best[(opt, "constant")]
             grid = sorted(table[(opt, "constant")])
-            edge = lr in (grid[0], grid[-1]) and len(grid) > 1
-            where = "at the edge of the rates run, so a better one may lie beyond" if edge else "inside the rates run"
-            rates = f"{len(grid)} rate{'s' if len(grid) != 1 else ''}"
-            out.append(f"- {opt}, constant rate: best at lr {lr:g}, {_best(rec):.2f} ({where}; {rates}).")
+            if not math.isfinite(_best(rec)):
+                out.append(f"- {opt}, constant rate: diverged at every rate run ({', '.join(f'{x:g}' for x in grid)}).")
+                continue
+            if len(grid) == 1:
+                where = "the one rate run: not bracketed"
+            elif lr in (grid[0], grid[-1]):
+                where = f"at the edge of the {len(grid)} rates run, so a better one may lie beyond"
+            else:
+                where = f"inside the {len(grid)} rates run"
+            out.append(f"- {opt}, constant rate: best at lr {lr:g}, {_best(rec):.2f} ({where}).")
     if ("adagrad", "constant") in best:
         ag = _best(best[("adagrad", "constant")][1])
         for sched in ("constant", "cosine", "1/√t"):
             if ("adam", sched) in best:
                 lr, rec = best[("adam", sched)]
+                if not (math.isfinite(ag) and math.isfinite(_best(rec))):
+                    continue  # a diverged side: said in its own line, nothing to compare
                 gap = (_best(rec) - ag) / ag
                 word = "behind" if gap > 0.02 else "ahead of" if gap < -0.02 else "level with (within 2%)"
                 out.append(
@@ -205,7 +217,10 @@ def verdicts(doc: dict) -> list[str]:
             continue
         rows = probes[str(steps[-1])]["rows"]
         t = rec["spec"]["train"]
-        absent = max(v["absent"] for v in rows.values())
+        measured = [v["absent"] for v in rows.values() if v.get("absent_rows", 1) > 0]
+        if not measured:
+            continue  # every row was in every batch: no step without its character to measure
+        absent = max(measured)
         rare, common = rows.get("rarer"), rows.get("top 50")
         spread = ""
         if rare and common and common["present"]:
@@ -234,7 +249,8 @@ def plot_rates(doc: dict, path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.6))
     styles = {"constant": "-o", "cosine": "--s", "1/√t": ":^"}
-    top = 0.0
+    finite = [_best(r) for grid in by_rate(doc).values() for r in grid.values() if math.isfinite(_best(r))]
+    top = max(finite, default=1.0)
     for (opt, sched), grid in sorted(by_rate(doc).items()):
         pts = sorted((lr, _best(r)) for lr, r in grid.items() if math.isfinite(_best(r)))
         if pts:
@@ -246,10 +262,9 @@ def plot_rates(doc: dict, path) -> None:
                 ms=5,
                 label=f"{opt}, {sched}",
             )
-            top = max(top, max(y for _, y in pts))
         off = [lr for lr, r in grid.items() if not math.isfinite(_best(r))]
         if off:
-            ax.plot(off, [top * 1.05 or 1.0] * len(off), "^", color=COLOURS[opt], ms=8, clip_on=False)
+            ax.plot(off, [top * 1.05] * len(off), "^", color=COLOURS[opt], ms=8, clip_on=False)
     if not ax.lines:
         ax.axis("off")
         ax.text(0.5, 0.5, "no run of the second part is finished yet", ha="center", va="center", transform=ax.transAxes)

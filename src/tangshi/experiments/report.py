@@ -208,8 +208,17 @@ def adopt_report(study, path: Path, fmt: str, plan) -> None:
     """--adopt: take into `study` every run of `plan()` that the report JSON at `path` holds (Study.adopt),
     asking for the plan again after each round (a sweep's grid grows with its records)."""
     report = read_report_json(path, fmt, "--adopt")
+    ours = data_meta(study.data_dir)
+    if report.get("data_meta") != ours:
+        raise TangshiError(
+            f"--adopt: {path} was trained on other data ({report.get('data_meta')}) than {study.data_dir} ({ours})"
+        )
+    total = 0
     while taken := study.adopt(report, str(path), plan()):
         study.log(f"took {len(taken)} run(s) from {path}")
+        total += len(taken)
+    if not total:
+        study.log(f"took no run from {path}: it holds none of this plan's runs with the same settings, or all are here")
 
 
 def replot_report(out: Path, names: dict, fmt: str, write) -> dict:

@@ -397,7 +397,8 @@ class Study:
                 continue
             header = report.get("header", {})
             where = f"{source} (written {header.get('date', '?')}; {header.get('hardware', 'hardware not recorded')})"
-            rec = {**rec, "trained": {"finished": header.get("date"), **rec.get("trained", {}), "adopted_from": where}}
+            first = rec.get("trained", {}).get("adopted_from", where)  # a run adopted twice keeps its first source
+            rec = {**rec, "trained": {"finished": header.get("date"), **rec.get("trained", {}), "adopted_from": first}}
             self.folder._list([f"{spec.name}.json"])
             with oserrors_named(self.work):
                 write_atomic(self.work / f"{spec.name}.json", json.dumps(rec, indent=None))
