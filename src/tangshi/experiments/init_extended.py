@@ -94,7 +94,7 @@ def section(doc: dict, names: dict) -> list[str]:
 def _mechanism_section(m: dict | None, names: dict) -> list[str]:
     if not m:
         return []
-    lines = ["## At step 0: what each init gives the gates (the assignment's reason, tested)\n"]
+    lines = ["", "## At step 0: what each init gives the gates (the assignment's reason, tested)\n"]
     lines.append(
         f"One batch of training poems through each freshly built model, no training. U(±a) has variance "
         f"a²/3, so Xavier's a = √(6 / (n_in + n_out)) makes Var W = 2 / (n_in + n_out). This code, like the "

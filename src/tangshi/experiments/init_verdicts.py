@@ -92,8 +92,10 @@ def _constant_verdict(const: list[dict], uni: float) -> str:
         + f" ({sum(r['trains'] for r in const)} of {len(const)} more than 5% below the unigram perplexity "
         + f"{uni:.2f})"
         + (
-            ". The network trains as if it had one hidden unit: symmetry, not zero, is what all-zero weights "
-            "cannot escape, and a constant init cannot escape it either."
+            ". The network trains as if it had one hidden unit. Two different failures: all-zero weights get "
+            "no gradient at all (verdict 1), a constant init gets gradients but the same one for every unit, "
+            "so its units never become different (symmetry); all-zero weights are symmetric too, but their "
+            "zero gradients stop them first."
             if sym
             else "."
         )
