@@ -115,8 +115,28 @@ def _mechanism_section(m: dict | None, names: dict) -> list[str]:
         hv = s["h_var"]
         var = " / ".join(f"{hv[t]:.2e}" for t in (*SHOWN_STEPS, len(hv) - 1) if t < len(hv))
         lines.append(f"| {label(arm)} | {s['embed_std']:.3g} | {stds} | {sat} | {var} |")
-    lines.append(f"\n![step 0]({names['step0']})\n")
+    lines.append(
+        f"\n![step 0: |z| of the gates, and Var h_t through time]({names['step0']})\n\nLeft, every gate "
+        "pre-activation of the batch by |z|; right, the spread of h_t over the batch and the units at each t."
+        + _through_time(m)
+        + "\n"
+    )
     return lines
+
+
+def _through_time(m: dict) -> str:
+    """How far Var h_t moves from t = 1 to the last step, against how far apart the inits set it at t = 1."""
+    firsts = {a: s["h_var"] for a, s in m["arms"].items() if s["h_var"] and s["h_var"][0] > 1e-20}
+    if len(firsts) < 2:
+        return ""
+    moved = [v[-1] / v[0] for v in firsts.values()]
+    apart = max(v[0] for v in firsts.values()) / min(v[0] for v in firsts.values())
+    steps = len(next(iter(firsts.values())))
+    said = (
+        f" From t = 1 to t = {steps}, Var h_t changes by a factor of {min(moved):.2g} to {max(moved):.2g} "
+        f"across the inits; at t = 1 the inits set it {apart:.1e}× apart"
+    )
+    return said + (": the init sets the scale, and time moves it far less." if apart > 10 * max(moved) else ".")
 
 
 def _seeds_section(arms: dict, epochs: int) -> list[str]:
@@ -180,32 +200,41 @@ def verdicts(arms: dict) -> list[str]:
 
 
 def plot_step0(doc: dict, path) -> None:
-    """The share of the gates' pre-activations at step 0 in each bin of |z| (log), one line per init;
-    the dotted line is where σ saturates."""
+    """Left: the share of the gates' pre-activations at step 0 in each bin of |z| (log), one line per
+    init, dotted where σ saturates. Right: the variance of h_t over the batch and units, by t."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8.5, 4.6))
+    fig, (ax, av) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": (3, 2)})
     m = doc.get("mechanism")
     edges = init_mechanism.HIST_EDGES
     centres = [math.sqrt(edges[k] * edges[k + 1]) for k in range(1, len(edges) - 1)] + [edges[-1] * 1.5]
     styles = ("-", "--", ":", "-.")
     for k, (arm, s) in enumerate((m or {}).get("arms", {}).items()):
+        colour, style = COLOURS.get(arm, f"C{k % 10}"), styles[k % len(styles)]
         hist = s.get("hist")
-        if not hist or not any(hist[1:]):
-            continue  # all zeros (or no pre-activation above 1e-6): nothing to draw on a log axis
-        colour = COLOURS.get(arm, f"C{k % 10}")
-        ax.plot(centres, hist[1:], styles[k % len(styles)], color=colour, marker="o", ms=3, label=label(arm))
+        if hist and any(hist[1:]):  # all zeros (nothing above 1e-6) has nothing to draw on a log axis
+            ax.plot(centres, hist[1:], style, color=colour, marker="o", ms=3, label=label(arm))
+        steps = [(t + 1, v) for t, v in enumerate(s.get("h_var", [])) if v > 1e-20]  # below: rounding, not spread
+        if steps:
+            av.plot([t for t, _ in steps], [v for _, v in steps], style, color=colour, lw=1.4)
     if not ax.lines:
-        ax.axis("off")
+        for a in (ax, av):
+            a.axis("off")
         ax.text(0.5, 0.5, "no step-0 measurement in this report", ha="center", va="center", transform=ax.transAxes)
     else:
         ax.axvline(init_mechanism.SATURATED, color="k", ls=":", lw=1)
         ax.set_xscale("log")
         plain_log_ticks(ax, "x")
-        ax.set_xlabel("|z|, a gate's pre-activation at step 0 (dotted: |z| = 3, σ′ < 0.05)")
+        ax.set_xlabel("|z|, a gate's pre-activation (dotted: |z| = 3, σ′ < 0.05)")
         ax.set_ylabel("share of all gate pre-activations")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, ncol=2)
-        ax.set_title("what each init feeds the gates: one batch of training poems, before any step", fontsize=10)
+        ax.set_title("what each init feeds the gates", fontsize=10)
+        av.set_yscale("log")
+        av.set_xlabel("t (characters into the poem)")
+        av.set_ylabel("Var h_t (over the batch and the units)")
+        av.grid(alpha=0.3, which="both")
+        av.set_title("h_t's spread through time (none for zeros and constant)", fontsize=10)
+    fig.suptitle("step 0: one batch of training poems through each fresh model, before any update", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
