@@ -459,10 +459,14 @@ def test_optimizer_verdicts_follow_the_numbers():
         _final("adam", 0.0, [191.0, 194.0, 198.0]),
         _final("adagrad", 0.0, [232.0, 235.0, 236.0]),
     ]
-    doc = {"runs": {r["runs"][0]: {"probes": {}, "diverged": False, "history": []} for r in finals}}
+    doc = {
+        "budget": {"epochs": 20, "sweep_epochs": 5},
+        "runs": {r["runs"][0]: {"probes": {}, "diverged": False, "history": []} for r in finals},
+    }
     text = "\n".join(verdicts(doc, finals))
     assert '1. *"Adagrad\'s learning rate decays towards zero."* — **not measured**' in text
-    assert "**confirmed for the Adam family (as AdamW)**: " in text and "then adam 202.00, adagrad 233.67" in text
+    assert "**confirmed for the Adam family (as AdamW)** at a constant rate for 20 epochs on this model, " in text
+    assert "then adam 202.00, adagrad 233.67" in text
     assert "every seed of the winner beats every seed of the others" in text
     assert "Adam beats Adagrad by 31.67 points (on every seed)" in text
     assert "adam: wd 1e-4 202.00 vs wd 0 194.33 (costs 7.67 points, on every seed)" in text
@@ -475,7 +479,8 @@ def test_optimizer_verdicts_follow_the_numbers():
             doc | {"runs": {r["runs"][0]: {"probes": {}, "diverged": False, "history": []} for r in finals}}, finals
         )
     )
-    assert "**refuted**: " in text and "the seeds' ranges overlap: adam" in text
+    assert "**refuted** at a constant rate for 20 epochs on this model, each rate chosen by a 5-epoch sweep" in text
+    assert "the seeds' ranges overlap: adam" in text
     assert "Adagrad beats Adam by 8.00 points (not on every seed)" in text
     assert "3. *What coupled weight decay costs.* — **not measured**" in text
     # one optimiser only: the comparison is not measured

@@ -101,7 +101,7 @@ def section(doc: dict, names: dict) -> list[str]:
     if not table and not rows:
         return []
     epochs = doc["budget"]["epochs"]
-    lines = [f"## The rate again, and schedules ({epochs} epochs, weight decay 0, seed 0)\n"]
+    lines = ["", f"## The rate again, and schedules ({epochs} epochs, weight decay 0, seed 0)\n"]
     lines.append(
         "The first part chose each rate at the sweep's budget and weight decay 1e-4; here every run has the "
         f"final budget ({epochs} epochs) and no weight decay, on a finer grid, and Adam also gets the schedules "

@@ -76,7 +76,12 @@ def verdicts(doc: dict, finals: list[dict]) -> list[str]:
             else "the seeds' ranges overlap: "
             + ", ".join(r["optimizer"] for r in ranked[1:] if not separated(win["best"], r["best"]))
         )
-        out.append(f'2. *"Adam might be the best overall choice."* — **{word}**: {head}; {sep}.')
+        scope = (
+            f"at a constant rate for {doc['budget']['epochs']} epochs on this model, each rate chosen by a "
+            f"{doc['budget']['sweep_epochs']}-epoch sweep (not a verdict on Adam in general, nor with a schedule: "
+            "the second part below)"
+        )
+        out.append(f'2. *"Adam might be the best overall choice."* — **{word}** {scope}: {head}; {sep}.')
         if ada and adam:
             gap = ada["best"]["mean"] - adam["best"]["mean"]
             who = "Adam beats Adagrad" if gap > 0 else "Adagrad beats Adam"
