@@ -254,13 +254,12 @@ def bottom_line(doc: dict, table: list[dict]) -> list[str]:
         f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}), the random inits rank {order} "
         f"(best dev perplexity), and {last} of {len(random)} were still improving at their last epoch."
         + (
-            f" {init_extended.bottom(doc)}"
-            if init_extended.bottom(doc)
-            else " One seed: a ranking, not yet a verdict; the study's reruns (3 seeds, and arms that change only "
+            " One seed: a ranking, not yet a verdict; the study's reruns (3 seeds, and arms that change only "
             "the embedding's init) test what the lead comes from."
-            if len(seeds) == 1
+            if not any(len(r) > 1 for r in init_extended.seeded(doc, doc["budget"]["epochs"]).values())
             else ""
-        ),
+        )
+        + (f" {init_extended.bottom(doc)}" if init_extended.bottom(doc) else ""),
         "",
     ]
 
