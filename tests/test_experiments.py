@@ -77,6 +77,23 @@ def test_optimizers_quick_report_follows_its_json(tmp_path, tiny_prepared, capsy
     rows = [r for n, r in doc["runs"].items() if n.startswith("rows-")]
     assert {r["spec"]["train"]["optimizer"] for r in rows} == {"adam", "adagrad"}
     assert "- adagrad: a row moves only in a step where its character occurs" in second
+    # dev NLL by character frequency: the buckets add up to the run's own dev figures (train.evaluate)
+    from tangshi.data.splits import load_split
+    from tangshi.model.checkpoint import load_checkpoint
+    from tangshi.train.evaluate import evaluate
+
+    freq = doc["by_frequency"]
+    assert set(freq) == {"adam", "adagrad"} and freq["adam"]["lr"] == max(
+        table[("adam", "constant")], key=lambda lr: -table[("adam", "constant")][lr]["best"]["dev_ppl"]
+    )
+    for opt in ("adam", "adagrad"):
+        model, vocab, _ = load_checkpoint(work / freq[opt]["run"] / "best")
+        ref = evaluate(model, load_split(tiny_prepared, "dev", vocab))
+        buckets = [v for v in freq[opt]["buckets"].values() if v["tokens"]]
+        assert sum(v["tokens"] for v in buckets) == ref["tokens"]
+        mean = sum(v["nll"] * v["tokens"] for v in buckets) / ref["tokens"]
+        assert mean == pytest.approx(ref["dev_nll"], rel=1e-6)
+    assert "### Where the gap lies: dev NLL by the character's frequency" in second
     # the same command again trains nothing: every run is recorded
     before = {p.name: p.stat().st_mtime_ns for p in work.glob("*.json")}
     capsys.readouterr()

@@ -19,9 +19,13 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from tangshi.data.splits import load_split
 from tangshi.data.vocab import Vocab
 from tangshi.experiments.report import COLOURS, pyplot
+from tangshi.experiments.study import ROW_BUCKETS, frequency_buckets
+from tangshi.model.checkpoint import load_checkpoint
 from tangshi.model.lm import PoetryLM
 from tangshi.model.spec import ModelConfig
 
@@ -48,6 +52,43 @@ def state_sizes(data_dir: Path, model_over: dict) -> dict:
         opt.step()
         kept = [v for st in opt.state.values() for k, v in st.items() if k != "step" and torch.is_tensor(v)]
         out[name] = {"per_parameter": len(kept) / len(params), "floats": sum(v.numel() for v in kept)}
+    return out
+
+
+@torch.no_grad()
+def nll_by_frequency(checkpoint: Path, data_dir: Path) -> dict:
+    """Dev NLL of a checkpoint split by the target character's training-frequency bucket
+    (study.ROW_BUCKETS): {bucket: {"nll": mean −ln p, "tokens": n}}, PAD excluded, <EOS> in its bucket."""
+    model, vocab, _ = load_checkpoint(checkpoint)
+    model.eval()
+    split = load_split(Path(data_dir), "dev", vocab)
+    bucket = torch.as_tensor(frequency_buckets(Path(data_dir)))
+    sums, counts = torch.zeros(len(ROW_BUCKETS), dtype=torch.float64), torch.zeros(len(ROW_BUCKETS))
+    for start in range(0, len(split.inputs), 256):
+        x, y = split.inputs[start : start + 256], split.targets[start : start + 256].flatten()
+        logits, _ = model(x)
+        nll = F.cross_entropy(logits.float().flatten(0, 1), y, reduction="none").double()
+        real = y != vocab.pad_id
+        b = bucket[y[real]]
+        sums += torch.bincount(b, weights=nll[real], minlength=len(ROW_BUCKETS))
+        counts += torch.bincount(b, minlength=len(ROW_BUCKETS))
+    return {
+        name: {"nll": float(sums[k] / counts[k]) if counts[k] else None, "tokens": int(counts[k])}
+        for k, name in enumerate(ROW_BUCKETS)
+    }
+
+
+def by_frequency(doc: dict, work: Path, data_dir: Path) -> dict:
+    """For Adam and Adagrad, the best constant-rate run of the second part whose best checkpoint is in
+    the work folder: its dev NLL by character frequency (nll_by_frequency)."""
+    out = {}
+    for (opt, sched), grid in by_rate(doc).items():
+        if sched != "constant" or opt not in ("adam", "adagrad"):
+            continue
+        lr, rec = min(grid.items(), key=lambda kv: _best(kv[1]))
+        best = Path(work) / rec["spec"]["name"] / "best"
+        if math.isfinite(_best(rec)) and best.is_dir():
+            out[opt] = {"run": rec["spec"]["name"], "lr": lr, "buckets": nll_by_frequency(best, data_dir)}
     return out
 
 
@@ -121,6 +162,7 @@ def section(doc: dict, names: dict) -> list[str]:
             lines.append(f"| {opt} | {sched} | " + " | ".join(cells) + " |")
         lines.append(f"\n![perplexity against the rate]({names['rates']})\n")
     lines += _rows_section(rows)
+    lines += _frequency_section(doc.get("by_frequency") or {})
     lines += _state_section(doc.get("state"))
     lines.append("### Verdicts of the second part (computed from the tables above)\n")
     lines += verdicts(doc)
@@ -158,6 +200,55 @@ def _rows_section(rows: list[tuple[str, dict]]) -> list[str]:
                 )
     lines.append("")
     return lines
+
+
+def _frequency_section(freq: dict) -> list[str]:
+    """Adam's and Adagrad's dev NLL by character frequency, and where Adagrad's lead comes from."""
+    if not ("adam" in freq and "adagrad" in freq):
+        return []
+    a, g = freq["adam"], freq["adagrad"]
+    lines = ["### Where the gap lies: dev NLL by the character's frequency\n"]
+    lines.append(
+        f"The best checkpoint of each optimiser's best constant rate here (Adam lr {a['lr']:g}, Adagrad lr "
+        f"{g['lr']:g}), every dev target by its character's training-frequency rank. Share of the gap = the "
+        "bucket's tokens × its difference, over the whole dev set's summed difference.\n"
+    )
+    lines.append("| characters | dev tokens | Adam NLL | Adagrad NLL | Adam − Adagrad | share of the gap |")
+    lines.append("|---|---|---|---|---|---|")
+    gaps = {
+        k: (a["buckets"][k]["nll"] - g["buckets"][k]["nll"]) * a["buckets"][k]["tokens"]
+        for k in a["buckets"]
+        if a["buckets"][k]["nll"] is not None and g["buckets"][k]["nll"] is not None
+    }
+    total = sum(gaps.values())
+    for k, d in gaps.items():
+        share = f"{d / total:.0%}" if total else "–"
+        lines.append(
+            f"| {k} | {a['buckets'][k]['tokens']:,} | {a['buckets'][k]['nll']:.3f} | {g['buckets'][k]['nll']:.3f} "
+            f"| {d / a['buckets'][k]['tokens']:+.3f} | {share} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _frequency_verdict(freq: dict) -> list[str]:
+    """Whether Adagrad's lead over Adam sits on the rarer characters more than their share of the tokens."""
+    if not ("adam" in freq and "adagrad" in freq):
+        return []
+    a, g = freq["adam"]["buckets"], freq["adagrad"]["buckets"]
+    both = [k for k in a if a[k]["nll"] is not None and g[k]["nll"] is not None]
+    gap = {k: (a[k]["nll"] - g[k]["nll"]) * a[k]["tokens"] for k in both}
+    total, tokens = sum(gap.values()), sum(a[k]["tokens"] for k in both)
+    rare = [k for k in both if k not in ("top 50", "51-500")]
+    if total <= 0 or not rare:
+        return [f"- Adagrad's best checkpoint here does not read the dev set better than Adam's ({total:+.0f} nats)."]
+    share, weight = sum(gap[k] for k in rare) / total, sum(a[k]["tokens"] for k in rare) / tokens
+    word = "more than" if share > weight * 1.2 else "about" if share > weight * 0.8 else "less than"
+    return [
+        f"- Of Adagrad's lead in dev NLL over Adam ({total / tokens:.3f} nats a token), {share:.0%} comes from the "
+        f"characters past rank 500, which are {weight:.0%} of the dev tokens: {word} their share"
+        + (", as the account of Adagrad's big steps for rare rows predicts." if word == "more than" else ".")
+    ]
 
 
 def _count(n: int | None) -> str:
@@ -210,6 +301,7 @@ def verdicts(doc: dict) -> list[str]:
                     f"- Adam with a {sched} rate (best lr {lr:g}: {_best(rec):.2f}) is {word} Adagrad's best "
                     f"({ag:.2f}), {abs(gap) * 100:.1f}%."
                 )
+    out += _frequency_verdict(doc.get("by_frequency") or {})
     for _, rec in _runs(doc, "rows"):
         probes = rec.get("probes", {})
         steps = sorted(int(k) for k, v in probes.items() if "rows" in v)

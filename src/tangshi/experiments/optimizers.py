@@ -246,6 +246,7 @@ def run_study(
             "missing": [n for n, r in recorded.items() if r is None],
             "state": optimizer_extended.state_sizes(data_dir, budget.model),
         }
+        doc["by_frequency"] = optimizer_extended.by_frequency(doc, work, data_dir)
         doc["finals"] = [g for g in doc["finals"] if g["runs"]]
         write_report(folder, doc, names)
     return {"doc": doc, "report": str(folder.path / names["md"])}
