@@ -58,23 +58,26 @@ def state_sizes(data_dir: Path, model_over: dict) -> dict:
 @torch.no_grad()
 def nll_by_frequency(checkpoint: Path, data_dir: Path) -> dict:
     """Dev NLL of a checkpoint split by the target character's training-frequency bucket
-    (study.ROW_BUCKETS): {bucket: {"nll": mean −ln p, "tokens": n}}, PAD excluded, <EOS> in its bucket."""
+    (study.ROW_BUCKETS, and <EOS> apart: it is no character, and every poem ends with one):
+    {bucket: {"nll": mean −ln p, "tokens": n}}, PAD excluded."""
     model, vocab, _ = load_checkpoint(checkpoint)
     model.eval()
     split = load_split(Path(data_dir), "dev", vocab)
+    names = (*ROW_BUCKETS, "<EOS>")
     bucket = torch.as_tensor(frequency_buckets(Path(data_dir)))
-    sums, counts = torch.zeros(len(ROW_BUCKETS), dtype=torch.float64), torch.zeros(len(ROW_BUCKETS))
+    bucket[vocab.eos_id] = len(ROW_BUCKETS)
+    sums, counts = torch.zeros(len(names), dtype=torch.float64), torch.zeros(len(names))
     for start in range(0, len(split.inputs), 256):
         x, y = split.inputs[start : start + 256], split.targets[start : start + 256].flatten()
         logits, _ = model(x)
         nll = F.cross_entropy(logits.float().flatten(0, 1), y, reduction="none").double()
         real = y != vocab.pad_id
         b = bucket[y[real]]
-        sums += torch.bincount(b, weights=nll[real], minlength=len(ROW_BUCKETS))
-        counts += torch.bincount(b, minlength=len(ROW_BUCKETS))
+        sums += torch.bincount(b, weights=nll[real], minlength=len(names))
+        counts += torch.bincount(b, minlength=len(names))
     return {
         name: {"nll": float(sums[k] / counts[k]) if counts[k] else None, "tokens": int(counts[k])}
-        for k, name in enumerate(ROW_BUCKETS)
+        for k, name in enumerate(names)
     }
 
 
@@ -239,7 +242,7 @@ def _frequency_verdict(freq: dict) -> list[str]:
     both = [k for k in a if a[k]["nll"] is not None and g[k]["nll"] is not None]
     gap = {k: (a[k]["nll"] - g[k]["nll"]) * a[k]["tokens"] for k in both}
     total, tokens = sum(gap.values()), sum(a[k]["tokens"] for k in both)
-    rare = [k for k in both if k not in ("top 50", "51-500")]
+    rare = [k for k in both if k in ("501-2000", "rarer")]
     if total <= 0 or not rare:
         return [f"- Adagrad's best checkpoint here does not read the dev set better than Adam's ({total:+.0f} nats)."]
     share, weight = sum(gap[k] for k in rare) / total, sum(a[k]["tokens"] for k in rare) / tokens
