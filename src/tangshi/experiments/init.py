@@ -152,8 +152,7 @@ def run_study(
         study = Study(work, data_dir, jobs=jobs, threads=threads, log=log, commit=header["commit"])
         if not partial:  # read only with partial: a study that is still training holds the work folder's lock
             with study:
-                if adopt is not None:
-                    adopt_report(study, adopt, FORMAT, lambda: plan)
+                adopt_report(study, adopt, FORMAT, lambda: plan)
                 missing = [s for s in plan if study.recorded(s) is None]
                 if missing:
                     log(f"training {len(missing)} run(s), {study.jobs} at a time")

@@ -33,6 +33,15 @@ def update_decay(doc: dict, row: dict) -> dict | None:
     return {"ratios": ratio, "min": min(ratio.values()), "max": max(ratio.values())} if ratio else None
 
 
+def _scope(doc: dict) -> str:
+    """What verdict 2 rests on, said beside it."""
+    b = doc["budget"]
+    return (
+        f"at a constant rate for {b['epochs']} epochs on this model, each rate chosen by a {b['sweep_epochs']}-epoch "
+        "sweep (not a verdict on Adam in general, nor with a schedule: the second part below)"
+    )
+
+
 def verdicts(doc: dict, finals: list[dict]) -> list[str]:
     out = []
     ada, adam = _row(finals, "adagrad"), _row(finals, "adam")
@@ -76,12 +85,7 @@ def verdicts(doc: dict, finals: list[dict]) -> list[str]:
             else "the seeds' ranges overlap: "
             + ", ".join(r["optimizer"] for r in ranked[1:] if not separated(win["best"], r["best"]))
         )
-        scope = (
-            f"at a constant rate for {doc['budget']['epochs']} epochs on this model, each rate chosen by a "
-            f"{doc['budget']['sweep_epochs']}-epoch sweep (not a verdict on Adam in general, nor with a schedule: "
-            "the second part below)"
-        )
-        out.append(f'2. *"Adam might be the best overall choice."* — **{word}** {scope}: {head}; {sep}.')
+        out.append(f'2. *"Adam might be the best overall choice."* — **{word}** {_scope(doc)}: {head}; {sep}.')
         if ada and adam:
             gap = ada["best"]["mean"] - adam["best"]["mean"]
             who = "Adam beats Adagrad" if gap > 0 else "Adagrad beats Adam"

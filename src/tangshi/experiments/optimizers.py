@@ -216,8 +216,7 @@ def run_study(
             grids, groups, todo = _plan(study, budget, backend)
         else:
             with study:
-                if adopt is not None:
-                    adopt_report(study, adopt, FORMAT, lambda: _plan(study, budget, backend)[2])
+                adopt_report(study, adopt, FORMAT, lambda: _plan(study, budget, backend)[2])
                 while True:  # sweep until every grid brackets its best, then the final runs
                     grids, groups, todo = _plan(study, budget, backend)
                     missing = [s for s in todo if study.recorded(s) is None]

@@ -204,9 +204,11 @@ def read_report_json(path: Path, fmt: str, option: str = "--replot") -> dict:
     return doc
 
 
-def adopt_report(study, path: Path, fmt: str, plan) -> None:
+def adopt_report(study, path: Path | None, fmt: str, plan) -> None:
     """--adopt: take into `study` every run of `plan()` that the report JSON at `path` holds (Study.adopt),
-    asking for the plan again after each round (a sweep's grid grows with its records)."""
+    asking for the plan again after each round (a sweep's grid grows with its records); None: nothing."""
+    if path is None:
+        return
     report = read_report_json(path, fmt, "--adopt")
     ours = data_meta(study.data_dir)
     if report.get("data_meta") != ours:
