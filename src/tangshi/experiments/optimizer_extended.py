@@ -205,6 +205,16 @@ def _rows_section(rows: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
+def _gaps(freq: dict) -> dict:
+    """Per bucket both optimisers read, Adam's summed dev NLL less Adagrad's (its tokens × the difference)."""
+    a, g = freq["adam"]["buckets"], freq["adagrad"]["buckets"]
+    return {
+        k: (a[k]["nll"] - g[k]["nll"]) * a[k]["tokens"]
+        for k in a
+        if a[k]["nll"] is not None and g[k]["nll"] is not None
+    }
+
+
 def _frequency_section(freq: dict) -> list[str]:
     """Adam's and Adagrad's dev NLL by character frequency, and where Adagrad's lead comes from."""
     if not ("adam" in freq and "adagrad" in freq):
@@ -218,11 +228,7 @@ def _frequency_section(freq: dict) -> list[str]:
     )
     lines.append("| characters | dev tokens | Adam NLL | Adagrad NLL | Adam − Adagrad | share of the gap |")
     lines.append("|---|---|---|---|---|---|")
-    gaps = {
-        k: (a["buckets"][k]["nll"] - g["buckets"][k]["nll"]) * a["buckets"][k]["tokens"]
-        for k in a["buckets"]
-        if a["buckets"][k]["nll"] is not None and g["buckets"][k]["nll"] is not None
-    }
+    gaps = _gaps(freq)
     total = sum(gaps.values())
     for k, d in gaps.items():
         share = f"{d / total:.0%}" if total else "–"
@@ -238,9 +244,8 @@ def _frequency_verdict(freq: dict) -> list[str]:
     """Whether Adagrad's lead over Adam sits on the rarer characters more than their share of the tokens."""
     if not ("adam" in freq and "adagrad" in freq):
         return []
-    a, g = freq["adam"]["buckets"], freq["adagrad"]["buckets"]
-    both = [k for k in a if a[k]["nll"] is not None and g[k]["nll"] is not None]
-    gap = {k: (a[k]["nll"] - g[k]["nll"]) * a[k]["tokens"] for k in both}
+    a, gap = freq["adam"]["buckets"], _gaps(freq)
+    both = list(gap)
     total, tokens = sum(gap.values()), sum(a[k]["tokens"] for k in both)
     rare = [k for k in both if k in ("501-2000", "rarer")]
     if total <= 0 or not rare:
