@@ -1,11 +1,12 @@
 """Train a study's extended runs (experiments/init.py or experiments/optimizers.py: extended_specs)
 in the study's work folder, resumably, without writing the report:
 
-    python scripts/study_runs.py init|optimizers DATA [WORK] [--quick] [--adopt REPORT_JSON]
+    python scripts/study_runs.py init|optimizers DATA [WORK] [--quick] [--adopt REPORT_JSON] [--jobs N]
 
-A run cut short continues from its last epoch when this is started again; `tangshi experiment
-init|optimizers` reads the same folder. --adopt first takes the runs of the whole study (first part
-included) that an earlier report's JSON holds (`tangshi experiment ... --adopt`)."""
+N runs train side by side (default 1), one torch thread each. A run cut short continues from its
+last epoch when this is started again; `tangshi experiment init|optimizers` reads the same folder.
+--adopt first takes the runs of the whole study (first part included) that an earlier report's JSON
+holds (`tangshi experiment ... --adopt`)."""
 
 import subprocess
 import sys
@@ -20,14 +21,20 @@ STUDIES = {"init": init, "optimizers": optimizers}
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
-    if argv and argv[-1] == "--adopt":
-        print("--adopt needs the report JSON to take the runs from", file=sys.stderr)
+    if argv and argv[-1] in ("--adopt", "--jobs"):
+        print(f"{argv[-1]} needs a value", file=sys.stderr)
         return 2
     adopt = argv[argv.index("--adopt") + 1] if "--adopt" in argv else None
-    args = [a for a in argv if a not in ("--quick", "--adopt", adopt)]
+    jobs = argv[argv.index("--jobs") + 1] if "--jobs" in argv else "1"
+    if not jobs.isdigit() or int(jobs) < 1:
+        print(f"--jobs must be a whole number of at least 1, got {jobs!r}", file=sys.stderr)
+        return 2
+    flags = ("--quick", "--adopt", adopt) + (("--jobs", jobs) if "--jobs" in argv else ())
+    args = [a for a in argv if a not in flags]
     if len(args) < 2 or args[0] not in STUDIES:
         print(
-            "usage: python scripts/study_runs.py init|optimizers DATA [WORK] [--quick] [--adopt REPORT_JSON]",
+            "usage: python scripts/study_runs.py init|optimizers DATA [WORK] [--quick] "
+            "[--adopt REPORT_JSON] [--jobs N]",
             file=sys.stderr,
         )
         return 2
@@ -36,7 +43,9 @@ def main(argv: list[str]) -> int:
     budget = study_module.QUICK if quick else study_module.Budget()
     plan = study_module.extended_specs(budget)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    with Study(work, data, jobs=1, threads=1, log=lambda m: print(m, flush=True), commit=commit or None) as study:
+    with Study(
+        work, data, jobs=int(jobs), threads=int(jobs), log=lambda m: print(m, flush=True), commit=commit or None
+    ) as study:
         if adopt:
             whole = (
                 (lambda: optimizers._plan(study, budget, "torch")[2])

@@ -670,3 +670,35 @@ def test_second_part_verdicts_claim_no_more_than_their_runs():
     assert "adam, constant rate: best at lr 0.01, 150.00 (the one rate run: not bracketed)" in said
     assert "Adagrad's best" not in said and "nan" not in said and "inf" not in said
     assert "adagrad constant diverged at every rate run" in optimizer_extended.bottom(doc)
+
+
+def test_a_fine_cell_is_taken_from_the_first_parts_run_of_the_same_settings_only():
+    """A final run trained with the fine grid's settings fills its cell (marked †); one with another weight
+    decay does not; where both parts trained the same settings, the repeat's gap is computed, not filled."""
+    from tangshi.experiments import optimizer_extended as ox
+
+    same = dict(epochs=2, weight_decay=0.0, seed=0, batch_size=4)
+    doc = {
+        "budget": {"epochs": 2},
+        "runs": dict(
+            [
+                _fake_run("fine-adam-lr0.003-wd0-e2-s0", {}, dict(same, optimizer="adam", lr=0.003), 180.0),
+                _fake_run("fine-adagrad-lr0.03-wd0-e2-s0", {}, dict(same, optimizer="adagrad", lr=0.03), 170.0),
+                _fake_run("final-adam-lr0.01-wd0-e2-s0", {}, dict(same, optimizer="adam", lr=0.01), 190.0),
+                _fake_run("final-adagrad-lr0.03-wd0-e2-s0", {}, dict(same, optimizer="adagrad", lr=0.03), 168.0),
+                _fake_run(
+                    "final-adam-lr0.02-wd0.0001-e2-s0",
+                    {},
+                    dict(same, optimizer="adam", lr=0.02, weight_decay=1e-4),
+                    100.0,
+                ),
+            ]
+        ),
+    }
+    table = ox.by_rate(doc)
+    assert sorted(table[("adam", "constant")]) == [0.003, 0.01]  # 0.02 had weight decay 1e-4: not this grid
+    assert table[("adagrad", "constant")][0.03]["spec"]["name"].startswith("fine-")  # its own run is kept
+    assert ox._cell(table[("adam", "constant")][0.01]).endswith("†")
+    said = " ".join(ox._repeats(doc))
+    assert "adagrad lr 0.03: 170.00 here, 168.00 in the first part, 1.2% apart" in said  # |170 − 168| / 168
+    assert "adam, constant rate: best at lr 0.003, 180.00 (at the edge of the 2 rates run" in " ".join(ox.verdicts(doc))

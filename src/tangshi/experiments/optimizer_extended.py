@@ -108,21 +108,68 @@ def _ppl(value: float) -> str:
 
 
 def _cell(rec: dict, bold: bool = False) -> str:
+    mark = "†" if rec["spec"]["name"].startswith("final-") else ""
     if rec["diverged"]:
-        return "diverged"
+        return "diverged" + mark
     b, last = rec["best"], rec["history"][-1]["dev_ppl"]
     text = f"{b['dev_ppl']:.1f} (ep {b['epoch']}; last {last:.1f})"
-    return f"**{text}**" if bold else text
+    return (f"**{text}**" if bold else text) + mark
+
+
+def _as_fine(doc: dict) -> list[tuple[dict, dict | None]]:
+    """The first part's final runs whose training settings are those of a fine-grid cell (weight decay 0,
+    seed 0, the same budget, a constant rate), each with the fine run of the same settings or None."""
+    fine = {(r["spec"]["train"]["optimizer"], r["spec"]["train"]["lr"]): r for _, r in _runs(doc, "fine")}
+    if not fine:
+        return []
+    first = next(iter(fine.values()))["spec"]
+
+    def settings(spec: dict) -> tuple:
+        return spec["model"], {k: v for k, v in spec["train"].items() if k not in ("optimizer", "lr")}
+
+    out = []
+    for name, rec in doc["runs"].items():
+        t = rec["spec"]["train"]
+        if name.startswith("final-") and settings(rec["spec"]) == settings(first):
+            out.append((rec, fine.get((t["optimizer"], t["lr"]))))
+    return out
 
 
 def by_rate(doc: dict) -> dict:
-    """{(optimiser, schedule label): {lr: record}} of the fine grid and the scheduled runs."""
+    """{(optimiser, schedule label): {lr: record}} of the fine grid and the scheduled runs; a constant-rate
+    cell the fine grid has not run is taken from the first part's final run of the same settings."""
     out: dict = {}
     for kind in ("fine", "sched-cosine", "sched-invsqrt"):
         for _, rec in _runs(doc, kind):
             t = rec["spec"]["train"]
             out.setdefault((t["optimizer"], LABEL[kind]), {})[t["lr"]] = rec
+    for rec, twin in _as_fine(doc):
+        if twin is None:
+            t = rec["spec"]["train"]
+            out.setdefault((t["optimizer"], "constant"), {})[t["lr"]] = rec
     return out
+
+
+def _repeats(doc: dict) -> list[str]:
+    """A note on the cells taken from the first part, and on the settings both parts trained: the
+    difference of a repeat is the floor under which one seed ranks nothing."""
+    pairs = _as_fine(doc)
+    if not pairs:
+        return []
+    lines = [
+        "† the first part's final run of the same settings (its update probe only reads the weights), "
+        "not trained again."
+    ]
+    for rec, twin in pairs:
+        if twin is not None and math.isfinite(_best(rec)) and math.isfinite(_best(twin)):
+            t = rec["spec"]["train"]
+            a, b = _best(twin), _best(rec)
+            lines.append(
+                f"The same settings trained twice ({t['optimizer']} lr {t['lr']:g}: {a:.2f} here, {b:.2f} in the "
+                f"first part, {abs(a - b) / min(a, b) * 100:.1f}% apart, on two machines): a gap of that size "
+                "between two cells of one seed is noise."
+            )
+    return ["", *lines, ""]
 
 
 def bottom(doc: dict) -> str:
@@ -163,6 +210,7 @@ def section(doc: dict, names: dict) -> list[str]:
             best = min(grid.values(), key=_best)
             cells = [_cell(grid[lr], grid[lr] is best) if lr in grid else "" for lr in lrs]
             lines.append(f"| {opt} | {sched} | " + " | ".join(cells) + " |")
+        lines += _repeats(doc)
         lines.append(f"\n![perplexity against the rate]({names['rates']})\n")
     lines += _rows_section(rows)
     lines += _frequency_section(doc.get("by_frequency") or {})
@@ -277,6 +325,15 @@ def _state_section(state: dict | None) -> list[str]:
     ]
 
 
+def _where(lr: float, grid: list[float]) -> str:
+    """Whether the best rate `lr` is bracketed by the rates run (`grid`, sorted)."""
+    if len(grid) == 1:
+        return "the one rate run: not bracketed"
+    if lr in (grid[0], grid[-1]):
+        return f"at the edge of the {len(grid)} rates run, so a better one may lie beyond"
+    return f"inside the {len(grid)} rates run"
+
+
 def verdicts(doc: dict) -> list[str]:
     """Each claim of the second part, from its numbers, scoped to seed 0 and the final budget."""
     out = []
@@ -289,13 +346,7 @@ def verdicts(doc: dict) -> list[str]:
             if not math.isfinite(_best(rec)):
                 out.append(f"- {opt}, constant rate: diverged at every rate run ({', '.join(f'{x:g}' for x in grid)}).")
                 continue
-            if len(grid) == 1:
-                where = "the one rate run: not bracketed"
-            elif lr in (grid[0], grid[-1]):
-                where = f"at the edge of the {len(grid)} rates run, so a better one may lie beyond"
-            else:
-                where = f"inside the {len(grid)} rates run"
-            out.append(f"- {opt}, constant rate: best at lr {lr:g}, {_best(rec):.2f} ({where}).")
+            out.append(f"- {opt}, constant rate: best at lr {lr:g}, {_best(rec):.2f} ({_where(lr, grid)}).")
     if ("adagrad", "constant") in best:
         ag = _best(best[("adagrad", "constant")][1])
         for sched in ("constant", "cosine", "1/√t"):
@@ -305,9 +356,10 @@ def verdicts(doc: dict) -> list[str]:
                     continue  # a diverged side: said in its own line, nothing to compare
                 gap = (_best(rec) - ag) / ag
                 word = "behind" if gap > 0.02 else "ahead of" if gap < -0.02 else "level with (within 2%)"
+                where = _where(lr, sorted(table[("adam", sched)]))
                 out.append(
-                    f"- Adam with a {sched} rate (best lr {lr:g}: {_best(rec):.2f}) is {word} Adagrad's best "
-                    f"({ag:.2f}), {abs(gap) * 100:.1f}%."
+                    f"- Adam with a {sched} rate (best lr {lr:g}: {_best(rec):.2f}; {where}) is {word} Adagrad's "
+                    f"best ({ag:.2f}), {abs(gap) * 100:.1f}%."
                 )
     out += _frequency_verdict(doc.get("by_frequency") or {})
     for _, rec in _runs(doc, "rows"):

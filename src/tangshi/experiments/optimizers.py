@@ -126,7 +126,7 @@ def extended_specs(b: Budget, backend: str = "torch") -> list[RunSpec]:
     # trained in the order the verdicts need them (a session trains a few): the mechanism runs (short),
     # then each optimiser near its best rate with and without a schedule, then the rest of the grid
     first = ["rows-", "fine-adam-lr0.003-", "sched-cosine-adam-lr0.003-", "fine-adagrad-lr0.03-"]
-    first += ["sched-invsqrt-adam-lr0.003-", "fine-adam-lr0.005-", "fine-adagrad-lr0.02-", "fine-adagrad-lr0.05-"]
+    first += ["fine-adam-lr0.005-", "sched-invsqrt-adam-lr0.003-", "fine-adagrad-lr0.02-", "fine-adagrad-lr0.05-"]
     return sorted(out, key=lambda s: next((i for i, p in enumerate(first) if s.name.startswith(p)), len(first)))
 
 
