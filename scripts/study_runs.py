@@ -41,7 +41,6 @@ def main(argv: list[str]) -> int:
     study_module, data = STUDIES[args[0]], Path(args[1])
     work = Path(args[2]) if len(args) > 2 else default_work(args[0], "torch", quick)
     budget = study_module.QUICK if quick else study_module.Budget()
-    plan = study_module.extended_specs(budget)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     with Study(
         work, data, jobs=int(jobs), threads=int(jobs), log=lambda m: print(m, flush=True), commit=commit or None
@@ -50,9 +49,10 @@ def main(argv: list[str]) -> int:
             whole = (
                 (lambda: optimizers._plan(study, budget, "torch")[2])
                 if study_module is optimizers
-                else (lambda: init.specs(budget, "torch") + plan)
+                else (lambda: init.specs(budget, "torch") + init.extended_specs(budget))
             )
             adopt_report(study, Path(adopt), study_module.FORMAT, whole)
+        plan = optimizers.extended_plan(study, budget) if study_module is optimizers else init.extended_specs(budget)
         todo = [s.name for s in plan if study.recorded(s) is None]
         print(f"{len(plan)} runs planned, {len(todo)} to train: {', '.join(todo)}", flush=True)
         study.run(plan)

@@ -64,7 +64,15 @@ def test_optimizers_quick_report_follows_its_json(tmp_path, tiny_prepared, capsy
     second = text.split("## The rate again, and schedules", 1)[1]
     table = optimizer_extended.by_rate(doc)
     assert set(table) == {("adam", "constant"), ("adagrad", "constant"), ("adam", "cosine"), ("adam", "1/√t")}
-    assert sorted(table[("adam", "constant")]) == [1e-2, 3e-2] and list(table[("adam", "cosine")]) == [1e-2]
+    # the fine grid's rates, and the rate of the first part's weight-decay-0 final run (seed 0): the same
+    # settings, taken from there rather than trained twice (the plan leaves its fine run out)
+    control = {f["lr"] for f in doc["finals"] if f["optimizer"] == "adam" and f["wd"] == 0.0}
+    assert sorted(table[("adam", "constant")]) == sorted({1e-2, 3e-2} | control)
+    assert list(table[("adam", "cosine")]) == [1e-2]
+    for lr in control - {1e-2, 3e-2}:
+        assert table[("adam", "constant")][lr]["spec"]["name"].startswith("final-") and "†" in second
+    for lr in control & {1e-2, 3e-2}:
+        assert f"fine-adam-lr{lr:g}-wd0-e2-s0" not in doc["runs"]  # not trained twice
     for grid in table.values():
         for rec in grid.values():
             assert len(rec["history"]) == b.epochs and rec["spec"]["train"]["weight_decay"] == 0.0
@@ -702,3 +710,25 @@ def test_a_fine_cell_is_taken_from_the_first_parts_run_of_the_same_settings_only
     said = " ".join(ox._repeats(doc))
     assert "adagrad lr 0.03: 170.00 here, 168.00 in the first part, 1.2% apart" in said  # |170 − 168| / 168
     assert "adam, constant rate: best at lr 0.003, 180.00 (at the edge of the 2 rates run" in " ".join(ox.verdicts(doc))
+
+
+def test_the_plan_leaves_out_a_fine_run_a_final_run_already_trained_unless_recorded():
+    from tangshi.experiments import optimizers as ox
+
+    b = ox.QUICK
+    final = ox._spec("final", "adam", 1e-2, 0.0, b.epochs, 0, b, "torch", probes=("updates",))
+    other = ox._spec("final", "adam", 1e-2, 1e-4, b.epochs, 0, b, "torch")
+    ext = ox.extended_specs(b)
+    fine = next(s for s in ext if s.name == f"fine-adam-lr0.01-wd0-e{b.epochs}-s0")
+
+    class Records:
+        def __init__(self, names):
+            self.names = names
+
+        def recorded(self, spec):
+            return {} if spec.name in self.names else None
+
+    kept = ox._not_repeats(Records(set()), [final, other], ext)
+    assert fine not in kept and len(kept) == len(ext) - 1  # only the run of the same settings goes
+    assert fine in ox._not_repeats(Records({fine.name}), [final], ext)  # trained already: kept, reported
+    assert ox._not_repeats(Records(set()), [other], ext) == ext  # weight decay 1e-4: other settings

@@ -186,7 +186,21 @@ def _plan(study: Study, budget: Budget, backend: str) -> tuple[dict, list[dict],
         todo += specs
         if grids[opt]["done"]:
             groups += final_specs(opt, grids[opt]["best_lr"], budget, backend)
-    return grids, groups, todo + [s for g in groups for s in g["specs"]] + extended_specs(budget, backend)
+    finals = [s for g in groups for s in g["specs"]]
+    return grids, groups, todo + finals + _not_repeats(study, finals, extended_specs(budget, backend))
+
+
+def extended_plan(study: Study, budget: Budget, backend: str = "torch") -> list[RunSpec]:
+    """The second part's runs still planned once the first part's finals are known (scripts/study_runs.py)."""
+    finals = [s for g in _plan(study, budget, backend)[1] for s in g["specs"]]
+    return _not_repeats(study, finals, extended_specs(budget, backend))
+
+
+def _not_repeats(study: Study, finals: list[RunSpec], extended: list[RunSpec]) -> list[RunSpec]:
+    """The second part's runs without those whose settings a final run already trained (the fine grid's
+    cell at the final's rate: the report takes it from there); one already recorded is kept."""
+    trained = [(s.model, s.train) for s in finals]
+    return [s for s in extended if (s.model, s.train) not in trained or study.recorded(s) is not None]
 
 
 def run_study(
