@@ -732,3 +732,24 @@ def test_the_plan_leaves_out_a_fine_run_a_final_run_already_trained_unless_recor
     assert fine not in kept and len(kept) == len(ext) - 1  # only the run of the same settings goes
     assert fine in ox._not_repeats(Records({fine.name}), [final], ext)  # trained already: kept, reported
     assert ox._not_repeats(Records(set()), [other], ext) == ext  # weight decay 1e-4: other settings
+
+
+def test_verdict_3_says_whether_seed_0s_order_holds_on_every_seed():
+    from tangshi.experiments import init_extended
+
+    def runs(ppl):  # {(arm, seed): best dev ppl}
+        return {
+            f"{a}-{s}": _fake_run(
+                f"{a}-{s}", {"init": a, "relu_logits": False}, dict(optimizer="adam", epochs=2, seed=s), p
+            )[1]
+            for (a, s), p in ppl.items()
+        }
+
+    doc = {"budget": {"epochs": 2}}
+    one = {("torch", 0): 150.0, ("xavier", 0): 170.0, ("torch", 1): 151.0}
+    assert init_extended.seed_order({**doc, "runs": runs(one)}) == ""  # xavier has one seed: nothing to say
+    same = {**one, ("xavier", 1): 171.0, ("torch", 2): 149.0, ("xavier", 2): 165.0}
+    assert init_extended.seed_order({**doc, "runs": runs(same)}) == " The same order on each of seeds 0, 1, 2."
+    flip = {**same, ("xavier", 2): 140.0}
+    said = init_extended.seed_order({**doc, "runs": runs(flip)})
+    assert "seed 2: Xavier 140.00 < PyTorch default 149.00" in said and "seed 0 only" in said and "seed 1:" not in said

@@ -308,7 +308,8 @@ def render(doc: dict, table: list[dict], names: dict, rendered_again: bool = Fal
     lines.append(f"\n![curves]({names['curves']})\n\n![gradient norms]({names['grads']})\n")
     lines += _step1_grads_table(table)
     lines.append("\n## Verdicts (computed from the numbers above)\n")
-    lines += verdicts(doc, table)
+    said = verdicts(doc, table)
+    lines += [v + init_extended.seed_order(doc) if v.startswith("3. ") else v for v in said]
     lines += init_extended.section(doc, names)
     return "\n".join(lines) + "\n"
 

@@ -64,6 +64,26 @@ def seeded(doc: dict, epochs: int) -> dict:
     return out
 
 
+def seed_order(doc: dict) -> str:
+    """Whether the random inits keep seed 0's order on every seed they all have ("" before two such seeds)."""
+    arms = seeded(doc, doc["budget"]["epochs"])
+    main = [a for a in ("torch", "uniform1e-4", "xavier") if a in arms]
+    by_seed = {a: {r["spec"]["train"].get("seed", 0): _best(r) for r in arms[a]} for a in main}
+    seeds = sorted(set.intersection(*(set(v) for v in by_seed.values()))) if main else []
+    if len(main) < 2 or len(seeds) < 2:
+        return ""
+    orders = {s: sorted(main, key=lambda a: by_seed[a][s]) for s in seeds}
+    named = ", ".join(map(str, seeds))
+    if all(o == orders[seeds[0]] for o in orders.values()):
+        return f" The same order on each of seeds {named}."
+    other = [
+        f"seed {s}: " + " < ".join(f"{label(a)} {by_seed[a][s]:.2f}" for a in o)
+        for s, o in orders.items()
+        if o != orders[seeds[0]]
+    ]
+    return f" Not the same order on every seed of {named} ({'; '.join(other)}): the ranking holds for seed 0 only."
+
+
 def _best(rec: dict) -> float:
     return math.inf if rec["diverged"] or not rec["best"] else rec["best"]["dev_ppl"]
 

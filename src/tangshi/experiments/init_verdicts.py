@@ -118,7 +118,7 @@ def _xavier_verdict(table: list[dict], orig: dict, random_arms: list[str]) -> st
             f"{x['best'] - orig[ranked[0]]['best']:.2f} points"
         )
     text = (
-        f"3. *Xavier works.* — with the assignment's recipe ({n_epochs(x['epochs'])}, Adam), "
+        f"3. *Xavier works.* — with the assignment's recipe ({n_epochs(x['epochs'])}, Adam, seed 0), "
         + (
             "every random init keeps all its units distinct"
             if broken
