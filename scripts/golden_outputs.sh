@@ -28,6 +28,13 @@ cases=(
   "g21|generate --form qijue --tone loose --no-rhyme --n 2 --json"
   "g22|generate --list-rhyme-groups"
   "g23|generate --form wujue --acrostic 花山月還 --at -1 --n 2 --json"
+  "g24|generate --form qijue --title 送友人 --n 2 --json"
+  "g25|generate --form qilv --title 秋夜 --topic 0 --candidates 3 --json"
+  "g26|generate --template □□□□□，□□□□□。□□□□□，□□□□□。 --n 2 --json"
+  "g27|generate --template 白日依山盡，黃河入海流。欲窮千里目，更上一層樓。 --revise 3 --candidates 4 --json"
+  "g28|generate --form wulv --parallel 0 --allow-repeats --n 2 --json"
+  "g29|generate --strategy beam --form qijue --title 春望 --json"
+  "g30|couplet 海上生明月 --parallel 0 --script simplified --json"
 )
 for c in "${cases[@]}"; do
   name=${c%%|*}; cmd=${c#*|}

@@ -379,6 +379,7 @@ def test_generation_streams_in_bounded_batches(run_dir, capsys, monkeypatch):
     """Memory stays flat in --n: poems are decoded GENERATION_CHUNK at a time and handed out as
     each batch finishes; the random stream continues across batches."""
     import tangshi.decode.poems as poems
+    from tangshi.decode.poems import iter_poems, write_poems
     from tangshi.decode.search import DecodeOptions
     from tangshi.model.checkpoint import load_checkpoint
 
@@ -387,19 +388,19 @@ def test_generation_streams_in_bounded_batches(run_dir, capsys, monkeypatch):
     sizes = []
     real = poems.decode
     monkeypatch.setattr(poems, "decode", lambda *a, **k: sizes.append(a[2]) or real(*a, **k))
-    stream = poems.iter_poems(model, vocab, opts, n=600, start="春")
+    stream = iter_poems(model, vocab, opts, n=600, start="春")
     first = next(stream)
     assert sizes == [poems.GENERATION_CHUNK]  # the first poem is out after one batch
     rest = list(stream)
     assert sizes == [256, 256, 88] and len(rest) == 599
-    alone = poems.write_poems(model, vocab, opts, n=256, start="春")["poems"]
+    alone = write_poems(model, vocab, opts, n=256, start="春")["poems"]
     assert [first] + rest[:255] == alone
     monkeypatch.undo()
     code, out, err = run(
         ["generate", "--checkpoint", run_dir / "best", "--start", "春", "--n", "300", "--seed", "5", "--json"], capsys
     )
     assert code == 0, err
-    want = poems.write_poems(model, vocab, DecodeOptions(seed=5, top_p=0.9, temperature=0.8), n=300, start="春")
+    want = write_poems(model, vocab, DecodeOptions(seed=5, top_p=0.9, temperature=0.8), n=300, start="春")
     assert out == json.dumps(want, ensure_ascii=False, indent=1) + "\n"  # streamed, yet the same bytes
 
 

@@ -8,8 +8,9 @@ requests and typed results.
     (couplet,) = poet.couplet(tangshi.CoupletRequest(first="两个黄鹂鸣翠柳"))
     print(couplet.second)
 
-The command line (`tangshi generate`, `tangshi couplet`) and the web API (`tangshi serve`) go
-through the same `Poet.records`, so all three write the same poems for the same request.
+`write` and `couplet` run the request's task (`tangshi.decode.poems.PoemTask`, `CoupletTask`); the
+command line (`tangshi generate`, `tangshi couplet`) and the web API (`tangshi serve`) run the same
+task through `Poet.records`, so all three write the same poems for the same request.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from tangshi.data.vocab import Vocab
-from tangshi.decode.request import CoupletRequest, PoemRequest, records
+from tangshi.decode.poems import CoupletTask, PoemTask, records
+from tangshi.decode.request import CoupletRequest, PoemRequest
 from tangshi.model.bundled import bundled_model_path
 from tangshi.model.checkpoint import load_checkpoint
 from tangshi.model.lm import PoetryLM
@@ -86,15 +88,13 @@ class Poet:
 
     def write(self, request: PoemRequest | None = None, **settings) -> list[PoemResult]:
         """The poems of `request` (or of `PoemRequest(**settings)`), best first with candidates."""
-        request = request if request is not None else PoemRequest(**settings)
-        stream, _ = self.records(request)
-        return [PoemResult.of(r) for r in stream]
+        task = PoemTask(self.model, self.vocab, request if request is not None else PoemRequest(**settings))
+        return [PoemResult.of(r) for r in task.stream()]
 
     def couplet(self, request: CoupletRequest | None = None, **settings) -> list[CoupletResult]:
         """The 下联 of `request.first` (or of `CoupletRequest(**settings)`)."""
-        request = request if request is not None else CoupletRequest(**settings)
-        stream, _ = self.records(request)
-        return [CoupletResult.of(r) for r in stream]
+        task = CoupletTask(self.model, self.vocab, request if request is not None else CoupletRequest(**settings))
+        return [CoupletResult.of(r) for r in task.stream()]
 
 
 def load(checkpoint: str | Path | None = None, device: str = "cpu") -> Poet:

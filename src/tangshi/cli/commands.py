@@ -159,7 +159,7 @@ def cmd_couplet(args) -> int:
 
 
 def cmd_metrics(args) -> int:
-    from tangshi.decode.poems import read_poems
+    from tangshi.decode.reading import read_poems
     from tangshi.text import to_traditional
     from tangshi.verse.metrics import format_metrics, score_couplets, split_couplet
 
@@ -220,7 +220,7 @@ def _couplet_lines(lines: list[str]) -> list[str]:
 
 def _poem_metrics(args, poems, header) -> tuple[dict, dict]:
     """The poem metrics, and the form, training data, reader metrics and note they were computed with."""
-    from tangshi.decode.poems import training_poems
+    from tangshi.decode.reading import training_poems
     from tangshi.text import to_traditional
     from tangshi.verse.metrics import coverage, score_poems, training_clause_set
 
@@ -277,7 +277,7 @@ def _real_poems(source: Path) -> list[str]:
     habit of verse/habits.json was learned from, so that 對仗 is scored out of sample); nothing
     from a folder that is neither (the default corpus folder not fetched)."""
     from tangshi.data.corpus import FILE_GLOB, corpus_split
-    from tangshi.decode.poems import training_poems
+    from tangshi.decode.reading import training_poems
 
     if (source / "train.txt").is_file():
         return training_poems(source)

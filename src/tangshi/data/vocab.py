@@ -1,7 +1,8 @@
 """The character vocabulary: sorted training characters, then the assignment's four specials.
 
 Order (the assignment's): every character of the training split, sorted by code point,
-then ``<EOS>``, ``<OOV>``, ``<START>``, ``<PAD>``. Saved as JSON, never pickle.
+then ``<EOS>``, ``<OOV>``, ``<START>``, ``<PAD>``. Saved as JSON, never pickle. `Vocab.spell`
+reads a user's text as the vocabulary spells it (simplified input as traditional, the corpus's marks).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tangshi.errors import TangshiError
+from tangshi.text import as_corpus_marks, to_traditional
 
 EOS, OOV, START, PAD = "<EOS>", "<OOV>", "<START>", "<PAD>"
 SPECIALS = (EOS, OOV, START, PAD)  # the assignment's order, appended after the characters
@@ -62,6 +64,34 @@ class Vocab:
     def build(cls, poems: list[str]) -> Vocab:
         chars = sorted(set("".join(poems)))
         return cls(tuple(chars) + SPECIALS)
+
+    def spell(self, text: str | None, what: str, keep: str = "") -> str:
+        """`text` as the vocabulary spells it (whitespace dropped). The one script rule: a text is read
+        as simplified when it holds a character the vocabulary lacks whose traditional form it knows
+        (尽, 两, 个); a simplified text is converted to traditional, the corpus's script, as a whole
+        (OpenCC s2t with its phrase context, so 两个黄鹂 is read 兩個黃鸝 and 白日依山尽，黄河 is read
+        白日依山盡，黃河), a character whose converted form the vocabulary lacks staying as typed. A
+        traditional text is kept as typed (咸陽 stays 咸陽, 床前 stays 床前). A character known in
+        neither form is a clear error. Marks are read as the corpus writes them (text.as_corpus_marks:
+        ',' and '；' are '，', '.' and '？' are '。'). The output is then written in the asked script.
+        Characters in `keep` (a template's holes) pass as they are."""
+        text = as_corpus_marks("".join((text or "").split()))
+        converted = to_traditional(text)
+        if len(converted) != len(text):  # OpenCC maps character to character; never expected
+            converted = "".join(to_traditional(ch) for ch in text)
+        simplified = any(orig not in self and ch in self for orig, ch in zip(text, converted))
+        out = []
+        for orig, ch in zip(text, converted):
+            if orig in keep:
+                out.append(orig)
+            elif simplified and ch in self:
+                out.append(ch)
+            elif orig in self:
+                out.append(orig)
+            else:
+                shown = f"'{orig}'" if orig == ch else f"'{orig}' (traditional '{ch}')"
+                raise TangshiError(f"character {shown} in the {what} is not in the model's vocabulary")
+        return "".join(out)
 
     def encode(self, text: str) -> list[int]:
         """Characters → ids; unknown characters become <OOV>."""

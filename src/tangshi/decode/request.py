@@ -5,11 +5,12 @@ choices in the field's metadata, checked once when the request is built (as whis
 models (`tangshi.serve.app`) are generated from these fields, so the library, `tangshi generate`
 and POST /api/poems have the same defaults by construction.
 
-`records(model, vocab, request)` turns a request into (a stream of records, the JSON fields that
-follow them): what `tangshi generate --json`, `tangshi couplet --json` and the API all print.
+The checks every request shares (`check_request`) and the JSON fields that follow its records
+(`header`) live here too; `tangshi.decode.poems` turns a request into its records (`PoemTask`,
+`CoupletTask`, `records`).
 
 This module is imported to build the command line's parser, so it imports the decoder (and with it
-torch, about 1.5 s) only inside the functions that decode: `tangshi --help` stays fast.
+torch, about 1.5 s) only inside the functions that check a request: `tangshi --help` stays fast.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import argparse
 import dataclasses
 import functools
 import typing
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tangshi.errors import TangshiError
+from tangshi.errors import TangshiError, check_number
 from tangshi.model.spec import OLD_NAMES
 from tangshi.text import FORM_NAMES, unicode_problem
 from tangshi.verse.parallel import COUPLET_WEIGHT, POEM_WEIGHT, check_weight
@@ -112,8 +112,6 @@ class _Decoding:
                 raise TangshiError(
                     f"unknown {f.name.replace('_', ' ')} {value!r} (choose from {', '.join(meta['choices'])})"
                 )
-        from tangshi.decode.poems import check_request
-
         check_request(self.decode_options(), self.n, self.script, self.candidates)
 
     def decode_options(self) -> DecodeOptions:
@@ -217,8 +215,6 @@ class PoemRequest(_Decoding):
 
     def header(self) -> dict:
         """The fields that follow the poems in the JSON answer."""
-        from tangshi.decode.poems import request_header
-
         return request_header(self.form, self.decode_options(), self.script, **self._given())
 
     def _given(self) -> dict:
@@ -262,45 +258,59 @@ class CoupletRequest(_Decoding):
         check_weight(self.parallel)
 
     def header(self) -> dict:
-        from tangshi.decode.poems import couplet_header
-
         return couplet_header(self.first, self.decode_options(), self.script, self.tone, self.candidates)
 
 
-def records(model, vocab, request: PoemRequest | CoupletRequest) -> tuple[Iterator[dict], dict]:
-    """A request's records (poems or couplets, one at a time) and the fields that follow them in
-    its JSON. Impossible requests raise TangshiError here, before anything is decoded."""
-    from tangshi.decode.poems import iter_couplets, iter_poems
+# ---------------------------------------------------------------------------- checks and headers
+MAX_POEMS = 10_000_000
+MAX_CANDIDATES = 1000
 
-    opts = request.decode_options()
-    if isinstance(request, CoupletRequest):
-        stream = iter_couplets(
-            model,
-            vocab,
-            opts,
-            request.first,
-            n=request.n,
-            tone=request.tone,
-            script=request.script,
-            candidates=request.candidates,
-            parallel=request.parallel,
+
+def check_request(opts: DecodeOptions, n: int, script: str, candidates: int | None) -> None:
+    """The options every request shares: the script, the number of poems, the candidates."""
+    from tangshi.decode.search import MAX_BEAM
+
+    if script not in ("traditional", "simplified"):
+        raise TangshiError(f"unknown script {script!r} (choose from traditional, simplified)")
+    check_number("--n", n, 1, MAX_POEMS, integer=True)
+    if opts.strategy == "beam" and n > MAX_BEAM:
+        raise TangshiError(
+            f"--n with --strategy beam must be at most {MAX_BEAM} (the beam keeps n hypotheses at once), got {n}"
         )
-        return stream, request.header()
-    r = request
-    stream = iter_poems(
-        model,
-        vocab,
-        opts,
-        n=r.n,
-        form=r.form,
-        rhyme=r.rhyme,
-        tone=r.tone,
-        no_repeat=not r.allow_repeats,
-        parallel=r.parallel,
-        script=r.script,
-        **r._given(),
-    )
-    return stream, request.header()
+    if candidates is None:
+        return
+    check_number("--candidates", candidates, 1, MAX_CANDIDATES, integer=True)
+    check_number("--n with --candidates", n * candidates, 1, MAX_POEMS, integer=True)
+    if opts.strategy != "sample":
+        why = {
+            "beam": "already returns its best hypotheses, ranked",
+            "greedy": "writes the same poem every time",
+            "original": "is the assignment's fixed procedure",
+        }[opts.strategy]
+        raise TangshiError(f"--candidates ranks sampled poems (--strategy sample); --strategy {opts.strategy} {why}")
+
+
+def request_header(form: str, opts: DecodeOptions, script: str, **options) -> dict:
+    """The fields that follow the poems in `tangshi generate --json`: the form, strategy, seed and
+    script, then those of HEADER_OPTIONS the request gave (so that `tangshi metrics` can check them;
+    `at` only with an acrostic)."""
+    from tangshi.decode.constraints.forced import template_form
+    from tangshi.decode.reading import HEADER_OPTIONS
+
+    if form == "free" and options.get("template"):
+        form = template_form(options["template"])  # the template's shape is the form
+    out = {"form": form, "strategy": opts.strategy, "seed": opts.seed, "script": script}
+    for k in HEADER_OPTIONS:
+        v = options.get(k)
+        if v not in (None, "") and (k != "at" or options.get("acrostic")):
+            out[k] = v
+    return out
+
+
+def couplet_header(first: str, opts: DecodeOptions, script: str, tone: str, candidates: int | None) -> dict:
+    """The fields that follow the couplets in `tangshi couplet --json`."""
+    out = {"first": first, "strategy": opts.strategy, "seed": opts.seed, "script": script, "tone": tone}
+    return {**out, "candidates": candidates} if candidates is not None else out
 
 
 # ---------------------------------------------------------------------------- the generated schemas

@@ -106,7 +106,8 @@ def write(
 ) -> list[list[str]]:
     """`n` poems per pair, on its title (or without one), in the real poem's form, seed = its index;
     `topic`: the title words' weight (None: the default)."""
-    from tangshi.decode.request import PoemRequest, records
+    from tangshi.decode.poems import records
+    from tangshi.decode.request import PoemRequest
 
     out = []
     for i, (title, poem) in enumerate(pairs):
