@@ -753,3 +753,34 @@ def test_verdict_3_says_whether_seed_0s_order_holds_on_every_seed():
     flip = {**same, ("xavier", 2): 140.0}
     said = init_extended.seed_order({**doc, "runs": runs(flip)})
     assert "seed 2: Xavier 140.00 < PyTorch default 149.00" in said and "seed 0 only" in said and "seed 1:" not in said
+
+
+def test_the_embedding_share_of_pytorchs_lead_is_computed_from_both_swaps():
+    from tangshi.experiments import init_extended
+
+    ppl = {"torch": (150.0, 152.0), "xavier": (190.0, 192.0), "xavier_normal_embed": (154.0, 156.0)}
+    ppl["torch_xavier_embed"] = (180.0,)
+    runs = {
+        f"{a}-{seed}": _fake_run(
+            f"{a}-{seed}", {"init": a, "relu_logits": False}, dict(optimizer="adam", epochs=2, seed=seed), p
+        )[1]
+        for a, ps in ppl.items()
+        for seed, p in enumerate(ps)
+    }
+    said = " ".join(init_extended.verdicts(init_extended.seeded({"runs": runs, "budget": {"epochs": 2}}, 2)))
+    # gap 191 − 151 = 40; (191 − 155) / 40 = 90%; (180 − 151) / 40 = 72.5% → 72%
+    assert "PyTorch's lead over Xavier (40.00 points)" in said and "closes 90% of it (155.00)" in said
+    assert "gives back 72% of it (180.00)" in said and "1 seed on the arm with fewest" in said
+    assert "behind PyTorch's default on every seed (one seed: a direction)." in said  # 154 > 152
+    doc = {"runs": runs, "budget": {"epochs": 2}}
+    assert "Swapping only the embedding's init moves Xavier 90% and PyTorch's default 72%" in init_extended.bottom(doc)
+    assert "(one seed on the arm with fewest: a direction)" in init_extended.bottom(doc)
+    seed1 = _fake_run(
+        "tx-1", {"init": "torch_xavier_embed", "relu_logits": False}, dict(optimizer="adam", epochs=2, seed=1), 182.0
+    )
+    said = init_extended.bottom({**doc, "runs": {**runs, "tx-1": seed1[1]}})  # (181 − 151) / 40 = 75%
+    assert (
+        "carries most of PyTorch's lead over Xavier: swapping only it moves Xavier 90% and PyTorch's default 75%"
+        in said
+    )
+    assert "(2 seeds on the arm with fewest)" in said

@@ -98,7 +98,17 @@ def bottom(doc: dict) -> str:
         said = "; ".join(
             f"{label(a)} {fmt_summary(s[a])}" + (f" ({s[a]['n']} seeds)" if s[a]["n"] > 1 else "") for a in ranked
         )
-        return f"Over the seeds run, best dev perplexity as mean ± sd (min–max): {said}."
+        lead = _lead_shares(s)
+        why = ""
+        if lead and min(lead[1], lead[2]) > 0.5:
+            moves = f"moves Xavier {lead[1]:.0%} and PyTorch's default {lead[2]:.0%} of the way to the other"
+            why = (
+                f" The init of the embedding alone carries most of PyTorch's lead over Xavier: swapping only it "
+                f"{moves} ({lead[3]} seeds on the arm with fewest)."
+                if lead[3] > 1
+                else f" Swapping only the embedding's init {moves} (one seed on the arm with fewest: a direction)."
+            )
+        return f"Over the seeds run, best dev perplexity as mean ± sd (min–max): {said}.{why}"
     swaps = [
         (b, w) for b, w in (("xavier", "xavier_normal_embed"), ("torch", "torch_xavier_embed")) if b in s and w in s
     ]
@@ -215,6 +225,7 @@ def verdicts(arms: dict) -> list[str]:
                 f"{s[swapped]['mean']:.2f} ({d:+.2f}; {n} seed{'s' if n != 1 else ''}"
                 f"{', every seed the same way' if sep and n > 1 else ', within the seeds spread' if n > 1 else ''})."
             )
+    out += _lead(s)
     for gate in ("xavier_forget1", "xavier_orthogonal"):
         if gate in s and "xavier" in arms:
             x0 = next((r for r in arms["xavier"] if r["spec"]["train"].get("seed", 0) == 0), None)
@@ -226,6 +237,42 @@ def verdicts(arms: dict) -> list[str]:
                 )
     out.append("")
     return out
+
+
+LEAD_ARMS = ("torch", "xavier", "xavier_normal_embed", "torch_xavier_embed")
+
+
+def _lead_shares(s: dict) -> tuple[float, float, float, int] | None:
+    """PyTorch's lead over Xavier (mean best dev perplexity), the share of it that Xavier with the N(0,1)
+    embedding closes, the share PyTorch's default with Xavier's embedding gives back, the fewest seeds."""
+    if not all(a in s for a in LEAD_ARMS) or s["xavier"]["mean"] <= s["torch"]["mean"]:
+        return None
+    t, x, xn, tx = (s[a] for a in LEAD_ARMS)
+    gap = x["mean"] - t["mean"]
+    return gap, (x["mean"] - xn["mean"]) / gap, (tx["mean"] - t["mean"]) / gap, min(v["n"] for v in (t, x, xn, tx))
+
+
+def _lead(s: dict) -> list[str]:
+    """How much of PyTorch's lead over Xavier the embedding's init alone carries, from both sides."""
+    shares = _lead_shares(s)
+    if shares is None:
+        return []
+    gap, closes, gives, n = shares
+    t, x, xn, tx = (s[a] for a in LEAD_ARMS)
+    near = (
+        "behind PyTorch's default on every seed"
+        if separated(t, xn)
+        else "ahead of PyTorch's default on every seed"
+        if separated(xn, t)
+        else "not separated from PyTorch's default by these seeds (their ranges overlap)"
+    )
+    return [
+        f"- PyTorch's lead over Xavier ({gap:.2f} points) and the embedding: Xavier with PyTorch's N(0,1) "
+        f"embedding closes {closes:.0%} of it ({xn['mean']:.2f}); PyTorch's default with "
+        f"Xavier's embedding gives back {gives:.0%} of it ({tx['mean']:.2f}); "
+        f"{n} seed{'s' if n != 1 else ''} on the arm with fewest. Xavier with the N(0,1) embedding is {near}"
+        + (" (one seed: a direction)." if n < 2 else ".")
+    ]
 
 
 def plot_step0(doc: dict, path) -> None:
