@@ -526,6 +526,11 @@ def test_trained_line_names_each_commit_and_the_unrecorded(tmp_path):
         "1 by a commit their records do not name (written before records kept it), finished 2026-11-30 09:00 UTC; "
         "2 at commit `abc1234`, finished 2026-12-01 10:00 UTC – 2026-12-01 11:00 UTC"
     )
+    # runs taken from an earlier report keep the commits that trained them, where their records name one
+    old = {"adopted_from": "reports/x.json (written …)", "finished": "2026-12-01 10:00 UTC"}
+    taken = [{**old, "commit": "def5678"}, {**old, "commit": "abc1234"}, {**old, "commit": "abc1234"}, old]
+    assert trained_line(taken) == "4 taken from reports/x.json (written …) (trained at commits `abc1234`, `def5678`)"
+    assert trained_line([old]) == "1 taken from reports/x.json (written …)"
     (tmp_path / "old-run.json").write_text("{}", encoding="utf-8")
     os.utime(tmp_path / "old-run.json", (1796000000, 1796000000))  # 2026-11-30 00:53 UTC
     study = Study(tmp_path, tmp_path, commit="def5678")

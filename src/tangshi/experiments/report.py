@@ -90,11 +90,15 @@ def trained_line(stamps: list[dict]) -> str:
     by: dict = {}
     adopted: dict = {}
     for st in stamps:
-        if "adopted_from" in st:  # taken from an earlier report (Study.adopt)
-            adopted[st["adopted_from"]] = adopted.get(st["adopted_from"], 0) + 1
+        if "adopted_from" in st:  # taken from an earlier report (Study.adopt), with the commit that trained it
+            adopted.setdefault(st["adopted_from"], []).append(st.get("commit"))
         else:
             by.setdefault(st.get("commit"), []).append(st["finished"])
-    parts = [f"{n} taken from {where}" for where, n in sorted(adopted.items())]
+    parts = []
+    for where, commits in sorted(adopted.items()):
+        named = sorted({c for c in commits if c})
+        said = f" (trained at commit{'s' if len(named) > 1 else ''} {', '.join(f'`{c}`' for c in named)})"
+        parts.append(f"{len(commits)} taken from {where}" + (said if named else ""))
     for c, times in sorted(by.items(), key=lambda kv: min(kv[1])):
         span = min(times) if min(times) == max(times) else f"{min(times)} – {max(times)}"
         who = f"at commit `{c}`" if c else "by a commit their records do not name (written before records kept it)"
