@@ -530,3 +530,51 @@ def test_export_to_the_bundled_model_from_the_command_line_is_refused(tmp_path, 
     assert code == 0, err
     assert f"replaced the bundled model {bundled}" in out + err
     assert tree(bundled) != before  # fp32 weights, not the fp16 ones it held
+
+
+def _unreadable(monkeypatch, path):
+    """Make opening `path` fail as a failing disk does (EIO); root reads through chmod 000."""
+    real_open = open
+
+    def failing_open(file, *args, **kwargs):
+        if os.fspath(file) == os.fspath(path):
+            raise OSError(errno.EIO, "Input/output error", os.fspath(path))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", failing_open)
+
+
+@pytest.mark.parametrize("reader", ["poems", "split", "json"])
+@pytest.mark.parametrize("fault", ["not utf-8", "unreadable"])
+def test_every_reader_of_a_text_file_names_it_in_one_line_the_same_way(tmp_path, monkeypatch, reader, fault):
+    """A poems file (`tangshi metrics`), a prepared split and a JSON file read through one helper:
+    bytes that are not UTF-8 and a read the disk refuses each get the same one line naming the file."""
+    from tangshi.data.prepare import read_split
+    from tangshi.decode.reading import read_poems
+    from tangshi.errors import read_json
+
+    (tmp_path / "vocab.json").write_text("{}", encoding="utf-8")
+    name = {"poems": "poems.txt", "split": "train.txt", "json": "meta.json"}[reader]
+    path = tmp_path / name
+    path.write_bytes("春眠不觉晓，处处闻啼鸟。\n".encode() + (b"\xff\xfe\n" if fault == "not utf-8" else b""))
+    if fault == "unreadable":
+        _unreadable(monkeypatch, path)
+    call = {
+        "poems": lambda: read_poems(str(path)),
+        "split": lambda: read_split(tmp_path, "train"),
+        "json": lambda: read_json(path),
+    }[reader]
+    with pytest.raises(TangshiError) as e:
+        call()
+    want = f"{path} is not UTF-8 text" if fault == "not utf-8" else f"cannot read {path}: Input/output error"
+    assert str(e.value) == want
+
+
+def test_read_text_drops_a_bom_and_keeps_everything_else(tmp_path):
+    from tangshi.errors import read_text
+
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"\xef\xbb\xbf" + "白日依山尽\r\n黄河入海流".encode())
+    assert read_text(f) == "白日依山尽\n黄河入海流"  # text mode: universal newlines, as before
+    with pytest.raises(TangshiError, match=f"^{f.parent / 'b.txt'} is missing$"):
+        read_text(f.parent / "b.txt")

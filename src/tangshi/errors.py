@@ -39,18 +39,24 @@ def check_number(
         raise TangshiError(f"{option} must be {kind} {lo_s} and {hi_s}, got {value}")
 
 
-def read_json(path, what: str = "JSON"):
-    """A JSON file a user gave or tangshi wrote, every way of failing as one TangshiError naming
-    the file (missing, unreadable, not UTF-8, malformed, nested too deeply). A BOM is ignored."""
+def read_text(path) -> str:
+    """A text file a user gave or tangshi wrote, read as UTF-8 (a BOM ignored), every way of failing
+    as one TangshiError naming the file: missing, unreadable, not UTF-8."""
     try:
         with open(path, encoding="utf-8-sig") as f:
-            text = f.read()
+            return f.read()
     except FileNotFoundError:
         raise TangshiError(f"{path} is missing") from None
     except UnicodeDecodeError:
         raise TangshiError(f"{path} is not UTF-8 text") from None
     except OSError as e:
         raise TangshiError(f"cannot read {path}: {e.strerror}") from None
+
+
+def read_json(path, what: str = "JSON"):
+    """A JSON file a user gave or tangshi wrote, every way of failing as one TangshiError naming
+    the file (missing, unreadable, not UTF-8, malformed, nested too deeply). A BOM is ignored."""
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

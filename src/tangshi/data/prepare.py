@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tangshi.data import corpus
 from tangshi.data.vocab import Vocab
-from tangshi.errors import TangshiError, read_json
+from tangshi.errors import TangshiError, read_json, read_text
 from tangshi.files import describe_oserror
 from tangshi.outputs import OutputFolder, require_complete
 
@@ -258,13 +258,7 @@ def read_split(data_dir: Path, split: str) -> list[str]:
     require_complete(Path(data_dir), "tangshi data prepare")
     if not f.exists():
         raise TangshiError(f"{f} is missing (run `tangshi data prepare`)")
-    try:
-        text = f.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise TangshiError(f"{f} is not UTF-8 text") from None
-    except OSError as e:
-        raise TangshiError(f"cannot read {f}: {e.strerror}") from None
-    return [line.strip() for line in text.split("\n") if line.strip()]
+    return [line.strip() for line in read_text(f).split("\n") if line.strip()]
 
 
 def read_meta(data_dir: Path) -> dict:

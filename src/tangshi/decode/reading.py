@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tangshi.data.prepare import read_split
-from tangshi.errors import TangshiError
+from tangshi.errors import TangshiError, read_text
 from tangshi.text import FORM_NAMES, split_clauses, unicode_problem
 
 HEADER_OPTIONS = (
@@ -121,11 +121,7 @@ def read_poems(path: str) -> tuple[list[str], dict, str]:
         )
     if not p.is_file():
         raise TangshiError(f"poems file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise TangshiError(f"{p} is not UTF-8 text") from None
-    return (*parse_poems(text, str(p)), str(p))
+    return (*parse_poems(read_text(p), str(p)), str(p))
 
 
 def _read_stdin() -> str:
