@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -114,6 +115,22 @@ def test_optimizers_quick_report_follows_its_json(tmp_path, tiny_prepared, capsy
     again = (out / "optimizers.md").read_text(encoding="utf-8")
     assert again.replace(again.split("\n")[6] + "\n", "", 1) == text
     assert "rendered again from the JSON" in again
+    # a best checkpoint gone from the work folder: the earlier report's measurement of the same run is
+    # carried over and said to be (from --adopt's JSON or the report being replaced), never dropped silently
+    gone = work / freq["adagrad"]["run"] / "best"
+    shutil.move(gone, tmp_path / "kept-aside")
+    assert _study_cli("optimizers", tiny_prepared, out, work, "--replace") == 0
+    carried = json.loads((out / "optimizers.json").read_text(encoding="utf-8"))["by_frequency"]
+    assert carried["adagrad"] == {**freq["adagrad"], "taken": True} and carried["adam"] == freq["adam"]
+    said = (out / "optimizers.md").read_text(encoding="utf-8")
+    assert f"The figures of {freq['adagrad']['run']} are an earlier report's measurement" in said
+    assert optimizer_extended._frequency_verdict(freq)[0] in said  # the same verdict, from the same figures
+    assert _study_cli("optimizers", tiny_prepared, tmp_path / "elsewhere", work) == 0  # nothing earlier
+    lost = json.loads((tmp_path / "elsewhere" / "optimizers.json").read_text(encoding="utf-8"))["by_frequency"]
+    assert lost["adagrad"] == {"run": freq["adagrad"]["run"], "lr": freq["adagrad"]["lr"], "missing": True}
+    said = (tmp_path / "elsewhere" / "optimizers.md").read_text(encoding="utf-8")
+    assert f"Not measured: the best checkpoint of {freq['adagrad']['run']} is not in the work folder" in said
+    assert optimizer_extended._frequency_verdict(freq)[0] not in said
 
 
 class _FakeStudy:

@@ -81,17 +81,27 @@ def nll_by_frequency(checkpoint: Path, data_dir: Path) -> dict:
     }
 
 
-def by_frequency(doc: dict, work: Path, data_dir: Path) -> dict:
-    """For Adam and Adagrad, the best constant-rate run of the second part whose best checkpoint is in
-    the work folder: its dev NLL by character frequency (nll_by_frequency)."""
+def by_frequency(doc: dict, work: Path, data_dir: Path, earlier: list[dict] | None = None) -> dict:
+    """For Adam and Adagrad, the best constant-rate run of the second part: its best checkpoint's dev NLL
+    by character frequency (nll_by_frequency). A checkpoint no longer in the work folder: the measurement
+    an earlier report made of the same run (`earlier`: the by_frequency of each earlier report JSON on
+    the same data), marked "taken"; neither: {"run", "lr", "missing": True}, which the report says."""
     out = {}
     for (opt, sched), grid in by_rate(doc).items():
         if sched != "constant" or opt not in ("adam", "adagrad"):
             continue
         lr, rec = min(grid.items(), key=lambda kv: _best(kv[1]))
-        best = Path(work) / rec["spec"]["name"] / "best"
-        if math.isfinite(_best(rec)) and best.is_dir():
-            out[opt] = {"run": rec["spec"]["name"], "lr": lr, "buckets": nll_by_frequency(best, data_dir)}
+        if not math.isfinite(_best(rec)):
+            continue
+        name = rec["spec"]["name"]
+        best = Path(work) / name / "best"
+        same = [e[opt] for e in earlier or [] if isinstance(e.get(opt), dict) and e[opt].get("run") == name]
+        if best.is_dir():
+            out[opt] = {"run": name, "lr": lr, "buckets": nll_by_frequency(best, data_dir)}
+        elif taken := next((e for e in same if isinstance(e.get("buckets"), dict)), None):
+            out[opt] = {"run": name, "lr": lr, "buckets": taken["buckets"], "taken": True}
+        else:
+            out[opt] = {"run": name, "lr": lr, "missing": True}
     return out
 
 
@@ -265,14 +275,29 @@ def _gaps(freq: dict) -> dict:
 
 def _frequency_section(freq: dict) -> list[str]:
     """Adam's and Adagrad's dev NLL by character frequency, and where Adagrad's lead comes from."""
+    missing = [e["run"] for e in freq.values() if e.get("missing")]
+    if missing:
+        return [
+            "### Where the gap lies: dev NLL by the character's frequency\n",
+            f"Not measured: the best checkpoint of {' and '.join(missing)} is not in the work folder, and no "
+            "earlier report of the same data measured it.\n",
+        ]
     if not ("adam" in freq and "adagrad" in freq):
         return []
     a, g = freq["adam"], freq["adagrad"]
     lines = ["### Where the gap lies: dev NLL by the character's frequency\n"]
+    taken = [e["run"] for e in (a, g) if e.get("taken")]
     lines.append(
         f"The best checkpoint of each optimiser's best constant rate here (Adam lr {a['lr']:g}, Adagrad lr "
         f"{g['lr']:g}), every dev target by its character's training-frequency rank. Share of the gap = the "
-        "bucket's tokens × its difference, over the whole dev set's summed difference.\n"
+        "bucket's tokens × its difference, over the whole dev set's summed difference."
+        + (
+            f" The figures of {' and '.join(taken)} are an earlier report's measurement of the same checkpoint, "
+            "which is no longer in the work folder."
+            if taken
+            else ""
+        )
+        + "\n"
     )
     lines.append("| characters | dev tokens | Adam NLL | Adagrad NLL | Adam − Adagrad | share of the gap |")
     lines.append("|---|---|---|---|---|---|")
@@ -290,7 +315,7 @@ def _frequency_section(freq: dict) -> list[str]:
 
 def _frequency_verdict(freq: dict) -> list[str]:
     """Whether Adagrad's lead over Adam sits on the rarer characters more than their share of the tokens."""
-    if not ("adam" in freq and "adagrad" in freq):
+    if not ("adam" in freq and "adagrad" in freq) or any(e.get("missing") for e in freq.values()):
         return []
     a, gap = freq["adam"]["buckets"], _gaps(freq)
     both = list(gap)

@@ -29,6 +29,7 @@ from tangshi.experiments.report import (
     data_meta,
     fmt_summary,
     header_fields,
+    read_report_json,
     render_header,
     replot_report,
     stage_report,
@@ -224,6 +225,7 @@ def run_study(
     the runs an earlier report's JSON holds."""
     data_dir, out = require_prepared(data_dir), Path(out)  # fail before creating anything
     names = names_for(backend)
+    earlier = _earlier_by_frequency([adopt, out / names["json"]], data_dir)  # read before it is replaced
     with OutputFolder(out, "reports", replace=replace, names=list(names.values()), sources=[data_dir]) as folder:
         header = header_fields(argv)
         assert work is not None, "run_study needs its work folder (the CLI passes default_work(...))"
@@ -261,10 +263,27 @@ def run_study(
             "missing": [n for n, r in recorded.items() if r is None],
             "state": optimizer_extended.state_sizes(data_dir, budget.model),
         }
-        doc["by_frequency"] = optimizer_extended.by_frequency(doc, work, data_dir)
+        doc["by_frequency"] = optimizer_extended.by_frequency(doc, work, data_dir, earlier)
         doc["finals"] = [g for g in doc["finals"] if g["runs"]]
         write_report(folder, doc, names)
     return {"doc": doc, "report": str(folder.path / names["md"])}
+
+
+def _earlier_by_frequency(paths: list, data_dir: Path) -> list[dict]:
+    """The by_frequency measurements of earlier report JSONs on the same data (--adopt's, then the one
+    being replaced), for checkpoints that are no longer in the work folder; a file that cannot be read
+    as such a report is passed over (the report being replaced may be anything --replace allows)."""
+    out = []
+    for path in paths:
+        if path is None or not Path(path).is_file():
+            continue
+        try:
+            rep = read_report_json(Path(path), FORMAT)
+        except TangshiError:
+            continue
+        if rep.get("data_meta") == data_meta(data_dir) and isinstance(rep.get("by_frequency"), dict):
+            out.append(rep["by_frequency"])
+    return out
 
 
 def _kept(rec: dict) -> dict:
