@@ -5,7 +5,7 @@ output layer's product does to the calls that follow it. One thread, the bundled
 
 Part 1 wraps `PoetryLM.step`, the products inside it, the gate arithmetic, sampling (`_choose`) and
 the constraint's `mask`/`advance` with timers and decodes `--poems` poems after 3 warm-up ones.
-Part 2 times the gate arithmetic and one h W_hh product alone, then each right after the output
+Part 2 times the gate arithmetic and one h weight_hh product alone, then each right after the output
 layer's product (or a 3.5 MB fill), which streams through L2 first.
 """
 
@@ -44,8 +44,8 @@ def in_the_loop(model, vocab, precision: str, poems: int) -> None:
     G._choose = timed("sampling (_choose)", G._choose)
     M.PoetryLM.step = timed("PoetryLM.step", M.PoetryLM.step)
     M.cell = timed("  gate arithmetic (cell)", M.cell)
-    SW.StepWeights.token_gates = timed("  x W_ih + b (token_gates)", SW.StepWeights.token_gates)
-    SW.StepWeights.hidden_gates = timed("  h W_hh alone (hidden_gates)", SW.StepWeights.hidden_gates)
+    SW.StepWeights.token_gates = timed("  x weight_ih + b (token_gates)", SW.StepWeights.token_gates)
+    SW.StepWeights.hidden_gates = timed("  h weight_hh alone (hidden_gates)", SW.StepWeights.hidden_gates)
     SW.StepWeights.logits_and_next = timed("  the head (logits_and_next)", SW.StepWeights.logits_and_next)
     SW.StepWeights.cell_and_head = timed(
         "  gate arithmetic + the head, one call (cell_and_head)", SW.StepWeights.cell_and_head
@@ -111,7 +111,7 @@ def after_the_head(model) -> None:
     product = lambda: hh(h)  # noqa: E731
     print("\n## alone, and right after the output layer's product (µs per call)")
     print("| call | alone | after the head | after a 3.5 MB fill |\n|---|---|---|---|")
-    for name, fn in (("gate arithmetic (stepweights.cell)", gates), ("h W_hh, int8 (1 MB)", product)):
+    for name, fn in (("gate arithmetic (stepweights.cell)", gates), ("h weight_hh, int8 (1 MB)", product)):
         print(
             f"| {name} | {per_call(fn):.1f} | {per_call(fn, lambda: head(h)):.1f} | "
             f"{per_call(fn, lambda: fill.fill_(1)):.1f} |"

@@ -21,7 +21,7 @@ def _run(xz, w, h0, c0, up, with_state_grads, lib=None):
     [(7, 3, 5, False, True), (12, 8, 16, True, False), (1, 1, 1, True, True), (20, 4, 33, False, False)],
 )
 def test_fused_cell_equals_the_ops(T, B, H, strided, state_grads):
-    """Outputs and every gradient (xz, W_hh, h_0, C_0) within fp32's own tolerance (assert_close's
+    """Outputs and every gradient (xz, weight_hh, h_0, C_0) within fp32's own tolerance (assert_close's
     defaults for float32), for odd sizes (H not a multiple of the vector width), a gradient from
     above that is a strided view (as `hs.transpose(0, 1)` gives), a C_0 that is not contiguous,
     and with and without gradients into the last state."""

@@ -191,7 +191,7 @@ def test_trimmed_batch_gives_the_same_loss_and_gradients():
 
 def test_bf16_autocast_stays_close_to_fp32():
     """bf16 autocast (used where it is fast: CUDA, AMX CPUs): loss within 1% and gradients aligned
-    (cosine > 0.99) with the fp32 step. (The recurrence's products with W_hh run in bf16 too;
+    (cosine > 0.99) with the fp32 step. (The recurrence's products with weight_hh run in bf16 too;
     the cell state and the gates stay fp32: the next test.)"""
     torch.manual_seed(0)
     m = PoetryLM(ModelConfig(vocab_size=V, pad_id=V - 1, embed_dim=H, hidden_dim=H))
@@ -206,9 +206,9 @@ def test_bf16_autocast_stays_close_to_fp32():
 
 
 def test_recurrence_products_in_bf16_under_autocast():
-    """Hand-computed: W_hh ≡ 1 + 2⁻¹⁰ is 1 in bf16, h_0 ≡ 0.5 is exact. Under bf16 autocast every
+    """Hand-computed: weight_hh ≡ 1 + 2⁻¹⁰ is 1 in bf16, h_0 ≡ 0.5 is exact. Under bf16 autocast every
     gate pre-activation is z = 0.5 · H · 1 = 2 exactly (in fp32 it is 2 + 2⁻⁹); ∂E/∂h_0 is the
-    sum of the bf16-rounded δz (times 1); ∂E/∂W_hh = 0.5 · bf16(δz) exactly. The cell arithmetic
+    sum of the bf16-rounded δz (times 1); ∂E/∂weight_hh = 0.5 · bf16(δz) exactly. The cell arithmetic
     on z stays fp32, so h_1 = σ(2) tanh(σ(2) tanh 2) to fp32 rounding."""
     from tangshi.model.recurrence import LSTMRecurrence
 
@@ -288,7 +288,7 @@ def test_widen_keeps_the_function_and_the_old_weights(impl, tie, layers, sizes):
 @pytest.mark.parametrize("impl", ["tangshi", "nn"])
 def test_the_init_studys_arms_change_one_tensor_or_gate(impl):
     """Each arm equals its base scheme (same seed) except where it says: the embedding, the forget
-    gate's bias, or each gate's block of W_hh (then orthogonal: QᵀQ = I)."""
+    gate's bias, or each gate's block of weight_hh (then orthogonal: QᵀQ = I)."""
     H = 8
 
     def build(scheme):

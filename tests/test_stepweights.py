@@ -107,7 +107,7 @@ def test_int8_row_kernel_off_with_the_compiled_kernels():
 @needs_vnni
 @pytest.mark.parametrize("layers", [1, 2])
 def test_head_and_hh_in_one_product_equal_two(layers):
-    """One row in int8: the head's product that also gives the last layer's h_t W_hh yields the same
+    """One row in int8: the head's product that also gives the last layer's h_t weight_hh yields the same
     logits, bit for bit, step after step, as the two products apart; a state used twice (two
     continuations of one prefix) gives the same result both times."""
     import dataclasses
@@ -135,7 +135,7 @@ def test_head_and_hh_in_one_product_equal_two(layers):
 
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("int8", marks=needs_fbgemm)])
 def test_kept_input_rows_equal_computing_them(precision):
-    """The first layer's x W_ih + b, kept per token for one row, equals computing it each step (the
+    """The first layer's x weight_ih + b, kept per token for one row, equals computing it each step (the
     same call on the same row), and the kept rows are never written into."""
     m = _model()
     w = step_weights(m, precision)

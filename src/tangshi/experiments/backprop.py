@@ -8,8 +8,8 @@ and with each of the assignment's errors (gradient_errors.assignment_gradients):
 input-weight gradient from the last step only; b_i and b_o given b_f's gradient. Each of these is
 repeated over several seeds and lags K.
 
-Inputs are one-hot: the twin's embedding is fixed at the identity (E = A + 1, PAD's row included)
-and never updated, so the input weights W_ih are the only weights that see the input and the
+Inputs are one-hot: the twin's embedding is fixed at the identity (D = A + 1, PAD's row included)
+and never updated, so the input weights W_gx are the only weights that see the input and the
 input-weight error is not compensated by an embedding trained through eq (19).
 
 The verdicts (backprop_report.py) are computed from the records written to backprop.json.

@@ -158,7 +158,7 @@ def bottom_line(doc: dict, verdicts: list[dict]) -> str:
         f"is 0 and chance is ln {t['alphabet']} = {doc['chance']:.3f}."
     )
     main = 8 if 8 in lags else lags[len(lags) // 2]
-    s2 = f"At lag {main} (the original study's lag): {_per_lag(verdicts, main)}."
+    s2 = f"At lag {main} (the only lag of this study's first version): {_per_lag(verdicts, main)}."
     others = [lag for lag in lags if lag != main]
     s3 = " — ".join(f"at lag {lag}: {_per_lag(verdicts, lag)}" for lag in others)
     return f"{s1} {s2} {s3[:1].upper() + s3[1:]}.".strip() if others else f"{s1} {s2}"
@@ -193,7 +193,7 @@ def below_note(doc: dict) -> str:
         f'setting (Adam lr {doc["task"]["lr"]}){_where(below, correct)}, so "below correct BPTT" '
         "says nothing about the best either gradient can reach; this study tested no mechanism for these results "
         f"and offers none. The b_i/b_o error is below on {bias} of its {n_bias} runs; the earlier version of this "
-        "study (a trained embedding, lag 8 only) had it below on every seed it ran (issue 32's re-run, 3 seeds × "
+        "study (a trained embedding, lag 8 only) had it below on every seed of a re-run of that version (3 seeds × "
         "3,000 steps: 1.666/1.669/1.639 against 1.722/1.694/1.647; not these records)."
     )
 
@@ -227,13 +227,14 @@ def _setup(doc: dict) -> str:
 the target at position t is the symbol seen K steps earlier (no target for the first K positions),
 for K = {lags}. Chance is ln {t["alphabet"]} = {doc["chance"]:.3f} nats; perfect recall is 0.
 Model: the NumPy twin, 1 layer, H = {t["hidden"]}, Xavier init (seed s). Inputs: {doc["inputs"]}.
-So the input weights W_ih are the only weights that see the input, and the "input weights from the
+So the input weights W_gx are the only weights that see the input, and the "input weights from the
 last step only" error is not made up for by an embedding trained with its full gradient through
 eq (19). Adam lr {t["lr"]}, batch {t["batch"]}, {t["steps"]} steps. For each seed and lag the four runs start
 from the same weights and see the same batches. Dev loss: 512 fixed sequences per seed and lag,
 recorded every {doc["record_every"]} steps.
 
-Why these lags: lag 8 was the original study's only lag, chosen (a code comment said) because at
+Why these lags: lag 8 was the only lag of this study's first version (a trained embedding, one seed,
+600 steps), chosen (a code comment said) because at
 lag 3 every variant learned the task, the h path alone reaching 3 steps back. The lag 3 table tests
 that; lag 16 asks for a longer reach within the same {t["length"]}-symbol sequences.
 

@@ -125,7 +125,7 @@ def extended_specs(b: Budget, backend: str = "torch") -> list[RunSpec]:
     rows_epochs = max(1, b.epochs // 4)
     for opt, lr in (("adam", 1e-2), ("adagrad", 3e-2)):
         out.append(_spec("rows", opt, lr, 0.0, rows_epochs, 0, b, backend, probes=("rows",)))
-    # trained in the order the verdicts need them (a session trains a few): the mechanism runs (short),
+    # trained in the order the verdicts need them (a run takes ~20 min on 2 cores): the mechanism runs (short),
     # then each optimiser near its best rate with and without a schedule (cosine also at Adam's first-part
     # rate, 1e-2, where its constant run peaks at epoch 7 and then climbs), then the rest of the grid
     first = ["rows-", "fine-adam-lr0.003-", "sched-cosine-adam-lr0.003-", "fine-adagrad-lr0.03-"]

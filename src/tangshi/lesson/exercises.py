@@ -12,7 +12,7 @@ h_t and C_t are (H, 1). NumPy only; float64.
 
 The grader compares each function with the reference LSTM (lesson/reference_lstm.py) on random
 problems, and the gradients of `bptt` with finite differences of the loss E = Σ_t dh_above[t]ᵀ h_t
-(whose ∂E/∂h_t from above is dh_above[t]).
+(whose ε_t, the part of δh_t = ∂E/∂h_t that arrives from above, is dh_above[t]).
 """
 
 import numpy as np
@@ -32,9 +32,10 @@ def step_backward(dh_t, dC_next, f_next, cache):
 
 
 def bptt(params, xs, dh_above):
-    """Forward over xs = [x_1 … x_T], then back through time, eqs (10)–(19). dh_above[t−1] is ∂E/∂h_t
-    from outside the recurrence. Returns grads with grads["W_h"][g], grads["W_x"][g], grads["b"][g]
-    (summed over t, shaped as params) and grads["x"], the list ∂E/∂x_t (D, 1) for t = 1 … T."""
+    """Forward over xs = [x_1 … x_T], then back through time, eqs (10)–(19). dh_above[t−1] is ε_t, the
+    part of δh_t = ∂E/∂h_t that arrives from outside the recurrence. Returns grads with grads["W_h"][g],
+    grads["W_x"][g], grads["b"][g] (summed over t, shaped as params) and grads["x"], the list ∂E/∂x_t
+    (D, 1) for t = 1 … T."""
     raise NotImplementedError("bptt: eqs (10)–(19)")
 
 

@@ -38,7 +38,7 @@ TOLERANCES = {
     "optimizer_abs_diff": 1e-12,
     "twin_abs_diff": 1e-10,
     "kernel_rel_err": 1e-5,
-}  # the training kernel is fp32 (ε ≈ 1.2e-7): ~80 ulps of headroom
+}  # the training kernel is fp32 (machine epsilon ≈ 1.2e-7): ~80 ulps of headroom
 FD_STEP = 1e-3  # step of the five-point stencil
 # Element-wise relative error |a - n| / max(|a|, |n|, FD_FLOOR): for gradient elements
 # below FD_FLOOR (e.g. exact zeros: embedding rows of unused ids) the comparison becomes
@@ -70,8 +70,8 @@ def fd_rel_errors(
     """Largest element-wise relative error per parameter, and how many elements were skipped.
 
     Numerical derivative: the five-point central stencil
-    (-L(w+2h) + 8 L(w+h) - 8 L(w-h) + L(w-2h)) / 12h with h = FD_STEP (truncation error
-    O(h^4), round-off ~1e-16 / h: about 1e-12 absolute here).  Every element is checked,
+    (-E(w+2Δ) + 8 E(w+Δ) - 8 E(w-Δ) + E(w-2Δ)) / 12Δ with Δ = FD_STEP (truncation error
+    O(Δ^4), round-off ~1e-16 / Δ: about 1e-12 absolute here).  Every element is checked,
     or a random subset of `max_elements` per parameter when given.  With relu_logits an
     element whose stencil moves any logit across 0 (a kink, where the loss is not
     differentiable) is skipped and counted.
@@ -126,12 +126,13 @@ def torch_reference_logits(params_t: dict, config: Any, inputs) -> torch.Tensor:
     B, T = inp.shape
     x = params_t["embedding.weight"][inp]  # (B, T, D)
     for l in range(L):
-        W_ih, W_hh, b = params_t[f"lstm.{l}.weight_ih"], params_t[f"lstm.{l}.weight_hh"], params_t[f"lstm.{l}.bias"]
+        weight_ih, weight_hh = params_t[f"lstm.{l}.weight_ih"], params_t[f"lstm.{l}.weight_hh"]
+        b = params_t[f"lstm.{l}.bias"]
         h = x.new_zeros(B, H)
         C = x.new_zeros(B, H)
         outs = []
         for t in range(T):
-            z = x[:, t] @ W_ih + h @ W_hh + b
+            z = x[:, t] @ weight_ih + h @ weight_hh + b
             i, f, g, o = z.chunk(4, dim=1)
             i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
             C = f * C + i * g
@@ -253,7 +254,7 @@ OPTIMIZER_CASES = {
 def compare_optimizer(make_np, make_torch, params, config, inputs, targets, steps: int = 10) -> float:
     """Run both optimisers `steps` times on the same params and (NumPy-model) gradients.
 
-    Returns the largest |p_numpy - p_torch| seen after any step."""
+    Returns the largest |w_numpy - w_torch| (w: any weight) seen after any step."""
     p_np = {k: v.copy() for k, v in params.items()}
     p_t = {k: torch.nn.Parameter(torch.tensor(v)) for k, v in params.items()}
     opt_np = make_np(p_np)

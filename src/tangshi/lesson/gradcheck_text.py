@@ -14,7 +14,7 @@ def format_gradcheck(result: dict, full: bool = False) -> str:
     if full:
         lines += _variant_lines(result["variants"]) + [""]
     lines += _comparison_lines(result, tol, full)
-    lines.append("the assignment's errors, ||g_seed - g|| / ||g||:")
+    lines.append("the assignment's errors, ||dW_seed - dW|| / ||dW|| (its gradient against the correct one):")
     for bug, d in result["assignment_errors"].items():
         lines.append(f"  {bug}:")
         for k, v in d.items():
@@ -78,7 +78,8 @@ def _comparison_lines(result: dict, tol: dict, full: bool = True) -> list[str]:
     lines = []
     if full:
         lines.append(
-            f"optimisers vs torch.optim, 10 steps, max |p - p_torch| (tolerance {tol['optimizer_abs_diff']:.0e}):"
+            f"optimisers vs torch.optim, 10 steps, max |w - w_torch| over the weights w "
+            f"(tolerance {tol['optimizer_abs_diff']:.0e}):"
         )
         lines += [f"  {k:<58} {v:.2e}" for k, v in result["optimizers"].items()] + [""]
     lines.append(

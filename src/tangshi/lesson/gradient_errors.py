@@ -49,7 +49,8 @@ def assignment_gradients(params, config, inputs, targets, error: str | None = No
 
 
 def assignment_errors(params, config, inputs, targets) -> dict[str, dict[str, float]]:
-    """Relative error ||g_seed - g|| / ||g|| per affected parameter for the assignment's three gradient bugs."""
+    """Relative error ||dW_seed - dW|| / ||dW|| (the assignment's gradient against the correct one) per
+    affected parameter, for the assignment's three gradient bugs."""
     H = config.hidden_dim
     _, good = assignment_gradients(params, config, inputs, targets)
     out: dict[str, dict[str, float]] = {}

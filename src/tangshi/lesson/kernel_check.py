@@ -13,7 +13,7 @@ from tangshi.model.recurrence import LSTMRecurrence
 
 def check_training_kernel(seed: int, T: int = 7, B: int = 3, H: int = 5) -> dict:
     """`LSTMRecurrence`, the hand-written BPTT that trains the model (fp32), against plain autograd
-    through the same equations in float64: h_1..T, h_T, C_T and the gradients of xz, W_hh, h_0, C_0,
+    through the same equations in float64: h_1..T, h_T, C_T and the gradients of xz, weight_hh, h_0, C_0,
     each as max |a − b| / max |b|. Both of its paths: the PyTorch ops and the compiled cell."""
     g = torch.Generator().manual_seed(seed)
     xz, w = (

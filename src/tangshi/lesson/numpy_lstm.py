@@ -94,8 +94,8 @@ def _sigmoid_(v: np.ndarray) -> None:
 
 def _lstm_layer_forward(
     x: np.ndarray,
-    W_ih: np.ndarray,
-    W_hh: np.ndarray,
+    weight_ih: np.ndarray,
+    weight_hh: np.ndarray,
     b: np.ndarray,
     pk: Packing,
     ws: Workspace | None = None,
@@ -103,17 +103,17 @@ def _lstm_layer_forward(
 ) -> dict:
     """One LSTM layer over packed inputs x (P, in).  Returns the cache dict for backward."""
     P = x.shape[0]
-    H = W_hh.shape[0]
+    H = weight_hh.shape[0]
     dtype = x.dtype
     B0 = pk.bs[0] if pk.bs else 0
-    # z for every live position at once: x_t W_ih + b in one matmul; the loop adds h_{t-1} W_hh.
+    # z for every live position at once: x_t weight_ih + b in one matmul; the loop adds h_{t-1} weight_hh.
     gates = buffer(ws, key + "gates", (P, 4 * H), dtype)  # (P, 4H): z, then in place the activations i|f|c~|o
-    np.matmul(x, W_ih, out=gates)  # eq (2), input part, all steps in one matmul
+    np.matmul(x, weight_ih, out=gates)  # eq (2), input part, all steps in one matmul
     gates += b  # eq (2), bias
     h = buffer(ws, key + "h", (P, H), dtype)  # (P, H)  h_t
     C = buffer(ws, key + "C", (P, H), dtype)  # (P, H)  C_t
     tanhC = buffer(ws, key + "tanhC", (P, H), dtype)  # (P, H)  tanh(C_t), reused by backward
-    h_prev = buffer(ws, key + "h_prev", (P, H), dtype)  # (P, H)  h_{t-1} aligned with h_t (for dW_hh in one matmul)
+    h_prev = buffer(ws, key + "h_prev", (P, H), dtype)  # (P, H)  h_{t-1} aligned with h_t (d_weight_hh in one matmul)
     rec = np.empty((B0, 4 * H), dtype)  # (B, 4H) scratch
     fC = np.empty((B0, H), dtype)  # (B, H) scratch
     with np.errstate(over="ignore"), blas_threads(LOOP_BLAS_THREADS):
@@ -124,12 +124,12 @@ def _lstm_layer_forward(
                 ps = pk.off[t - 1]
                 hp = h[ps : ps + n]  # (n, H) h_{t-1} of the rows still alive
                 h_prev[s:e] = hp
-                np.matmul(hp, W_hh, out=rec[:n])  # eq (2), recurrent part h_{t-1} W_hh
+                np.matmul(hp, weight_hh, out=rec[:n])  # eq (2), recurrent part h_{t-1} weight_hh
                 z += rec[:n]
             else:
                 h_prev[s:e] = 0.0  # h_0 = 0
             _sigmoid_(z[:, : 2 * H])  # eq (3)  i_t = sigma(z_i), f_t = sigma(z_f)
-            np.tanh(z[:, 2 * H : 3 * H], out=z[:, 2 * H : 3 * H])  # eq (3)  c~_t = tanh(z_g)
+            np.tanh(z[:, 2 * H : 3 * H], out=z[:, 2 * H : 3 * H])  # eq (3)  c~_t = tanh(z_c)
             _sigmoid_(z[:, 3 * H :])  # eq (3)  o_t = sigma(z_o)
             i_t, f_t, c_tilde, o_t = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
             C_t = C[s:e]
@@ -155,8 +155,8 @@ class _Scratch(NamedTuple):
 def _lstm_layer_backward(
     lc: dict,
     dh_in: np.ndarray,
-    W_ih: np.ndarray,
-    W_hh: np.ndarray,
+    weight_ih: np.ndarray,
+    weight_hh: np.ndarray,
     pk: Packing,
     need_dx: bool = True,
     cell_path: bool = True,
@@ -166,7 +166,7 @@ def _lstm_layer_backward(
     """BPTT through one layer.
 
     dh_in (P, H) is the gradient reaching h_t from outside the recurrence (the head for
-    the top layer, the layer above otherwise).  Returns (dx, dW_ih, dW_hh, db, dZ).
+    the top layer, the layer above otherwise).  Returns (dx, d_weight_ih, d_weight_hh, db, dZ).
     cell_path=False drops the delta_C_{t+1} * f_{t+1} term (only to measure the assignment's error).
     """
     gates = lc["gates"]
@@ -176,16 +176,16 @@ def _lstm_layer_backward(
     dZ = buffer(ws, "dZ", (P, 4 * H), gates.dtype)  # (P, 4H) dE/dz_t, gate order i|f|g|o
     dh, dC, carry, tmp = (np.empty((B0, H), gates.dtype) for _ in range(4))
     sc = _Scratch(dh, dC, carry, tmp, np.empty((B0, 2 * H), gates.dtype))
-    W_hh_T = W_hh.T  # (4H, H) view, no copy
+    weight_hh_T = weight_hh.T  # (4H, H) view, no copy
     n_next, s_next = 0, 0
     with blas_threads(LOOP_BLAS_THREADS):
         for t in range(len(pk.bs) - 1, -1, -1):
             n = pk.bs[t]
             s, e = pk.off[t], pk.off[t] + n
-            _delta_h(sc.delta_h[:n], dh_in, dZ, W_hh_T, s, e, s_next, n_next)  # delta_t = dE/dh_t, eq (10)
+            _delta_h(sc.delta_h[:n], dh_in, dZ, weight_hh_T, s, e, s_next, n_next)  # delta_t = dE/dh_t, eq (10)
             _step_backward(lc, dZ, pk, t, sc, n_next, cell_path)
             n_next, s_next = n, s
-    return (*_layer_weight_grads(lc["x"], lc["h_prev"], dZ, W_ih, pk, need_dx, ws, dx_key), dZ)
+    return (*_layer_weight_grads(lc["x"], lc["h_prev"], dZ, weight_ih, pk, need_dx, ws, dx_key), dZ)
 
 
 def _step_backward(lc: dict, dZ: np.ndarray, pk: Packing, t: int, sc: _Scratch, n_next: int, cell_path: bool) -> None:
@@ -239,30 +239,37 @@ def _step_backward(lc: dict, dZ: np.ndarray, pk: Packing, t: int, sc: _Scratch, 
 
 
 def _delta_h(
-    delta_h: np.ndarray, dh_in: np.ndarray, dZ: np.ndarray, W_hh_T: np.ndarray, s: int, e: int, s_next: int, n_next: int
+    delta_h: np.ndarray,
+    dh_in: np.ndarray,
+    dZ: np.ndarray,
+    weight_hh_T: np.ndarray,
+    s: int,
+    e: int,
+    s_next: int,
+    n_next: int,
 ) -> None:
     """delta_t = dE/dh_t into `delta_h` (n, H): the direct gradient plus, for the rows still alive at
-    t+1, the recurrent part dz_{t+1} W_hh^T."""
+    t+1, the recurrent part dz_{t+1} weight_hh^T."""
     if n_next:
-        np.matmul(dZ[s_next : s_next + n_next], W_hh_T, out=delta_h[:n_next])  # eq (10) recurrent part
+        np.matmul(dZ[s_next : s_next + n_next], weight_hh_T, out=delta_h[:n_next])  # eq (10) recurrent part
         delta_h[:n_next] += dh_in[s : s + n_next]  # eq (10) direct part
         delta_h[n_next:] = dh_in[s + n_next : e]
     else:
         delta_h[:] = dh_in[s:e]  # eq (10) (last step: no recurrent part)
 
 
-def _layer_weight_grads(x, h_prev, dZ, W_ih, pk: Packing, need_dx: bool, ws, dx_key: str):
+def _layer_weight_grads(x, h_prev, dZ, weight_ih, pk: Packing, need_dx: bool, ws, dx_key: str):
     """The weight gradients of one layer, summed over all time steps (and the batch), one matmul
-    each, and the gradient into its input. Returns (dx or None, dW_ih, dW_hh, db)."""
-    dW_ih = x.T @ dZ  # eq (16)  sum_t x_t^T dz_t          (in, 4H)
+    each, and the gradient into its input. Returns (dx or None, d_weight_ih, d_weight_hh, db)."""
+    d_weight_ih = x.T @ dZ  # eq (16)  sum_t x_t^T dz_t          (in, 4H)
     b0 = pk.bs[0] if pk.bs else 0
-    dW_hh = h_prev[b0:].T @ dZ[b0:]  # eq (17)  sum_t h_{t-1}^T dz_t  (H, 4H)  (h_0 = 0 skipped)
+    d_weight_hh = h_prev[b0:].T @ dZ[b0:]  # eq (17)  sum_t h_{t-1}^T dz_t  (H, 4H)  (h_0 = 0 skipped)
     db = dZ.sum(axis=0)  # eq (18)  sum_t dz_t                        (4H,)
     dx = None
     if need_dx:
-        dx = buffer(ws, dx_key, (dZ.shape[0], W_ih.shape[0]), dZ.dtype)
-        np.matmul(dZ, W_ih.T, out=dx)  # eq (19)  dE/dx_t = dz_t W_ih^T  (P, in)
-    return dx, dW_ih, dW_hh, db
+        dx = buffer(ws, dx_key, (dZ.shape[0], weight_ih.shape[0]), dZ.dtype)
+        np.matmul(dZ, weight_ih.T, out=dx)  # eq (19)  dE/dx_t = dz_t weight_ih^T  (P, in)
+    return dx, d_weight_ih, d_weight_hh, db
 
 
 # --------------------------------------------------------------------------------------
@@ -410,7 +417,7 @@ def _backward(cache: dict, cell_path: bool = True, keep_dz: bool = False) -> dic
     dh[sel] = dh_sel
     dzs = {}
     for l in range(d.L - 1, -1, -1):
-        dx, dW_ih, dW_hh, db, dZ = _lstm_layer_backward(
+        dx, d_weight_ih, d_weight_hh, db, dZ = _lstm_layer_backward(
             cache["layers"][l],
             dh,
             params[f"lstm.{l}.weight_ih"],
@@ -421,8 +428,8 @@ def _backward(cache: dict, cell_path: bool = True, keep_dz: bool = False) -> dic
             None if keep_dz else ws,
             f"dx{l % 2}",
         )
-        grads[f"lstm.{l}.weight_ih"] = dW_ih
-        grads[f"lstm.{l}.weight_hh"] = dW_hh
+        grads[f"lstm.{l}.weight_ih"] = d_weight_ih
+        grads[f"lstm.{l}.weight_hh"] = d_weight_hh
         grads[f"lstm.{l}.bias"] = db
         if keep_dz:
             dzs[l] = dZ

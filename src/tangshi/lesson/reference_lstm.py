@@ -10,10 +10,10 @@ the assignment writes them (no packing, no buffers, no tricks): for t = 1 … T,
     C_t = f_t ⊙ C_{t−1} + i_t ⊙ c̃_t                                    (H, 1)
     h_t = o_t ⊙ tanh(C_t)                                               (H, 1)
 
-The backward pass takes δh_t = ∂E/∂h_t from above (the output layer, or the layer above) and runs
-BPTT with both paths back in time: through h_{t−1} (every gate's W_·h) and through C_{t−1} (δC_t ⊙
-f_t), the path the assignment's code forgot. Method names are the assignment's: `forward`, `calc_delta`,
-`calc_gradient`, `update`. Lines carry the equation tags of docs/lstm-backprop.md.
+The backward pass takes ε_t, the part of δh_t = ∂E/∂h_t that arrives from above (the output layer, or
+the layer above), and runs BPTT with both paths back in time: through h_{t−1} (every gate's W_gh) and
+through C_{t−1} (δC_t ⊙ f_t), the path the assignment's code forgot. Method names are the assignment's:
+`forward`, `calc_delta`, `calc_gradient`, `update`. Lines carry the equation tags of docs/lstm-backprop.md.
 
 The fast twin (lesson/numpy_lstm.py) computes the same equations for a whole batch at once, with the four
 gates side by side in one (·, 4H) matrix; `tangshi gradcheck` checks that both give the same loss and
@@ -72,7 +72,7 @@ class LstmLayer:
         layer = cls(weight_ih.shape[0], H, weight_ih.dtype)
         for g, k in CANONICAL_BLOCK.items():
             cols = slice(k * H, (k + 1) * H)
-            layer.W_x[g] = weight_ih[:, cols].T.copy()  # x W_ih (row vectors) = (W_ihᵀ x) (columns)
+            layer.W_x[g] = weight_ih[:, cols].T.copy()  # x weight_ih (row vectors) = (weight_ihᵀ x) (columns)
             layer.W_h[g] = weight_hh[:, cols].T.copy()
             layer.b[g] = bias[cols].reshape(H, 1).copy()
         return layer
@@ -97,7 +97,7 @@ class LstmLayer:
 
     # ---- backward
     def calc_delta(self, dh_above: list[np.ndarray], cell_path: bool = True) -> None:
-        """BPTT. dh_above[t−1] = ∂E/∂h_t from outside the recurrence (t = 1 … T). Leaves, for every t,
+        """BPTT. dh_above[t−1] = ε_t, the part of δh_t from outside the recurrence (t = 1 … T). Leaves, for every t,
         the gates' pre-activation deltas δz_f, δz_i, δz_c, δz_o (each (H, 1)) in self.delta[g][t].
         `cell_path=False` drops δC_{t+1} ⊙ f_{t+1}: the assignment's first error, for comparison only."""
         T, H = len(self.x), self.H

@@ -6,7 +6,7 @@ log-softmax → NLL over real target tokens.
 
 Forward equations (the assignment's Part 1 notation; docs/lstm-backprop.md):
 
-    z_t  = x_t W_ih + h_{t-1} W_hh + b                     (B, 4H)
+    z_t  = x_t weight_ih + h_{t-1} weight_hh + b                     (B, 4H)
     i_t  = σ(z_i)   f_t = σ(z_f)   c̃_t = tanh(z_g)   o_t = σ(z_o)
     C_t  = f_t ⊙ C_{t-1} + i_t ⊙ c̃_t
     h_t  = o_t ⊙ tanh(C_t)
@@ -148,7 +148,7 @@ class PoetryLM(nn.Module):
         torch: PyTorch's own defaults for nn.Embedding/nn.LSTM/nn.Linear. The initialisation study's
         arms change one tensor or gate of xavier or torch: xavier_normal_embed (the embedding N(0,1), as
         torch's), torch_xavier_embed (the embedding Xavier), xavier_forget1 (the forget gate's bias 1),
-        xavier_orthogonal (each gate's block of W_hh orthogonal)."""
+        xavier_orthogonal (each gate's block of weight_hh orthogonal)."""
         base = {"xavier_normal_embed": "xavier", "torch_xavier_embed": "torch"}.get(scheme, scheme)
         base = "xavier" if base in ("xavier_forget1", "xavier_orthogonal") else base
         for name, p in self.named_parameters():
@@ -195,7 +195,7 @@ class PoetryLM(nn.Module):
         x = locked_dropout(x, cfg.dropout_embed, self.training)
         rt = self.runtime
         if rt.impl == "nn":
-            if self.training and cfg.weight_drop > 0:  # DropConnect: the library kernel runs on dropped W_hh
+            if self.training and cfg.weight_drop > 0:  # DropConnect: the library kernel runs on dropped weight_hh
                 dropped = {
                     f"weight_hh_l{l}": F.dropout(getattr(self.lstm, f"weight_hh_l{l}"), cfg.weight_drop)
                     for l in range(cfg.num_layers)
@@ -211,7 +211,7 @@ class PoetryLM(nn.Module):
         for l, layer in enumerate(layers):
             w_hh: torch.Tensor = layer.weight_hh
             if self.training and cfg.weight_drop > 0:
-                w_hh = F.dropout(w_hh, cfg.weight_drop, training=True)  # DropConnect on W_hh
+                w_hh = F.dropout(w_hh, cfg.weight_drop, training=True)  # DropConnect on weight_hh
             x, s = layer(x, None if state is None else state[l], mode=mode, weight_hh=w_hh, lib=lib)
             new_state.append(s)
             if l < len(layers) - 1:
@@ -263,11 +263,11 @@ class PoetryLM(nn.Module):
 
         Eval semantics (no dropout) and the same equations as `forward`, computed from the
         canonical weights, so every kernel (tangshi, original, nn) decodes alike:
-            z_t = x_t W_ih + b + h_{t−1} W_hh;  i, f, o = σ(·), c̃ = tanh(·)
+            z_t = x_t weight_ih + b + h_{t−1} weight_hh;  i, f, o = σ(·), c̃ = tanh(·)
             C_t = f ⊙ C_{t−1} + i ⊙ c̃;  h_t = o ⊙ tanh(C_t);  logits = h W_headᵀ + b_head
         For one row the products are matrix-vector products, which read each weight once: about
         a tenth of the fixed cost of running `forward` on one token, which matters for one poem
-        (≈ 60 steps of batch 1); the first layer's x_t W_ih + b is then computed once per token and
+        (≈ 60 steps of batch 1); the first layer's x_t weight_ih + b is then computed once per token and
         kept, and the gate arithmetic is the training forward's compiled pass. `logits=False` skips
         the output layer for a step whose next token is forced anyway. `precision` (fp32 or int8,
         model/step_weights.py) applies to a new state. No autograd: a caller outside `torch.no_grad()` gets
@@ -283,7 +283,7 @@ class PoetryLM(nn.Module):
         last = len(w.layers) - 1
         out = hz = None
         for l in range(len(w.layers)):
-            xz = w.token_gates(ids) if l == 0 else w.input_gates(l, h_new[-1])  # x_t W_ih + b
+            xz = w.token_gates(ids) if l == 0 else w.input_gates(l, h_new[-1])  # x_t weight_ih + b
             fused = w.cell_and_head(state.hz, xz, state.c[l]) if l == last and logits and state.hz is not None else None
             if fused is not None:  # one row, int8: the cell and the head in one compiled call, the same values
                 h, c, out, hz = fused
@@ -294,7 +294,7 @@ class PoetryLM(nn.Module):
         if not logits:
             return None, StepState(w, h_new, c_new)
         if out is None:
-            out, hz = w.logits_and_next(h_new[-1])  # and h_t W_hh, where one product gives both
+            out, hz = w.logits_and_next(h_new[-1])  # and h_t weight_hh, where one product gives both
         return (out.relu_() if self.config.relu_logits else out), StepState(w, h_new, c_new, hz)
 
     # -- the canonical parameter layout ----------------------------------------------

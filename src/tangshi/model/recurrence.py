@@ -13,7 +13,7 @@ from tangshi.model.kernels import cell_ops
 
 
 class LSTMRecurrence(torch.autograd.Function):
-    """h_{1..T} from the projected inputs xz_t = x_t W_ih + b and W_hh.
+    """h_{1..T} from the projected inputs xz_t = x_t weight_ih + b and weight_hh.
 
     forward(xz (T, B, 4H), weight_hh (H, 4H), h0 (B, H), c0 (B, H)) → hs (T, B, H), hT, cT.
     Time-major, so every per-step slice is contiguous and neither xz nor its gradient is copied.
@@ -24,10 +24,10 @@ class LSTMRecurrence(torch.autograd.Function):
         δf_t     = δC_t ⊙ C_{t−1} ⊙ f_t(1 − f_t)
         δi_t     = δC_t ⊙ c̃_t ⊙ i_t(1 − i_t)
         δc̃_t    = δC_t ⊙ i_t ⊙ (1 − c̃_t²)
-        ∂E/∂W_hh = Σ_t h_{t−1}ᵀ δz_t,  ∂E/∂xz_t = δz_t
+        ∂E/∂weight_hh = Σ_t h_{t−1}ᵀ δz_t,  ∂E/∂xz_t = δz_t
 
     Under autocast (bf16 where it is fast: AMX / AVX512-BF16 CPUs, CUDA) the three products with
-    W_hh (h_{t−1} W_hh, δz_t W_hhᵀ and Σ h_{t−1}ᵀ δz_t) run in autocast's dtype, as autocast runs
+    weight_hh (h_{t−1} weight_hh, δz_t W_hhᵀ and Σ h_{t−1}ᵀ δz_t) run in autocast's dtype, as autocast runs
     every other matrix product; the cell state C_t, the gates and the sums stay fp32.
 
     On the CPU each step's gate arithmetic (the lines marked below) runs as one compiled pass,
@@ -61,10 +61,10 @@ class LSTMRecurrence(torch.autograd.Function):
                 a = gates[t]
                 if w_low is not None:  # the product in autocast's dtype, the sum in fp32
                     torch.add(xz[t], torch.mm(h.to(w_low.dtype), w_low), out=a)
-                elif cell is not None:  # h_{t−1} W_hh here, + xz_t in the compiled pass
+                elif cell is not None:  # h_{t−1} weight_hh here, + xz_t in the compiled pass
                     torch.mm(h, w, out=a)
                 else:
-                    torch.addmm(xz[t], h, w, out=a)  # z_t = x_t W_ih + b + h_{t−1} W_hh   (B, 4H)
+                    torch.addmm(xz[t], h, w, out=a)  # z_t = x_t weight_ih + b + h_{t−1} weight_hh   (B, 4H)
                 if cell is not None:  # the lines below, as one compiled pass (csrc/lstm_cell.c)
                     cell.lstm_cell_forward(
                         B,
@@ -143,7 +143,7 @@ class LSTMRecurrence(torch.autograd.Function):
                 dz.mul_(slopes[t])  # δi_t, δf_t, δc̃_t, δo_t: through σ' and tanh'
                 d_c = d_c.mul_(f)  # cell-state path into δC_{t−1}
             d_h = dz @ w_t if low is None else (dz.to(low) @ w_t).float()  # recurrent path into δ_{t−1}
-        # ∂E/∂W_hh = Σ_t h_{t−1}ᵀ δz_t: h_0's term, then t ≥ 1 as one (H, (T−1)·B) × ((T−1)·B, 4H) product
+        # ∂E/∂weight_hh = Σ_t h_{t−1}ᵀ δz_t: h_0's term, then t ≥ 1 as one (H, (T−1)·B) × ((T−1)·B, 4H) product
         mm = (lambda a, b: a @ b) if low is None else (lambda a, b: (a.to(low) @ b.to(low)).float())
         d_w = mm(h0.t(), d_xz[0])
         if T > 1:

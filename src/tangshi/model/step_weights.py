@@ -58,7 +58,7 @@ class Int8Linear:
     A batch goes through fbgemm's dynamic kernel (`linear_dynamic`: x quantised per call to 7 bits).
     One row, where the compiled kernels are built for a CPU with AVX-512 VNNI, goes through
     csrc/gemv_int8.c: the same int8 weights, x quantised per call to 8 bits (symmetric), int32 sums;
-    about 0.8× fbgemm's time for the 6,837 × 512 output layer, 0.55× for a 2,048 × 512 W_hh. That
+    about 0.8× fbgemm's time for the 6,837 × 512 output layer, 0.55× for a 2,048 × 512 weight_hh. That
     path needs `in` to be a multiple of 8 and otherwise falls back to fbgemm too."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, lib=None):
@@ -136,7 +136,7 @@ class Int8Linear:
     def after_cell(self, hz: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor):
         """One row: `cell(hz + xz, C_{t−1})`, then this product of its h_t, in one compiled call
         (csrc/gemv_int8.c's `lstm_step_row_int8`: the same two functions, so the same values).
-        hz = h_{t−1} W_hh and xz = x_t W_ih + b (1, 4H), C_{t−1} (1, H), all read only.
+        hz = h_{t−1} weight_hh and xz = x_t weight_ih + b (1, 4H), C_{t−1} (1, H), all read only.
         Returns (y (1, N), C_t, h_t), new tensors; None where the one-row kernel is not built."""
         row = self.row
         if not row:
@@ -166,12 +166,12 @@ class Int8Linear:
 
 @dataclass(frozen=True)
 class StepWeights:
-    """Per layer, x W_ih + b (`input_gates`; for the first layer `token_gates` of the token ids) and
-    h W_hh (`hidden_gates`), whose sum is z (B, 4H); `logits(h)` the head.
+    """Per layer, x weight_ih + b (`input_gates`; for the first layer `token_gates` of the token ids) and
+    h weight_hh (`hidden_gates`), whose sum is z (B, 4H); `logits(h)` the head.
 
-    The first layer's x W_ih + b depends on the token alone, so for one row it is computed once per
+    The first layer's x weight_ih + b depends on the token alone, so for one row it is computed once per
     token, exactly as it would be each time, and kept (`xz_rows`: at most V rows of 4H floats, 56 MB
-    for the bundled model if every character were used): a poem's step reads W_hh and the head only.
+    for the bundled model if every character were used): a poem's step reads weight_hh and the head only.
     """
 
     emb: torch.Tensor  # (V, E) fp32: the input rows are looked up, not multiplied
@@ -181,7 +181,7 @@ class StepWeights:
     head_b: torch.Tensor  # (V,)
     precision: str = "fp32"
     packed: tuple = ()  # int8: per layer (weight_ihᵀ with the bias, weight_hhᵀ), then the head with its bias
-    xz_rows: dict = field(default_factory=dict, compare=False)  # token id → its (1, 4H) x W_ih + b, layer 0
+    xz_rows: dict = field(default_factory=dict, compare=False)  # token id → its (1, 4H) x weight_ih + b, layer 0
     head_and_hh: Int8Linear | None = None  # int8, one row: [head; last layer's W_hhᵀ], both read h_t
     lib: Any = None  # the compiled kernels the model runs with (`Runtime.kernels`), or None
 
@@ -222,7 +222,7 @@ class StepWeights:
         )
 
     def input_gates(self, l: int, x: torch.Tensor) -> torch.Tensor:
-        """x W_ih + b (B, 4H) of layer l's input x (B, in): a new tensor."""
+        """x weight_ih + b (B, 4H) of layer l's input x (B, in): a new tensor."""
         if self.precision == "int8":
             return self.packed[l][0](x)
         w_ih, _, b = self.layers[l]
@@ -231,7 +231,7 @@ class StepWeights:
         return torch.addmm(b, x, w_ih)
 
     def token_gates(self, ids: torch.Tensor) -> torch.Tensor:
-        """The first layer's x W_ih + b (B, 4H) for token ids (B,); for one row the kept row of that
+        """The first layer's x weight_ih + b (B, 4H) for token ids (B,); for one row the kept row of that
         token (read-only: never write into it)."""
         if ids.size(0) != 1:
             return self.input_gates(0, self.emb.index_select(0, ids))
@@ -242,7 +242,7 @@ class StepWeights:
         return row
 
     def hidden_gates(self, l: int, h: torch.Tensor) -> torch.Tensor:
-        """h W_hh (B, 4H) of layer l: a new tensor."""
+        """h weight_hh (B, 4H) of layer l: a new tensor."""
         if self.precision == "int8":
             return self.packed[l][1](h)
         if h.size(0) == 1:
@@ -251,22 +251,22 @@ class StepWeights:
 
     def logits_and_next(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The head's logits (B, V) of the last layer's h_t and, where one product gives both (int8,
-        one row, the compiled kernel), that layer's h_t W_hh (B, 4H) for the next step, else None.
-        The rows of W_hh ride on the head's product: h_t is quantised once, as each would quantise
+        one row, the compiled kernel), that layer's h_t weight_hh (B, 4H) for the next step, else None.
+        The rows of weight_hh ride on the head's product: h_t is quantised once, as each would quantise
         it, so the values are those of the two separate products."""
         if self.head_and_hh is not None and h.size(0) == 1 and self.head_and_hh.row:  # built at the first row
             return self._logits_and_hz(self.head_and_hh(h))
         return self.logits(h), None
 
     def _logits_and_hz(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`head_and_hh`'s output (1, V + 4H) as (logits, h_t W_hh): two views."""
+        """`head_and_hh`'s output (1, V + 4H) as (logits, h_t weight_hh): two views."""
         V = self.head_b.shape[0]
         logits, hz = y.split_with_sizes([V, y.shape[1] - V], dim=1)
         return logits, hz
 
     def cell_and_head(self, hz: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor):
         """The last layer's `cell` and `logits_and_next` in one compiled call (int8, one row, where
-        the one-row kernel is built): (h_t, C_t, logits, h_t W_hh), the values of the two calls;
+        the one-row kernel is built): (h_t, C_t, logits, h_t weight_hh), the values of the two calls;
         else None. hz, xz (1, 4H) and C_{t−1} (1, H) are read only."""
         if self.head_and_hh is None or hz.size(0) != 1:
             return None
@@ -285,8 +285,8 @@ class StepWeights:
 
 
 def cell(a: torch.Tensor, xz: torch.Tensor, c_prev: torch.Tensor, lib=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step's gate arithmetic (eval): a = h_{t−1} W_hh (B, 4H, overwritten: the gates or z) plus
-    xz = x_t W_ih + b (read only) is z_t; returns h_t and C_t (B, H), new tensors:
+    """One step's gate arithmetic (eval): a = h_{t−1} weight_hh (B, 4H, overwritten: the gates or z) plus
+    xz = x_t weight_ih + b (read only) is z_t; returns h_t and C_t (B, H), new tensors:
         i, f, o = σ(z), c̃ = tanh(z);  C_t = f ⊙ C_{t−1} + i ⊙ c̃;  h_t = o ⊙ tanh(C_t)
     On the CPU in the training forward's compiled pass (csrc/lstm_cell.c) where `lib`, the compiled
     kernels, is given, else as PyTorch ops."""
@@ -314,13 +314,13 @@ def step_weights(model, precision: str = "fp32") -> StepWeights:
 @dataclass(frozen=True)
 class StepState:
     """What `PoetryLM.step` carries from one call to the next: h_t and C_t of every layer, (B, H)
-    each (never written in place), perhaps the last layer's h_t W_hh already computed, and the
+    each (never written in place), perhaps the last layer's h_t weight_hh already computed, and the
     weights the steps read."""
 
     weights: StepWeights
     h: list
     c: list
-    hz: torch.Tensor | None = None  # the last layer's h_t W_hh, when the head's product gave it too
+    hz: torch.Tensor | None = None  # the last layer's h_t weight_hh, when the head's product gave it too
 
     @classmethod
     def start(cls, weights: StepWeights, batch: int) -> StepState:
@@ -328,7 +328,7 @@ class StepState:
         return cls(weights, [zeros] * len(weights.layers), [zeros] * len(weights.layers))
 
     def hidden_gates(self, l: int) -> torch.Tensor:
-        """h_t W_hh of layer l for the next step: a new tensor (the cell overwrites it)."""
+        """h_t weight_hh of layer l for the next step: a new tensor (the cell overwrites it)."""
         if l == len(self.h) - 1 and self.hz is not None:
             return self.hz.clone()
         return self.weights.hidden_gates(l, self.h[l])

@@ -1,6 +1,6 @@
 /* One row through an int8 weight matrix, for decoding one poem: y = x Wᵀ + b with W (N, K) int8.
  *
- * A poem's step multiplies one hidden state by the output layer (6,837 × 512) and by W_hh, and it is
+ * A poem's step multiplies one hidden state by the output layer (6,837 × 512) and by weight_hh, and it is
  * bound by reading those bytes. fbgemm's dynamic int8 kernel (the batch path, model/step_weights.py) takes
  * ~165 µs for the output layer on the development CPU; this one, with AVX-512 VNNI's u8 × s8 dot
  * products over a layout where one 64-byte load feeds 16 rows, ~125 µs.
@@ -65,9 +65,9 @@ void lstm_cell_forward(int64_t B, int64_t H, float *a, const float *xz_t, const 
                        float *h);  /* lstm_cell.c */
 
 /* One poem's decoding step for its last LSTM layer and the output layer, in one call: lstm_cell.c's
- * forward on z_t = hz + xz (hz = h_{t-1} W_hh and xz = x_t W_ih + b, both read only) gives C_t and
+ * forward on z_t = hz + xz (hz = h_{t-1} weight_hh and xz = x_t weight_ih + b, both read only) gives C_t and
  * h_t, then gemv_int8 gives y = h_t Wᵀ + b. W is [W_head; W_hhᵀ] (N = V + 4H rows), so y holds the
- * logits and the next step's h_t W_hh. The same two functions, in the same order, as the two calls
+ * logits and the next step's h_t weight_hh. The same two functions, in the same order, as the two calls
  * from Python (stepweights.cell, then Int8Linear), so the same values. work: 5H floats (the gates,
  * tanh C_t); q: H bytes. */
 void lstm_step_row_int8(int64_t H, const float *restrict hz, const float *restrict xz, const float *restrict c_prev,

@@ -15,7 +15,7 @@
 static inline float sigmoid_(float x) { return 1.0f / (1.0f + exp_(-x)); }
 static inline float tanh_(float x) { return 2.0f / (1.0f + exp_(-2.0f * x)) - 1.0f; }
 
-/* Forward, one step. a (B, 4H): in h_{t-1} W_hh, to which xz_t = x_t W_ih + b (B, 4H) is added
+/* Forward, one step. a (B, 4H): in h_{t-1} weight_hh, to which xz_t = x_t weight_ih + b (B, 4H) is added
  * first unless xz_t is NULL (then a holds all of z_t); out the gates i, f, c~, o. c_prev (B, H):
  * C_{t-1}; c, tc, h (B, H): out C_t, tanh(C_t), h_t. All rows contiguous. (The slopes σ', tanh'
  * are not stored: the backward recomputes them from the gates, which saves a (T, B, 4H) buffer.) */
@@ -42,10 +42,10 @@ void lstm_cell_forward(int64_t B, int64_t H, float *restrict a, const float *res
     }
 }
 
-/* Backward, one step. d_h (B, H): δz_{t+1} W_hh^T (the recurrent path); d_hs_t (B, H, row
+/* Backward, one step. d_h (B, H): δz_{t+1} weight_hh^T (the recurrent path); d_hs_t (B, H, row
  * stride ld): ∂E/∂h_t from above; d_c (B, H): in δC_{t+1} ⊙ f_{t+1}, out δC_t ⊙ f_t (for t-1);
  * dz (B, 4H): out δz_t = (δi, δf, δc~, δo), through the slopes:
- *     δ_t  = ∂E/∂h_t + δz_{t+1} W_hh^T
+ *     δ_t  = ∂E/∂h_t + δz_{t+1} weight_hh^T
  *     δC_t = δ_t ⊙ o_t ⊙ (1 - tanh²C_t) + δC_{t+1} ⊙ f_{t+1}
  *     δi = δC_t ⊙ c~ ⊙ σ'   δf = δC_t ⊙ C_{t-1} ⊙ σ'   δc~ = δC_t ⊙ i ⊙ tanh'   δo = δ_t ⊙ tanh(C_t) ⊙ σ' */
 void lstm_cell_backward(int64_t B, int64_t H, const float *restrict gates, const float *restrict c_prev,
