@@ -806,3 +806,32 @@ def test_the_embedding_share_of_pytorchs_lead_is_computed_from_both_swaps():
         in said
     )
     assert "(2 seeds on the arm with fewest)" in said
+
+
+def test_the_assignments_reason_is_tested_against_saturation_and_the_step0_scale():
+    """Hand-made: three arms whose step-0 scale is 1 > 0.1 > 0.01. The first is ahead of the second on
+    every seed (with the scale), the third ahead of the second on every seed (against it), the first
+    and the third overlap (not separated): 1 with, 1 against, 1 level; saturation is the maximum share."""
+    from tangshi.experiments import init_extended
+
+    def gates(std, sat=0.0):
+        return {"gates": {k: {"std": std, "saturated": sat} for k in ("i", "f", "c", "o")}}
+
+    m = {"arms": {"torch": gates(1.0, 0.004), "xavier": gates(0.1), "uniform1e-4": gates(0.01)}}
+    ppl = {"torch": (150.0, 160.0), "xavier": (170.0, 172.0), "uniform1e-4": (155.0, 165.0)}
+    runs = dict(
+        _fake_run(f"{a}-{s}", {"init": a, "relu_logits": False}, dict(optimizer="adam", epochs=2, seed=s), p)
+        for a, ps in ppl.items()
+        for s, p in enumerate(ps)
+    )
+    arms = init_extended.seeded({"runs": runs, "budget": {"epochs": 2}}, 2)
+    said = init_extended.reason_tested(m, arms, 2)
+    assert "saturates more than 0.4% of any gate's pre-activations" in said and "does not separate" in said
+    assert "PyTorch default 1, 155.00; Xavier 0.1, 171.00; U(±1e-4) 0.01, 160.00" in said
+    assert "Of the 3 pairs, 1 go with the scale" in said
+    assert "1 against it on every seed (U(±1e-4) ahead of Xavier) and 1 is not separated" in said
+    one_seed = {a: recs[:1] for a, recs in arms.items()}  # one seed each: no ordering is claimed
+    assert "pairs" not in init_extended.reason_tested(m, one_seed, 2)
+    m["arms"]["xavier"] = gates(0.1, 0.2)
+    assert "more than 20.0%" in init_extended.reason_tested(m, arms, 2)
+    assert "does not separate" not in init_extended.reason_tested(m, arms, 2)

@@ -125,6 +125,8 @@ def section(doc: dict, names: dict) -> list[str]:
     lines = _mechanism_section(doc.get("mechanism"), names)
     epochs = doc["budget"]["epochs"]
     arms = seeded(doc, epochs)
+    if lines and (tested := reason_tested(doc["mechanism"], arms, epochs)):
+        lines.append(tested + "\n")
     if any(len(r) > 1 for r in arms.values()) or set(arms) - set(LABELS):
         lines += _seeds_section(arms, epochs)
     return lines
@@ -161,6 +163,52 @@ def _mechanism_section(m: dict | None, names: dict) -> list[str]:
         + "\n"
     )
     return lines
+
+
+def reason_tested(m: dict, arms: dict, epochs: int) -> str:
+    """The assignment's reason for Xavier (keep the gates out of saturation) against the step-0 numbers,
+    and whether the step-0 scale (the mean of the four gates' z std) orders the arms trained on two or
+    more seeds: each pair goes with the scale (larger scale, lower perplexity on every seed), against
+    it on every seed, or is not separated by the seeds."""
+    gates = {a: s["gates"] for a, s in m["arms"].items()}
+    if not gates:
+        return ""
+    sat = max(g[k]["saturated"] for g in gates.values() for k in g)
+    said = (
+        "**The assignment's reason, tested.** Xavier is meant to keep the gates out of saturation; at step 0 "
+        f"no init here saturates more than {sat:.1%} of any gate's pre-activations (|z| > "
+        f"{init_mechanism.SATURATED:g})"
+        + (", so saturation does not separate them at the start." if sat < 0.01 else ".")
+    )
+    scale = {a: sum(g[k]["std"] for k in g) / len(g) for a, g in gates.items()}
+    s = {a: summary([_best(r) for r in recs]) for a, recs in arms.items() if a in scale and len(recs) > 1}
+    if len(s) < 3:
+        return said
+    order = sorted(s, key=lambda a: -scale[a])
+    with_, against, level = 0, [], 0
+    for i, a in enumerate(order):
+        for b in order[i + 1 :]:  # a has the larger scale
+            if separated(s[a], s[b]):
+                with_ += 1
+            elif separated(s[b], s[a]):
+                against.append(f"{label(b)} ahead of {label(a)}")
+            else:
+                level += 1
+    n = min(r["n"] for r in s.values())
+    listed = "; ".join(f"{label(a)} {scale[a]:.2g}, {s[a]['mean']:.2f}" for a in order)
+    return (
+        f"{said} What the inits do differ in is scale. Ordered by the gates' mean z std at step 0, largest "
+        f"first, with the mean best dev perplexity ({epochs} epochs, {n}+ seeds each): {listed}. Of the "
+        f"{len(order) * (len(order) - 1) // 2} pairs, {with_} go with the scale (the larger one lower on every "
+        f"seed), {len(against)} against it on every seed"
+        + (f" ({', '.join(against)})" if against else "")
+        + f" and {level} {'is' if level == 1 else 'are'} not separated by the seeds"
+        + (
+            ": a larger scale at the start goes with a better result in most pairs here, but does not order them all."
+            if against
+            else "."
+        )
+    )
 
 
 def _through_time(m: dict) -> str:

@@ -49,7 +49,8 @@ def _zeros_verdict(zero: list[dict], table: list[dict], uni: float) -> str:
     for r in zero:
         moved = sorted(set(r["moved"]) - set(r["still"]))
         parts.append(
-            f"{variant_name(r['optimizer'], r['relu'])}: {r['units_end']} distinct unit(s), parameters "
+            f"{variant_name(r['optimizer'], r['relu'])} ({n_epochs(r['epochs'])}, seed 0): {r['units_end']} "
+            "distinct unit(s), parameters "
             f"that moved: {', '.join(moved) or 'none'}, best dev ppl {r['best']:.2f}"
         )
     stuck = all(set(r["moved"]) - set(r["still"]) <= {"head.bias"} for r in zero)
@@ -63,8 +64,8 @@ def _zeros_verdict(zero: list[dict], table: list[dict], uni: float) -> str:
     if original_zero and original_zero["best"] > uni:
         why += (
             " With the assignment's recipe it ends above the unigram perplexity "
-            f"({original_zero['best']:.2f} > {uni:.2f}): "
-            "Adam moves each bias by about lr = 0.01 a step, and the unigram log-probabilities span many nats."
+            f"({original_zero['best']:.2f} > {uni:.2f}) in {n_epochs(original_zero['epochs'])}, though the "
+            "output bias alone could reach the unigram's; why it falls short was not tested here."
         )
     return (
         "1. *All-zero weights fail.* — "
@@ -88,7 +89,10 @@ def _constant_verdict(const: list[dict], uni: float) -> str:
         + ("exactly one distinct unit at every recorded step" if sym else "distinct (see the table)")
         + (", while every parameter moves" if moving else "")
         + "; best dev ppl "
-        + ", ".join(f"{variant_name(r['optimizer'], r['relu'])} {r['best']:.2f}" for r in const)
+        + ", ".join(
+            f"{variant_name(r['optimizer'], r['relu'])} ({n_epochs(r['epochs'])}, seed 0) {r['best']:.2f}"
+            for r in const
+        )
         + f" ({sum(r['trains'] for r in const)} of {len(const)} more than 5% below the unigram perplexity "
         + f"{uni:.2f})"
         + (

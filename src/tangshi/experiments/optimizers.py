@@ -233,15 +233,7 @@ def run_study(
         if partial:  # read only: a study that is still training holds the work folder's lock
             grids, groups, todo = _plan(study, budget, backend)
         else:
-            with study:
-                adopt_report(study, adopt, FORMAT, lambda: _plan(study, budget, backend)[2])
-                while True:  # sweep until every grid brackets its best, then the final runs
-                    grids, groups, todo = _plan(study, budget, backend)
-                    missing = [s for s in todo if study.recorded(s) is None]
-                    if not missing:
-                        break
-                    log(f"training {len(missing)} run(s), {study.jobs} at a time")
-                    study.run(missing)
+            grids, groups, todo = _train_all(study, budget, backend, adopt, log)
         recorded = {s.name: study.recorded(s) for s in todo}
         header["trained"] = trained_line([study.trained(n) for n, r in recorded.items() if r is not None])
         doc = {
@@ -267,6 +259,20 @@ def run_study(
         doc["finals"] = [g for g in doc["finals"] if g["runs"]]
         write_report(folder, doc, names)
     return {"doc": doc, "report": str(folder.path / names["md"])}
+
+
+def _train_all(study: Study, budget: Budget, backend: str, adopt: Path | None, log) -> tuple:
+    """Take --adopt's runs, then sweep until every grid brackets its best, then train the final runs;
+    returns the last plan (grids, groups, todo), every run of which is recorded."""
+    with study:
+        adopt_report(study, adopt, FORMAT, lambda: _plan(study, budget, backend)[2])
+        while True:
+            grids, groups, todo = _plan(study, budget, backend)
+            missing = [s for s in todo if study.recorded(s) is None]
+            if not missing:
+                return grids, groups, todo
+            log(f"training {len(missing)} run(s), {study.jobs} at a time")
+            study.run(missing)
 
 
 def _earlier_by_frequency(paths: list, data_dir: Path) -> list[dict]:

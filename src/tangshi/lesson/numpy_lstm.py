@@ -22,14 +22,11 @@ and with ~40% PAD tails it removes ~40% of the LSTM work.  A packed array has on
 per live (t, b) position, step-major: step t occupies rows off[t] : off[t] + bs[t],
 and the rows alive at step t+1 are a prefix of those alive at step t.
 
-The head (logits, softmax, NLL) is evaluated only at positions whose target is real,
-in row chunks small enough to stay in cache; the forward pass leaves dE/dlogits in the
-cache so that backward() is only matrix products.
-
-Fresh parameters, the checks, the packing, Workspace and blas_threads: numpy_setup.py.
-
-No torch in this module.  dtype follows the parameters (float32 for training,
-float64 for gradient checks).
+The head (logits, softmax, NLL) is evaluated only at positions whose target is real, in row
+chunks small enough to stay in cache; the forward pass leaves dE/dlogits in the cache so that
+backward() is only matrix products.  Fresh parameters, the checks, the packing, Workspace and
+blas_threads: numpy_setup.py.  No torch in this module; dtype follows the parameters (float32
+for training, float64 for gradient checks).
 """
 
 from __future__ import annotations
