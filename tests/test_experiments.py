@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import shutil
 
 import numpy as np
@@ -25,6 +26,11 @@ def _study_cli(which, prepared, out, work, *extra):
     )
 
 
+def _sentences(text: str) -> list[str]:
+    """A bottom line's sentences: split after a full stop followed by a space and a capital."""
+    return re.split(r"(?<=\.)\s+(?=[A-Z])", text.strip())
+
+
 def test_optimizers_quick_report_follows_its_json(tmp_path, tiny_prepared, capsys):
     out, work = tmp_path / "reports", tmp_path / "work"
     assert _study_cli("optimizers", tiny_prepared, out, work) == 0
@@ -34,6 +40,7 @@ def test_optimizers_quick_report_follows_its_json(tmp_path, tiny_prepared, capsy
     # the bottom line comes first, its ranking from the finals' numbers, scoped to its budget
     bottom = text.split("**Bottom line.**", 1)[1].split("\n", 1)[0]
     assert text.index("**Bottom line.**") < text.index("Data:") and "constant learning rate" in bottom
+    assert 1 < len(_sentences(bottom)) <= 3, bottom
     ranked = sorted(
         (r for r in optimizer_study._final_table(doc) if r["wd"] == optimizer_study.ORIGINAL_WD and r["runs"]),
         key=lambda r: r["best"]["mean"],
@@ -250,7 +257,8 @@ def test_init_quick_tells_symmetric_from_stuck(tmp_path, tiny_prepared, capsys):
     bottom = text.split("**Bottom line.**", 1)[1].split("\n", 1)[0]
     assert "With all-zero weights only the output bias moves" in bottom and "seed 0" in bottom
     # seed 0 ranks; the seeds and the one-tensor arms follow in the same paragraph, read from their runs
-    assert "Over the seeds run, best dev perplexity as mean ± sd (min–max): " in bottom
+    assert "ver the seeds run, best dev perplexity as mean ± sd (min–max): " in bottom
+    assert 1 < len(_sentences(bottom)) <= 3, bottom
     runs = {
         (
             r["spec"]["model"]["init"],
@@ -412,6 +420,8 @@ def test_backprop_experiment_separates_correct_bptt_from_the_missing_cell_path(t
     ]
     assert all(f"{r['final_dev']:.3f}" in report for r in runs)  # the tables are the runs' numbers
     assert len(doc["verdicts"]) == 2 * 4 and "**Bottom line.**" in report
+    bottom = report.split("**Bottom line.**", 1)[1].split("\n", 1)[0]
+    assert len(_sentences(bottom)) == 3 and all(f"lag {lag}" in bottom for lag in (3, 8)), bottom
     assert (tmp_path / "r" / "backprop_curves.png").stat().st_size > 10_000
     before = report[report.index("- seeds:") :]
     assert main(["experiment", "backprop", "--replot", "--out", str(tmp_path / "r")]) == 0

@@ -143,10 +143,6 @@ def _short(v: dict) -> str:
     return f"{SHORT[v['kind']]} on all {len(v['seeds'])} seeds"
 
 
-def _per_lag(verdicts: list[dict], lag: int) -> str:
-    return "; ".join(f"{BRIEF[v['error']]} {_short(v)}" for v in verdicts if v["lag"] == lag and v["error"])
-
-
 def bottom_line(doc: dict, verdicts: list[dict]) -> str:
     """Three sentences, each computed from the verdicts."""
     t, lags = doc["task"], doc["lags"]
@@ -157,11 +153,24 @@ def bottom_line(doc: dict, verdicts: list[dict]) -> str:
         f"{t['steps']} steps per run), correct BPTT ends at dev losses of {ends} (nats), where perfect recall "
         f"is 0 and chance is ln {t['alphabet']} = {doc['chance']:.3f}."
     )
-    main = 8 if 8 in lags else lags[len(lags) // 2]
-    s2 = f"At lag {main} (the only lag of this study's first version): {_per_lag(verdicts, main)}."
-    others = [lag for lag in lags if lag != main]
-    s3 = " — ".join(f"at lag {lag}: {_per_lag(verdicts, lag)}" for lag in others)
-    return f"{s1} {s2} {s3[:1].upper() + s3[1:]}.".strip() if others else f"{s1} {s2}"
+    by_error = "; ".join(_across_lags(verdicts, e) for e in LABELS if e)
+    s2 = f"Against it, each error by lag (on every seed unless seed-dependent): {by_error}."
+    falling = sum(still_falling(r) is not None for r in doc["runs"])
+    s3 = (
+        "The verdicts below give each seed's losses and steps"
+        + (f"; {falling} of {len(doc['runs'])} runs were still falling at the last step" if falling else "")
+        + "."
+    )
+    return f"{s1} {s2} {s3}"
+
+
+def _across_lags(verdicts: list[dict], error: str) -> str:
+    """One error's outcome at every lag, lags with the same outcome together: 'X at lags 3, 8 and Y at lag 16'."""
+    by: dict[str, list[int]] = {}
+    for v in (v for v in verdicts if v["error"] == error):
+        by.setdefault("seed-dependent" if v["kind"] == "seed-dependent" else TERSE[v["kind"]], []).append(v["lag"])
+    parts = [f"{k} at lag{'s' if len(ls) > 1 else ''} {', '.join(map(str, ls))}" for k, ls in by.items()]
+    return f"{BRIEF[error]} " + " and ".join(parts)
 
 
 def _where(below: list[dict], correct: dict) -> str:

@@ -248,16 +248,16 @@ def bottom_line(doc: dict, table: list[dict]) -> list[str]:
         if zeros
         else ""
     )
+    recipe = f"With the assignment's recipe ({random[0]['epochs']} epochs, Adam 0.01"
+    still = f"{last} of {len(random)} were still improving at their last epoch"
+    if any(len(r) > 1 for r in init_extended.seeded(doc, doc["budget"]["epochs"]).values()):
+        seeds_run = init_extended.bottom(doc, f"{recipe}), over", f"; on seed 0, {still}")
+        return [f"**Bottom line.** {first}{seeds_run}", ""]
     return [
-        f"**Bottom line.** {first}With the assignment's recipe ({random[0]['epochs']} epochs, Adam 0.01, "
-        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}), the random inits rank {order} "
-        f"(best dev perplexity), and {last} of {len(random)} were still improving at their last epoch."
-        + (
-            " One seed: a ranking, not yet a verdict; the study's reruns (3 seeds, and arms that change only "
-            "the embedding's init) test what the lead comes from."
-            if not any(len(r) > 1 for r in init_extended.seeded(doc, doc["budget"]["epochs"]).values())
-            else ""
-        )
+        f"**Bottom line.** {first}{recipe}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}), "
+        f"the random inits rank {order} (best dev perplexity), and {still}."
+        " One seed: a ranking, not yet a verdict; the study's reruns (3 seeds, and arms that change only "
+        "the embedding's init) test what the lead comes from."
         + (f" {init_extended.bottom(doc)}" if init_extended.bottom(doc) else ""),
         "",
     ]

@@ -88,15 +88,18 @@ def _best(rec: dict) -> float:
     return math.inf if rec["diverged"] or not rec["best"] else rec["best"]["dev_ppl"]
 
 
-def bottom(doc: dict) -> str:
-    """The second part for the bottom line: every arm over the seeds once some arm has two or more;
-    before that, what swapping the embedding's init did on seed 0 ("" without either)."""
+def bottom(doc: dict, lead_in: str = "Over", tail: str = "") -> str:
+    """The second part for the bottom line: every arm over the seeds once some arm has two or more
+    (the sentence opens with `lead_in` and ends with `tail`); before that, what swapping the
+    embedding's init did on seed 0 ("" without either)."""
     arms = seeded(doc, doc["budget"]["epochs"])
     s = {a: summary([_best(r) for r in recs]) for a, recs in arms.items() if a not in ("zeros", "constant")}
     if any(v["n"] > 1 for v in s.values()):
         ranked = sorted(s, key=lambda a: s[a]["mean"])
         said = "; ".join(
-            f"{label(a)} {fmt_summary(s[a])}" + (f" ({s[a]['n']} seeds)" if s[a]["n"] > 1 else "") for a in ranked
+            f"{label(a)} {fmt_summary(s[a])}"
+            + (f" ({s[a]['n']} seeds)" if s[a]["n"] > 1 else f" (seed {arms[a][0]['spec']['train'].get('seed', 0)})")
+            for a in ranked
         )
         lead = _lead_shares(s)
         why = ""
@@ -108,7 +111,7 @@ def bottom(doc: dict) -> str:
                 if lead[3] > 1
                 else f" Swapping only the embedding's init {moves} (one seed on the arm with fewest: a direction)."
             )
-        return f"Over the seeds run, best dev perplexity as mean ± sd (min–max): {said}.{why}"
+        return f"{lead_in} the seeds run, best dev perplexity as mean ± sd (min–max): {said}{tail}.{why}"
     swaps = [
         (b, w) for b, w in (("xavier", "xavier_normal_embed"), ("torch", "torch_xavier_embed")) if b in s and w in s
     ]

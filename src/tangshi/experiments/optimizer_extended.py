@@ -237,8 +237,11 @@ def _rows_section(rows: list[tuple[str, dict]]) -> list[str]:
     lines.append(
         "Mean change of one embedding row in one step (L2 norm), by the character's frequency rank in the "
         "training split, in the steps where the character occurs in the batch (its gradient row is not zero) "
-        "and in those where it does not; the first and the last epoch of a short run of each optimiser at its "
-        "first part's best rate, weight decay 0.\n"
+        "and in those where it does not; the first and the last epoch of a "
+        + " and ".join(sorted({f"{r['spec']['train']['epochs']}-epoch" for _, r in rows}))
+        + " run (seed "
+        + ", ".join(sorted({str(r["spec"]["train"].get("seed", 0)) for _, r in rows}))
+        + ") of each optimiser at its first part's best rate, weight decay 0.\n"
     )
     lines.append(
         "| optimiser | epoch | rows | step, present | step, absent | present / absent | row-steps present / absent |"

@@ -42,29 +42,35 @@ def _scope(doc: dict) -> str:
     )
 
 
+def _decay_verdict(doc: dict, ada: dict | None, adam: dict | None) -> str:
+    """Verdict 1: does Adagrad's step shrink, and more than Adam's? From one run of each (seed 0)."""
+    da, dm = (update_decay(doc, r) if r else None for r in (ada, adam))
+    claim = '1. *"Adagrad\'s learning rate decays towards zero."* — '
+    if not (ada and da and dm):
+        return claim + "**not measured**: a seed-0 run with update probes is missing or diverged."
+    rec = doc["runs"][ada["runs"][0]]
+    e, seed = len(rec["history"]), rec["spec"]["train"].get("seed", 0)
+    span = lambda d: f"×{d['min']:.2g}–×{d['max']:.2g}"
+    facts = (
+        f"on one run of each (seed {seed}, weight decay {ORIGINAL_WD:g}, each at its chosen rate), "
+        f"from epoch 1 to epoch {e}, Adagrad's root-mean-square update per step shrinks {span(da)} across "
+        f"the parameters; Adam's changes {span(dm)} (a ratio below 1 means it grew)"
+    )
+    if da["min"] > 2 and da["min"] > dm["max"]:
+        return (
+            claim + f"**confirmed**: {facts}. G only accumulates, so lr/(√G+ε) falls roughly as 1/√t; "
+            "it never reaches zero in finite training, but here its smallest shrink is "
+            f"{da['min'] / dm['max']:.1f}× Adam's largest."
+        )
+    if da["min"] > 1:
+        return claim + f"**partly**: {facts}; Adagrad's shrinks, but not clearly more than Adam's."
+    return claim + f"**refuted** at this budget: {facts}."
+
+
 def verdicts(doc: dict, finals: list[dict]) -> list[str]:
     out = []
     ada, adam = _row(finals, "adagrad"), _row(finals, "adam")
-    da, dm = (update_decay(doc, r) if r else None for r in (ada, adam))
-    claim = '1. *"Adagrad\'s learning rate decays towards zero."* — '
-    if not (da and dm):
-        out.append(claim + "**not measured**: a seed-0 run with update probes is missing or diverged.")
-    else:
-        e = len(doc["runs"][ada["runs"][0]]["history"])
-        span = lambda d: f"×{d['min']:.2g}–×{d['max']:.2g}"
-        facts = (
-            f"from epoch 1 to epoch {e}, Adagrad's root-mean-square update per step shrinks {span(da)} across "
-            f"the parameters; Adam's changes {span(dm)} (a ratio below 1 means it grew)"
-        )
-        if da["min"] > 2 and da["min"] > dm["max"]:
-            out.append(
-                claim + f"**confirmed**: {facts}. G only accumulates, so lr/(√G+ε) falls roughly as 1/√t; "
-                "it never reaches zero in finite training, but it keeps shrinking while Adam's does not."
-            )
-        elif da["min"] > 1:
-            out.append(claim + f"**partly**: {facts}; Adagrad's shrinks, but not clearly more than Adam's.")
-        else:
-            out.append(claim + f"**refuted** at this budget: {facts}.")
+    out.append(_decay_verdict(doc, ada, adam))
     ranked = sorted((r for r in finals if r["wd"] == ORIGINAL_WD), key=lambda r: r["best"]["mean"])
     if len(ranked) >= 2:
         win = ranked[0]
@@ -151,17 +157,17 @@ def bottom_line(doc: dict, finals: list[dict]) -> list[str]:
     second = ""
     if adam and adam0 and adamw:
         overlap = not separated(adam0["best"], adamw["best"]) and not separated(adamw["best"], adam0["best"])
-        second = f" Adam without weight decay ({adam0['best']['mean']:.2f}) " + (
+        second = f"; Adam without weight decay ({adam0['best']['mean']:.2f}) " + (
             f"matches AdamW ({adamw['best']['mean']:.2f}; their seeds' ranges overlap): what separates "
-            f"them from Adam ({adam['best']['mean']:.2f}) is the coupled L2, not the optimiser."
+            f"them from Adam ({adam['best']['mean']:.2f}) is the coupled L2, not the optimiser"
             if overlap
-            else f"and AdamW ({adamw['best']['mean']:.2f}) differ beyond their seeds' ranges."
+            else f"and AdamW ({adamw['best']['mean']:.2f}) differ beyond their seeds' ranges"
         )
     rerun = optimizer_extended.bottom(doc)
     return [
         f"**Bottom line.** On this model, at a constant learning rate for {b['epochs']} epochs, each optimiser at "
         f"the rate its {b['sweep_epochs']}-epoch sweep chose (weight decay {ORIGINAL_WD:g}, mean best dev "
-        f"perplexity of {b['seeds']} seeds): {order}.{second} This does not rank the optimisers in general: "
+        f"perplexity of {b['seeds']} seeds): {order}{second}. This does not rank the optimisers in general: "
         "Adagrad's step decays as 1/√t by construction while every Adam run there kept a constant rate, and "
         "the rates were chosen at a shorter budget"
         + (
