@@ -331,8 +331,16 @@ def _frequency_verdict(freq: dict) -> list[str]:
     return [
         f"- Of Adagrad's lead in dev NLL over Adam ({total / tokens:.3f} nats a token), {share:.0%} comes from the "
         f"characters past rank 500, which are {weight:.0%} of the dev tokens: {word} their share"
-        + (", as the account of Adagrad's big steps for rare rows predicts." if word == "more than" else ".")
+        + (", as the account of Adagrad's big steps for rare rows predicts" if word == "more than" else "")
+        + f" (the best checkpoints of {freq['adam'].get('run', 'adam')} and {freq['adagrad'].get('run', 'adagrad')}:"
+        " one seed each)."
     ]
+
+
+def _scope(rec: dict) -> str:
+    """The seed and budget one run's verdict rests on."""
+    t = rec["spec"]["train"]
+    return f"seed {t.get('seed', 0)}, {t['epochs']} epochs, weight decay {t.get('weight_decay', 0):g}"
 
 
 def _count(n: int | None) -> str:
@@ -374,7 +382,9 @@ def verdicts(doc: dict) -> list[str]:
             if not math.isfinite(_best(rec)):
                 out.append(f"- {opt}, constant rate: diverged at every rate run ({', '.join(f'{x:g}' for x in grid)}).")
                 continue
-            out.append(f"- {opt}, constant rate: best at lr {lr:g}, {_best(rec):.2f} ({_where(lr, grid)}).")
+            out.append(
+                f"- {opt}, constant rate ({_scope(rec)}): best at lr {lr:g}, {_best(rec):.2f} ({_where(lr, grid)})."
+            )
     if ("adagrad", "constant") in best:
         ag = _best(best[("adagrad", "constant")][1])
         for sched in ("constant", "cosine", "1/√t"):
@@ -387,7 +397,7 @@ def verdicts(doc: dict) -> list[str]:
                 where = _where(lr, sorted(table[("adam", sched)]))
                 out.append(
                     f"- Adam with a {sched} rate (best lr {lr:g}: {_best(rec):.2f}; {where}) is {word} Adagrad's "
-                    f"best ({ag:.2f}), {abs(gap) * 100:.1f}%."
+                    f"best ({ag:.2f}), {abs(gap) * 100:.1f}% ({_scope(rec)}: one seed, a direction, not a ranking)."
                 )
     out += _frequency_verdict(doc.get("by_frequency") or {})
     for _, rec in _runs(doc, "rows"):
@@ -407,11 +417,13 @@ def verdicts(doc: dict) -> list[str]:
             times = rare["present"] / common["present"]
             spread = f"; a row of the rarer characters moves {times:.1f}× as far as one of the 50 commonest"
         if absent == 0:
-            out.append(f"- {t['optimizer']}: a row moves only in a step where its character occurs{spread}.")
+            out.append(
+                f"- {t['optimizer']} ({_scope(rec)}): a row moves only in a step where its character occurs{spread}."
+            )
         else:
             out.append(
-                f"- {t['optimizer']}: rows keep moving in steps without their character (up to {absent:.4f} "
-                f"a step: its moving mean of past gradients){spread}."
+                f"- {t['optimizer']} ({_scope(rec)}): rows keep moving in steps without their character "
+                f"(up to {absent:.4f} a step: its moving mean of past gradients){spread}."
             )
     out.append("")
     return out
