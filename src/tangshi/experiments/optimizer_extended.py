@@ -340,7 +340,8 @@ def _frequency_verdict(freq: dict) -> list[str]:
 def _scope(rec: dict) -> str:
     """The seed and budget one run's verdict rests on."""
     t = rec["spec"]["train"]
-    return f"seed {t.get('seed', 0)}, {t['epochs']} epochs, weight decay {t.get('weight_decay', 0):g}"
+    e = t["epochs"]
+    return f"seed {t.get('seed', 0)}, {e} epoch{'' if e == 1 else 's'}, weight decay {t.get('weight_decay', 0):g}"
 
 
 def _count(n: int | None) -> str:
