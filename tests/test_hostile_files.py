@@ -578,3 +578,19 @@ def test_read_text_drops_a_bom_and_keeps_everything_else(tmp_path):
     assert read_text(f) == "白日依山尽\n黄河入海流"  # text mode: universal newlines, as before
     with pytest.raises(TangshiError, match=f"^{f.parent / 'b.txt'} is missing$"):
         read_text(f.parent / "b.txt")
+
+
+@pytest.mark.parametrize("how", ["staged", "new_dir"])
+def test_a_temporary_name_already_taken_is_refused_and_left_alone(tmp_path, monkeypatch, how):
+    """If the temporary folder's name is already taken (by anything), the write fails with one line
+    and the entry at that name keeps its files: only a folder this write made is ever removed."""
+    out = tmp_path / "out"
+    with OutputFolder(out, "reports") as o:
+        taken = out / f"{TMP_PREFIX}taken"
+        taken.mkdir()
+        (taken / "keep.txt").write_text("mine", encoding="utf-8")
+        monkeypatch.setattr(o, "_tmp_name", lambda label: taken)
+        writer = o.staged() if how == "staged" else o.new_dir("ckpt")
+        with pytest.raises(TangshiError, match="exists"), writer:
+            raise AssertionError("the write must not start")
+        assert (taken / "keep.txt").read_text(encoding="utf-8") == "mine"

@@ -9,6 +9,7 @@ import errno
 import hashlib
 import itertools
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -74,6 +75,26 @@ def fsync_tree(path: Path) -> None:
 def tmp_name(folder: Path, label: str) -> Path:
     """A new temporary name inside `folder`, ending in `label`."""
     return Path(folder) / f"{TMP_PREFIX}{os.getpid()}-{next(_counter)}-{label}"
+
+
+@contextlib.contextmanager
+def temporary_dir(path: Path):
+    """Make the folder `path`, yield it, and remove it at the end with whatever it then holds (after a
+    rename it is gone: nothing to remove). A name already taken is refused in one line and left
+    alone: only a folder made here is ever removed."""
+    ours = True
+    try:
+        with oserrors_named(path):
+            try:
+                path.mkdir()
+            except FileExistsError:
+                ours = False
+                raise
+        yield path
+    finally:
+        if ours:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path)
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:

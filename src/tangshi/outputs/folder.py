@@ -19,6 +19,7 @@ from tangshi.files import (
     fsync_tree,
     oserrors_named,
     remove_entry,
+    temporary_dir,
     tmp_name,
     write_atomic,
 )
@@ -393,16 +394,10 @@ class OutputFolder:
     def staged(self):
         """Yield an empty temporary folder inside the output; on success its files replace the
         earlier output (all of it for a whole kind; the same names for several outputs side by side)."""
-        stage = self._tmp_name("stage")
-        try:
-            with oserrors_named(stage):
-                stage.mkdir()
+        with temporary_dir(self._tmp_name("stage")) as stage:
             with oserrors_named(stage):
                 yield stage
             self._commit(stage)
-        finally:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(stage)
 
     def _commit(self, stage: Path) -> None:
         """The staged files replace the earlier output (under an undo record: `replacing`)."""
@@ -423,10 +418,7 @@ class OutputFolder:
         """Yield a temporary folder that becomes the entry `name` in one rename (a checkpoint)."""
         why = f"writing {name} again"
         self.require_removable([name], why)  # before the work, and again before the rename
-        tmp = self._tmp_name(name)
-        try:
-            with oserrors_named(tmp):
-                tmp.mkdir()
+        with temporary_dir(self._tmp_name(name)) as tmp:
             with oserrors_named(tmp):
                 yield tmp
             with oserrors_named(self.path / name):
@@ -438,9 +430,6 @@ class OutputFolder:
                     remove_entry(dst, self.kind.dir_files)
                 os.replace(tmp, dst)
                 fsync_dir(self.path)
-        finally:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(tmp)
 
     def write_file(self, name: str, data: bytes | str) -> None:
         self._list([name])
