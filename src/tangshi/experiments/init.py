@@ -253,12 +253,12 @@ def bottom_line(doc: dict, table: list[dict]) -> list[str]:
     if any(len(r) > 1 for r in init_extended.seeded(doc, doc["budget"]["epochs"]).values()):
         seeds_run = init_extended.bottom(doc, f"{recipe}), over", f"; on seed 0, {still}")
         return [f"**Bottom line.** {first}{seeds_run}", ""]
+    swapped = init_extended.bottom(doc)  # one seed: what swapping the embedding's init did, if run
     return [
         f"**Bottom line.** {first}{recipe}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}), "
         f"the random inits rank {order} (best dev perplexity), and {still}."
         " One seed: a ranking, not yet a verdict; the study's reruns (3 seeds, and arms that change only "
-        "the embedding's init) test what the lead comes from."
-        + (f" {init_extended.bottom(doc)}" if init_extended.bottom(doc) else ""),
+        "the embedding's init) test what the lead comes from." + (f" {swapped}" if swapped else ""),
         "",
     ]
 

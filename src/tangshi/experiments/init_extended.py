@@ -88,12 +88,17 @@ def _best(rec: dict) -> float:
     return math.inf if rec["diverged"] or not rec["best"] else rec["best"]["dev_ppl"]
 
 
+def summaries(arms: dict) -> dict:
+    """{arm: the summary (mean, sd, min, max, n) of its runs' best dev perplexity} for seeded(...)'s arms."""
+    return {a: summary([_best(r) for r in recs]) for a, recs in arms.items()}
+
+
 def bottom(doc: dict, lead_in: str = "Over", tail: str = "") -> str:
     """The second part for the bottom line: every arm over the seeds once some arm has two or more
     (the sentence opens with `lead_in` and ends with `tail`); before that, what swapping the
     embedding's init did on seed 0 ("" without either)."""
     arms = seeded(doc, doc["budget"]["epochs"])
-    s = {a: summary([_best(r) for r in recs]) for a, recs in arms.items() if a not in ("zeros", "constant")}
+    s = {a: v for a, v in summaries(arms).items() if a not in ("zeros", "constant")}
     if any(v["n"] > 1 for v in s.values()):
         ranked = sorted(s, key=lambda a: s[a]["mean"])
         said = "; ".join(
@@ -184,7 +189,7 @@ def reason_tested(m: dict, arms: dict, epochs: int) -> str:
         + (", so saturation does not separate them at the start." if sat < 0.01 else ".")
     )
     scale = {a: sum(g[k]["std"] for k in g) / len(g) for a, g in gates.items()}
-    s = {a: summary([_best(r) for r in recs]) for a, recs in arms.items() if a in scale and len(recs) > 1}
+    s = {a: v for a, v in summaries(arms).items() if a in scale and v["n"] > 1}
     if len(s) < 3:
         return said
     order = sorted(s, key=lambda a: -scale[a])
@@ -253,7 +258,7 @@ def _seeds_section(arms: dict, epochs: int) -> list[str]:
 
 def verdicts(arms: dict) -> list[str]:
     """The ranking where the seeds separate the arms, and what swapping the embedding's init does."""
-    s = {a: summary([_best(r) for r in recs]) for a, recs in arms.items()}
+    s = summaries(arms)
     out = []
     main = [a for a in ("torch", "uniform1e-4", "xavier") if a in s]
     ranked = sorted(main, key=lambda a: s[a]["mean"])

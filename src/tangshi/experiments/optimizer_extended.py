@@ -337,7 +337,7 @@ def _frequency_verdict(freq: dict) -> list[str]:
     ]
 
 
-def _scope(rec: dict) -> str:
+def _run_scope(rec: dict) -> str:
     """The seed and budget one run's verdict rests on."""
     t = rec["spec"]["train"]
     e = t["epochs"]
@@ -384,7 +384,7 @@ def verdicts(doc: dict) -> list[str]:
                 out.append(f"- {opt}, constant rate: diverged at every rate run ({', '.join(f'{x:g}' for x in grid)}).")
                 continue
             out.append(
-                f"- {opt}, constant rate ({_scope(rec)}): best at lr {lr:g}, {_best(rec):.2f} ({_where(lr, grid)})."
+                f"- {opt}, constant rate ({_run_scope(rec)}): best at lr {lr:g}, {_best(rec):.2f} ({_where(lr, grid)})."
             )
     if ("adagrad", "constant") in best:
         ag = _best(best[("adagrad", "constant")][1])
@@ -398,7 +398,7 @@ def verdicts(doc: dict) -> list[str]:
                 where = _where(lr, sorted(table[("adam", sched)]))
                 out.append(
                     f"- Adam with a {sched} rate (best lr {lr:g}: {_best(rec):.2f}; {where}) is {word} Adagrad's "
-                    f"best ({ag:.2f}), {abs(gap) * 100:.1f}% ({_scope(rec)}: one seed, a direction, not a ranking)."
+                    f"best ({ag:.2f}), {abs(gap) * 100:.1f}% ({_run_scope(rec)}: one seed, a direction, not a ranking)."
                 )
     out += _frequency_verdict(doc.get("by_frequency") or {})
     for _, rec in _runs(doc, "rows"):
@@ -417,13 +417,12 @@ def verdicts(doc: dict) -> list[str]:
         if rare and common and common["present"]:
             times = rare["present"] / common["present"]
             spread = f"; a row of the rarer characters moves {times:.1f}× as far as one of the 50 commonest"
+        scope = _run_scope(rec)
         if absent == 0:
-            out.append(
-                f"- {t['optimizer']} ({_scope(rec)}): a row moves only in a step where its character occurs{spread}."
-            )
+            out.append(f"- {t['optimizer']} ({scope}): a row moves only in a step where its character occurs{spread}.")
         else:
             out.append(
-                f"- {t['optimizer']} ({_scope(rec)}): rows keep moving in steps without their character "
+                f"- {t['optimizer']} ({scope}): rows keep moving in steps without their character "
                 f"(up to {absent:.4f} a step: its moving mean of past gradients){spread}."
             )
     out.append("")
